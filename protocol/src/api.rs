@@ -1,0 +1,620 @@
+//! Request and response bodies of the HTTP API (`/api/v1`), field for field
+//! as clients see them (camelCase JSON).
+//!
+//! Money is integer micro-USDC (`…MicroUsdc`), rates are per second, factors
+//! are basis points where we add them; times are RFC 3339 strings with
+//! milliseconds.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ErrorCode;
+use crate::wallet::{Address, Signature65};
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+// Design: the envelope is generic so a typed client can decode `data`
+// directly; the server serializes it once per response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<T> {
+    pub status_code: u16,
+    pub message: String,
+    pub data: T,
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub status_code: u16,
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub timestamp: String,
+}
+
+// ---------------------------------------------------------------- sessions
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SessionState {
+    Requested,
+    Assigned,
+    Live,
+    Paused,
+    Ended,
+    Cancelled,
+    Expired,
+}
+
+impl SessionState {
+    pub const ALL: [SessionState; 7] = [
+        Self::Requested,
+        Self::Assigned,
+        Self::Live,
+        Self::Paused,
+        Self::Ended,
+        Self::Cancelled,
+        Self::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "REQUESTED",
+            Self::Assigned => "ASSIGNED",
+            Self::Live => "LIVE",
+            Self::Paused => "PAUSED",
+            Self::Ended => "ENDED",
+            Self::Cancelled => "CANCELLED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// No transition leaves a terminal state.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Ended | Self::Cancelled | Self::Expired)
+    }
+
+    /// States in which a session can still cost its consumer money.
+    pub fn is_open(self) -> bool {
+        !self.is_terminal()
+    }
+}
+
+impl std::fmt::Display for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which of the two expiries ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExpiryReason {
+    /// Still REQUESTED or ASSIGNED at `createdAt + waitTimeoutSeconds`: no meter, no charge.
+    WaitTimeout,
+    /// LIVE past `maxDurationSeconds` without `end`: metered up to the maximum and settled.
+    MaxDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WindowReason {
+    NetworkError,
+    StaleTelemetry,
+    OutsideGeofence,
+    Paused,
+}
+
+/// A span of a session's timeline that is not billable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WindowDto {
+    pub reason: WindowReason,
+    pub opened_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct MeterDto {
+    pub clean_seconds: u64,
+    pub failed_seconds: u64,
+    pub charged_micro_usdc: u64,
+    pub fee_micro_usdc: u64,
+    pub operator_earned_micro_usdc: u64,
+    pub fee_bps: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct OfferRef {
+    pub workspace_id: Uuid,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDto {
+    pub id: Uuid,
+    pub state: SessionState,
+    pub lat: f64,
+    pub lng: f64,
+    pub geofence_radius_meters: u32,
+    pub max_duration_seconds: u32,
+    pub wait_timeout_seconds: u32,
+    pub rate_per_second_micro_usdc: u64,
+    /// `rate × maxDurationSeconds`: the worst-case charge.
+    pub hold_micro_usdc: u64,
+    pub consumer_workspace_id: Uuid,
+    pub operator_workspace_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<OfferRef>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub assigned_at: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_reason: Option<ExpiryReason>,
+    pub windows: Vec<WindowDto>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter: Option<MeterDto>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSessionRequest {
+    pub lat: f64,
+    pub lng: f64,
+    pub max_duration_seconds: u32,
+    #[serde(default)]
+    pub wait_timeout_seconds: Option<u32>,
+    #[serde(default)]
+    pub geofence_radius_meters: Option<u32>,
+    #[serde(default)]
+    pub quote_id: Option<Uuid>,
+    /// Accepted for compatibility; must name the caller's own workspace.
+    #[serde(default)]
+    pub workspace_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CancelAllResponse {
+    pub count: u32,
+    pub cancelled: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StartResponse {
+    pub session_id: Uuid,
+    pub state: SessionState,
+    pub video_backend_ref: String,
+    pub whip_url: String,
+    pub whep_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerTokenDto {
+    pub video_backend_ref: String,
+    pub whip_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ViewerTokenDto {
+    pub whep_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct OfferDto {
+    pub session_id: Uuid,
+    pub lat: f64,
+    pub lng: f64,
+    pub geofence_radius_meters: u32,
+    pub max_duration_seconds: u32,
+    pub rate_per_second_micro_usdc: u64,
+    pub expires_at: String,
+}
+
+// ---------------------------------------------------------------- pricing
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteDto {
+    pub quote_id: Uuid,
+    pub rate_per_second_micro_usdc: u64,
+    pub estimated_total_micro_usdc: u64,
+    pub supply_factor: f64,
+    pub demand_factor: f64,
+    pub corridor_multiplier: f64,
+    pub supply_factor_bps: u32,
+    pub demand_factor_bps: u32,
+    pub corridor_multiplier_bps: u32,
+    pub base_rate_per_second_micro_usdc: u64,
+    pub duration_seconds: u32,
+    pub expires_at: String,
+}
+
+// ---------------------------------------------------------------- workspaces
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Role {
+    Supplier,
+    Consumer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Availability {
+    Online,
+    Offline,
+    /// Set only by the system while the supplier holds a session.
+    Busy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeviceKind {
+    Phone,
+    Laptop,
+    Drone,
+    Ptz,
+    Fixed,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceDto {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub wallet_address: Address,
+    pub roles: Vec<Role>,
+    pub availability_state: Availability,
+    pub coverage_lat: Option<f64>,
+    pub coverage_lng: Option<f64>,
+    pub coverage_radius_meters: Option<u32>,
+    pub device_kind: Option<DeviceKind>,
+    pub auto_accept: bool,
+    pub offer_timeout_seconds: u32,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ChallengeRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub wallet_address: Address,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ChallengeResponse {
+    pub nonce: String,
+    /// The exact text to sign with `personal_sign` (EIP-191).
+    pub message: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CreateWorkspaceRequest {
+    pub slug: String,
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub wallet_address: Address,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub signature: Signature65,
+    pub nonce: String,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateWorkspaceRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub availability_state: Option<Availability>,
+    #[serde(default)]
+    pub coverage_lat: Option<f64>,
+    #[serde(default)]
+    pub coverage_lng: Option<f64>,
+    #[serde(default)]
+    pub coverage_radius_meters: Option<u32>,
+    #[serde(default)]
+    pub device_kind: Option<DeviceKind>,
+    #[serde(default)]
+    pub auto_accept: Option<bool>,
+    #[serde(default)]
+    pub offer_timeout_seconds: Option<u32>,
+}
+
+// ---------------------------------------------------------------- auth
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WalletLoginRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub wallet_address: Address,
+    pub nonce: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub signature: Signature65,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WalletLoginResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub wallet_address: Address,
+    pub workspace_id: Option<Uuid>,
+    pub workspaces: Vec<Uuid>,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SelectWorkspaceRequest {
+    pub workspace_id: Uuid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum Scope {
+    #[serde(rename = "sessions:read")]
+    SessionsRead,
+    #[serde(rename = "sessions:create")]
+    SessionsCreate,
+    #[serde(rename = "sessions:operate")]
+    SessionsOperate,
+    #[serde(rename = "pricing:read")]
+    PricingRead,
+    #[serde(rename = "wallet:read")]
+    WalletRead,
+    #[serde(rename = "operators:write")]
+    OperatorsWrite,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Self::SessionsRead,
+        Self::SessionsCreate,
+        Self::SessionsOperate,
+        Self::PricingRead,
+        Self::WalletRead,
+        Self::OperatorsWrite,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionsRead => "sessions:read",
+            Self::SessionsCreate => "sessions:create",
+            Self::SessionsOperate => "sessions:operate",
+            Self::PricingRead => "pricing:read",
+            Self::WalletRead => "wallet:read",
+            Self::OperatorsWrite => "operators:write",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum KeyEnvironment {
+    Test,
+    Live,
+}
+
+impl KeyEnvironment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Test => "TEST",
+            Self::Live => "LIVE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CreateApiKeyRequest {
+    pub label: String,
+    pub environment: KeyEnvironment,
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyDto {
+    pub id: Uuid,
+    pub label: String,
+    pub environment: KeyEnvironment,
+    pub scopes: Vec<Scope>,
+    /// The first characters of the key, enough to recognise it.
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyCreated {
+    #[serde(flatten)]
+    pub key: ApiKeyDto,
+    /// The plaintext key. Shown once; only its SHA-256 is stored.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CallerKind {
+    ApiKey,
+    Wallet,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct MeDto {
+    pub kind: CallerKind,
+    pub workspace_id: Option<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub wallet_address: Option<Address>,
+    pub scopes: Vec<Scope>,
+    pub roles: Vec<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<Uuid>,
+}
+
+// ---------------------------------------------------------------- public reads
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HealthDto {
+    pub status: String,
+    pub version: String,
+    pub store: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigDto {
+    pub version: String,
+    pub chain_id: u64,
+    pub settlement_contract: Option<String>,
+    pub usdc_contract: Option<String>,
+    pub base_rate_per_second_micro_usdc: u64,
+    pub platform_fee_bps: u32,
+    pub quote_ttl_seconds: u32,
+    pub default_wait_timeout_seconds: u32,
+    pub min_wait_timeout_seconds: u32,
+    pub max_wait_timeout_seconds: u32,
+    pub max_duration_seconds: u32,
+    pub default_geofence_radius_meters: u32,
+    pub media_backend: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CoverageCircle {
+    /// Rounded to 0.01° (about 1 km) so a supplier's site is not disclosed.
+    pub lat: f64,
+    pub lng: f64,
+    pub radius_meters: u32,
+    pub device_kind: Option<DeviceKind>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CoverageDto {
+    pub circles: Vec<CoverageCircle>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DemandCell {
+    /// The cell's south-west corner.
+    pub lat: f64,
+    pub lng: f64,
+    pub requests: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DemandDto {
+    pub days: u32,
+    pub cell_degrees: f64,
+    pub cells: Vec<DemandCell>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_states_round_trip_through_their_names() {
+        for state in SessionState::ALL {
+            assert_eq!(SessionState::parse(state.as_str()), Some(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{state}\""));
+        }
+        assert_eq!(SessionState::parse("live"), None);
+    }
+
+    #[test]
+    fn scopes_use_their_colon_names_on_the_wire() {
+        for scope in Scope::ALL {
+            let json = serde_json::to_string(&scope).unwrap();
+            assert_eq!(json, format!("\"{}\"", scope.as_str()));
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        }
+    }
+
+    #[test]
+    fn create_session_request_reads_reference_bodies() {
+        let body = r#"{"lat":4.71,"lng":-74.07,"maxDurationSeconds":300,"waitTimeoutSeconds":300}"#;
+        let req: CreateSessionRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(req.max_duration_seconds, 300);
+        assert_eq!(req.wait_timeout_seconds, Some(300));
+        assert_eq!(req.quote_id, None);
+    }
+}

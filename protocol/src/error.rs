@@ -1,0 +1,105 @@
+//! The machine-readable error codes of the API. Clients branch on these.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    InvalidInput,
+    NotAuthenticated,
+    NotAuthorized,
+    SessionNotFound,
+    WorkspaceNotFound,
+    NotFound,
+    InvalidState,
+    Conflict,
+    InsufficientCredit,
+    NoCoverage,
+    FrameNotAvailable,
+    VideoError,
+    RevokedApiKey,
+    RateLimited,
+    QuoteExpired,
+    /// A service the server depends on (the chain, the media plane) did not answer.
+    UpstreamUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that carries this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidInput | Self::InsufficientCredit | Self::QuoteExpired => 400,
+            Self::NotAuthenticated | Self::RevokedApiKey => 401,
+            Self::NotAuthorized => 403,
+            Self::SessionNotFound
+            | Self::WorkspaceNotFound
+            | Self::NotFound
+            | Self::FrameNotAvailable => 404,
+            Self::InvalidState | Self::Conflict => 409,
+            Self::RateLimited => 429,
+            Self::Internal => 500,
+            Self::NoCoverage | Self::VideoError | Self::UpstreamUnavailable => 503,
+        }
+    }
+
+    /// Whether a client may retry the same call unchanged (408, 429 and 5xx).
+    pub fn retryable(self) -> bool {
+        let status = self.http_status();
+        status == 408 || status == 429 || status >= 500
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::NotAuthenticated => "NOT_AUTHENTICATED",
+            Self::NotAuthorized => "NOT_AUTHORIZED",
+            Self::SessionNotFound => "SESSION_NOT_FOUND",
+            Self::WorkspaceNotFound => "WORKSPACE_NOT_FOUND",
+            Self::NotFound => "NOT_FOUND",
+            Self::InvalidState => "INVALID_STATE",
+            Self::Conflict => "CONFLICT",
+            Self::InsufficientCredit => "INSUFFICIENT_CREDIT",
+            Self::NoCoverage => "NO_COVERAGE",
+            Self::FrameNotAvailable => "FRAME_NOT_AVAILABLE",
+            Self::VideoError => "VIDEO_ERROR",
+            Self::RevokedApiKey => "REVOKED_API_KEY",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::QuoteExpired => "QUOTE_EXPIRED",
+            Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_wire_names() {
+        for code in [
+            ErrorCode::InvalidState,
+            ErrorCode::RevokedApiKey,
+            ErrorCode::NoCoverage,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn only_throttling_and_server_faults_are_retryable() {
+        assert!(ErrorCode::RateLimited.retryable());
+        assert!(ErrorCode::NoCoverage.retryable());
+        assert!(!ErrorCode::InvalidState.retryable());
+        assert!(!ErrorCode::InsufficientCredit.retryable());
+    }
+}

@@ -1,0 +1,298 @@
+//! Server configuration: TOML with every default compiled in from
+//! `configs/server.toml`, a file that overrides any part of it, and
+//! `LX_SERVER__SECTION__KEY` environment variables over both.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+pub const DEFAULT_TOML: &str = include_str!("../../configs/server.toml");
+const ENV_PREFIX: &str = "LX_SERVER__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub sessions: SessionsConfig,
+    pub dispatch: DispatchConfig,
+    pub pricing: PricingConfig,
+    pub credit: CreditConfig,
+    pub chain: ChainConfig,
+    pub media: MediaConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub public_url: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub cookie_secret: String,
+    pub session_ttl_seconds: u32,
+    pub challenge_ttl_seconds: u32,
+    pub revoke_grace_seconds: u32,
+    pub secure_cookie: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    pub default_wait_timeout_seconds: u32,
+    pub min_wait_timeout_seconds: u32,
+    pub max_wait_timeout_seconds: u32,
+    pub max_duration_seconds: u32,
+    pub default_geofence_radius_meters: u32,
+    pub sweep_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    pub default_offer_timeout_seconds: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    pub base_rate_micro_usdc: u64,
+    pub platform_fee_bps: u32,
+    pub quote_ttl_seconds: u32,
+    pub demand_radius_meters: u32,
+    #[serde(default)]
+    pub corridors: Vec<Corridor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Corridor {
+    pub name: String,
+    pub min_lat: f64,
+    pub max_lat: f64,
+    pub min_lng: f64,
+    pub max_lng: f64,
+    pub multiplier_bps: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditConfig {
+    pub source: String,
+    pub default_micro_usdc: u64,
+    #[serde(default)]
+    pub wallets: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    pub chain_id: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    pub backend: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub filter: String,
+    pub format: String,
+}
+
+impl Config {
+    /// The compiled-in defaults.
+    pub fn defaults() -> Self {
+        Self::from_layers(None, std::iter::empty()).expect("the compiled-in configuration is valid")
+    }
+
+    /// Defaults, then the file at `path` (if any), then `LX_SERVER__…` variables.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let file = match path {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Self::from_layers(file.as_deref(), std::env::vars())
+    }
+
+    pub fn from_layers(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut merged: toml::Table = DEFAULT_TOML.parse().context("parsing built-in defaults")?;
+        if let Some(text) = file {
+            let overlay: toml::Table = text.parse().context("parsing config file")?;
+            merge(&mut merged, overlay);
+        }
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+            set_path(&mut merged, &keys, parse_env_value(&value))
+                .with_context(|| format!("environment variable {name}"))?;
+        }
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let s = &self.sessions;
+        if s.min_wait_timeout_seconds == 0
+            || s.min_wait_timeout_seconds > s.max_wait_timeout_seconds
+        {
+            bail!(
+                "sessions: min_wait_timeout_seconds must be between 1 and max_wait_timeout_seconds"
+            );
+        }
+        if !(s.min_wait_timeout_seconds..=s.max_wait_timeout_seconds)
+            .contains(&s.default_wait_timeout_seconds)
+        {
+            bail!("sessions.default_wait_timeout_seconds must lie within the min and max");
+        }
+        if s.max_duration_seconds == 0 {
+            bail!("sessions.max_duration_seconds must be positive");
+        }
+        if self.pricing.platform_fee_bps > 10_000 {
+            bail!("pricing.platform_fee_bps must be at most 10000");
+        }
+        if self.pricing.quote_ttl_seconds == 0 {
+            bail!("pricing.quote_ttl_seconds must be positive");
+        }
+        for c in &self.pricing.corridors {
+            if !(c.min_lat < c.max_lat && c.min_lng < c.max_lng) || c.multiplier_bps == 0 {
+                bail!(
+                    "pricing.corridors '{}': needs min < max and a positive multiplier",
+                    c.name
+                );
+            }
+        }
+        if self.credit.source != "static" {
+            bail!(
+                "credit.source '{}' is not known (known: static)",
+                self.credit.source
+            );
+        }
+        if self.media.backend != "none" {
+            bail!(
+                "media.backend '{}' is not known (known: none)",
+                self.media.backend
+            );
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be \"text\" or \"json\"");
+        }
+        if self.http.public_url.parse::<axum::http::Uri>().is_err() {
+            bail!("http.public_url is not a URL: {}", self.http.public_url);
+        }
+        Ok(())
+    }
+
+    /// The rendered TOML of this configuration, for `lx-server print-config`.
+    pub fn default_text() -> &'static str {
+        DEFAULT_TOML
+    }
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> anyhow::Result<()> {
+    match keys {
+        [] => bail!("empty key"),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                _ => bail!("{first} is not a section"),
+            }
+        }
+    }
+}
+
+/// A variable's value is read as a TOML value when it is one (numbers,
+/// booleans, arrays), else as a plain string.
+fn parse_env_value(text: &str) -> toml::Value {
+    let wrapped = format!("v = {text}");
+    match wrapped.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(text.to_owned())),
+        Err(_) => toml::Value::String(text.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_defaults_load() {
+        let c = Config::defaults();
+        assert_eq!(c.pricing.base_rate_micro_usdc, 1000);
+        assert_eq!(c.sessions.default_wait_timeout_seconds, 300);
+    }
+
+    #[test]
+    fn file_then_environment_override_the_defaults() {
+        let file = "[http]\nlisten = \"127.0.0.1:9999\"\n[pricing]\nplatform_fee_bps = 250\n";
+        let env = [
+            (
+                "LX_SERVER__PRICING__PLATFORM_FEE_BPS".to_owned(),
+                "500".to_owned(),
+            ),
+            ("LX_SERVER__STORE__PATH".to_owned(), "/tmp/x.db".to_owned()),
+            ("UNRELATED".to_owned(), "1".to_owned()),
+        ];
+        let c = Config::from_layers(Some(file), env).unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:9999");
+        assert_eq!(c.pricing.platform_fee_bps, 500);
+        assert_eq!(c.store.path, PathBuf::from("/tmp/x.db"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = Config::from_layers(Some("[http]\nlistn = \"x\"\n"), []).unwrap_err();
+        assert!(format!("{err:#}").contains("listn"), "{err:#}");
+        let err =
+            Config::from_layers(Some("[pricing]\nplatform_fee_bps = 20000\n"), []).unwrap_err();
+        assert!(format!("{err:#}").contains("platform_fee_bps"), "{err:#}");
+    }
+}

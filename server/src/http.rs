@@ -1,0 +1,225 @@
+//! The HTTP edge: envelopes, extractors that name the bad field, and the
+//! router with its fallbacks.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lx_protocol::ErrorCode;
+use lx_protocol::api::Envelope;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::error::ApiError;
+
+pub const CONSISTENCY_HEADER: &str = "x-lx-consistency-token";
+
+/// A success response in the envelope `{statusCode, message, data, timestamp}`.
+#[derive(Debug)]
+pub struct ApiOk<T> {
+    status: StatusCode,
+    data: T,
+    consistency_token: Option<String>,
+}
+
+impl<T: Serialize> ApiOk<T> {
+    /// A read.
+    pub fn read(data: T) -> Self {
+        Self {
+            status: StatusCode::OK,
+            data,
+            consistency_token: None,
+        }
+    }
+
+    /// A write: carries the consistency token in the body and the header.
+    pub fn wrote(app: &App, data: T) -> Self {
+        Self {
+            status: StatusCode::OK,
+            data,
+            consistency_token: Some(app.store.consistency_token()),
+        }
+    }
+
+    pub fn created(app: &App, data: T) -> Self {
+        Self {
+            status: StatusCode::CREATED,
+            ..Self::wrote(app, data)
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for ApiOk<T> {
+    fn into_response(self) -> Response {
+        let envelope = Envelope {
+            status_code: self.status.as_u16(),
+            message: "Request successful".to_owned(),
+            data: self.data,
+            timestamp: lx_protocol::time::format_millis(crate::clock::wall_now_ms()),
+            consistency_token: self.consistency_token.clone(),
+        };
+        let mut response = (self.status, axum::Json(envelope)).into_response();
+        if let Some(token) = self
+            .consistency_token
+            .and_then(|t| HeaderValue::from_str(&t).ok())
+        {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(CONSISTENCY_HEADER), token);
+        }
+        response
+    }
+}
+
+fn path_of(err: &serde_path_to_error::Error<impl std::fmt::Display>) -> String {
+    let path = err.path().to_string();
+    if path == "." { "body".to_owned() } else { path }
+}
+
+/// A JSON body whose errors name the field: `lat: invalid type: string "x", expected f64`.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::new(ErrorCode::InvalidInput, format!("body: {}", e.body_text()))
+                .with_detail("input:body")
+        })?;
+        parse_json(if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        })
+        .map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let field = path_of(&err);
+        let inner = err.inner();
+        let problem = if inner.is_syntax() || inner.is_eof() {
+            format!("not valid JSON ({inner})")
+        } else {
+            strip_position(&inner.to_string())
+        };
+        ApiError::invalid(&field, problem)
+    })?;
+    de.end()
+        .map_err(|e| ApiError::invalid("body", format!("trailing characters ({e})")))?;
+    Ok(value)
+}
+
+/// serde_json appends " at line 1 column 9"; the field name says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Query parameters whose errors name the parameter.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|err| {
+                let field = path_of(&err);
+                let field = if field == "body" {
+                    "query".to_owned()
+                } else {
+                    field
+                };
+                ApiError::invalid(&field, err.inner().to_string())
+            })
+    }
+}
+
+/// Parses a path segment that must be a UUID, naming it when it is not.
+pub fn parse_id(name: &str, text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::invalid(name, "must be a UUID"))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "No such route").with_detail("route:notFound")
+}
+
+pub async fn method_not_allowed() -> Response {
+    let err = ApiError::new(ErrorCode::NotFound, "Method not allowed on this route")
+        .with_detail("route:methodNotAllowed");
+    let mut response = err.into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// A panic in a handler is a bug; the client still gets the error envelope.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::internal().into_response()
+}
+
+pub type AppState = Arc<App>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lx_protocol::api::CreateSessionRequest;
+
+    #[test]
+    fn a_wrong_type_names_the_field() {
+        let err =
+            parse_json::<CreateSessionRequest>(br#"{"lat":"x","lng":1,"maxDurationSeconds":5}"#)
+                .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+        assert!(
+            err.message.starts_with("lat: invalid type"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.detail.as_deref(), Some("input:lat"));
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let err = parse_json::<CreateSessionRequest>(br#"{"lat":1,"lng":1}"#).unwrap_err();
+        assert!(
+            err.message.contains("maxDurationSeconds"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_negative_count_is_refused_with_its_name() {
+        let err =
+            parse_json::<CreateSessionRequest>(br#"{"lat":1,"lng":1,"maxDurationSeconds":-5}"#)
+                .unwrap_err();
+        assert!(
+            err.message.starts_with("maxDurationSeconds:"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn broken_json_is_invalid_input() {
+        let err = parse_json::<CreateSessionRequest>(b"{\"lat\":").unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+    }
+}

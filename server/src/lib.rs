@@ -1,0 +1,19 @@
+//! lx-server: the marketplace for on-demand live video.
+//!
+//! `main.rs` is thin; everything it wires together is here so that tests and
+//! benchmarks can build the same application.
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod credit;
+pub mod dispatch;
+pub mod error;
+pub mod http;
+pub mod media;
+pub mod pricing;
+pub mod routes;
+pub mod serve;
+pub mod session;
+pub mod store;

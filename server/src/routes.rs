@@ -1,0 +1,123 @@
+//! The `/api/v1` routes and the OpenAPI document generated from them.
+
+mod auth;
+mod public;
+mod sessions;
+mod workspaces;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+
+use crate::http::{self, AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "lx API",
+        description = "On-demand live video from drones and edge cameras. Every success is wrapped in \
+            `{statusCode, message, data, timestamp}`; every error is `{statusCode, code, message, detail, timestamp}`. \
+            The schemas below describe `data`.",
+        version = env!("CARGO_PKG_VERSION"),
+    ),
+    paths(
+        public::health, public::config, public::coverage, public::demand,
+        auth::wallet_challenge, auth::wallet_login, auth::select_workspace, auth::logout, auth::me,
+        workspaces::challenge, workspaces::create, workspaces::list, workspaces::get_one, workspaces::patch,
+        workspaces::create_key, workspaces::list_keys, workspaces::revoke_key,
+        sessions::quote,
+        sessions::create, sessions::list, sessions::offers, sessions::cancel_all, sessions::get_one,
+        sessions::cancel, sessions::dispatch, sessions::accept, sessions::start, sessions::end,
+        sessions::pause, sessions::resume, sessions::producer_token, sessions::viewer_token, sessions::frame,
+    ),
+    components(schemas(lx_protocol::api::ErrorBody, lx_protocol::ErrorCode)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("lxxn_*")
+                    .build(),
+            ),
+        );
+    }
+}
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.http.max_body_bytes;
+    let api = Router::new()
+        .route("/health", get(public::health))
+        .route("/config", get(public::config))
+        .route("/coverage", get(public::coverage))
+        .route("/demand", get(public::demand))
+        .route("/openapi.json", get(openapi_json))
+        .route("/auth/wallet/challenge", post(auth::wallet_challenge))
+        .route("/auth/wallet/login", post(auth::wallet_login))
+        .route("/auth/workspace/select", post(auth::select_workspace))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/workspaces/challenge", post(workspaces::challenge))
+        .route(
+            "/workspaces",
+            post(workspaces::create).get(workspaces::list),
+        )
+        .route(
+            "/workspaces/{id}",
+            get(workspaces::get_one).patch(workspaces::patch),
+        )
+        .route(
+            "/workspaces/{id}/api-keys",
+            post(workspaces::create_key).get(workspaces::list_keys),
+        )
+        .route(
+            "/workspaces/{id}/api-keys/{key_id}/revoke",
+            post(workspaces::revoke_key),
+        )
+        .route("/pricing/quote", get(sessions::quote))
+        .route("/sessions", post(sessions::create).get(sessions::list))
+        .route("/sessions/offers", get(sessions::offers))
+        .route(
+            "/sessions/cancel-all-assignments",
+            post(sessions::cancel_all),
+        )
+        .route(
+            "/sessions/{id}",
+            get(sessions::get_one).delete(sessions::cancel),
+        )
+        .route("/sessions/{id}/dispatch", post(sessions::dispatch))
+        .route("/sessions/{id}/accept", post(sessions::accept))
+        .route("/sessions/{id}/start", post(sessions::start))
+        .route("/sessions/{id}/end", post(sessions::end))
+        .route("/sessions/{id}/pause", post(sessions::pause))
+        .route("/sessions/{id}/resume", post(sessions::resume))
+        .route(
+            "/sessions/{id}/producer-token",
+            get(sessions::producer_token),
+        )
+        .route("/sessions/{id}/viewer-token", get(sessions::viewer_token))
+        .route("/sessions/{id}/frame", get(sessions::frame))
+        .method_not_allowed_fallback(http::method_not_allowed);
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(http::panic_response))
+        .with_state(state)
+}

@@ -1,0 +1,777 @@
+//! Sessions: pricing quotes, create, read, dispatch, accept, start, pause,
+//! resume, end, cancel, the media tokens and the frame.
+
+use axum::extract::{Path, State};
+use lx_protocol::ErrorCode;
+use lx_protocol::api::{
+    CancelAllResponse, CreateSessionRequest, ExpiryReason, MeterDto, OfferDto, OfferRef,
+    ProducerTokenDto, QuoteDto, Role, Scope, SessionDto, SessionState, StartResponse,
+    ViewerTokenDto, WindowDto,
+};
+use lx_protocol::geo::{METRES_PER_DEGREE, Point, check_lat, check_lng};
+use lx_protocol::time::format_millis;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::{ActError, App, DispatchError};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{ApiJson, ApiOk, ApiQuery, AppState, parse_id};
+use crate::pricing::{self, Price, PriceInputs};
+use crate::session::lifecycle::{Action, LifecycleError};
+use crate::store::{
+    ApplyError, CreateSessionError, NewSession, Party, Quote, Session, SessionFilter, Workspace,
+};
+
+const MAX_GEOFENCE_RADIUS_M: u32 = 100_000;
+
+pub(super) fn session_dto(s: &Session) -> SessionDto {
+    SessionDto {
+        id: s.id,
+        state: s.state,
+        lat: s.point.lat,
+        lng: s.point.lng,
+        geofence_radius_meters: s.geofence_radius_m,
+        max_duration_seconds: s.max_duration_seconds,
+        wait_timeout_seconds: s.wait_timeout_seconds,
+        rate_per_second_micro_usdc: s.rate_micro_usdc,
+        hold_micro_usdc: s.hold_micro_usdc(),
+        consumer_workspace_id: s.consumer_workspace_id,
+        operator_workspace_id: s.operator_workspace_id,
+        quote_id: s.quote_id,
+        offer: s.offer.map(|o| OfferRef {
+            workspace_id: o.workspace_id,
+            expires_at: format_millis(o.expires_ms),
+        }),
+        created_at: format_millis(s.created_ms),
+        expires_at: format_millis(s.wait_deadline_ms()),
+        assigned_at: s.assigned_ms.map(format_millis),
+        started_at: s.started_ms.map(format_millis),
+        ended_at: s.ended_ms.map(format_millis),
+        expiry_reason: s.expiry_reason,
+        windows: s
+            .windows
+            .iter()
+            .map(|w| WindowDto {
+                reason: w.reason,
+                opened_at: format_millis(w.opened_ms),
+                closed_at: w.closed_ms.map(format_millis),
+            })
+            .collect(),
+        meter: s.meter.map(|m| MeterDto {
+            clean_seconds: m.clean_seconds,
+            failed_seconds: m.failed_seconds,
+            charged_micro_usdc: m.charged_micro_usdc,
+            fee_micro_usdc: m.fee_micro_usdc,
+            operator_earned_micro_usdc: m.operator_earned_micro_usdc,
+            fee_bps: m.fee_bps,
+        }),
+    }
+}
+
+/// How the caller's workspace relates to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Consumer,
+    Operator,
+    /// The session is offered to the caller's workspace.
+    Offered,
+}
+
+fn side_of(session: &Session, ws: &Workspace) -> Option<Side> {
+    if session.consumer_workspace_id == ws.id {
+        Some(Side::Consumer)
+    } else if session.operator_workspace_id == Some(ws.id) {
+        Some(Side::Operator)
+    } else if session.state == SessionState::Requested
+        && session.offer.is_some_and(|o| o.workspace_id == ws.id)
+    {
+        Some(Side::Offered)
+    } else {
+        None
+    }
+}
+
+/// Loads a session the caller's workspace may see; anyone else gets 404.
+async fn visible(app: &App, ws: &Workspace, id: &str) -> ApiResult<(Session, Side)> {
+    let id = parse_id("id", id)?;
+    let session = app
+        .store
+        .session(id)
+        .await?
+        .ok_or_else(ApiError::session_not_found)?;
+    let side = side_of(&session, ws).ok_or_else(ApiError::session_not_found)?;
+    Ok((session, side))
+}
+
+fn only(side: Side, wanted: Side, operation: &str) -> ApiResult<()> {
+    if side == wanted {
+        return Ok(());
+    }
+    let (message, label) = match wanted {
+        Side::Consumer => (
+            "only the consumer of the session may do this",
+            "notConsumer",
+        ),
+        Side::Operator | Side::Offered => (
+            "only the operator of the session may do this",
+            "notOperator",
+        ),
+    };
+    Err(ApiError::forbidden(
+        message,
+        format!("session:{operation}:{label}"),
+    ))
+}
+
+fn act_error(operation: &str, err: ActError) -> ApiError {
+    match err {
+        ActError::Lifecycle(LifecycleError::NotAllowed { state, .. })
+        | ActError::Apply(ApplyError::State(state)) => ApiError::invalid_state(operation, state),
+        ActError::Lifecycle(LifecycleError::NotOffered) => ApiError::session_not_found(),
+        ActError::Lifecycle(LifecycleError::OfferExpired) => {
+            ApiError::new(ErrorCode::InvalidState, "the offer expired")
+                .with_detail(format!("session:{operation}:OFFER_EXPIRED"))
+        }
+        ActError::Lifecycle(LifecycleError::NotDue) => {
+            ApiError::invalid_state(operation, "NOT_DUE")
+        }
+        ActError::Apply(ApplyError::SupplierUnavailable) => ApiError::new(
+            ErrorCode::InvalidState,
+            "the workspace is not ONLINE (it is BUSY with another session or OFFLINE)",
+        )
+        .with_detail(format!("session:{operation}:SUPPLIER_UNAVAILABLE")),
+        ActError::Apply(ApplyError::SessionNotFound) => ApiError::session_not_found(),
+        ActError::Apply(ApplyError::Store(e)) => e.into(),
+    }
+}
+
+fn dispatch_error(err: DispatchError) -> ApiError {
+    match err {
+        DispatchError::NoCoverage => ApiError::new(
+            ErrorCode::NoCoverage,
+            "no ONLINE supplier covers this point",
+        )
+        .with_detail("dispatch:noCoverage"),
+        DispatchError::State(state) => ApiError::invalid_state("dispatch", state),
+        DispatchError::NotFound => ApiError::session_not_found(),
+        DispatchError::Store(e) => e.into(),
+    }
+}
+
+fn check_point(lat: f64, lng: f64) -> ApiResult<Point> {
+    check_lat(lat).map_err(|m| ApiError::invalid("lat", m))?;
+    check_lng(lng).map_err(|m| ApiError::invalid("lng", m))?;
+    Ok(Point::new(lat, lng))
+}
+
+fn check_duration(app: &App, field: &str, seconds: u32) -> ApiResult<()> {
+    let max = app.config.sessions.max_duration_seconds;
+    if seconds == 0 || seconds > max {
+        return Err(ApiError::invalid(field, format!("must be 1 to {max}")));
+    }
+    Ok(())
+}
+
+/// The spot price at `point` now.
+async fn current_price(app: &App, point: Point) -> ApiResult<Price> {
+    let radius = f64::from(app.config.pricing.demand_radius_meters);
+    let dlat = radius / METRES_PER_DEGREE;
+    let dlng = (dlat / point.lat.to_radians().cos().max(0.01)).min(360.0);
+    let min = Point::new(point.lat - dlat, point.lng - dlng);
+    let max = Point::new(point.lat + dlat, point.lng + dlng);
+    let open = app
+        .store
+        .open_session_points(min, max)
+        .await?
+        .into_iter()
+        .filter(|p| p.distance_m(point) <= radius)
+        .count();
+    Ok(pricing::price(PriceInputs {
+        base_rate_micro_usdc: app.config.pricing.base_rate_micro_usdc,
+        suppliers_in_range: u32::try_from(app.dispatcher.count_covering(point)).unwrap_or(u32::MAX),
+        open_sessions_nearby: u32::try_from(open).unwrap_or(u32::MAX),
+        corridor_bps: pricing::corridor_bps(point, &app.config.pricing.corridors),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct QuoteQuery {
+    lat: f64,
+    lng: f64,
+    duration_seconds: u32,
+}
+
+fn bps_factor(bps: u32) -> f64 {
+    f64::from(bps) / 10_000.0
+}
+
+#[utoipa::path(get, path = "/api/v1/pricing/quote", tag = "Pricing",
+    params(("lat" = f64, Query), ("lng" = f64, Query), ("durationSeconds" = u32, Query)),
+    description = "Prices a session at a point and locks the rate for a single use within 30 s.",
+    responses((status = 200, body = QuoteDto)), security(("apiKey" = [])))]
+pub(super) async fn quote(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<QuoteQuery>,
+) -> ApiResult<ApiOk<QuoteDto>> {
+    let ws = caller.require(Scope::PricingRead)?;
+    let point = check_point(q.lat, q.lng)?;
+    check_duration(&app, "durationSeconds", q.duration_seconds)?;
+    let price = current_price(&app, point).await?;
+    let now = app.now();
+    let quote = Quote {
+        id: Uuid::new_v4(),
+        workspace_id: ws.id,
+        point,
+        duration_seconds: q.duration_seconds,
+        rate_micro_usdc: price.rate_micro_usdc,
+        supply_bps: price.supply_bps,
+        demand_bps: price.demand_bps,
+        corridor_bps: price.corridor_bps,
+        created_ms: now,
+        expires_ms: now + i64::from(app.config.pricing.quote_ttl_seconds) * 1000,
+        used_ms: None,
+    };
+    app.store.insert_quote(quote.clone()).await?;
+    Ok(ApiOk::wrote(
+        &app,
+        QuoteDto {
+            quote_id: quote.id,
+            rate_per_second_micro_usdc: quote.rate_micro_usdc,
+            estimated_total_micro_usdc: quote
+                .rate_micro_usdc
+                .saturating_mul(u64::from(q.duration_seconds)),
+            supply_factor: bps_factor(price.supply_bps),
+            demand_factor: bps_factor(price.demand_bps),
+            corridor_multiplier: bps_factor(price.corridor_bps),
+            supply_factor_bps: price.supply_bps,
+            demand_factor_bps: price.demand_bps,
+            corridor_multiplier_bps: price.corridor_bps,
+            base_rate_per_second_micro_usdc: app.config.pricing.base_rate_micro_usdc,
+            duration_seconds: q.duration_seconds,
+            expires_at: format_millis(quote.expires_ms),
+        },
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "Sessions", request_body = CreateSessionRequest,
+    description = "Creates a REQUESTED session at a locked rate, after checking that the consumer's credit covers \
+        its worst case plus the worst case of the consumer's other open sessions.",
+    responses((status = 201, body = SessionDto)), security(("apiKey" = [])))]
+pub(super) async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateSessionRequest>,
+) -> ApiResult<ApiOk<SessionDto>> {
+    let ws = caller.require(Scope::SessionsCreate)?;
+    if !ws.has_role(Role::Consumer) {
+        return Err(ApiError::forbidden(
+            "the workspace does not have the CONSUMER role",
+            "session:notConsumer",
+        ));
+    }
+    if req.workspace_id.is_some_and(|id| id != ws.id) {
+        return Err(ApiError::forbidden(
+            "workspaceId is not the caller's workspace",
+            "session:workspaceMismatch",
+        ));
+    }
+    let point = check_point(req.lat, req.lng)?;
+    check_duration(&app, "maxDurationSeconds", req.max_duration_seconds)?;
+    let s = &app.config.sessions;
+    let wait = req
+        .wait_timeout_seconds
+        .unwrap_or(s.default_wait_timeout_seconds)
+        .clamp(s.min_wait_timeout_seconds, s.max_wait_timeout_seconds);
+    let geofence = req
+        .geofence_radius_meters
+        .unwrap_or(s.default_geofence_radius_meters);
+    if geofence == 0 || geofence > MAX_GEOFENCE_RADIUS_M {
+        return Err(ApiError::invalid(
+            "geofenceRadiusMeters",
+            format!("must be 1 to {MAX_GEOFENCE_RADIUS_M}"),
+        ));
+    }
+    let now = app.now();
+    let rate = match req.quote_id {
+        Some(id) => {
+            let quote = app
+                .store
+                .quote(id)
+                .await?
+                .filter(|q| q.workspace_id == ws.id)
+                .ok_or_else(|| ApiError::invalid("quoteId", "no such quote for this workspace"))?;
+            if quote.used_ms.is_some() {
+                return Err(
+                    ApiError::new(ErrorCode::QuoteExpired, "the quote was already used")
+                        .with_detail("quote:used"),
+                );
+            }
+            if quote.expires_ms <= now {
+                return Err(ApiError::new(ErrorCode::QuoteExpired, "the quote expired")
+                    .with_detail("quote:expired"));
+            }
+            if quote.point.distance_m(point) > 1.0 {
+                return Err(ApiError::invalid(
+                    "quoteId",
+                    "the quote was made for another point",
+                ));
+            }
+            quote.rate_micro_usdc
+        }
+        None => current_price(&app, point).await?.rate_micro_usdc,
+    };
+    let credit = app
+        .credit
+        .available_micro_usdc(ws.wallet)
+        .await
+        .map_err(|err| {
+            tracing::warn!(%err, "credit source failed");
+            ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "could not read the consumer's credit; retry",
+            )
+            .with_detail("credit:unavailable")
+        })?;
+    let new = NewSession {
+        id: Uuid::new_v4(),
+        point,
+        geofence_radius_m: geofence,
+        max_duration_seconds: req.max_duration_seconds,
+        wait_timeout_seconds: wait,
+        rate_micro_usdc: rate,
+        consumer_workspace_id: ws.id,
+        consumer_wallet: ws.wallet,
+        quote_id: req.quote_id,
+        created_ms: now,
+    };
+    let session = app.store.create_session(new, credit, now).await.map_err(|err| match err {
+        CreateSessionError::QuoteUsed => {
+            ApiError::new(ErrorCode::QuoteExpired, "the quote was already used").with_detail("quote:used")
+        }
+        CreateSessionError::InsufficientCredit { required, available } => ApiError::new(
+            ErrorCode::InsufficientCredit,
+            format!(
+                "the pool holds {available} µUSDC but this session's worst case plus the consumer's other open \
+                 sessions need {required} µUSDC; deposit and retry"
+            ),
+        )
+        .with_detail("session:insufficientCredit"),
+        CreateSessionError::Store(e) => e.into(),
+    })?;
+    Ok(ApiOk::created(&app, session_dto(&session)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    state: Option<SessionState>,
+    #[serde(default)]
+    limit: Option<u32>,
+    /// RFC 3339: only sessions created before this.
+    #[serde(default)]
+    before: Option<String>,
+    /// CONSUMER, OPERATOR or ALL (default).
+    #[serde(default)]
+    side: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "Sessions",
+    params(("state" = Option<SessionState>, Query), ("limit" = Option<u32>, Query),
+        ("before" = Option<String>, Query), ("side" = Option<String>, Query, description = "CONSUMER, OPERATOR or ALL")),
+    responses((status = 200, body = Vec<SessionDto>)), security(("apiKey" = [])))]
+pub(super) async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<ApiOk<Vec<SessionDto>>> {
+    let ws = caller.require(Scope::SessionsRead)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 500"));
+    }
+    let before_ms = match q.before.as_deref() {
+        Some(text) => Some(
+            lx_protocol::time::parse_millis(text)
+                .ok_or_else(|| ApiError::invalid("before", "must be an RFC 3339 time"))?,
+        ),
+        None => None,
+    };
+    let party = match q.side.as_deref() {
+        None | Some("ALL") => Party::Either,
+        Some("CONSUMER") => Party::Consumer,
+        Some("OPERATOR") => Party::Operator,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "side",
+                "must be CONSUMER, OPERATOR or ALL",
+            ));
+        }
+    };
+    let sessions = app
+        .store
+        .sessions_of(
+            ws.id,
+            party,
+            SessionFilter {
+                state: q.state,
+                limit,
+                before_ms,
+            },
+        )
+        .await?;
+    Ok(ApiOk::read(sessions.iter().map(session_dto).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/offers", tag = "Sessions",
+    description = "Sessions offered to the caller's supplier workspace and not yet expired.",
+    responses((status = 200, body = Vec<OfferDto>)), security(("apiKey" = [])))]
+pub(super) async fn offers(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiOk<Vec<OfferDto>>> {
+    let ws = caller.require(Scope::SessionsOperate)?;
+    let offers = app.store.offers_for(ws.id, app.now()).await?;
+    Ok(ApiOk::read(
+        offers
+            .iter()
+            .filter_map(|s| {
+                s.offer.map(|o| OfferDto {
+                    session_id: s.id,
+                    lat: s.point.lat,
+                    lng: s.point.lng,
+                    geofence_radius_meters: s.geofence_radius_m,
+                    max_duration_seconds: s.max_duration_seconds,
+                    rate_per_second_micro_usdc: s.rate_micro_usdc,
+                    expires_at: format_millis(o.expires_ms),
+                })
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions/cancel-all-assignments", tag = "Sessions",
+    description = "Cancels every ASSIGNED session the caller's workspace operates and frees the workspace. LIVE sessions are not touched.",
+    responses((status = 200, body = CancelAllResponse)), security(("apiKey" = [])))]
+pub(super) async fn cancel_all(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiOk<CancelAllResponse>> {
+    let ws = caller.require(Scope::SessionsOperate)?;
+    let assigned = app
+        .store
+        .sessions_of(
+            ws.id,
+            Party::Operator,
+            SessionFilter {
+                state: Some(SessionState::Assigned),
+                limit: 10_000,
+                before_ms: None,
+            },
+        )
+        .await?;
+    let mut cancelled = Vec::new();
+    for session in assigned {
+        match app.act(&session, Action::Cancel { now: app.now() }).await {
+            Ok(s) => cancelled.push(s.id),
+            Err(ActError::Apply(ApplyError::State(_))) | Err(ActError::Lifecycle(_)) => {}
+            Err(err) => return Err(act_error("cancelAll", err)),
+        }
+    }
+    Ok(ApiOk::wrote(
+        &app,
+        CancelAllResponse {
+            count: u32::try_from(cancelled.len()).unwrap_or(u32::MAX),
+            cancelled,
+        },
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "Sessions", params(("id" = Uuid, Path)),
+    responses((status = 200, body = SessionDto), (status = 404, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn get_one(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<SessionDto>> {
+    let ws = caller.require_any(&[Scope::SessionsRead, Scope::SessionsOperate])?;
+    let (session, _) = visible(&app, ws, &id).await?;
+    Ok(ApiOk::read(session_dto(&session)))
+}
+
+/// Consumer-side transitions share one shape.
+async fn consumer_action(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    operation: &str,
+    action: impl FnOnce(&App) -> Action,
+) -> ApiResult<ApiOk<SessionDto>> {
+    let ws = caller.require(Scope::SessionsCreate)?;
+    let (session, side) = visible(app, ws, id).await?;
+    only(side, Side::Consumer, operation)?;
+    let session = app
+        .act(&session, action(app))
+        .await
+        .map_err(|e| act_error(operation, e))?;
+    Ok(ApiOk::wrote(app, session_dto(&session)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "Sessions", params(("id" = Uuid, Path)),
+    description = "Cancels a REQUESTED or ASSIGNED session (no charge). A LIVE session is ended with POST /end instead.",
+    responses((status = 200, body = SessionDto), (status = 409, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<SessionDto>> {
+    consumer_action(&app, &caller, &id, "cancel", |app| Action::Cancel {
+        now: app.now(),
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/pause", tag = "Sessions", params(("id" = Uuid, Path)),
+    description = "LIVE → PAUSED: the meter stops until resume.",
+    responses((status = 200, body = SessionDto)), security(("apiKey" = [])))]
+pub(super) async fn pause(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<SessionDto>> {
+    consumer_action(&app, &caller, &id, "pause", |app| Action::Pause {
+        now: app.now(),
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/resume", tag = "Sessions", params(("id" = Uuid, Path)),
+    responses((status = 200, body = SessionDto)), security(("apiKey" = [])))]
+pub(super) async fn resume(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<SessionDto>> {
+    consumer_action(&app, &caller, &id, "resume", |app| Action::Resume {
+        now: app.now(),
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/dispatch", tag = "Sessions", params(("id" = Uuid, Path)),
+    description = "Gives the session to the longest idle ONLINE supplier covering its point: assigned at once if the \
+        supplier auto-accepts, else offered to it. 503 NO_COVERAGE when nobody can take it.",
+    responses((status = 200, body = SessionDto), (status = 503, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn dispatch(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<SessionDto>> {
+    let ws = caller.require(Scope::SessionsCreate)?;
+    let (session, side) = visible(&app, ws, &id).await?;
+    only(side, Side::Consumer, "dispatch")?;
+    let session = app
+        .dispatch(session.id, true)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ApiOk::wrote(&app, session_dto(&session)))
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/accept", tag = "Sessions", params(("id" = Uuid, Path)),
+    description = "The offered supplier takes the session: REQUESTED → ASSIGNED, the workspace turns BUSY.",
+    responses((status = 200, body = SessionDto), (status = 409, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn accept(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<SessionDto>> {
+    let ws = caller.require(Scope::SessionsOperate)?;
+    if !ws.has_role(Role::Supplier) {
+        return Err(ApiError::forbidden(
+            "the workspace does not have the SUPPLIER role",
+            "session:notSupplier",
+        ));
+    }
+    let (session, side) = visible(&app, ws, &id).await?;
+    if side == Side::Consumer {
+        return Err(ApiError::forbidden(
+            "only the operator of the session may do this",
+            "session:accept:notOperator",
+        ));
+    }
+    let session = app
+        .act(
+            &session,
+            Action::Accept {
+                workspace: ws.id,
+                now: app.now(),
+            },
+        )
+        .await
+        .map_err(|e| act_error("accept", e))?;
+    Ok(ApiOk::wrote(&app, session_dto(&session)))
+}
+
+fn media_unavailable(err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::VideoError,
+        format!("Video service unavailable: {err}"),
+    )
+    .with_detail("video:unavailable")
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/start", tag = "Sessions", params(("id" = Uuid, Path)),
+    description = "Provisions the session's media and returns the WHIP and WHEP URLs. Idempotent; the state stays \
+        ASSIGNED until the server decodes the first frame.",
+    responses((status = 200, body = StartResponse), (status = 503, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn start(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<StartResponse>> {
+    let ws = caller.require(Scope::SessionsOperate)?;
+    let (session, side) = visible(&app, ws, &id).await?;
+    only(side, Side::Operator, "start")?;
+    if !matches!(
+        session.state,
+        SessionState::Assigned | SessionState::Live | SessionState::Paused
+    ) {
+        return Err(ApiError::invalid_state("start", session.state));
+    }
+    let session = match session.media {
+        Some(_) => session,
+        None => {
+            let media = app
+                .media
+                .provision(session.id)
+                .await
+                .map_err(media_unavailable)?;
+            let stored = app
+                .store
+                .attach_media(session.id, media.clone())
+                .await
+                .map_err(|e| act_error("start", e.into()))?;
+            if stored.media.as_ref() != Some(&media) {
+                // A concurrent start won; give back what this one provisioned.
+                let _ = app.media.release(session.id, &media).await;
+            }
+            stored
+        }
+    };
+    let media = session
+        .media
+        .clone()
+        .ok_or_else(|| media_unavailable("no endpoints"))?;
+    Ok(ApiOk::wrote(
+        &app,
+        StartResponse {
+            session_id: session.id,
+            state: session.state,
+            video_backend_ref: media.backend_ref,
+            whip_url: media.whip_url,
+            whep_url: media.whep_url,
+        },
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/end", tag = "Sessions", params(("id" = Uuid, Path)),
+    description = "Either side ends the session. LIVE or PAUSED → ENDED with the meter; before LIVE it is a cancel.",
+    responses((status = 200, body = SessionDto), (status = 409, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn end(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<SessionDto>> {
+    let ws = caller.require_any(&[Scope::SessionsOperate, Scope::SessionsCreate])?;
+    let (session, side) = visible(&app, ws, &id).await?;
+    if side == Side::Offered {
+        return Err(ApiError::session_not_found());
+    }
+    let action = Action::End {
+        now: app.now(),
+        fee_bps: app.fee_bps(),
+    };
+    let session = app
+        .act(&session, action)
+        .await
+        .map_err(|e| act_error("end", e))?;
+    Ok(ApiOk::wrote(&app, session_dto(&session)))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/producer-token", tag = "Sessions", params(("id" = Uuid, Path)),
+    description = "The WHIP URL again, for the operator only.",
+    responses((status = 200, body = ProducerTokenDto), (status = 409, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn producer_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<ProducerTokenDto>> {
+    let ws = caller.require(Scope::SessionsOperate)?;
+    let (session, side) = visible(&app, ws, &id).await?;
+    only(side, Side::Operator, "producerToken")?;
+    match (&session.media, session.state) {
+        (Some(m), SessionState::Assigned | SessionState::Live | SessionState::Paused) => {
+            Ok(ApiOk::read(ProducerTokenDto {
+                video_backend_ref: m.backend_ref.clone(),
+                whip_url: m.whip_url.clone(),
+            }))
+        }
+        _ => Err(ApiError::invalid_state("producerToken", session.state)),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/viewer-token", tag = "Sessions", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ViewerTokenDto), (status = 409, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn viewer_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<ViewerTokenDto>> {
+    let ws = caller.require_any(&[Scope::SessionsRead, Scope::SessionsOperate])?;
+    let (session, side) = visible(&app, ws, &id).await?;
+    if side == Side::Offered {
+        return Err(ApiError::session_not_found());
+    }
+    match (&session.media, session.state) {
+        (Some(m), SessionState::Assigned | SessionState::Live | SessionState::Paused) => {
+            Ok(ApiOk::read(ViewerTokenDto {
+                whep_url: m.whep_url.clone(),
+            }))
+        }
+        _ => Err(ApiError::invalid_state("viewerToken", session.state)),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/frame", tag = "Sessions", params(("id" = Uuid, Path)),
+    description = "The latest decoded frame as image/jpeg. 404 FRAME_NOT_AVAILABLE until the media plane has one.",
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 404, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn frame(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<()>> {
+    let ws = caller.require_any(&[Scope::SessionsRead, Scope::SessionsOperate])?;
+    let (session, _) = visible(&app, ws, &id).await?;
+    let detail = if session.expiry_reason == Some(ExpiryReason::WaitTimeout) {
+        "expired"
+    } else {
+        "noFrame"
+    };
+    Err(ApiError::new(
+        ErrorCode::FrameNotAvailable,
+        "no decoded frame is available for this session",
+    )
+    .with_detail(format!("frame:{detail}")))
+}

@@ -1,0 +1,118 @@
+//! Building the application from a configuration and running it until a
+//! shutdown signal.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::credit::StaticCredit;
+use crate::media::{self, NoMedia};
+use crate::routes;
+use crate::store::sqlite::SqliteStore;
+
+/// The cookie secret from the config, or one generated once beside the database.
+pub fn cookie_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    if !config.auth.cookie_secret.is_empty() {
+        return Ok(Sha256::digest(config.auth.cookie_secret.as_bytes()).into());
+    }
+    let dir = config
+        .store
+        .path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let path = dir.join("cookie.key");
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(key);
+        }
+        anyhow::bail!(
+            "{} is not a 32-byte key; delete it to generate a new one",
+            path.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+    Ok(key)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// Runs the server with the production parts until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let store = SqliteStore::open(&config.store.path)
+        .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+    let credit = StaticCredit::from_config(&config.credit)?;
+    let (_media_tx, media_rx) = media::channel();
+    let cookie_key = cookie_key(&config)?;
+    let app = App::new(
+        Arc::clone(&config),
+        Arc::new(store),
+        Arc::new(SystemClock),
+        Arc::new(credit),
+        Arc::new(NoMedia),
+        cookie_key,
+    )
+    .await?;
+    if app.media.name() == "none" {
+        tracing::warn!("media.backend = \"none\": sessions can be dispatched but not started");
+    }
+    let listener = TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("binding {}", config.http.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, store = %config.store.path.display(), "lx-server listening");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tasks = app.spawn_background(media_rx, stop_rx);
+    axum::serve(listener, routes::router(Arc::clone(&app)))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!("lx-server stopped");
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! The session state machine, sans IO.
+//!
+//! `plan` looks at a session as last read and an action with its `now`, and
+//! answers with the [`Transition`] the store must apply as one
+//! compare-and-swap, or why the action is refused. It never reads a clock
+//! and never writes: two racing callers may both get a plan, and the store
+//! lets exactly one of them through.
+//!
+//! ```text
+//! REQUESTED ─accept/assign─▶ ASSIGNED ─first frame─▶ LIVE ◀─resume/pause─▶ PAUSED
+//!     │                          │                     │                     │
+//!     └──cancel / end / wait timeout──▶ CANCELLED|EXPIRED   └─end / max duration─▶ ENDED|EXPIRED
+//! ```
+
+use lx_protocol::api::{ExpiryReason, SessionState, WindowReason};
+use lx_protocol::time::UnixMillis;
+use uuid::Uuid;
+
+use super::meter::{self, MeterInput};
+use crate::store::{Offer, Session, Transition};
+
+use SessionState::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The dispatcher gives the session to an auto-accepting supplier.
+    Assign {
+        workspace: Uuid,
+        now: UnixMillis,
+    },
+    /// The dispatcher offers the session to a supplier that accepts by hand.
+    Offer {
+        workspace: Uuid,
+        expires_ms: UnixMillis,
+    },
+    /// An offered supplier takes the session.
+    Accept {
+        workspace: Uuid,
+        now: UnixMillis,
+    },
+    /// The offer ran out without an answer.
+    OfferTimedOut {
+        now: UnixMillis,
+    },
+    /// The media plane decoded the first frame.
+    FirstFrame {
+        at: UnixMillis,
+    },
+    Pause {
+        now: UnixMillis,
+    },
+    Resume {
+        now: UnixMillis,
+    },
+    /// Either party hangs up. Before LIVE this is a cancel.
+    End {
+        now: UnixMillis,
+        fee_bps: u32,
+    },
+    Cancel {
+        now: UnixMillis,
+    },
+    /// The sweeper's two expiries.
+    ExpireWait {
+        now: UnixMillis,
+    },
+    ExpireMaxDuration {
+        now: UnixMillis,
+        fee_bps: u32,
+    },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Assign { .. } => "dispatch",
+            Self::Offer { .. } => "dispatch",
+            Self::Accept { .. } => "accept",
+            Self::OfferTimedOut { .. } => "offerTimeout",
+            Self::FirstFrame { .. } => "firstFrame",
+            Self::Pause { .. } => "pause",
+            Self::Resume { .. } => "resume",
+            Self::End { .. } => "end",
+            Self::Cancel { .. } => "cancel",
+            Self::ExpireWait { .. } => "expire",
+            Self::ExpireMaxDuration { .. } => "expire",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("'{operation}' is not allowed while the session is {state}")]
+    NotAllowed {
+        operation: &'static str,
+        state: SessionState,
+    },
+    #[error("the session is not offered to this workspace")]
+    NotOffered,
+    #[error("the offer expired")]
+    OfferExpired,
+    #[error("the session is not due")]
+    NotDue,
+}
+
+pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleError> {
+    let refuse = || LifecycleError::NotAllowed {
+        operation: action.name(),
+        state: session.state,
+    };
+    let base = Transition {
+        session_id: session.id,
+        expected: Some(session.state),
+        ..Transition::default()
+    };
+    let release = |now| session.operator_workspace_id.map(|ws| (ws, now));
+    match (session.state, action) {
+        (Requested, Action::Assign { workspace, now }) => Ok(Transition {
+            to: Some(Assigned),
+            operator_workspace_id: Some(workspace),
+            assigned_ms: Some(now),
+            clear_offer: true,
+            claim: Some(workspace),
+            record_attempt: Some(workspace),
+            ..base
+        }),
+        (
+            Requested,
+            Action::Offer {
+                workspace,
+                expires_ms,
+            },
+        ) => Ok(Transition {
+            set_offer: Some(Offer {
+                workspace_id: workspace,
+                expires_ms,
+            }),
+            record_attempt: Some(workspace),
+            ..base
+        }),
+        (Requested, Action::Accept { workspace, now }) => {
+            let offer = session.offer.filter(|o| o.workspace_id == workspace);
+            match offer {
+                None => Err(LifecycleError::NotOffered),
+                Some(o) if o.expires_ms <= now => Err(LifecycleError::OfferExpired),
+                Some(_) => Ok(Transition {
+                    to: Some(Assigned),
+                    expected_offer: Some(workspace),
+                    operator_workspace_id: Some(workspace),
+                    assigned_ms: Some(now),
+                    clear_offer: true,
+                    claim: Some(workspace),
+                    ..base
+                }),
+            }
+        }
+        (Requested, Action::OfferTimedOut { now }) => match session.offer {
+            Some(o) if o.expires_ms <= now => Ok(Transition {
+                expected_offer: Some(o.workspace_id),
+                clear_offer: true,
+                ..base
+            }),
+            _ => Err(LifecycleError::NotDue),
+        },
+        (Assigned, Action::FirstFrame { at }) => Ok(Transition {
+            to: Some(Live),
+            started_ms: Some(at),
+            ..base
+        }),
+        (Live, Action::Pause { now }) => Ok(Transition {
+            to: Some(Paused),
+            open_window: Some((WindowReason::Paused, now)),
+            ..base
+        }),
+        (Paused, Action::Resume { now }) => Ok(Transition {
+            to: Some(Live),
+            close_window: Some((WindowReason::Paused, now)),
+            ..base
+        }),
+        (Requested | Assigned, Action::End { now, .. } | Action::Cancel { now }) => {
+            Ok(Transition {
+                to: Some(Cancelled),
+                ended_ms: Some(now),
+                clear_offer: true,
+                release: release(now),
+                ..base
+            })
+        }
+        (Live | Paused, Action::End { now, fee_bps }) => {
+            Ok(finish(session, base, now, fee_bps, None))
+        }
+        (Requested | Assigned, Action::ExpireWait { now }) => {
+            if now < session.wait_deadline_ms() {
+                return Err(LifecycleError::NotDue);
+            }
+            Ok(Transition {
+                to: Some(Expired),
+                ended_ms: Some(now),
+                expiry_reason: Some(ExpiryReason::WaitTimeout),
+                clear_offer: true,
+                release: release(now),
+                ..base
+            })
+        }
+        (Live | Paused, Action::ExpireMaxDuration { now, fee_bps }) => {
+            let started = session.started_ms.unwrap_or(session.created_ms);
+            let deadline = started + i64::from(session.max_duration_seconds) * 1000;
+            if now < deadline {
+                return Err(LifecycleError::NotDue);
+            }
+            Ok(finish(
+                session,
+                base,
+                deadline,
+                fee_bps,
+                Some(ExpiryReason::MaxDuration),
+            ))
+        }
+        _ => Err(refuse()),
+    }
+}
+
+/// LIVE or PAUSED → ENDED (or EXPIRED at the maximum duration), with the meter.
+fn finish(
+    session: &Session,
+    base: Transition,
+    ended_ms: UnixMillis,
+    fee_bps: u32,
+    expiry: Option<ExpiryReason>,
+) -> Transition {
+    let started = session.started_ms.unwrap_or(ended_ms);
+    let meter = meter::compute(MeterInput {
+        started_ms: started,
+        ended_ms,
+        max_duration_seconds: session.max_duration_seconds,
+        rate_micro_usdc: session.rate_micro_usdc,
+        fee_bps,
+        windows: &session.windows,
+    });
+    let close_pause = (session.state == Paused).then_some((WindowReason::Paused, ended_ms));
+    Transition {
+        to: Some(if expiry.is_some() { Expired } else { Ended }),
+        ended_ms: Some(ended_ms),
+        expiry_reason: expiry,
+        meter: Some(meter),
+        close_window: close_pause,
+        release: session.operator_workspace_id.map(|ws| (ws, ended_ms)),
+        ..base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lx_protocol::geo::Point;
+    use lx_protocol::wallet::Address;
+
+    fn build_session(state: SessionState) -> Session {
+        Session {
+            id: Uuid::from_u128(1),
+            state,
+            point: Point::new(4.71, -74.07),
+            geofence_radius_m: 150,
+            max_duration_seconds: 300,
+            wait_timeout_seconds: 60,
+            rate_micro_usdc: 1000,
+            consumer_workspace_id: Uuid::from_u128(2),
+            consumer_wallet: Address([7; 20]),
+            operator_workspace_id: matches!(state, Assigned | Live | Paused)
+                .then_some(Uuid::from_u128(3)),
+            quote_id: None,
+            offer: None,
+            created_ms: 1_000_000,
+            assigned_ms: None,
+            started_ms: matches!(state, Live | Paused).then_some(1_010_000),
+            ended_ms: None,
+            expiry_reason: None,
+            media: None,
+            meter: None,
+            windows: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn accept_needs_an_open_offer_to_the_caller() {
+        let ws = Uuid::from_u128(9);
+        let mut s = build_session(Requested);
+        assert_eq!(
+            plan(
+                &s,
+                Action::Accept {
+                    workspace: ws,
+                    now: 1
+                }
+            ),
+            Err(LifecycleError::NotOffered)
+        );
+        s.offer = Some(Offer {
+            workspace_id: ws,
+            expires_ms: 2_000_000,
+        });
+        let t = plan(
+            &s,
+            Action::Accept {
+                workspace: ws,
+                now: 1_500_000,
+            },
+        )
+        .unwrap();
+        assert_eq!(t.to, Some(Assigned));
+        assert_eq!(t.claim, Some(ws));
+        assert_eq!(t.expected, Some(Requested));
+        assert_eq!(
+            plan(
+                &s,
+                Action::Accept {
+                    workspace: ws,
+                    now: 2_000_000
+                }
+            ),
+            Err(LifecycleError::OfferExpired)
+        );
+    }
+
+    #[test]
+    fn live_is_entered_only_by_the_first_frame() {
+        let s = build_session(Assigned);
+        let t = plan(&s, Action::FirstFrame { at: 1_234 }).unwrap();
+        assert_eq!((t.to, t.started_ms), (Some(Live), Some(1_234)));
+        let live = build_session(Live);
+        assert!(plan(&live, Action::FirstFrame { at: 5 }).is_err());
+    }
+
+    #[test]
+    fn cancel_is_refused_once_live_and_names_the_state() {
+        let s = build_session(Live);
+        assert_eq!(
+            plan(&s, Action::Cancel { now: 5 }),
+            Err(LifecycleError::NotAllowed {
+                operation: "cancel",
+                state: Live
+            })
+        );
+    }
+
+    #[test]
+    fn ending_before_live_cancels_and_frees_the_supplier() {
+        let s = build_session(Assigned);
+        let t = plan(
+            &s,
+            Action::End {
+                now: 1_005_000,
+                fee_bps: 1000,
+            },
+        )
+        .unwrap();
+        assert_eq!(t.to, Some(Cancelled));
+        assert_eq!(t.release, Some((Uuid::from_u128(3), 1_005_000)));
+        assert!(t.meter.is_none());
+    }
+
+    #[test]
+    fn ending_a_live_session_meters_it() {
+        let s = build_session(Live);
+        let t = plan(
+            &s,
+            Action::End {
+                now: 1_040_000,
+                fee_bps: 1000,
+            },
+        )
+        .unwrap();
+        let meter = t.meter.unwrap();
+        assert_eq!(meter.clean_seconds, 30);
+        assert_eq!(meter.charged_micro_usdc, 30_000);
+        assert_eq!(t.to, Some(Ended));
+    }
+
+    #[test]
+    fn ending_while_paused_closes_the_pause() {
+        let mut s = build_session(Paused);
+        s.windows.push(crate::store::Window {
+            reason: WindowReason::Paused,
+            opened_ms: 1_020_000,
+            closed_ms: None,
+        });
+        let t = plan(
+            &s,
+            Action::End {
+                now: 1_040_000,
+                fee_bps: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(t.close_window, Some((WindowReason::Paused, 1_040_000)));
+        assert_eq!(t.meter.unwrap().clean_seconds, 10);
+    }
+
+    #[test]
+    fn the_wait_expiry_fires_only_after_its_deadline() {
+        let s = build_session(Assigned);
+        assert_eq!(
+            plan(&s, Action::ExpireWait { now: 1_059_999 }),
+            Err(LifecycleError::NotDue)
+        );
+        let t = plan(&s, Action::ExpireWait { now: 1_060_000 }).unwrap();
+        assert_eq!(t.to, Some(Expired));
+        assert_eq!(t.expiry_reason, Some(ExpiryReason::WaitTimeout));
+        assert!(t.release.is_some());
+    }
+
+    #[test]
+    fn an_overrun_is_metered_up_to_the_maximum_only() {
+        let s = build_session(Live);
+        let t = plan(
+            &s,
+            Action::ExpireMaxDuration {
+                now: 2_000_000,
+                fee_bps: 1000,
+            },
+        )
+        .unwrap();
+        assert_eq!(t.ended_ms, Some(1_010_000 + 300_000));
+        assert_eq!(t.meter.unwrap().clean_seconds, 300);
+        assert_eq!(t.expiry_reason, Some(ExpiryReason::MaxDuration));
+    }
+
+    #[test]
+    fn nothing_leaves_a_terminal_state() {
+        for state in [Ended, Cancelled, Expired] {
+            let s = build_session(state);
+            for action in [
+                Action::Cancel { now: 1 },
+                Action::End { now: 1, fee_bps: 0 },
+                Action::FirstFrame { at: 1 },
+                Action::Pause { now: 1 },
+                Action::ExpireWait { now: i64::MAX },
+            ] {
+                assert!(plan(&s, action).is_err(), "{state} accepted {action:?}");
+            }
+        }
+    }
+}

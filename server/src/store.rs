@@ -1,0 +1,366 @@
+//! The store: every durable fact of the server behind one trait.
+//!
+//! SQLite (one file, WAL) is the embedded backend; PostgreSQL is meant to be
+//! a second implementation passing the same suite (`store::suite`). Nothing
+//! outside this module knows which backend runs: the cores hand the store a
+//! [`Transition`] and the store applies it as one compare-and-swap, with the
+//! supplier's BUSY flip or release in the same transaction.
+
+pub mod sqlite;
+#[cfg(any(test, feature = "test-support"))]
+pub mod suite;
+
+use async_trait::async_trait;
+use lx_protocol::api::{
+    Availability, DeviceKind, ExpiryReason, KeyEnvironment, Role, Scope, SessionState, WindowReason,
+};
+use lx_protocol::geo::Point;
+use lx_protocol::time::UnixMillis;
+use lx_protocol::wallet::Address;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CoverageArea {
+    pub lat: f64,
+    pub lng: f64,
+    pub radius_m: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workspace {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub wallet: Address,
+    pub roles: Vec<Role>,
+    pub availability: Availability,
+    pub coverage: Option<CoverageArea>,
+    pub device_kind: Option<DeviceKind>,
+    pub auto_accept: bool,
+    pub offer_timeout_seconds: u32,
+    /// When the supplier last became free; the longest idle wins dispatch.
+    pub idle_since_ms: UnixMillis,
+    pub created_ms: UnixMillis,
+}
+
+impl Workspace {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// A validated change to a workspace's profile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkspacePatch {
+    pub name: Option<String>,
+    /// Only ONLINE or OFFLINE: BUSY belongs to the system.
+    pub availability: Option<Availability>,
+    pub coverage: Option<CoverageArea>,
+    pub device_kind: Option<DeviceKind>,
+    pub auto_accept: Option<bool>,
+    pub offer_timeout_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    #[error("workspace not found")]
+    NotFound,
+    #[error("availability is BUSY while a session holds the workspace")]
+    Busy,
+    #[error("ONLINE needs coverageLat, coverageLng and coverageRadiusMeters")]
+    MissingCoverage,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub nonce: String,
+    pub wallet: Address,
+    pub purpose: ChallengePurpose,
+    pub message: String,
+    pub expires_ms: UnixMillis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengePurpose {
+    SignIn,
+    CreateWorkspace,
+}
+
+impl ChallengePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SignIn => "SIGN_IN",
+            Self::CreateWorkspace => "CREATE_WORKSPACE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    /// SHA-256 of the plaintext key.
+    pub hash: [u8; 32],
+    pub prefix: String,
+    pub label: String,
+    pub environment: KeyEnvironment,
+    pub scopes: Vec<Scope>,
+    pub created_ms: UnixMillis,
+    pub revoked_ms: Option<UnixMillis>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quote {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub point: Point,
+    pub duration_seconds: u32,
+    pub rate_micro_usdc: u64,
+    pub supply_bps: u32,
+    pub demand_bps: u32,
+    pub corridor_bps: u32,
+    pub created_ms: UnixMillis,
+    pub expires_ms: UnixMillis,
+    pub used_ms: Option<UnixMillis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaEndpoints {
+    pub backend_ref: String,
+    pub whip_url: String,
+    pub whep_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    pub workspace_id: Uuid,
+    pub expires_ms: UnixMillis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub reason: WindowReason,
+    pub opened_ms: UnixMillis,
+    pub closed_ms: Option<UnixMillis>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meter {
+    pub clean_seconds: u64,
+    pub failed_seconds: u64,
+    pub charged_micro_usdc: u64,
+    pub fee_micro_usdc: u64,
+    pub operator_earned_micro_usdc: u64,
+    pub fee_bps: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: Uuid,
+    pub state: SessionState,
+    pub point: Point,
+    pub geofence_radius_m: u32,
+    pub max_duration_seconds: u32,
+    pub wait_timeout_seconds: u32,
+    pub rate_micro_usdc: u64,
+    pub consumer_workspace_id: Uuid,
+    pub consumer_wallet: Address,
+    pub operator_workspace_id: Option<Uuid>,
+    pub quote_id: Option<Uuid>,
+    pub offer: Option<Offer>,
+    pub created_ms: UnixMillis,
+    pub assigned_ms: Option<UnixMillis>,
+    pub started_ms: Option<UnixMillis>,
+    pub ended_ms: Option<UnixMillis>,
+    pub expiry_reason: Option<ExpiryReason>,
+    pub media: Option<MediaEndpoints>,
+    pub meter: Option<Meter>,
+    pub windows: Vec<Window>,
+}
+
+impl Session {
+    /// The worst-case charge: `rate × maxDurationSeconds`.
+    pub fn hold_micro_usdc(&self) -> u64 {
+        self.rate_micro_usdc
+            .saturating_mul(u64::from(self.max_duration_seconds))
+    }
+
+    pub fn wait_deadline_ms(&self) -> UnixMillis {
+        self.created_ms + i64::from(self.wait_timeout_seconds) * 1000
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub point: Point,
+    pub geofence_radius_m: u32,
+    pub max_duration_seconds: u32,
+    pub wait_timeout_seconds: u32,
+    pub rate_micro_usdc: u64,
+    pub consumer_workspace_id: Uuid,
+    pub consumer_wallet: Address,
+    pub quote_id: Option<Uuid>,
+    pub created_ms: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateSessionError {
+    #[error("the quote was already used")]
+    QuoteUsed,
+    #[error("credit {available} µUSDC does not cover {required} µUSDC")]
+    InsufficientCredit { required: u64, available: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One compare-and-swap on a session, planned by the lifecycle core.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Transition {
+    pub session_id: Uuid,
+    /// The state the plan was made from; the write happens only if it still holds.
+    pub expected: Option<SessionState>,
+    /// When set, the session must also still be offered to this workspace.
+    pub expected_offer: Option<Uuid>,
+    pub to: Option<SessionState>,
+    pub operator_workspace_id: Option<Uuid>,
+    pub set_offer: Option<Offer>,
+    pub clear_offer: bool,
+    pub assigned_ms: Option<UnixMillis>,
+    pub started_ms: Option<UnixMillis>,
+    pub ended_ms: Option<UnixMillis>,
+    pub expiry_reason: Option<ExpiryReason>,
+    pub meter: Option<Meter>,
+    pub open_window: Option<(WindowReason, UnixMillis)>,
+    pub close_window: Option<(WindowReason, UnixMillis)>,
+    /// Flip this supplier ONLINE → BUSY in the same transaction, or fail.
+    pub claim: Option<Uuid>,
+    /// Put this supplier back ONLINE (from BUSY), idle since the given time.
+    pub release: Option<(Uuid, UnixMillis)>,
+    /// Remember that this workspace was offered the session.
+    pub record_attempt: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The session was no longer in the expected state: this is the actual one.
+    #[error("session is {0}")]
+    State(SessionState),
+    #[error("session not found")]
+    SessionNotFound,
+    /// The supplier to claim was not ONLINE (another session took it).
+    #[error("supplier is not available")]
+    SupplierUnavailable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Consumer,
+    Operator,
+    Either,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionFilter {
+    pub state: Option<SessionState>,
+    pub limit: u32,
+    /// Only sessions created strictly before this (for paging, newest first).
+    pub before_ms: Option<UnixMillis>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend_name(&self) -> &'static str;
+    /// A token that orders writes; a read presenting it sees at least that write.
+    fn consistency_token(&self) -> String;
+    async fn ping(&self) -> StoreResult<()>;
+
+    // workspaces
+    async fn insert_workspace(&self, ws: Workspace) -> StoreResult<Workspace>;
+    async fn workspace(&self, id: Uuid) -> StoreResult<Option<Workspace>>;
+    async fn workspaces_of_wallet(&self, wallet: Address) -> StoreResult<Vec<Workspace>>;
+    async fn patch_workspace(
+        &self,
+        id: Uuid,
+        patch: WorkspacePatch,
+        now: UnixMillis,
+    ) -> Result<Workspace, PatchError>;
+    /// ONLINE suppliers with a coverage area: what the dispatch index holds.
+    async fn online_suppliers(&self) -> StoreResult<Vec<Workspace>>;
+
+    // auth
+    async fn insert_challenge(&self, challenge: Challenge) -> StoreResult<()>;
+    /// Removes and returns the challenge: a nonce is good for one use.
+    async fn take_challenge(
+        &self,
+        nonce: &str,
+        purpose: ChallengePurpose,
+    ) -> StoreResult<Option<Challenge>>;
+    async fn insert_api_key(&self, key: ApiKey) -> StoreResult<()>;
+    async fn api_key_by_hash(&self, hash: [u8; 32]) -> StoreResult<Option<ApiKey>>;
+    async fn api_keys_of(&self, workspace_id: Uuid) -> StoreResult<Vec<ApiKey>>;
+    /// Marks the key revoked at `now` unless it already was; returns it.
+    async fn revoke_api_key(
+        &self,
+        workspace_id: Uuid,
+        key_id: Uuid,
+        now: UnixMillis,
+    ) -> StoreResult<Option<ApiKey>>;
+
+    // pricing
+    async fn insert_quote(&self, quote: Quote) -> StoreResult<()>;
+    async fn quote(&self, id: Uuid) -> StoreResult<Option<Quote>>;
+    /// Open sessions whose point lies in the box (for demand).
+    async fn open_session_points(&self, min: Point, max: Point) -> StoreResult<Vec<Point>>;
+    /// Requests per cell of `cell_degrees` since `since_ms`: (cell lat index, cell lng index, count).
+    async fn demand_cells(
+        &self,
+        since_ms: UnixMillis,
+        cell_degrees: f64,
+    ) -> StoreResult<Vec<(i64, i64, u32)>>;
+
+    // sessions
+    /// Inserts the session, consuming its quote, if the consumer's credit
+    /// covers its hold plus the holds of the consumer's other open sessions.
+    async fn create_session(
+        &self,
+        new: NewSession,
+        credit_micro_usdc: u64,
+        now: UnixMillis,
+    ) -> Result<Session, CreateSessionError>;
+    async fn session(&self, id: Uuid) -> StoreResult<Option<Session>>;
+    async fn sessions_of(
+        &self,
+        workspace_id: Uuid,
+        party: Party,
+        filter: SessionFilter,
+    ) -> StoreResult<Vec<Session>>;
+    async fn offers_for(&self, workspace_id: Uuid, now: UnixMillis) -> StoreResult<Vec<Session>>;
+    async fn apply(&self, transition: Transition) -> Result<Session, ApplyError>;
+    /// Stores the media endpoints once; a second call returns the first ones.
+    async fn attach_media(
+        &self,
+        session_id: Uuid,
+        media: MediaEndpoints,
+    ) -> Result<Session, ApplyError>;
+    /// Sessions the sweeper must act on at `now`.
+    async fn due_sessions(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<Session>>;
+    async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>>;
+    async fn clear_attempts(&self, session_id: Uuid) -> StoreResult<()>;
+}

@@ -1,0 +1,982 @@
+//! The embedded store: one SQLite file in WAL mode, schema migrations
+//! compiled in and applied on open.
+//!
+//! One connection serves every call on a blocking thread; SQLite serializes
+//! writers anyway, and `BEGIN IMMEDIATE` makes each transition one atomic
+//! compare-and-swap. A process killed at any point loses no committed write
+//! (WAL with `synchronous = NORMAL` is durable against process crashes).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use lx_protocol::api::{Availability, KeyEnvironment, Scope, SessionState};
+use lx_protocol::geo::Point;
+use lx_protocol::time::UnixMillis;
+use lx_protocol::wallet::Address;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::*;
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_core.sql")];
+
+const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
+
+const SESSION_COLUMNS: &str = "id, state, lat, lng, geofence_m, max_duration_s, wait_timeout_s, \
+    rate, consumer_ws, consumer_wallet, operator_ws, quote_id, offer_ws, offer_expires_ms, \
+    created_ms, assigned_ms, started_ms, ended_ms, expiry_reason, media_ref, whip_url, whep_url, \
+    clean_s, failed_s, charged, fee, earned, fee_bps";
+
+const WORKSPACE_COLUMNS: &str = "id, slug, name, wallet, roles, availability, coverage_lat, \
+    coverage_lng, coverage_radius_m, device_kind, auto_accept, offer_timeout_s, idle_since_ms, \
+    created_ms";
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    write_seq: Arc<AtomicU64>,
+}
+
+type Sql<T> = Result<T, rusqlite::Error>;
+
+fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        backend(err)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| backend(format!("opening {}: {e}", path.display())))?;
+        Self::from_connection(conn)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::from_connection(Connection::open_in_memory()?)
+    }
+
+    fn from_connection(mut conn: Connection) -> StoreResult<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        // Tokens keep growing across restarts: start above anything issued before.
+        let start = u64::try_from(crate::clock::wall_now_ms()).unwrap_or(0) * 1000;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            write_seq: Arc::new(AtomicU64::new(start)),
+        })
+    }
+
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<R> + Send + 'static,
+    ) -> StoreResult<R> {
+        self.run_with(f).await
+    }
+
+    async fn run_with<R, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| E::from(backend("connection lock poisoned")))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| E::from(backend(format!("store task failed: {e}"))))?
+    }
+
+    fn wrote(&self) {
+        self.write_seq.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(backend(format!(
+            "database schema version {version} is newer than this server knows ({known}); upgrade lx-server"
+        )));
+    }
+    for (index, script) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(script)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------- encodings
+
+fn enum_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn enum_parse<T: DeserializeOwned>(text: &str) -> Sql<T> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn list_text<T: Serialize>(items: &[T]) -> String {
+    items.iter().map(enum_text).collect::<Vec<_>>().join(",")
+}
+
+fn list_parse<T: DeserializeOwned>(text: &str) -> Sql<Vec<T>> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(enum_parse)
+        .collect()
+}
+
+fn conversion(err: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(err))
+}
+
+fn uuid_col(row: &Row<'_>, idx: usize) -> Sql<Uuid> {
+    let text: String = row.get(idx)?;
+    Uuid::parse_str(&text).map_err(conversion)
+}
+
+fn opt_uuid_col(row: &Row<'_>, idx: usize) -> Sql<Option<Uuid>> {
+    let text: Option<String> = row.get(idx)?;
+    text.map(|t| Uuid::parse_str(&t).map_err(conversion))
+        .transpose()
+}
+
+fn address_col(row: &Row<'_>, idx: usize) -> Sql<Address> {
+    let text: String = row.get(idx)?;
+    text.parse::<Address>().map_err(conversion)
+}
+
+fn wallet_text(wallet: &Address) -> String {
+    wallet.to_lower_hex()
+}
+
+fn u32_col(row: &Row<'_>, idx: usize) -> Sql<u32> {
+    let v: i64 = row.get(idx)?;
+    u32::try_from(v).map_err(conversion)
+}
+
+fn u64_col(row: &Row<'_>, idx: usize) -> Sql<u64> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(conversion)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn workspace_row(row: &Row<'_>) -> Sql<Workspace> {
+    let coverage = match (
+        row.get::<_, Option<f64>>(6)?,
+        row.get::<_, Option<f64>>(7)?,
+        row.get::<_, Option<i64>>(8)?,
+    ) {
+        (Some(lat), Some(lng), Some(r)) => Some(CoverageArea {
+            lat,
+            lng,
+            radius_m: u32::try_from(r).map_err(conversion)?,
+        }),
+        _ => None,
+    };
+    Ok(Workspace {
+        id: uuid_col(row, 0)?,
+        slug: row.get(1)?,
+        name: row.get(2)?,
+        wallet: address_col(row, 3)?,
+        roles: list_parse(&row.get::<_, String>(4)?)?,
+        availability: enum_parse(&row.get::<_, String>(5)?)?,
+        coverage,
+        device_kind: row
+            .get::<_, Option<String>>(9)?
+            .map(|t| enum_parse(&t))
+            .transpose()?,
+        auto_accept: row.get(10)?,
+        offer_timeout_seconds: u32_col(row, 11)?,
+        idle_since_ms: row.get(12)?,
+        created_ms: row.get(13)?,
+    })
+}
+
+fn session_row(row: &Row<'_>) -> Sql<Session> {
+    let offer = match (opt_uuid_col(row, 12)?, row.get::<_, Option<i64>>(13)?) {
+        (Some(workspace_id), Some(expires_ms)) => Some(Offer {
+            workspace_id,
+            expires_ms,
+        }),
+        _ => None,
+    };
+    let media = match (
+        row.get::<_, Option<String>>(19)?,
+        row.get::<_, Option<String>>(20)?,
+        row.get::<_, Option<String>>(21)?,
+    ) {
+        (Some(backend_ref), Some(whip_url), Some(whep_url)) => Some(MediaEndpoints {
+            backend_ref,
+            whip_url,
+            whep_url,
+        }),
+        _ => None,
+    };
+    let meter = match row.get::<_, Option<i64>>(22)? {
+        Some(_) => Some(Meter {
+            clean_seconds: u64_col(row, 22)?,
+            failed_seconds: u64_col(row, 23)?,
+            charged_micro_usdc: u64_col(row, 24)?,
+            fee_micro_usdc: u64_col(row, 25)?,
+            operator_earned_micro_usdc: u64_col(row, 26)?,
+            fee_bps: u32_col(row, 27)?,
+        }),
+        None => None,
+    };
+    Ok(Session {
+        id: uuid_col(row, 0)?,
+        state: enum_parse(&row.get::<_, String>(1)?)?,
+        point: Point::new(row.get(2)?, row.get(3)?),
+        geofence_radius_m: u32_col(row, 4)?,
+        max_duration_seconds: u32_col(row, 5)?,
+        wait_timeout_seconds: u32_col(row, 6)?,
+        rate_micro_usdc: u64_col(row, 7)?,
+        consumer_workspace_id: uuid_col(row, 8)?,
+        consumer_wallet: address_col(row, 9)?,
+        operator_workspace_id: opt_uuid_col(row, 10)?,
+        quote_id: opt_uuid_col(row, 11)?,
+        offer,
+        created_ms: row.get(14)?,
+        assigned_ms: row.get(15)?,
+        started_ms: row.get(16)?,
+        ended_ms: row.get(17)?,
+        expiry_reason: row
+            .get::<_, Option<String>>(18)?
+            .map(|t| enum_parse(&t))
+            .transpose()?,
+        media,
+        meter,
+        windows: Vec::new(),
+    })
+}
+
+fn load_windows(conn: &Connection, session: &mut Session) -> Sql<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT reason, opened_ms, closed_ms FROM session_windows WHERE session_id = ?1 ORDER BY opened_ms, reason",
+    )?;
+    session.windows = stmt
+        .query_map([session.id.to_string()], |row| {
+            Ok(Window {
+                reason: enum_parse(&row.get::<_, String>(0)?)?,
+                opened_ms: row.get(1)?,
+                closed_ms: row.get(2)?,
+            })
+        })?
+        .collect::<Sql<Vec<_>>>()?;
+    Ok(())
+}
+
+fn load_session(conn: &Connection, id: Uuid) -> Sql<Option<Session>> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
+    let mut session = conn
+        .prepare_cached(&sql)?
+        .query_row([id.to_string()], session_row)
+        .optional()?;
+    if let Some(s) = session.as_mut() {
+        load_windows(conn, s)?;
+    }
+    Ok(session)
+}
+
+fn query_sessions(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Sql<Vec<Session>> {
+    let mut sessions = conn
+        .prepare_cached(sql)?
+        .query_map(args, session_row)?
+        .collect::<Sql<Vec<_>>>()?;
+    for s in &mut sessions {
+        load_windows(conn, s)?;
+    }
+    Ok(sessions)
+}
+
+fn load_workspace(conn: &Connection, id: Uuid) -> Sql<Option<Workspace>> {
+    let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row([id.to_string()], workspace_row)
+        .optional()
+}
+
+fn api_key_row(row: &Row<'_>) -> Sql<ApiKey> {
+    let hash: Vec<u8> = row.get(2)?;
+    Ok(ApiKey {
+        id: uuid_col(row, 0)?,
+        workspace_id: uuid_col(row, 1)?,
+        hash: hash.try_into().map_err(|_| conversion(std::fmt::Error))?,
+        prefix: row.get(3)?,
+        label: row.get(4)?,
+        environment: enum_parse::<KeyEnvironment>(&row.get::<_, String>(5)?)?,
+        scopes: list_parse::<Scope>(&row.get::<_, String>(6)?)?,
+        created_ms: row.get(7)?,
+        revoked_ms: row.get(8)?,
+    })
+}
+
+const API_KEY_COLUMNS: &str =
+    "id, workspace_id, hash, prefix, label, environment, scopes, created_ms, revoked_ms";
+
+fn quote_row(row: &Row<'_>) -> Sql<Quote> {
+    Ok(Quote {
+        id: uuid_col(row, 0)?,
+        workspace_id: uuid_col(row, 1)?,
+        point: Point::new(row.get(2)?, row.get(3)?),
+        duration_seconds: u32_col(row, 4)?,
+        rate_micro_usdc: u64_col(row, 5)?,
+        supply_bps: u32_col(row, 6)?,
+        demand_bps: u32_col(row, 7)?,
+        corridor_bps: u32_col(row, 8)?,
+        created_ms: row.get(9)?,
+        expires_ms: row.get(10)?,
+        used_ms: row.get(11)?,
+    })
+}
+
+fn actual_state(conn: &Connection, id: Uuid) -> Result<SessionState, ApplyError> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM sessions WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
+        .map_err(StoreError::from)?;
+    match state {
+        Some(text) => Ok(enum_parse(&text).map_err(StoreError::from)?),
+        None => Err(ApplyError::SessionNotFound),
+    }
+}
+
+fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::from)?;
+    let id = t.session_id.to_string();
+    let (set_offer_ws, set_offer_exp) = match t.set_offer {
+        Some(o) => (Some(o.workspace_id.to_string()), Some(o.expires_ms)),
+        None => (None, None),
+    };
+    let meter = t.meter;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE sessions SET
+                state = COALESCE(?2, state),
+                operator_ws = COALESCE(?3, operator_ws),
+                offer_ws = CASE WHEN ?4 THEN NULL WHEN ?5 IS NOT NULL THEN ?5 ELSE offer_ws END,
+                offer_expires_ms = CASE WHEN ?4 THEN NULL WHEN ?5 IS NOT NULL THEN ?6 ELSE offer_expires_ms END,
+                assigned_ms = COALESCE(?7, assigned_ms),
+                started_ms = COALESCE(?8, started_ms),
+                ended_ms = COALESCE(?9, ended_ms),
+                expiry_reason = COALESCE(?10, expiry_reason),
+                clean_s = COALESCE(?11, clean_s),
+                failed_s = COALESCE(?12, failed_s),
+                charged = COALESCE(?13, charged),
+                fee = COALESCE(?14, fee),
+                earned = COALESCE(?15, earned),
+                fee_bps = COALESCE(?16, fee_bps)
+             WHERE id = ?1
+               AND (?17 IS NULL OR state = ?17)
+               AND (?18 IS NULL OR offer_ws = ?18)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id,
+                t.to.map(|s| s.as_str()),
+                t.operator_workspace_id.map(|u| u.to_string()),
+                t.clear_offer,
+                set_offer_ws,
+                set_offer_exp,
+                t.assigned_ms,
+                t.started_ms,
+                t.ended_ms,
+                t.expiry_reason.map(|r| enum_text(&r)),
+                meter.map(|m| to_i64(m.clean_seconds)),
+                meter.map(|m| to_i64(m.failed_seconds)),
+                meter.map(|m| to_i64(m.charged_micro_usdc)),
+                meter.map(|m| to_i64(m.fee_micro_usdc)),
+                meter.map(|m| to_i64(m.operator_earned_micro_usdc)),
+                meter.map(|m| i64::from(m.fee_bps)),
+                t.expected.map(|s| s.as_str()),
+                t.expected_offer.map(|u| u.to_string()),
+            ])
+        })
+        .map_err(StoreError::from)?;
+    if changed == 0 {
+        return Err(ApplyError::State(actual_state(&tx, t.session_id)?));
+    }
+    if let Some(ws) = t.claim {
+        let claimed = tx
+            .execute(
+                "UPDATE workspaces SET availability = 'BUSY' WHERE id = ?1 AND availability = 'ONLINE'",
+                [ws.to_string()],
+            )
+            .map_err(StoreError::from)?;
+        if claimed == 0 {
+            return Err(ApplyError::SupplierUnavailable);
+        }
+    }
+    if let Some((ws, idle_since)) = t.release {
+        tx.execute(
+            "UPDATE workspaces SET availability = 'ONLINE', idle_since_ms = ?2 WHERE id = ?1 AND availability = 'BUSY'",
+            params![ws.to_string(), idle_since],
+        )
+        .map_err(StoreError::from)?;
+    }
+    if let Some((reason, at)) = t.close_window {
+        tx.execute(
+            "UPDATE session_windows SET closed_ms = ?3 WHERE session_id = ?1 AND reason = ?2 AND closed_ms IS NULL",
+            params![id, enum_text(&reason), at],
+        )
+        .map_err(StoreError::from)?;
+    }
+    if let Some((reason, at)) = t.open_window {
+        tx.execute(
+            "INSERT OR IGNORE INTO session_windows (session_id, reason, opened_ms) VALUES (?1, ?2, ?3)",
+            params![id, enum_text(&reason), at],
+        )
+        .map_err(StoreError::from)?;
+    }
+    if let Some(ws) = t.record_attempt {
+        tx.execute(
+            "INSERT OR IGNORE INTO dispatch_attempts (session_id, workspace_id) VALUES (?1, ?2)",
+            params![id, ws.to_string()],
+        )
+        .map_err(StoreError::from)?;
+    }
+    let session = load_session(&tx, t.session_id)
+        .map_err(StoreError::from)?
+        .ok_or(ApplyError::SessionNotFound)?;
+    tx.commit().map_err(StoreError::from)?;
+    Ok(session)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn consistency_token(&self) -> String {
+        self.write_seq.load(Ordering::SeqCst).to_string()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn insert_workspace(&self, ws: Workspace) -> StoreResult<Workspace> {
+        let out = ws.clone();
+        self.run(move |c| {
+            let result = c.execute(
+                &format!("INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                params![
+                    ws.id.to_string(),
+                    ws.slug,
+                    ws.name,
+                    wallet_text(&ws.wallet),
+                    list_text(&ws.roles),
+                    enum_text(&ws.availability),
+                    ws.coverage.map(|c| c.lat),
+                    ws.coverage.map(|c| c.lng),
+                    ws.coverage.map(|c| i64::from(c.radius_m)),
+                    ws.device_kind.map(|k| enum_text(&k)),
+                    ws.auto_accept,
+                    i64::from(ws.offer_timeout_seconds),
+                    ws.idle_since_ms,
+                    ws.created_ms,
+                ],
+            );
+            match result {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(StoreError::Conflict(format!("slug '{}' is taken", ws.slug)))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?;
+        self.wrote();
+        Ok(out)
+    }
+
+    async fn workspace(&self, id: Uuid) -> StoreResult<Option<Workspace>> {
+        self.run(move |c| Ok(load_workspace(c, id)?)).await
+    }
+
+    async fn workspaces_of_wallet(&self, wallet: Address) -> StoreResult<Vec<Workspace>> {
+        self.run(move |c| {
+            let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE wallet = ?1 ORDER BY created_ms, id");
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([wallet_text(&wallet)], workspace_row)?.collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn patch_workspace(
+        &self,
+        id: Uuid,
+        patch: WorkspacePatch,
+        now: UnixMillis,
+    ) -> Result<Workspace, PatchError> {
+        let ws = self
+            .run_with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+                let mut ws = load_workspace(&tx, id).map_err(StoreError::from)?.ok_or(PatchError::NotFound)?;
+                if let Some(name) = patch.name {
+                    ws.name = name;
+                }
+                if let Some(coverage) = patch.coverage {
+                    ws.coverage = Some(coverage);
+                }
+                if let Some(kind) = patch.device_kind {
+                    ws.device_kind = Some(kind);
+                }
+                if let Some(auto) = patch.auto_accept {
+                    ws.auto_accept = auto;
+                }
+                if let Some(t) = patch.offer_timeout_seconds {
+                    ws.offer_timeout_seconds = t;
+                }
+                if let Some(target) = patch.availability {
+                    if ws.availability == Availability::Busy {
+                        return Err(PatchError::Busy);
+                    }
+                    if target == Availability::Online && ws.availability != Availability::Online {
+                        ws.idle_since_ms = now;
+                    }
+                    ws.availability = target;
+                }
+                if ws.availability == Availability::Online && ws.coverage.is_none() {
+                    return Err(PatchError::MissingCoverage);
+                }
+                tx.execute(
+                    "UPDATE workspaces SET name = ?2, availability = ?3, coverage_lat = ?4, coverage_lng = ?5,
+                        coverage_radius_m = ?6, device_kind = ?7, auto_accept = ?8, offer_timeout_s = ?9,
+                        idle_since_ms = ?10 WHERE id = ?1",
+                    params![
+                        id.to_string(),
+                        ws.name,
+                        enum_text(&ws.availability),
+                        ws.coverage.map(|c| c.lat),
+                        ws.coverage.map(|c| c.lng),
+                        ws.coverage.map(|c| i64::from(c.radius_m)),
+                        ws.device_kind.map(|k| enum_text(&k)),
+                        ws.auto_accept,
+                        i64::from(ws.offer_timeout_seconds),
+                        ws.idle_since_ms,
+                    ],
+                )
+                .map_err(StoreError::from)?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(ws)
+            })
+            .await?;
+        self.wrote();
+        Ok(ws)
+    }
+
+    async fn online_suppliers(&self) -> StoreResult<Vec<Workspace>> {
+        self.run(|c| {
+            let sql = format!(
+                "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE availability = 'ONLINE' AND coverage_lat IS NOT NULL AND instr(roles, 'SUPPLIER') > 0"
+            );
+            let rows = c.prepare(&sql)?.query_map([], workspace_row)?.collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn insert_challenge(&self, ch: Challenge) -> StoreResult<()> {
+        self.run(move |c| {
+            // Expired challenges are dead weight: drop them as new ones arrive.
+            c.execute("DELETE FROM challenges WHERE expires_ms < ?1", [ch.expires_ms - 86_400_000])?;
+            c.execute(
+                "INSERT INTO challenges (nonce, wallet, purpose, message, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![ch.nonce, wallet_text(&ch.wallet), ch.purpose.as_str(), ch.message, ch.expires_ms],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn take_challenge(
+        &self,
+        nonce: &str,
+        purpose: ChallengePurpose,
+    ) -> StoreResult<Option<Challenge>> {
+        let nonce = nonce.to_owned();
+        let taken = self
+            .run(move |c| {
+                let row = c
+                    .query_row(
+                        "DELETE FROM challenges WHERE nonce = ?1 AND purpose = ?2 RETURNING wallet, message, expires_ms",
+                        params![nonce, purpose.as_str()],
+                        |r| Ok((address_col(r, 0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+                    )
+                    .optional()?;
+                Ok(row.map(|(wallet, message, expires_ms)| Challenge { nonce, wallet, purpose, message, expires_ms }))
+            })
+            .await?;
+        self.wrote();
+        Ok(taken)
+    }
+
+    async fn insert_api_key(&self, key: ApiKey) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![
+                    key.id.to_string(),
+                    key.workspace_id.to_string(),
+                    key.hash.to_vec(),
+                    key.prefix,
+                    key.label,
+                    key.environment.as_str(),
+                    list_text(&key.scopes),
+                    key.created_ms,
+                    key.revoked_ms,
+                ],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, hash: [u8; 32]) -> StoreResult<Option<ApiKey>> {
+        self.run(move |c| {
+            let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = ?1");
+            Ok(c.prepare_cached(&sql)?
+                .query_row([hash.to_vec()], api_key_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn api_keys_of(&self, workspace_id: Uuid) -> StoreResult<Vec<ApiKey>> {
+        self.run(move |c| {
+            let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_ms, id");
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([workspace_id.to_string()], api_key_row)?.collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        workspace_id: Uuid,
+        key_id: Uuid,
+        now: UnixMillis,
+    ) -> StoreResult<Option<ApiKey>> {
+        let key = self
+            .run(move |c| {
+                c.execute(
+                    "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?3) WHERE id = ?1 AND workspace_id = ?2",
+                    params![key_id.to_string(), workspace_id.to_string(), now],
+                )?;
+                let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND workspace_id = ?2");
+                Ok(c.query_row(&sql, params![key_id.to_string(), workspace_id.to_string()], api_key_row)
+                    .optional()?)
+            })
+            .await?;
+        self.wrote();
+        Ok(key)
+    }
+
+    async fn insert_quote(&self, q: Quote) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO quotes (id, workspace_id, lat, lng, duration_s, rate, supply_bps, demand_bps, corridor_bps, created_ms, expires_ms, used_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    q.id.to_string(),
+                    q.workspace_id.to_string(),
+                    q.point.lat,
+                    q.point.lng,
+                    i64::from(q.duration_seconds),
+                    to_i64(q.rate_micro_usdc),
+                    i64::from(q.supply_bps),
+                    i64::from(q.demand_bps),
+                    i64::from(q.corridor_bps),
+                    q.created_ms,
+                    q.expires_ms,
+                    q.used_ms,
+                ],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn quote(&self, id: Uuid) -> StoreResult<Option<Quote>> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT id, workspace_id, lat, lng, duration_s, rate, supply_bps, demand_bps, corridor_bps, created_ms, expires_ms, used_ms FROM quotes WHERE id = ?1",
+                [id.to_string()],
+                quote_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn open_session_points(&self, min: Point, max: Point) -> StoreResult<Vec<Point>> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT lat, lng FROM sessions WHERE state IN {OPEN_STATES} AND lat BETWEEN ?1 AND ?2 AND lng BETWEEN ?3 AND ?4"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(params![min.lat, max.lat, min.lng, max.lng], |r| Ok(Point::new(r.get(0)?, r.get(1)?)))?
+                .collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn demand_cells(
+        &self,
+        since_ms: UnixMillis,
+        cell_degrees: f64,
+    ) -> StoreResult<Vec<(i64, i64, u32)>> {
+        self.run(move |c| {
+            // CAST truncates toward zero; the offset keeps it a floor for negative coordinates.
+            let rows = c
+                .prepare_cached(
+                    "SELECT CAST(lat / ?2 + 100000 AS INTEGER) - 100000 AS clat,
+                            CAST(lng / ?2 + 100000 AS INTEGER) - 100000 AS clng,
+                            COUNT(*)
+                     FROM sessions WHERE created_ms >= ?1 GROUP BY clat, clng ORDER BY 3 DESC, 1, 2",
+                )?
+                .query_map(params![since_ms, cell_degrees], |r| Ok((r.get(0)?, r.get(1)?, u32_col(r, 2)?)))?
+                .collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        new: NewSession,
+        credit: u64,
+        _now: UnixMillis,
+    ) -> Result<Session, CreateSessionError> {
+        let session = self
+            .run_with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+                if let Some(quote) = new.quote_id {
+                    let used = tx
+                        .execute(
+                            "UPDATE quotes SET used_ms = ?2 WHERE id = ?1 AND used_ms IS NULL",
+                            params![quote.to_string(), new.created_ms],
+                        )
+                        .map_err(StoreError::from)?;
+                    if used == 0 {
+                        return Err(CreateSessionError::QuoteUsed);
+                    }
+                }
+                let others: i64 = tx
+                    .query_row(
+                        &format!(
+                            "SELECT COALESCE(SUM(rate * max_duration_s), 0) FROM sessions WHERE consumer_wallet = ?1 AND state IN {OPEN_STATES}"
+                        ),
+                        [wallet_text(&new.consumer_wallet)],
+                        |r| r.get(0),
+                    )
+                    .map_err(StoreError::from)?;
+                let hold = new.rate_micro_usdc.saturating_mul(u64::from(new.max_duration_seconds));
+                let required = u64::try_from(others).unwrap_or(0).saturating_add(hold);
+                if required > credit {
+                    return Err(CreateSessionError::InsufficientCredit { required, available: credit });
+                }
+                tx.execute(
+                    "INSERT INTO sessions (id, state, lat, lng, geofence_m, max_duration_s, wait_timeout_s, rate,
+                        consumer_ws, consumer_wallet, quote_id, created_ms)
+                     VALUES (?1, 'REQUESTED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        new.id.to_string(),
+                        new.point.lat,
+                        new.point.lng,
+                        i64::from(new.geofence_radius_m),
+                        i64::from(new.max_duration_seconds),
+                        i64::from(new.wait_timeout_seconds),
+                        to_i64(new.rate_micro_usdc),
+                        new.consumer_workspace_id.to_string(),
+                        wallet_text(&new.consumer_wallet),
+                        new.quote_id.map(|q| q.to_string()),
+                        new.created_ms,
+                    ],
+                )
+                .map_err(StoreError::from)?;
+                let session = load_session(&tx, new.id)
+                    .map_err(StoreError::from)?
+                    .ok_or(StoreError::NotFound("session"))?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(session)
+            })
+            .await?;
+        self.wrote();
+        Ok(session)
+    }
+
+    async fn session(&self, id: Uuid) -> StoreResult<Option<Session>> {
+        self.run(move |c| Ok(load_session(c, id)?)).await
+    }
+
+    async fn sessions_of(
+        &self,
+        workspace_id: Uuid,
+        party: Party,
+        filter: SessionFilter,
+    ) -> StoreResult<Vec<Session>> {
+        self.run(move |c| {
+            let who = match party {
+                Party::Consumer => "consumer_ws = ?1",
+                Party::Operator => "operator_ws = ?1",
+                Party::Either => "(consumer_ws = ?1 OR operator_ws = ?1)",
+            };
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE {who} AND (?2 IS NULL OR state = ?2)
+                 AND (?3 IS NULL OR created_ms < ?3) ORDER BY created_ms DESC, id DESC LIMIT ?4"
+            );
+            Ok(query_sessions(
+                c,
+                &sql,
+                &[
+                    &workspace_id.to_string(),
+                    &filter.state.map(|s| s.as_str()),
+                    &filter.before_ms,
+                    &i64::from(filter.limit),
+                ],
+            )?)
+        })
+        .await
+    }
+
+    async fn offers_for(&self, workspace_id: Uuid, now: UnixMillis) -> StoreResult<Vec<Session>> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'REQUESTED' AND offer_ws = ?1 AND offer_expires_ms > ?2 ORDER BY created_ms"
+            );
+            Ok(query_sessions(c, &sql, &[&workspace_id.to_string(), &now])?)
+        })
+        .await
+    }
+
+    async fn apply(&self, transition: Transition) -> Result<Session, ApplyError> {
+        let session = self.run_with(move |c| apply_in(c, &transition)).await?;
+        self.wrote();
+        Ok(session)
+    }
+
+    async fn attach_media(
+        &self,
+        session_id: Uuid,
+        media: MediaEndpoints,
+    ) -> Result<Session, ApplyError> {
+        let session = self
+            .run_with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+                let changed = tx
+                    .execute(
+                        "UPDATE sessions SET media_ref = ?2, whip_url = ?3, whep_url = ?4
+                         WHERE id = ?1 AND media_ref IS NULL AND state IN ('ASSIGNED','LIVE','PAUSED')",
+                        params![session_id.to_string(), media.backend_ref, media.whip_url, media.whep_url],
+                    )
+                    .map_err(StoreError::from)?;
+                let session = load_session(&tx, session_id)
+                    .map_err(StoreError::from)?
+                    .ok_or(ApplyError::SessionNotFound)?;
+                if changed == 0 && session.media.is_none() {
+                    return Err(ApplyError::State(session.state));
+                }
+                tx.commit().map_err(StoreError::from)?;
+                Ok(session)
+            })
+            .await?;
+        self.wrote();
+        Ok(session)
+    }
+
+    async fn due_sessions(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<Session>> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE state IN {OPEN_STATES} AND (
+                    (state IN ('REQUESTED','ASSIGNED') AND created_ms + wait_timeout_s * 1000 <= ?1)
+                 OR (state IN ('LIVE','PAUSED') AND started_ms + max_duration_s * 1000 <= ?1)
+                 OR (state = 'REQUESTED' AND offer_expires_ms <= ?1))
+                 ORDER BY created_ms LIMIT ?2"
+            );
+            Ok(query_sessions(c, &sql, &[&now, &i64::from(limit)])?)
+        })
+        .await
+    }
+
+    async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.run(move |c| {
+            let rows = c
+                .prepare_cached("SELECT workspace_id FROM dispatch_attempts WHERE session_id = ?1")?
+                .query_map([session_id.to_string()], |r| uuid_col(r, 0))?
+                .collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn clear_attempts(&self, session_id: Uuid) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM dispatch_attempts WHERE session_id = ?1",
+                [session_id.to_string()],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+}
