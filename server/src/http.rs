@@ -163,9 +163,9 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed() -> Response {
     let err = ApiError::new(ErrorCode::NotFound, "Method not allowed on this route")
         .with_detail("route:methodNotAllowed");
-    let mut response = err.into_response();
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
+    let mut body = err.body();
+    body.status_code = StatusCode::METHOD_NOT_ALLOWED.as_u16();
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }
 
 /// A panic in a handler is a bug; the client still gets the error envelope.

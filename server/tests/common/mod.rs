@@ -1,0 +1,417 @@
+//! A whole server on loopback, with real HTTP, a real SQLite file, a manual
+//! clock, and the media test double; plus actors that sign in with real
+//! secp256k1 keys.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different part
+
+use std::sync::Arc;
+
+use k256::ecdsa::SigningKey;
+use lx_protocol::wallet::{Address, sign_personal};
+use lx_server::app::App;
+use lx_server::clock::ManualClock;
+use lx_server::config::Config;
+use lx_server::credit::StaticCredit;
+use lx_server::media::{self, ScriptedMedia};
+use lx_server::store::sqlite::SqliteStore;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub type RespFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Resp> + Send + 'a>>;
+
+pub const BOGOTA: (f64, f64) = (4.711, -74.072);
+
+pub struct TestApp {
+    pub base: String,
+    pub app: Arc<App>,
+    pub clock: Arc<ManualClock>,
+    pub media: Arc<ScriptedMedia>,
+    pub credit: Arc<StaticCredit>,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+    pub fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or("")
+    }
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or("")
+    }
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert!(
+            self.status.is_success(),
+            "expected success, got {} {}",
+            self.status,
+            self.body
+        );
+        self
+    }
+    #[track_caller]
+    pub fn expect(self, status: u16, code: &str) -> Self {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(self.code(), code, "{}", self.body);
+        self
+    }
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Key(String),
+    Cookie(String),
+}
+
+impl From<&Auth> for Auth {
+    fn from(auth: &Auth) -> Self {
+        auth.clone()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub key: SigningKey,
+    pub wallet: Address,
+    pub workspace_id: Uuid,
+    pub api_key: String,
+    pub cookie: String,
+}
+
+impl Actor {
+    pub fn auth(&self) -> Auth {
+        Auth::Key(self.api_key.clone())
+    }
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::defaults();
+    config.store.path = dir.join("lx.db");
+    // Tests drive the sweeper by hand with the manual clock.
+    config.sessions.sweep_interval_ms = 3_600_000;
+    config
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
+        config.http.public_url = base.trim_end_matches("/api/v1").to_owned();
+        let config = Arc::new(config);
+        let store = SqliteStore::open(&config.store.path).expect("store");
+        let clock = ManualClock::new(1_800_000_000_000);
+        let credit = Arc::new(StaticCredit::new(1_000_000_000));
+        let (tx, rx) = media::channel();
+        let media = Arc::new(ScriptedMedia::new(tx));
+        let app = App::new(
+            Arc::clone(&config),
+            Arc::new(store),
+            clock.clone(),
+            credit.clone(),
+            media.clone(),
+            [9u8; 32],
+        )
+        .await
+        .expect("app");
+        let (stop, stop_rx) = watch::channel(false);
+        app.spawn_background(rx, stop_rx.clone());
+        let router = lx_server::routes::router(Arc::clone(&app));
+        let mut shutdown = stop_rx;
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.changed().await;
+                })
+                .await
+                .expect("serve");
+        });
+        Self {
+            base,
+            app,
+            clock,
+            media,
+            credit,
+            http: reqwest::Client::new(),
+            dir,
+            stop,
+        }
+    }
+
+    /// Sends a request. Arguments are converted before the future is made,
+    /// so callers may pass temporaries and run many calls at once.
+    pub fn call(
+        &self,
+        method: Method,
+        path: impl Into<String>,
+        auth: impl Into<Auth>,
+        body: Option<Value>,
+    ) -> RespFuture<'_> {
+        let url = format!("{}{}", self.base, path.into());
+        let auth = auth.into();
+        Box::pin(async move {
+            let mut req = self.http.request(method, url);
+            req = match auth {
+                Auth::None => req,
+                Auth::Key(k) => req.bearer_auth(k),
+                Auth::Cookie(c) => req.header("cookie", format!("lx_session={c}")),
+            };
+            if let Some(body) = body {
+                req = req.json(&body);
+            }
+            let response = req.send().await.expect("request");
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes = response.bytes().await.expect("body");
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            Resp {
+                status,
+                body,
+                headers,
+            }
+        })
+    }
+
+    pub fn get(&self, path: impl Into<String>, auth: impl Into<Auth>) -> RespFuture<'_> {
+        self.call(Method::GET, path, auth, None)
+    }
+
+    pub fn post(
+        &self,
+        path: impl Into<String>,
+        auth: impl Into<Auth>,
+        body: Value,
+    ) -> RespFuture<'_> {
+        self.call(Method::POST, path, auth, Some(body))
+    }
+
+    /// Creates a workspace owned by `key`'s wallet, signing the challenge.
+    pub async fn create_workspace(&self, key: &SigningKey, slug: &str, roles: &[&str]) -> Uuid {
+        let wallet = Address::from_signing_key(key);
+        let ch = self
+            .post(
+                "/workspaces/challenge",
+                &Auth::None,
+                json!({"walletAddress": wallet.to_checksum()}),
+            )
+            .await
+            .ok();
+        let message = ch.data()["message"].as_str().expect("message").to_owned();
+        let signature = sign_personal(key, message.as_bytes());
+        let created = self
+            .post(
+                "/workspaces",
+                &Auth::None,
+                json!({
+                    "slug": slug, "name": slug, "walletAddress": wallet.to_checksum(),
+                    "signature": signature.to_string(), "nonce": ch.data()["nonce"], "roles": roles,
+                }),
+            )
+            .await
+            .ok();
+        created.data()["id"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("uuid")
+    }
+
+    /// SIWE sign-in; returns the `lx_session` cookie value.
+    pub async fn login(&self, key: &SigningKey) -> String {
+        let wallet = Address::from_signing_key(key);
+        let ch = self
+            .post(
+                "/auth/wallet/challenge",
+                &Auth::None,
+                json!({"walletAddress": wallet.to_checksum()}),
+            )
+            .await
+            .ok();
+        let message = ch.data()["message"].as_str().expect("message").to_owned();
+        let signature = sign_personal(key, message.as_bytes());
+        let resp = self
+            .post(
+                "/auth/wallet/login",
+                &Auth::None,
+                json!({"walletAddress": wallet.to_checksum(), "nonce": ch.data()["nonce"], "signature": signature.to_string()}),
+            )
+            .await
+            .ok();
+        cookie_from(&resp).expect("login sets the lx_session cookie")
+    }
+
+    pub async fn mint_key(&self, cookie: &str, workspace: Uuid, scopes: &[&str]) -> String {
+        let resp = self
+            .post(
+                &format!("/workspaces/{workspace}/api-keys"),
+                &Auth::Cookie(cookie.to_owned()),
+                json!({"label": "test", "environment": "TEST", "scopes": scopes}),
+            )
+            .await
+            .ok();
+        resp.data()["secret"].as_str().expect("secret").to_owned()
+    }
+
+    pub async fn actor(&self, slug: &str, roles: &[&str], scopes: &[&str]) -> Actor {
+        let key = SigningKey::random(&mut rand::thread_rng());
+        let workspace_id = self.create_workspace(&key, slug, roles).await;
+        let cookie = self.login(&key).await;
+        let api_key = self.mint_key(&cookie, workspace_id, scopes).await;
+        Actor {
+            wallet: Address::from_signing_key(&key),
+            key,
+            workspace_id,
+            api_key,
+            cookie,
+        }
+    }
+
+    pub async fn consumer(&self, slug: &str) -> Actor {
+        self.actor(
+            slug,
+            &["CONSUMER"],
+            &[
+                "sessions:read",
+                "sessions:create",
+                "pricing:read",
+                "wallet:read",
+            ],
+        )
+        .await
+    }
+
+    /// A supplier ONLINE over `at` with a 2 km radius.
+    pub async fn supplier(&self, slug: &str, at: (f64, f64), auto_accept: bool) -> Actor {
+        let actor = self
+            .actor(
+                slug,
+                &["SUPPLIER"],
+                &["sessions:read", "sessions:operate", "operators:write"],
+            )
+            .await;
+        self.call(
+            Method::PATCH,
+            &format!("/workspaces/{}", actor.workspace_id),
+            &actor.auth(),
+            Some(json!({
+                "availabilityState": "ONLINE", "coverageLat": at.0, "coverageLng": at.1,
+                "coverageRadiusMeters": 2000, "deviceKind": "DRONE", "autoAccept": auto_accept,
+            })),
+        )
+        .await
+        .ok();
+        actor
+    }
+
+    /// A REQUESTED session at `at` for `consumer`; returns its id.
+    pub async fn request(&self, consumer: &Actor, at: (f64, f64), max_duration: u32) -> String {
+        let resp = self
+            .post(
+                "/sessions",
+                &consumer.auth(),
+                json!({"lat": at.0, "lng": at.1, "maxDurationSeconds": max_duration}),
+            )
+            .await
+            .ok();
+        resp.data()["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn session(&self, actor: &Actor, id: &str) -> Value {
+        self.get(&format!("/sessions/{id}"), &actor.auth())
+            .await
+            .ok()
+            .data()
+            .clone()
+    }
+
+    pub async fn workspace(&self, actor: &Actor) -> Value {
+        self.get(
+            &format!("/workspaces/{}", actor.workspace_id),
+            &actor.auth(),
+        )
+        .await
+        .ok()
+        .data()
+        .clone()
+    }
+
+    /// Drives a session to LIVE: dispatch, start, first frame.
+    pub async fn make_live(&self, consumer: &Actor, supplier: &Actor, id: &str) {
+        self.post(
+            &format!("/sessions/{id}/dispatch"),
+            &consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        self.post(
+            &format!("/sessions/{id}/start"),
+            &supplier.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        self.media
+            .first_frame(id.parse().expect("uuid"), self.clock_now())
+            .await;
+        self.wait_for_state(consumer, id, "LIVE").await;
+    }
+
+    pub fn clock_now(&self) -> i64 {
+        use lx_server::clock::Clock;
+        self.clock.now_ms()
+    }
+
+    pub async fn wait_for_state(&self, actor: &Actor, id: &str, state: &str) {
+        for _ in 0..200 {
+            if self.session(actor, id).await["state"] == state {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "session {id} never reached {state}: {}",
+            self.session(actor, id).await
+        );
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+pub fn cookie_from(resp: &Resp) -> Option<String> {
+    resp.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("lx_session="))
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}

@@ -1,0 +1,1045 @@
+//! The server over real HTTP on loopback: lifecycle, auth, races, input
+//! validation, sweeper, restart.
+
+mod common;
+
+use common::{Auth, BOGOTA, TestApp, cookie_from};
+use futures_util::future::join_all;
+use lx_protocol::wallet::{Address, SiweMessage, sign_personal};
+use reqwest::Method;
+use serde_json::json;
+
+// ------------------------------------------------------------- lifecycle
+
+#[tokio::test]
+async fn a_session_walks_the_whole_lifecycle_over_http() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("acme-agents").await;
+    let supplier = t.supplier("acme-drones", BOGOTA, true).await;
+
+    let quote = t
+        .get(
+            &format!(
+                "/pricing/quote?lat={}&lng={}&durationSeconds=120",
+                BOGOTA.0, BOGOTA.1
+            ),
+            &consumer.auth(),
+        )
+        .await
+        .ok();
+    let rate = quote.data()["ratePerSecondMicroUsdc"].as_u64().unwrap();
+    assert_eq!(
+        rate, 1000,
+        "one idle supplier and no demand price at the base rate"
+    );
+
+    let created = t
+        .post(
+            "/sessions",
+            &consumer.auth(),
+            json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 120, "quoteId": quote.data()["quoteId"]}),
+        )
+        .await
+        .expect(201, "");
+    assert_eq!(created.data()["state"], "REQUESTED");
+    assert_eq!(created.data()["holdMicroUsdc"], 120 * rate);
+    let id = created.data()["id"].as_str().unwrap().to_owned();
+
+    let dispatched = t
+        .post(
+            &format!("/sessions/{id}/dispatch"),
+            &consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(dispatched.data()["state"], "ASSIGNED");
+    assert_eq!(
+        dispatched.data()["operatorWorkspaceId"],
+        supplier.workspace_id.to_string()
+    );
+    assert_eq!(t.workspace(&supplier).await["availabilityState"], "BUSY");
+
+    let frame = t
+        .get(&format!("/sessions/{id}/frame"), &consumer.auth())
+        .await;
+    frame.expect(404, "FRAME_NOT_AVAILABLE");
+
+    let started = t
+        .post(
+            &format!("/sessions/{id}/start"),
+            &supplier.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        started.data()["state"],
+        "ASSIGNED",
+        "start does not flip the state"
+    );
+    let again = t
+        .post(
+            &format!("/sessions/{id}/start"),
+            &supplier.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        again.data()["whipUrl"],
+        started.data()["whipUrl"],
+        "start is idempotent"
+    );
+    assert_eq!(t.media.provisioned.lock().unwrap().len(), 1);
+    let producer = t
+        .get(&format!("/sessions/{id}/producer-token"), &supplier.auth())
+        .await
+        .ok();
+    assert_eq!(producer.data()["whipUrl"], started.data()["whipUrl"]);
+    let viewer = t
+        .get(&format!("/sessions/{id}/viewer-token"), &consumer.auth())
+        .await
+        .ok();
+    assert_eq!(viewer.data()["whepUrl"], started.data()["whepUrl"]);
+    t.get(&format!("/sessions/{id}/producer-token"), &consumer.auth())
+        .await
+        .expect(403, "NOT_AUTHORIZED");
+
+    let first_frame_at = t.clock_now() + 700;
+    t.media
+        .first_frame(id.parse().unwrap(), first_frame_at)
+        .await;
+    t.wait_for_state(&consumer, &id, "LIVE").await;
+    let live = t.session(&consumer, &id).await;
+    assert_eq!(
+        live["startedAt"],
+        lx_protocol::time::format_millis(first_frame_at)
+    );
+
+    t.clock.advance_ms(700 + 30_000);
+    t.post(
+        &format!("/sessions/{id}/pause"),
+        &consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    t.clock.advance_ms(10_000);
+    t.post(
+        &format!("/sessions/{id}/resume"),
+        &consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    t.clock.advance_ms(20_000);
+
+    let ended = t
+        .post(&format!("/sessions/{id}/end"), &supplier.auth(), json!({}))
+        .await
+        .ok();
+    let meter = &ended.data()["meter"];
+    assert_eq!(ended.data()["state"], "ENDED");
+    assert_eq!(meter["cleanSeconds"], 50, "{meter}");
+    assert_eq!(meter["chargedMicroUsdc"], 50 * rate);
+    assert_eq!(meter["feeMicroUsdc"], 5 * rate);
+    assert_eq!(meter["operatorEarnedMicroUsdc"], 45 * rate);
+    assert_eq!(ended.data()["windows"][0]["reason"], "PAUSED");
+    assert_eq!(t.workspace(&supplier).await["availabilityState"], "ONLINE");
+    assert_eq!(t.media.released.lock().unwrap().len(), 1);
+
+    let listed = t.get("/sessions", &consumer.auth()).await.ok();
+    assert_eq!(listed.data().as_array().unwrap().len(), 1);
+    let listed = t
+        .get("/sessions?side=OPERATOR", &supplier.auth())
+        .await
+        .ok();
+    assert_eq!(listed.data()[0]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn siwe_login_with_a_real_signer_sets_a_working_cookie() {
+    let t = TestApp::spawn().await;
+    let key = k256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+    let wallet = Address::from_signing_key(&key);
+    let ws = t
+        .create_workspace(&key, "wallet-owner", &["CONSUMER", "SUPPLIER"])
+        .await;
+
+    let ch = t
+        .post(
+            "/auth/wallet/challenge",
+            &Auth::None,
+            json!({"walletAddress": wallet.to_lower_hex()}),
+        )
+        .await
+        .ok();
+    let message = ch.data()["message"].as_str().unwrap();
+    let parsed = SiweMessage::parse(message).expect("the challenge is an EIP-4361 message");
+    assert_eq!(parsed.address, wallet);
+    assert_eq!(parsed.chain_id, t.app.config.chain.chain_id);
+    assert_eq!(parsed.nonce, ch.data()["nonce"].as_str().unwrap());
+
+    // A signature by another key is refused, and burns the nonce.
+    let intruder = k256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+    let forged = sign_personal(&intruder, message.as_bytes());
+    let body = json!({"walletAddress": wallet.to_checksum(), "nonce": ch.data()["nonce"], "signature": forged.to_string()});
+    t.post("/auth/wallet/login", &Auth::None, body)
+        .await
+        .expect(401, "NOT_AUTHENTICATED");
+    let good = sign_personal(&key, message.as_bytes());
+    let body = json!({"walletAddress": wallet.to_checksum(), "nonce": ch.data()["nonce"], "signature": good.to_string()});
+    t.post("/auth/wallet/login", &Auth::None, body)
+        .await
+        .expect(400, "INVALID_INPUT");
+
+    let cookie = t.login(&key).await;
+    let me = t.get("/me", &Auth::Cookie(cookie.clone())).await.ok();
+    assert_eq!(me.data()["kind"], "WALLET");
+    assert_eq!(me.data()["walletAddress"], wallet.to_checksum());
+    assert_eq!(me.data()["workspaceId"], ws.to_string());
+
+    let tampered = format!("{}x", cookie);
+    t.get("/me", &Auth::Cookie(tampered))
+        .await
+        .expect(401, "NOT_AUTHENTICATED");
+
+    // The cookie's owner manages keys; a key of the workspace cannot.
+    let api_key = t.mint_key(&cookie, ws, &["sessions:read"]).await;
+    assert!(api_key.starts_with("lxxn_test_"), "{api_key}");
+    let keys = t
+        .get(
+            &format!("/workspaces/{ws}/api-keys"),
+            &Auth::Cookie(cookie.clone()),
+        )
+        .await
+        .ok();
+    assert!(
+        keys.body.to_string().find(&api_key).is_none(),
+        "plaintext is shown once only"
+    );
+    t.get(&format!("/workspaces/{ws}/api-keys"), &Auth::Key(api_key))
+        .await
+        .expect(403, "NOT_AUTHORIZED");
+
+    let out = t
+        .post("/auth/logout", &Auth::Cookie(cookie), json!({}))
+        .await
+        .ok();
+    assert_eq!(cookie_from(&out).as_deref(), Some(""));
+}
+
+#[tokio::test]
+async fn a_workspace_needs_the_wallets_own_signature() {
+    let t = TestApp::spawn().await;
+    let key = k256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+    let wallet = Address::from_signing_key(&key);
+    let ch = t
+        .post(
+            "/workspaces/challenge",
+            &Auth::None,
+            json!({"walletAddress": wallet.to_checksum()}),
+        )
+        .await
+        .ok();
+    let other = k256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+    let sig = sign_personal(&other, ch.data()["message"].as_str().unwrap().as_bytes());
+    let body = json!({"slug": "stolen", "name": "x", "walletAddress": wallet.to_checksum(),
+        "signature": sig.to_string(), "nonce": ch.data()["nonce"], "roles": ["CONSUMER"]});
+    t.post("/workspaces", &Auth::None, body)
+        .await
+        .expect(401, "NOT_AUTHENTICATED");
+    t.create_workspace(&key, "taken-slug", &["CONSUMER"]).await;
+    let ch = t
+        .post(
+            "/workspaces/challenge",
+            &Auth::None,
+            json!({"walletAddress": wallet.to_checksum()}),
+        )
+        .await
+        .ok();
+    let sig = sign_personal(&key, ch.data()["message"].as_str().unwrap().as_bytes());
+    let body = json!({"slug": "taken-slug", "name": "x", "walletAddress": wallet.to_checksum(),
+        "signature": sig.to_string(), "nonce": ch.data()["nonce"], "roles": ["CONSUMER"]});
+    t.post("/workspaces", &Auth::None, body)
+        .await
+        .expect(409, "CONFLICT");
+}
+
+// ------------------------------------------------------------- races
+
+#[tokio::test]
+async fn of_32_concurrent_accepts_exactly_one_wins() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let supplier = t.supplier("supplier-co", BOGOTA, false).await;
+    let id = t.request(&consumer, BOGOTA, 60).await;
+    let offered = t
+        .post(
+            &format!("/sessions/{id}/dispatch"),
+            &consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(offered.data()["state"], "REQUESTED");
+    assert_eq!(
+        offered.data()["offer"]["workspaceId"],
+        supplier.workspace_id.to_string()
+    );
+    let offers = t.get("/sessions/offers", &supplier.auth()).await.ok();
+    assert_eq!(offers.data()[0]["sessionId"], id.as_str());
+
+    let path = format!("/sessions/{id}/accept");
+    let results = join_all((0..32).map(|_| t.post(&path, &supplier.auth(), json!({})))).await;
+    let winners = results.iter().filter(|r| r.status == 200).count();
+    assert_eq!(winners, 1, "{results:?}");
+    for loser in results.iter().filter(|r| r.status != 200) {
+        assert_eq!(loser.status, 409, "{}", loser.body);
+        assert_eq!(loser.code(), "INVALID_STATE");
+        assert_eq!(loser.detail(), "session:accept:ASSIGNED");
+    }
+    assert_eq!(t.workspace(&supplier).await["availabilityState"], "BUSY");
+}
+
+#[tokio::test]
+async fn end_racing_cancel_lets_exactly_one_through() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let supplier = t.supplier("supplier-co", BOGOTA, true).await;
+    for round in 0..5 {
+        let id = t.request(&consumer, BOGOTA, 60).await;
+        t.post(
+            &format!("/sessions/{id}/dispatch"),
+            &consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        let end = format!("/sessions/{id}/end");
+        let cancel = format!("/sessions/{id}");
+        let ends = (0..16).map(|_| t.post(&end, &supplier.auth(), json!({})));
+        let cancels = (0..16).map(|_| t.call(Method::DELETE, &cancel, &consumer.auth(), None));
+        let (ends, cancels) = tokio::join!(join_all(ends), join_all(cancels));
+        let all: Vec<_> = ends.iter().chain(cancels.iter()).collect();
+        assert_eq!(
+            all.iter().filter(|r| r.status == 200).count(),
+            1,
+            "round {round}"
+        );
+        for loser in all.iter().filter(|r| r.status != 200) {
+            (*loser).clone().expect(409, "INVALID_STATE");
+            assert!(loser.detail().ends_with(":CANCELLED"), "{}", loser.detail());
+        }
+        assert_eq!(t.workspace(&supplier).await["availabilityState"], "ONLINE");
+    }
+    // Once LIVE, cancel always loses to end.
+    let id = t.request(&consumer, BOGOTA, 60).await;
+    t.make_live(&consumer, &supplier, &id).await;
+    let end = format!("/sessions/{id}/end");
+    let cancel = format!("/sessions/{id}");
+    let (e, c) = tokio::join!(
+        join_all((0..8).map(|_| t.post(&end, &consumer.auth(), json!({})))),
+        join_all((0..8).map(|_| t.call(Method::DELETE, &cancel, &consumer.auth(), None)))
+    );
+    assert_eq!(e.iter().filter(|r| r.status == 200).count(), 1);
+    assert!(c.iter().all(|r| r.status == 409));
+    assert_eq!(t.session(&consumer, &id).await["state"], "ENDED");
+}
+
+#[tokio::test]
+async fn two_sessions_racing_for_the_only_supplier_get_one_assignment() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let supplier = t.supplier("supplier-co", BOGOTA, true).await;
+    for _ in 0..8 {
+        let a = t.request(&consumer, BOGOTA, 60).await;
+        let b = t.request(&consumer, BOGOTA, 60).await;
+        let (ra, rb) = tokio::join!(
+            t.post(
+                &format!("/sessions/{a}/dispatch"),
+                &consumer.auth(),
+                json!({})
+            ),
+            t.post(
+                &format!("/sessions/{b}/dispatch"),
+                &consumer.auth(),
+                json!({})
+            )
+        );
+        let (winner, loser, loser_id) = if ra.status == 200 {
+            (ra, rb, b)
+        } else {
+            (rb, ra, a)
+        };
+        assert_eq!(winner.data()["state"], "ASSIGNED");
+        loser.expect(503, "NO_COVERAGE");
+        assert_eq!(t.session(&consumer, &loser_id).await["state"], "REQUESTED");
+        let cancelled = t
+            .post(
+                "/sessions/cancel-all-assignments",
+                &supplier.auth(),
+                json!({}),
+            )
+            .await
+            .ok();
+        assert_eq!(cancelled.data()["count"], 1);
+        t.call(
+            Method::DELETE,
+            &format!("/sessions/{loser_id}"),
+            &consumer.auth(),
+            None,
+        )
+        .await
+        .ok();
+    }
+}
+
+// ------------------------------------------------------------- visibility and scopes
+
+#[tokio::test]
+async fn another_workspace_gets_404_on_every_session_route() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let supplier = t.supplier("supplier-co", BOGOTA, true).await;
+    let stranger = t
+        .actor(
+            "stranger",
+            &["CONSUMER", "SUPPLIER"],
+            &[
+                "sessions:read",
+                "sessions:create",
+                "sessions:operate",
+                "pricing:read",
+                "wallet:read",
+                "operators:write",
+            ],
+        )
+        .await;
+    let id = t.request(&consumer, BOGOTA, 60).await;
+    t.post(
+        &format!("/sessions/{id}/dispatch"),
+        &consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    t.post(
+        &format!("/sessions/{id}/start"),
+        &supplier.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    let routes = [
+        (Method::GET, ""),
+        (Method::DELETE, ""),
+        (Method::POST, "/dispatch"),
+        (Method::POST, "/accept"),
+        (Method::POST, "/start"),
+        (Method::POST, "/end"),
+        (Method::POST, "/pause"),
+        (Method::POST, "/resume"),
+        (Method::GET, "/producer-token"),
+        (Method::GET, "/viewer-token"),
+        (Method::GET, "/frame"),
+    ];
+    for (method, suffix) in routes {
+        for auth in [stranger.auth(), Auth::Cookie(stranger.cookie.clone())] {
+            let r = t
+                .call(
+                    method.clone(),
+                    &format!("/sessions/{id}{suffix}"),
+                    &auth,
+                    Some(json!({})),
+                )
+                .await;
+            assert_eq!(
+                (r.status.as_u16(), r.code()),
+                (404, "SESSION_NOT_FOUND"),
+                "{method} {suffix}: {}",
+                r.body
+            );
+        }
+    }
+    assert!(
+        t.get("/sessions", &stranger.auth())
+            .await
+            .ok()
+            .data()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        t.session(&consumer, &id).await["state"],
+        "ASSIGNED",
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn a_key_without_the_scope_gets_403() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let pricing_only = t
+        .mint_key(&consumer.cookie, consumer.workspace_id, &["pricing:read"])
+        .await;
+    let read_only = t
+        .mint_key(&consumer.cookie, consumer.workspace_id, &["sessions:read"])
+        .await;
+    let body = json!({"lat": 1.0, "lng": 1.0, "maxDurationSeconds": 60});
+    let r = t
+        .post("/sessions", &Auth::Key(pricing_only.clone()), body)
+        .await
+        .expect(403, "NOT_AUTHORIZED");
+    assert_eq!(r.detail(), "scope:sessions:create");
+    t.get("/sessions", &Auth::Key(pricing_only))
+        .await
+        .expect(403, "NOT_AUTHORIZED");
+    let id = t.request(&consumer, BOGOTA, 60).await;
+    t.post(
+        &format!("/sessions/{id}/dispatch"),
+        &Auth::Key(read_only.clone()),
+        json!({}),
+    )
+    .await
+    .expect(403, "NOT_AUTHORIZED");
+    t.get(&format!("/sessions/{id}"), &Auth::Key(read_only))
+        .await
+        .ok();
+    t.get("/me", &Auth::None)
+        .await
+        .expect(401, "NOT_AUTHENTICATED");
+    t.get("/me", &Auth::Key("lxxn_test_000000_nope".into()))
+        .await
+        .expect(401, "NOT_AUTHENTICATED");
+}
+
+#[tokio::test]
+async fn a_revoked_key_works_for_60_seconds_then_is_refused() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let me = t.get("/me", &consumer.auth()).await.ok();
+    let key_id = me.data()["apiKeyId"].as_str().unwrap().to_owned();
+    let path = format!(
+        "/workspaces/{}/api-keys/{key_id}/revoke",
+        consumer.workspace_id
+    );
+    let revoked = t
+        .post(&path, &Auth::Cookie(consumer.cookie.clone()), json!({}))
+        .await
+        .ok();
+    assert!(revoked.data()["revokedAt"].is_string());
+    t.clock.advance_ms(59_999);
+    t.get("/sessions", &consumer.auth()).await.ok();
+    t.clock.advance_ms(1);
+    let r = t
+        .get("/sessions", &consumer.auth())
+        .await
+        .expect(401, "REVOKED_API_KEY");
+    assert_eq!(r.detail(), "auth:revoked");
+    // Revoking again does not restart the grace window.
+    let again = t
+        .post(&path, &Auth::Cookie(consumer.cookie.clone()), json!({}))
+        .await
+        .ok();
+    assert_eq!(again.data()["revokedAt"], revoked.data()["revokedAt"]);
+}
+
+// ------------------------------------------------------------- input
+
+#[tokio::test]
+async fn bad_bodies_are_400_naming_the_field() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let supplier = t.supplier("supplier-co", BOGOTA, true).await;
+    let ws = format!("/workspaces/{}", supplier.workspace_id);
+    let cases: Vec<(Method, String, &common::Actor, serde_json::Value, &str)> = vec![
+        (
+            Method::POST,
+            "/sessions".into(),
+            &consumer,
+            json!({"lat": "north", "lng": 1, "maxDurationSeconds": 5}),
+            "lat",
+        ),
+        (
+            Method::POST,
+            "/sessions".into(),
+            &consumer,
+            json!({"lat": 1, "lng": 1}),
+            "maxDurationSeconds",
+        ),
+        (
+            Method::POST,
+            "/sessions".into(),
+            &consumer,
+            json!({"lat": 91, "lng": 1, "maxDurationSeconds": 5}),
+            "lat",
+        ),
+        (
+            Method::POST,
+            "/sessions".into(),
+            &consumer,
+            json!({"lat": 1, "lng": -181, "maxDurationSeconds": 5}),
+            "lng",
+        ),
+        (
+            Method::POST,
+            "/sessions".into(),
+            &consumer,
+            json!({"lat": 1, "lng": 1, "maxDurationSeconds": 0}),
+            "maxDurationSeconds",
+        ),
+        (
+            Method::POST,
+            "/sessions".into(),
+            &consumer,
+            json!({"lat": 1, "lng": 1, "maxDurationSeconds": -3}),
+            "maxDurationSeconds",
+        ),
+        (
+            Method::POST,
+            "/sessions".into(),
+            &consumer,
+            json!({"lat": 1, "lng": 1, "maxDurationSeconds": 5, "quoteId": "abc"}),
+            "quoteId",
+        ),
+        (
+            Method::POST,
+            "/sessions".into(),
+            &consumer,
+            json!({"lat": 1, "lng": 1, "maxDurationSeconds": 5, "geofenceRadiusMeters": 0}),
+            "geofenceRadiusMeters",
+        ),
+        (
+            Method::POST,
+            "/sessions".into(),
+            &consumer,
+            json!([1, 2]),
+            "body",
+        ),
+        (
+            Method::PATCH,
+            ws.clone(),
+            &supplier,
+            json!({"availabilityState": "SLEEPING"}),
+            "availabilityState",
+        ),
+        (
+            Method::PATCH,
+            ws.clone(),
+            &supplier,
+            json!({"availabilityState": "BUSY"}),
+            "availabilityState",
+        ),
+        (
+            Method::PATCH,
+            ws.clone(),
+            &supplier,
+            json!({"deviceKind": "BALLOON"}),
+            "deviceKind",
+        ),
+        (
+            Method::PATCH,
+            ws.clone(),
+            &supplier,
+            json!({"coverageRadiusMeters": 0}),
+            "coverageRadiusMeters",
+        ),
+        (
+            Method::PATCH,
+            ws.clone(),
+            &supplier,
+            json!({"coverageLat": 100}),
+            "coverageLat",
+        ),
+        (
+            Method::PATCH,
+            ws.clone(),
+            &supplier,
+            json!({"autoAccept": "yes"}),
+            "autoAccept",
+        ),
+        (
+            Method::GET,
+            "/pricing/quote?lat=1&lng=x&durationSeconds=5".into(),
+            &consumer,
+            json!(null),
+            "lng",
+        ),
+        (
+            Method::GET,
+            "/pricing/quote?lat=1&lng=1".into(),
+            &consumer,
+            json!(null),
+            "durationSeconds",
+        ),
+        (
+            Method::GET,
+            "/sessions?state=DANCING".into(),
+            &consumer,
+            json!(null),
+            "state",
+        ),
+        (
+            Method::GET,
+            "/sessions?limit=0".into(),
+            &consumer,
+            json!(null),
+            "limit",
+        ),
+        (
+            Method::GET,
+            "/sessions/not-a-uuid".into(),
+            &consumer,
+            json!(null),
+            "id",
+        ),
+    ];
+    for (method, path, actor, body, field) in cases {
+        let body = (!body.is_null()).then_some(body);
+        let r = t
+            .call(method.clone(), &path, &actor.auth(), body.clone())
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (400, "INVALID_INPUT"),
+            "{method} {path} {body:?}: {}",
+            r.body
+        );
+        assert!(
+            r.message().contains(field),
+            "{method} {path}: message {:?} does not name {field}",
+            r.message()
+        );
+    }
+    let r = t
+        .post(
+            "/auth/wallet/challenge",
+            &Auth::None,
+            json!({"walletAddress": "0x1234"}),
+        )
+        .await
+        .expect(400, "INVALID_INPUT");
+    assert!(r.message().contains("walletAddress"), "{}", r.message());
+    // Nothing above was stored.
+    assert!(
+        t.get("/sessions", &consumer.auth())
+            .await
+            .ok()
+            .data()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(t.workspace(&supplier).await["availabilityState"], "ONLINE");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_the_envelope() {
+    let t = TestApp::spawn().await;
+    t.get("/nowhere", &Auth::None)
+        .await
+        .expect(404, "NOT_FOUND");
+    let r = t.call(Method::PUT, "/health", &Auth::None, None).await;
+    assert_eq!(r.status.as_u16(), 405, "{}", r.body);
+    assert_eq!(r.body["statusCode"], 405);
+}
+
+// ------------------------------------------------------------- credit and quotes
+
+#[tokio::test]
+async fn credit_covers_the_consumers_other_open_sessions_too() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let at = (10.0, 10.0);
+    let quote = |_: ()| {
+        t.get(
+            format!(
+                "/pricing/quote?lat={}&lng={}&durationSeconds=100",
+                at.0, at.1
+            ),
+            consumer.auth(),
+        )
+    };
+    // Quotes fix each session's rate, so every hold is known in advance.
+    let quotes = join_all((0..10).map(|_| quote(()))).await;
+    let hold = quotes[0].data()["estimatedTotalMicroUsdc"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        quotes
+            .iter()
+            .all(|q| q.data()["estimatedTotalMicroUsdc"] == hold)
+    );
+    t.credit.set(consumer.wallet, 3 * hold);
+    let body = |q: &common::Resp| json!({"lat": at.0, "lng": at.1, "maxDurationSeconds": 100, "quoteId": q.data()["quoteId"]});
+    let results = join_all(
+        quotes
+            .iter()
+            .map(|q| t.post("/sessions", consumer.auth(), body(q))),
+    )
+    .await;
+    let created: Vec<_> = results.iter().filter(|r| r.status == 201).collect();
+    assert_eq!(
+        created.len(),
+        3,
+        "ten parallel requests against a pool for three"
+    );
+    for r in results.iter().filter(|r| r.status != 201) {
+        r.clone().expect(400, "INSUFFICIENT_CREDIT");
+    }
+    // Cancelling one frees its hold for the next.
+    let first = created[0].data()["id"].as_str().unwrap().to_owned();
+    t.call(
+        Method::DELETE,
+        format!("/sessions/{first}"),
+        consumer.auth(),
+        None,
+    )
+    .await
+    .ok();
+    let unused = results.iter().position(|r| r.status != 201).unwrap();
+    t.post("/sessions", consumer.auth(), body(&quotes[unused]))
+        .await
+        .expect(201, "");
+    // Full again; a top-up clears it without a restart, and the refused quote was not spent.
+    let next = quote(()).await.ok();
+    let next_hold = next.data()["estimatedTotalMicroUsdc"].as_u64().unwrap();
+    t.post("/sessions", consumer.auth(), body(&next))
+        .await
+        .expect(400, "INSUFFICIENT_CREDIT");
+    t.credit.set(consumer.wallet, 3 * hold + next_hold);
+    t.post("/sessions", consumer.auth(), body(&next))
+        .await
+        .expect(201, "");
+}
+
+#[tokio::test]
+async fn a_quote_locks_the_rate_once_for_30_seconds() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let _supplier = t.supplier("supplier-co", BOGOTA, true).await;
+    let q = |_: ()| {
+        t.get(
+            &format!(
+                "/pricing/quote?lat={}&lng={}&durationSeconds=60",
+                BOGOTA.0, BOGOTA.1
+            ),
+            &consumer.auth(),
+        )
+    };
+    let quote = q(()).await.ok();
+    let quote_id = quote.data()["quoteId"].clone();
+    let body =
+        json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 60, "quoteId": quote_id});
+    // Demand rises after the quote, but the quoted rate holds.
+    t.request(&consumer, BOGOTA, 60).await;
+    let s = t
+        .post("/sessions", &consumer.auth(), body.clone())
+        .await
+        .expect(201, "");
+    assert_eq!(
+        s.data()["ratePerSecondMicroUsdc"],
+        quote.data()["ratePerSecondMicroUsdc"]
+    );
+    let spot = t
+        .post(
+            "/sessions",
+            &consumer.auth(),
+            json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 60}),
+        )
+        .await
+        .ok();
+    assert!(
+        spot.data()["ratePerSecondMicroUsdc"].as_u64()
+            > quote.data()["ratePerSecondMicroUsdc"].as_u64()
+    );
+    let r = t
+        .post("/sessions", &consumer.auth(), body)
+        .await
+        .expect(400, "QUOTE_EXPIRED");
+    assert_eq!(r.detail(), "quote:used");
+
+    let late = q(()).await.ok();
+    t.clock.advance_ms(30_000);
+    let body = json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 60, "quoteId": late.data()["quoteId"]});
+    let r = t
+        .post("/sessions", &consumer.auth(), body)
+        .await
+        .expect(400, "QUOTE_EXPIRED");
+    assert_eq!(r.detail(), "quote:expired");
+}
+
+// ------------------------------------------------------------- sweeper and offers
+
+#[tokio::test]
+async fn the_sweeper_expires_both_flavours_and_frees_the_supplier() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let supplier = t.supplier("supplier-co", BOGOTA, true).await;
+    let body = json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 60, "waitTimeoutSeconds": 1});
+    let pre = t
+        .post("/sessions", &consumer.auth(), body)
+        .await
+        .expect(201, "");
+    assert_eq!(
+        pre.data()["waitTimeoutSeconds"],
+        5,
+        "clamped to the minimum"
+    );
+    let pre = pre.data()["id"].as_str().unwrap().to_owned();
+    t.post(
+        &format!("/sessions/{pre}/dispatch"),
+        &consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    assert_eq!(t.app.sweep(t.clock_now()).await, 0);
+    t.clock.advance_ms(5_000);
+    assert_eq!(t.app.sweep(t.clock_now()).await, 1);
+    let s = t.session(&consumer, &pre).await;
+    assert_eq!(
+        (s["state"].as_str(), s["expiryReason"].as_str()),
+        (Some("EXPIRED"), Some("WAIT_TIMEOUT"))
+    );
+    assert!(s["meter"].is_null());
+    assert_eq!(t.workspace(&supplier).await["availabilityState"], "ONLINE");
+
+    let live = t.request(&consumer, BOGOTA, 60).await;
+    t.make_live(&consumer, &supplier, &live).await;
+    t.clock.advance_ms(59_999);
+    assert_eq!(t.app.sweep(t.clock_now()).await, 0);
+    t.clock.advance_ms(120_000);
+    assert_eq!(t.app.sweep(t.clock_now()).await, 1);
+    let s = t.session(&consumer, &live).await;
+    assert_eq!(
+        (s["state"].as_str(), s["expiryReason"].as_str()),
+        (Some("EXPIRED"), Some("MAX_DURATION"))
+    );
+    assert_eq!(
+        s["meter"]["cleanSeconds"], 60,
+        "metered up to the maximum only"
+    );
+    assert_eq!(t.workspace(&supplier).await["availabilityState"], "ONLINE");
+}
+
+#[tokio::test]
+async fn an_unanswered_offer_moves_on_to_the_next_supplier() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let first = t.supplier("first", BOGOTA, false).await;
+    t.clock.advance_ms(1_000);
+    let second = t.supplier("second", BOGOTA, false).await;
+    let id = t.request(&consumer, BOGOTA, 60).await;
+    let s = t
+        .post(
+            &format!("/sessions/{id}/dispatch"),
+            &consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        s.data()["offer"]["workspaceId"],
+        first.workspace_id.to_string(),
+        "the longest idle first"
+    );
+    t.get(&format!("/sessions/{id}"), &second.auth())
+        .await
+        .expect(404, "SESSION_NOT_FOUND");
+    t.clock.advance_ms(15_000);
+    t.app.sweep(t.clock_now()).await;
+    let s = t.session(&consumer, &id).await;
+    assert_eq!(s["offer"]["workspaceId"], second.workspace_id.to_string());
+    let late = t
+        .post(&format!("/sessions/{id}/accept"), &first.auth(), json!({}))
+        .await;
+    late.expect(404, "SESSION_NOT_FOUND");
+    t.post(&format!("/sessions/{id}/accept"), &second.auth(), json!({}))
+        .await
+        .ok();
+    assert_eq!(
+        t.session(&consumer, &id).await["operatorWorkspaceId"],
+        second.workspace_id.to_string()
+    );
+}
+
+// ------------------------------------------------------------- documents and headers
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let t = TestApp::spawn().await;
+    let doc = t.get("/openapi.json", &Auth::None).await;
+    assert_eq!(doc.status, 200);
+    let paths = doc.body["paths"].as_object().expect("paths");
+    for path in [
+        "/api/v1/sessions",
+        "/api/v1/sessions/{id}/accept",
+        "/api/v1/pricing/quote",
+        "/api/v1/auth/wallet/login",
+        "/api/v1/workspaces/{id}/api-keys",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing");
+    }
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
+}
+
+#[tokio::test]
+async fn every_write_returns_an_increasing_consistency_token() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    let a = t
+        .post(
+            "/sessions",
+            &consumer.auth(),
+            json!({"lat": 1, "lng": 1, "maxDurationSeconds": 5}),
+        )
+        .await
+        .ok();
+    let b = t
+        .post(
+            "/sessions",
+            &consumer.auth(),
+            json!({"lat": 1, "lng": 1, "maxDurationSeconds": 5}),
+        )
+        .await
+        .ok();
+    let token = |r: &common::Resp| {
+        r.headers["x-lx-consistency-token"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(token(&b) > token(&a));
+    assert_eq!(
+        a.body["consistencyToken"],
+        a.headers["x-lx-consistency-token"].to_str().unwrap()
+    );
+    let read = t.get("/sessions", &consumer.auth()).await;
+    assert!(read.headers.get("x-lx-consistency-token").is_none());
+}
+
+#[tokio::test]
+async fn public_reads_show_coverage_demand_and_config() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("consumer-co").await;
+    t.supplier("supplier-co", BOGOTA, true).await;
+    t.request(&consumer, BOGOTA, 60).await;
+    t.request(&consumer, BOGOTA, 60).await;
+    let cov = t.get("/coverage", &Auth::None).await.ok();
+    assert_eq!(cov.data()["circles"][0]["lat"], 4.71);
+    assert_eq!(cov.data()["circles"][0]["deviceKind"], "DRONE");
+    let demand = t.get("/demand", &Auth::None).await.ok();
+    assert_eq!(demand.data()["cells"][0]["requests"], 2);
+    let config = t.get("/config", &Auth::None).await.ok();
+    assert_eq!(config.data()["baseRatePerSecondMicroUsdc"], 1000);
+    assert_eq!(
+        t.get("/health", &Auth::None).await.ok().data()["status"],
+        "ok"
+    );
+}
