@@ -23,13 +23,19 @@ pub type RespFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Res
 
 pub const BOGOTA: (f64, f64) = (4.711, -74.072);
 
-pub struct TestApp {
+/// An HTTP client of one server, with the helpers every test needs.
+#[derive(Debug, Clone)]
+pub struct Api {
     pub base: String,
+    pub http: reqwest::Client,
+}
+
+pub struct TestApp {
+    pub api: Api,
     pub app: Arc<App>,
     pub clock: Arc<ManualClock>,
     pub media: Arc<ScriptedMedia>,
     pub credit: Arc<StaticCredit>,
-    pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
     stop: watch::Sender<bool>,
 }
@@ -151,16 +157,33 @@ impl TestApp {
                 .await
                 .expect("serve");
         });
-        Self {
-            base,
-            app,
-            clock,
-            media,
-            credit,
-            http: reqwest::Client::new(),
-            dir,
-            stop,
-        }
+        Self { api: Api::new(base), app, clock, media, credit, dir, stop }
+    }
+
+    /// Drives a session to LIVE: dispatch, start, first frame.
+    pub async fn make_live(&self, consumer: &Actor, supplier: &Actor, id: &str) {
+        self.post(format!("/sessions/{id}/dispatch"), consumer.auth(), json!({})).await.ok();
+        self.post(format!("/sessions/{id}/start"), supplier.auth(), json!({})).await.ok();
+        self.media.first_frame(id.parse().expect("uuid"), self.clock_now()).await;
+        self.wait_for_state(consumer, id, "LIVE").await;
+    }
+
+    pub fn clock_now(&self) -> i64 {
+        use lx_server::clock::Clock;
+        self.clock.now_ms()
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Self { base, http: reqwest::Client::new() }
     }
 
     /// Sends a request. Arguments are converted before the future is made,
@@ -358,33 +381,6 @@ impl TestApp {
         .ok()
         .data()
         .clone()
-    }
-
-    /// Drives a session to LIVE: dispatch, start, first frame.
-    pub async fn make_live(&self, consumer: &Actor, supplier: &Actor, id: &str) {
-        self.post(
-            &format!("/sessions/{id}/dispatch"),
-            &consumer.auth(),
-            json!({}),
-        )
-        .await
-        .ok();
-        self.post(
-            &format!("/sessions/{id}/start"),
-            &supplier.auth(),
-            json!({}),
-        )
-        .await
-        .ok();
-        self.media
-            .first_frame(id.parse().expect("uuid"), self.clock_now())
-            .await;
-        self.wait_for_state(consumer, id, "LIVE").await;
-    }
-
-    pub fn clock_now(&self) -> i64 {
-        use lx_server::clock::Clock;
-        self.clock.now_ms()
     }
 
     pub async fn wait_for_state(&self, actor: &Actor, id: &str, state: &str) {
