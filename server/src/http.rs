@@ -105,13 +105,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let field = path_of(&err);
+        let mut field = path_of(&err);
         let inner = err.inner();
-        let problem = if inner.is_syntax() || inner.is_eof() {
+        let mut problem = if inner.is_syntax() || inner.is_eof() {
             format!("not valid JSON ({inner})")
         } else {
             strip_position(&inner.to_string())
         };
+        // serde names a missing field in its message, at the parent's path.
+        if let Some(name) = problem
+            .strip_prefix("missing field `")
+            .and_then(|r| r.strip_suffix('`'))
+        {
+            field = if field == "body" {
+                name.to_owned()
+            } else {
+                format!("{field}.{name}")
+            };
+            problem = "is required".to_owned();
+        }
         ApiError::invalid(&field, problem)
     })?;
     de.end()

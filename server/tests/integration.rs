@@ -1089,7 +1089,11 @@ impl ServerProcess {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -1103,23 +1107,60 @@ async fn a_server_killed_mid_session_comes_back_as_it_was() {
     let manual = api.supplier("manual-ptz", (4.75, -74.05), false).await;
     let requested = api.request(&consumer, (4.0, -70.0), 60).await;
     let assigned = api.request(&consumer, BOGOTA, 120).await;
-    api.post(format!("/sessions/{assigned}/dispatch"), consumer.auth(), json!({})).await.ok();
+    api.post(
+        format!("/sessions/{assigned}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
     let offered = api.request(&consumer, (4.75, -74.05), 90).await;
-    api.post(format!("/sessions/{offered}/dispatch"), consumer.auth(), json!({})).await.ok();
+    api.post(
+        format!("/sessions/{offered}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
     let cancelled = api.request(&consumer, BOGOTA, 30).await;
-    api.call(Method::DELETE, format!("/sessions/{cancelled}"), consumer.auth(), None).await.ok();
+    api.call(
+        Method::DELETE,
+        format!("/sessions/{cancelled}"),
+        consumer.auth(),
+        None,
+    )
+    .await
+    .ok();
 
     let snapshot = |api: &common::Api| {
         let api = api.clone();
         let (consumer, busy, manual) = (consumer.clone(), busy.clone(), manual.clone());
         async move {
             let mut seen = Vec::new();
-            seen.push(api.get("/sessions", consumer.auth()).await.ok().data().clone());
+            seen.push(
+                api.get("/sessions", consumer.auth())
+                    .await
+                    .ok()
+                    .data()
+                    .clone(),
+            );
             seen.push(api.get("/sessions", busy.auth()).await.ok().data().clone());
-            seen.push(api.get("/sessions/offers", manual.auth()).await.ok().data().clone());
+            seen.push(
+                api.get("/sessions/offers", manual.auth())
+                    .await
+                    .ok()
+                    .data()
+                    .clone(),
+            );
             for actor in [&consumer, &busy, &manual] {
                 seen.push(api.workspace(actor).await);
-                seen.push(api.get("/workspaces", Auth::Cookie(actor.cookie.clone())).await.ok().data().clone());
+                seen.push(
+                    api.get("/workspaces", Auth::Cookie(actor.cookie.clone()))
+                        .await
+                        .ok()
+                        .data()
+                        .clone(),
+                );
             }
             seen
         }
@@ -1136,12 +1177,39 @@ async fn a_server_killed_mid_session_comes_back_as_it_was() {
     // The dispatch index was rebuilt from the store: the busy supplier is
     // still taken, the offer can still be accepted, and a release is seen.
     let next = api.request(&consumer, BOGOTA, 60).await;
-    api.post(format!("/sessions/{next}/dispatch"), consumer.auth(), json!({})).await.expect(503, "NO_COVERAGE");
-    api.post(format!("/sessions/{offered}/accept"), manual.auth(), json!({})).await.ok();
-    api.post("/sessions/cancel-all-assignments", busy.auth(), json!({})).await.ok();
-    let d = api.post(format!("/sessions/{next}/dispatch"), consumer.auth(), json!({})).await.ok();
-    assert_eq!(d.data()["operatorWorkspaceId"], busy.workspace_id.to_string());
-    assert_eq!(api.session(&consumer, &requested).await["state"], "REQUESTED");
+    api.post(
+        format!("/sessions/{next}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .expect(503, "NO_COVERAGE");
+    api.post(
+        format!("/sessions/{offered}/accept"),
+        manual.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    api.post("/sessions/cancel-all-assignments", busy.auth(), json!({}))
+        .await
+        .ok();
+    let d = api
+        .post(
+            format!("/sessions/{next}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        d.data()["operatorWorkspaceId"],
+        busy.workspace_id.to_string()
+    );
+    assert_eq!(
+        api.session(&consumer, &requested).await["state"],
+        "REQUESTED"
+    );
     server.kill_9();
 }
 
@@ -1153,10 +1221,29 @@ mod generated_bodies {
     use serde_json::Value;
 
     const FIELDS: &[&str] = &[
-        "lat", "lng", "maxDurationSeconds", "waitTimeoutSeconds", "geofenceRadiusMeters", "quoteId",
-        "workspaceId", "walletAddress", "nonce", "signature", "slug", "name", "roles", "label",
-        "environment", "scopes", "availabilityState", "coverageLat", "coverageLng",
-        "coverageRadiusMeters", "deviceKind", "autoAccept", "offerTimeoutSeconds",
+        "lat",
+        "lng",
+        "maxDurationSeconds",
+        "waitTimeoutSeconds",
+        "geofenceRadiusMeters",
+        "quoteId",
+        "workspaceId",
+        "walletAddress",
+        "nonce",
+        "signature",
+        "slug",
+        "name",
+        "roles",
+        "label",
+        "environment",
+        "scopes",
+        "availabilityState",
+        "coverageLat",
+        "coverageLng",
+        "coverageRadiusMeters",
+        "deviceKind",
+        "autoAccept",
+        "offerTimeoutSeconds",
     ];
 
     fn scalar() -> impl Strategy<Value = Value> {
@@ -1165,12 +1252,21 @@ mod generated_bodies {
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
             any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
-            prop_oneof![Just(-91.0), Just(0.0), Just(90.0), Just(180.5), Just(1e300)].prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON numbers are finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            prop_oneof![Just(-91.0), Just(0.0), Just(90.0), Just(180.5), Just(1e300)]
+                .prop_map(Value::from),
             ".{0,40}".prop_map(Value::from),
             prop_oneof![
-                Just("ONLINE"), Just("BUSY"), Just("DRONE"), Just("SUPPLIER"), Just("LIVE"), Just("sessions:create"),
-                Just("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"), Just("00000000-0000-0000-0000-000000000000"),
+                Just("ONLINE"),
+                Just("BUSY"),
+                Just("DRONE"),
+                Just("SUPPLIER"),
+                Just("LIVE"),
+                Just("sessions:create"),
+                Just("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"),
+                Just("00000000-0000-0000-0000-000000000000"),
             ]
             .prop_map(Value::from),
         ]
@@ -1181,7 +1277,8 @@ mod generated_bodies {
         let value = leaf.prop_recursive(3, 24, 6, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                proptest::collection::hash_map(".{0,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+                proptest::collection::hash_map(".{0,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         });
         prop_oneof![
@@ -1206,23 +1303,75 @@ mod generated_bodies {
         let routes: Vec<(Method, String, Auth)> = vec![
             (Method::POST, "/auth/wallet/challenge".into(), Auth::None),
             (Method::POST, "/auth/wallet/login".into(), Auth::None),
-            (Method::POST, "/auth/workspace/select".into(), Auth::Cookie(consumer.cookie.clone())),
+            (
+                Method::POST,
+                "/auth/workspace/select".into(),
+                Auth::Cookie(consumer.cookie.clone()),
+            ),
             (Method::POST, "/workspaces/challenge".into(), Auth::None),
             (Method::POST, "/workspaces".into(), Auth::None),
-            (Method::PATCH, format!("/workspaces/{ws_s}"), supplier.auth()),
-            (Method::PATCH, format!("/workspaces/{ws_c}"), Auth::Cookie(consumer.cookie.clone())),
-            (Method::POST, format!("/workspaces/{ws_c}/api-keys"), Auth::Cookie(consumer.cookie.clone())),
+            (
+                Method::PATCH,
+                format!("/workspaces/{ws_s}"),
+                supplier.auth(),
+            ),
+            (
+                Method::PATCH,
+                format!("/workspaces/{ws_c}"),
+                Auth::Cookie(consumer.cookie.clone()),
+            ),
+            (
+                Method::POST,
+                format!("/workspaces/{ws_c}/api-keys"),
+                Auth::Cookie(consumer.cookie.clone()),
+            ),
             (Method::POST, "/sessions".into(), consumer.auth()),
-            (Method::POST, format!("/sessions/{session}/dispatch"), consumer.auth()),
-            (Method::POST, format!("/sessions/{session}/accept"), supplier.auth()),
-            (Method::POST, format!("/sessions/{session}/start"), supplier.auth()),
-            (Method::POST, format!("/sessions/{session}/pause"), consumer.auth()),
-            (Method::POST, format!("/sessions/{session}/resume"), consumer.auth()),
-            (Method::POST, format!("/sessions/{session}/end"), consumer.auth()),
-            (Method::DELETE, format!("/sessions/{session}"), consumer.auth()),
-            (Method::POST, "/sessions/cancel-all-assignments".into(), supplier.auth()),
+            (
+                Method::POST,
+                format!("/sessions/{session}/dispatch"),
+                consumer.auth(),
+            ),
+            (
+                Method::POST,
+                format!("/sessions/{session}/accept"),
+                supplier.auth(),
+            ),
+            (
+                Method::POST,
+                format!("/sessions/{session}/start"),
+                supplier.auth(),
+            ),
+            (
+                Method::POST,
+                format!("/sessions/{session}/pause"),
+                consumer.auth(),
+            ),
+            (
+                Method::POST,
+                format!("/sessions/{session}/resume"),
+                consumer.auth(),
+            ),
+            (
+                Method::POST,
+                format!("/sessions/{session}/end"),
+                consumer.auth(),
+            ),
+            (
+                Method::DELETE,
+                format!("/sessions/{session}"),
+                consumer.auth(),
+            ),
+            (
+                Method::POST,
+                "/sessions/cancel-all-assignments".into(),
+                supplier.auth(),
+            ),
         ];
-        let config = ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() };
+        let config = ProptestConfig {
+            cases: 48,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
         proptest!(config, |(payload in body())| {
             rt.block_on(async {
                 for (method, path, auth) in &routes {
@@ -1233,7 +1382,11 @@ mod generated_bodies {
                 Ok(())
             })?;
         });
-        let queries = ["lat=1e999&lng=1&durationSeconds=1", "lat=&lng=&durationSeconds=", "lat=1&lng=1&durationSeconds=99999999999"];
+        let queries = [
+            "lat=1e999&lng=1&durationSeconds=1",
+            "lat=&lng=&durationSeconds=",
+            "lat=1&lng=1&durationSeconds=99999999999",
+        ];
         rt.block_on(async {
             for q in queries {
                 let r = t.get(format!("/pricing/quote?{q}"), consumer.auth()).await;

@@ -980,3 +980,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteStore;
+
+    crate::store_suite!(SqliteStore::in_memory().expect("in-memory store"));
+
+    #[test]
+    fn a_file_store_reopens_with_its_schema() {
+        let dir = std::env::temp_dir().join(format!("lx-store-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("lx.db");
+        drop(SqliteStore::open(&path).unwrap());
+        drop(SqliteStore::open(&path).unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

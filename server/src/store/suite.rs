@@ -1,1 +1,473 @@
+//! The store test-suite: every backend must pass it. A backend's tests
+//! invoke `store_suite!(async { make a fresh store })`.
 
+use lx_protocol::api::{Availability, KeyEnvironment, Role, Scope, SessionState};
+use lx_protocol::geo::Point;
+use lx_protocol::wallet::Address;
+use uuid::Uuid;
+
+use super::*;
+
+pub fn build_workspace(slug: &str, roles: &[Role], online_at: Option<Point>) -> Workspace {
+    Workspace {
+        id: Uuid::new_v4(),
+        slug: slug.to_owned(),
+        name: slug.to_owned(),
+        wallet: Address([slug.len() as u8; 20]),
+        roles: roles.to_vec(),
+        availability: if online_at.is_some() {
+            Availability::Online
+        } else {
+            Availability::Offline
+        },
+        coverage: online_at.map(|p| CoverageArea {
+            lat: p.lat,
+            lng: p.lng,
+            radius_m: 1000,
+        }),
+        device_kind: None,
+        auto_accept: true,
+        offer_timeout_seconds: 15,
+        idle_since_ms: 1_000,
+        created_ms: 1_000,
+    }
+}
+
+pub fn build_session(consumer: &Workspace, rate: u64, max_duration: u32) -> NewSession {
+    NewSession {
+        id: Uuid::new_v4(),
+        point: Point::new(1.0, 2.0),
+        geofence_radius_m: 150,
+        max_duration_seconds: max_duration,
+        wait_timeout_seconds: 60,
+        rate_micro_usdc: rate,
+        consumer_workspace_id: consumer.id,
+        consumer_wallet: consumer.wallet,
+        quote_id: None,
+        created_ms: 10_000,
+    }
+}
+
+pub async fn workspaces_are_unique_by_slug_and_patched_atomically(store: &dyn Store) {
+    let ws = store
+        .insert_workspace(build_workspace("alpha", &[Role::Supplier], None))
+        .await
+        .unwrap();
+    assert_eq!(store.workspace(ws.id).await.unwrap().as_ref(), Some(&ws));
+    let dup = build_workspace("alpha", &[Role::Consumer], None);
+    assert!(matches!(
+        store.insert_workspace(dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let online = WorkspacePatch {
+        availability: Some(Availability::Online),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.patch_workspace(ws.id, online.clone(), 5).await,
+        Err(PatchError::MissingCoverage)
+    );
+    let patch = WorkspacePatch {
+        coverage: Some(CoverageArea {
+            lat: 1.0,
+            lng: 2.0,
+            radius_m: 500,
+        }),
+        ..online
+    };
+    let patched = store.patch_workspace(ws.id, patch, 5_000).await.unwrap();
+    assert_eq!(patched.availability, Availability::Online);
+    assert_eq!(
+        patched.idle_since_ms, 5_000,
+        "coming ONLINE starts the idle clock"
+    );
+    assert_eq!(store.online_suppliers().await.unwrap().len(), 1);
+    assert_eq!(
+        store.workspaces_of_wallet(ws.wallet).await.unwrap().len(),
+        1
+    );
+}
+
+pub async fn a_challenge_is_taken_once(store: &dyn Store) {
+    let ch = Challenge {
+        nonce: "abcdefgh12".into(),
+        wallet: Address([1; 20]),
+        purpose: ChallengePurpose::SignIn,
+        message: "m".into(),
+        expires_ms: 99,
+    };
+    store.insert_challenge(ch.clone()).await.unwrap();
+    assert_eq!(
+        store
+            .take_challenge("abcdefgh12", ChallengePurpose::CreateWorkspace)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_challenge("abcdefgh12", ChallengePurpose::SignIn)
+            .await
+            .unwrap(),
+        Some(ch)
+    );
+    assert_eq!(
+        store
+            .take_challenge("abcdefgh12", ChallengePurpose::SignIn)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn revoking_a_key_keeps_the_first_revocation_time(store: &dyn Store) {
+    let ws = store
+        .insert_workspace(build_workspace("keys", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let key = ApiKey {
+        id: Uuid::new_v4(),
+        workspace_id: ws.id,
+        hash: [3; 32],
+        prefix: "lxxn_test_".into(),
+        label: "k".into(),
+        environment: KeyEnvironment::Test,
+        scopes: vec![Scope::SessionsRead, Scope::WalletRead],
+        created_ms: 1,
+        revoked_ms: None,
+    };
+    store.insert_api_key(key.clone()).await.unwrap();
+    assert_eq!(
+        store.api_key_by_hash([3; 32]).await.unwrap(),
+        Some(key.clone())
+    );
+    let first = store
+        .revoke_api_key(ws.id, key.id, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = store
+        .revoke_api_key(ws.id, key.id, 200)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.revoked_ms, second.revoked_ms),
+        (Some(100), Some(100))
+    );
+    assert_eq!(
+        store
+            .revoke_api_key(Uuid::new_v4(), key.id, 300)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn credit_counts_every_open_session_of_the_wallet(store: &dyn Store) {
+    let ws = store
+        .insert_workspace(build_workspace("buyer", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let a = store
+        .create_session(build_session(&ws, 10, 100), 2_000, 1)
+        .await
+        .unwrap();
+    store
+        .create_session(build_session(&ws, 10, 100), 2_000, 1)
+        .await
+        .unwrap();
+    let refused = store
+        .create_session(build_session(&ws, 10, 100), 2_999, 1)
+        .await;
+    assert_eq!(
+        refused,
+        Err(CreateSessionError::InsufficientCredit {
+            required: 3_000,
+            available: 2_999
+        })
+    );
+    let cancel = Transition {
+        session_id: a.id,
+        expected: Some(SessionState::Requested),
+        to: Some(SessionState::Cancelled),
+        ended_ms: Some(2),
+        ..Transition::default()
+    };
+    store.apply(cancel).await.unwrap();
+    store
+        .create_session(build_session(&ws, 10, 100), 2_000, 1)
+        .await
+        .unwrap();
+}
+
+pub async fn a_quote_is_consumed_only_by_a_session_that_is_created(store: &dyn Store) {
+    let ws = store
+        .insert_workspace(build_workspace("quoter", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let quote = Quote {
+        id: Uuid::new_v4(),
+        workspace_id: ws.id,
+        point: Point::new(1.0, 2.0),
+        duration_seconds: 60,
+        rate_micro_usdc: 10,
+        supply_bps: 10_000,
+        demand_bps: 10_000,
+        corridor_bps: 10_000,
+        created_ms: 1,
+        expires_ms: 30_001,
+        used_ms: None,
+    };
+    store.insert_quote(quote.clone()).await.unwrap();
+    let new = NewSession {
+        quote_id: Some(quote.id),
+        ..build_session(&ws, 10, 100)
+    };
+    assert!(matches!(
+        store.create_session(new.clone(), 0, 1).await,
+        Err(CreateSessionError::InsufficientCredit { .. })
+    ));
+    assert_eq!(store.quote(quote.id).await.unwrap().unwrap().used_ms, None);
+    store.create_session(new.clone(), 1_000, 1).await.unwrap();
+    let again = NewSession {
+        id: Uuid::new_v4(),
+        ..new
+    };
+    assert_eq!(
+        store.create_session(again, 1_000_000, 1).await,
+        Err(CreateSessionError::QuoteUsed)
+    );
+}
+
+pub async fn a_transition_is_a_compare_and_swap_with_the_supplier(store: &dyn Store) {
+    let consumer = store
+        .insert_workspace(build_workspace("cons", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let supplier = store
+        .insert_workspace(build_workspace(
+            "supp",
+            &[Role::Supplier],
+            Some(Point::new(1.0, 2.0)),
+        ))
+        .await
+        .unwrap();
+    let s1 = store
+        .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
+        .await
+        .unwrap();
+    let s2 = store
+        .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
+        .await
+        .unwrap();
+    let assign = |id| Transition {
+        session_id: id,
+        expected: Some(SessionState::Requested),
+        to: Some(SessionState::Assigned),
+        operator_workspace_id: Some(supplier.id),
+        assigned_ms: Some(20),
+        claim: Some(supplier.id),
+        ..Transition::default()
+    };
+    let assigned = store.apply(assign(s1.id)).await.unwrap();
+    assert_eq!(
+        (assigned.state, assigned.operator_workspace_id),
+        (SessionState::Assigned, Some(supplier.id))
+    );
+    assert_eq!(
+        store.apply(assign(s1.id)).await,
+        Err(ApplyError::State(SessionState::Assigned))
+    );
+    // The supplier is BUSY: the second session's claim fails and writes nothing.
+    assert_eq!(
+        store.apply(assign(s2.id)).await,
+        Err(ApplyError::SupplierUnavailable)
+    );
+    let s2_after = store.session(s2.id).await.unwrap().unwrap();
+    assert_eq!(
+        (s2_after.state, s2_after.operator_workspace_id),
+        (SessionState::Requested, None)
+    );
+    assert_eq!(
+        store
+            .workspace(supplier.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .availability,
+        Availability::Busy
+    );
+    let busy_patch = WorkspacePatch {
+        availability: Some(Availability::Offline),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.patch_workspace(supplier.id, busy_patch, 30).await,
+        Err(PatchError::Busy)
+    );
+
+    let release = Transition {
+        session_id: s1.id,
+        expected: Some(SessionState::Assigned),
+        to: Some(SessionState::Cancelled),
+        ended_ms: Some(40),
+        release: Some((supplier.id, 40)),
+        ..Transition::default()
+    };
+    store.apply(release).await.unwrap();
+    let freed = store.workspace(supplier.id).await.unwrap().unwrap();
+    assert_eq!(
+        (freed.availability, freed.idle_since_ms),
+        (Availability::Online, 40)
+    );
+    assert_eq!(
+        store
+            .apply(Transition {
+                session_id: Uuid::new_v4(),
+                ..Transition::default()
+            })
+            .await,
+        Err(ApplyError::SessionNotFound)
+    );
+}
+
+pub async fn media_is_attached_once_and_windows_open_and_close(store: &dyn Store) {
+    let consumer = store
+        .insert_workspace(build_workspace("media", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let s = store
+        .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
+        .await
+        .unwrap();
+    let media = |n: &str| MediaEndpoints {
+        backend_ref: n.into(),
+        whip_url: format!("w/{n}"),
+        whep_url: format!("v/{n}"),
+    };
+    assert_eq!(
+        store.attach_media(s.id, media("a")).await,
+        Err(ApplyError::State(SessionState::Requested))
+    );
+    let to = |from, to| Transition {
+        session_id: s.id,
+        expected: Some(from),
+        to: Some(to),
+        ..Transition::default()
+    };
+    store
+        .apply(to(SessionState::Requested, SessionState::Assigned))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.attach_media(s.id, media("a")).await.unwrap().media,
+        Some(media("a"))
+    );
+    assert_eq!(
+        store.attach_media(s.id, media("b")).await.unwrap().media,
+        Some(media("a"))
+    );
+    store
+        .apply(Transition {
+            started_ms: Some(100),
+            ..to(SessionState::Assigned, SessionState::Live)
+        })
+        .await
+        .unwrap();
+    let paused = Transition {
+        open_window: Some((lx_protocol::api::WindowReason::Paused, 200)),
+        ..to(SessionState::Live, SessionState::Paused)
+    };
+    store.apply(paused).await.unwrap();
+    let resumed = Transition {
+        close_window: Some((lx_protocol::api::WindowReason::Paused, 300)),
+        ..to(SessionState::Paused, SessionState::Live)
+    };
+    let s = store.apply(resumed).await.unwrap();
+    assert_eq!(
+        s.windows,
+        vec![Window {
+            reason: lx_protocol::api::WindowReason::Paused,
+            opened_ms: 200,
+            closed_ms: Some(300)
+        }]
+    );
+}
+
+pub async fn due_sessions_are_the_ones_past_a_deadline(store: &dyn Store) {
+    let consumer = store
+        .insert_workspace(build_workspace("due", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let s = store
+        .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_sessions(s.wait_deadline_ms() - 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.due_sessions(s.wait_deadline_ms(), 10).await.unwrap()[0].id,
+        s.id
+    );
+    let offer = Transition {
+        session_id: s.id,
+        expected: Some(SessionState::Requested),
+        set_offer: Some(Offer {
+            workspace_id: consumer.id,
+            expires_ms: 10_500,
+        }),
+        record_attempt: Some(consumer.id),
+        ..Transition::default()
+    };
+    store.apply(offer).await.unwrap();
+    assert_eq!(
+        store.offers_for(consumer.id, 10_499).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .offers_for(consumer.id, 10_500)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.due_sessions(10_500, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.attempted_workspaces(s.id).await.unwrap(),
+        vec![consumer.id]
+    );
+    store.clear_attempts(s.id).await.unwrap();
+    assert!(store.attempted_workspaces(s.id).await.unwrap().is_empty());
+}
+
+/// Generates one `#[tokio::test]` per suite case for a backend.
+#[macro_export]
+macro_rules! store_suite {
+    ($make:expr) => {
+        $crate::store_suite!(@cases $make;
+            workspaces_are_unique_by_slug_and_patched_atomically,
+            a_challenge_is_taken_once,
+            revoking_a_key_keeps_the_first_revocation_time,
+            credit_counts_every_open_session_of_the_wallet,
+            a_quote_is_consumed_only_by_a_session_that_is_created,
+            a_transition_is_a_compare_and_swap_with_the_supplier,
+            media_is_attached_once_and_windows_open_and_close,
+            due_sessions_are_the_ones_past_a_deadline,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let store = $make;
+                $crate::store::suite::$case(&store).await;
+            }
+        )*
+    };
+}

@@ -157,14 +157,32 @@ impl TestApp {
                 .await
                 .expect("serve");
         });
-        Self { api: Api::new(base), app, clock, media, credit, dir, stop }
+        Self {
+            api: Api::new(base),
+            app,
+            clock,
+            media,
+            credit,
+            dir,
+            stop,
+        }
     }
 
     /// Drives a session to LIVE: dispatch, start, first frame.
     pub async fn make_live(&self, consumer: &Actor, supplier: &Actor, id: &str) {
-        self.post(format!("/sessions/{id}/dispatch"), consumer.auth(), json!({})).await.ok();
-        self.post(format!("/sessions/{id}/start"), supplier.auth(), json!({})).await.ok();
-        self.media.first_frame(id.parse().expect("uuid"), self.clock_now()).await;
+        self.post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        self.post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
+            .await
+            .ok();
+        self.media
+            .first_frame(id.parse().expect("uuid"), self.clock_now())
+            .await;
         self.wait_for_state(consumer, id, "LIVE").await;
     }
 
@@ -183,7 +201,10 @@ impl std::ops::Deref for TestApp {
 
 impl Api {
     pub fn new(base: String) -> Self {
-        Self { base, http: reqwest::Client::new() }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Sends a request. Arguments are converted before the future is made,
