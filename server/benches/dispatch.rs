@@ -157,10 +157,7 @@ fn temp_dir() -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
-    std::env::temp_dir().join(format!(
-        "lx-bench-dispatch-{}-{nanos}",
-        std::process::id()
-    ))
+    std::env::temp_dir().join(format!("lx-bench-dispatch-{}-{nanos}", std::process::id()))
 }
 
 /// (b) the full assignment through the store.

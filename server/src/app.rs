@@ -106,12 +106,10 @@ impl App {
                 Err(err) => tracing::warn!(%err, "supplier not re-indexed after release"),
             }
         }
-        if session.state.is_terminal() {
-            if let Some(media) = &session.media {
-                if let Err(err) = self.media.release(session.id, media).await {
-                    tracing::warn!(session = %session.id, %err, "media teardown failed");
-                }
-            }
+        if let (true, Some(media)) = (session.state.is_terminal(), &session.media)
+            && let Err(err) = self.media.release(session.id, media).await
+        {
+            tracing::warn!(session = %session.id, %err, "media teardown failed");
         }
         Ok(session)
     }

@@ -1,6 +1,9 @@
 //! The server over real HTTP on loopback: lifecycle, auth, races, input
 //! validation, sweeper, restart.
 
+// Tests fail by panicking, helpers included.
+#![allow(clippy::unwrap_used, clippy::zombie_processes)]
+
 mod common;
 
 use common::{Auth, BOGOTA, TestApp, cookie_from};
@@ -19,11 +22,11 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
 
     let quote = t
         .get(
-            &format!(
+            format!(
                 "/pricing/quote?lat={}&lng={}&durationSeconds=120",
                 BOGOTA.0, BOGOTA.1
             ),
-            &consumer.auth(),
+            consumer.auth(),
         )
         .await
         .ok();
@@ -36,7 +39,7 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
     let created = t
         .post(
             "/sessions",
-            &consumer.auth(),
+            consumer.auth(),
             json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 120, "quoteId": quote.data()["quoteId"]}),
         )
         .await
@@ -47,8 +50,8 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
 
     let dispatched = t
         .post(
-            &format!("/sessions/{id}/dispatch"),
-            &consumer.auth(),
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
             json!({}),
         )
         .await
@@ -61,16 +64,12 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
     assert_eq!(t.workspace(&supplier).await["availabilityState"], "BUSY");
 
     let frame = t
-        .get(&format!("/sessions/{id}/frame"), &consumer.auth())
+        .get(format!("/sessions/{id}/frame"), consumer.auth())
         .await;
     frame.expect(404, "FRAME_NOT_AVAILABLE");
 
     let started = t
-        .post(
-            &format!("/sessions/{id}/start"),
-            &supplier.auth(),
-            json!({}),
-        )
+        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
         .await
         .ok();
     assert_eq!(
@@ -79,11 +78,7 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
         "start does not flip the state"
     );
     let again = t
-        .post(
-            &format!("/sessions/{id}/start"),
-            &supplier.auth(),
-            json!({}),
-        )
+        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
         .await
         .ok();
     assert_eq!(
@@ -93,16 +88,16 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
     );
     assert_eq!(t.media.provisioned.lock().unwrap().len(), 1);
     let producer = t
-        .get(&format!("/sessions/{id}/producer-token"), &supplier.auth())
+        .get(format!("/sessions/{id}/producer-token"), supplier.auth())
         .await
         .ok();
     assert_eq!(producer.data()["whipUrl"], started.data()["whipUrl"]);
     let viewer = t
-        .get(&format!("/sessions/{id}/viewer-token"), &consumer.auth())
+        .get(format!("/sessions/{id}/viewer-token"), consumer.auth())
         .await
         .ok();
     assert_eq!(viewer.data()["whepUrl"], started.data()["whepUrl"]);
-    t.get(&format!("/sessions/{id}/producer-token"), &consumer.auth())
+    t.get(format!("/sessions/{id}/producer-token"), consumer.auth())
         .await
         .expect(403, "NOT_AUTHORIZED");
 
@@ -118,25 +113,17 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
     );
 
     t.clock.advance_ms(700 + 30_000);
-    t.post(
-        &format!("/sessions/{id}/pause"),
-        &consumer.auth(),
-        json!({}),
-    )
-    .await
-    .ok();
+    t.post(format!("/sessions/{id}/pause"), consumer.auth(), json!({}))
+        .await
+        .ok();
     t.clock.advance_ms(10_000);
-    t.post(
-        &format!("/sessions/{id}/resume"),
-        &consumer.auth(),
-        json!({}),
-    )
-    .await
-    .ok();
+    t.post(format!("/sessions/{id}/resume"), consumer.auth(), json!({}))
+        .await
+        .ok();
     t.clock.advance_ms(20_000);
 
     let ended = t
-        .post(&format!("/sessions/{id}/end"), &supplier.auth(), json!({}))
+        .post(format!("/sessions/{id}/end"), supplier.auth(), json!({}))
         .await
         .ok();
     let meter = &ended.data()["meter"];
@@ -149,12 +136,9 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
     assert_eq!(t.workspace(&supplier).await["availabilityState"], "ONLINE");
     assert_eq!(t.media.released.lock().unwrap().len(), 1);
 
-    let listed = t.get("/sessions", &consumer.auth()).await.ok();
+    let listed = t.get("/sessions", consumer.auth()).await.ok();
     assert_eq!(listed.data().as_array().unwrap().len(), 1);
-    let listed = t
-        .get("/sessions?side=OPERATOR", &supplier.auth())
-        .await
-        .ok();
+    let listed = t.get("/sessions?side=OPERATOR", supplier.auth()).await.ok();
     assert_eq!(listed.data()[0]["id"], id.as_str());
 }
 
@@ -195,13 +179,13 @@ async fn siwe_login_with_a_real_signer_sets_a_working_cookie() {
         .expect(400, "INVALID_INPUT");
 
     let cookie = t.login(&key).await;
-    let me = t.get("/me", &Auth::Cookie(cookie.clone())).await.ok();
+    let me = t.get("/me", Auth::Cookie(cookie.clone())).await.ok();
     assert_eq!(me.data()["kind"], "WALLET");
     assert_eq!(me.data()["walletAddress"], wallet.to_checksum());
     assert_eq!(me.data()["workspaceId"], ws.to_string());
 
     let tampered = format!("{}x", cookie);
-    t.get("/me", &Auth::Cookie(tampered))
+    t.get("/me", Auth::Cookie(tampered))
         .await
         .expect(401, "NOT_AUTHENTICATED");
 
@@ -210,8 +194,8 @@ async fn siwe_login_with_a_real_signer_sets_a_working_cookie() {
     assert!(api_key.starts_with("lxxn_test_"), "{api_key}");
     let keys = t
         .get(
-            &format!("/workspaces/{ws}/api-keys"),
-            &Auth::Cookie(cookie.clone()),
+            format!("/workspaces/{ws}/api-keys"),
+            Auth::Cookie(cookie.clone()),
         )
         .await
         .ok();
@@ -219,12 +203,12 @@ async fn siwe_login_with_a_real_signer_sets_a_working_cookie() {
         keys.body.to_string().find(&api_key).is_none(),
         "plaintext is shown once only"
     );
-    t.get(&format!("/workspaces/{ws}/api-keys"), &Auth::Key(api_key))
+    t.get(format!("/workspaces/{ws}/api-keys"), Auth::Key(api_key))
         .await
         .expect(403, "NOT_AUTHORIZED");
 
     let out = t
-        .post("/auth/logout", &Auth::Cookie(cookie), json!({}))
+        .post("/auth/logout", Auth::Cookie(cookie), json!({}))
         .await
         .ok();
     assert_eq!(cookie_from(&out).as_deref(), Some(""));
@@ -277,8 +261,8 @@ async fn of_32_concurrent_accepts_exactly_one_wins() {
     let id = t.request(&consumer, BOGOTA, 60).await;
     let offered = t
         .post(
-            &format!("/sessions/{id}/dispatch"),
-            &consumer.auth(),
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
             json!({}),
         )
         .await
@@ -288,11 +272,11 @@ async fn of_32_concurrent_accepts_exactly_one_wins() {
         offered.data()["offer"]["workspaceId"],
         supplier.workspace_id.to_string()
     );
-    let offers = t.get("/sessions/offers", &supplier.auth()).await.ok();
+    let offers = t.get("/sessions/offers", supplier.auth()).await.ok();
     assert_eq!(offers.data()[0]["sessionId"], id.as_str());
 
     let path = format!("/sessions/{id}/accept");
-    let results = join_all((0..32).map(|_| t.post(&path, &supplier.auth(), json!({})))).await;
+    let results = join_all((0..32).map(|_| t.post(&path, supplier.auth(), json!({})))).await;
     let winners = results.iter().filter(|r| r.status == 200).count();
     assert_eq!(winners, 1, "{results:?}");
     for loser in results.iter().filter(|r| r.status != 200) {
@@ -311,16 +295,16 @@ async fn end_racing_cancel_lets_exactly_one_through() {
     for round in 0..5 {
         let id = t.request(&consumer, BOGOTA, 60).await;
         t.post(
-            &format!("/sessions/{id}/dispatch"),
-            &consumer.auth(),
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
             json!({}),
         )
         .await
         .ok();
         let end = format!("/sessions/{id}/end");
         let cancel = format!("/sessions/{id}");
-        let ends = (0..16).map(|_| t.post(&end, &supplier.auth(), json!({})));
-        let cancels = (0..16).map(|_| t.call(Method::DELETE, &cancel, &consumer.auth(), None));
+        let ends = (0..16).map(|_| t.post(&end, supplier.auth(), json!({})));
+        let cancels = (0..16).map(|_| t.call(Method::DELETE, &cancel, consumer.auth(), None));
         let (ends, cancels) = tokio::join!(join_all(ends), join_all(cancels));
         let all: Vec<_> = ends.iter().chain(cancels.iter()).collect();
         assert_eq!(
@@ -340,8 +324,8 @@ async fn end_racing_cancel_lets_exactly_one_through() {
     let end = format!("/sessions/{id}/end");
     let cancel = format!("/sessions/{id}");
     let (e, c) = tokio::join!(
-        join_all((0..8).map(|_| t.post(&end, &consumer.auth(), json!({})))),
-        join_all((0..8).map(|_| t.call(Method::DELETE, &cancel, &consumer.auth(), None)))
+        join_all((0..8).map(|_| t.post(&end, consumer.auth(), json!({})))),
+        join_all((0..8).map(|_| t.call(Method::DELETE, &cancel, consumer.auth(), None)))
     );
     assert_eq!(e.iter().filter(|r| r.status == 200).count(), 1);
     assert!(c.iter().all(|r| r.status == 409));
@@ -358,13 +342,13 @@ async fn two_sessions_racing_for_the_only_supplier_get_one_assignment() {
         let b = t.request(&consumer, BOGOTA, 60).await;
         let (ra, rb) = tokio::join!(
             t.post(
-                &format!("/sessions/{a}/dispatch"),
-                &consumer.auth(),
+                format!("/sessions/{a}/dispatch"),
+                consumer.auth(),
                 json!({})
             ),
             t.post(
-                &format!("/sessions/{b}/dispatch"),
-                &consumer.auth(),
+                format!("/sessions/{b}/dispatch"),
+                consumer.auth(),
                 json!({})
             )
         );
@@ -379,7 +363,7 @@ async fn two_sessions_racing_for_the_only_supplier_get_one_assignment() {
         let cancelled = t
             .post(
                 "/sessions/cancel-all-assignments",
-                &supplier.auth(),
+                supplier.auth(),
                 json!({}),
             )
             .await
@@ -387,8 +371,8 @@ async fn two_sessions_racing_for_the_only_supplier_get_one_assignment() {
         assert_eq!(cancelled.data()["count"], 1);
         t.call(
             Method::DELETE,
-            &format!("/sessions/{loser_id}"),
-            &consumer.auth(),
+            format!("/sessions/{loser_id}"),
+            consumer.auth(),
             None,
         )
         .await
@@ -419,19 +403,15 @@ async fn another_workspace_gets_404_on_every_session_route() {
         .await;
     let id = t.request(&consumer, BOGOTA, 60).await;
     t.post(
-        &format!("/sessions/{id}/dispatch"),
-        &consumer.auth(),
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
         json!({}),
     )
     .await
     .ok();
-    t.post(
-        &format!("/sessions/{id}/start"),
-        &supplier.auth(),
-        json!({}),
-    )
-    .await
-    .ok();
+    t.post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
+        .await
+        .ok();
     let routes = [
         (Method::GET, ""),
         (Method::DELETE, ""),
@@ -450,7 +430,7 @@ async fn another_workspace_gets_404_on_every_session_route() {
             let r = t
                 .call(
                     method.clone(),
-                    &format!("/sessions/{id}{suffix}"),
+                    format!("/sessions/{id}{suffix}"),
                     &auth,
                     Some(json!({})),
                 )
@@ -464,7 +444,7 @@ async fn another_workspace_gets_404_on_every_session_route() {
         }
     }
     assert!(
-        t.get("/sessions", &stranger.auth())
+        t.get("/sessions", stranger.auth())
             .await
             .ok()
             .data()
@@ -491,28 +471,28 @@ async fn a_key_without_the_scope_gets_403() {
         .await;
     let body = json!({"lat": 1.0, "lng": 1.0, "maxDurationSeconds": 60});
     let r = t
-        .post("/sessions", &Auth::Key(pricing_only.clone()), body)
+        .post("/sessions", Auth::Key(pricing_only.clone()), body)
         .await
         .expect(403, "NOT_AUTHORIZED");
     assert_eq!(r.detail(), "scope:sessions:create");
-    t.get("/sessions", &Auth::Key(pricing_only))
+    t.get("/sessions", Auth::Key(pricing_only))
         .await
         .expect(403, "NOT_AUTHORIZED");
     let id = t.request(&consumer, BOGOTA, 60).await;
     t.post(
-        &format!("/sessions/{id}/dispatch"),
-        &Auth::Key(read_only.clone()),
+        format!("/sessions/{id}/dispatch"),
+        Auth::Key(read_only.clone()),
         json!({}),
     )
     .await
     .expect(403, "NOT_AUTHORIZED");
-    t.get(&format!("/sessions/{id}"), &Auth::Key(read_only))
+    t.get(format!("/sessions/{id}"), Auth::Key(read_only))
         .await
         .ok();
     t.get("/me", &Auth::None)
         .await
         .expect(401, "NOT_AUTHENTICATED");
-    t.get("/me", &Auth::Key("lxxn_test_000000_nope".into()))
+    t.get("/me", Auth::Key("lxxn_test_000000_nope".into()))
         .await
         .expect(401, "NOT_AUTHENTICATED");
 }
@@ -521,28 +501,28 @@ async fn a_key_without_the_scope_gets_403() {
 async fn a_revoked_key_works_for_60_seconds_then_is_refused() {
     let t = TestApp::spawn().await;
     let consumer = t.consumer("consumer-co").await;
-    let me = t.get("/me", &consumer.auth()).await.ok();
+    let me = t.get("/me", consumer.auth()).await.ok();
     let key_id = me.data()["apiKeyId"].as_str().unwrap().to_owned();
     let path = format!(
         "/workspaces/{}/api-keys/{key_id}/revoke",
         consumer.workspace_id
     );
     let revoked = t
-        .post(&path, &Auth::Cookie(consumer.cookie.clone()), json!({}))
+        .post(&path, Auth::Cookie(consumer.cookie.clone()), json!({}))
         .await
         .ok();
     assert!(revoked.data()["revokedAt"].is_string());
     t.clock.advance_ms(59_999);
-    t.get("/sessions", &consumer.auth()).await.ok();
+    t.get("/sessions", consumer.auth()).await.ok();
     t.clock.advance_ms(1);
     let r = t
-        .get("/sessions", &consumer.auth())
+        .get("/sessions", consumer.auth())
         .await
         .expect(401, "REVOKED_API_KEY");
     assert_eq!(r.detail(), "auth:revoked");
     // Revoking again does not restart the grace window.
     let again = t
-        .post(&path, &Auth::Cookie(consumer.cookie.clone()), json!({}))
+        .post(&path, Auth::Cookie(consumer.cookie.clone()), json!({}))
         .await
         .ok();
     assert_eq!(again.data()["revokedAt"], revoked.data()["revokedAt"]);
@@ -701,7 +681,7 @@ async fn bad_bodies_are_400_naming_the_field() {
     for (method, path, actor, body, field) in cases {
         let body = (!body.is_null()).then_some(body);
         let r = t
-            .call(method.clone(), &path, &actor.auth(), body.clone())
+            .call(method.clone(), &path, actor.auth(), body.clone())
             .await;
         assert_eq!(
             (r.status.as_u16(), r.code()),
@@ -726,7 +706,7 @@ async fn bad_bodies_are_400_naming_the_field() {
     assert!(r.message().contains("walletAddress"), "{}", r.message());
     // Nothing above was stored.
     assert!(
-        t.get("/sessions", &consumer.auth())
+        t.get("/sessions", consumer.auth())
             .await
             .ok()
             .data()
@@ -824,11 +804,11 @@ async fn a_quote_locks_the_rate_once_for_30_seconds() {
     let _supplier = t.supplier("supplier-co", BOGOTA, true).await;
     let q = |_: ()| {
         t.get(
-            &format!(
+            format!(
                 "/pricing/quote?lat={}&lng={}&durationSeconds=60",
                 BOGOTA.0, BOGOTA.1
             ),
-            &consumer.auth(),
+            consumer.auth(),
         )
     };
     let quote = q(()).await.ok();
@@ -838,7 +818,7 @@ async fn a_quote_locks_the_rate_once_for_30_seconds() {
     // Demand rises after the quote, but the quoted rate holds.
     t.request(&consumer, BOGOTA, 60).await;
     let s = t
-        .post("/sessions", &consumer.auth(), body.clone())
+        .post("/sessions", consumer.auth(), body.clone())
         .await
         .expect(201, "");
     assert_eq!(
@@ -848,7 +828,7 @@ async fn a_quote_locks_the_rate_once_for_30_seconds() {
     let spot = t
         .post(
             "/sessions",
-            &consumer.auth(),
+            consumer.auth(),
             json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 60}),
         )
         .await
@@ -858,7 +838,7 @@ async fn a_quote_locks_the_rate_once_for_30_seconds() {
             > quote.data()["ratePerSecondMicroUsdc"].as_u64()
     );
     let r = t
-        .post("/sessions", &consumer.auth(), body)
+        .post("/sessions", consumer.auth(), body)
         .await
         .expect(400, "QUOTE_EXPIRED");
     assert_eq!(r.detail(), "quote:used");
@@ -867,7 +847,7 @@ async fn a_quote_locks_the_rate_once_for_30_seconds() {
     t.clock.advance_ms(30_000);
     let body = json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 60, "quoteId": late.data()["quoteId"]});
     let r = t
-        .post("/sessions", &consumer.auth(), body)
+        .post("/sessions", consumer.auth(), body)
         .await
         .expect(400, "QUOTE_EXPIRED");
     assert_eq!(r.detail(), "quote:expired");
@@ -882,7 +862,7 @@ async fn the_sweeper_expires_both_flavours_and_frees_the_supplier() {
     let supplier = t.supplier("supplier-co", BOGOTA, true).await;
     let body = json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 60, "waitTimeoutSeconds": 1});
     let pre = t
-        .post("/sessions", &consumer.auth(), body)
+        .post("/sessions", consumer.auth(), body)
         .await
         .expect(201, "");
     assert_eq!(
@@ -892,8 +872,8 @@ async fn the_sweeper_expires_both_flavours_and_frees_the_supplier() {
     );
     let pre = pre.data()["id"].as_str().unwrap().to_owned();
     t.post(
-        &format!("/sessions/{pre}/dispatch"),
-        &consumer.auth(),
+        format!("/sessions/{pre}/dispatch"),
+        consumer.auth(),
         json!({}),
     )
     .await
@@ -937,8 +917,8 @@ async fn an_unanswered_offer_moves_on_to_the_next_supplier() {
     let id = t.request(&consumer, BOGOTA, 60).await;
     let s = t
         .post(
-            &format!("/sessions/{id}/dispatch"),
-            &consumer.auth(),
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
             json!({}),
         )
         .await
@@ -948,7 +928,7 @@ async fn an_unanswered_offer_moves_on_to_the_next_supplier() {
         first.workspace_id.to_string(),
         "the longest idle first"
     );
-    t.get(&format!("/sessions/{id}"), &second.auth())
+    t.get(format!("/sessions/{id}"), second.auth())
         .await
         .expect(404, "SESSION_NOT_FOUND");
     t.clock.advance_ms(15_000);
@@ -956,10 +936,10 @@ async fn an_unanswered_offer_moves_on_to_the_next_supplier() {
     let s = t.session(&consumer, &id).await;
     assert_eq!(s["offer"]["workspaceId"], second.workspace_id.to_string());
     let late = t
-        .post(&format!("/sessions/{id}/accept"), &first.auth(), json!({}))
+        .post(format!("/sessions/{id}/accept"), first.auth(), json!({}))
         .await;
     late.expect(404, "SESSION_NOT_FOUND");
-    t.post(&format!("/sessions/{id}/accept"), &second.auth(), json!({}))
+    t.post(format!("/sessions/{id}/accept"), second.auth(), json!({}))
         .await
         .ok();
     assert_eq!(
@@ -995,7 +975,7 @@ async fn every_write_returns_an_increasing_consistency_token() {
     let a = t
         .post(
             "/sessions",
-            &consumer.auth(),
+            consumer.auth(),
             json!({"lat": 1, "lng": 1, "maxDurationSeconds": 5}),
         )
         .await
@@ -1003,7 +983,7 @@ async fn every_write_returns_an_increasing_consistency_token() {
     let b = t
         .post(
             "/sessions",
-            &consumer.auth(),
+            consumer.auth(),
             json!({"lat": 1, "lng": 1, "maxDurationSeconds": 5}),
         )
         .await
@@ -1020,7 +1000,7 @@ async fn every_write_returns_an_increasing_consistency_token() {
         a.body["consistencyToken"],
         a.headers["x-lx-consistency-token"].to_str().unwrap()
     );
-    let read = t.get("/sessions", &consumer.auth()).await;
+    let read = t.get("/sessions", consumer.auth()).await;
     assert!(read.headers.get("x-lx-consistency-token").is_none());
 }
 
@@ -1072,10 +1052,10 @@ impl ServerProcess {
             .expect("start lx-server");
         let api = common::Api::new(format!("http://127.0.0.1:{port}/api/v1"));
         for _ in 0..200 {
-            if let Ok(r) = api.http.get(format!("{}/health", api.base)).send().await {
-                if r.status() == 200 {
-                    return Self { child, api };
-                }
+            if let Ok(r) = api.http.get(format!("{}/health", api.base)).send().await
+                && r.status() == 200
+            {
+                return Self { child, api };
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
@@ -1085,6 +1065,14 @@ impl ServerProcess {
     fn kill_9(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // A failed assertion must not leave a server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

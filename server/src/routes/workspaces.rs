@@ -238,10 +238,10 @@ fn validate_patch(req: UpdateWorkspaceRequest, current: &Workspace) -> ApiResult
     } else {
         None
     };
-    if let Some(t) = req.offer_timeout_seconds {
-        if !(5..=600).contains(&t) {
-            return Err(ApiError::invalid("offerTimeoutSeconds", "must be 5 to 600"));
-        }
+    if let Some(t) = req.offer_timeout_seconds
+        && !(5..=600).contains(&t)
+    {
+        return Err(ApiError::invalid("offerTimeoutSeconds", "must be 5 to 600"));
     }
     Ok(WorkspacePatch {
         name: req.name.map(|n| n.trim().to_owned()),

@@ -187,7 +187,7 @@ pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleEr
             })
         }
         (Live | Paused, Action::End { now, fee_bps }) => {
-            Ok(finish(session, base, now, fee_bps, None))
+            Ok(finish(session, &base, now, fee_bps, None))
         }
         (Requested | Assigned, Action::ExpireWait { now }) => {
             if now < session.wait_deadline_ms() {
@@ -210,7 +210,7 @@ pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleEr
             }
             Ok(finish(
                 session,
-                base,
+                &base,
                 deadline,
                 fee_bps,
                 Some(ExpiryReason::MaxDuration),
@@ -223,7 +223,7 @@ pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleEr
 /// LIVE or PAUSED → ENDED (or EXPIRED at the maximum duration), with the meter.
 fn finish(
     session: &Session,
-    base: Transition,
+    base: &Transition,
     ended_ms: UnixMillis,
     fee_bps: u32,
     expiry: Option<ExpiryReason>,
@@ -245,7 +245,7 @@ fn finish(
         meter: Some(meter),
         close_window: close_pause,
         release: session.operator_workspace_id.map(|ws| (ws, ended_ms)),
-        ..base
+        ..base.clone()
     }
 }
 

@@ -1,5 +1,8 @@
 //! The store test-suite: every backend must pass it. A backend's tests
-//! invoke `store_suite!(async { make a fresh store })`.
+//! invoke `store_suite!(make a fresh store)`.
+
+// A failed step is a failed test: unwrap is the point here.
+#![allow(clippy::unwrap_used)]
 
 use lx_protocol::api::{Availability, KeyEnvironment, Role, Scope, SessionState};
 use lx_protocol::geo::Point;

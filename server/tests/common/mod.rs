@@ -312,8 +312,8 @@ impl Api {
     pub async fn mint_key(&self, cookie: &str, workspace: Uuid, scopes: &[&str]) -> String {
         let resp = self
             .post(
-                &format!("/workspaces/{workspace}/api-keys"),
-                &Auth::Cookie(cookie.to_owned()),
+                format!("/workspaces/{workspace}/api-keys"),
+                Auth::Cookie(cookie.to_owned()),
                 json!({"label": "test", "environment": "TEST", "scopes": scopes}),
             )
             .await
@@ -360,8 +360,8 @@ impl Api {
             .await;
         self.call(
             Method::PATCH,
-            &format!("/workspaces/{}", actor.workspace_id),
-            &actor.auth(),
+            format!("/workspaces/{}", actor.workspace_id),
+            actor.auth(),
             Some(json!({
                 "availabilityState": "ONLINE", "coverageLat": at.0, "coverageLng": at.1,
                 "coverageRadiusMeters": 2000, "deviceKind": "DRONE", "autoAccept": auto_accept,
@@ -377,7 +377,7 @@ impl Api {
         let resp = self
             .post(
                 "/sessions",
-                &consumer.auth(),
+                consumer.auth(),
                 json!({"lat": at.0, "lng": at.1, "maxDurationSeconds": max_duration}),
             )
             .await
@@ -386,7 +386,7 @@ impl Api {
     }
 
     pub async fn session(&self, actor: &Actor, id: &str) -> Value {
-        self.get(&format!("/sessions/{id}"), &actor.auth())
+        self.get(format!("/sessions/{id}"), actor.auth())
             .await
             .ok()
             .data()
@@ -394,14 +394,11 @@ impl Api {
     }
 
     pub async fn workspace(&self, actor: &Actor) -> Value {
-        self.get(
-            &format!("/workspaces/{}", actor.workspace_id),
-            &actor.auth(),
-        )
-        .await
-        .ok()
-        .data()
-        .clone()
+        self.get(format!("/workspaces/{}", actor.workspace_id), actor.auth())
+            .await
+            .ok()
+            .data()
+            .clone()
     }
 
     pub async fn wait_for_state(&self, actor: &Actor, id: &str, state: &str) {
