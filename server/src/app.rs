@@ -121,7 +121,8 @@ impl App {
     }
 
     /// Gives a REQUESTED session to the best supplier: assigned at once if it
-    /// auto-accepts, else offered to it. `fresh` forgets earlier offers.
+    /// auto-accepts, else offered to it. `fresh` also reconsiders suppliers
+    /// that were offered it before.
     pub async fn dispatch(&self, session_id: Uuid, fresh: bool) -> Result<Session, DispatchError> {
         let session = self
             .store
@@ -135,15 +136,14 @@ impl App {
         if session.offer.is_some_and(|o| o.expires_ms > now) {
             return Ok(session);
         }
-        if fresh {
-            self.store.clear_attempts(session_id).await?;
-        }
-        let mut skip: HashSet<Uuid> = self
-            .store
-            .attempted_workspaces(session_id)
-            .await?
-            .into_iter()
-            .collect();
+        // An explicit dispatch reconsiders every candidate; the sweeper's
+        // re-dispatch after an unanswered offer skips those already asked.
+        let mut skip: HashSet<Uuid> = if fresh {
+            HashSet::new()
+        } else {
+            let asked = self.store.attempted_workspaces(session_id).await?;
+            asked.into_iter().collect()
+        };
         let mut session = session;
         for _ in 0..MAX_DISPATCH_TRIES {
             let Some(candidate) = self.dispatcher.pick(session.point, |id| skip.contains(&id))

@@ -362,5 +362,4 @@ pub trait Store: Send + Sync + 'static {
     /// Sessions the sweeper must act on at `now`.
     async fn due_sessions(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<Session>>;
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>>;
-    async fn clear_attempts(&self, session_id: Uuid) -> StoreResult<()>;
 }

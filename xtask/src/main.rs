@@ -1,1 +1,96 @@
-fn main() {}
+//! `cargo xtask …`: the developer tasks of the lx workspace.
+//!
+//! - `cargo xtask demo`  — build `lx-server`, start it on a free port and walk
+//!   one session through the API (workspaces, keys, quote, dispatch).
+//! - `cargo xtask test`  — install what is missing, then run every test.
+//! - `cargo xtask bench NAME` — run one benchmark (`BENCH name.metric=value` lines).
+
+mod bench;
+mod demo;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// Developer tasks for the lx workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what is missing, then run every test of the workspace.
+    Test,
+    /// Build lx-server, start it, and walk a session through the API.
+    Demo {
+        /// Leave the server running at the end and print its URL.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run one benchmark by name (known: dispatch).
+    Bench {
+        /// The benchmark to run.
+        name: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Test => test::run(),
+        Task::Demo { keep } => demo::run(keep),
+        Task::Bench { name } => bench::run(&name),
+    };
+    if let Err(err) = result {
+        eprintln!("\nxtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The workspace root (the directory above this crate).
+pub(crate) fn root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The cargo that runs us (so a pinned toolchain stays pinned), else `cargo`.
+pub(crate) fn cargo() -> Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(program);
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Prints a step header.
+pub(crate) fn header(text: &str) {
+    println!("\n==> {text}");
+}
+
+/// Runs `cmd` with inherited stdio under a header; returns its status.
+pub(crate) fn stream(title: &str, cmd: &mut Command) -> anyhow::Result<ExitStatus> {
+    header(title);
+    cmd.status()
+        .with_context(|| format!("could not start `{}`", display(cmd)))
+}
+
+/// Runs `cmd` streaming its output, failing unless it succeeds.
+pub(crate) fn stream_ok(title: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    let status = stream(title, cmd)?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", display(cmd));
+    }
+    Ok(())
+}
+
+/// `program arg arg …` for messages.
+pub(crate) fn display(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}

@@ -966,19 +966,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
-    async fn clear_attempts(&self, session_id: Uuid) -> StoreResult<()> {
-        self.run(move |c| {
-            c.execute(
-                "DELETE FROM dispatch_attempts WHERE session_id = ?1",
-                [session_id.to_string()],
-            )?;
-            Ok(())
-        })
-        .await?;
-        self.wrote();
-        Ok(())
-    }
 }
 
 #[cfg(test)]

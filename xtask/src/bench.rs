@@ -1,0 +1,36 @@
+//! `cargo xtask bench NAME`: one benchmark, its output passed through.
+
+use anyhow::bail;
+
+use crate::{cargo, stream};
+
+/// Benchmarks this workspace has: (name, package, required features).
+const BENCHES: &[(&str, &str, &str)] = &[("dispatch", "lx-server", "test-support")];
+
+pub(crate) fn run(name: &str) -> anyhow::Result<()> {
+    let Some(&(bench, package, features)) = BENCHES.iter().find(|(n, _, _)| *n == name) else {
+        let known: Vec<&str> = BENCHES.iter().map(|(n, _, _)| *n).collect();
+        bail!(
+            "unknown benchmark '{name}'; known benchmarks: {}",
+            known.join(", ")
+        );
+    };
+    let mut cmd = cargo();
+    cmd.args([
+        "bench",
+        "-p",
+        package,
+        "--bench",
+        bench,
+        "--features",
+        features,
+    ]);
+    let status = stream(
+        &format!("cargo bench -p {package} --bench {bench} --features {features}"),
+        &mut cmd,
+    )?;
+    if !status.success() {
+        bail!("benchmark '{name}' failed ({status})");
+    }
+    Ok(())
+}

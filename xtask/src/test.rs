@@ -1,0 +1,66 @@
+//! `cargo xtask test`: install what is missing, then every test.
+
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::{cargo, header, stream};
+
+/// What `ensure_tools` found or installed.
+#[derive(Debug)]
+pub(crate) struct Tools {
+    /// `cargo nextest` works.
+    pub(crate) nextest: bool,
+}
+
+/// Installs what the tests need and is missing. Today that is only the test
+/// runner on top of the Rust toolchain; Debian packages, npm tools and
+/// rustup targets join here as the parts that need them arrive.
+pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
+    header("checking tools");
+    let mut tools = Tools {
+        nextest: succeeds(cargo().args(["nextest", "--version"])),
+    };
+    if tools.nextest {
+        println!("    cargo-nextest: present");
+    } else {
+        println!("    cargo-nextest: missing, installing");
+        let status = stream(
+            "cargo install cargo-nextest --locked",
+            cargo().args(["install", "cargo-nextest", "--locked"]),
+        )?;
+        tools.nextest = status.success() && succeeds(cargo().args(["nextest", "--version"]));
+        if !tools.nextest {
+            println!("    cargo-nextest could not be installed; falling back to `cargo test`");
+        }
+    }
+    Ok(tools)
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub(crate) fn run() -> anyhow::Result<()> {
+    let tools = ensure_tools()?;
+    let args: &[&str] = if tools.nextest {
+        &[
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]
+    } else {
+        &["test", "--workspace", "--all-features", "--no-fail-fast"]
+    };
+    let status = stream(&format!("cargo {}", args.join(" ")), cargo().args(args))?;
+    if !status.success() {
+        bail!("tests failed ({status})");
+    }
+    header("all tests passed");
+    Ok(())
+}
