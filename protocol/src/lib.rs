@@ -6,6 +6,7 @@
 pub mod api;
 pub mod error;
 pub mod geo;
+pub mod telemetry;
 pub mod time;
 pub mod wallet;
 
