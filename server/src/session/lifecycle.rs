@@ -236,7 +236,10 @@ fn finish(
         rate_micro_usdc: session.rate_micro_usdc,
         fee_bps,
         windows: &session.windows,
-    });
+        fixes: &[],
+        telemetry: None,
+    })
+    .meter;
     let close_pause = (session.state == Paused).then_some((WindowReason::Paused, ended_ms));
     Transition {
         to: Some(if expiry.is_some() { Expired } else { Ended }),

@@ -1,65 +1,159 @@
 //! The meter: a pure function over a session's timeline.
 //!
 //! The timeline runs one second at a time from `startedAt` to `endedAt`,
-//! clamped to `maxDurationSeconds`. A second that touches a PAUSED window is
-//! not metered at all; a second that touches any other window (media lost,
-//! stale telemetry, outside the geofence) is a failed second; every other
-//! second is clean. The charge is `clean × rate`, the fee `charge × feeBps /
-//! 10000` rounded down, and the operator earns the rest: integers throughout.
+//! clamped to `maxDurationSeconds`. For the second `[t, t + 1 s)`:
+//!
+//! - it touches a PAUSED window: not metered at all;
+//! - it touches a NETWORK_ERROR window (the ingest saw no media): failed;
+//! - no verified sample was captured in `[t + 1 s − fresh, t + 1 s)`, or the
+//!   latest such sample is less accurate than `max_accuracy_cm`: failed,
+//!   STALE_TELEMETRY;
+//! - that sample lies farther than the geofence radius from the requested
+//!   point: failed, OUTSIDE_GEOFENCE;
+//! - otherwise clean.
+//!
+//! The charge is `clean × rate`, the fee `charge × feeBps / 10000` rounded
+//! down, and the operator earns the rest: integers throughout. Runs of failed
+//! seconds become the windows shown on the session.
 
 use lx_protocol::api::WindowReason;
+use lx_protocol::geo::Point;
 use lx_protocol::time::UnixMillis;
 
 use crate::store::{Meter, Window};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A verified position, as the meter needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fix {
+    pub captured_ms: UnixMillis,
+    pub point: Point,
+    pub accuracy_cm: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TelemetryRules {
+    pub requested: Point,
+    pub geofence_radius_m: f64,
+    pub fresh_ms: i64,
+    pub max_accuracy_cm: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MeterInput<'a> {
     pub started_ms: UnixMillis,
     pub ended_ms: UnixMillis,
     pub max_duration_seconds: u32,
     pub rate_micro_usdc: u64,
     pub fee_bps: u32,
+    /// PAUSED and NETWORK_ERROR windows.
     pub windows: &'a [Window],
+    /// Verified samples sorted by `captured_ms`. With `None` rules the
+    /// telemetry conditions do not apply (a session without a device).
+    pub fixes: &'a [Fix],
+    pub telemetry: Option<TelemetryRules>,
 }
 
-pub fn compute(input: MeterInput<'_>) -> Meter {
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MeterOutput {
+    pub meter: Meter,
+    /// STALE_TELEMETRY and OUTSIDE_GEOFENCE runs, closed.
+    pub windows: Vec<Window>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Second {
+    Paused,
+    Clean,
+    Failed(WindowReason),
+}
+
+fn judge(input: &MeterInput<'_>, from: UnixMillis, to: UnixMillis, cursor: &mut usize) -> Second {
+    let ended = input.ended_ms;
+    let touches = |w: &&Window| w.opened_ms < to && w.closed_ms.unwrap_or(ended) > from;
+    let mut network = false;
+    for w in input.windows.iter().filter(touches) {
+        match w.reason {
+            WindowReason::Paused => return Second::Paused,
+            WindowReason::NetworkError => network = true,
+            _ => {}
+        }
+    }
+    if network {
+        return Second::Failed(WindowReason::NetworkError);
+    }
+    let Some(rules) = input.telemetry else {
+        return Second::Clean;
+    };
+    // Advance to the last fix captured before `to`; fixes are sorted.
+    while *cursor < input.fixes.len() && input.fixes[*cursor].captured_ms < to {
+        *cursor += 1;
+    }
+    let latest = cursor.checked_sub(1).map(|i| input.fixes[i]);
+    match latest {
+        Some(fix)
+            if fix.captured_ms >= to - rules.fresh_ms
+                && fix.accuracy_cm <= rules.max_accuracy_cm =>
+        {
+            if fix.point.distance_m(rules.requested) <= rules.geofence_radius_m {
+                Second::Clean
+            } else {
+                Second::Failed(WindowReason::OutsideGeofence)
+            }
+        }
+        _ => Second::Failed(WindowReason::StaleTelemetry),
+    }
+}
+
+pub fn compute(input: MeterInput<'_>) -> MeterOutput {
     let elapsed_ms = (input.ended_ms - input.started_ms).max(0);
     let seconds = (elapsed_ms / 1000).min(i64::from(input.max_duration_seconds));
     let (mut clean, mut failed) = (0u64, 0u64);
+    let mut windows: Vec<Window> = Vec::new();
+    let mut open: Option<Window> = None;
+    let mut cursor = 0usize;
     for i in 0..seconds {
         let from = input.started_ms + i * 1000;
         let to = from + 1000;
-        let touches = |w: &Window| {
-            let closed = w.closed_ms.unwrap_or(input.ended_ms);
-            w.opened_ms < to && closed > from
+        let second = judge(&input, from, to, &mut cursor);
+        let derived = match second {
+            Second::Failed(r @ (WindowReason::StaleTelemetry | WindowReason::OutsideGeofence)) => {
+                Some(r)
+            }
+            _ => None,
         };
-        let mut paused = false;
-        let mut broken = false;
-        for w in input.windows.iter().filter(|w| touches(w)) {
-            match w.reason {
-                WindowReason::Paused => paused = true,
-                _ => broken = true,
+        match (&mut open, derived) {
+            (Some(w), Some(r)) if w.reason == r => w.closed_ms = Some(to),
+            (slot, next) => {
+                if let Some(done) = slot.take() {
+                    windows.push(done);
+                }
+                *slot = next.map(|reason| Window {
+                    reason,
+                    opened_ms: from,
+                    closed_ms: Some(to),
+                });
             }
         }
-        if paused {
-            continue;
-        }
-        if broken {
-            failed += 1;
-        } else {
-            clean += 1;
+        match second {
+            Second::Paused => {}
+            Second::Clean => clean += 1,
+            Second::Failed(_) => failed += 1,
         }
     }
+    windows.extend(open);
     let charged = clean.saturating_mul(input.rate_micro_usdc);
     let fee = u64::try_from(u128::from(charged) * u128::from(input.fee_bps.min(10_000)) / 10_000)
         .unwrap_or(charged);
-    Meter {
-        clean_seconds: clean,
-        failed_seconds: failed,
-        charged_micro_usdc: charged,
-        fee_micro_usdc: fee,
-        operator_earned_micro_usdc: charged - fee,
-        fee_bps: input.fee_bps,
+    MeterOutput {
+        meter: Meter {
+            clean_seconds: clean,
+            failed_seconds: failed,
+            charged_micro_usdc: charged,
+            fee_micro_usdc: fee,
+            operator_earned_micro_usdc: charged - fee,
+            fee_bps: input.fee_bps,
+        },
+        windows,
     }
 }
 
@@ -67,6 +161,12 @@ pub fn compute(input: MeterInput<'_>) -> Meter {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    const START: i64 = 1_000_000;
+    const HOME: Point = Point {
+        lat: 4.711,
+        lng: -74.072,
+    };
 
     fn window(reason: WindowReason, opened_ms: i64, closed_ms: Option<i64>) -> Window {
         Window {
@@ -76,30 +176,70 @@ mod tests {
         }
     }
 
-    fn build_input(windows: &[Window]) -> MeterInput<'_> {
+    fn rules() -> TelemetryRules {
+        TelemetryRules {
+            requested: HOME,
+            geofence_radius_m: 150.0,
+            fresh_ms: 3000,
+            max_accuracy_cm: 5000,
+        }
+    }
+
+    fn build_input<'a>(
+        windows: &'a [Window],
+        fixes: &'a [Fix],
+        telemetry: Option<TelemetryRules>,
+    ) -> MeterInput<'a> {
         MeterInput {
-            started_ms: 1_000_000,
-            ended_ms: 1_000_000 + 60_500,
+            started_ms: START,
+            ended_ms: START + 60_500,
             max_duration_seconds: 300,
             rate_micro_usdc: 1000,
             fee_bps: 1000,
             windows,
+            fixes,
+            telemetry,
         }
+    }
+
+    /// One fix a second at `at(i)` for seconds `0..n`, captured 200 ms into each.
+    fn build_fixes(n: i64, at: impl Fn(i64) -> Point) -> Vec<Fix> {
+        (0..n)
+            .map(|i| Fix {
+                captured_ms: START + i * 1000 + 200,
+                point: at(i),
+                accuracy_cm: 400,
+            })
+            .collect()
+    }
+
+    /// About `metres` north of home.
+    fn north(metres: f64) -> Point {
+        Point::new(HOME.lat + metres / 111_195.0, HOME.lng)
     }
 
     #[test]
     fn an_uninterrupted_minute_is_sixty_clean_seconds() {
-        let m = compute(build_input(&[]));
+        let m = compute(build_input(&[], &[], None)).meter;
         assert_eq!((m.clean_seconds, m.failed_seconds), (60, 0));
-        assert_eq!(m.charged_micro_usdc, 60_000);
-        assert_eq!(m.fee_micro_usdc, 6_000);
-        assert_eq!(m.operator_earned_micro_usdc, 54_000);
+        assert_eq!(
+            (
+                m.charged_micro_usdc,
+                m.fee_micro_usdc,
+                m.operator_earned_micro_usdc
+            ),
+            (60_000, 6_000, 54_000)
+        );
     }
 
     #[test]
     fn paused_seconds_are_neither_clean_nor_failed() {
-        let w = [window(WindowReason::Paused, 1_010_000, Some(1_020_000))];
-        let m = compute(build_input(&w));
+        let w = [window(
+            WindowReason::Paused,
+            START + 10_000,
+            Some(START + 20_000),
+        )];
+        let m = compute(build_input(&w, &[], None)).meter;
         assert_eq!((m.clean_seconds, m.failed_seconds), (50, 0));
     }
 
@@ -107,59 +247,124 @@ mod tests {
     fn a_media_gap_fails_the_seconds_it_touches() {
         let w = [window(
             WindowReason::NetworkError,
-            1_010_500,
-            Some(1_013_500),
+            START + 10_500,
+            Some(START + 13_500),
         )];
-        let m = compute(build_input(&w));
-        // touches seconds 10, 11, 12, 13
+        let m = compute(build_input(&w, &[], None)).meter;
         assert_eq!((m.clean_seconds, m.failed_seconds), (56, 4));
     }
 
     #[test]
-    fn a_window_left_open_runs_to_the_end() {
-        let w = [window(WindowReason::StaleTelemetry, 1_050_000, None)];
-        let m = compute(build_input(&w));
-        assert_eq!((m.clean_seconds, m.failed_seconds), (50, 10));
+    fn the_meter_stops_at_the_maximum_duration() {
+        let mut input = build_input(&[], &[], None);
+        input.max_duration_seconds = 30;
+        assert_eq!(compute(input).meter.clean_seconds, 30);
     }
 
     #[test]
-    fn the_meter_stops_at_the_maximum_duration() {
-        let mut input = build_input(&[]);
-        input.max_duration_seconds = 30;
-        assert_eq!(compute(input).clean_seconds, 30);
+    fn a_hovering_drone_with_steady_fixes_is_clean_throughout() {
+        let fixes = build_fixes(61, |_| north(20.0));
+        let out = compute(build_input(&[], &fixes, Some(rules())));
+        assert_eq!((out.meter.clean_seconds, out.meter.failed_seconds), (60, 0));
+        assert!(out.windows.is_empty());
+    }
+
+    #[test]
+    fn a_drone_that_leaves_the_geofence_and_returns_is_not_billed_while_away() {
+        // Seconds 20..35 it is 400 m north: outside the 150 m fence.
+        let fixes = build_fixes(61, |i| {
+            if (20..35).contains(&i) {
+                north(400.0)
+            } else {
+                north(10.0)
+            }
+        });
+        let out = compute(build_input(&[], &fixes, Some(rules())));
+        assert_eq!(
+            (out.meter.clean_seconds, out.meter.failed_seconds),
+            (45, 15)
+        );
+        assert_eq!(
+            out.windows,
+            vec![window(
+                WindowReason::OutsideGeofence,
+                START + 20_000,
+                Some(START + 35_000)
+            )]
+        );
+    }
+
+    #[test]
+    fn a_gps_that_goes_silent_is_stale_after_the_freshness_window() {
+        // Fixes stop after second 29 (last captured at 29.2 s): seconds 30 and
+        // 31 still see it within 3 s; from second 32 on nothing is fresh.
+        let fixes = build_fixes(30, |_| HOME);
+        let out = compute(build_input(&[], &fixes, Some(rules())));
+        assert_eq!(
+            (out.meter.clean_seconds, out.meter.failed_seconds),
+            (32, 28)
+        );
+        assert_eq!(
+            out.windows,
+            vec![window(
+                WindowReason::StaleTelemetry,
+                START + 32_000,
+                Some(START + 60_000)
+            )]
+        );
+    }
+
+    #[test]
+    fn an_inaccurate_fix_counts_as_stale() {
+        let mut fixes = build_fixes(61, |_| HOME);
+        for f in &mut fixes[10..12] {
+            f.accuracy_cm = 9_000;
+        }
+        // Seconds 10 and 11 have only the poor fixes as their latest.
+        let out = compute(build_input(&[], &fixes, Some(rules())));
+        assert_eq!(out.meter.failed_seconds, 2);
+    }
+
+    fn arb_timeline() -> impl Strategy<Value = (i64, u32, Vec<(i64, i64, u8)>, Vec<(i64, f64, u32)>)>
+    {
+        (
+            0i64..200_000,
+            1u32..300,
+            proptest::collection::vec((0i64..200_000, 0i64..30_000, 0u8..2), 0..6),
+            proptest::collection::vec((0i64..200_000, 0.0f64..600.0, 0u32..10_000), 0..200),
+        )
     }
 
     proptest! {
         #[test]
-        fn charge_is_clean_times_rate_and_splits_exactly(
-            duration_ms in 0i64..600_000,
-            max in 1u32..700,
+        fn meter_invariants_hold_on_random_timelines(
+            (duration, max, raw_windows, raw_fixes) in arb_timeline(),
             rate in 0u64..100_000,
             fee_bps in 0u32..=10_000,
-            raw in proptest::collection::vec((0i64..600_000, 0i64..60_000, 0u8..4), 0..8),
         ) {
-            let started = 5_000_000;
-            let windows: Vec<Window> = raw.iter().map(|&(at, len, kind)| {
-                let reason = match kind {
-                    0 => WindowReason::Paused,
-                    1 => WindowReason::NetworkError,
-                    2 => WindowReason::StaleTelemetry,
-                    _ => WindowReason::OutsideGeofence,
-                };
-                window(reason, started + at, Some(started + at + len))
+            let windows: Vec<Window> = raw_windows.iter().map(|&(at, len, kind)| {
+                let reason = if kind == 0 { WindowReason::Paused } else { WindowReason::NetworkError };
+                window(reason, START + at, Some(START + at + len))
             }).collect();
-            let m = compute(MeterInput {
-                started_ms: started,
-                ended_ms: started + duration_ms,
-                max_duration_seconds: max,
-                rate_micro_usdc: rate,
-                fee_bps,
-                windows: &windows,
-            });
-            let wall = (duration_ms / 1000).min(i64::from(max)) as u64;
-            prop_assert!(m.clean_seconds + m.failed_seconds <= wall);
+            let mut fixes: Vec<Fix> = raw_fixes.iter().map(|&(at, metres, acc)| Fix {
+                captured_ms: START + at, point: north(metres), accuracy_cm: acc,
+            }).collect();
+            fixes.sort_by_key(|f| f.captured_ms);
+            let input = MeterInput {
+                started_ms: START, ended_ms: START + duration, max_duration_seconds: max,
+                rate_micro_usdc: rate, fee_bps, windows: &windows, fixes: &fixes, telemetry: Some(rules()),
+            };
+            let out = compute(input);
+            let m = out.meter;
+            let wall = (duration / 1000).min(i64::from(max)) as u64;
+            prop_assert!(m.clean_seconds + m.failed_seconds <= wall, "clean seconds never exceed wall-clock");
             prop_assert_eq!(m.charged_micro_usdc, m.clean_seconds * rate);
             prop_assert_eq!(m.fee_micro_usdc + m.operator_earned_micro_usdc, m.charged_micro_usdc);
+            // Only fixes inside the fence can make a second clean: with every
+            // fix moved outside, nothing is clean.
+            let outside: Vec<Fix> = fixes.iter().map(|f| Fix { point: north(151.0), ..*f }).collect();
+            let none = compute(MeterInput { fixes: &outside, ..input });
+            prop_assert_eq!(none.meter.clean_seconds, 0);
         }
     }
 }
