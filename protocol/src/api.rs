@@ -503,6 +503,8 @@ pub struct ApiKeyCreated {
 pub enum CallerKind {
     ApiKey,
     Wallet,
+    /// An enrolled device with its bearer token.
+    Device,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -617,4 +619,147 @@ mod tests {
         assert_eq!(req.wait_timeout_seconds, Some(300));
         assert_eq!(req.quote_id, None);
     }
+}
+
+// ---------------------------------------------------------------- operators (devices)
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct EnrollmentTokenDto {
+    /// One-time token for `lx-agent enroll --token`. Shown once.
+    pub token: String,
+    pub workspace_id: Uuid,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterOperatorRequest {
+    pub enrollment_token: String,
+    pub name: String,
+    pub device_kind: DeviceKind,
+    /// The device key's address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub address: Address,
+    /// The device key's `personal_sign` over the enrollment token.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub proof: Signature65,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterOperatorResponse {
+    pub operator_id: Uuid,
+    pub workspace_id: Uuid,
+    /// Bearer token of the device (`lxdv_…`). Shown once.
+    pub device_token: String,
+    /// The chain id telemetry signatures are made for.
+    pub chain_id: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Subsystem {
+    Camera,
+    Gimbal,
+    Stream,
+}
+
+impl Subsystem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Camera => "camera",
+            Self::Gimbal => "gimbal",
+            Self::Stream => "stream",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PositionDto {
+    pub lat: f64,
+    pub lng: f64,
+    pub accuracy_meters: f64,
+    pub captured_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LockDto {
+    pub subsystem: Subsystem,
+    /// Who holds it: `apiKey:<id>`, `wallet:<address>` or `device:<id>`.
+    pub holder: String,
+    pub acquired_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorDto {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub name: String,
+    pub device_kind: DeviceKind,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub address: Address,
+    pub availability_state: Availability,
+    /// A heartbeat or telemetry arrived within the last 60 s.
+    pub connected: bool,
+    pub last_seen_at: Option<String>,
+    pub battery_percent: Option<u8>,
+    /// The last verified position.
+    pub position: Option<PositionDto>,
+    pub locks: Vec<LockDto>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatRequest {
+    #[serde(default)]
+    pub battery_percent: Option<u8>,
+    /// ONLINE or OFFLINE; BUSY belongs to the system.
+    #[serde(default)]
+    pub availability_state: Option<Availability>,
+    /// A signed position outside any session.
+    #[serde(default)]
+    pub sample: Option<crate::telemetry::SampleJson>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LockRequest {
+    pub subsystem: Subsystem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryAck {
+    pub accepted: u32,
+    pub last_sequence: u64,
+}
+
+/// `POST /workspaces/:id/location`: an unsigned location heartbeat (~5 s).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LocationRequest {
+    pub lat: f64,
+    pub lng: f64,
+    pub accuracy_meters: f64,
+    pub sequence: u64,
+    #[serde(default)]
+    pub session_id: Option<Uuid>,
+    #[serde(default)]
+    pub speed_mps: Option<f64>,
 }

@@ -21,6 +21,18 @@ pub enum ErrorCode {
     RevokedApiKey,
     RateLimited,
     QuoteExpired,
+    /// A telemetry sample's signature does not verify against the device key.
+    InvalidSignature,
+    /// A device sent telemetry for a session it does not operate.
+    WrongDevice,
+    /// A telemetry sequence number not above the device's last one.
+    ReplayedSequence,
+    /// A telemetry sample captured in the future (beyond 2 s of skew).
+    FutureTimestamp,
+    /// A telemetry sample captured before its session was assigned.
+    StaleTimestamp,
+    /// A device subsystem is locked by another controller.
+    Locked,
     /// A service the server depends on (the chain, the media plane) did not answer.
     UpstreamUnavailable,
     Internal,
@@ -30,14 +42,19 @@ impl ErrorCode {
     /// The HTTP status that carries this code.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::InvalidInput | Self::InsufficientCredit | Self::QuoteExpired => 400,
+            Self::InvalidInput
+            | Self::InsufficientCredit
+            | Self::QuoteExpired
+            | Self::InvalidSignature
+            | Self::FutureTimestamp
+            | Self::StaleTimestamp => 400,
             Self::NotAuthenticated | Self::RevokedApiKey => 401,
-            Self::NotAuthorized => 403,
+            Self::NotAuthorized | Self::WrongDevice => 403,
             Self::SessionNotFound
             | Self::WorkspaceNotFound
             | Self::NotFound
             | Self::FrameNotAvailable => 404,
-            Self::InvalidState | Self::Conflict => 409,
+            Self::InvalidState | Self::Conflict | Self::ReplayedSequence | Self::Locked => 409,
             Self::RateLimited => 429,
             Self::Internal => 500,
             Self::NoCoverage | Self::VideoError | Self::UpstreamUnavailable => 503,
@@ -67,6 +84,12 @@ impl ErrorCode {
             Self::RevokedApiKey => "REVOKED_API_KEY",
             Self::RateLimited => "RATE_LIMITED",
             Self::QuoteExpired => "QUOTE_EXPIRED",
+            Self::InvalidSignature => "INVALID_SIGNATURE",
+            Self::WrongDevice => "WRONG_DEVICE",
+            Self::ReplayedSequence => "REPLAYED_SEQUENCE",
+            Self::FutureTimestamp => "FUTURE_TIMESTAMP",
+            Self::StaleTimestamp => "STALE_TIMESTAMP",
+            Self::Locked => "LOCKED",
             Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
             Self::Internal => "INTERNAL",
         }

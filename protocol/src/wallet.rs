@@ -262,6 +262,13 @@ pub fn sign_prehash(key: &SigningKey, hash: &[u8; 32]) -> Signature65 {
 /// order, probability about 2^-128) are not representable in Ethereum's `v`
 /// and are refused too.
 pub fn recover_prehash(hash: &[u8; 32], sig: &Signature65) -> Result<Address, WalletError> {
+    recover_key_prehash(hash, sig).map(|key| Address::from_verifying_key(&key))
+}
+
+/// The public key that made `sig` over `hash`, with the checks of
+/// [`recover_prehash`]. A server keeps it to verify later signatures of the
+/// same key without recovery.
+pub fn recover_key_prehash(hash: &[u8; 32], sig: &Signature65) -> Result<VerifyingKey, WalletError> {
     let is_y_odd = match sig.0[64] {
         0 | 27 => false,
         1 | 28 => true,
@@ -279,10 +286,9 @@ pub fn recover_prehash(hash: &[u8; 32], sig: &Signature65) -> Result<Address, Wa
         ));
     }
     let recovery_id = RecoveryId::new(is_y_odd, false);
-    let key = VerifyingKey::recover_from_prehash(hash, &signature, recovery_id).map_err(|_| {
+    VerifyingKey::recover_from_prehash(hash, &signature, recovery_id).map_err(|_| {
         WalletError::BadSignature("no public key recovers from this signature and hash".to_owned())
-    })?;
-    Ok(Address::from_verifying_key(&key))
+    })
 }
 
 /// `personal_sign`: signs the EIP-191 hash of `message`.
