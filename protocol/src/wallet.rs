@@ -268,7 +268,10 @@ pub fn recover_prehash(hash: &[u8; 32], sig: &Signature65) -> Result<Address, Wa
 /// The public key that made `sig` over `hash`, with the checks of
 /// [`recover_prehash`]. A server keeps it to verify later signatures of the
 /// same key without recovery.
-pub fn recover_key_prehash(hash: &[u8; 32], sig: &Signature65) -> Result<VerifyingKey, WalletError> {
+pub fn recover_key_prehash(
+    hash: &[u8; 32],
+    sig: &Signature65,
+) -> Result<VerifyingKey, WalletError> {
     let is_y_odd = match sig.0[64] {
         0 | 27 => false,
         1 | 28 => true,

@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::credit::CreditSource;
 use crate::dispatch::Dispatcher;
 use crate::media::{MediaBackend, MediaEvent};
-use crate::session::lifecycle::{self, Action, LifecycleError};
+use crate::session::lifecycle::{self, Action, Evidence, LifecycleError};
+use crate::session::meter::{Fix, TelemetryRules};
 use crate::store::{ApplyError, Session, Store, StoreError, Transition};
 
 pub struct App {
@@ -38,6 +39,16 @@ impl std::fmt::Debug for App {
             .field("suppliers_indexed", &self.dispatcher.len())
             .finish()
     }
+}
+
+/// The outcome of choosing a device within a supplier workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevicePick {
+    /// The workspace has no enrolled devices: it serves sessions itself.
+    NoDevices,
+    Device(Uuid),
+    /// It has devices, but none is connected, ONLINE and located.
+    NoneFree,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,10 +125,72 @@ impl App {
         Ok(session)
     }
 
-    /// Plans `action` on the session as stored and applies it.
+    /// Plans `action` on the session as stored and applies it. Actions that
+    /// run the meter see the session's verified samples.
     pub async fn act(&self, session: &Session, action: Action) -> Result<Session, ActError> {
-        let transition = lifecycle::plan(session, action)?;
+        let metered = matches!(
+            action,
+            Action::End { .. } | Action::ExpireMaxDuration { .. } | Action::FinalizeMeter { .. }
+        );
+        let transition = match (metered, session.operator_id) {
+            (true, Some(_)) => {
+                let fixes: Vec<Fix> = self
+                    .store
+                    .session_samples(session.id)
+                    .await
+                    .map_err(ApplyError::from)?
+                    .iter()
+                    .map(|s| Fix {
+                        captured_ms: i64::try_from(s.captured_at_ms).unwrap_or(i64::MAX),
+                        point: s.point(),
+                        accuracy_cm: s.accuracy_cm,
+                    })
+                    .collect();
+                let evidence = Evidence {
+                    fixes: &fixes,
+                    rules: Some(self.telemetry_rules(session)),
+                };
+                lifecycle::plan_with(session, action, evidence)?
+            }
+            _ => lifecycle::plan(session, action)?,
+        };
         Ok(self.apply(transition).await?)
+    }
+
+    pub fn telemetry_rules(&self, session: &Session) -> TelemetryRules {
+        let t = &self.config.telemetry;
+        TelemetryRules {
+            requested: session.point,
+            geofence_radius_m: f64::from(session.geofence_radius_m),
+            fresh_ms: i64::from(t.fresh_seconds) * 1000,
+            max_accuracy_cm: t.max_accuracy_meters.saturating_mul(100),
+        }
+    }
+
+    pub fn settle_delay_ms(&self) -> i64 {
+        i64::from(self.config.telemetry.settle_delay_seconds) * 1000
+    }
+
+    /// Which enrolled device of `ws` serves a session at `point`: the
+    /// connected, ONLINE device nearest to it by its last verified position.
+    pub async fn pick_device(
+        &self,
+        ws: Uuid,
+        point: lx_protocol::geo::Point,
+    ) -> Result<DevicePick, StoreError> {
+        let devices = self.store.operators_of(ws).await?;
+        if devices.is_empty() {
+            return Ok(DevicePick::NoDevices);
+        }
+        let connected_after =
+            self.now() - i64::from(self.config.operators.connected_within_seconds) * 1000;
+        let best = devices
+            .iter()
+            .filter(|d| d.availability == lx_protocol::api::Availability::Online)
+            .filter(|d| d.last_seen_ms.is_some_and(|t| t >= connected_after))
+            .filter_map(|d| d.fix.map(|f| (f.point().distance_m(point), d.id)))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        Ok(best.map_or(DevicePick::NoneFree, |(_, id)| DevicePick::Device(id)))
     }
 
     /// Gives a REQUESTED session to the best supplier: assigned at once if it
@@ -156,9 +229,15 @@ impl App {
                 continue;
             };
             let now = self.now();
+            let device = match self.pick_device(ws.id, session.point).await? {
+                DevicePick::NoDevices => None,
+                DevicePick::Device(id) => Some(id),
+                DevicePick::NoneFree => continue,
+            };
             let action = if ws.auto_accept {
                 Action::Assign {
                     workspace: ws.id,
+                    device,
                     now,
                 }
             } else {
@@ -175,9 +254,11 @@ impl App {
             match self.act(&session, action).await {
                 Ok(done) => return Ok(done),
                 Err(ActError::Apply(ApplyError::SupplierUnavailable)) => {
-                    // Someone else took this supplier since the index was read.
-                    self.dispatcher.sync(&ws);
-                    self.dispatcher.remove(ws.id);
+                    // Someone else took this supplier (or device) since it was
+                    // read; a fleet may still have other devices next time.
+                    if device.is_none() {
+                        self.dispatcher.remove(ws.id);
+                    }
                 }
                 Err(ActError::Apply(ApplyError::State(state))) => {
                     return Err(DispatchError::State(state));
@@ -224,7 +305,11 @@ impl App {
     /// One pass of the sweeper: expiries and offer timeouts due at `now`.
     /// Returns how many sessions it changed.
     pub async fn sweep(&self, now: UnixMillis) -> usize {
-        let due = match self.store.due_sessions(now, 256).await {
+        let due = match self
+            .store
+            .due_sessions(now, self.settle_delay_ms(), 256)
+            .await
+        {
             Ok(due) => due,
             Err(err) => {
                 tracing::error!(%err, "sweeper could not read due sessions");
@@ -244,6 +329,9 @@ impl App {
                     fee_bps: self.fee_bps(),
                 },
                 SessionState::Requested => Action::OfferTimedOut { now },
+                SessionState::Ended | SessionState::Expired => Action::FinalizeMeter {
+                    fee_bps: self.fee_bps(),
+                },
                 _ => continue,
             };
             match self.act(&session, action).await {

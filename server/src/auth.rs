@@ -21,10 +21,12 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::store::Workspace;
+use crate::store::{Operator, Workspace};
 
 pub const COOKIE_NAME: &str = "lx_session";
 const KEY_PREFIX: &str = "lxxn_";
+pub const DEVICE_TOKEN_PREFIX: &str = "lxdv_";
+pub const ENROLLMENT_TOKEN_PREFIX: &str = "lxen_";
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 type HmacSha256 = Hmac<Sha256>;
@@ -38,9 +40,32 @@ pub struct Caller {
     pub workspace: Option<Workspace>,
     pub scopes: Vec<Scope>,
     pub key_id: Option<Uuid>,
+    /// The enrolled device, for a device token.
+    pub operator: Option<Operator>,
 }
 
 impl Caller {
+    /// Who holds a lock taken by this caller.
+    pub fn holder(&self) -> String {
+        match (&self.operator, self.key_id, self.wallet) {
+            (Some(op), _, _) => format!("device:{}", op.id),
+            (None, Some(key), _) => format!("apiKey:{key}"),
+            (None, None, Some(wallet)) => format!("wallet:{}", wallet.to_checksum()),
+            (None, None, None) => "unknown".to_owned(),
+        }
+    }
+
+    /// Whether the caller administers workspace `id`: its owner's wallet, or
+    /// an API key of it with `operators:write`.
+    pub fn administers(&self, id: Uuid) -> bool {
+        let own = self.workspace.as_ref().is_some_and(|w| w.id == id);
+        match self.kind {
+            CallerKind::Wallet => own,
+            CallerKind::ApiKey => own && self.scopes.contains(&Scope::OperatorsWrite),
+            CallerKind::Device => false,
+        }
+    }
+
     /// The caller's workspace, if the caller holds `scope` on it.
     pub fn require(&self, scope: Scope) -> ApiResult<&Workspace> {
         self.require_any(&[scope])
@@ -101,7 +126,27 @@ impl FromRequestParts<Arc<App>> for Caller {
     }
 }
 
+async fn device_caller(app: &App, token: &str) -> ApiResult<Caller> {
+    let operator = app
+        .store
+        .operator_by_token(hash_key(token))
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("unknown device token"))?;
+    let workspace = app.store.workspace(operator.workspace_id).await?;
+    Ok(Caller {
+        kind: CallerKind::Device,
+        wallet: None,
+        workspace,
+        scopes: vec![Scope::SessionsRead, Scope::SessionsOperate],
+        key_id: None,
+        operator: Some(operator),
+    })
+}
+
 async fn api_key_caller(app: &App, token: &str, now: UnixMillis) -> ApiResult<Caller> {
+    if token.starts_with(DEVICE_TOKEN_PREFIX) {
+        return device_caller(app, token).await;
+    }
     if !token.starts_with(KEY_PREFIX) {
         return Err(ApiError::unauthenticated("unrecognised bearer token"));
     }
@@ -126,6 +171,7 @@ async fn api_key_caller(app: &App, token: &str, now: UnixMillis) -> ApiResult<Ca
         workspace,
         scopes: key.scopes,
         key_id: Some(key.id),
+        operator: None,
     })
 }
 
@@ -151,6 +197,7 @@ async fn wallet_caller(app: &App, cookie: &str, now: UnixMillis) -> ApiResult<Ca
         // The owner's wallet holds every scope on its own workspace.
         scopes: Scope::ALL.to_vec(),
         key_id: None,
+        operator: None,
     })
 }
 
@@ -181,6 +228,12 @@ pub fn generate_api_key(environment: KeyEnvironment, workspace_id: Uuid) -> Stri
     let bytes: [u8; 32] = rand::thread_rng().r#gen();
     let ws = workspace_id.simple().to_string();
     format!("{KEY_PREFIX}{env}_{}_{}", &ws[..6], base62(&bytes))
+}
+
+/// A fresh secret with `prefix`: 32 random bytes in base62.
+pub fn generate_token(prefix: &str) -> String {
+    let bytes: [u8; 32] = rand::thread_rng().r#gen();
+    format!("{prefix}{}", base62(&bytes))
 }
 
 fn base62(bytes: &[u8]) -> String {

@@ -19,6 +19,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub sessions: SessionsConfig,
     pub dispatch: DispatchConfig,
+    pub telemetry: TelemetryConfig,
+    pub operators: OperatorsConfig,
     pub pricing: PricingConfig,
     pub credit: CreditConfig,
     pub chain: ChainConfig,
@@ -65,6 +67,22 @@ pub struct SessionsConfig {
 #[serde(deny_unknown_fields)]
 pub struct DispatchConfig {
     pub default_offer_timeout_seconds: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub fresh_seconds: u32,
+    pub max_accuracy_meters: u32,
+    pub max_future_skew_ms: u32,
+    pub settle_delay_seconds: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorsConfig {
+    pub enrollment_token_ttl_seconds: u32,
+    pub connected_within_seconds: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,7 @@
 //! The `/api/v1` routes and the OpenAPI document generated from them.
 
 mod auth;
+mod operators;
 mod public;
 mod sessions;
 mod workspaces;
@@ -32,6 +33,9 @@ use crate::http::{self, AppState};
         sessions::create, sessions::list, sessions::offers, sessions::cancel_all, sessions::get_one,
         sessions::cancel, sessions::dispatch, sessions::accept, sessions::start, sessions::end,
         sessions::pause, sessions::resume, sessions::producer_token, sessions::viewer_token, sessions::frame,
+        operators::create_enrollment_token, operators::register, operators::heartbeat, operators::list,
+        operators::get_one, operators::delete, operators::lock, operators::unlock, operators::force_unlock,
+        operators::telemetry, operators::location,
     ),
     components(schemas(lx_protocol::api::ErrorBody, lx_protocol::ErrorCode)),
     modifiers(&BearerAuth),
@@ -113,6 +117,25 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sessions/{id}/viewer-token", get(sessions::viewer_token))
         .route("/sessions/{id}/frame", get(sessions::frame))
+        .route("/sessions/{id}/telemetry", post(operators::telemetry))
+        .route("/workspaces/{id}/location", post(operators::location))
+        .route(
+            "/workspaces/{id}/enrollment-tokens",
+            post(operators::create_enrollment_token),
+        )
+        .route("/workspaces/{id}/operators", get(operators::list))
+        .route("/operators/register", post(operators::register))
+        .route("/operators/heartbeat", post(operators::heartbeat))
+        .route(
+            "/operators/{id}",
+            get(operators::get_one).delete(operators::delete),
+        )
+        .route("/operators/{id}/lock", post(operators::lock))
+        .route("/operators/{id}/unlock", post(operators::unlock))
+        .route(
+            "/operators/{id}/force-unlock",
+            post(operators::force_unlock),
+        )
         .method_not_allowed_fallback(http::method_not_allowed);
     Router::new()
         .nest("/api/v1", api)

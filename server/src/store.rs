@@ -12,9 +12,11 @@ pub mod suite;
 
 use async_trait::async_trait;
 use lx_protocol::api::{
-    Availability, DeviceKind, ExpiryReason, KeyEnvironment, Role, Scope, SessionState, WindowReason,
+    Availability, DeviceKind, ExpiryReason, KeyEnvironment, Role, Scope, SessionState, Subsystem,
+    WindowReason,
 };
 use lx_protocol::geo::Point;
+use lx_protocol::telemetry::Sample;
 use lx_protocol::time::UnixMillis;
 use lx_protocol::wallet::Address;
 use uuid::Uuid;
@@ -180,6 +182,8 @@ pub struct Session {
     pub consumer_workspace_id: Uuid,
     pub consumer_wallet: Address,
     pub operator_workspace_id: Option<Uuid>,
+    /// The enrolled device serving the session, when the supplier has devices.
+    pub operator_id: Option<Uuid>,
     pub quote_id: Option<Uuid>,
     pub offer: Option<Offer>,
     pub created_ms: UnixMillis,
@@ -189,6 +193,8 @@ pub struct Session {
     pub expiry_reason: Option<ExpiryReason>,
     pub media: Option<MediaEndpoints>,
     pub meter: Option<Meter>,
+    /// The meter no longer changes: late samples are past `settleDelaySeconds`.
+    pub meter_final: bool,
     pub windows: Vec<Window>,
 }
 
@@ -238,6 +244,7 @@ pub struct Transition {
     pub expected_offer: Option<Uuid>,
     pub to: Option<SessionState>,
     pub operator_workspace_id: Option<Uuid>,
+    pub operator_id: Option<Uuid>,
     pub set_offer: Option<Offer>,
     pub clear_offer: bool,
     pub assigned_ms: Option<UnixMillis>,
@@ -245,12 +252,19 @@ pub struct Transition {
     pub ended_ms: Option<UnixMillis>,
     pub expiry_reason: Option<ExpiryReason>,
     pub meter: Option<Meter>,
+    pub meter_final: bool,
+    /// Replaces the session's STALE_TELEMETRY and OUTSIDE_GEOFENCE windows.
+    pub derived_windows: Option<Vec<Window>>,
     pub open_window: Option<(WindowReason, UnixMillis)>,
     pub close_window: Option<(WindowReason, UnixMillis)>,
     /// Flip this supplier ONLINE → BUSY in the same transaction, or fail.
     pub claim: Option<Uuid>,
     /// Put this supplier back ONLINE (from BUSY), idle since the given time.
     pub release: Option<(Uuid, UnixMillis)>,
+    /// Flip this device ONLINE → BUSY in the same transaction, or fail.
+    pub claim_operator: Option<Uuid>,
+    /// Put this device back ONLINE (from BUSY).
+    pub release_operator: Option<Uuid>,
     /// Remember that this workspace was offered the session.
     pub record_attempt: Option<Uuid>,
 }
@@ -265,6 +279,103 @@ pub enum ApplyError {
     /// The supplier to claim was not ONLINE (another session took it).
     #[error("supplier is not available")]
     SupplierUnavailable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollmentToken {
+    pub hash: [u8; 32],
+    pub workspace_id: Uuid,
+    pub created_ms: UnixMillis,
+    pub expires_ms: UnixMillis,
+}
+
+/// A device's last verified position, in the signed integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceFix {
+    pub lat_e7: i32,
+    pub lng_e7: i32,
+    pub accuracy_cm: u32,
+    pub captured_ms: UnixMillis,
+}
+
+impl DeviceFix {
+    pub fn point(&self) -> Point {
+        Point::new(f64::from(self.lat_e7) / 1e7, f64::from(self.lng_e7) / 1e7)
+    }
+}
+
+/// An enrolled device of a supplier workspace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operator {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub name: String,
+    pub device_kind: DeviceKind,
+    pub address: Address,
+    /// SEC1-compressed public key, recovered once at enrollment.
+    pub public_key: Vec<u8>,
+    pub availability: Availability,
+    pub battery_pct: Option<u8>,
+    pub last_seen_ms: Option<UnixMillis>,
+    pub last_sequence: Option<u64>,
+    pub fix: Option<DeviceFix>,
+    pub created_ms: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnrollError {
+    #[error("the enrollment token is unknown")]
+    UnknownToken,
+    #[error("the enrollment token was already used")]
+    UsedToken,
+    #[error("the enrollment token expired")]
+    ExpiredToken,
+    #[error("this device key is already enrolled")]
+    AddressTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    pub subsystem: Subsystem,
+    pub holder: String,
+    pub acquired_ms: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LockError {
+    #[error("held by {0}")]
+    HeldBy(String),
+    #[error("not locked")]
+    NotLocked,
+    #[error("operator not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A verified telemetry sample as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSample {
+    pub sample: Sample,
+    pub signature: [u8; 65],
+    pub received_ms: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The sequence at this index of the batch is not above the device's last.
+    #[error("sequence {sequence} is not above the last accepted {last}")]
+    Replayed {
+        index: usize,
+        sequence: u64,
+        last: u64,
+    },
+    #[error("operator not found")]
+    NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -359,7 +470,71 @@ pub trait Store: Send + Sync + 'static {
         session_id: Uuid,
         media: MediaEndpoints,
     ) -> Result<Session, ApplyError>;
-    /// Sessions the sweeper must act on at `now`.
-    async fn due_sessions(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<Session>>;
+    /// Sessions the sweeper must act on at `now`; `settle_delay_ms` after
+    /// their end, metered sessions are due for their final meter.
+    async fn due_sessions(
+        &self,
+        now: UnixMillis,
+        settle_delay_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Session>>;
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>>;
+
+    // operators (devices)
+    async fn insert_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()>;
+    /// Consumes the token and inserts the operator, atomically.
+    async fn enroll_operator(
+        &self,
+        token_hash: [u8; 32],
+        operator: Operator,
+        device_token_hash: [u8; 32],
+        now: UnixMillis,
+    ) -> Result<Operator, EnrollError>;
+    async fn operator(&self, id: Uuid) -> StoreResult<Option<Operator>>;
+    async fn operator_by_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<Operator>>;
+    async fn operators_of(&self, workspace_id: Uuid) -> StoreResult<Vec<Operator>>;
+    /// Records that the device is alive; optionally its battery and
+    /// ONLINE/OFFLINE (refused with `Ok(None)` while BUSY).
+    async fn touch_operator(
+        &self,
+        id: Uuid,
+        now: UnixMillis,
+        battery_pct: Option<u8>,
+        availability: Option<Availability>,
+    ) -> StoreResult<Option<Operator>>;
+    async fn delete_operator(&self, id: Uuid) -> StoreResult<bool>;
+    async fn lock(
+        &self,
+        operator_id: Uuid,
+        subsystem: Subsystem,
+        holder: &str,
+        now: UnixMillis,
+    ) -> Result<Lock, LockError>;
+    async fn unlock(
+        &self,
+        operator_id: Uuid,
+        subsystem: Subsystem,
+        holder: Option<&str>,
+    ) -> Result<(), LockError>;
+    async fn locks_of(&self, operator_id: Uuid) -> StoreResult<Vec<Lock>>;
+    /// Stores verified samples of one device, all or none: every sequence
+    /// must exceed the device's last. Updates its last fix and last seen.
+    async fn ingest_samples(
+        &self,
+        operator_id: Uuid,
+        samples: Vec<StoredSample>,
+        now: UnixMillis,
+    ) -> Result<u64, IngestError>;
+    /// Records a workspace's unsigned location if `sequence` is above the
+    /// last one; `false` when it is not (a replay or out of order).
+    async fn record_location(
+        &self,
+        workspace_id: Uuid,
+        sequence: u64,
+        point: Point,
+        accuracy_m: f64,
+        now: UnixMillis,
+    ) -> StoreResult<bool>;
+    /// The session's samples, oldest capture first.
+    async fn session_samples(&self, session_id: Uuid) -> StoreResult<Vec<Sample>>;
 }

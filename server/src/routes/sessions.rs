@@ -13,7 +13,7 @@ use lx_protocol::time::format_millis;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::app::{ActError, App, DispatchError};
+use crate::app::{ActError, App, DevicePick, DispatchError};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiOk, ApiQuery, AppState, parse_id};
@@ -606,14 +606,27 @@ pub(super) async fn accept(
             "session:accept:notOperator",
         ));
     }
+    let device = match &caller.operator {
+        Some(op) => Some(op.id),
+        None => match app.pick_device(ws.id, session.point).await? {
+            DevicePick::NoDevices => None,
+            DevicePick::Device(id) => Some(id),
+            DevicePick::NoneFree => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidState,
+                    "no enrolled device of this workspace is connected, ONLINE and located",
+                )
+                .with_detail("session:accept:NO_FREE_DEVICE"));
+            }
+        },
+    };
+    let action = Action::Accept {
+        workspace: ws.id,
+        device,
+        now: app.now(),
+    };
     let session = app
-        .act(
-            &session,
-            Action::Accept {
-                workspace: ws.id,
-                now: app.now(),
-            },
-        )
+        .act(&session, action)
         .await
         .map_err(|e| act_error("accept", e))?;
     Ok(ApiOk::wrote(&app, session_dto(&session)))

@@ -16,16 +16,18 @@ use lx_protocol::api::{ExpiryReason, SessionState, WindowReason};
 use lx_protocol::time::UnixMillis;
 use uuid::Uuid;
 
-use super::meter::{self, MeterInput};
+use super::meter::{self, Fix, MeterInput, TelemetryRules};
 use crate::store::{Offer, Session, Transition};
 
 use SessionState::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// The dispatcher gives the session to an auto-accepting supplier.
+    /// The dispatcher gives the session to an auto-accepting supplier, or
+    /// to one of its enrolled devices.
     Assign {
         workspace: Uuid,
+        device: Option<Uuid>,
         now: UnixMillis,
     },
     /// The dispatcher offers the session to a supplier that accepts by hand.
@@ -33,9 +35,10 @@ pub enum Action {
         workspace: Uuid,
         expires_ms: UnixMillis,
     },
-    /// An offered supplier takes the session.
+    /// An offered supplier takes the session, itself or with one of its devices.
     Accept {
         workspace: Uuid,
+        device: Option<Uuid>,
         now: UnixMillis,
     },
     /// The offer ran out without an answer.
@@ -68,6 +71,10 @@ pub enum Action {
         now: UnixMillis,
         fee_bps: u32,
     },
+    /// `settleDelaySeconds` after the end: late samples are in, the meter is final.
+    FinalizeMeter {
+        fee_bps: u32,
+    },
 }
 
 impl Action {
@@ -84,6 +91,7 @@ impl Action {
             Self::Cancel { .. } => "cancel",
             Self::ExpireWait { .. } => "expire",
             Self::ExpireMaxDuration { .. } => "expire",
+            Self::FinalizeMeter { .. } => "finalizeMeter",
         }
     }
 }
@@ -103,7 +111,24 @@ pub enum LifecycleError {
     NotDue,
 }
 
+/// What the meter sees besides the session: its verified fixes (sorted by
+/// capture time) and the rules they are judged by. A session without an
+/// enrolled device has no rules: only media and pauses count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evidence<'a> {
+    pub fixes: &'a [Fix],
+    pub rules: Option<TelemetryRules>,
+}
+
 pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleError> {
+    plan_with(session, action, Evidence::default())
+}
+
+pub fn plan_with(
+    session: &Session,
+    action: Action,
+    evidence: Evidence<'_>,
+) -> Result<Transition, LifecycleError> {
     let refuse = || LifecycleError::NotAllowed {
         operation: action.name(),
         state: session.state,
@@ -113,14 +138,28 @@ pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleEr
         expected: Some(session.state),
         ..Transition::default()
     };
-    let release = |now| session.operator_workspace_id.map(|ws| (ws, now));
+    // A device-served session frees its device; otherwise the workspace.
+    let release = |now| match session.operator_id {
+        Some(_) => None,
+        None => session.operator_workspace_id.map(|ws| (ws, now)),
+    };
+    let release_operator = session.operator_id;
     match (session.state, action) {
-        (Requested, Action::Assign { workspace, now }) => Ok(Transition {
+        (
+            Requested,
+            Action::Assign {
+                workspace,
+                device,
+                now,
+            },
+        ) => Ok(Transition {
             to: Some(Assigned),
             operator_workspace_id: Some(workspace),
+            operator_id: device,
             assigned_ms: Some(now),
             clear_offer: true,
-            claim: Some(workspace),
+            claim: device.is_none().then_some(workspace),
+            claim_operator: device,
             record_attempt: Some(workspace),
             ..base
         }),
@@ -138,7 +177,14 @@ pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleEr
             record_attempt: Some(workspace),
             ..base
         }),
-        (Requested, Action::Accept { workspace, now }) => {
+        (
+            Requested,
+            Action::Accept {
+                workspace,
+                device,
+                now,
+            },
+        ) => {
             let offer = session.offer.filter(|o| o.workspace_id == workspace);
             match offer {
                 None => Err(LifecycleError::NotOffered),
@@ -147,9 +193,11 @@ pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleEr
                     to: Some(Assigned),
                     expected_offer: Some(workspace),
                     operator_workspace_id: Some(workspace),
+                    operator_id: device,
                     assigned_ms: Some(now),
                     clear_offer: true,
-                    claim: Some(workspace),
+                    claim: device.is_none().then_some(workspace),
+                    claim_operator: device,
                     ..base
                 }),
             }
@@ -183,11 +231,12 @@ pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleEr
                 ended_ms: Some(now),
                 clear_offer: true,
                 release: release(now),
+                release_operator,
                 ..base
             })
         }
         (Live | Paused, Action::End { now, fee_bps }) => {
-            Ok(finish(session, &base, now, fee_bps, None))
+            Ok(finish(session, &base, now, fee_bps, None, evidence))
         }
         (Requested | Assigned, Action::ExpireWait { now }) => {
             if now < session.wait_deadline_ms() {
@@ -199,6 +248,7 @@ pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleEr
                 expiry_reason: Some(ExpiryReason::WaitTimeout),
                 clear_offer: true,
                 release: release(now),
+                release_operator,
                 ..base
             })
         }
@@ -214,40 +264,82 @@ pub fn plan(session: &Session, action: Action) -> Result<Transition, LifecycleEr
                 deadline,
                 fee_bps,
                 Some(ExpiryReason::MaxDuration),
+                evidence,
             ))
+        }
+        (Ended | Expired, Action::FinalizeMeter { fee_bps }) => {
+            let (Some(started), Some(ended), Some(_), false) = (
+                session.started_ms,
+                session.ended_ms,
+                session.meter,
+                session.meter_final,
+            ) else {
+                return Err(refuse());
+            };
+            let out = measure(session, started, ended, fee_bps, evidence);
+            Ok(Transition {
+                meter: Some(out.meter),
+                meter_final: true,
+                derived_windows: Some(out.windows),
+                ..base
+            })
         }
         _ => Err(refuse()),
     }
 }
 
-/// LIVE or PAUSED → ENDED (or EXPIRED at the maximum duration), with the meter.
+fn measure(
+    session: &Session,
+    started_ms: UnixMillis,
+    ended_ms: UnixMillis,
+    fee_bps: u32,
+    evidence: Evidence<'_>,
+) -> meter::MeterOutput {
+    use lx_protocol::api::WindowReason::{NetworkError, Paused};
+    // Derived windows are recomputed from the fixes, never fed back in.
+    let recorded: Vec<_> = session
+        .windows
+        .iter()
+        .filter(|w| matches!(w.reason, Paused | NetworkError))
+        .copied()
+        .collect();
+    meter::compute(MeterInput {
+        started_ms,
+        ended_ms,
+        max_duration_seconds: session.max_duration_seconds,
+        rate_micro_usdc: session.rate_micro_usdc,
+        fee_bps,
+        windows: &recorded,
+        fixes: evidence.fixes,
+        telemetry: evidence.rules,
+    })
+}
+
+/// LIVE or PAUSED → ENDED (or EXPIRED at the maximum duration), with the
+/// meter as far as the samples so far allow; it is final later.
 fn finish(
     session: &Session,
     base: &Transition,
     ended_ms: UnixMillis,
     fee_bps: u32,
     expiry: Option<ExpiryReason>,
+    evidence: Evidence<'_>,
 ) -> Transition {
     let started = session.started_ms.unwrap_or(ended_ms);
-    let meter = meter::compute(MeterInput {
-        started_ms: started,
-        ended_ms,
-        max_duration_seconds: session.max_duration_seconds,
-        rate_micro_usdc: session.rate_micro_usdc,
-        fee_bps,
-        windows: &session.windows,
-        fixes: &[],
-        telemetry: None,
-    })
-    .meter;
+    let out = measure(session, started, ended_ms, fee_bps, evidence);
     let close_pause = (session.state == Paused).then_some((WindowReason::Paused, ended_ms));
     Transition {
         to: Some(if expiry.is_some() { Expired } else { Ended }),
         ended_ms: Some(ended_ms),
         expiry_reason: expiry,
-        meter: Some(meter),
+        meter: Some(out.meter),
+        derived_windows: Some(out.windows),
         close_window: close_pause,
-        release: session.operator_workspace_id.map(|ws| (ws, ended_ms)),
+        release: match session.operator_id {
+            Some(_) => None,
+            None => session.operator_workspace_id.map(|ws| (ws, ended_ms)),
+        },
+        release_operator: session.operator_id,
         ..base.clone()
     }
 }
@@ -271,6 +363,7 @@ mod tests {
             consumer_wallet: Address([7; 20]),
             operator_workspace_id: matches!(state, Assigned | Live | Paused)
                 .then_some(Uuid::from_u128(3)),
+            operator_id: None,
             quote_id: None,
             offer: None,
             created_ms: 1_000_000,
@@ -280,6 +373,7 @@ mod tests {
             expiry_reason: None,
             media: None,
             meter: None,
+            meter_final: false,
             windows: Vec::new(),
         }
     }
@@ -293,6 +387,7 @@ mod tests {
                 &s,
                 Action::Accept {
                     workspace: ws,
+                    device: None,
                     now: 1
                 }
             ),
@@ -306,6 +401,7 @@ mod tests {
             &s,
             Action::Accept {
                 workspace: ws,
+                device: None,
                 now: 1_500_000,
             },
         )
@@ -318,11 +414,76 @@ mod tests {
                 &s,
                 Action::Accept {
                     workspace: ws,
+                    device: None,
                     now: 2_000_000
                 }
             ),
             Err(LifecycleError::OfferExpired)
         );
+    }
+
+    #[test]
+    fn a_device_assignment_claims_the_device_and_frees_it_at_the_end() {
+        let device = Uuid::from_u128(77);
+        let s = build_session(Requested);
+        let t = plan(
+            &s,
+            Action::Assign {
+                workspace: Uuid::from_u128(3),
+                device: Some(device),
+                now: 5,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (t.claim, t.claim_operator, t.operator_id),
+            (None, Some(device), Some(device))
+        );
+        let mut live = build_session(Live);
+        live.operator_id = Some(device);
+        let t = plan(
+            &live,
+            Action::End {
+                now: 1_020_000,
+                fee_bps: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!((t.release, t.release_operator), (None, Some(device)));
+    }
+
+    #[test]
+    fn the_final_meter_counts_late_fixes_once() {
+        let mut s = build_session(Ended);
+        s.started_ms = Some(1_000_000);
+        s.ended_ms = Some(1_010_000);
+        s.meter = Some(crate::store::Meter::default());
+        let fixes: Vec<Fix> = (0..10)
+            .map(|i| Fix {
+                captured_ms: 1_000_100 + i * 1000,
+                point: s.point,
+                accuracy_cm: 100,
+            })
+            .collect();
+        let rules = TelemetryRules {
+            requested: s.point,
+            geofence_radius_m: 150.0,
+            fresh_ms: 3000,
+            max_accuracy_cm: 5000,
+        };
+        let t = plan_with(
+            &s,
+            Action::FinalizeMeter { fee_bps: 0 },
+            Evidence {
+                fixes: &fixes,
+                rules: Some(rules),
+            },
+        )
+        .unwrap();
+        assert!(t.meter_final);
+        assert_eq!(t.meter.unwrap().clean_seconds, 10);
+        s.meter_final = true;
+        assert!(plan(&s, Action::FinalizeMeter { fee_bps: 0 }).is_err());
     }
 
     #[test]

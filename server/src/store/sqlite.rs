@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use lx_protocol::api::{Availability, KeyEnvironment, Scope, SessionState};
+use lx_protocol::api::{Availability, KeyEnvironment, Scope, SessionState, Subsystem};
 use lx_protocol::geo::Point;
+use lx_protocol::telemetry::{Sample, Source};
 use lx_protocol::time::UnixMillis;
 use lx_protocol::wallet::Address;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -22,14 +23,17 @@ use uuid::Uuid;
 
 use super::*;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_core.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_core.sql"),
+    include_str!("migrations/0002_operators.sql"),
+];
 
 const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
 
 const SESSION_COLUMNS: &str = "id, state, lat, lng, geofence_m, max_duration_s, wait_timeout_s, \
     rate, consumer_ws, consumer_wallet, operator_ws, quote_id, offer_ws, offer_expires_ms, \
     created_ms, assigned_ms, started_ms, ended_ms, expiry_reason, media_ref, whip_url, whep_url, \
-    clean_s, failed_s, charged, fee, earned, fee_bps";
+    clean_s, failed_s, charged, fee, earned, fee_bps, operator_id, meter_final";
 
 const WORKSPACE_COLUMNS: &str = "id, slug, name, wallet, roles, availability, coverage_lat, \
     coverage_lng, coverage_radius_m, device_kind, auto_accept, offer_timeout_s, idle_since_ms, \
@@ -282,6 +286,8 @@ fn session_row(row: &Row<'_>) -> Sql<Session> {
             .transpose()?,
         media,
         meter,
+        operator_id: opt_uuid_col(row, 28)?,
+        meter_final: row.get(29)?,
         windows: Vec::new(),
     })
 }
@@ -370,6 +376,75 @@ fn quote_row(row: &Row<'_>) -> Sql<Quote> {
     })
 }
 
+const OPERATOR_COLUMNS: &str = "id, workspace_id, name, device_kind, address, public_key, availability, \
+    battery_pct, last_seen_ms, last_sequence, fix_lat_e7, fix_lng_e7, fix_acc_cm, fix_ms, created_ms";
+
+fn operator_row(row: &Row<'_>) -> Sql<Operator> {
+    let fix = match (
+        row.get::<_, Option<i64>>(10)?,
+        row.get::<_, Option<i64>>(11)?,
+        row.get::<_, Option<i64>>(12)?,
+        row.get::<_, Option<i64>>(13)?,
+    ) {
+        (Some(lat), Some(lng), Some(acc), Some(at)) => Some(DeviceFix {
+            lat_e7: i32::try_from(lat).map_err(conversion)?,
+            lng_e7: i32::try_from(lng).map_err(conversion)?,
+            accuracy_cm: u32::try_from(acc).map_err(conversion)?,
+            captured_ms: at,
+        }),
+        _ => None,
+    };
+    Ok(Operator {
+        id: uuid_col(row, 0)?,
+        workspace_id: uuid_col(row, 1)?,
+        name: row.get(2)?,
+        device_kind: enum_parse(&row.get::<_, String>(3)?)?,
+        address: address_col(row, 4)?,
+        public_key: row.get(5)?,
+        availability: enum_parse(&row.get::<_, String>(6)?)?,
+        battery_pct: row
+            .get::<_, Option<i64>>(7)?
+            .map(|b| u8::try_from(b).map_err(conversion))
+            .transpose()?,
+        last_seen_ms: row.get(8)?,
+        last_sequence: row.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+        fix,
+        created_ms: row.get(14)?,
+    })
+}
+
+fn load_operator(conn: &Connection, id: Uuid) -> Sql<Option<Operator>> {
+    let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row([id.to_string()], operator_row)
+        .optional()
+}
+
+fn sample_row(row: &Row<'_>) -> Sql<Sample> {
+    let session: Option<String> = row.get(0)?;
+    let session_id = match session {
+        Some(t) => *Uuid::parse_str(&t).map_err(conversion)?.as_bytes(),
+        None => [0; 16],
+    };
+    let source: i64 = row.get(7)?;
+    Ok(Sample {
+        session_id,
+        sequence: row.get::<_, i64>(1)? as u64,
+        captured_at_ms: u64::try_from(row.get::<_, i64>(2)?).map_err(conversion)?,
+        lat_e7: i32::try_from(row.get::<_, i64>(3)?).map_err(conversion)?,
+        lng_e7: i32::try_from(row.get::<_, i64>(4)?).map_err(conversion)?,
+        accuracy_cm: u32::try_from(row.get::<_, i64>(5)?).map_err(conversion)?,
+        source: u8::try_from(source)
+            .ok()
+            .and_then(Source::from_code)
+            .ok_or_else(|| conversion(std::fmt::Error))?,
+    })
+}
+
+fn subsystem_parse(text: &str) -> Sql<Subsystem> {
+    enum_parse(text)
+}
+
 fn actual_state(conn: &Connection, id: Uuid) -> Result<SessionState, ApplyError> {
     let state: Option<String> = conn
         .prepare_cached("SELECT state FROM sessions WHERE id = ?1")
@@ -407,7 +482,9 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
                 charged = COALESCE(?13, charged),
                 fee = COALESCE(?14, fee),
                 earned = COALESCE(?15, earned),
-                fee_bps = COALESCE(?16, fee_bps)
+                fee_bps = COALESCE(?16, fee_bps),
+                operator_id = COALESCE(?19, operator_id),
+                meter_final = meter_final OR ?20
              WHERE id = ?1
                AND (?17 IS NULL OR state = ?17)
                AND (?18 IS NULL OR offer_ws = ?18)",
@@ -432,6 +509,8 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
                 meter.map(|m| i64::from(m.fee_bps)),
                 t.expected.map(|s| s.as_str()),
                 t.expected_offer.map(|u| u.to_string()),
+                t.operator_id.map(|u| u.to_string()),
+                t.meter_final,
             ])
         })
         .map_err(StoreError::from)?;
@@ -447,6 +526,38 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
             .map_err(StoreError::from)?;
         if claimed == 0 {
             return Err(ApplyError::SupplierUnavailable);
+        }
+    }
+    if let Some(op) = t.claim_operator {
+        let claimed = tx
+            .execute(
+                "UPDATE operators SET availability = 'BUSY' WHERE id = ?1 AND availability = 'ONLINE'",
+                [op.to_string()],
+            )
+            .map_err(StoreError::from)?;
+        if claimed == 0 {
+            return Err(ApplyError::SupplierUnavailable);
+        }
+    }
+    if let Some(op) = t.release_operator {
+        tx.execute(
+            "UPDATE operators SET availability = 'ONLINE' WHERE id = ?1 AND availability = 'BUSY'",
+            [op.to_string()],
+        )
+        .map_err(StoreError::from)?;
+    }
+    if let Some(windows) = &t.derived_windows {
+        tx.execute(
+            "DELETE FROM session_windows WHERE session_id = ?1 AND reason IN ('STALE_TELEMETRY', 'OUTSIDE_GEOFENCE')",
+            [&id],
+        )
+        .map_err(StoreError::from)?;
+        for w in windows {
+            tx.execute(
+                "INSERT OR IGNORE INTO session_windows (session_id, reason, opened_ms, closed_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![id, enum_text(&w.reason), w.opened_ms, w.closed_ms],
+            )
+            .map_err(StoreError::from)?;
         }
     }
     if let Some((ws, idle_since)) = t.release {
@@ -942,16 +1053,363 @@ impl Store for SqliteStore {
         Ok(session)
     }
 
-    async fn due_sessions(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<Session>> {
+    async fn due_sessions(
+        &self,
+        now: UnixMillis,
+        settle_delay_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Session>> {
         self.run(move |c| {
             let sql = format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE state IN {OPEN_STATES} AND (
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE (state IN {OPEN_STATES} AND (
                     (state IN ('REQUESTED','ASSIGNED') AND created_ms + wait_timeout_s * 1000 <= ?1)
                  OR (state IN ('LIVE','PAUSED') AND started_ms + max_duration_s * 1000 <= ?1)
-                 OR (state = 'REQUESTED' AND offer_expires_ms <= ?1))
+                 OR (state = 'REQUESTED' AND offer_expires_ms <= ?1)))
+                 OR (state IN ('ENDED','EXPIRED') AND meter_final = 0 AND clean_s IS NOT NULL
+                     AND ended_ms + ?3 <= ?1)
                  ORDER BY created_ms LIMIT ?2"
             );
-            Ok(query_sessions(c, &sql, &[&now, &i64::from(limit)])?)
+            Ok(query_sessions(
+                c,
+                &sql,
+                &[&now, &i64::from(limit), &settle_delay_ms],
+            )?)
+        })
+        .await
+    }
+
+    async fn insert_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO enrollment_tokens (hash, workspace_id, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![token.hash.to_vec(), token.workspace_id.to_string(), token.created_ms, token.expires_ms],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn enroll_operator(
+        &self,
+        token_hash: [u8; 32],
+        operator: Operator,
+        device_token_hash: [u8; 32],
+        now: UnixMillis,
+    ) -> Result<Operator, EnrollError> {
+        let op = self
+            .run_with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+                let token: Option<(String, i64, Option<i64>)> = tx
+                    .query_row(
+                        "SELECT workspace_id, expires_ms, used_ms FROM enrollment_tokens WHERE hash = ?1",
+                        [token_hash.to_vec()],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()
+                    .map_err(StoreError::from)?;
+                let (workspace, expires_ms, used_ms) = token.ok_or(EnrollError::UnknownToken)?;
+                if used_ms.is_some() {
+                    return Err(EnrollError::UsedToken);
+                }
+                if expires_ms <= now {
+                    return Err(EnrollError::ExpiredToken);
+                }
+                let taken: bool = tx
+                    .query_row("SELECT EXISTS (SELECT 1 FROM operators WHERE address = ?1)", [wallet_text(&operator.address)], |r| r.get(0))
+                    .map_err(StoreError::from)?;
+                if taken {
+                    return Err(EnrollError::AddressTaken);
+                }
+                tx.execute("UPDATE enrollment_tokens SET used_ms = ?2 WHERE hash = ?1", params![token_hash.to_vec(), now])
+                    .map_err(StoreError::from)?;
+                let workspace_id = Uuid::parse_str(&workspace).map_err(backend)?;
+                tx.execute(
+                    "INSERT INTO operators (id, workspace_id, name, device_kind, address, public_key, token_hash, availability, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        operator.id.to_string(),
+                        workspace_id.to_string(),
+                        operator.name,
+                        enum_text(&operator.device_kind),
+                        wallet_text(&operator.address),
+                        operator.public_key,
+                        device_token_hash.to_vec(),
+                        enum_text(&operator.availability),
+                        now,
+                    ],
+                )
+                .map_err(StoreError::from)?;
+                let stored = load_operator(&tx, operator.id).map_err(StoreError::from)?.ok_or(StoreError::NotFound("operator"))?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(stored)
+            })
+            .await?;
+        self.wrote();
+        Ok(op)
+    }
+
+    async fn operator(&self, id: Uuid) -> StoreResult<Option<Operator>> {
+        self.run(move |c| Ok(load_operator(c, id)?)).await
+    }
+
+    async fn operator_by_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<Operator>> {
+        self.run(move |c| {
+            let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE token_hash = ?1");
+            Ok(c.prepare_cached(&sql)?
+                .query_row([token_hash.to_vec()], operator_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn operators_of(&self, workspace_id: Uuid) -> StoreResult<Vec<Operator>> {
+        self.run(move |c| {
+            let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE workspace_id = ?1 ORDER BY created_ms, id");
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([workspace_id.to_string()], operator_row)?.collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn touch_operator(
+        &self,
+        id: Uuid,
+        now: UnixMillis,
+        battery_pct: Option<u8>,
+        availability: Option<Availability>,
+    ) -> StoreResult<Option<Operator>> {
+        let op = self
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let Some(current) = load_operator(&tx, id)? else { return Ok(None) };
+                if availability.is_some() && current.availability == Availability::Busy {
+                    return Ok(None);
+                }
+                tx.execute(
+                    "UPDATE operators SET last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2),
+                        battery_pct = COALESCE(?3, battery_pct), availability = COALESCE(?4, availability) WHERE id = ?1",
+                    params![id.to_string(), now, battery_pct.map(i64::from), availability.map(|a| enum_text(&a))],
+                )?;
+                let op = load_operator(&tx, id)?;
+                tx.commit()?;
+                Ok(op)
+            })
+            .await?;
+        self.wrote();
+        Ok(op)
+    }
+
+    async fn delete_operator(&self, id: Uuid) -> StoreResult<bool> {
+        let deleted = self
+            .run(move |c| {
+                let tx = c.transaction()?;
+                tx.execute(
+                    "DELETE FROM operator_locks WHERE operator_id = ?1",
+                    [id.to_string()],
+                )?;
+                let n = tx.execute("DELETE FROM operators WHERE id = ?1", [id.to_string()])?;
+                tx.commit()?;
+                Ok(n > 0)
+            })
+            .await?;
+        self.wrote();
+        Ok(deleted)
+    }
+
+    async fn lock(
+        &self,
+        operator_id: Uuid,
+        subsystem: Subsystem,
+        holder: &str,
+        now: UnixMillis,
+    ) -> Result<Lock, LockError> {
+        let holder = holder.to_owned();
+        let lock = self
+            .run_with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+                if load_operator(&tx, operator_id).map_err(StoreError::from)?.is_none() {
+                    return Err(LockError::NotFound);
+                }
+                let current: Option<(String, i64)> = tx
+                    .query_row(
+                        "SELECT holder, acquired_ms FROM operator_locks WHERE operator_id = ?1 AND subsystem = ?2",
+                        params![operator_id.to_string(), subsystem.as_str()],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(StoreError::from)?;
+                let lock = match current {
+                    Some((other, _)) if other != holder => return Err(LockError::HeldBy(other)),
+                    Some((same, acquired_ms)) => Lock { subsystem, holder: same, acquired_ms },
+                    None => {
+                        tx.execute(
+                            "INSERT INTO operator_locks (operator_id, subsystem, holder, acquired_ms) VALUES (?1, ?2, ?3, ?4)",
+                            params![operator_id.to_string(), subsystem.as_str(), holder, now],
+                        )
+                        .map_err(StoreError::from)?;
+                        Lock { subsystem, holder, acquired_ms: now }
+                    }
+                };
+                tx.commit().map_err(StoreError::from)?;
+                Ok(lock)
+            })
+            .await?;
+        self.wrote();
+        Ok(lock)
+    }
+
+    async fn unlock(
+        &self,
+        operator_id: Uuid,
+        subsystem: Subsystem,
+        holder: Option<&str>,
+    ) -> Result<(), LockError> {
+        let holder = holder.map(str::to_owned);
+        self.run_with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT holder FROM operator_locks WHERE operator_id = ?1 AND subsystem = ?2",
+                    params![operator_id.to_string(), subsystem.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(StoreError::from)?;
+            match (current, holder) {
+                (None, _) => return Err(LockError::NotLocked),
+                (Some(other), Some(me)) if other != me => return Err(LockError::HeldBy(other)),
+                _ => {}
+            }
+            tx.execute(
+                "DELETE FROM operator_locks WHERE operator_id = ?1 AND subsystem = ?2",
+                params![operator_id.to_string(), subsystem.as_str()],
+            )
+            .map_err(StoreError::from)?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn locks_of(&self, operator_id: Uuid) -> StoreResult<Vec<Lock>> {
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT subsystem, holder, acquired_ms FROM operator_locks WHERE operator_id = ?1 ORDER BY subsystem",
+            )?;
+            let rows = stmt
+                .query_map([operator_id.to_string()], |r| {
+                    Ok(Lock { subsystem: subsystem_parse(&r.get::<_, String>(0)?)?, holder: r.get(1)?, acquired_ms: r.get(2)? })
+                })?
+                .collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn ingest_samples(
+        &self,
+        operator_id: Uuid,
+        samples: Vec<StoredSample>,
+        now: UnixMillis,
+    ) -> Result<u64, IngestError> {
+        let last = self
+            .run_with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+                let op = load_operator(&tx, operator_id).map_err(StoreError::from)?.ok_or(IngestError::NotFound)?;
+                let mut last = op.last_sequence;
+                let mut newest = op.fix;
+                {
+                    let mut insert = tx
+                        .prepare_cached(
+                            "INSERT INTO telemetry (operator_id, sequence, session_id, captured_ms, lat_e7, lng_e7, accuracy_cm, source, signature, received_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        )
+                        .map_err(StoreError::from)?;
+                    for (index, stored) in samples.iter().enumerate() {
+                        let s = &stored.sample;
+                        if let Some(prev) = last.filter(|&prev| s.sequence <= prev) {
+                            return Err(IngestError::Replayed { index, sequence: s.sequence, last: prev });
+                        }
+                        insert
+                            .execute(params![
+                                operator_id.to_string(),
+                                to_i64(s.sequence),
+                                s.session().map(|u| u.to_string()),
+                                to_i64(s.captured_at_ms),
+                                i64::from(s.lat_e7),
+                                i64::from(s.lng_e7),
+                                i64::from(s.accuracy_cm),
+                                i64::from(s.source.code()),
+                                stored.signature.to_vec(),
+                                stored.received_ms,
+                            ])
+                            .map_err(StoreError::from)?;
+                        last = Some(s.sequence);
+                        let captured = to_i64(s.captured_at_ms);
+                        if newest.is_none_or(|f| captured >= f.captured_ms) {
+                            newest = Some(DeviceFix { lat_e7: s.lat_e7, lng_e7: s.lng_e7, accuracy_cm: s.accuracy_cm, captured_ms: captured });
+                        }
+                    }
+                }
+                tx.execute(
+                    "UPDATE operators SET last_sequence = ?2, last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?3),
+                        fix_lat_e7 = ?4, fix_lng_e7 = ?5, fix_acc_cm = ?6, fix_ms = ?7 WHERE id = ?1",
+                    params![
+                        operator_id.to_string(),
+                        last.map(to_i64),
+                        now,
+                        newest.map(|f| i64::from(f.lat_e7)),
+                        newest.map(|f| i64::from(f.lng_e7)),
+                        newest.map(|f| i64::from(f.accuracy_cm)),
+                        newest.map(|f| f.captured_ms),
+                    ],
+                )
+                .map_err(StoreError::from)?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(last.unwrap_or(0))
+            })
+            .await?;
+        self.wrote();
+        Ok(last)
+    }
+
+    async fn record_location(
+        &self,
+        workspace_id: Uuid,
+        sequence: u64,
+        point: Point,
+        accuracy_m: f64,
+        now: UnixMillis,
+    ) -> StoreResult<bool> {
+        let stored = self
+            .run(move |c| {
+                let n = c.execute(
+                    "UPDATE workspaces SET loc_lat = ?2, loc_lng = ?3, loc_accuracy_m = ?4, loc_sequence = ?5, loc_ms = ?6
+                     WHERE id = ?1 AND (loc_sequence IS NULL OR loc_sequence < ?5)",
+                    params![workspace_id.to_string(), point.lat, point.lng, accuracy_m, to_i64(sequence), now],
+                )?;
+                Ok(n == 1)
+            })
+            .await?;
+        self.wrote();
+        Ok(stored)
+    }
+
+    async fn session_samples(&self, session_id: Uuid) -> StoreResult<Vec<Sample>> {
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT session_id, sequence, captured_ms, lat_e7, lng_e7, accuracy_cm, operator_id, source
+                 FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence",
+            )?;
+            let rows = stmt.query_map([session_id.to_string()], sample_row)?.collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }

@@ -409,13 +409,17 @@ pub async fn due_sessions_are_the_ones_past_a_deadline(store: &dyn Store) {
         .unwrap();
     assert!(
         store
-            .due_sessions(s.wait_deadline_ms() - 1, 10)
+            .due_sessions(s.wait_deadline_ms() - 1, 15_000, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store.due_sessions(s.wait_deadline_ms(), 10).await.unwrap()[0].id,
+        store
+            .due_sessions(s.wait_deadline_ms(), 15_000, 10)
+            .await
+            .unwrap()[0]
+            .id,
         s.id
     );
     let offer = Transition {
@@ -440,7 +444,10 @@ pub async fn due_sessions_are_the_ones_past_a_deadline(store: &dyn Store) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.due_sessions(10_500, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.due_sessions(10_500, 15_000, 10).await.unwrap().len(),
+        1
+    );
     assert_eq!(
         store.attempted_workspaces(s.id).await.unwrap(),
         vec![consumer.id]

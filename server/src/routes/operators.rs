@@ -1,0 +1,566 @@
+//! Enrolled devices (operators) of a supplier workspace: enrollment,
+//! heartbeats, the fleet list, subsystem locks; and telemetry ingest.
+
+use axum::extract::{Path, State};
+use lx_protocol::ErrorCode;
+use lx_protocol::api::{
+    Availability, CallerKind, EnrollmentTokenDto, HeartbeatRequest, LocationRequest, LockDto,
+    LockRequest, OperatorDto, PositionDto, RegisterOperatorRequest, RegisterOperatorResponse,
+    SessionState, TelemetryAck,
+};
+use lx_protocol::telemetry::SampleJson;
+use lx_protocol::time::format_millis;
+use lx_protocol::wallet::{Address, personal_message_hash, recover_key_prehash};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::auth::{self, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{ApiJson, ApiOk, AppState, parse_id};
+use crate::store::{EnrollError, EnrollmentToken, IngestError, LockError, Operator, StoredSample};
+
+/// Most samples accepted in one request (a store-and-forward replay sends
+/// its backlog in batches).
+const MAX_BATCH: usize = 1000;
+
+async fn operator_dto(app: &App, op: &Operator) -> ApiResult<OperatorDto> {
+    let connected_after =
+        app.now() - i64::from(app.config.operators.connected_within_seconds) * 1000;
+    let locks = app.store.locks_of(op.id).await?;
+    Ok(OperatorDto {
+        id: op.id,
+        workspace_id: op.workspace_id,
+        name: op.name.clone(),
+        device_kind: op.device_kind,
+        address: op.address,
+        availability_state: op.availability,
+        connected: op.last_seen_ms.is_some_and(|t| t >= connected_after),
+        last_seen_at: op.last_seen_ms.map(format_millis),
+        battery_percent: op.battery_pct,
+        position: op.fix.map(|f| PositionDto {
+            lat: f64::from(f.lat_e7) / 1e7,
+            lng: f64::from(f.lng_e7) / 1e7,
+            accuracy_meters: f64::from(f.accuracy_cm) / 100.0,
+            captured_at: format_millis(f.captured_ms),
+        }),
+        locks: locks
+            .into_iter()
+            .map(|l| LockDto {
+                subsystem: l.subsystem,
+                holder: l.holder,
+                acquired_at: format_millis(l.acquired_ms),
+            })
+            .collect(),
+        created_at: format_millis(op.created_ms),
+    })
+}
+
+fn require_admin(caller: &Caller, workspace_id: Uuid) -> ApiResult<()> {
+    if caller.administers(workspace_id) {
+        return Ok(());
+    }
+    if caller
+        .workspace
+        .as_ref()
+        .is_some_and(|w| w.id == workspace_id)
+    {
+        return Err(ApiError::forbidden(
+            "managing devices needs the owner's wallet or the operators:write scope",
+            "scope:operators:write",
+        ));
+    }
+    Err(ApiError::workspace_not_found())
+}
+
+fn operator_not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "Operator not found").with_detail("operator:notFound")
+}
+
+/// The operator `id` if it belongs to the caller's workspace.
+async fn own_operator(app: &App, caller: &Caller, id: &str) -> ApiResult<Operator> {
+    let id = parse_id("id", id)?;
+    let op = app
+        .store
+        .operator(id)
+        .await?
+        .ok_or_else(operator_not_found)?;
+    if caller
+        .workspace
+        .as_ref()
+        .is_some_and(|w| w.id == op.workspace_id)
+    {
+        Ok(op)
+    } else {
+        Err(operator_not_found())
+    }
+}
+
+fn device_of(caller: &Caller) -> ApiResult<&Operator> {
+    caller.operator.as_ref().ok_or_else(|| {
+        ApiError::forbidden(
+            "this route takes a device token (lxdv_…)",
+            "auth:deviceOnly",
+        )
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/workspaces/{id}/enrollment-tokens", tag = "Operators",
+    params(("id" = Uuid, Path)), description = "Mints a one-time token for `lx-agent enroll --token`.",
+    responses((status = 201, body = EnrollmentTokenDto)), security(("apiKey" = [])))]
+pub(super) async fn create_enrollment_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<EnrollmentTokenDto>> {
+    let workspace_id = parse_id("id", &id)?;
+    require_admin(&caller, workspace_id)?;
+    let token = auth::generate_token(auth::ENROLLMENT_TOKEN_PREFIX);
+    let now = app.now();
+    let expires_ms = now + i64::from(app.config.operators.enrollment_token_ttl_seconds) * 1000;
+    app.store
+        .insert_enrollment_token(EnrollmentToken {
+            hash: auth::hash_key(&token),
+            workspace_id,
+            created_ms: now,
+            expires_ms,
+        })
+        .await?;
+    Ok(ApiOk::created(
+        &app,
+        EnrollmentTokenDto {
+            token,
+            workspace_id,
+            expires_at: format_millis(expires_ms),
+        },
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/operators/register", tag = "Operators",
+    request_body = RegisterOperatorRequest,
+    description = "Enrolls a device: the enrollment token is the auth, `proof` is the device key's personal_sign over it.",
+    responses((status = 201, body = RegisterOperatorResponse)))]
+pub(super) async fn register(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<RegisterOperatorRequest>,
+) -> ApiResult<ApiOk<RegisterOperatorResponse>> {
+    let name_len = req.name.trim().chars().count();
+    if name_len == 0 || name_len > 100 {
+        return Err(ApiError::invalid("name", "must be 1 to 100 characters"));
+    }
+    let key = recover_key_prehash(
+        &personal_message_hash(req.enrollment_token.as_bytes()),
+        &req.proof,
+    )
+    .map_err(|e| ApiError::invalid("proof", e))?;
+    if Address::from_verifying_key(&key) != req.address {
+        return Err(ApiError::new(
+            ErrorCode::InvalidSignature,
+            "proof is not signed by the key of address",
+        )
+        .with_detail("operator:badProof"));
+    }
+    let device_token = auth::generate_token(auth::DEVICE_TOKEN_PREFIX);
+    let now = app.now();
+    let operator = Operator {
+        id: Uuid::new_v4(),
+        workspace_id: Uuid::nil(),
+        name: req.name.trim().to_owned(),
+        device_kind: req.device_kind,
+        address: req.address,
+        public_key: key.to_encoded_point(true).as_bytes().to_vec(),
+        availability: Availability::Online,
+        battery_pct: None,
+        last_seen_ms: None,
+        last_sequence: None,
+        fix: None,
+        created_ms: now,
+    };
+    let token_hash = auth::hash_key(&req.enrollment_token);
+    let op = app
+        .store
+        .enroll_operator(token_hash, operator, auth::hash_key(&device_token), now)
+        .await
+        .map_err(|err| match err {
+            EnrollError::UnknownToken => ApiError::invalid("enrollmentToken", "unknown"),
+            EnrollError::UsedToken => ApiError::invalid("enrollmentToken", "already used"),
+            EnrollError::ExpiredToken => ApiError::invalid("enrollmentToken", "expired"),
+            EnrollError::AddressTaken => {
+                ApiError::new(ErrorCode::Conflict, "this device key is already enrolled")
+                    .with_detail("operator:addressTaken")
+            }
+            EnrollError::Store(e) => e.into(),
+        })?;
+    Ok(ApiOk::created(
+        &app,
+        RegisterOperatorResponse {
+            operator_id: op.id,
+            workspace_id: op.workspace_id,
+            device_token,
+            chain_id: app.config.chain.chain_id,
+        },
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/operators/heartbeat", tag = "Operators", request_body = HeartbeatRequest,
+    description = "A device says it is alive (every ~5 s), with its battery, its availability and a signed position.",
+    responses((status = 200, body = OperatorDto)), security(("apiKey" = [])))]
+pub(super) async fn heartbeat(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> ApiResult<ApiOk<OperatorDto>> {
+    let op = device_of(&caller)?.clone();
+    if req.availability_state == Some(Availability::Busy) {
+        return Err(ApiError::invalid(
+            "availabilityState",
+            "BUSY is set only by the system",
+        ));
+    }
+    if req.battery_percent.is_some_and(|b| b > 100) {
+        return Err(ApiError::invalid("batteryPercent", "must be 0 to 100"));
+    }
+    if let Some(sample) = &req.sample {
+        ingest(&app, &op, None, std::slice::from_ref(sample), None).await?;
+    }
+    let now = app.now();
+    let op = app
+        .store
+        .touch_operator(op.id, now, req.battery_percent, req.availability_state)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                "availability cannot change while the device is BUSY",
+            )
+            .with_detail("operator:availability:BUSY")
+        })?;
+    Ok(ApiOk::wrote(&app, operator_dto(&app, &op).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{id}/operators", tag = "Operators", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<OperatorDto>)), security(("apiKey" = [])))]
+pub(super) async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<Vec<OperatorDto>>> {
+    let workspace_id = parse_id("id", &id)?;
+    if !caller
+        .workspace
+        .as_ref()
+        .is_some_and(|w| w.id == workspace_id)
+    {
+        return Err(ApiError::workspace_not_found());
+    }
+    let mut out = Vec::new();
+    for op in app.store.operators_of(workspace_id).await? {
+        out.push(operator_dto(&app, &op).await?);
+    }
+    Ok(ApiOk::read(out))
+}
+
+#[utoipa::path(get, path = "/api/v1/operators/{id}", tag = "Operators", params(("id" = Uuid, Path)),
+    responses((status = 200, body = OperatorDto)), security(("apiKey" = [])))]
+pub(super) async fn get_one(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<OperatorDto>> {
+    let op = own_operator(&app, &caller, &id).await?;
+    Ok(ApiOk::read(operator_dto(&app, &op).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/operators/{id}", tag = "Operators", params(("id" = Uuid, Path)),
+    responses((status = 200, body = OperatorDto)), security(("apiKey" = [])))]
+pub(super) async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<OperatorDto>> {
+    let op = own_operator(&app, &caller, &id).await?;
+    require_admin(&caller, op.workspace_id)?;
+    if op.availability == Availability::Busy {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            "the device is serving a session; end it first",
+        )
+        .with_detail("operator:delete:BUSY"));
+    }
+    let dto = operator_dto(&app, &op).await?;
+    app.store.delete_operator(op.id).await?;
+    Ok(ApiOk::wrote(&app, dto))
+}
+
+fn lock_error(err: LockError) -> ApiError {
+    match err {
+        LockError::HeldBy(holder) => {
+            ApiError::new(ErrorCode::Locked, format!("locked by {holder}"))
+                .with_detail(format!("lock:heldBy:{holder}"))
+        }
+        LockError::NotLocked => {
+            ApiError::new(ErrorCode::InvalidState, "not locked").with_detail("lock:notLocked")
+        }
+        LockError::NotFound => operator_not_found(),
+        LockError::Store(e) => e.into(),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/operators/{id}/lock", tag = "Operators", params(("id" = Uuid, Path)),
+    request_body = LockRequest, description = "Takes control of a subsystem; 409 LOCKED while another controller holds it.",
+    responses((status = 200, body = LockDto)), security(("apiKey" = [])))]
+pub(super) async fn lock(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<LockRequest>,
+) -> ApiResult<ApiOk<LockDto>> {
+    let op = own_operator(&app, &caller, &id).await?;
+    let lock = app
+        .store
+        .lock(op.id, req.subsystem, &caller.holder(), app.now())
+        .await
+        .map_err(lock_error)?;
+    Ok(ApiOk::wrote(
+        &app,
+        LockDto {
+            subsystem: lock.subsystem,
+            holder: lock.holder,
+            acquired_at: format_millis(lock.acquired_ms),
+        },
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/operators/{id}/unlock", tag = "Operators", params(("id" = Uuid, Path)),
+    request_body = LockRequest, responses((status = 200)), security(("apiKey" = [])))]
+pub(super) async fn unlock(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<LockRequest>,
+) -> ApiResult<ApiOk<serde_json::Value>> {
+    let op = own_operator(&app, &caller, &id).await?;
+    app.store
+        .unlock(op.id, req.subsystem, Some(&caller.holder()))
+        .await
+        .map_err(lock_error)?;
+    Ok(ApiOk::wrote(
+        &app,
+        serde_json::json!({"unlocked": req.subsystem}),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/operators/{id}/force-unlock", tag = "Operators", params(("id" = Uuid, Path)),
+    request_body = LockRequest, description = "An administrator releases a lock whoever holds it.",
+    responses((status = 200)), security(("apiKey" = [])))]
+pub(super) async fn force_unlock(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<LockRequest>,
+) -> ApiResult<ApiOk<serde_json::Value>> {
+    let op = own_operator(&app, &caller, &id).await?;
+    require_admin(&caller, op.workspace_id)?;
+    app.store
+        .unlock(op.id, req.subsystem, None)
+        .await
+        .map_err(lock_error)?;
+    Ok(ApiOk::wrote(
+        &app,
+        serde_json::json!({"unlocked": req.subsystem}),
+    ))
+}
+
+/// One sample or an array of them (a store-and-forward replay).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    Many(Vec<SampleJson>),
+    One(Box<SampleJson>),
+}
+
+/// Verifies every sample, then stores all or none.
+async fn ingest(
+    app: &App,
+    op: &Operator,
+    session: Option<Uuid>,
+    samples: &[SampleJson],
+    not_before_ms: Option<i64>,
+) -> ApiResult<u64> {
+    let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(&op.public_key).map_err(|_| {
+        tracing::error!(operator = %op.id, "stored device key does not parse");
+        ApiError::internal()
+    })?;
+    let now = app.now();
+    let chain_id = app.config.chain.chain_id;
+    let skew = i64::from(app.config.telemetry.max_future_skew_ms);
+    let mut verified = Vec::with_capacity(samples.len());
+    for (i, json) in samples.iter().enumerate() {
+        let at = |field: &str| {
+            if samples.len() == 1 {
+                field.to_owned()
+            } else {
+                format!("[{i}].{field}")
+            }
+        };
+        let (sample, signature) = json.decode(session).map_err(|e| match e {
+            lx_protocol::telemetry::TelemetryError::Field { field, problem } => {
+                ApiError::invalid(&at(field), problem)
+            }
+            other => ApiError::invalid(&at("signature"), other),
+        })?;
+        sample.verify(&signature, chain_id, &key).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidSignature,
+                format!(
+                    "{}: does not verify against the device key",
+                    at("signature")
+                ),
+            )
+            .with_detail("telemetry:badSignature")
+        })?;
+        let captured = i64::try_from(sample.captured_at_ms).unwrap_or(i64::MAX);
+        if captured > now + skew {
+            return Err(ApiError::new(
+                ErrorCode::FutureTimestamp,
+                format!(
+                    "{}: captured {} ms in the future",
+                    at("capturedAt"),
+                    captured - now
+                ),
+            )
+            .with_detail("telemetry:future"));
+        }
+        if let Some(floor) = not_before_ms.filter(|&f| captured < f) {
+            return Err(ApiError::new(
+                ErrorCode::StaleTimestamp,
+                format!(
+                    "{}: captured {} ms before the session was assigned",
+                    at("capturedAt"),
+                    floor - captured
+                ),
+            )
+            .with_detail("telemetry:beforeAssigned"));
+        }
+        verified.push(StoredSample {
+            sample,
+            signature: signature.0,
+            received_ms: now,
+        });
+    }
+    app.store.ingest_samples(op.id, verified, now).await.map_err(|err| match err {
+        IngestError::Replayed { index, sequence, last } => ApiError::new(
+            ErrorCode::ReplayedSequence,
+            format!("sequence {sequence} (sample {index}) is not above the device's last accepted {last}"),
+        )
+        .with_detail(format!("telemetry:replayed:{last}")),
+        IngestError::NotFound => operator_not_found(),
+        IngestError::Store(e) => e.into(),
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/telemetry", tag = "Sessions", params(("id" = Uuid, Path)),
+    request_body = SampleJson,
+    description = "Signed position samples of the session's device: one, or an array in sequence order. All are \
+        verified before any is stored. Accepted while ASSIGNED, LIVE or PAUSED, and up to settleDelaySeconds after the end.",
+    responses((status = 200, body = TelemetryAck)), security(("apiKey" = [])))]
+pub(super) async fn telemetry(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<OneOrMany>,
+) -> ApiResult<ApiOk<TelemetryAck>> {
+    let op = device_of(&caller)?;
+    let session_id = parse_id("id", &id)?;
+    let session = app
+        .store
+        .session(session_id)
+        .await?
+        .ok_or_else(ApiError::session_not_found)?;
+    if session.operator_id != Some(op.id) {
+        if session.operator_workspace_id == Some(op.workspace_id) {
+            return Err(ApiError::new(
+                ErrorCode::WrongDevice,
+                "another device of this workspace serves the session",
+            )
+            .with_detail("telemetry:wrongDevice"));
+        }
+        return Err(ApiError::session_not_found());
+    }
+    let late_ok = session
+        .ended_ms
+        .is_some_and(|e| app.now() <= e + app.settle_delay_ms())
+        && !session.meter_final;
+    let open = matches!(
+        session.state,
+        SessionState::Assigned | SessionState::Live | SessionState::Paused
+    );
+    if !open && !late_ok {
+        return Err(ApiError::invalid_state("telemetry", session.state));
+    }
+    let samples = match body {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(s) => vec![*s],
+    };
+    if samples.is_empty() || samples.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "body",
+            format!("must hold 1 to {MAX_BATCH} samples"),
+        ));
+    }
+    let last = ingest(&app, op, Some(session.id), &samples, session.assigned_ms).await?;
+    Ok(ApiOk::wrote(
+        &app,
+        TelemetryAck {
+            accepted: u32::try_from(samples.len()).unwrap_or(u32::MAX),
+            last_sequence: last,
+        },
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/workspaces/{id}/location", tag = "Workspaces", params(("id" = Uuid, Path)),
+    request_body = LocationRequest,
+    description = "An unsigned location heartbeat of a workspace without devices (a phone publishing from the console).",
+    responses((status = 200)), security(("apiKey" = [])))]
+pub(super) async fn location(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<LocationRequest>,
+) -> ApiResult<ApiOk<serde_json::Value>> {
+    let workspace_id = parse_id("id", &id)?;
+    let ws = caller.workspace()?;
+    if ws.id != workspace_id || caller.kind == CallerKind::Device {
+        return Err(ApiError::workspace_not_found());
+    }
+    lx_protocol::geo::check_lat(req.lat).map_err(|m| ApiError::invalid("lat", m))?;
+    lx_protocol::geo::check_lng(req.lng).map_err(|m| ApiError::invalid("lng", m))?;
+    if !(req.accuracy_meters.is_finite() && req.accuracy_meters >= 0.0) {
+        return Err(ApiError::invalid(
+            "accuracyMeters",
+            "must be a non-negative number",
+        ));
+    }
+    let honoured = req.accuracy_meters <= 100.0;
+    let stored = app
+        .store
+        .record_location(
+            workspace_id,
+            req.sequence,
+            lx_protocol::geo::Point::new(req.lat, req.lng),
+            req.accuracy_meters,
+            app.now(),
+        )
+        .await?;
+    if !stored {
+        return Err(ApiError::new(
+            ErrorCode::ReplayedSequence,
+            "sequence is not above the last location's",
+        )
+        .with_detail("location:replayed"));
+    }
+    Ok(ApiOk::wrote(
+        &app,
+        serde_json::json!({"sequence": req.sequence, "honoured": honoured}),
+    ))
+}
