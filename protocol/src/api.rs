@@ -166,6 +166,9 @@ pub struct SessionDto {
     pub hold_micro_usdc: u64,
     pub consumer_workspace_id: Uuid,
     pub operator_workspace_id: Option<Uuid>,
+    /// The enrolled device serving the session, if the supplier has devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,6 +183,9 @@ pub struct SessionDto {
     pub windows: Vec<WindowDto>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meter: Option<MeterDto>,
+    /// False until `settleDelaySeconds` after the end: late samples may still change the meter.
+    #[serde(default)]
+    pub meter_final: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -94,8 +94,8 @@ fn type_string(types: &Value, name: &str) -> String {
         .map(|m| {
             format!(
                 "{} {}",
-                m["type"].as_str().unwrap(),
-                m["name"].as_str().unwrap()
+                m["type"].as_str().expect("a member type"),
+                m["name"].as_str().expect("a member name")
             )
         })
         .collect();
@@ -110,20 +110,26 @@ fn sample_from_typed_data(typed: &Value) -> (Sample, u64) {
     assert_eq!(type_string(&typed["types"], "Telemetry"), TELEMETRY_TYPE);
     assert_eq!(typed["domain"]["name"], DOMAIN_NAME);
     assert_eq!(typed["domain"]["version"], DOMAIN_VERSION);
-    let chain_id = u64::try_from(integer(&typed["domain"]["chainId"])).unwrap();
+    let chain_id = u64::try_from(integer(&typed["domain"]["chainId"])).expect("chainId fits a u64");
     let m = &typed["message"];
     let mut session_id = [0u8; 16];
     let session_hex = m["sessionId"].as_str().expect("sessionId is hex");
-    hex::decode_to_slice(session_hex.strip_prefix("0x").unwrap(), &mut session_id)
-        .expect("sessionId is 16 bytes");
+    hex::decode_to_slice(
+        session_hex
+            .strip_prefix("0x")
+            .expect("sessionId starts with 0x"),
+        &mut session_id,
+    )
+    .expect("sessionId is 16 bytes");
     let sample = Sample {
         session_id,
-        sequence: u64::try_from(integer(&m["sequence"])).unwrap(),
-        captured_at_ms: u64::try_from(integer(&m["capturedAtMs"])).unwrap(),
-        lat_e7: i32::try_from(integer(&m["latE7"])).unwrap(),
-        lng_e7: i32::try_from(integer(&m["lngE7"])).unwrap(),
-        accuracy_cm: u32::try_from(integer(&m["accuracyCm"])).unwrap(),
-        source: Source::from_code(u8::try_from(integer(&m["source"])).unwrap())
+        sequence: u64::try_from(integer(&m["sequence"])).expect("sequence is a uint64"),
+        captured_at_ms: u64::try_from(integer(&m["capturedAtMs"]))
+            .expect("capturedAtMs is a uint64"),
+        lat_e7: i32::try_from(integer(&m["latE7"])).expect("latE7 is an int32"),
+        lng_e7: i32::try_from(integer(&m["lngE7"])).expect("lngE7 is an int32"),
+        accuracy_cm: u32::try_from(integer(&m["accuracyCm"])).expect("accuracyCm is a uint32"),
+        source: Source::from_code(u8::try_from(integer(&m["source"])).expect("source is a uint8"))
             .expect("source is 0..=3"),
     };
     (sample, chain_id)
@@ -212,7 +218,7 @@ fn one_bit_changes(s: &Sample) -> Vec<(String, Sample)> {
     }
     // `source` is a uint8 restricted to 0..=3: its two low bits.
     for bit in 0..2 {
-        let source = Source::from_code(s.source.code() ^ (1 << bit)).unwrap();
+        let source = Source::from_code(s.source.code() ^ (1 << bit)).expect("codes 0..=3");
         out.push((format!("source bit {bit}"), Sample { source, ..*s }));
     }
     out
@@ -402,7 +408,7 @@ fn random_sample(rng: &mut StdRng) -> Sample {
         lat_e7,
         lng_e7,
         accuracy_cm: rng.r#gen(),
-        source: Source::from_code(rng.gen_range(0..4)).unwrap(),
+        source: Source::from_code(rng.gen_range(0..4)).expect("codes 0..=3"),
     }
 }
 

@@ -1279,13 +1279,23 @@ mod generated_bodies {
     #[test]
     fn no_generated_body_makes_any_route_fail_with_a_5xx() {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let (t, consumer, supplier, session) = rt.block_on(async {
+        let (t, consumer, supplier, session, device) = rt.block_on(async {
             let t = TestApp::spawn().await;
             let consumer = t.consumer("consumer-co").await;
             let supplier = t.supplier("supplier-co", BOGOTA, true).await;
+            let device = t.enroll(&supplier, "drone").await;
+            let fix = device.sample(None, t.clock_now(), BOGOTA, 3.0);
+            t.post(
+                "/operators/heartbeat",
+                device.auth(),
+                json!({"sample": fix}),
+            )
+            .await
+            .ok();
             let session = t.request(&consumer, BOGOTA, 60).await;
-            (t, consumer, supplier, session)
+            (t, consumer, supplier, session, device)
         });
+        let op = device.operator_id;
         let ws_c = consumer.workspace_id;
         let ws_s = supplier.workspace_id;
         let routes: Vec<(Method, String, Auth)> = vec![
@@ -1354,6 +1364,33 @@ mod generated_bodies {
                 "/sessions/cancel-all-assignments".into(),
                 supplier.auth(),
             ),
+            (
+                Method::POST,
+                format!("/sessions/{session}/telemetry"),
+                device.auth(),
+            ),
+            (Method::POST, "/operators/register".into(), Auth::None),
+            (Method::POST, "/operators/heartbeat".into(), device.auth()),
+            (
+                Method::POST,
+                format!("/operators/{op}/lock"),
+                supplier.auth(),
+            ),
+            (
+                Method::POST,
+                format!("/operators/{op}/force-unlock"),
+                supplier.auth(),
+            ),
+            (
+                Method::POST,
+                format!("/workspaces/{ws_s}/location"),
+                supplier.auth(),
+            ),
+            (
+                Method::POST,
+                format!("/workspaces/{ws_s}/enrollment-tokens"),
+                supplier.auth(),
+            ),
         ];
         let config = ProptestConfig {
             cases: 48,
@@ -1381,5 +1418,395 @@ mod generated_bodies {
                 assert!(r.status.as_u16() < 500, "{q}: {}", r.body);
             }
         });
+    }
+}
+
+// ------------------------------------------------------------- devices and telemetry
+
+mod devices {
+    use super::*;
+    use common::{Device, TestApp};
+    use uuid::Uuid;
+
+    /// A supplier with one enrolled drone hovering at `at`, heard from now.
+    async fn fleet(t: &TestApp, at: (f64, f64)) -> (common::Actor, Device) {
+        let supplier = t.supplier("fleet-co", at, true).await;
+        let drone = t.enroll(&supplier, "drone-1").await;
+        let sample = drone.sample(None, t.clock_now(), at, 3.0);
+        t.post(
+            "/operators/heartbeat",
+            drone.auth(),
+            json!({"batteryPercent": 87, "sample": sample}),
+        )
+        .await
+        .ok();
+        (supplier, drone)
+    }
+
+    #[tokio::test]
+    async fn an_enrolled_drone_is_listed_connected_with_its_verified_position() {
+        let t = TestApp::spawn().await;
+        let (supplier, drone) = fleet(&t, BOGOTA).await;
+        let list = t
+            .get(
+                format!("/workspaces/{}/operators", supplier.workspace_id),
+                supplier.auth(),
+            )
+            .await
+            .ok();
+        let op = &list.data()[0];
+        assert_eq!(op["id"], drone.operator_id.to_string());
+        assert_eq!(op["connected"], true);
+        assert_eq!(op["batteryPercent"], 87);
+        assert_eq!(op["position"]["lat"], BOGOTA.0);
+        assert_eq!(
+            op["address"],
+            Address::from_signing_key(&drone.key).to_checksum()
+        );
+        t.clock.advance_ms(61_000);
+        let list = t
+            .get(
+                format!("/workspaces/{}/operators", supplier.workspace_id),
+                supplier.auth(),
+            )
+            .await
+            .ok();
+        assert_eq!(list.data()[0]["connected"], false, "stale after 60 s");
+    }
+
+    #[tokio::test]
+    async fn an_enrollment_token_works_once_and_the_proof_must_match() {
+        let t = TestApp::spawn().await;
+        let supplier = t.supplier("fleet-co", BOGOTA, true).await;
+        let token = t
+            .post(
+                format!("/workspaces/{}/enrollment-tokens", supplier.workspace_id),
+                supplier.auth(),
+                json!({}),
+            )
+            .await
+            .ok();
+        let token = token.data()["token"].as_str().unwrap().to_owned();
+        let key = k256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+        let other = k256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+        let body = |signer: &k256::ecdsa::SigningKey| {
+            json!({"enrollmentToken": token, "name": "d", "deviceKind": "PTZ",
+            "address": Address::from_signing_key(&key).to_checksum(), "proof": sign_personal(signer, token.as_bytes()).to_string()})
+        };
+        t.post("/operators/register", Auth::None, body(&other))
+            .await
+            .expect(400, "INVALID_SIGNATURE");
+        t.post("/operators/register", Auth::None, body(&key))
+            .await
+            .expect(201, "");
+        let again = t
+            .post("/operators/register", Auth::None, body(&key))
+            .await
+            .expect(400, "INVALID_INPUT");
+        assert!(
+            again.message().contains("enrollmentToken"),
+            "{}",
+            again.message()
+        );
+        let consumer = t.consumer("consumer-co").await;
+        t.post(
+            format!("/workspaces/{}/enrollment-tokens", supplier.workspace_id),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .expect(404, "WORKSPACE_NOT_FOUND");
+    }
+
+    #[tokio::test]
+    async fn dispatch_picks_the_nearest_connected_drone_of_the_fleet() {
+        let t = TestApp::spawn().await;
+        let consumer = t.consumer("consumer-co").await;
+        let supplier = t.supplier("fleet-co", BOGOTA, true).await;
+        let far = t.enroll(&supplier, "far").await;
+        let near = t.enroll(&supplier, "near").await;
+        let silent = t.enroll(&supplier, "silent").await;
+        let now = t.clock_now();
+        for (d, at) in [(&far, (4.72, -74.06)), (&near, (4.7112, -74.0721))] {
+            let s = d.sample(None, now, at, 2.0);
+            t.post("/operators/heartbeat", d.auth(), json!({"sample": s}))
+                .await
+                .ok();
+        }
+        let _ = silent;
+        let first = t.request(&consumer, BOGOTA, 60).await;
+        let d = t
+            .post(
+                format!("/sessions/{first}/dispatch"),
+                consumer.auth(),
+                json!({}),
+            )
+            .await
+            .ok();
+        let session = t.get(format!("/sessions/{first}"), near.auth()).await.ok();
+        assert_eq!(session.data()["id"], d.data()["id"]);
+        assert_eq!(
+            t.workspace(&supplier).await["availabilityState"],
+            "ONLINE",
+            "the fleet stays ONLINE"
+        );
+        let second = t.request(&consumer, BOGOTA, 60).await;
+        t.post(
+            format!("/sessions/{second}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        t.get(format!("/sessions/{second}"), far.auth()).await.ok();
+        let third = t.request(&consumer, BOGOTA, 60).await;
+        t.post(
+            format!("/sessions/{third}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .expect(503, "NO_COVERAGE");
+        t.post(format!("/sessions/{first}/end"), consumer.auth(), json!({}))
+            .await
+            .ok();
+        t.post(
+            format!("/sessions/{third}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    }
+
+    #[tokio::test]
+    async fn bad_telemetry_is_refused_with_its_own_code_and_nothing_is_stored() {
+        let t = TestApp::spawn().await;
+        let consumer = t.consumer("consumer-co").await;
+        let (supplier, drone) = fleet(&t, BOGOTA).await;
+        let other = t.enroll(&supplier, "drone-2").await;
+        let id = t.request(&consumer, BOGOTA, 60).await;
+        t.post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        let sid: Uuid = id.parse().unwrap();
+        let path = format!("/sessions/{id}/telemetry");
+        let now = t.clock_now();
+
+        let mut forged = drone.sample(Some(sid), now, BOGOTA, 3.0);
+        forged["point"]["lat"] = json!(4.712);
+        t.post(&path, drone.auth(), forged)
+            .await
+            .expect(400, "INVALID_SIGNATURE");
+        let wrong = other.sample(Some(sid), now, BOGOTA, 3.0);
+        t.post(&path, other.auth(), wrong)
+            .await
+            .expect(403, "WRONG_DEVICE");
+        let future = drone.sample(Some(sid), now + 2_001, BOGOTA, 3.0);
+        t.post(&path, drone.auth(), future)
+            .await
+            .expect(400, "FUTURE_TIMESTAMP");
+        let early = drone.sample(Some(sid), now - 10_000, BOGOTA, 3.0);
+        t.post(&path, drone.auth(), early)
+            .await
+            .expect(400, "STALE_TIMESTAMP");
+        let good = drone.sample(Some(sid), now, BOGOTA, 3.0);
+        t.post(&path, drone.auth(), good.clone()).await.ok();
+        t.post(&path, drone.auth(), good)
+            .await
+            .expect(409, "REPLAYED_SEQUENCE");
+        // A batch with one bad sample stores none of them.
+        let a = drone.sample(Some(sid), now + 1, BOGOTA, 3.0);
+        let mut b = drone.sample(Some(sid), now + 2, BOGOTA, 3.0);
+        b["signature"] = a["signature"].clone();
+        let r = t
+            .post(&path, drone.auth(), json!([a.clone(), b]))
+            .await
+            .expect(400, "INVALID_SIGNATURE");
+        assert!(r.message().starts_with("[1].signature"), "{}", r.message());
+        t.post(&path, drone.auth(), json!([a])).await.ok();
+        let bad = t
+            .post(&path, drone.auth(), json!({"capturedAt": "x"}))
+            .await
+            .expect(400, "INVALID_INPUT");
+        assert!(!bad.message().is_empty());
+        let typed = drone.sample(Some(sid), now + 3, BOGOTA, 3.0);
+        let r = t
+            .post(&path, drone.auth(), json!([typed, {"sequence": "nine"}]))
+            .await
+            .expect(400, "INVALID_INPUT");
+        assert!(r.message().starts_with("[1].sequence:"), "{}", r.message());
+        t.post(&path, supplier.auth(), json!({}))
+            .await
+            .expect(403, "NOT_AUTHORIZED");
+    }
+
+    #[tokio::test]
+    async fn the_meter_bills_only_the_seconds_the_drone_proves_it_was_there() {
+        let t = TestApp::spawn().await;
+        let consumer = t.consumer("consumer-co").await;
+        let (supplier, drone) = fleet(&t, BOGOTA).await;
+        let id = t.request(&consumer, BOGOTA, 120).await;
+        t.post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        t.post(format!("/sessions/{id}/start"), drone.auth(), json!({}))
+            .await
+            .ok();
+        let started = t.clock_now();
+        t.media.first_frame(id.parse().unwrap(), started).await;
+        t.wait_for_state(&consumer, &id, "LIVE").await;
+        let sid: Uuid = id.parse().unwrap();
+        let path = format!("/sessions/{id}/telemetry");
+        // 60 s: inside the fence for 0..20, 400 m away for 20..35, back for 35..50,
+        // then silent for 50..60. One sample a second, 100 ms into it.
+        let away = (BOGOTA.0 + 400.0 / 111_195.0, BOGOTA.1);
+        for i in 0..50 {
+            let at = if (20..35).contains(&i) { away } else { BOGOTA };
+            t.clock.set_ms(started + i * 1000 + 100);
+            let s = drone.sample(Some(sid), started + i * 1000 + 100, at, 4.0);
+            t.post(&path, drone.auth(), s).await.ok();
+        }
+        t.clock.set_ms(started + 60_000);
+        let ended = t
+            .post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+            .await
+            .ok();
+        let meter = &ended.data()["meter"];
+        // 50..52 still see the fix of 49.1 s; 52..60 are stale.
+        assert_eq!(meter["cleanSeconds"], 35 + 2, "{meter}");
+        assert_eq!(meter["failedSeconds"], 15 + 8, "{meter}");
+        assert_eq!(meter["chargedMicroUsdc"], 37 * 1000);
+        let reasons: Vec<_> = ended.data()["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["reason"].clone())
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![json!("OUTSIDE_GEOFENCE"), json!("STALE_TELEMETRY")]
+        );
+
+        // Samples buffered through an outage still count within the settle delay.
+        t.clock.set_ms(started + 70_000);
+        let late: Vec<_> = (50..60)
+            .map(|i| drone.sample(Some(sid), started + i * 1000 + 100, BOGOTA, 4.0))
+            .collect();
+        t.post(&path, drone.auth(), json!(late)).await.ok();
+        t.clock.set_ms(started + 60_000 + 15_000);
+        assert_eq!(t.app.sweep(t.clock_now()).await, 1);
+        let final_ = t.session(&consumer, &id).await;
+        assert_eq!(final_["meter"]["cleanSeconds"], 45, "{}", final_["meter"]);
+        assert_eq!(final_["meterFinal"], true);
+        t.clock.advance_ms(1);
+        let too_late = drone.sample(Some(sid), started + 59_900, BOGOTA, 4.0);
+        t.post(&path, drone.auth(), too_late)
+            .await
+            .expect(409, "INVALID_STATE");
+        let device = t
+            .get(format!("/operators/{}", drone.operator_id), supplier.auth())
+            .await
+            .ok();
+        assert_eq!(
+            device.data()["availabilityState"],
+            "ONLINE",
+            "freed at the end"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_subsystem_lock_is_exclusive_until_released_or_forced() {
+        let t = TestApp::spawn().await;
+        let (supplier, drone) = fleet(&t, BOGOTA).await;
+        let pilot = t
+            .mint_key(
+                &supplier.cookie,
+                supplier.workspace_id,
+                &["sessions:operate"],
+            )
+            .await;
+        let path = |verb: &str| format!("/operators/{}/{verb}", drone.operator_id);
+        let cam = json!({"subsystem": "camera"});
+        t.post(path("lock"), Auth::Key(pilot.clone()), cam.clone())
+            .await
+            .ok();
+        t.post(path("lock"), Auth::Key(pilot.clone()), cam.clone())
+            .await
+            .ok();
+        let held = t
+            .post(path("lock"), supplier.auth(), cam.clone())
+            .await
+            .expect(409, "LOCKED");
+        assert!(
+            held.detail().starts_with("lock:heldBy:apiKey:"),
+            "{}",
+            held.detail()
+        );
+        t.post(path("unlock"), supplier.auth(), cam.clone())
+            .await
+            .expect(409, "LOCKED");
+        t.post(path("force-unlock"), Auth::Key(pilot.clone()), cam.clone())
+            .await
+            .expect(403, "NOT_AUTHORIZED");
+        t.post(path("force-unlock"), supplier.auth(), cam.clone())
+            .await
+            .ok();
+        t.post(path("lock"), supplier.auth(), cam.clone())
+            .await
+            .ok();
+        t.post(
+            path("lock"),
+            supplier.auth(),
+            json!({"subsystem": "gimbal"}),
+        )
+        .await
+        .ok();
+        let op = t
+            .get(format!("/operators/{}", drone.operator_id), supplier.auth())
+            .await
+            .ok();
+        assert_eq!(op.data()["locks"].as_array().unwrap().len(), 2);
+        t.post(path("lock"), supplier.auth(), json!({"subsystem": "wings"}))
+            .await
+            .expect(400, "INVALID_INPUT");
+        t.call(
+            Method::DELETE,
+            format!("/operators/{}", drone.operator_id),
+            supplier.auth(),
+            None,
+        )
+        .await
+        .ok();
+        t.get(format!("/operators/{}", drone.operator_id), supplier.auth())
+            .await
+            .expect(404, "NOT_FOUND");
+        t.post("/operators/heartbeat", drone.auth(), json!({}))
+            .await
+            .expect(401, "NOT_AUTHENTICATED");
+    }
+
+    #[tokio::test]
+    async fn a_workspace_location_heartbeat_refuses_replays() {
+        let t = TestApp::spawn().await;
+        let supplier = t.supplier("phone-co", BOGOTA, true).await;
+        let path = format!("/workspaces/{}/location", supplier.workspace_id);
+        let body = |seq: u64| json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "accuracyMeters": 8.0, "sequence": seq});
+        t.post(&path, supplier.auth(), body(5)).await.ok();
+        t.post(&path, supplier.auth(), body(5))
+            .await
+            .expect(409, "REPLAYED_SEQUENCE");
+        t.post(&path, supplier.auth(), body(4))
+            .await
+            .expect(409, "REPLAYED_SEQUENCE");
+        t.post(&path, supplier.auth(), body(6)).await.ok();
     }
 }

@@ -11,7 +11,6 @@ use lx_protocol::api::{
 use lx_protocol::telemetry::SampleJson;
 use lx_protocol::time::format_millis;
 use lx_protocol::wallet::{Address, personal_message_hash, recover_key_prehash};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::App;
@@ -371,12 +370,29 @@ pub(super) async fn force_unlock(
     ))
 }
 
-/// One sample or an array of them (a store-and-forward replay).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(super) enum OneOrMany {
-    Many(Vec<SampleJson>),
-    One(Box<SampleJson>),
+/// One sample or an array of them (a store-and-forward replay), with
+/// errors that name the sample and its field: `[3].point.lat: …`.
+fn parse_samples(body: &[u8]) -> ApiResult<Vec<SampleJson>> {
+    let value: serde_json::Value = crate::http::parse_json(body)?;
+    let parse_one = |v: &serde_json::Value, prefix: &str| -> ApiResult<SampleJson> {
+        crate::http::parse_json(v.to_string().as_bytes()).map_err(|mut e| {
+            if !prefix.is_empty() {
+                e.message = format!("{prefix}.{}", e.message).replace(".body:", ":");
+                e.detail = e
+                    .detail
+                    .map(|d| d.replacen("input:", &format!("input:{prefix}."), 1));
+            }
+            e
+        })
+    };
+    match &value {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| parse_one(v, &format!("[{i}]")))
+            .collect(),
+        other => Ok(vec![parse_one(other, "")?]),
+    }
 }
 
 /// Verifies every sample, then stores all or none.
@@ -468,7 +484,7 @@ pub(super) async fn telemetry(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<OneOrMany>,
+    body: axum::body::Bytes,
 ) -> ApiResult<ApiOk<TelemetryAck>> {
     let op = device_of(&caller)?;
     let session_id = parse_id("id", &id)?;
@@ -498,10 +514,7 @@ pub(super) async fn telemetry(
     if !open && !late_ok {
         return Err(ApiError::invalid_state("telemetry", session.state));
     }
-    let samples = match body {
-        OneOrMany::Many(v) => v,
-        OneOrMany::One(s) => vec![*s],
-    };
+    let samples = parse_samples(&body)?;
     if samples.is_empty() || samples.len() > MAX_BATCH {
         return Err(ApiError::invalid(
             "body",

@@ -38,6 +38,7 @@ pub(super) fn session_dto(s: &Session) -> SessionDto {
         hold_micro_usdc: s.hold_micro_usdc(),
         consumer_workspace_id: s.consumer_workspace_id,
         operator_workspace_id: s.operator_workspace_id,
+        operator_id: s.operator_id,
         quote_id: s.quote_id,
         offer: s.offer.map(|o| OfferRef {
             workspace_id: o.workspace_id,
@@ -66,6 +67,7 @@ pub(super) fn session_dto(s: &Session) -> SessionDto {
             operator_earned_micro_usdc: m.operator_earned_micro_usdc,
             fee_bps: m.fee_bps,
         }),
+        meter_final: s.meter_final,
     }
 }
 

@@ -429,3 +429,100 @@ pub fn cookie_from(resp: &Resp) -> Option<String> {
         .find_map(|v| v.strip_prefix("lx_session="))
         .map(|v| v.split(';').next().unwrap_or("").to_owned())
 }
+
+/// An enrolled device with its own secp256k1 key.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub key: SigningKey,
+    pub operator_id: Uuid,
+    pub token: String,
+    pub chain_id: u64,
+    pub sequence: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Device {
+    pub fn auth(&self) -> Auth {
+        Auth::Key(self.token.clone())
+    }
+
+    /// A signed sample with the next sequence number.
+    pub fn sample(
+        &self,
+        session: Option<Uuid>,
+        captured_ms: i64,
+        at: (f64, f64),
+        accuracy_m: f64,
+    ) -> Value {
+        let seq = self
+            .sequence
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        self.sample_with_sequence(session, seq, captured_ms, at, accuracy_m)
+    }
+
+    pub fn sample_with_sequence(
+        &self,
+        session: Option<Uuid>,
+        sequence: u64,
+        captured_ms: i64,
+        at: (f64, f64),
+        accuracy_m: f64,
+    ) -> Value {
+        use lx_protocol::telemetry::{Sample, SampleJson, Source};
+        let sample = Sample::from_position(
+            session,
+            sequence,
+            captured_ms as u64,
+            lx_protocol::geo::Point::new(at.0, at.1),
+            accuracy_m,
+            Source::Gps,
+        )
+        .expect("valid sample");
+        serde_json::to_value(SampleJson::encode(
+            &sample,
+            sample.sign(&self.key, self.chain_id),
+        ))
+        .expect("json")
+    }
+}
+
+impl Api {
+    /// Mints an enrollment token as `admin` and registers a fresh device key with it.
+    pub async fn enroll(&self, admin: &Actor, name: &str) -> Device {
+        let token = self
+            .post(
+                format!("/workspaces/{}/enrollment-tokens", admin.workspace_id),
+                admin.auth(),
+                json!({}),
+            )
+            .await
+            .ok();
+        let token = token.data()["token"].as_str().expect("token").to_owned();
+        let key = SigningKey::random(&mut rand::thread_rng());
+        let proof = sign_personal(&key, token.as_bytes());
+        let registered = self
+            .post(
+                "/operators/register",
+                Auth::None,
+                json!({"enrollmentToken": token, "name": name, "deviceKind": "DRONE",
+                    "address": Address::from_signing_key(&key).to_checksum(), "proof": proof.to_string()}),
+            )
+            .await
+            .ok();
+        let data = registered.data();
+        Device {
+            key,
+            operator_id: data["operatorId"]
+                .as_str()
+                .expect("operatorId")
+                .parse()
+                .expect("uuid"),
+            token: data["deviceToken"]
+                .as_str()
+                .expect("deviceToken")
+                .to_owned(),
+            chain_id: data["chainId"].as_u64().expect("chainId"),
+            sequence: Default::default(),
+        }
+    }
+}
