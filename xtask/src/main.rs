@@ -7,6 +7,7 @@
 
 mod bench;
 mod demo;
+mod npm;
 mod test;
 
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@ use crate::{cargo, header, stream};
 pub(crate) struct Tools {
     /// `cargo nextest` works.
     pub(crate) nextest: bool,
+    pub(crate) npm: crate::npm::NpmTools,
 }
 
 /// Installs what the tests need and is missing. Today that is only the test
@@ -20,6 +21,7 @@ pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     header("checking tools");
     let mut tools = Tools {
         nextest: succeeds(cargo().args(["nextest", "--version"])),
+        npm: crate::npm::ensure_npm_tools()?,
     };
     if tools.nextest {
         println!("    cargo-nextest: present");
@@ -57,7 +59,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
     } else {
         &["test", "--workspace", "--all-features", "--no-fail-fast"]
     };
-    let status = stream(&format!("cargo {}", args.join(" ")), cargo().args(args))?;
+    let status = stream(
+        &format!("cargo {}", args.join(" ")),
+        tools.npm.apply(cargo().args(args)),
+    )?;
     if !status.success() {
         bail!("tests failed ({status})");
     }
