@@ -4,6 +4,7 @@
 //! the signatures over it, so the crate builds for every target we ship.
 
 pub mod api;
+pub mod config;
 pub mod error;
 pub mod geo;
 pub mod telemetry;

@@ -157,19 +157,8 @@ impl Config {
         file: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Self> {
-        let mut merged: toml::Table = DEFAULT_TOML.parse().context("parsing built-in defaults")?;
-        if let Some(text) = file {
-            let overlay: toml::Table = text.parse().context("parsing config file")?;
-            merge(&mut merged, overlay);
-        }
-        for (name, value) in env {
-            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-            set_path(&mut merged, &keys, parse_env_value(&value))
-                .with_context(|| format!("environment variable {name}"))?;
-        }
+        let merged = lx_protocol::config::layered(DEFAULT_TOML, file, env, ENV_PREFIX)
+            .map_err(anyhow::Error::msg)?;
         let config: Config = toml::Value::Table(merged)
             .try_into()
             .context("invalid configuration")?;
@@ -232,48 +221,6 @@ impl Config {
     /// The rendered TOML of this configuration, for `lx-server print-config`.
     pub fn default_text() -> &'static str {
         DEFAULT_TOML
-    }
-}
-
-fn merge(base: &mut toml::Table, overlay: toml::Table) {
-    for (key, value) in overlay {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> anyhow::Result<()> {
-    match keys {
-        [] => bail!("empty key"),
-        [last] => {
-            table.insert(last.clone(), value);
-            Ok(())
-        }
-        [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match entry {
-                toml::Value::Table(inner) => set_path(inner, rest, value),
-                _ => bail!("{first} is not a section"),
-            }
-        }
-    }
-}
-
-/// A variable's value is read as a TOML value when it is one (numbers,
-/// booleans, arrays), else as a plain string.
-fn parse_env_value(text: &str) -> toml::Value {
-    let wrapped = format!("v = {text}");
-    match wrapped.parse::<toml::Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(text.to_owned())),
-        Err(_) => toml::Value::String(text.to_owned()),
     }
 }
 
