@@ -9,15 +9,20 @@ pub fn layered(
     env: impl IntoIterator<Item = (String, String)>,
     prefix: &str,
 ) -> Result<toml::Table, String> {
-    let mut merged: toml::Table = defaults.parse().map_err(|e| format!("built-in defaults: {e}"))?;
+    let mut merged: toml::Table = defaults
+        .parse()
+        .map_err(|e| format!("built-in defaults: {e}"))?;
     if let Some(text) = file {
         let overlay: toml::Table = text.parse().map_err(|e| format!("config file: {e}"))?;
         merge(&mut merged, overlay);
     }
     for (name, value) in env {
-        let Some(path) = name.strip_prefix(prefix) else { continue };
+        let Some(path) = name.strip_prefix(prefix) else {
+            continue;
+        };
         let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-        set_path(&mut merged, &keys, env_value(&value)).map_err(|e| format!("environment variable {name}: {e}"))?;
+        set_path(&mut merged, &keys, env_value(&value))
+            .map_err(|e| format!("environment variable {name}: {e}"))?;
     }
     Ok(merged)
 }
@@ -41,7 +46,9 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Res
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(inner) => set_path(inner, rest, value),
                 _ => Err(format!("{first} is not a section")),
@@ -54,7 +61,9 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Res
 /// as a plain string.
 fn env_value(text: &str) -> toml::Value {
     match format!("v = {text}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(text.to_owned())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(text.to_owned())),
         Err(_) => toml::Value::String(text.to_owned()),
     }
 }

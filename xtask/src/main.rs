@@ -7,6 +7,7 @@
 
 mod bench;
 mod demo;
+mod fixtures;
 mod npm;
 mod test;
 

@@ -36,6 +36,7 @@ pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
             println!("    cargo-nextest could not be installed; falling back to `cargo test`");
         }
     }
+    crate::fixtures::ensure_gpsd_logs()?;
     Ok(tools)
 }
 

@@ -120,7 +120,16 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// A server on the wall clock, for tests with a real agent in the loop.
+    pub async fn spawn_realtime() -> Self {
+        Self::spawn_inner(|_| {}, true).await
+    }
+
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_inner(tweak, false).await
+    }
+
+    async fn spawn_inner(tweak: impl FnOnce(&mut Config), realtime: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
@@ -135,10 +144,15 @@ impl TestApp {
         let credit = Arc::new(StaticCredit::new(1_000_000_000));
         let (tx, rx) = media::channel();
         let media = Arc::new(ScriptedMedia::new(tx));
+        let app_clock: Arc<dyn lx_server::clock::Clock> = if realtime {
+            Arc::new(lx_server::clock::SystemClock)
+        } else {
+            clock.clone()
+        };
         let app = App::new(
             Arc::clone(&config),
             Arc::new(store),
-            clock.clone(),
+            app_clock,
             credit.clone(),
             media.clone(),
             [9u8; 32],
@@ -187,8 +201,7 @@ impl TestApp {
     }
 
     pub fn clock_now(&self) -> i64 {
-        use lx_server::clock::Clock;
-        self.clock.now_ms()
+        self.app.now()
     }
 }
 

@@ -1,0 +1,227 @@
+//! Agent configuration: the documented defaults of `configs/agent-drone.toml`
+//! compiled in, a file over them, `LX_AGENT__SECTION__KEY` variables over both.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use lx_protocol::api::DeviceKind;
+use serde::Deserialize;
+
+pub const DEFAULT_TOML: &str = include_str!("../../configs/agent-drone.toml");
+const ENV_PREFIX: &str = "LX_AGENT__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub device: DeviceConfig,
+    pub gps: GpsConfig,
+    pub telemetry: TelemetryConfig,
+    pub lifecycle: LifecycleConfig,
+    pub health: HealthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub url: String,
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub name: String,
+    pub kind: DeviceKind,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpsSource {
+    Serial,
+    Fixed,
+    Simulated,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpsConfig {
+    pub source: GpsSource,
+    pub port: PathBuf,
+    /// "auto" or a number, as TOML: a string or an integer.
+    pub baud: toml::Value,
+    pub uere_m: f64,
+    pub max_fix_age_ms: u64,
+    pub fixed: FixedPosition,
+    pub simulated: SimulatedPath,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedPosition {
+    pub lat: f64,
+    pub lng: f64,
+    pub accuracy_m: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    Hover,
+    Orbit,
+    Transit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedPath {
+    pub kind: PathKind,
+    pub lat: f64,
+    pub lng: f64,
+    pub jitter_m: f64,
+    pub radius_m: f64,
+    pub period_s: f64,
+    pub to_lat: f64,
+    pub to_lng: f64,
+    pub speed_mps: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub session_interval_ms: u64,
+    pub idle_interval_ms: u64,
+    pub queue_max_samples: usize,
+    pub batch_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    pub poll_interval_ms: u64,
+    pub auto_accept: bool,
+    pub min_battery_percent: u8,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub filter: String,
+    pub format: String,
+}
+
+impl Config {
+    pub fn defaults() -> Self {
+        Self::from_layers(None, std::iter::empty()).expect("the compiled-in configuration is valid")
+    }
+
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let file = match path {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?,
+            ),
+            None => None,
+        };
+        Self::from_layers(file.as_deref(), std::env::vars())
+    }
+
+    pub fn from_layers(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let merged = lx_protocol::config::layered(DEFAULT_TOML, file, env, ENV_PREFIX)
+            .map_err(anyhow::Error::msg)?;
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configured baud: `None` for auto-detection.
+    pub fn baud(&self) -> anyhow::Result<Option<u32>> {
+        match &self.gps.baud {
+            toml::Value::String(s) if s == "auto" => Ok(None),
+            toml::Value::Integer(n) if *n > 0 => Ok(Some(u32::try_from(*n).context("gps.baud")?)),
+            other => bail!("gps.baud must be \"auto\" or a positive number, not {other}"),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.server.url.parse::<reqwest::Url>().is_err() {
+            bail!("server.url is not a URL: {}", self.server.url);
+        }
+        self.baud()?;
+        let t = &self.telemetry;
+        if t.session_interval_ms == 0 || t.idle_interval_ms == 0 {
+            bail!("telemetry intervals must be positive");
+        }
+        if t.queue_max_samples == 0 || t.batch_max == 0 || t.batch_max > 1000 {
+            bail!("telemetry.queue_max_samples must be positive and telemetry.batch_max 1 to 1000");
+        }
+        if self.lifecycle.poll_interval_ms == 0 {
+            bail!("lifecycle.poll_interval_ms must be positive");
+        }
+        if self.lifecycle.min_battery_percent > 100 {
+            bail!("lifecycle.min_battery_percent must be at most 100");
+        }
+        let f = &self.gps.fixed;
+        if !(lx_protocol::geo::check_lat(f.lat).is_ok()
+            && lx_protocol::geo::check_lng(f.lng).is_ok()
+            && f.accuracy_m >= 0.0)
+        {
+            bail!("gps.fixed: lat, lng or accuracy_m out of range");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be \"text\" or \"json\"");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_config_loads() {
+        for text in [
+            include_str!("../../configs/agent-drone.toml"),
+            include_str!("../../configs/agent-rpi-camera.toml"),
+            include_str!("../../configs/agent-fixed-ptz.toml"),
+        ] {
+            Config::from_layers(Some(text), []).unwrap();
+        }
+        let ptz = Config::from_layers(Some(include_str!("../../configs/agent-fixed-ptz.toml")), [])
+            .unwrap();
+        assert_eq!(ptz.gps.source, GpsSource::Fixed);
+        assert_eq!(ptz.device.kind, DeviceKind::Ptz);
+    }
+
+    #[test]
+    fn baud_is_auto_or_a_number() {
+        assert_eq!(Config::defaults().baud().unwrap(), None);
+        let c = Config::from_layers(
+            None,
+            [("LX_AGENT__GPS__BAUD".to_owned(), "9600".to_owned())],
+        )
+        .unwrap();
+        assert_eq!(c.baud().unwrap(), Some(9600));
+        assert!(
+            Config::from_layers(
+                None,
+                [("LX_AGENT__GPS__BAUD".to_owned(), "fast".to_owned())]
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! `GET /healthz` on loopback for supervisors and people: the agent's state
+//! as JSON. A hand-written responder keeps the device binary small.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, watch};
+
+use crate::lifecycle::LifecycleStats;
+use crate::position::PositionSource;
+use crate::telemetry::TelemetryStats;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    operator_id: String,
+    has_fix: bool,
+    receiver_connected: Option<bool>,
+    telemetry: TelemetryStats,
+    lifecycle: LifecycleStats,
+}
+
+pub struct HealthState {
+    pub operator_id: uuid::Uuid,
+    pub position: Arc<PositionSource>,
+    pub telemetry: Arc<Mutex<TelemetryStats>>,
+    pub lifecycle: Arc<Mutex<LifecycleStats>>,
+}
+
+impl HealthState {
+    async fn render(&self) -> (u16, String) {
+        let has_fix = self
+            .position
+            .latest(std::time::Instant::now(), crate::wall_now_ms())
+            .is_some();
+        let telemetry = self.telemetry.lock().await.clone();
+        let lifecycle = self.lifecycle.lock().await.clone();
+        let healthy = has_fix && telemetry.last_error.is_none();
+        let body = Health {
+            status: if healthy { "ok" } else { "degraded" },
+            version: env!("CARGO_PKG_VERSION"),
+            operator_id: self.operator_id.to_string(),
+            has_fix,
+            receiver_connected: self.position.receiver().map(|r| r.connected),
+            telemetry,
+            lifecycle,
+        };
+        (
+            if healthy { 200 } else { 503 },
+            serde_json::to_string(&body).unwrap_or_default(),
+        )
+    }
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HealthState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            continue;
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                stream.read(&mut buf),
+            )
+            .await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if request.starts_with("GET /healthz ") {
+                state.render().await
+            } else {
+                (404, "{\"status\":\"not found\"}".to_owned())
+            };
+            let reason = match status {
+                200 => "OK",
+                503 => "Service Unavailable",
+                _ => "Not Found",
+            };
+            let response = format!(
+                "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}

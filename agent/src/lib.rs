@@ -1,0 +1,21 @@
+//! lx-agent: runs on the device (a drone's payload computer, a Raspberry Pi
+//! camera, a fixed PTZ). It reads its position, signs a sample every second
+//! with the device key, and serves the sessions its fleet takes.
+
+pub mod api;
+pub mod config;
+pub mod health;
+pub mod lifecycle;
+pub mod position;
+pub mod queue;
+pub mod run;
+pub mod state;
+pub mod telemetry;
+
+/// The wall clock as Unix milliseconds; read at the edges only.
+pub fn wall_now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,127 @@
+//! Wiring: enrollment, and the running agent with its tasks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use lx_protocol::wallet::Address;
+use tokio::sync::{Mutex, watch};
+
+use crate::api::ServerApi;
+use crate::config::Config;
+use crate::health::{self, HealthState};
+use crate::lifecycle::{self, Lifecycle};
+use crate::position::PositionSource;
+use crate::queue::Queue;
+use crate::state::{Enrollment, Sequence, StateDir};
+use crate::telemetry::{Cadence, Telemetry};
+
+fn timeout(config: &Config) -> Duration {
+    Duration::from_millis(config.server.request_timeout_ms)
+}
+
+/// `lx-agent enroll --token …`: registers the device key with the server.
+pub async fn enroll(config: &Config, token: &str) -> anyhow::Result<Enrollment> {
+    let state = StateDir::open(&config.device.state_dir)?;
+    if let Some(existing) = state.enrollment()? {
+        bail!(
+            "this device is already enrolled as operator {} of workspace {}; delete {} to enroll again",
+            existing.operator_id,
+            existing.workspace_id,
+            state.path("enrollment.json").display()
+        );
+    }
+    let key = state.device_key()?;
+    let api = ServerApi::new(&config.server.url, None, timeout(config));
+    let registered = api
+        .register(&key, token.trim(), &config.device.name, config.device.kind)
+        .await
+        .with_context(|| format!("enrolling with {}", config.server.url))?;
+    let enrollment = Enrollment {
+        operator_id: registered.operator_id,
+        workspace_id: registered.workspace_id,
+        device_token: registered.device_token,
+        chain_id: registered.chain_id,
+        server_url: config.server.url.clone(),
+    };
+    state.save_enrollment(&enrollment)?;
+    tracing::info!(operator = %enrollment.operator_id, address = %Address::from_signing_key(&key), "enrolled");
+    Ok(enrollment)
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let state = StateDir::open(&config.device.state_dir)?;
+    let key = state.device_key()?;
+    let enrollment = state.enrollment()?.with_context(|| {
+        format!(
+            "not enrolled: run `lx-agent enroll --token <token>` first (state in {})",
+            config.device.state_dir.display()
+        )
+    })?;
+    let api = ServerApi::new(
+        &enrollment.server_url,
+        Some(enrollment.device_token.clone()),
+        timeout(&config),
+    );
+    let position = Arc::new(PositionSource::start(&config)?);
+    let queue = Queue::open(&state, config.telemetry.queue_max_samples)?;
+    if !queue.is_empty() {
+        tracing::info!(
+            pending = queue.len(),
+            "telemetry from before the restart will be sent first"
+        );
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (session_tx, session_rx) = watch::channel(None);
+    let telemetry_stats = Arc::new(Mutex::new(Default::default()));
+    let lifecycle_stats = Arc::new(Mutex::new(Default::default()));
+
+    let telemetry = Telemetry {
+        api: api.clone(),
+        key,
+        chain_id: enrollment.chain_id,
+        position: Arc::clone(&position),
+        queue,
+        sequence: Sequence::open(&state)?,
+        cadence: Cadence::new(
+            Duration::from_millis(config.telemetry.session_interval_ms),
+            Duration::from_millis(config.telemetry.idle_interval_ms),
+            Instant::now(),
+        ),
+        batch_max: config.telemetry.batch_max,
+        stats: Arc::clone(&telemetry_stats),
+    };
+    let mut tasks = vec![tokio::spawn(telemetry.run(session_rx, stop_rx.clone()))];
+    tasks.push(tokio::spawn(lifecycle::run(
+        api,
+        enrollment.operator_id,
+        Lifecycle::new(config.lifecycle.auto_accept),
+        Arc::clone(&position),
+        Duration::from_millis(config.lifecycle.poll_interval_ms),
+        session_tx,
+        Arc::clone(&lifecycle_stats),
+        stop_rx.clone(),
+    )));
+    let listener = tokio::net::TcpListener::bind(&config.health.listen)
+        .await
+        .with_context(|| format!("binding health.listen {}", config.health.listen))?;
+    let health_state = Arc::new(HealthState {
+        operator_id: enrollment.operator_id,
+        position,
+        telemetry: telemetry_stats,
+        lifecycle: lifecycle_stats,
+    });
+    tasks.push(tokio::spawn(health::serve(listener, health_state, stop_rx)));
+    tracing::info!(operator = %enrollment.operator_id, server = %enrollment.server_url, "lx-agent running");
+    shutdown.await;
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! Telemetry: a signed sample every second while the device serves a
+//! session, every five seconds otherwise (the heartbeat); each goes into the
+//! on-disk queue first and leaves it only when the server has it.
+//!
+//! [`Cadence`] (when to sample) and [`judge`] (what a server answer means
+//! for the queue) are pure; [`run`] is the shell around them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lx_protocol::ErrorCode;
+use lx_protocol::api::HeartbeatRequest;
+use lx_protocol::telemetry::{Sample, SampleJson};
+use tokio::sync::{Mutex, watch};
+use uuid::Uuid;
+
+use crate::api::{ApiFailure, ServerApi};
+use crate::position::PositionSource;
+use crate::queue::Queue;
+use crate::state::Sequence;
+use crate::wall_now_ms;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// When the next sample is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cadence {
+    session_every: Duration,
+    idle_every: Duration,
+    session: Option<Uuid>,
+    next: Instant,
+}
+
+impl Cadence {
+    pub fn new(session_every: Duration, idle_every: Duration, now: Instant) -> Self {
+        Self {
+            session_every,
+            idle_every,
+            session: None,
+            next: now,
+        }
+    }
+
+    /// A new session (or its end) takes a sample at once and changes the pace.
+    pub fn set_session(&mut self, session: Option<Uuid>, now: Instant) {
+        if session != self.session {
+            self.session = session;
+            self.next = now;
+        }
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.next
+    }
+
+    /// `Some(session)` when a sample is due at `now`.
+    pub fn due(&mut self, now: Instant) -> Option<Option<Uuid>> {
+        if now < self.next {
+            return None;
+        }
+        let every = if self.session.is_some() {
+            self.session_every
+        } else {
+            self.idle_every
+        };
+        self.next += every;
+        if self.next <= now {
+            // Fell behind (a suspended process): no burst, resume the pace.
+            self.next = now + every;
+        }
+        Some(self.session)
+    }
+}
+
+/// What to do with the head of the queue after the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The server has these samples: drop them from the queue.
+    Ack(usize),
+    /// Not reached: keep everything, try again after a pause.
+    Retry,
+}
+
+/// Decides the fate of a batch of `sent` samples (sequences `sequences`).
+pub fn judge(result: &Result<(), ApiFailure>, sequences: &[u64]) -> Verdict {
+    let all = sequences.len();
+    match result {
+        Ok(()) => Verdict::Ack(all),
+        Err(ApiFailure::Unreachable(_)) => Verdict::Retry,
+        Err(ApiFailure::Refused {
+            code: ErrorCode::ReplayedSequence,
+            detail,
+            ..
+        }) => {
+            // The server already holds everything up to `last`: those are done.
+            let last = detail
+                .as_deref()
+                .and_then(|d| d.rsplit(':').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            match last {
+                Some(last) => {
+                    Verdict::Ack(sequences.iter().take_while(|&&s| s <= last).count().max(1))
+                }
+                None => Verdict::Ack(1),
+            }
+        }
+        Err(ApiFailure::Refused {
+            code: ErrorCode::NotAuthenticated | ErrorCode::RateLimited,
+            ..
+        }) => Verdict::Retry,
+        // Refused for good (the session is over, the sample is malformed…):
+        // keeping it would block everything behind it.
+        Err(ApiFailure::Refused { .. }) => Verdict::Ack(all),
+    }
+}
+
+/// Counters for the health endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryStats {
+    pub signed: u64,
+    pub sent: u64,
+    pub refused: u64,
+    pub queued: usize,
+    pub dropped: u64,
+    pub no_fix: u64,
+    pub last_error: Option<String>,
+}
+
+pub struct Telemetry {
+    pub api: ServerApi,
+    pub key: k256::ecdsa::SigningKey,
+    pub chain_id: u64,
+    pub position: Arc<PositionSource>,
+    pub queue: Queue,
+    pub sequence: Sequence,
+    pub cadence: Cadence,
+    pub batch_max: usize,
+    pub stats: Arc<Mutex<TelemetryStats>>,
+}
+
+impl Telemetry {
+    fn sign_now(&mut self, session: Option<Uuid>) -> anyhow::Result<bool> {
+        let Some(obs) = self.position.latest(Instant::now(), wall_now_ms()) else {
+            return Ok(false);
+        };
+        let sample = Sample::from_position(
+            session,
+            self.sequence.next()?,
+            u64::try_from(obs.observed_ms).unwrap_or(0),
+            obs.point,
+            obs.accuracy_m,
+            obs.source,
+        )?;
+        self.queue.push(SampleJson::encode(
+            &sample,
+            sample.sign(&self.key, self.chain_id),
+        ))?;
+        Ok(true)
+    }
+
+    /// Sends what the queue holds, oldest first, until it is empty or the
+    /// server cannot be reached. Returns false on the latter.
+    async fn flush(&mut self) -> bool {
+        loop {
+            let batch = self.queue.head(self.batch_max);
+            let Some(first) = batch.first() else {
+                return true;
+            };
+            let sequences: Vec<u64> = batch.iter().map(|s| s.sequence).collect();
+            let result = match first.session_id {
+                Some(session) => self.api.telemetry(session, &batch).await.map(|_| ()),
+                None => {
+                    // Outside a session only the newest position matters.
+                    let newest = batch.last().cloned();
+                    let body = HeartbeatRequest {
+                        battery_percent: None,
+                        availability_state: None,
+                        sample: newest,
+                    };
+                    self.api.heartbeat(&body).await.map(|_| ())
+                }
+            };
+            let verdict = match (first.session_id, judge(&result, &sequences)) {
+                (None, Verdict::Ack(_)) => Verdict::Ack(batch.len()),
+                (_, v) => v,
+            };
+            let mut stats = self.stats.lock().await;
+            if let Err(e) = &result {
+                stats.last_error = Some(e.to_string());
+                if matches!(e, ApiFailure::Refused { .. }) {
+                    stats.refused += 1;
+                    tracing::warn!(error = %e, samples = batch.len(), "server refused telemetry");
+                }
+            } else {
+                stats.sent += batch.len() as u64;
+                stats.last_error = None;
+            }
+            match verdict {
+                Verdict::Ack(n) => {
+                    if let Err(e) = self.queue.ack(n) {
+                        tracing::error!(error = %e, "could not record sent samples");
+                    }
+                    stats.queued = self.queue.len();
+                }
+                Verdict::Retry => {
+                    stats.queued = self.queue.len();
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(
+        mut self,
+        mut session: watch::Receiver<Option<Uuid>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        // Short backoff: late samples count only within the server's settle
+        // delay (15 s by default), so a reconnect must be noticed quickly.
+        let mut backoff = MIN_BACKOFF;
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            self.cadence.set_session(*session.borrow(), now);
+            if let Some(for_session) = self.cadence.due(now) {
+                match self.sign_now(for_session) {
+                    Ok(true) => self.stats.lock().await.signed += 1,
+                    Ok(false) => self.stats.lock().await.no_fix += 1,
+                    Err(e) => tracing::error!(error = %e, "could not sign or queue a sample"),
+                }
+                self.stats.lock().await.dropped = self.queue.dropped();
+            }
+            if retry_at.is_none_or(|t| Instant::now() >= t) {
+                if self.flush().await {
+                    retry_at = None;
+                    backoff = MIN_BACKOFF;
+                } else {
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            let wake = match retry_at {
+                Some(t) => t.min(self.cadence.deadline()),
+                None => self.cadence.deadline(),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                changed = session.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_is_one_second_in_a_session_and_five_outside() {
+        let t0 = Instant::now();
+        let mut c = Cadence::new(Duration::from_secs(1), Duration::from_secs(5), t0);
+        assert_eq!(c.due(t0), Some(None));
+        assert_eq!(c.due(t0 + Duration::from_secs(4)), None);
+        assert_eq!(c.due(t0 + Duration::from_secs(5)), Some(None));
+        let s = Some(Uuid::from_u128(1));
+        c.set_session(s, t0 + Duration::from_secs(6));
+        assert_eq!(
+            c.due(t0 + Duration::from_secs(6)),
+            Some(s),
+            "a new session samples at once"
+        );
+        assert_eq!(c.deadline(), t0 + Duration::from_secs(7));
+    }
+
+    #[test]
+    fn after_a_stall_the_pace_resumes_without_a_burst() {
+        let t0 = Instant::now();
+        let mut c = Cadence::new(Duration::from_secs(1), Duration::from_secs(5), t0);
+        c.set_session(Some(Uuid::from_u128(1)), t0);
+        c.due(t0);
+        let late = t0 + Duration::from_secs(30);
+        assert!(c.due(late).is_some());
+        assert!(c.due(late).is_none());
+        assert_eq!(c.deadline(), late + Duration::from_secs(1));
+    }
+
+    fn refused(code: ErrorCode, detail: Option<&str>) -> Result<(), ApiFailure> {
+        Err(ApiFailure::Refused {
+            status: 409,
+            code,
+            message: String::new(),
+            detail: detail.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn the_server_answer_decides_what_leaves_the_queue() {
+        let seqs = [10, 11, 12, 13];
+        assert_eq!(judge(&Ok(()), &seqs), Verdict::Ack(4));
+        assert_eq!(
+            judge(&Err(ApiFailure::Unreachable("down".into())), &seqs),
+            Verdict::Retry
+        );
+        assert_eq!(
+            judge(
+                &refused(ErrorCode::ReplayedSequence, Some("telemetry:replayed:11")),
+                &seqs
+            ),
+            Verdict::Ack(2)
+        );
+        assert_eq!(
+            judge(&refused(ErrorCode::InvalidState, None), &seqs),
+            Verdict::Ack(4)
+        );
+        assert_eq!(
+            judge(&refused(ErrorCode::NotAuthenticated, None), &seqs),
+            Verdict::Retry
+        );
+    }
+}

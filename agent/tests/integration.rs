@@ -1,0 +1,364 @@
+//! The real agent against a real server on loopback: enrollment, GPS from a
+//! log replayed into a pseudo-terminal, signed telemetry, an outage.
+
+// Tests fail by panicking, helpers included.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../server/tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Actor, Auth, BOGOTA, TestApp};
+use lx_agent::config::Config;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Agent settings for a test: fast polling, its own state, health on any port.
+fn agent_config(server_url: &str, state: &std::path::Path, gps: &[(&str, String)]) -> Config {
+    let mut env = vec![
+        (
+            "LX_AGENT__SERVER__URL".to_owned(),
+            format!("\"{server_url}\""),
+        ),
+        (
+            "LX_AGENT__DEVICE__STATE_DIR".to_owned(),
+            format!("\"{}\"", state.display()),
+        ),
+        (
+            "LX_AGENT__LIFECYCLE__POLL_INTERVAL_MS".to_owned(),
+            "100".to_owned(),
+        ),
+        (
+            "LX_AGENT__TELEMETRY__IDLE_INTERVAL_MS".to_owned(),
+            "500".to_owned(),
+        ),
+        (
+            "LX_AGENT__HEALTH__LISTEN".to_owned(),
+            "\"127.0.0.1:0\"".to_owned(),
+        ),
+    ];
+    env.extend(
+        gps.iter()
+            .map(|(k, v)| (format!("LX_AGENT__GPS__{k}"), v.clone())),
+    );
+    Config::from_layers(None, env).unwrap()
+}
+
+fn server_url(t: &TestApp) -> String {
+    t.base.trim_end_matches("/api/v1").to_owned()
+}
+
+async fn enrollment_token(t: &TestApp, supplier: &Actor) -> String {
+    let r = t
+        .post(
+            format!("/workspaces/{}/enrollment-tokens", supplier.workspace_id),
+            supplier.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    r.data()["token"].as_str().unwrap().to_owned()
+}
+
+/// Starts the agent; it stops when the returned sender says so.
+fn spawn_agent(
+    config: Config,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let (stop, mut rx) = watch::channel(false);
+    let task = tokio::spawn(lx_agent::run::run(config, async move {
+        let _ = rx.changed().await;
+    }));
+    (stop, task)
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    secs: u64,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn operator_of(t: &TestApp, supplier: &Actor) -> serde_json::Value {
+    let list = t
+        .get(
+            format!("/workspaces/{}/operators", supplier.workspace_id),
+            supplier.auth(),
+        )
+        .await
+        .ok();
+    list.data()[0].clone()
+}
+
+/// Drives a session at `at` to LIVE on the agent's device.
+async fn live_session(t: &TestApp, consumer: &Actor, at: (f64, f64), max: u32) -> String {
+    let id = t.request(consumer, at, max).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    let started = |_: ()| async {
+        t.media
+            .provisioned
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.to_string() == id)
+    };
+    wait_until("the agent to start the session", 10, || started(())).await;
+    t.media
+        .first_frame(id.parse().unwrap(), t.clock_now())
+        .await;
+    t.wait_for_state(consumer, &id, "LIVE").await;
+    id
+}
+
+#[tokio::test]
+async fn a_log_replayed_into_a_pty_reaches_the_server_to_1e7_degrees() {
+    use lx_hal::gps::{Output, Tracker, TrackerConfig};
+    use lx_hal::sim::{LatLng, Pacer, Path, Pty, Synth};
+
+    let t = TestApp::spawn_realtime().await;
+    let consumer = t.consumer("consumer-co").await;
+    let supplier = t.supplier("fleet-co", BOGOTA, true).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // A 25 s orbit log at 1 Hz, as a receiver would have written it.
+    let synth = Synth::new(
+        Path::Orbit {
+            center: LatLng::new(BOGOTA.0, BOGOTA.1),
+            radius_m: 40.0,
+            period_s: 30.0,
+        },
+        1_700_000_000_000,
+    )
+    .unwrap();
+    let log: String = (0..25)
+        .map(|s| synth.sentences(Duration::from_secs(s)))
+        .collect();
+    let log_path = dir.path().join("orbit.nmea");
+    std::fs::write(&log_path, &log).unwrap();
+    let mut tracker = Tracker::new(TrackerConfig::default()).unwrap();
+    tracker.feed(log.as_bytes(), std::time::Instant::now());
+    let mut logged = Vec::new();
+    while let Some(out) = tracker.poll_output() {
+        if let Output::Fix(f) = out {
+            logged.push((f.lat, f.lng));
+        }
+    }
+    assert!(logged.len() >= 25);
+
+    let pty = Pty::open().unwrap();
+    let writer = pty.writer().unwrap();
+    let replay = std::thread::spawn(move || {
+        lx_hal::sim::replay_file(
+            &log_path,
+            writer,
+            Pacer::new(1.0, Duration::from_secs(2)).unwrap(),
+        )
+    });
+    let gps = [
+        ("SOURCE", "\"serial\"".to_owned()),
+        ("PORT", format!("\"{}\"", pty.path().display())),
+    ];
+    let config = agent_config(&server_url(&t), &dir.path().join("state"), &gps);
+    let token = enrollment_token(&t, &supplier).await;
+    let enrollment = lx_agent::run::enroll(&config, &token).await.unwrap();
+    let (stop, agent) = spawn_agent(config);
+    wait_until("the device to be connected with a position", 15, || async {
+        let op = operator_of(&t, &supplier).await;
+        op["connected"] == true && op["position"].is_object()
+    })
+    .await;
+
+    let id = live_session(&t, &consumer, BOGOTA, 300).await;
+    let session = t.session(&consumer, &id).await;
+    assert_eq!(session["operatorId"], enrollment.operator_id.to_string());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    let _ = stop.send(true);
+    agent.await.unwrap().unwrap();
+    drop(pty);
+    let _ = replay.join();
+
+    let stored = t
+        .app
+        .store
+        .session_samples(id.parse::<Uuid>().unwrap())
+        .await
+        .unwrap();
+    assert!(stored.len() >= 5, "only {} samples stored", stored.len());
+    for s in &stored {
+        let p = s.point();
+        let matched = logged
+            .iter()
+            .any(|&(lat, lng)| (lat - p.lat).abs() <= 1e-7 && (lng - p.lng).abs() <= 1e-7);
+        assert!(matched, "stored {p:?} is not a position of the log");
+    }
+    let sequences: Vec<u64> = stored.iter().map(|s| s.sequence).collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+}
+
+/// A TCP relay to the server that can cut the network: refuse new
+/// connections and kill the open ones.
+struct Relay {
+    addr: std::net::SocketAddr,
+    cut: Arc<AtomicBool>,
+    generation: watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (generation, _) = watch::channel(0u64);
+        let (c, g) = (Arc::clone(&cut), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if c.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut killed = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = killed.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            cut,
+            generation,
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn samples_of_a_60_second_outage_arrive_in_order_and_count() {
+    let t = TestApp::spawn_realtime().await;
+    let consumer = t.consumer("consumer-co").await;
+    let supplier = t.supplier("fleet-co", BOGOTA, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream: std::net::SocketAddr = t
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v1")
+        .parse()
+        .unwrap();
+    let relay = Relay::start(upstream).await;
+    let gps = [
+        ("SOURCE", "\"simulated\"".to_owned()),
+        ("SIMULATED__JITTER_M", "0.5".to_owned()),
+    ];
+    let config = agent_config(
+        &format!("http://{}", relay.addr),
+        &dir.path().join("state"),
+        &gps,
+    );
+    let token = enrollment_token(&t, &supplier).await;
+    lx_agent::run::enroll(&config, &token).await.unwrap();
+    let (stop, agent) = spawn_agent(config);
+    wait_until("the device to be connected", 15, || async {
+        operator_of(&t, &supplier).await["connected"] == true
+    })
+    .await;
+
+    let id = live_session(&t, &consumer, BOGOTA, 600).await;
+    let sid: Uuid = id.parse().unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    relay.set_cut(true);
+    let cut_at = t.clock_now();
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    // The consumer ends while the device is still cut off.
+    let ended = t
+        .post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    let ended_ms =
+        lx_protocol::time::parse_millis(ended.data()["endedAt"].as_str().unwrap()).unwrap();
+    let provisional = ended.data()["meter"]["cleanSeconds"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    relay.set_cut(false);
+    let restored_at = t.clock_now();
+    assert!(restored_at - cut_at >= 60_000);
+
+    // Everything signed during the outage arrives, in order.
+    wait_until("the backlog to reach the server", 20, || async {
+        let samples = t.app.store.session_samples(sid).await.unwrap();
+        samples
+            .last()
+            .is_some_and(|s| s.captured_at_ms as i64 >= ended_ms - 1000)
+    })
+    .await;
+    let samples = t.app.store.session_samples(sid).await.unwrap();
+    let sequences: Vec<u64> = samples.iter().map(|s| s.sequence).collect();
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "a sample is missing: {sequences:?}"
+    );
+    let during: Vec<_> = samples
+        .iter()
+        .filter(|s| (s.captured_at_ms as i64) > cut_at && (s.captured_at_ms as i64) < ended_ms)
+        .collect();
+    assert!(
+        during.len() >= 48,
+        "{} samples from the outage",
+        during.len()
+    );
+
+    // Within the settle delay they count: the final meter is all clean.
+    tokio::time::sleep_until(
+        tokio::time::Instant::now()
+            + Duration::from_millis((ended_ms + 15_100 - t.clock_now()).max(0) as u64),
+    )
+    .await;
+    t.app.sweep(t.clock_now()).await;
+    let final_ = t.session(&consumer, &id).await;
+    assert_eq!(final_["meterFinal"], true);
+    let meter = &final_["meter"];
+    assert_eq!(meter["failedSeconds"], 0, "{meter}");
+    assert!(
+        meter["cleanSeconds"].as_u64().unwrap() > provisional + 40,
+        "{meter} vs provisional {provisional}"
+    );
+    let _ = stop.send(true);
+    agent.await.unwrap().unwrap();
+    let _ = Auth::None;
+}
