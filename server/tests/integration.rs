@@ -1795,6 +1795,25 @@ mod devices {
     }
 
     #[tokio::test]
+    async fn a_device_reclaims_only_its_own_assignments() {
+        let t = TestApp::spawn().await;
+        let consumer = t.consumer("consumer-co").await;
+        let (supplier, first) = fleet(&t, BOGOTA).await;
+        let second = t.enroll(&supplier, "drone-2").await;
+        let fix = second.sample(None, t.clock_now(), (4.72, -74.07), 3.0);
+        t.post("/operators/heartbeat", second.auth(), json!({"sample": fix})).await.ok();
+        let a = t.request(&consumer, BOGOTA, 60).await;
+        let b = t.request(&consumer, BOGOTA, 60).await;
+        t.post(format!("/sessions/{a}/dispatch"), consumer.auth(), json!({})).await.ok();
+        t.post(format!("/sessions/{b}/dispatch"), consumer.auth(), json!({})).await.ok();
+        let r = t.post("/sessions/cancel-all-assignments", second.auth(), json!({})).await.ok();
+        assert_eq!(r.data()["count"], 1);
+        assert_eq!(t.session(&consumer, &a).await["state"], "ASSIGNED", "the first drone's session stays");
+        assert_eq!(t.session(&consumer, &b).await["state"], "CANCELLED");
+        let _ = first;
+    }
+
+    #[tokio::test]
     async fn a_workspace_location_heartbeat_refuses_replays() {
         let t = TestApp::spawn().await;
         let supplier = t.supplier("phone-co", BOGOTA, true).await;

@@ -456,7 +456,8 @@ pub(super) async fn offers(
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/cancel-all-assignments", tag = "Sessions",
-    description = "Cancels every ASSIGNED session the caller's workspace operates and frees the workspace. LIVE sessions are not touched.",
+    description = "Cancels every ASSIGNED session the caller's workspace operates (a device token: the device's own) and \
+        frees the supplier. LIVE sessions are not touched.",
     responses((status = 200, body = CancelAllResponse)), security(("apiKey" = [])))]
 pub(super) async fn cancel_all(
     State(app): State<AppState>,
@@ -475,8 +476,10 @@ pub(super) async fn cancel_all(
             },
         )
         .await?;
+    // A device reclaims only its own assignments, not its fleet's.
+    let device = caller.operator.as_ref().map(|op| op.id);
     let mut cancelled = Vec::new();
-    for session in assigned {
+    for session in assigned.into_iter().filter(|s| device.is_none() || s.operator_id == device) {
         match app.act(&session, Action::Cancel { now: app.now() }).await {
             Ok(s) => cancelled.push(s.id),
             Err(ActError::Apply(ApplyError::State(_))) | Err(ActError::Lifecycle(_)) => {}
