@@ -769,3 +769,16 @@ pub struct LocationRequest {
     #[serde(default)]
     pub speed_mps: Option<f64>,
 }
+
+/// A verified telemetry sample as the server stored it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryPointDto {
+    pub sequence: u64,
+    pub captured_at: String,
+    pub lat: f64,
+    pub lng: f64,
+    pub accuracy_meters: f64,
+    pub source: crate::telemetry::Source,
+}

@@ -35,7 +35,7 @@ use crate::http::{self, AppState};
         sessions::pause, sessions::resume, sessions::producer_token, sessions::viewer_token, sessions::frame,
         operators::create_enrollment_token, operators::register, operators::heartbeat, operators::list,
         operators::get_one, operators::delete, operators::lock, operators::unlock, operators::force_unlock,
-        operators::telemetry, operators::location,
+        operators::telemetry, operators::track, operators::location,
     ),
     components(schemas(lx_protocol::api::ErrorBody, lx_protocol::ErrorCode)),
     modifiers(&BearerAuth),
@@ -117,7 +117,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sessions/{id}/viewer-token", get(sessions::viewer_token))
         .route("/sessions/{id}/frame", get(sessions::frame))
-        .route("/sessions/{id}/telemetry", post(operators::telemetry))
+        .route(
+            "/sessions/{id}/telemetry",
+            post(operators::telemetry).get(operators::track),
+        )
         .route("/workspaces/{id}/location", post(operators::location))
         .route(
             "/workspaces/{id}/enrollment-tokens",

@@ -1801,14 +1801,39 @@ mod devices {
         let (supplier, first) = fleet(&t, BOGOTA).await;
         let second = t.enroll(&supplier, "drone-2").await;
         let fix = second.sample(None, t.clock_now(), (4.72, -74.07), 3.0);
-        t.post("/operators/heartbeat", second.auth(), json!({"sample": fix})).await.ok();
+        t.post(
+            "/operators/heartbeat",
+            second.auth(),
+            json!({"sample": fix}),
+        )
+        .await
+        .ok();
         let a = t.request(&consumer, BOGOTA, 60).await;
         let b = t.request(&consumer, BOGOTA, 60).await;
-        t.post(format!("/sessions/{a}/dispatch"), consumer.auth(), json!({})).await.ok();
-        t.post(format!("/sessions/{b}/dispatch"), consumer.auth(), json!({})).await.ok();
-        let r = t.post("/sessions/cancel-all-assignments", second.auth(), json!({})).await.ok();
+        t.post(
+            format!("/sessions/{a}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        t.post(
+            format!("/sessions/{b}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        let r = t
+            .post("/sessions/cancel-all-assignments", second.auth(), json!({}))
+            .await
+            .ok();
         assert_eq!(r.data()["count"], 1);
-        assert_eq!(t.session(&consumer, &a).await["state"], "ASSIGNED", "the first drone's session stays");
+        assert_eq!(
+            t.session(&consumer, &a).await["state"],
+            "ASSIGNED",
+            "the first drone's session stays"
+        );
         assert_eq!(t.session(&consumer, &b).await["state"], "CANCELLED");
         let _ = first;
     }

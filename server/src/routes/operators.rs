@@ -577,3 +577,63 @@ pub(super) async fn location(
         serde_json::json!({"sequence": req.sequence, "honoured": honoured}),
     ))
 }
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TrackQuery {
+    /// Only samples with a higher sequence number (for polling).
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/telemetry", tag = "Sessions", params(("id" = Uuid, Path),
+        ("after" = Option<u64>, Query), ("limit" = Option<u32>, Query)),
+    description = "The session's verified positions, oldest first: where the device was, second by second.",
+    responses((status = 200, body = Vec<lx_protocol::api::TelemetryPointDto>)), security(("apiKey" = [])))]
+pub(super) async fn track(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    crate::http::ApiQuery(q): crate::http::ApiQuery<TrackQuery>,
+) -> ApiResult<ApiOk<Vec<lx_protocol::api::TelemetryPointDto>>> {
+    let ws = caller.require_any(&[
+        lx_protocol::api::Scope::SessionsRead,
+        lx_protocol::api::Scope::SessionsOperate,
+    ])?;
+    let session_id = parse_id("id", &id)?;
+    let session = app
+        .store
+        .session(session_id)
+        .await?
+        .ok_or_else(ApiError::session_not_found)?;
+    if session.consumer_workspace_id != ws.id && session.operator_workspace_id != Some(ws.id) {
+        return Err(ApiError::session_not_found());
+    }
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 10000"));
+    }
+    let after = q.after.unwrap_or(0);
+    let points = app
+        .store
+        .session_samples(session.id)
+        .await?
+        .into_iter()
+        .filter(|s| s.sequence > after)
+        .take(limit as usize)
+        .map(|s| {
+            let p = s.point();
+            lx_protocol::api::TelemetryPointDto {
+                sequence: s.sequence,
+                captured_at: format_millis(i64::try_from(s.captured_at_ms).unwrap_or(i64::MAX)),
+                lat: p.lat,
+                lng: p.lng,
+                accuracy_meters: s.accuracy_m(),
+                source: s.source,
+            }
+        })
+        .collect();
+    Ok(ApiOk::read(points))
+}

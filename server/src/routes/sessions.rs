@@ -479,7 +479,10 @@ pub(super) async fn cancel_all(
     // A device reclaims only its own assignments, not its fleet's.
     let device = caller.operator.as_ref().map(|op| op.id);
     let mut cancelled = Vec::new();
-    for session in assigned.into_iter().filter(|s| device.is_none() || s.operator_id == device) {
+    for session in assigned
+        .into_iter()
+        .filter(|s| device.is_none() || s.operator_id == device)
+    {
         match app.act(&session, Action::Cancel { now: app.now() }).await {
             Ok(s) => cancelled.push(s.id),
             Err(ActError::Apply(ApplyError::State(_))) | Err(ActError::Lifecycle(_)) => {}
