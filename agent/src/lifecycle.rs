@@ -80,10 +80,12 @@ impl Lifecycle {
                 steps.push(Step::Start(s.id));
             }
         }
-        if current.is_none() && self.auto_accept && view.can_serve {
-            if let Some(offer) = view.offers.first() {
-                steps.push(Step::Accept(offer.session_id));
-            }
+        if current.is_none()
+            && self.auto_accept
+            && view.can_serve
+            && let Some(offer) = view.offers.first()
+        {
+            steps.push(Step::Accept(offer.session_id));
         }
         if current != self.serving {
             self.serving = current;

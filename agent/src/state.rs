@@ -136,7 +136,7 @@ impl Sequence {
         })
     }
 
-    pub fn next(&mut self) -> anyhow::Result<u64> {
+    pub fn take(&mut self) -> anyhow::Result<u64> {
         if self.next >= self.reserved_until {
             let until = self.next + BLOCK;
             write_private(&self.path, until.to_string().as_bytes())?;
@@ -177,10 +177,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path()).unwrap();
         let mut seq = Sequence::open(&state).unwrap();
-        let first: Vec<u64> = (0..5).map(|_| seq.next().unwrap()).collect();
+        let first: Vec<u64> = (0..5).map(|_| seq.take().unwrap()).collect();
         assert_eq!(first, vec![1, 2, 3, 4, 5]);
         drop(seq); // a crash: nothing but the reservation was written
         let mut again = Sequence::open(&state).unwrap();
-        assert!(again.next().unwrap() > 5);
+        assert!(again.take().unwrap() > 5);
     }
 }

@@ -147,7 +147,7 @@ impl Telemetry {
         };
         let sample = Sample::from_position(
             session,
-            self.sequence.next()?,
+            self.sequence.take()?,
             u64::try_from(obs.observed_ms).unwrap_or(0),
             obs.point,
             obs.accuracy_m,

@@ -141,10 +141,15 @@ impl Sample {
 
     /// The EIP-712 digest: `keccak256(0x1901 ‖ domainSeparator ‖ hashStruct)`.
     pub fn digest(&self, chain_id: u64) -> [u8; 32] {
-        let mut data = Vec::with_capacity(66);
-        data.extend_from_slice(&[0x19, 0x01]);
-        data.extend_from_slice(&domain_separator(chain_id));
-        data.extend_from_slice(&self.struct_hash());
+        self.digest_in(&domain_separator(chain_id))
+    }
+
+    /// The digest under a domain separator computed once for many samples.
+    pub fn digest_in(&self, domain_separator: &[u8; 32]) -> [u8; 32] {
+        let mut data = [0u8; 66];
+        data[..2].copy_from_slice(&[0x19, 0x01]);
+        data[2..34].copy_from_slice(domain_separator);
+        data[34..].copy_from_slice(&self.struct_hash());
         keccak256(&data)
     }
 

@@ -17,3 +17,4 @@ pub mod routes;
 pub mod serve;
 pub mod session;
 pub mod store;
+pub mod verify;

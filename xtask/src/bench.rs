@@ -5,7 +5,11 @@ use anyhow::bail;
 use crate::{cargo, stream};
 
 /// Benchmarks this workspace has: (name, package, required features).
-const BENCHES: &[(&str, &str, &str)] = &[("dispatch", "lx-server", "test-support")];
+const BENCHES: &[(&str, &str, &str)] = &[
+    ("dispatch", "lx-server", "test-support"),
+    ("telemetry", "lx-server", "test-support"),
+    ("agent", "lx-agent", ""),
+];
 
 pub(crate) fn run(name: &str) -> anyhow::Result<()> {
     let Some(&(bench, package, features)) = BENCHES.iter().find(|(n, _, _)| *n == name) else {
@@ -16,15 +20,10 @@ pub(crate) fn run(name: &str) -> anyhow::Result<()> {
         );
     };
     let mut cmd = cargo();
-    cmd.args([
-        "bench",
-        "-p",
-        package,
-        "--bench",
-        bench,
-        "--features",
-        features,
-    ]);
+    cmd.args(["bench", "-p", package, "--bench", bench]);
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
     let status = stream(
         &format!("cargo bench -p {package} --bench {bench} --features {features}"),
         &mut cmd,

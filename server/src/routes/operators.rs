@@ -245,10 +245,10 @@ pub(super) async fn list(
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<Vec<OperatorDto>>> {
     let workspace_id = parse_id("id", &id)?;
-    if !caller
+    if caller
         .workspace
         .as_ref()
-        .is_some_and(|w| w.id == workspace_id)
+        .is_none_or(|w| w.id != workspace_id)
     {
         return Err(ApiError::workspace_not_found());
     }
@@ -373,6 +373,15 @@ pub(super) async fn force_unlock(
 /// One sample or an array of them (a store-and-forward replay), with
 /// errors that name the sample and its field: `[3].point.lat: …`.
 fn parse_samples(body: &[u8]) -> ApiResult<Vec<SampleJson>> {
+    // The common case in one pass; the slow path below only words the error.
+    let trimmed = body.trim_ascii_start();
+    if trimmed.starts_with(b"[") {
+        if let Ok(samples) = serde_json::from_slice::<Vec<SampleJson>>(trimmed) {
+            return Ok(samples);
+        }
+    } else if let Ok(sample) = serde_json::from_slice::<SampleJson>(trimmed) {
+        return Ok(vec![sample]);
+    }
     let value: serde_json::Value = crate::http::parse_json(body)?;
     let parse_one = |v: &serde_json::Value, prefix: &str| -> ApiResult<SampleJson> {
         crate::http::parse_json(v.to_string().as_bytes()).map_err(|mut e| {
@@ -403,45 +412,57 @@ async fn ingest(
     samples: &[SampleJson],
     not_before_ms: Option<i64>,
 ) -> ApiResult<u64> {
-    let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(&op.public_key).map_err(|_| {
+    let key = crate::verify::DeviceKey::from_sec1(&op.public_key).ok_or_else(|| {
         tracing::error!(operator = %op.id, "stored device key does not parse");
         ApiError::internal()
     })?;
     let now = app.now();
     let chain_id = app.config.chain.chain_id;
     let skew = i64::from(app.config.telemetry.max_future_skew_ms);
-    let mut verified = Vec::with_capacity(samples.len());
+    let at = |i: usize, field: &str| {
+        if samples.len() == 1 {
+            field.to_owned()
+        } else {
+            format!("[{i}].{field}")
+        }
+    };
+    let mut decoded = Vec::with_capacity(samples.len());
     for (i, json) in samples.iter().enumerate() {
-        let at = |field: &str| {
-            if samples.len() == 1 {
-                field.to_owned()
-            } else {
-                format!("[{i}].{field}")
-            }
-        };
         let (sample, signature) = json.decode(session).map_err(|e| match e {
             lx_protocol::telemetry::TelemetryError::Field { field, problem } => {
-                ApiError::invalid(&at(field), problem)
+                ApiError::invalid(&at(i, field), problem)
             }
-            other => ApiError::invalid(&at("signature"), other),
+            other => ApiError::invalid(&at(i, "signature"), other),
         })?;
-        sample.verify(&signature, chain_id, &key).map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidSignature,
-                format!(
-                    "{}: does not verify against the device key",
-                    at("signature")
-                ),
-            )
-            .with_detail("telemetry:badSignature")
-        })?;
+        decoded.push((sample, signature));
+    }
+    // Signatures are checked on every core, off the async threads.
+    let items: Vec<crate::verify::SignedDigest> = decoded
+        .iter()
+        .map(|(s, sig)| (s.digest(chain_id), sig.0))
+        .collect();
+    let bad = tokio::task::spawn_blocking(move || crate::verify::first_invalid(&key, &items))
+        .await
+        .map_err(|_| ApiError::internal())?;
+    if let Some(i) = bad {
+        return Err(ApiError::new(
+            ErrorCode::InvalidSignature,
+            format!(
+                "{}: does not verify against the device key",
+                at(i, "signature")
+            ),
+        )
+        .with_detail("telemetry:badSignature"));
+    }
+    let mut verified = Vec::with_capacity(decoded.len());
+    for (i, (sample, signature)) in decoded.into_iter().enumerate() {
         let captured = i64::try_from(sample.captured_at_ms).unwrap_or(i64::MAX);
         if captured > now + skew {
             return Err(ApiError::new(
                 ErrorCode::FutureTimestamp,
                 format!(
                     "{}: captured {} ms in the future",
-                    at("capturedAt"),
+                    at(i, "capturedAt"),
                     captured - now
                 ),
             )
@@ -452,7 +473,7 @@ async fn ingest(
                 ErrorCode::StaleTimestamp,
                 format!(
                     "{}: captured {} ms before the session was assigned",
-                    at("capturedAt"),
+                    at(i, "capturedAt"),
                     floor - captured
                 ),
             )

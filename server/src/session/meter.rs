@@ -325,8 +325,10 @@ mod tests {
         assert_eq!(out.meter.failed_seconds, 2);
     }
 
-    fn arb_timeline() -> impl Strategy<Value = (i64, u32, Vec<(i64, i64, u8)>, Vec<(i64, f64, u32)>)>
-    {
+    /// (duration ms, max seconds, windows (at, len, kind), fixes (at, metres north, accuracy cm)).
+    type Timeline = (i64, u32, Vec<(i64, i64, u8)>, Vec<(i64, f64, u32)>);
+
+    fn arb_timeline() -> impl Strategy<Value = Timeline> {
         (
             0i64..200_000,
             1u32..300,

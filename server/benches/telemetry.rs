@@ -1,0 +1,300 @@
+//! Telemetry ingest benchmark (`cargo xtask bench telemetry`).
+//!
+//! Signed samples verified and stored per second through HTTP: a server on
+//! loopback (SQLite file store), four enrolled devices each serving a LIVE
+//! session, one client per device posting batches of 100 pre-signed samples
+//! in sequence order. In the same run, the raw verify rate of the library
+//! the server verifies with, on one core and on all cores, and k256's for
+//! comparison. `BENCH telemetry.<metric>=<n>` lines carry the figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k256::ecdsa::SigningKey;
+use lx_protocol::api::{Availability, DeviceKind, Role, SessionState};
+use lx_protocol::geo::Point;
+use lx_protocol::telemetry::{Sample, SampleJson, Source};
+use lx_protocol::wallet::Address;
+use lx_server::app::App;
+use lx_server::auth::{generate_token, hash_key};
+use lx_server::clock::{SystemClock, wall_now_ms};
+use lx_server::config::Config;
+use lx_server::credit::StaticCredit;
+use lx_server::media::{self, ScriptedMedia};
+use lx_server::store::sqlite::SqliteStore;
+use lx_server::store::{
+    CoverageArea, EnrollmentToken, NewSession, Operator, Party, SessionFilter, Transition,
+    Workspace,
+};
+use lx_server::verify::{DeviceKey, first_invalid, verify_k256};
+use uuid::Uuid;
+
+const DEVICES: usize = 4;
+const SAMPLES_PER_DEVICE: usize = 20_000;
+const BATCH: usize = 100;
+const RAW: usize = 20_000;
+const AT: Point = Point {
+    lat: 4.711,
+    lng: -74.072,
+};
+
+struct Device {
+    token: String,
+    session: Uuid,
+    batches: Vec<String>,
+}
+
+fn workspace(slug: &str, role: Role, now: i64) -> Workspace {
+    Workspace {
+        id: Uuid::new_v4(),
+        slug: slug.into(),
+        name: slug.into(),
+        wallet: Address([slug.len() as u8; 20]),
+        roles: vec![role],
+        availability: if role == Role::Supplier {
+            Availability::Online
+        } else {
+            Availability::Offline
+        },
+        coverage: Some(CoverageArea {
+            lat: AT.lat,
+            lng: AT.lng,
+            radius_m: 5000,
+        }),
+        device_kind: Some(DeviceKind::Drone),
+        auto_accept: true,
+        offer_timeout_seconds: 15,
+        idle_since_ms: now,
+        created_ms: now,
+    }
+}
+
+async fn setup_device(
+    app: &App,
+    supplier: &Workspace,
+    consumer: &Workspace,
+    i: usize,
+    chain_id: u64,
+) -> Device {
+    let now = wall_now_ms();
+    let key = SigningKey::random(&mut rand::thread_rng());
+    let enroll = generate_token("lxen_");
+    app.store
+        .insert_enrollment_token(EnrollmentToken {
+            hash: hash_key(&enroll),
+            workspace_id: supplier.id,
+            created_ms: now,
+            expires_ms: now + 60_000,
+        })
+        .await
+        .expect("token");
+    let token = generate_token("lxdv_");
+    let op = Operator {
+        id: Uuid::new_v4(),
+        workspace_id: supplier.id,
+        name: format!("drone-{i}"),
+        device_kind: DeviceKind::Drone,
+        address: Address::from_signing_key(&key),
+        public_key: key
+            .verifying_key()
+            .to_encoded_point(true)
+            .as_bytes()
+            .to_vec(),
+        availability: Availability::Online,
+        battery_pct: None,
+        last_seen_ms: None,
+        last_sequence: None,
+        fix: None,
+        created_ms: now,
+    };
+    let op = app
+        .store
+        .enroll_operator(hash_key(&enroll), op, hash_key(&token), now)
+        .await
+        .expect("enroll");
+    let new = NewSession {
+        id: Uuid::new_v4(),
+        point: AT,
+        geofence_radius_m: 150,
+        max_duration_seconds: 3600,
+        wait_timeout_seconds: 300,
+        rate_micro_usdc: 1000,
+        consumer_workspace_id: consumer.id,
+        consumer_wallet: consumer.wallet,
+        quote_id: None,
+        created_ms: now - 200_000,
+    };
+    let session = app
+        .store
+        .create_session(new, u64::MAX / 4, now)
+        .await
+        .expect("session");
+    let assigned_ms = now - 200_000;
+    app.store
+        .apply(Transition {
+            session_id: session.id,
+            expected: Some(SessionState::Requested),
+            to: Some(SessionState::Assigned),
+            operator_workspace_id: Some(supplier.id),
+            operator_id: Some(op.id),
+            claim_operator: Some(op.id),
+            assigned_ms: Some(assigned_ms),
+            ..Transition::default()
+        })
+        .await
+        .expect("assign");
+    app.store
+        .apply(Transition {
+            session_id: session.id,
+            expected: Some(SessionState::Assigned),
+            to: Some(SessionState::Live),
+            started_ms: Some(assigned_ms),
+            ..Transition::default()
+        })
+        .await
+        .expect("live");
+    let samples: Vec<SampleJson> = (0..SAMPLES_PER_DEVICE)
+        .map(|n| {
+            let s = Sample::from_position(
+                Some(session.id),
+                n as u64 + 1,
+                (assigned_ms + n as i64 * 5) as u64,
+                Point::new(AT.lat + (n % 100) as f64 * 1e-6, AT.lng),
+                3.0,
+                Source::Gps,
+            )
+            .expect("sample");
+            SampleJson::encode(&s, s.sign(&key, chain_id))
+        })
+        .collect();
+    let batches = samples
+        .chunks(BATCH)
+        .map(|c| serde_json::to_string(c).expect("json"))
+        .collect();
+    Device {
+        token,
+        session: session.id,
+        batches,
+    }
+}
+
+fn rate(n: usize, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64()
+}
+
+fn raw_rates() -> (f64, f64, f64) {
+    let key = SigningKey::random(&mut rand::thread_rng());
+    let device =
+        DeviceKey::from_sec1(key.verifying_key().to_encoded_point(true).as_bytes()).expect("key");
+    let items: Vec<([u8; 32], [u8; 65])> = (0..RAW)
+        .map(|i| {
+            let d = lx_protocol::wallet::keccak256(&i.to_be_bytes());
+            (d, lx_protocol::wallet::sign_prehash(&key, &d).0)
+        })
+        .collect();
+    let t = Instant::now();
+    let ok = items.iter().filter(|(d, s)| device.verifies(d, s)).count();
+    let one_core = rate(RAW, t.elapsed());
+    assert_eq!(ok, RAW);
+    let t = Instant::now();
+    assert_eq!(first_invalid(&device, &items), None);
+    let all_cores = rate(RAW, t.elapsed());
+    let t = Instant::now();
+    let ok = items
+        .iter()
+        .take(RAW / 4)
+        .filter(|(d, s)| verify_k256(key.verifying_key(), d, s))
+        .count();
+    let k256 = rate(ok, t.elapsed());
+    (one_core, all_cores, k256)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (one_core, all_cores, k256) = raw_rates();
+        let library = if cfg!(feature = "libsecp256k1") { "libsecp256k1" } else { "k256" };
+        println!("raw verify ({library}): {one_core:.0}/s on one core, {all_cores:.0}/s on {} cores; k256: {k256:.0}/s on one core",
+            std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+        let dir = tempfile::tempdir().expect("dir");
+        let mut config = Config::defaults();
+        config.store.path = dir.path().join("lx.db");
+        let config = Arc::new(config);
+        let store = SqliteStore::open(&config.store.path).expect("store");
+        let (tx, rx) = media::channel();
+        let app = App::new(
+            Arc::clone(&config),
+            Arc::new(store),
+            Arc::new(SystemClock),
+            Arc::new(StaticCredit::new(u64::MAX / 4)),
+            Arc::new(ScriptedMedia::new(tx)),
+            [1; 32],
+        )
+        .await
+        .expect("app");
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        app.spawn_background(rx, stop_rx);
+        let now = wall_now_ms();
+        let consumer = app.store.insert_workspace(workspace("bench-consumer", Role::Consumer, now)).await.expect("consumer");
+        let supplier = app.store.insert_workspace(workspace("bench-supplier", Role::Supplier, now)).await.expect("supplier");
+        let mut devices = Vec::new();
+        let t = Instant::now();
+        for i in 0..DEVICES {
+            devices.push(setup_device(&app, &supplier, &consumer, i, config.chain.chain_id).await);
+        }
+        println!("signed {} samples on {DEVICES} devices in {:.1} s (the devices' work, not timed below)",
+            DEVICES * SAMPLES_PER_DEVICE, t.elapsed().as_secs_f64());
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
+        tokio::spawn(axum::serve(listener, lx_server::routes::router(Arc::clone(&app))).into_future());
+        let http = reqwest::Client::new();
+        let t = Instant::now();
+        let clients: Vec<_> = devices
+            .into_iter()
+            .map(|d| {
+                let http = http.clone();
+                let url = format!("{base}/sessions/{}/telemetry", d.session);
+                tokio::spawn(async move {
+                    for body in d.batches {
+                        let r = http
+                            .post(&url)
+                            .bearer_auth(&d.token)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await
+                            .expect("post");
+                        assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.await.expect("client");
+        }
+        let took = t.elapsed();
+        let total = DEVICES * SAMPLES_PER_DEVICE;
+        let ingest = rate(total, took);
+        let stored: usize = {
+            let mut n = 0;
+            let all = SessionFilter { limit: 100, ..SessionFilter::default() };
+            for s in app.store.sessions_of(supplier.id, Party::Operator, all).await.into_iter().flatten() {
+                n += app.store.session_samples(s.id).await.map(|v| v.len()).unwrap_or(0);
+            }
+            n
+        };
+        println!("ingest: {total} samples in {:.2} s through HTTP, batches of {BATCH}, {DEVICES} clients: {ingest:.0}/s ({} stored)",
+            took.as_secs_f64(), stored);
+        assert_eq!(stored, total, "every sample stored");
+        println!("BENCH telemetry.ingest_per_s={ingest:.0}");
+        println!("BENCH telemetry.raw_verify_per_s={all_cores:.0}");
+        println!("BENCH telemetry.raw_verify_one_core_per_s={one_core:.0}");
+        println!("BENCH telemetry.k256_verify_one_core_per_s={k256:.0}");
+        println!("BENCH telemetry.ingest_to_raw_ratio={:.3}", ingest / all_cores);
+    });
+}
