@@ -4,10 +4,12 @@
 //!   one session through the API (workspaces, keys, quote, dispatch).
 //! - `cargo xtask test`  — install what is missing, then run every test.
 //! - `cargo xtask bench NAME` — run one benchmark (`BENCH name.metric=value` lines).
+//! - `cargo xtask fuzz NAME` — run a fuzz target for ten minutes.
 
 mod bench;
 mod demo;
 mod fixtures;
+mod fuzz;
 mod npm;
 mod test;
 
@@ -35,7 +37,14 @@ enum Task {
         #[arg(long)]
         keep: bool,
     },
-    /// Run one benchmark by name (known: dispatch).
+    /// Run a fuzz target (known: nmea) for a while.
+    Fuzz {
+        name: String,
+        /// How long to fuzz.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+    },
+    /// Run one benchmark by name (known: dispatch, telemetry, agent).
     Bench {
         /// The benchmark to run.
         name: String,
@@ -48,6 +57,7 @@ fn main() {
         Task::Test => test::run(),
         Task::Demo { keep } => demo::run(keep),
         Task::Bench { name } => bench::run(&name),
+        Task::Fuzz { name, seconds } => fuzz::run(&name, seconds),
     };
     if let Err(err) = result {
         eprintln!("\nxtask: error: {err:#}");
