@@ -1,47 +1,79 @@
-//! `cargo xtask demo`: build `lx-server`, start it on a free loopback port
-//! with a fresh data directory under `.lx/demo/`, and walk one session
-//! through the API as a consumer and a supplier would, timing every step.
+//! `cargo xtask demo`: build `lx-server`, `lx-agent` and `lx-nmea-replay`,
+//! start the server on a free loopback port with a fresh data directory
+//! under `.lx/demo/`, and walk one session through the API as a consumer, a
+//! supplier and its drone would, timing every step.
 //!
-//! What it shows is what the server does today: wallet-signed workspaces,
-//! wallet sign-in, API keys, a supplier going ONLINE, a priced quote, a
-//! session and its dispatch to ASSIGNED. The server runs without a media
-//! plane (`media.backend = "none"`), so `start` answers 503 VIDEO_ERROR and
-//! the session is ended (cancelled) before LIVE.
+//! The drone is simulated at the edges only: a real receiver's NMEA log
+//! (gpsd's `ublox-neo-m9n-nmea`) is replayed into a pseudo-terminal by
+//! `lx-nmea-replay`, and an unmodified `lx-agent` reads it as its serial GPS,
+//! enrolls with a token, heartbeats its signed position, takes the session
+//! it is dispatched and signs a sample a second for it; the consumer reads
+//! the verified track back.
+//!
+//! What it cannot show yet: the server runs without a media plane
+//! (`media.backend = "none"`), so `start` answers 503 VIDEO_ERROR, the
+//! session never goes LIVE, and the meter, which counts seconds from LIVE,
+//! has nothing to count: the session is ended (cancelled) before LIVE.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use k256::ecdsa::SigningKey;
+use lx_hal::gps::{Fix, Output, Quality, Tracker};
+use lx_hal::sim::Pacer;
 use lx_protocol::wallet::{Address, sign_personal};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{cargo, header, stream_ok};
 
-/// Bogotá: the supplier's coverage centre.
-const COVERAGE: (f64, f64) = (4.711, -74.072);
-/// The requested point, about 500 m from the centre.
-const POINT: (f64, f64) = (4.7145, -74.069);
+/// The receiver log the drone replays: a u-blox NEO-M9N with a steady DGPS
+/// fix for a minute (gpsd's test/daemon; always present once fetched).
+const GPS_LOG: &str = "ublox-neo-m9n-nmea.log";
+/// The consumer asks for eyes this far north of the drone's first fix.
+const POINT_OFFSET_M: f64 = 30.0;
+const GEOFENCE_RADIUS_M: u32 = 100;
 const COVERAGE_RADIUS_M: u32 = 2000;
 const DURATION_S: u32 = 120;
-const NOT_YET: &str = "\n    not in this build yet: video (WHIP/WHEP, frames), signed telemetry and the meter,\n    on-chain settlement; each arrives with its issue.";
+const DEVICE_NAME: &str = "demo-drone-1";
+/// How long the consumer lets the drone fly before reading its track.
+const TRACK_WAIT: Duration = Duration::from_secs(5);
+const NOT_YET: &str = "\n    not in this build yet: video (WHIP/WHEP, decoded frames) and with it LIVE and the\n    per-second meter; MQTT; on-chain settlement. Each arrives with its issue.";
 /// The consumer's static credit line: 100 USDC.
 const CREDIT_MICRO_USDC: u64 = 100_000_000;
+/// Metres per degree of latitude (mean Earth radius 6 371 008.8 m).
+const M_PER_DEG_LAT: f64 = 111_195.08;
 
 pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let t = Instant::now();
     stream_ok(
-        "cargo build -p lx-server",
-        cargo().args(["build", "-p", "lx-server"]),
+        "cargo build -p lx-server -p lx-agent -p lx-hal --features lx-hal/linux",
+        cargo().args([
+            "build",
+            "-p",
+            "lx-server",
+            "-p",
+            "lx-agent",
+            "-p",
+            "lx-hal",
+            "--features",
+            "lx-hal/linux",
+        ]),
     )?;
-    let binary = target_dir()?.join("debug").join("lx-server");
-    println!("    built {} in {}", binary.display(), fmt_dur(t.elapsed()));
+    let bins = Bins::locate()?;
+    println!(
+        "    built lx-server, lx-agent and lx-nmea-replay in {} ({})",
+        fmt_dur(t.elapsed()),
+        bins.dir.display()
+    );
+    let gps_log = crate::fixtures::ensure_gpsd_logs()?.join(GPS_LOG);
 
     let dir = fresh_dir()?;
     let port = free_port()?;
@@ -55,56 +87,139 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
 
-    header("lx demo: the server core, one session from request to dispatch");
-    let mut server = Server::start(&binary, &config, &dir)?;
+    header("lx demo: one session from request to dispatch, served by a simulated drone");
+    let server = Proc::spawn(
+        "server",
+        Command::new(&bins.server).arg("--config").arg(&config),
+        &dir,
+        "server.log",
+        Piped::No,
+    )?;
+    let mut demo = Demo {
+        dir,
+        url,
+        bins,
+        gps_log,
+        procs: Procs {
+            agent: None,
+            replay: None,
+            server,
+        },
+    };
     let outcome = runtime.block_on(async {
-        let api = Api::new(&url)?;
-        let ready = server.wait_ready(&api).await?;
-        walk(&api, ready, &url, &server).await
+        let api = Api::new(&demo.url)?;
+        let ready = demo.procs.server.wait_ready(&api).await?;
+        walk(&api, ready, &mut demo).await
     });
-    match outcome {
-        Ok(keys) if keep => {
-            println!("{NOT_YET}");
-            let pid = server.detach();
-            header("server left running (--keep)");
-            println!("    URL        {url}  (health: {url}/api/v1/health)");
-            println!("    OpenAPI    {url}/api/v1/openapi.json");
-            println!("    pid        {pid}   (stop it with: kill {pid})");
-            println!("    log        {}", server.log.display());
-            println!("    consumer key  {}", keys.consumer);
-            println!("    supplier key  {}", keys.supplier);
-            println!(
-                "    try        curl -s -H 'Authorization: Bearer {}' {url}/api/v1/sessions",
-                keys.consumer
-            );
-        }
-        Ok(_) => {
-            let t = Instant::now();
-            server.stop()?;
-            line(
-                "server",
-                "SIGTERM → stopped gracefully (exit 0)",
-                t.elapsed(),
-            );
-            println!("{NOT_YET}");
-            println!(
-                "    demo done in {}; data and server log in {}",
-                fmt_dur(started.elapsed()),
-                dir.display()
-            );
-        }
+    let done = match outcome {
+        Ok(done) => done,
         Err(err) => {
-            server.print_log_tail(30);
+            demo.procs.print_log_tails(30);
+            // Dropping `demo` stops the agent, the replay and the server.
             return Err(err);
         }
+    };
+    println!("{NOT_YET}");
+    if keep {
+        leave_running(&mut demo, &done);
+        return Ok(());
     }
+    let procs = &mut demo.procs;
+    for proc in [
+        procs.agent.as_mut(),
+        procs.replay.as_mut(),
+        Some(&mut procs.server),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let t = Instant::now();
+        let how = proc.stop()?;
+        line(proc.who, &format!("SIGTERM → {how}"), t.elapsed());
+    }
+    println!(
+        "    demo done in {}; data and logs (server, agent, replay) in {}",
+        fmt_dur(started.elapsed()),
+        demo.dir.display()
+    );
     Ok(())
 }
 
-/// The API keys minted during the walk, printed with `--keep`.
-struct Keys {
-    consumer: String,
-    supplier: String,
+/// `--keep`: the three processes outlive us; say how to reach and stop them.
+fn leave_running(demo: &mut Demo, done: &Done) {
+    let url = &demo.url;
+    let procs = &mut demo.procs;
+    let agent = procs.agent.as_mut().map(Proc::detach).unwrap_or_default();
+    let replay = procs.replay.as_mut().map(Proc::detach).unwrap_or_default();
+    let server = procs.server.detach();
+    header("left running (--keep)");
+    println!("    server     {url}  (health: {url}/api/v1/health), pid {server}");
+    println!("               OpenAPI {url}/api/v1/openapi.json");
+    println!(
+        "    agent      pid {agent}, device {}, health {}",
+        done.device_id, done.agent_health
+    );
+    println!("               config {}", done.agent_config.display());
+    println!(
+        "    replay     pid {replay}, GPS on {} (log {})",
+        done.pty,
+        demo.gps_log.display()
+    );
+    println!(
+        "    logs       {}/{{server,agent,replay}}.log",
+        demo.dir.display()
+    );
+    println!("    consumer key  {}", done.consumer_key);
+    println!("    supplier key  {}", done.supplier_key);
+    println!(
+        "    try        curl -s -H 'Authorization: Bearer {}' {url}/api/v1/workspaces/{}/operators",
+        done.supplier_key, done.supplier_id
+    );
+    println!("    stop all   kill -TERM {agent} {replay} {server}");
+}
+
+/// What a finished walk hands back, for `--keep`.
+struct Done {
+    consumer_key: String,
+    supplier_key: String,
+    supplier_id: String,
+    device_id: String,
+    agent_health: String,
+    agent_config: PathBuf,
+    pty: String,
+}
+
+/// Everything the walk needs besides the HTTP client.
+struct Demo {
+    dir: PathBuf,
+    url: String,
+    bins: Bins,
+    gps_log: PathBuf,
+    procs: Procs,
+}
+
+/// The demo's child processes. Fields drop in declaration order, so on an
+/// early return the agent stops first (it talks to the server and reads the
+/// pty), then the replay, then the server.
+struct Procs {
+    agent: Option<Proc>,
+    replay: Option<Proc>,
+    server: Proc,
+}
+
+impl Procs {
+    fn print_log_tails(&self, lines: usize) {
+        for proc in [
+            self.agent.as_ref(),
+            self.replay.as_ref(),
+            Some(&self.server),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            proc.print_log_tail(lines);
+        }
+    }
 }
 
 /// One wallet and what it accumulates on the way.
@@ -126,7 +241,8 @@ impl Party {
     }
 }
 
-async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow::Result<Keys> {
+async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Done> {
+    let url = demo.url.clone();
     let health = api
         .ok(Method::GET, "/api/v1/health", Auth::None, None)
         .await?;
@@ -134,7 +250,7 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
         "server",
         &format!(
             "{url} ready (pid {}, version {}, store {})",
-            server.pid(),
+            demo.procs.server.pid(),
             str_of(&health, "version")?,
             str_of(&health, "store")?,
         ),
@@ -146,7 +262,7 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
 
     // 1. Workspaces, created by a wallet signature over a challenge.
     let t = Instant::now();
-    let consumer_ws = create_workspace(api, &consumer, "bogota-consumer", "CONSUMER").await?;
+    let consumer_ws = create_workspace(api, &consumer, "demo-consumer", "CONSUMER").await?;
     line(
         consumer.who,
         &format!(
@@ -157,7 +273,7 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
         t.elapsed(),
     );
     let t = Instant::now();
-    let supplier_ws = create_workspace(api, &supplier, "bogota-drone", "SUPPLIER").await?;
+    let supplier_ws = create_workspace(api, &supplier, "demo-drones", "SUPPLIER").await?;
     line(
         supplier.who,
         &format!(
@@ -169,6 +285,7 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
     );
     let consumer_id = str_of(&consumer_ws, "id")?.to_owned();
     let supplier_id = str_of(&supplier_ws, "id")?.to_owned();
+    let supplier_slug = str_of(&supplier_ws, "slug")?.to_owned();
 
     // 2. Wallet sign-in (the lx_session cookie), then an API key each.
     let consumer_scopes = [
@@ -213,7 +330,27 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
         .try_into()
         .map_err(|_| anyhow::anyhow!("expected two API keys"))?;
 
-    // 3. The supplier goes ONLINE over Bogotá.
+    // 3. The drone's GPS: a real receiver's log, read once here so that the
+    //    coverage and the request sit where the drone will be.
+    let t = Instant::now();
+    let log = GpsLog::read(&demo.gps_log)?;
+    let first = log.first_fix();
+    let home = (first.lat, first.lng);
+    line(
+        "gps log",
+        &format!(
+            "{} ({}): {} fixes over {:.0} s, none lost; first {} {}",
+            GPS_LOG,
+            log.about(),
+            log.epochs,
+            log.span_s,
+            fmt_pos(home.0, home.1),
+            describe_fix(first),
+        ),
+        t.elapsed(),
+    );
+
+    // 4. The supplier goes ONLINE over the log's location.
     let t = Instant::now();
     let online = api
         .ok(
@@ -222,8 +359,8 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
             Auth::Key(&supplier_key),
             Some(json!({
                 "availabilityState": "ONLINE",
-                "coverageLat": COVERAGE.0,
-                "coverageLng": COVERAGE.1,
+                "coverageLat": home.0,
+                "coverageLng": home.1,
                 "coverageRadiusMeters": COVERAGE_RADIUS_M,
                 "deviceKind": "DRONE",
                 "autoAccept": true,
@@ -233,24 +370,26 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
     line(
         supplier.who,
         &format!(
-            "{} {}: coverage {} m around {},{}, auto-accept",
+            "{} {}: coverage {} m around the log's first fix, auto-accept",
             str_of(&online, "deviceKind")?,
             str_of(&online, "availabilityState")?,
             COVERAGE_RADIUS_M,
-            COVERAGE.0,
-            COVERAGE.1
         ),
         t.elapsed(),
     );
 
-    // 4. The consumer prices the request and creates the session.
+    // 5. The drone: its GPS replayed into a pty, an agent enrolled and running.
+    let device = bring_up_device(api, demo, &supplier_id, &supplier_key).await?;
+
+    // 6. The consumer prices the request and creates the session.
+    let point = (home.0 + POINT_OFFSET_M / M_PER_DEG_LAT, home.1);
     let t = Instant::now();
     let quote = api
         .ok(
             Method::GET,
             &format!(
                 "/api/v1/pricing/quote?lat={}&lng={}&durationSeconds={DURATION_S}",
-                POINT.0, POINT.1
+                point.0, point.1
             ),
             Auth::Key(&consumer_key),
             None,
@@ -261,9 +400,8 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
     line(
         consumer.who,
         &format!(
-            "quote at {},{} for {DURATION_S} s: {rate} µUSDC/s (supply ×{:.2}, demand ×{:.2}, corridor ×{:.2}), at most {} USDC, locked until {}",
-            POINT.0,
-            POINT.1,
+            "quote at {} ({POINT_OFFSET_M:.0} m north of the drone) for {DURATION_S} s: {rate} µUSDC/s (supply ×{:.2}, demand ×{:.2}, corridor ×{:.2}), at most {} USDC, locked until {}",
+            fmt_pos(point.0, point.1),
             num_of(&quote, "supplyFactor")?,
             num_of(&quote, "demandFactor")?,
             num_of(&quote, "corridorMultiplier")?,
@@ -280,9 +418,10 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
             "/api/v1/sessions",
             Auth::Key(&consumer_key),
             Some(json!({
-                "lat": POINT.0,
-                "lng": POINT.1,
+                "lat": point.0,
+                "lng": point.1,
                 "maxDurationSeconds": DURATION_S,
+                "geofenceRadiusMeters": GEOFENCE_RADIUS_M,
                 "quoteId": quote_id,
             })),
         )
@@ -292,14 +431,16 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
     line(
         consumer.who,
         &format!(
-            "session {session_id} REQUESTED, hold {} USDC of {} USDC credit",
+            "session {session_id} REQUESTED, geofence {} m, hold {} USDC of {} USDC credit",
+            u64_of(&session, "geofenceRadiusMeters")?,
             usdc(u64_of(&session, "holdMicroUsdc")?),
             usdc(CREDIT_MICRO_USDC)
         ),
         t.elapsed(),
     );
 
-    // 5. Dispatch: the covering, longest-idle ONLINE supplier gets it.
+    // 7. Dispatch: the covering supplier, and in its fleet the nearest
+    //    connected ONLINE device.
     let t = Instant::now();
     let assigned = api
         .ok(
@@ -309,14 +450,25 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
             None,
         )
         .await?;
+    let dispatched_at = Instant::now();
     let took = t.elapsed();
     expect_state(&assigned, "ASSIGNED")?;
-    let operator = assigned
+    let operator_ws = assigned
         .get("operatorWorkspaceId")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if operator != supplier_id {
-        bail!("dispatch assigned workspace '{operator}', expected the supplier {supplier_id}");
+    if operator_ws != supplier_id {
+        bail!("dispatch assigned workspace '{operator_ws}', expected the supplier {supplier_id}");
+    }
+    let operator = assigned
+        .get("operatorId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if operator != device.id {
+        bail!(
+            "dispatch gave the session to device '{operator}', expected {DEVICE_NAME} ({})",
+            device.id
+        );
     }
     let busy = api
         .ok(
@@ -326,17 +478,42 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
             None,
         )
         .await?;
+    let drone = operator_by_id(api, &supplier_id, &supplier_key, &device.id).await?;
     line(
         consumer.who,
         &format!(
-            "dispatch → ASSIGNED to {} (supplier now {})",
-            str_of(&supplier_ws, "slug")?,
-            str_of(&busy, "availabilityState")?
+            "dispatch → ASSIGNED to {supplier_slug}, device {DEVICE_NAME} (operatorId {operator}), its nearest connected ONLINE drone; supplier now {}, drone {}",
+            str_of(&busy, "availabilityState")?,
+            str_of(&drone, "availabilityState")?,
         ),
         took,
     );
 
-    // 6. Video: not in this build. Show the honest answer.
+    // 8. Video: not in this build. The agent starts the session by itself;
+    //    show what it logged, then ask the same as the supplier.
+    let t = Instant::now();
+    let agent_start = wait_for_log(
+        &demo.procs.agent_log()?,
+        &[
+            "session started",
+            "start refused",
+            "start did not reach the server",
+        ],
+        Duration::from_secs(10),
+    )
+    .await?;
+    // The agent files every 5xx under "unreachable" and retries it each
+    // poll; say what the 503 was rather than leave its words alone.
+    let aside = if agent_start.contains("503") {
+        " (that 503 is the VIDEO_ERROR below; it tries again each poll)"
+    } else {
+        ""
+    };
+    line(
+        "agent",
+        &format!("took the assignment and called start; agent.log: \"{agent_start}\"{aside}"),
+        t.elapsed(),
+    );
     let t = Instant::now();
     let start = api
         .call(
@@ -358,7 +535,7 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
         Err(failure) if failure.code == "VIDEO_ERROR" => line(
             supplier.who,
             &format!(
-                "start → {} VIDEO_ERROR: no media plane in this build yet (video arrives with the media issue)",
+                "start → {} VIDEO_ERROR: no media plane in this build yet (video arrives with the media issue); the session stays ASSIGNED",
                 failure.status
             ),
             t.elapsed(),
@@ -366,7 +543,34 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
         Err(failure) => return Err(failure.into()),
     }
 
-    // 7. End before LIVE: a cancel, no charge, the supplier is released.
+    // 9. The consumer reads the drone's verified track.
+    let rest = TRACK_WAIT.saturating_sub(dispatched_at.elapsed());
+    tokio::time::sleep(rest).await;
+    let t = Instant::now();
+    let track = api
+        .ok(
+            Method::GET,
+            &format!("/api/v1/sessions/{session_id}/telemetry?limit=1000"),
+            Auth::Key(&consumer_key),
+            None,
+        )
+        .await?;
+    report_track(&track, &log, point, dispatched_at.elapsed(), t.elapsed())?;
+    let t = Instant::now();
+    let health = AgentHealth::fetch(api, &device.health).await?;
+    let refusal = if health.refused > 0 {
+        let log = demo.procs.agent_log()?;
+        let needle = ["server refused telemetry"];
+        match wait_for_log(&log, &needle, Duration::from_secs(2)).await {
+            Ok(said) => format!("; agent.log: \"{said}\""),
+            Err(_) => format!("; see {}", log.display()),
+        }
+    } else {
+        String::new()
+    };
+    line("agent", &format!("{health}{refusal}"), t.elapsed());
+
+    // 10. End before LIVE: a cancel, no charge, the drone is released.
     let t = Instant::now();
     let ended = api
         .ok(
@@ -386,20 +590,526 @@ async fn walk(api: &Api, ready: Duration, url: &str, server: &Server) -> anyhow:
             None,
         )
         .await?;
+    let drone = operator_by_id(api, &supplier_id, &supplier_key, &device.id).await?;
     line(
         consumer.who,
         &format!(
-            "end → final state {} at {} (ended before LIVE: no charge; supplier {} again)",
+            "end → {} at {}: ended before LIVE, so a cancel; supplier {}, drone {} again",
             str_of(&ended, "state")?,
             ended.get("endedAt").and_then(Value::as_str).unwrap_or("-"),
-            str_of(&released, "availabilityState")?
+            str_of(&released, "availabilityState")?,
+            str_of(&drone, "availabilityState")?,
         ),
         took,
     );
-    Ok(Keys {
-        consumer: consumer_key,
-        supplier: supplier_key,
+    match ended.get("meter").filter(|m| !m.is_null()) {
+        Some(meter) => line(
+            consumer.who,
+            &format!(
+                "meter: {} clean s, {} failed s, charged {} USDC",
+                u64_of(meter, "cleanSeconds")?,
+                u64_of(meter, "failedSeconds")?,
+                usdc(u64_of(meter, "chargedMicroUsdc")?)
+            ),
+            Duration::ZERO,
+        ),
+        None => println!(
+            "  {:<9} meter: none to see. It counts the seconds from LIVE, and LIVE needs a decoded video frame\n            (the media plane, not in this build): the track above was verified, but 0 s were billable, 0 USDC charged.",
+            consumer.who
+        ),
+    }
+
+    Ok(Done {
+        consumer_key,
+        supplier_key,
+        supplier_id,
+        device_id: device.id,
+        agent_health: device.health,
+        agent_config: device.config,
+        pty: device.pty,
     })
+}
+
+/// The enrolled, running, connected drone.
+struct Device {
+    id: String,
+    health: String,
+    config: PathBuf,
+    pty: String,
+}
+
+/// Starts the replay, enrolls and runs the agent on it, and waits until the
+/// server sees the device connected with a verified position.
+async fn bring_up_device(
+    api: &Api,
+    demo: &mut Demo,
+    supplier_id: &str,
+    supplier_key: &str,
+) -> anyhow::Result<Device> {
+    let t = Instant::now();
+    let minted = api
+        .ok(
+            Method::POST,
+            &format!("/api/v1/workspaces/{supplier_id}/enrollment-tokens"),
+            Auth::Key(supplier_key),
+            None,
+        )
+        .await?;
+    let token = str_of(&minted, "token")?.to_owned();
+    line(
+        "supplier",
+        &format!(
+            "enrollment token {}… for one device, valid until {}",
+            token.chars().take(10).collect::<String>(),
+            str_of(&minted, "expiresAt")?
+        ),
+        t.elapsed(),
+    );
+
+    let t = Instant::now();
+    let mut replay = Proc::spawn(
+        "replay",
+        Command::new(&demo.bins.replay)
+            .arg(&demo.gps_log)
+            .arg("--loop"),
+        &demo.dir,
+        "replay.log",
+        Piped::Stdout,
+    )?
+    // It has nothing to save, so it keeps the default action of SIGTERM.
+    .ends_by_signal();
+    let pty = replay.first_stdout_line(Duration::from_secs(10))?;
+    let replay_pid = replay.pid();
+    demo.procs.replay = Some(replay);
+    line(
+        "replay",
+        &format!("lx-nmea-replay {GPS_LOG} --loop → GPS on {pty} (pid {replay_pid}), real time"),
+        t.elapsed(),
+    );
+
+    let t = Instant::now();
+    let health_port = free_port()?;
+    let config = demo.dir.join("agent.toml");
+    write_agent_config(&config, &demo.dir, &demo.url, &pty, health_port)?;
+    let enroll_log = demo.dir.join("agent-enroll.log");
+    let out =
+        File::create(&enroll_log).with_context(|| format!("creating {}", enroll_log.display()))?;
+    let status = Command::new(&demo.bins.agent)
+        .arg("--config")
+        .arg(&config)
+        .args(["enroll", "--token", &token])
+        .current_dir(&demo.dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .context("running lx-agent enroll")?;
+    let said = std::fs::read_to_string(&enroll_log).unwrap_or_default();
+    if !status.success() {
+        bail!("lx-agent enroll failed ({status}):\n{said}");
+    }
+    let enrolled = said
+        .lines()
+        .find(|l| l.starts_with("enrolled as"))
+        .unwrap_or("enrolled")
+        .to_owned();
+    line(
+        "agent",
+        &format!(
+            "lx-agent enroll --token … → {enrolled} (device key in {})",
+            demo.dir.join("agent-state").display()
+        ),
+        t.elapsed(),
+    );
+
+    let t = Instant::now();
+    let agent = Proc::spawn(
+        "agent",
+        Command::new(&demo.bins.agent)
+            .arg("--config")
+            .arg(&config)
+            .arg("run"),
+        &demo.dir,
+        "agent.log",
+        Piped::No,
+    )?;
+    let agent_pid = agent.pid();
+    demo.procs.agent = Some(agent);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let op = loop {
+        if let Some(agent) = demo.procs.agent.as_mut() {
+            agent.check_running()?;
+        }
+        if let Some(replay) = demo.procs.replay.as_mut() {
+            replay.check_running()?;
+        }
+        let list = api
+            .ok(
+                Method::GET,
+                &format!("/api/v1/workspaces/{supplier_id}/operators"),
+                Auth::Key(supplier_key),
+                None,
+            )
+            .await?;
+        let found = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|op| {
+                op.get("name").and_then(Value::as_str) == Some(DEVICE_NAME)
+                    && op.get("connected").and_then(Value::as_bool) == Some(true)
+                    && op.get("position").is_some_and(|p| !p.is_null())
+            })
+            .cloned();
+        if let Some(op) = found {
+            break op;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{DEVICE_NAME} was not connected with a position within 30 s of `lx-agent run` (see {})",
+                demo.dir.join("agent.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = t.elapsed();
+    let position = op.get("position").unwrap_or(&Value::Null);
+    let health = format!("http://127.0.0.1:{health_port}/healthz");
+    let healthz = AgentHealth::fetch(api, &health).await?;
+    line(
+        "device",
+        &format!(
+            "lx-agent run (pid {agent_pid}) → {DEVICE_NAME} {} and connected: signed position {} ±{:.1} m at {}, key {}; agent {healthz}",
+            str_of(&op, "availabilityState")?,
+            fmt_pos(num_of(position, "lat")?, num_of(position, "lng")?),
+            num_of(position, "accuracyMeters")?,
+            str_of(position, "capturedAt")?,
+            short(str_of(&op, "address")?),
+        ),
+        took,
+    );
+    Ok(Device {
+        id: str_of(&op, "id")?.to_owned(),
+        health,
+        config,
+        pty,
+    })
+}
+
+/// The agent's own account, from its `GET /healthz`.
+struct AgentHealth {
+    status: u16,
+    state: String,
+    has_fix: bool,
+    signed: u64,
+    sent: u64,
+    refused: u64,
+}
+
+impl AgentHealth {
+    async fn fetch(api: &Api, url: &str) -> anyhow::Result<Self> {
+        let response = api
+            .http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}: no answer"))?;
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("GET {url}: not JSON"))?;
+        let telemetry = body.get("telemetry").unwrap_or(&Value::Null);
+        Ok(Self {
+            status,
+            state: str_of(&body, "status")?.to_owned(),
+            has_fix: body.get("hasFix").and_then(Value::as_bool) == Some(true),
+            signed: u64_of(telemetry, "signed")?,
+            sent: u64_of(telemetry, "sent")?,
+            refused: u64_of(telemetry, "refused")?,
+        })
+    }
+}
+
+impl fmt::Display for AgentHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "/healthz {} {} ({}, samples signed {}, sent {}, refused {})",
+            self.status,
+            self.state,
+            if self.has_fix { "has a fix" } else { "no fix" },
+            self.signed,
+            self.sent,
+            self.refused
+        )
+    }
+}
+
+async fn operator_by_id(
+    api: &Api,
+    workspace_id: &str,
+    key: &str,
+    id: &str,
+) -> anyhow::Result<Value> {
+    let list = api
+        .ok(
+            Method::GET,
+            &format!("/api/v1/workspaces/{workspace_id}/operators"),
+            Auth::Key(key),
+            None,
+        )
+        .await?;
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .find(|op| op.get("id").and_then(Value::as_str) == Some(id))
+        .cloned()
+        .with_context(|| format!("device {id} is not in the fleet list: {list}"))
+}
+
+/// Prints what the consumer sees of the track, and checks it against the log
+/// and the geofence.
+fn report_track(
+    track: &Value,
+    log: &GpsLog,
+    point: (f64, f64),
+    flown: Duration,
+    took: Duration,
+) -> anyhow::Result<()> {
+    let samples = track.as_array().map(Vec::as_slice).unwrap_or_default();
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        bail!(
+            "no verified telemetry for the session {} after dispatch (see agent.log)",
+            fmt_dur(flown)
+        );
+    };
+    let mut accuracy = (f64::INFINITY, 0.0_f64);
+    let mut distance = (f64::INFINITY, 0.0_f64);
+    let mut from_log = 0;
+    let mut sources = Vec::new();
+    for s in samples {
+        let (lat, lng) = (num_of(s, "lat")?, num_of(s, "lng")?);
+        let acc = num_of(s, "accuracyMeters")?;
+        accuracy = (accuracy.0.min(acc), accuracy.1.max(acc));
+        let d = metres_between((lat, lng), point);
+        distance = (distance.0.min(d), distance.1.max(d));
+        if log.has_position(lat, lng) {
+            from_log += 1;
+        }
+        let source = str_of(s, "source")?;
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
+    }
+    let at = |s: &Value| -> anyhow::Result<String> {
+        Ok(format!(
+            "{} at {}",
+            fmt_pos(num_of(s, "lat")?, num_of(s, "lng")?),
+            str_of(s, "capturedAt")?
+        ))
+    };
+    line(
+        "consumer",
+        &format!(
+            "verified track {} after dispatch: {} samples (sequence {}–{}), source {}, accuracy {:.1}–{:.1} m",
+            fmt_dur(flown),
+            samples.len(),
+            u64_of(first, "sequence")?,
+            u64_of(last, "sequence")?,
+            sources.join(", "),
+            accuracy.0,
+            accuracy.1,
+        ),
+        took,
+    );
+    println!("{:12}first {}", "", at(first)?);
+    println!("{:12}last  {}", "", at(last)?);
+    let fence = f64::from(GEOFENCE_RADIUS_M);
+    println!(
+        "{:12}{} {:.1}–{:.1} m from the requested point (geofence {GEOFENCE_RADIUS_M} m); {}/{} are positions of the log to 1e-7°",
+        "",
+        if distance.1 <= fence {
+            "all inside the geofence,"
+        } else {
+            "NOT all inside the geofence:"
+        },
+        distance.0,
+        distance.1,
+        from_log,
+        samples.len(),
+    );
+    Ok(())
+}
+
+/// Waits until `log` has a line containing one of `needles`; returns that
+/// line from the needle on (without the timestamp and level).
+async fn wait_for_log(log: &Path, needles: &[&str], within: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text.lines().find_map(|l| {
+            needles
+                .iter()
+                .find_map(|n| l.find(n))
+                .map(|at| l[at..].trim().to_owned())
+        });
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} has no line with {needles:?} after {within:?}",
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// --------------------------------------------------------------- GPS log
+
+/// The replayed log as lx-hal's tracker reads it.
+struct GpsLog {
+    /// `# Chipset:` (else `# Name:`) of gpsd's log header.
+    receiver: Option<String>,
+    /// `# Location:` of the header.
+    place: Option<String>,
+    /// Every fix the tracker output, in order (an epoch may update its fix).
+    fixes: Vec<Fix>,
+    /// Receiver epochs (distinct UTC times) with a fix.
+    epochs: usize,
+    /// From the first fix's UTC time to the last one's.
+    span_s: f64,
+}
+
+impl GpsLog {
+    /// Reads `path` at its own pace (a virtual clock, nothing sleeps) and
+    /// insists on a steady fix: one at least every epoch, never lost.
+    fn read(path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut tracker = Tracker::default();
+        let mut pacer = Pacer::new(1.0, Duration::from_secs(5))?;
+        let mut now = Instant::now();
+        let (mut receiver, mut place) = (None, None);
+        let mut fixes = Vec::new();
+        let mut lost = 0;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            if let Some(comment) = line.strip_prefix(b"#") {
+                let text = String::from_utf8_lossy(comment);
+                let field =
+                    |name: &str| text.trim().strip_prefix(name).map(|v| v.trim().to_owned());
+                receiver = receiver.or_else(|| field("Chipset:"));
+                place = place.or_else(|| field("Location:"));
+                continue;
+            }
+            now += pacer.delay_before(line);
+            tracker.feed(line, now);
+            while let Some(output) = tracker.poll_output() {
+                match output {
+                    Output::Fix(fix) => fixes.push(fix),
+                    Output::FixLost { .. } => lost += 1,
+                }
+            }
+        }
+        let mut epochs: Vec<u64> = fixes.iter().filter_map(|f| f.utc_ms).collect();
+        epochs.dedup();
+        let span_s = match (epochs.first(), epochs.last()) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        let epochs = epochs.len();
+        if fixes.is_empty() || lost > 0 || epochs < 30 || span_s > 1.5 * epochs as f64 {
+            bail!(
+                "{} has no steady fix ({} fixes in {epochs} epochs over {span_s:.0} s, lost {lost} times)",
+                path.display(),
+                fixes.len()
+            );
+        }
+        if let Some(odd) = fixes.iter().find(|f| !f.quality.is_measured()) {
+            bail!(
+                "{} has a fix that was not measured ({})",
+                path.display(),
+                quality_name(odd.quality)
+            );
+        }
+        Ok(Self {
+            receiver,
+            place,
+            fixes,
+            epochs,
+            span_s,
+        })
+    }
+
+    /// The first epoch's fix once all of its sentences are in.
+    fn first_fix(&self) -> &Fix {
+        let first = &self.fixes[0];
+        self.fixes
+            .iter()
+            .take_while(|f| f.utc_ms == first.utc_ms)
+            .last()
+            .unwrap_or(first)
+    }
+
+    fn about(&self) -> String {
+        match (&self.receiver, &self.place) {
+            (Some(r), Some(p)) => format!("{r}, {p}"),
+            (Some(one), None) | (None, Some(one)) => one.clone(),
+            (None, None) => "gpsd test log".to_owned(),
+        }
+    }
+
+    /// True when a fix of the log is at (`lat`, `lng`) within 1e-7 degrees
+    /// (the server keeps degrees × 1e7 as integers).
+    fn has_position(&self, lat: f64, lng: f64) -> bool {
+        const TOLERANCE: f64 = 1e-7 + 1e-12;
+        self.fixes
+            .iter()
+            .any(|f| (f.lat - lat).abs() <= TOLERANCE && (f.lng - lng).abs() <= TOLERANCE)
+    }
+}
+
+fn quality_name(q: Quality) -> &'static str {
+    match q {
+        Quality::NoFix => "no fix",
+        Quality::Gps => "GPS",
+        Quality::Dgps => "DGPS",
+        Quality::Pps => "PPS",
+        Quality::Rtk => "RTK fixed",
+        Quality::FloatRtk => "RTK float",
+        Quality::Estimated => "dead reckoning",
+        Quality::Manual => "manual",
+        Quality::Simulation => "simulation",
+    }
+}
+
+/// `(DGPS, 12 satellites, ±1.3 m)`.
+fn describe_fix(fix: &Fix) -> String {
+    let mut parts = vec![quality_name(fix.quality).to_owned()];
+    if let Some(n) = fix.satellites {
+        parts.push(format!("{n} satellites"));
+    }
+    if let Some(acc) = fix.accuracy_m {
+        parts.push(format!("±{acc:.1} m"));
+    }
+    format!("({})", parts.join(", "))
+}
+
+/// Great-circle distance (haversine, mean Earth radius).
+fn metres_between(a: (f64, f64), b: (f64, f64)) -> f64 {
+    const R: f64 = 6_371_008.8;
+    let (la1, la2) = (a.0.to_radians(), b.0.to_radians());
+    let dla = la2 - la1;
+    let dlo = (b.1 - a.1).to_radians();
+    let h = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
+    2.0 * R * h.sqrt().asin()
+}
+
+fn fmt_pos(lat: f64, lng: f64) -> String {
+    format!("{lat:.7},{lng:.7}")
 }
 
 async fn create_workspace(
@@ -645,37 +1355,105 @@ fn expect_state(session: &Value, want: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-// ---------------------------------------------------------------- server
+// ------------------------------------------------------------- processes
 
-struct Server {
-    child: Option<Child>,
-    log: PathBuf,
+/// Where a child's stdout goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Piped {
+    /// Into its log, with stderr.
+    No,
+    /// A pipe we read (`lx-nmea-replay` prints its pty there); stderr to the log.
+    Stdout,
 }
 
-impl Server {
-    fn start(binary: &Path, config: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let log = dir.join("server.log");
+/// A child process that is stopped with SIGTERM when dropped.
+struct Proc {
+    /// The name in the step lines.
+    who: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+    /// SIGTERM ends it by the signal rather than with exit 0.
+    ends_by_signal: bool,
+}
+
+impl Proc {
+    fn spawn(
+        who: &'static str,
+        cmd: &mut Command,
+        dir: &Path,
+        log_name: &str,
+        piped: Piped,
+    ) -> anyhow::Result<Self> {
+        let log = dir.join(log_name);
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let err = out.try_clone()?;
-        let child = Command::new(binary)
-            .arg("--config")
-            .arg(config)
+        let stdout = match piped {
+            Piped::No => Stdio::from(out.try_clone()?),
+            Piped::Stdout => Stdio::piped(),
+        };
+        let child = cmd
             .current_dir(dir)
-            // A plain-text log file, without terminal colour codes.
+            // Plain-text logs, without terminal colour codes, at their
+            // configured level.
             .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+            .stdout(stdout)
+            .stderr(out)
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {}", crate::display(cmd)))?;
         Ok(Self {
+            who,
             child: Some(child),
             log,
+            ends_by_signal: false,
         })
+    }
+
+    fn ends_by_signal(mut self) -> Self {
+        self.ends_by_signal = true;
+        self
     }
 
     fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// Fails if the process has exited.
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            self.child = None;
+            bail!("{} exited ({status}); see {}", self.who, self.log.display());
+        }
+        Ok(())
+    }
+
+    /// The first line the process prints on its piped stdout.
+    fn first_stdout_line(&mut self, within: Duration) -> anyhow::Result<String> {
+        let stdout = self
+            .child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .with_context(|| format!("{}'s stdout is not piped", self.who))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        // A thread, so that a silent process cannot hang the demo; the pipe
+        // closes when it ends (the replay prints nothing more there).
+        std::thread::spawn(move || {
+            let mut first = String::new();
+            let read = BufReader::new(stdout).read_line(&mut first).map(|_| first);
+            let _ = tx.send(read);
+        });
+        let first = match rx.recv_timeout(within) {
+            Ok(read) => read.with_context(|| format!("reading {}'s stdout", self.who))?,
+            Err(_) => bail!("{} printed nothing within {within:?}", self.who),
+        };
+        let first = first.trim().to_owned();
+        if first.is_empty() {
+            self.check_running()?;
+            bail!("{} closed its stdout without a line", self.who);
+        }
+        Ok(first)
     }
 
     /// Polls `GET /api/v1/health` until it answers 200; returns how long that took.
@@ -683,12 +1461,8 @@ impl Server {
         let t = Instant::now();
         let deadline = t + Duration::from_secs(20);
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                self.child = None;
-                bail!("lx-server exited during start-up ({status})");
-            }
+            self.check_running()
+                .context("lx-server exited during start-up")?;
             if let Ok(reply) = api
                 .send(Method::GET, "/api/v1/health", Auth::None, None)
                 .await
@@ -703,19 +1477,23 @@ impl Server {
         }
     }
 
-    /// SIGTERM, then wait for the graceful shutdown.
-    fn stop(&mut self) -> anyhow::Result<()> {
+    /// SIGTERM, then wait for the graceful shutdown: exit 0, or the signal
+    /// itself for a process that [ends by it](Self::ends_by_signal).
+    fn stop(&mut self) -> anyhow::Result<String> {
         let Some(mut child) = self.child.take() else {
-            return Ok(());
+            bail!("{} was not running", self.who);
         };
-        let status = terminate(&mut child, Duration::from_secs(10))?;
-        if !status.success() {
-            bail!("lx-server exited with {status} after SIGTERM");
+        let status = terminate(self.who, &mut child, Duration::from_secs(10))?;
+        if status.success() {
+            return Ok("stopped gracefully (exit 0)".to_owned());
         }
-        Ok(())
+        if self.ends_by_signal && status.signal() == Some(15) {
+            return Ok("stopped (ended by the signal; nothing to save)".to_owned());
+        }
+        bail!("{} exited with {status} after SIGTERM", self.who)
     }
 
-    /// Leaves the server running; returns its pid.
+    /// Leaves the process running; returns its pid.
     fn detach(&mut self) -> u32 {
         self.child.take().map(|c| c.id()).unwrap_or_default()
     }
@@ -732,16 +1510,25 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Procs {
+    fn agent_log(&self) -> anyhow::Result<PathBuf> {
+        self.agent
+            .as_ref()
+            .map(|a| a.log.clone())
+            .context("the agent is not running")
+    }
+}
+
+impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = terminate(&mut child, Duration::from_secs(5));
+            let _ = terminate(self.who, &mut child, Duration::from_secs(5));
         }
     }
 }
 
 /// Sends SIGTERM and waits up to `grace`, then kills.
-fn terminate(child: &mut Child, grace: Duration) -> anyhow::Result<std::process::ExitStatus> {
+fn terminate(who: &str, child: &mut Child, grace: Duration) -> anyhow::Result<ExitStatus> {
     if let Some(status) = child.try_wait()? {
         return Ok(status);
     }
@@ -760,10 +1547,30 @@ fn terminate(child: &mut Child, grace: Duration) -> anyhow::Result<std::process:
     }
     child.kill()?;
     let status = child.wait()?;
-    bail!("lx-server did not stop on SIGTERM within {grace:?}; killed ({status})")
+    bail!("{who} did not stop on SIGTERM within {grace:?}; killed ({status})")
 }
 
 // ----------------------------------------------------------------- setup
+
+/// The three binaries, in Cargo's target directory.
+struct Bins {
+    dir: PathBuf,
+    server: PathBuf,
+    agent: PathBuf,
+    replay: PathBuf,
+}
+
+impl Bins {
+    fn locate() -> anyhow::Result<Self> {
+        let dir = target_dir()?.join("debug");
+        Ok(Self {
+            server: dir.join("lx-server"),
+            agent: dir.join("lx-agent"),
+            replay: dir.join("lx-nmea-replay"),
+            dir,
+        })
+    }
+}
 
 /// Cargo's target directory (honours CARGO_TARGET_DIR and config).
 fn target_dir() -> anyhow::Result<PathBuf> {
@@ -799,12 +1606,15 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn write_config(path: &Path, dir: &Path, port: u16) -> anyhow::Result<()> {
-    let db = dir.join("lx.db");
-    let db = db
+/// A path as a TOML basic string (a JSON string is one).
+fn toml_str(path: &Path) -> anyhow::Result<String> {
+    let text = path
         .to_str()
-        .with_context(|| format!("{} is not UTF-8", db.display()))?;
-    // A JSON string is a valid TOML basic string.
+        .with_context(|| format!("{} is not UTF-8", path.display()))?;
+    Ok(serde_json::to_string(text)?)
+}
+
+fn write_config(path: &Path, dir: &Path, port: u16) -> anyhow::Result<()> {
     let text = format!(
         "# Written by `cargo xtask demo`.\n\
          [http]\n\
@@ -814,7 +1624,43 @@ fn write_config(path: &Path, dir: &Path, port: u16) -> anyhow::Result<()> {
          path = {db}\n\n\
          [credit]\n\
          default_micro_usdc = {CREDIT_MICRO_USDC}\n",
-        db = serde_json::to_string(db)?,
+        db = toml_str(&dir.join("lx.db"))?,
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The agent's configuration: configs/agent-drone.toml's defaults but for
+/// these keys.
+fn write_agent_config(
+    path: &Path,
+    dir: &Path,
+    url: &str,
+    pty: &str,
+    health_port: u16,
+) -> anyhow::Result<()> {
+    let text = format!(
+        "# Written by `cargo xtask demo`: a simulated drone whose receiver is\n\
+         # lx-nmea-replay. Every other key keeps its default (configs/agent-drone.toml).\n\
+         [server]\n\
+         url = {url}\n\n\
+         [device]\n\
+         name = \"{DEVICE_NAME}\"\n\
+         kind = \"DRONE\"\n\
+         state_dir = {state}\n\n\
+         [gps]\n\
+         source = \"serial\"\n\
+         port = {pty}\n\n\
+         [telemetry]\n\
+         # A heartbeat a second rather than every 5 s, so the device shows up at once.\n\
+         idle_interval_ms = 1000\n\n\
+         [lifecycle]\n\
+         # Sees its assignment within half a second rather than one.\n\
+         poll_interval_ms = 500\n\n\
+         [health]\n\
+         listen = \"127.0.0.1:{health_port}\"\n",
+        url = serde_json::to_string(url)?,
+        state = toml_str(&dir.join("agent-state"))?,
+        pty = serde_json::to_string(pty)?,
     );
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
