@@ -30,6 +30,14 @@ pub enum ApiFailure {
 }
 
 impl ApiFailure {
+    /// Worth trying the same request again later.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Unreachable(_) => true,
+            Self::Refused { code, .. } => code.retryable(),
+        }
+    }
+
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Refused { code, .. } => Some(*code),
@@ -81,10 +89,9 @@ impl ServerApi {
             .bytes()
             .await
             .map_err(|e| ApiFailure::Unreachable(e.to_string()))?;
-        if status.is_server_error() {
-            return Err(ApiFailure::Unreachable(format!("HTTP {status}")));
-        }
         if !status.is_success() {
+            // A 5xx without our error envelope came from something in between
+            // (a proxy, a restart): try again. With it, the server said why.
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(e) => ApiFailure::Refused {
                     status: status.as_u16(),

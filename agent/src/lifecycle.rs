@@ -6,7 +6,7 @@
 //! device's open sessions) and whether the device can serve, and answers
 //! with the calls to make. [`run`] polls the server and makes them.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,14 @@ use crate::api::{ApiFailure, ServerApi};
 use crate::position::PositionSource;
 use crate::wall_now_ms;
 
+/// The session the device serves, as telemetry needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    pub id: Uuid,
+    /// Samples observed before this are refused by the server.
+    pub assigned_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Accept(Uuid),
@@ -25,8 +33,12 @@ pub enum Step {
     /// Cancel this device's ASSIGNED sessions: it cannot serve them.
     Reclaim,
     /// The session the device now serves (telemetry follows it).
-    Serving(Option<Uuid>),
+    Serving(Option<Serving>),
 }
+
+/// How long a start the server refused for a passing reason waits before
+/// it is tried again.
+pub const START_RETRY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct View<'a> {
@@ -40,7 +52,8 @@ pub struct View<'a> {
 #[derive(Debug, Clone)]
 pub struct Lifecycle {
     auto_accept: bool,
-    started: HashSet<Uuid>,
+    /// Sessions whose start was sent: `None` done, `Some(t)` try again at `t`.
+    started: HashMap<Uuid, Option<Instant>>,
     first_look: bool,
     serving: Option<Uuid>,
 }
@@ -49,7 +62,7 @@ impl Lifecycle {
     pub fn new(auto_accept: bool) -> Self {
         Self {
             auto_accept,
-            started: HashSet::new(),
+            started: HashMap::new(),
             first_look: true,
             serving: None,
         }
@@ -59,7 +72,7 @@ impl Lifecycle {
         self.serving
     }
 
-    pub fn decide(&mut self, view: &View<'_>) -> Vec<Step> {
+    pub fn decide(&mut self, view: &View<'_>, now: Instant) -> Vec<Step> {
         let mut steps = Vec::new();
         let first_look = std::mem::take(&mut self.first_look);
         if first_look
@@ -76,7 +89,12 @@ impl Lifecycle {
             .iter()
             .filter(|s| s.state == SessionState::Assigned)
         {
-            if view.can_serve && self.started.insert(s.id) {
+            let due = match self.started.get(&s.id) {
+                None => true,
+                Some(retry_at) => retry_at.is_some_and(|t| now >= t),
+            };
+            if view.can_serve && due {
+                self.started.insert(s.id, None);
                 steps.push(Step::Start(s.id));
             }
         }
@@ -89,14 +107,22 @@ impl Lifecycle {
         }
         if current != self.serving {
             self.serving = current;
-            steps.push(Step::Serving(current));
+            let serving = view.mine.first().map(|s| Serving {
+                id: s.id,
+                assigned_ms: s
+                    .assigned_at
+                    .as_deref()
+                    .and_then(lx_protocol::time::parse_millis)
+                    .unwrap_or(0),
+            });
+            steps.push(Step::Serving(serving));
         }
         steps
     }
 
-    /// A start that could not reach the server is tried again next time.
-    pub fn start_failed(&mut self, id: Uuid) {
-        self.started.remove(&id);
+    /// A start that did not go through is tried again at `at`.
+    pub fn retry_start(&mut self, id: Uuid, at: Instant) {
+        self.started.insert(id, Some(at));
     }
 }
 
@@ -117,7 +143,7 @@ pub async fn run(
     mut core: Lifecycle,
     position: Arc<PositionSource>,
     poll: Duration,
-    session_tx: watch::Sender<Option<Uuid>>,
+    session_tx: watch::Sender<Option<Serving>>,
     stats: Arc<Mutex<LifecycleStats>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -136,12 +162,17 @@ pub async fn run(
     }
 }
 
+/// An unreachable server is tried again on the next poll.
+fn poll_retry() -> Duration {
+    Duration::ZERO
+}
+
 async fn poll_once(
     api: &ServerApi,
     me: Uuid,
     core: &mut Lifecycle,
     position: &PositionSource,
-    session_tx: &watch::Sender<Option<Uuid>>,
+    session_tx: &watch::Sender<Option<Serving>>,
     stats: &Mutex<LifecycleStats>,
 ) -> Result<(), ApiFailure> {
     let offers = api.offers().await?;
@@ -152,11 +183,15 @@ async fn poll_once(
         .filter(|s| s.operator_id == Some(me))
         .collect();
     let can_serve = position.latest(Instant::now(), wall_now_ms()).is_some();
-    for step in core.decide(&View {
-        offers: &offers,
-        mine: &mine,
-        can_serve,
-    }) {
+    let now = Instant::now();
+    for step in core.decide(
+        &View {
+            offers: &offers,
+            mine: &mine,
+            can_serve,
+        },
+        now,
+    ) {
         match step {
             Step::Accept(id) => match api.accept(id).await {
                 Ok(_) => {
@@ -171,7 +206,11 @@ async fn poll_once(
                 }
                 Err(ApiFailure::Unreachable(e)) => {
                     tracing::warn!(session = %id, error = %e, "start did not reach the server; retrying");
-                    core.start_failed(id);
+                    core.retry_start(id, now + poll_retry());
+                }
+                Err(e) if e.retryable() => {
+                    tracing::warn!(session = %id, error = %e, "start refused for now; trying again in 30 s");
+                    core.retry_start(id, now + START_RETRY);
                 }
                 Err(e) => tracing::warn!(session = %id, error = %e, "start refused"),
             },
@@ -183,7 +222,7 @@ async fn poll_once(
                 Err(e) => tracing::warn!(error = %e, "reclaim failed"),
             },
             Step::Serving(s) => {
-                tracing::info!(session = ?s, "serving");
+                tracing::info!(session = ?s.map(|s| s.id), "serving");
                 let _ = session_tx.send(s);
             }
         }
@@ -218,72 +257,82 @@ mod tests {
         }
     }
 
+    fn look(
+        core: &mut Lifecycle,
+        offers: &[OfferDto],
+        mine: &[SessionDto],
+        can_serve: bool,
+        now: Instant,
+    ) -> Vec<Step> {
+        core.decide(
+            &View {
+                offers,
+                mine,
+                can_serve,
+            },
+            now,
+        )
+    }
+
     #[test]
     fn an_idle_device_with_a_fix_accepts_the_first_offer() {
         let mut core = Lifecycle::new(true);
         let offers = [build_offer(5), build_offer(6)];
-        let steps = core.decide(&View {
-            offers: &offers,
-            mine: &[],
-            can_serve: true,
-        });
-        assert_eq!(steps, vec![Step::Accept(Uuid::from_u128(5))]);
-        let no_fix = core.decide(&View {
-            offers: &offers,
-            mine: &[],
-            can_serve: false,
-        });
+        let now = Instant::now();
+        assert_eq!(
+            look(&mut core, &offers, &[], true, now),
+            vec![Step::Accept(Uuid::from_u128(5))]
+        );
+        let no_fix = look(&mut core, &offers, &[], false, now);
         assert!(no_fix.is_empty(), "{no_fix:?}");
     }
 
     #[test]
     fn an_assignment_is_started_once_and_followed() {
         let mut core = Lifecycle::new(true);
-        let mine = [build_session(1, SessionState::Assigned)];
-        let steps = core.decide(&View {
-            offers: &[build_offer(9)],
-            mine: &mine,
-            can_serve: true,
-        });
+        let mut session = build_session(1, SessionState::Assigned);
+        session.assigned_at = Some("2026-01-01T00:00:01.000Z".into());
+        let mine = [session];
+        let now = Instant::now();
+        let serving = Serving {
+            id: Uuid::from_u128(1),
+            assigned_ms: 1_767_225_601_000,
+        };
         assert_eq!(
-            steps,
+            look(&mut core, &[build_offer(9)], &mine, true, now),
             vec![
                 Step::Start(Uuid::from_u128(1)),
-                Step::Serving(Some(Uuid::from_u128(1)))
+                Step::Serving(Some(serving))
             ]
         );
-        assert!(
-            core.decide(&View {
-                offers: &[],
-                mine: &mine,
-                can_serve: true
-            })
-            .is_empty()
+        assert!(look(&mut core, &[], &mine, true, now).is_empty());
+        assert_eq!(
+            look(&mut core, &[], &[], true, now),
+            vec![Step::Serving(None)]
         );
-        let ended = core.decide(&View {
-            offers: &[],
-            mine: &[],
-            can_serve: true,
-        });
-        assert_eq!(ended, vec![Step::Serving(None)]);
+    }
+
+    #[test]
+    fn a_refused_start_waits_before_it_is_tried_again() {
+        let mut core = Lifecycle::new(true);
+        let mine = [build_session(1, SessionState::Assigned)];
+        let now = Instant::now();
+        look(&mut core, &[], &mine, true, now);
+        core.retry_start(Uuid::from_u128(1), now + START_RETRY);
+        assert!(look(&mut core, &[], &mine, true, now + Duration::from_secs(29)).is_empty());
+        assert_eq!(
+            look(&mut core, &[], &mine, true, now + START_RETRY),
+            vec![Step::Start(Uuid::from_u128(1))]
+        );
     }
 
     #[test]
     fn after_a_restart_without_a_fix_assignments_are_reclaimed() {
-        let mut core = Lifecycle::new(true);
         let mine = [build_session(1, SessionState::Assigned)];
-        let steps = core.decide(&View {
-            offers: &[],
-            mine: &mine,
-            can_serve: false,
-        });
+        let now = Instant::now();
+        let steps = look(&mut Lifecycle::new(true), &[], &mine, false, now);
         assert_eq!(steps[0], Step::Reclaim);
-        let mut resumed = Lifecycle::new(true);
-        let steps = resumed.decide(&View {
-            offers: &[],
-            mine: &mine,
-            can_serve: true,
-        });
+        let steps = look(&mut Lifecycle::new(true), &[], &mine, true, now);
         assert_eq!(
             steps[0],
             Step::Start(Uuid::from_u128(1)),
@@ -294,13 +343,6 @@ mod tests {
     #[test]
     fn manual_devices_leave_offers_to_the_fleet_manager() {
         let mut core = Lifecycle::new(false);
-        assert!(
-            core.decide(&View {
-                offers: &[build_offer(5)],
-                mine: &[],
-                can_serve: true
-            })
-            .is_empty()
-        );
+        assert!(look(&mut core, &[build_offer(5)], &[], true, Instant::now()).is_empty());
     }
 }

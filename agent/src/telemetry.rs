@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 use crate::api::{ApiFailure, ServerApi};
+use crate::lifecycle::Serving;
 use crate::position::PositionSource;
 use crate::queue::Queue;
 use crate::state::Sequence;
@@ -124,7 +125,8 @@ pub struct TelemetryStats {
     pub refused: u64,
     pub queued: usize,
     pub dropped: u64,
-    pub no_fix: u64,
+    /// Ticks with nothing to sign: no fresh fix, or a fix older than the assignment.
+    pub skipped: u64,
     pub last_error: Option<String>,
 }
 
@@ -141,10 +143,16 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    fn sign_now(&mut self, session: Option<Uuid>) -> anyhow::Result<bool> {
+    /// Signs and queues the current position; false when there is none to
+    /// sign (no fresh fix, or one observed before the session was assigned,
+    /// which the server would refuse).
+    fn sign_now(&mut self, session: Option<Uuid>, not_before_ms: i64) -> anyhow::Result<bool> {
         let Some(obs) = self.position.latest(Instant::now(), wall_now_ms()) else {
             return Ok(false);
         };
+        if obs.observed_ms < not_before_ms {
+            return Ok(false);
+        }
         let sample = Sample::from_position(
             session,
             self.sequence.take()?,
@@ -215,7 +223,7 @@ impl Telemetry {
     /// Runs until `shutdown` turns true.
     pub async fn run(
         mut self,
-        mut session: watch::Receiver<Option<Uuid>>,
+        mut session: watch::Receiver<Option<Serving>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         // Short backoff: late samples count only within the server's settle
@@ -224,11 +232,15 @@ impl Telemetry {
         let mut retry_at: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            self.cadence.set_session(*session.borrow(), now);
+            let serving = *session.borrow();
+            self.cadence.set_session(serving.map(|s| s.id), now);
             if let Some(for_session) = self.cadence.due(now) {
-                match self.sign_now(for_session) {
+                let not_before = serving
+                    .filter(|s| Some(s.id) == for_session)
+                    .map_or(0, |s| s.assigned_ms);
+                match self.sign_now(for_session, not_before) {
                     Ok(true) => self.stats.lock().await.signed += 1,
-                    Ok(false) => self.stats.lock().await.no_fix += 1,
+                    Ok(false) => self.stats.lock().await.skipped += 1,
                     Err(e) => tracing::error!(error = %e, "could not sign or queue a sample"),
                 }
                 self.stats.lock().await.dropped = self.queue.dropped();
