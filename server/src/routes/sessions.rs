@@ -106,6 +106,18 @@ async fn visible(app: &App, ws: &Workspace, id: &str) -> ApiResult<(Session, Sid
     Ok((session, side))
 }
 
+/// A device acts only on the sessions it serves, not on its fleet's others.
+fn own_device(caller: &Caller, session: &Session) -> ApiResult<()> {
+    match (&caller.operator, session.operator_id) {
+        (Some(op), Some(device)) if op.id != device => Err(ApiError::new(
+            ErrorCode::WrongDevice,
+            "another device of this workspace serves the session",
+        )
+        .with_detail("session:wrongDevice")),
+        _ => Ok(()),
+    }
+}
+
 fn only(side: Side, wanted: Side, operation: &str) -> ApiResult<()> {
     if side == wanted {
         return Ok(());
@@ -660,6 +672,7 @@ pub(super) async fn start(
 ) -> ApiResult<ApiOk<StartResponse>> {
     let ws = caller.require(Scope::SessionsOperate)?;
     let (session, side) = visible(&app, ws, &id).await?;
+    own_device(&caller, &session)?;
     only(side, Side::Operator, "start")?;
     if !matches!(
         session.state,
@@ -714,6 +727,7 @@ pub(super) async fn end(
 ) -> ApiResult<ApiOk<SessionDto>> {
     let ws = caller.require_any(&[Scope::SessionsOperate, Scope::SessionsCreate])?;
     let (session, side) = visible(&app, ws, &id).await?;
+    own_device(&caller, &session)?;
     if side == Side::Offered {
         return Err(ApiError::session_not_found());
     }
@@ -739,6 +753,7 @@ pub(super) async fn producer_token(
 ) -> ApiResult<ApiOk<ProducerTokenDto>> {
     let ws = caller.require(Scope::SessionsOperate)?;
     let (session, side) = visible(&app, ws, &id).await?;
+    own_device(&caller, &session)?;
     only(side, Side::Operator, "producerToken")?;
     match (&session.media, session.state) {
         (Some(m), SessionState::Assigned | SessionState::Live | SessionState::Paused) => {
