@@ -124,13 +124,7 @@ impl Config {
     }
 
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let file = match path {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("reading config file {}", p.display()))?,
-            ),
-            None => None,
-        };
+        let file = lx_protocol::config::read_file(path).map_err(anyhow::Error::msg)?;
         Self::from_layers(file.as_deref(), std::env::vars())
     }
 
@@ -138,11 +132,8 @@ impl Config {
         file: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Self> {
-        let merged = lx_protocol::config::layered(DEFAULT_TOML, file, env, ENV_PREFIX)
+        let config: Self = lx_protocol::config::parse(DEFAULT_TOML, file, env, ENV_PREFIX)
             .map_err(anyhow::Error::msg)?;
-        let config: Config = toml::Value::Table(merged)
-            .try_into()
-            .context("invalid configuration")?;
         config.validate()?;
         Ok(config)
     }

@@ -2,6 +2,27 @@
 //! compiled-in defaults, then a file, then `PREFIX<SECTION>__<KEY>`
 //! environment variables. Pure: the environment is passed in.
 
+/// The file's text, if a path was given; errors name the file.
+pub fn read_file(path: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    path.map(|p| {
+        std::fs::read_to_string(p).map_err(|e| format!("reading config file {}: {e}", p.display()))
+    })
+    .transpose()
+}
+
+/// The layers merged and read as `T`; errors name the layer or the key at fault.
+pub fn parse<T: serde::de::DeserializeOwned>(
+    defaults: &str,
+    file: Option<&str>,
+    env: impl IntoIterator<Item = (String, String)>,
+    prefix: &str,
+) -> Result<T, String> {
+    let merged = layered(defaults, file, env, prefix)?;
+    toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("invalid configuration: {e}"))
+}
+
 /// Merges the layers into one table; errors name the layer at fault.
 pub fn layered(
     defaults: &str,

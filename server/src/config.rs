@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Deserialize;
 
 pub const DEFAULT_TOML: &str = include_str!("../../configs/server.toml");
@@ -143,13 +143,7 @@ impl Config {
 
     /// Defaults, then the file at `path` (if any), then `LX_SERVER__…` variables.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let file = match path {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?,
-            ),
-            None => None,
-        };
+        let file = lx_protocol::config::read_file(path).map_err(anyhow::Error::msg)?;
         Self::from_layers(file.as_deref(), std::env::vars())
     }
 
@@ -157,11 +151,8 @@ impl Config {
         file: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Self> {
-        let merged = lx_protocol::config::layered(DEFAULT_TOML, file, env, ENV_PREFIX)
+        let config: Self = lx_protocol::config::parse(DEFAULT_TOML, file, env, ENV_PREFIX)
             .map_err(anyhow::Error::msg)?;
-        let config: Config = toml::Value::Table(merged)
-            .try_into()
-            .context("invalid configuration")?;
         config.validate()?;
         Ok(config)
     }
