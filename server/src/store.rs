@@ -389,7 +389,8 @@ pub enum Party {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionFilter {
-    pub state: Option<SessionState>,
+    /// Only sessions in one of these states; empty: any state.
+    pub states: Vec<SessionState>,
     pub limit: u32,
     /// Only sessions created strictly before this (for paging, newest first).
     pub before_ms: Option<UnixMillis>,

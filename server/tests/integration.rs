@@ -139,6 +139,19 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
     let listed = t.get("/sessions", consumer.auth()).await.ok();
     assert_eq!(listed.data().as_array().unwrap().len(), 1);
     let listed = t.get("/sessions?side=OPERATOR", supplier.auth()).await.ok();
+    let open = t
+        .get("/sessions?state=ASSIGNED,LIVE,PAUSED", consumer.auth())
+        .await
+        .ok();
+    assert!(
+        open.data().as_array().unwrap().is_empty(),
+        "the only session has ended"
+    );
+    let done = t
+        .get("/sessions?state=LIVE,ENDED", consumer.auth())
+        .await
+        .ok();
+    assert_eq!(done.data().as_array().unwrap().len(), 1);
     assert_eq!(listed.data()[0]["id"], id.as_str());
 }
 

@@ -381,8 +381,9 @@ pub(super) async fn create(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ListQuery {
+    /// One state, or several separated by commas.
     #[serde(default)]
-    state: Option<SessionState>,
+    state: Option<String>,
     #[serde(default)]
     limit: Option<u32>,
     /// RFC 3339: only sessions created before this.
@@ -394,7 +395,7 @@ pub(super) struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "Sessions",
-    params(("state" = Option<SessionState>, Query), ("limit" = Option<u32>, Query),
+    params(("state" = Option<String>, Query, description = "One or more states, comma-separated"), ("limit" = Option<u32>, Query),
         ("before" = Option<String>, Query), ("side" = Option<String>, Query, description = "CONSUMER, OPERATOR or ALL")),
     responses((status = 200, body = Vec<SessionDto>)), security(("apiKey" = [])))]
 pub(super) async fn list(
@@ -414,6 +415,17 @@ pub(super) async fn list(
         ),
         None => None,
     };
+    let states = match q.state.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                SessionState::parse(name.trim()).ok_or_else(|| {
+                    ApiError::invalid("state", format!("unknown state '{name}'; one or more of REQUESTED, ASSIGNED, LIVE, PAUSED, ENDED, CANCELLED, EXPIRED, comma-separated"))
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?,
+    };
     let party = match q.side.as_deref() {
         None | Some("ALL") => Party::Either,
         Some("CONSUMER") => Party::Consumer,
@@ -431,7 +443,7 @@ pub(super) async fn list(
             ws.id,
             party,
             SessionFilter {
-                state: q.state,
+                states,
                 limit,
                 before_ms,
             },
@@ -482,7 +494,7 @@ pub(super) async fn cancel_all(
             ws.id,
             Party::Operator,
             SessionFilter {
-                state: Some(SessionState::Assigned),
+                states: vec![SessionState::Assigned],
                 limit: 10_000,
                 before_ms: None,
             },

@@ -991,7 +991,7 @@ impl Store for SqliteStore {
                 Party::Either => "(consumer_ws = ?1 OR operator_ws = ?1)",
             };
             let sql = format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE {who} AND (?2 IS NULL OR state = ?2)
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE {who} AND (?2 IS NULL OR instr(?2, ',' || state || ',') > 0)
                  AND (?3 IS NULL OR created_ms < ?3) ORDER BY created_ms DESC, id DESC LIMIT ?4"
             );
             Ok(query_sessions(
@@ -999,7 +999,11 @@ impl Store for SqliteStore {
                 &sql,
                 &[
                     &workspace_id.to_string(),
-                    &filter.state.map(|s| s.as_str()),
+                    // ",ASSIGNED,LIVE," matches any listed state with one static statement.
+                    &(!filter.states.is_empty()).then(|| {
+                        let names: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+                        format!(",{},", names.join(","))
+                    }),
                     &filter.before_ms,
                     &i64::from(filter.limit),
                 ],
