@@ -1,0 +1,408 @@
+//! WHIP signalling (RFC 9725), sans IO: the publisher side of a session's
+//! video. The core says which HTTP request to send; the shell sends it with
+//! reqwest and feeds the answer back, with `now` passed in.
+//!
+//! - `start` → POST the SDP offer to the WHIP URL; `201 Created` carries the
+//!   answer and, in `Location`, the session resource (maybe relative).
+//! - 307/308 redirect the POST (at most [`MAX_REDIRECTS`]).
+//! - Any failure (network, 5xx, a refused offer, the media pipeline dying)
+//!   → wait with exponential backoff, ask the shell for a fresh offer and
+//!   POST again to the same WHIP URL: the URL is stable for the session.
+//! - `stop` → DELETE the resource, if there is one.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+pub const MAX_REDIRECTS: u32 = 3;
+pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub url: String,
+    /// The SDP offer, for a POST.
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Publish with this offer.
+    Offer {
+        sdp: String,
+        now: Instant,
+    },
+    /// The answer to the request last sent.
+    Response {
+        status: u16,
+        location: Option<String>,
+        body: String,
+        now: Instant,
+    },
+    /// The request last sent did not get an answer.
+    Unreachable {
+        now: Instant,
+    },
+    /// The media flowing under the session broke: publish again.
+    MediaFailed {
+        now: Instant,
+    },
+    Tick {
+        now: Instant,
+    },
+    Stop {
+        now: Instant,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Send(Request),
+    /// Hand this SDP answer to webrtcbin.
+    Answer(String),
+    /// Build a fresh offer and feed it back as `Input::Offer`.
+    NeedOffer,
+    /// Publishing; the resource to DELETE on stop.
+    Connected {
+        resource: String,
+    },
+    Retrying {
+        attempt: u32,
+        after: Duration,
+        reason: String,
+    },
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// The next offer goes to `url`.
+    AwaitingOffer {
+        url: String,
+        redirects: u32,
+    },
+    Posting {
+        url: String,
+        redirects: u32,
+    },
+    Running {
+        resource: String,
+    },
+    Waiting {
+        until: Instant,
+    },
+    Deleting,
+    Stopped,
+}
+
+#[derive(Debug)]
+pub struct WhipClient {
+    endpoint: String,
+    state: State,
+    attempt: u32,
+    outputs: VecDeque<Output>,
+}
+
+/// `location` resolved against the URL it answered.
+fn resolve(base: &str, location: &str) -> Option<String> {
+    let base = reqwest::Url::parse(base).ok()?;
+    base.join(location).ok().map(String::from)
+}
+
+impl WhipClient {
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        let endpoint = endpoint.into();
+        let state = State::AwaitingOffer {
+            url: endpoint.clone(),
+            redirects: 0,
+        };
+        Self {
+            endpoint,
+            state,
+            attempt: 0,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, State::Running { .. })
+    }
+
+    /// When the core wants a `Tick`, if it waits for anything.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Waiting { until } => Some(until),
+            _ => None,
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn retry(&mut self, now: Instant, reason: String) {
+        self.attempt += 1;
+        let exp = MIN_BACKOFF.saturating_mul(1u32 << self.attempt.min(16).saturating_sub(1));
+        let after = exp.min(MAX_BACKOFF);
+        self.state = State::Waiting { until: now + after };
+        self.outputs.push_back(Output::Retrying {
+            attempt: self.attempt,
+            after,
+            reason,
+        });
+    }
+
+    pub fn handle_input(&mut self, input: Input) {
+        match (std::mem::replace(&mut self.state, State::Stopped), input) {
+            (State::Stopped, _) => self.state = State::Stopped,
+            (State::Running { resource }, Input::Stop { .. }) => {
+                self.state = State::Deleting;
+                self.outputs.push_back(Output::Send(Request {
+                    method: Method::Delete,
+                    url: resource,
+                    body: None,
+                }));
+            }
+            (State::Deleting, Input::Response { .. } | Input::Unreachable { .. })
+            | (_, Input::Stop { .. }) => {
+                self.state = State::Stopped;
+                self.outputs.push_back(Output::Stopped);
+            }
+            (State::AwaitingOffer { url, redirects }, Input::Offer { sdp, .. }) => {
+                self.outputs.push_back(Output::Send(Request {
+                    method: Method::Post,
+                    url: url.clone(),
+                    body: Some(sdp),
+                }));
+                self.state = State::Posting { url, redirects };
+            }
+            (
+                State::Posting { url, redirects },
+                Input::Response {
+                    status,
+                    location,
+                    body,
+                    now,
+                },
+            ) => match status {
+                201 => match location.as_deref().and_then(|l| resolve(&url, l)) {
+                    Some(resource) => {
+                        self.attempt = 0;
+                        self.outputs.push_back(Output::Answer(body));
+                        self.outputs.push_back(Output::Connected {
+                            resource: resource.clone(),
+                        });
+                        self.state = State::Running { resource };
+                    }
+                    None => self.retry(now, "201 without a usable Location".into()),
+                },
+                307 | 308 if redirects < MAX_REDIRECTS => {
+                    match location.as_deref().and_then(|l| resolve(&url, l)) {
+                        Some(next) => {
+                            self.outputs.push_back(Output::NeedOffer);
+                            self.state = State::AwaitingOffer {
+                                url: next,
+                                redirects: redirects + 1,
+                            };
+                        }
+                        None => self.retry(now, format!("{status} without a usable Location")),
+                    }
+                }
+                _ => self.retry(now, format!("WHIP endpoint answered {status}")),
+            },
+            (State::Posting { .. }, Input::Unreachable { now }) => {
+                self.retry(now, "WHIP endpoint unreachable".into())
+            }
+            (State::Running { .. }, Input::MediaFailed { now }) => {
+                self.retry(now, "media stopped flowing".into())
+            }
+            (State::Waiting { until }, Input::Tick { now }) if now >= until => {
+                // Back to the session's own WHIP URL, whatever redirected us.
+                self.state = State::AwaitingOffer {
+                    url: self.endpoint.clone(),
+                    redirects: 0,
+                };
+                self.outputs.push_back(Output::NeedOffer);
+            }
+            (state, _) => self.state = state,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WHIP: &str = "http://lx.example/media/whip/tok123";
+
+    fn build_client() -> (WhipClient, Instant) {
+        let mut c = WhipClient::new(WHIP);
+        let t0 = Instant::now();
+        c.handle_input(Input::Offer {
+            sdp: "v=0 offer".into(),
+            now: t0,
+        });
+        (c, t0)
+    }
+
+    fn drain(c: &mut WhipClient) -> Vec<Output> {
+        std::iter::from_fn(|| c.poll_output()).collect()
+    }
+
+    #[test]
+    fn an_offer_is_posted_and_the_answer_connects() {
+        let (mut c, t0) = build_client();
+        assert_eq!(
+            drain(&mut c),
+            vec![Output::Send(Request {
+                method: Method::Post,
+                url: WHIP.into(),
+                body: Some("v=0 offer".into())
+            })]
+        );
+        c.handle_input(Input::Response {
+            status: 201,
+            location: Some("/media/whip/tok123/r1".into()),
+            body: "v=0 answer".into(),
+            now: t0,
+        });
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                Output::Answer("v=0 answer".into()),
+                Output::Connected {
+                    resource: "http://lx.example/media/whip/tok123/r1".into()
+                }
+            ]
+        );
+        assert!(c.is_running());
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_and_post_again_to_the_same_url() {
+        let (mut c, t0) = build_client();
+        drain(&mut c);
+        c.handle_input(Input::Unreachable { now: t0 });
+        assert!(
+            matches!(drain(&mut c)[..], [Output::Retrying { attempt: 1, after, .. }] if after == MIN_BACKOFF)
+        );
+        c.handle_input(Input::Tick {
+            now: t0 + Duration::from_millis(499),
+        });
+        assert!(drain(&mut c).is_empty());
+        c.handle_input(Input::Tick {
+            now: t0 + MIN_BACKOFF,
+        });
+        assert_eq!(drain(&mut c), vec![Output::NeedOffer]);
+        c.handle_input(Input::Offer {
+            sdp: "v=0 again".into(),
+            now: t0 + MIN_BACKOFF,
+        });
+        match &drain(&mut c)[..] {
+            [Output::Send(r)] => assert_eq!(r.url, WHIP),
+            other => panic!("{other:?}"),
+        }
+        c.handle_input(Input::Response {
+            status: 503,
+            location: None,
+            body: String::new(),
+            now: t0,
+        });
+        assert!(
+            matches!(drain(&mut c)[..], [Output::Retrying { attempt: 2, after, .. }] if after == MIN_BACKOFF * 2)
+        );
+    }
+
+    #[test]
+    fn the_backoff_is_capped() {
+        let (mut c, t0) = build_client();
+        for _ in 0..20 {
+            drain(&mut c);
+            c.handle_input(Input::Unreachable { now: t0 });
+            let until = c.deadline().unwrap();
+            assert!(until - t0 <= MAX_BACKOFF);
+            c.handle_input(Input::Tick { now: until });
+            c.handle_input(Input::Offer {
+                sdp: "o".into(),
+                now: until,
+            });
+        }
+    }
+
+    #[test]
+    fn media_dying_while_running_republishes() {
+        let (mut c, t0) = build_client();
+        c.handle_input(Input::Response {
+            status: 201,
+            location: Some("r1".into()),
+            body: "a".into(),
+            now: t0,
+        });
+        drain(&mut c);
+        c.handle_input(Input::MediaFailed { now: t0 });
+        assert!(matches!(
+            drain(&mut c)[..],
+            [Output::Retrying { attempt: 1, .. }]
+        ));
+    }
+
+    #[test]
+    fn stop_deletes_the_resource() {
+        let (mut c, t0) = build_client();
+        c.handle_input(Input::Response {
+            status: 201,
+            location: Some("r1".into()),
+            body: "a".into(),
+            now: t0,
+        });
+        drain(&mut c);
+        c.handle_input(Input::Stop { now: t0 });
+        assert_eq!(
+            drain(&mut c),
+            vec![Output::Send(Request {
+                method: Method::Delete,
+                url: "http://lx.example/media/whip/r1".into(),
+                body: None
+            })]
+        );
+        c.handle_input(Input::Response {
+            status: 200,
+            location: None,
+            body: String::new(),
+            now: t0,
+        });
+        assert_eq!(drain(&mut c), vec![Output::Stopped]);
+        c.handle_input(Input::Offer {
+            sdp: "o".into(),
+            now: t0,
+        });
+        assert!(drain(&mut c).is_empty(), "nothing after stop");
+    }
+
+    #[test]
+    fn a_redirect_asks_for_a_new_offer_for_the_new_url() {
+        let (mut c, t0) = build_client();
+        drain(&mut c);
+        c.handle_input(Input::Response {
+            status: 307,
+            location: Some("http://edge2.example/whip/x".into()),
+            body: String::new(),
+            now: t0,
+        });
+        assert_eq!(drain(&mut c), vec![Output::NeedOffer]);
+        c.handle_input(Input::Offer {
+            sdp: "o2".into(),
+            now: t0,
+        });
+        match &drain(&mut c)[..] {
+            [Output::Send(r)] => assert_eq!(r.url, "http://edge2.example/whip/x"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
