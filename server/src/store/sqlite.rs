@@ -200,6 +200,27 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// The row `sql` selects, if any.
+fn one<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnOnce(&Row<'_>) -> Sql<T>,
+) -> Sql<Option<T>> {
+    c.prepare_cached(sql)?.query_row(params, map).optional()
+}
+
+/// Every row `sql` selects.
+fn all<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&Row<'_>) -> Sql<T>,
+) -> Sql<Vec<T>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    stmt.query_map(params, map)?.collect()
+}
+
 fn workspace_row(row: &Row<'_>) -> Sql<Workspace> {
     let coverage = match (
         row.get::<_, Option<f64>>(6)?,
@@ -310,10 +331,7 @@ fn load_windows(conn: &Connection, session: &mut Session) -> Sql<()> {
 
 fn load_session(conn: &Connection, id: Uuid) -> Sql<Option<Session>> {
     let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
-    let mut session = conn
-        .prepare_cached(&sql)?
-        .query_row([id.to_string()], session_row)
-        .optional()?;
+    let mut session = one(conn, &sql, [id.to_string()], session_row)?;
     if let Some(s) = session.as_mut() {
         load_windows(conn, s)?;
     }
@@ -337,9 +355,7 @@ fn query_sessions(
 
 fn load_workspace(conn: &Connection, id: Uuid) -> Sql<Option<Workspace>> {
     let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([id.to_string()], workspace_row)
-        .optional()
+    one(conn, &sql, [id.to_string()], workspace_row)
 }
 
 fn api_key_row(row: &Row<'_>) -> Sql<ApiKey> {
@@ -415,9 +431,7 @@ fn operator_row(row: &Row<'_>) -> Sql<Operator> {
 
 fn load_operator(conn: &Connection, id: Uuid) -> Sql<Option<Operator>> {
     let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([id.to_string()], operator_row)
-        .optional()
+    one(conn, &sql, [id.to_string()], operator_row)
 }
 
 fn sample_row(row: &Row<'_>) -> Sql<Sample> {
@@ -654,9 +668,7 @@ impl Store for SqliteStore {
     async fn workspaces_of_wallet(&self, wallet: Address) -> StoreResult<Vec<Workspace>> {
         self.run(move |c| {
             let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE wallet = ?1 ORDER BY created_ms, id");
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map([wallet_text(&wallet)], workspace_row)?.collect::<Sql<Vec<_>>>()?;
-            Ok(rows)
+            Ok(all(c, &sql, [wallet_text(&wallet)], workspace_row)?)
         })
         .await
     }
@@ -798,9 +810,7 @@ impl Store for SqliteStore {
     async fn api_key_by_hash(&self, hash: [u8; 32]) -> StoreResult<Option<ApiKey>> {
         self.run(move |c| {
             let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = ?1");
-            Ok(c.prepare_cached(&sql)?
-                .query_row([hash.to_vec()], api_key_row)
-                .optional()?)
+            Ok(one(c, &sql, [hash.to_vec()], api_key_row)?)
         })
         .await
     }
@@ -808,9 +818,7 @@ impl Store for SqliteStore {
     async fn api_keys_of(&self, workspace_id: Uuid) -> StoreResult<Vec<ApiKey>> {
         self.run(move |c| {
             let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_ms, id");
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map([workspace_id.to_string()], api_key_row)?.collect::<Sql<Vec<_>>>()?;
-            Ok(rows)
+            Ok(all(c, &sql, [workspace_id.to_string()], api_key_row)?)
         })
         .await
     }
@@ -880,11 +888,8 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT lat, lng FROM sessions WHERE state IN {OPEN_STATES} AND lat BETWEEN ?1 AND ?2 AND lng BETWEEN ?3 AND ?4"
             );
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map(params![min.lat, max.lat, min.lng, max.lng], |r| Ok(Point::new(r.get(0)?, r.get(1)?)))?
-                .collect::<Sql<Vec<_>>>()?;
-            Ok(rows)
+            let point = |r: &Row<'_>| Ok(Point::new(r.get(0)?, r.get(1)?));
+            Ok(all(c, &sql, params![min.lat, max.lat, min.lng, max.lng], point)?)
         })
         .await
     }
@@ -1161,9 +1166,7 @@ impl Store for SqliteStore {
     async fn operator_by_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<Operator>> {
         self.run(move |c| {
             let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE token_hash = ?1");
-            Ok(c.prepare_cached(&sql)?
-                .query_row([token_hash.to_vec()], operator_row)
-                .optional()?)
+            Ok(one(c, &sql, [token_hash.to_vec()], operator_row)?)
         })
         .await
     }
@@ -1171,9 +1174,7 @@ impl Store for SqliteStore {
     async fn operators_of(&self, workspace_id: Uuid) -> StoreResult<Vec<Operator>> {
         self.run(move |c| {
             let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE workspace_id = ?1 ORDER BY created_ms, id");
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map([workspace_id.to_string()], operator_row)?.collect::<Sql<Vec<_>>>()?;
-            Ok(rows)
+            Ok(all(c, &sql, [workspace_id.to_string()], operator_row)?)
         })
         .await
     }
