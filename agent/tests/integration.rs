@@ -369,7 +369,7 @@ async fn samples_of_a_60_second_outage_arrive_in_order_and_count() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     relay.set_cut(true);
     let cut_at = t.clock_now();
-    tokio::time::sleep(Duration::from_secs(50)).await;
+    tokio::time::sleep(Duration::from_secs(52)).await;
     // The consumer ends while the device is still cut off.
     let ended = t
         .post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
@@ -378,7 +378,7 @@ async fn samples_of_a_60_second_outage_arrive_in_order_and_count() {
     let ended_ms =
         lx_protocol::time::parse_millis(ended.data()["endedAt"].as_str().unwrap()).unwrap();
     let provisional = ended.data()["meter"]["cleanSeconds"].as_u64().unwrap();
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
     relay.set_cut(false);
     let restored_at = t.clock_now();
     assert!(restored_at - cut_at >= 60_000);
