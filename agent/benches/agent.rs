@@ -10,16 +10,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lx_protocol::api::{Availability, DeviceKind, Role};
-use lx_protocol::wallet::Address;
+use lx_protocol::api::Role;
 use lx_server::app::App;
 use lx_server::auth::{generate_token, hash_key};
 use lx_server::clock::{SystemClock, wall_now_ms};
 use lx_server::config::Config;
 use lx_server::credit::StaticCredit;
 use lx_server::media::{self, ScriptedMedia};
+use lx_server::store::EnrollmentToken;
 use lx_server::store::sqlite::SqliteStore;
-use lx_server::store::{CoverageArea, EnrollmentToken, Workspace};
+use lx_server::store::suite::build_workspace;
 use uuid::Uuid;
 
 const MEASURE: Duration = Duration::from_secs(60);
@@ -46,31 +46,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn workspace(slug: &str, role: Role, now: i64) -> Workspace {
-    Workspace {
-        id: Uuid::new_v4(),
-        slug: slug.into(),
-        name: slug.into(),
-        wallet: Address([slug.len() as u8; 20]),
-        roles: vec![role],
-        availability: if role == Role::Supplier {
-            Availability::Online
-        } else {
-            Availability::Offline
-        },
-        coverage: Some(CoverageArea {
-            lat: 4.711,
-            lng: -74.072,
-            radius_m: 5000,
-        }),
-        device_kind: Some(DeviceKind::Drone),
-        auto_accept: true,
-        offer_timeout_seconds: 15,
-        idle_since_ms: now,
-        created_ms: now,
     }
 }
 
@@ -103,9 +78,9 @@ fn main() {
         tokio::spawn(axum::serve(listener, lx_server::routes::router(Arc::clone(&app))).into_future());
 
         let now = wall_now_ms();
-        let supplier = app.store.insert_workspace(workspace("bench-fleet", Role::Supplier, now)).await.expect("supplier");
+        let supplier = app.store.insert_workspace(build_workspace("bench-fleet", &[Role::Supplier], Some(lx_protocol::geo::Point::new(4.711, -74.072)))).await.expect("supplier");
         app.dispatcher.sync(&supplier);
-        let consumer = app.store.insert_workspace(workspace("bench-consumer", Role::Consumer, now)).await.expect("consumer");
+        let consumer = app.store.insert_workspace(build_workspace("bench-consumer", &[Role::Consumer], None)).await.expect("consumer");
         let token = generate_token("lxen_");
         app.store
             .insert_enrollment_token(EnrollmentToken { hash: hash_key(&token), workspace_id: supplier.id, created_ms: now, expires_ms: now + 600_000 })

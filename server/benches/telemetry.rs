@@ -22,9 +22,9 @@ use lx_server::config::Config;
 use lx_server::credit::StaticCredit;
 use lx_server::media::{self, ScriptedMedia};
 use lx_server::store::sqlite::SqliteStore;
+use lx_server::store::suite::build_workspace;
 use lx_server::store::{
-    CoverageArea, EnrollmentToken, NewSession, Operator, Party, SessionFilter, Transition,
-    Workspace,
+    EnrollmentToken, NewSession, Operator, Party, SessionFilter, Transition, Workspace,
 };
 use lx_server::verify::{DeviceKey, first_invalid, verify_k256};
 use uuid::Uuid;
@@ -42,31 +42,6 @@ struct Device {
     token: String,
     session: Uuid,
     batches: Vec<String>,
-}
-
-fn workspace(slug: &str, role: Role, now: i64) -> Workspace {
-    Workspace {
-        id: Uuid::new_v4(),
-        slug: slug.into(),
-        name: slug.into(),
-        wallet: Address([slug.len() as u8; 20]),
-        roles: vec![role],
-        availability: if role == Role::Supplier {
-            Availability::Online
-        } else {
-            Availability::Offline
-        },
-        coverage: Some(CoverageArea {
-            lat: AT.lat,
-            lng: AT.lng,
-            radius_m: 5000,
-        }),
-        device_kind: Some(DeviceKind::Drone),
-        auto_accept: true,
-        offer_timeout_seconds: 15,
-        idle_since_ms: now,
-        created_ms: now,
-    }
 }
 
 async fn setup_device(
@@ -238,9 +213,9 @@ fn main() {
         .expect("app");
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
         app.spawn_background(rx, stop_rx);
-        let now = wall_now_ms();
-        let consumer = app.store.insert_workspace(workspace("bench-consumer", Role::Consumer, now)).await.expect("consumer");
-        let supplier = app.store.insert_workspace(workspace("bench-supplier", Role::Supplier, now)).await.expect("supplier");
+        let _now = wall_now_ms();
+        let consumer = app.store.insert_workspace(build_workspace("bench-consumer", &[Role::Consumer], None)).await.expect("consumer");
+        let supplier = app.store.insert_workspace(build_workspace("bench-supplier", &[Role::Supplier], Some(AT))).await.expect("supplier");
         let mut devices = Vec::new();
         let t = Instant::now();
         for i in 0..DEVICES {

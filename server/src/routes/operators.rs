@@ -373,34 +373,10 @@ pub(super) async fn force_unlock(
 /// One sample or an array of them (a store-and-forward replay), with
 /// errors that name the sample and its field: `[3].point.lat: …`.
 fn parse_samples(body: &[u8]) -> ApiResult<Vec<SampleJson>> {
-    // The common case in one pass; the slow path below only words the error.
-    let trimmed = body.trim_ascii_start();
-    if trimmed.starts_with(b"[") {
-        if let Ok(samples) = serde_json::from_slice::<Vec<SampleJson>>(trimmed) {
-            return Ok(samples);
-        }
-    } else if let Ok(sample) = serde_json::from_slice::<SampleJson>(trimmed) {
-        return Ok(vec![sample]);
-    }
-    let value: serde_json::Value = crate::http::parse_json(body)?;
-    let parse_one = |v: &serde_json::Value, prefix: &str| -> ApiResult<SampleJson> {
-        crate::http::parse_json(v.to_string().as_bytes()).map_err(|mut e| {
-            if !prefix.is_empty() {
-                e.message = format!("{prefix}.{}", e.message).replace(".body:", ":");
-                e.detail = e
-                    .detail
-                    .map(|d| d.replacen("input:", &format!("input:{prefix}."), 1));
-            }
-            e
-        })
-    };
-    match &value {
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| parse_one(v, &format!("[{i}]")))
-            .collect(),
-        other => Ok(vec![parse_one(other, "")?]),
+    if body.trim_ascii_start().starts_with(b"[") {
+        crate::http::parse_json(body)
+    } else {
+        Ok(vec![crate::http::parse_json(body)?])
     }
 }
 

@@ -138,11 +138,7 @@ pub fn plan_with(
         expected: Some(session.state),
         ..Transition::default()
     };
-    // A device-served session frees its device; otherwise the workspace.
-    let release = |now| match session.operator_id {
-        Some(_) => None,
-        None => session.operator_workspace_id.map(|ws| (ws, now)),
-    };
+    let release = |now| release_workspace(session, now);
     let release_operator = session.operator_id;
     match (session.state, action) {
         (
@@ -335,12 +331,18 @@ fn finish(
         meter: Some(out.meter),
         derived_windows: Some(out.windows),
         close_window: close_pause,
-        release: match session.operator_id {
-            Some(_) => None,
-            None => session.operator_workspace_id.map(|ws| (ws, ended_ms)),
-        },
+        release: release_workspace(session, ended_ms),
         release_operator: session.operator_id,
         ..base.clone()
+    }
+}
+
+/// A device-served session frees its device (`release_operator`); otherwise
+/// the supplier workspace goes back ONLINE, idle since `now`.
+fn release_workspace(session: &Session, now: UnixMillis) -> Option<(Uuid, UnixMillis)> {
+    match session.operator_id {
+        Some(_) => None,
+        None => session.operator_workspace_id.map(|ws| (ws, now)),
     }
 }
 
