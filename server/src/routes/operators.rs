@@ -373,10 +373,20 @@ pub(super) async fn force_unlock(
 /// One sample or an array of them (a store-and-forward replay), with
 /// errors that name the sample and its field: `[3].point.lat: …`.
 fn parse_samples(body: &[u8]) -> ApiResult<Vec<SampleJson>> {
-    if body.trim_ascii_start().starts_with(b"[") {
-        crate::http::parse_json(body)
+    let many = body.trim_ascii_start().starts_with(b"[");
+    // The hot path parses once, plainly; the path-tracking parser runs only
+    // to name what is wrong in a body that failed.
+    let fast = if many {
+        serde_json::from_slice::<Vec<SampleJson>>(body).ok()
     } else {
-        Ok(vec![crate::http::parse_json(body)?])
+        serde_json::from_slice::<SampleJson>(body)
+            .ok()
+            .map(|s| vec![s])
+    };
+    match fast {
+        Some(samples) => Ok(samples),
+        None if many => crate::http::parse_json(body),
+        None => Ok(vec![crate::http::parse_json(body)?]),
     }
 }
 
