@@ -1,0 +1,420 @@
+//! The publisher: a camera encoded into a send-only `webrtcbin`, as a WHIP
+//! client publishes. Signalling is the caller's (the agent's WHIP core);
+//! this makes the offer, takes the answer and says when media has failed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gst::prelude::*;
+use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection, WebRTCSDPType};
+use tokio::sync::watch;
+
+use crate::codec::Codec;
+use crate::webrtc::{self, IceConfig};
+use crate::{MediaError, barcode};
+
+/// Where the pictures come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoSource {
+    /// `videotestsrc` with one of its patterns (`smpte`, `ball`, …).
+    TestPattern { pattern: String },
+    /// A V4L2 camera (USB webcams, the Pi's legacy camera stack).
+    V4l2 { device: String },
+    /// A libcamera camera (the Pi's camera modules); `None`: the first one.
+    Libcamera { camera: Option<String> },
+    /// An IP camera's RTSP stream, decoded and encoded again.
+    Rtsp { url: String, latency_ms: u32 },
+    /// Any `gst-launch` fragment that ends in raw video.
+    Custom { pipeline: String },
+}
+
+/// Which encoder to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncoderChoice {
+    /// Hardware where the board has one, else software (see [`pick_encoder`]).
+    Auto,
+    /// This element, by name.
+    Named(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherConfig {
+    pub source: VideoSource,
+    pub codec: Codec,
+    pub encoder: EncoderChoice,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    /// A key frame at least every this many frames: viewers join and the
+    /// server's frame decoder works on key frames.
+    pub keyframe_interval_frames: u32,
+    pub ice: IceConfig,
+    /// Draw the wall-clock time into every frame as a [`barcode`], for
+    /// glass-to-glass measurements.
+    pub stamp_time: bool,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            source: VideoSource::TestPattern {
+                pattern: "smpte".into(),
+            },
+            codec: Codec::Vp8,
+            encoder: EncoderChoice::Auto,
+            width: 640,
+            height: 480,
+            fps: 30,
+            bitrate_kbps: 1000,
+            keyframe_interval_frames: 30,
+            ice: IceConfig::default(),
+            stamp_time: false,
+        }
+    }
+}
+
+/// The encoders we know, hardware first, for each codec.
+const ENCODERS: &[(Codec, &str)] = &[
+    (Codec::H264, "v4l2h264enc"),
+    (Codec::H264, "x264enc"),
+    (Codec::H264, "openh264enc"),
+    (Codec::Vp8, "vp8enc"),
+];
+
+/// The encoder element to use: the named one, or the first of
+/// [`ENCODERS`] for the codec that this machine has.
+pub fn pick_encoder(
+    codec: Codec,
+    choice: &EncoderChoice,
+    available: impl Fn(&str) -> bool,
+) -> Result<String, MediaError> {
+    match choice {
+        EncoderChoice::Named(name) => {
+            let known = ENCODERS.iter().find(|(_, n)| n == name);
+            match known {
+                Some((c, _)) if *c != codec => Err(MediaError::Config(format!(
+                    "encoder {name} makes {c}, but video.codec is {codec}"
+                ))),
+                Some(_) if !available(name) => {
+                    Err(MediaError::missing(name, crate::package_of(name)))
+                }
+                Some(_) => Ok(name.clone()),
+                None => Err(MediaError::Config(format!(
+                    "unknown encoder '{name}' (known: {})",
+                    ENCODERS
+                        .iter()
+                        .map(|(_, n)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
+        }
+        EncoderChoice::Auto => ENCODERS
+            .iter()
+            .filter(|(c, _)| *c == codec)
+            .map(|(_, n)| *n)
+            .find(|n| available(n))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                let first = ENCODERS
+                    .iter()
+                    .rev()
+                    .find(|(c, _)| *c == codec)
+                    .map_or("vp8enc", |(_, n)| n);
+                MediaError::missing(first, crate::package_of(first))
+            }),
+    }
+}
+
+/// `gst-launch` text for the source up to raw I420 at the configured size.
+fn source_description(source: &VideoSource) -> String {
+    match source {
+        VideoSource::TestPattern { pattern } => {
+            format!("videotestsrc is-live=true pattern={pattern}")
+        }
+        VideoSource::V4l2 { device } => format!("v4l2src device={device}"),
+        VideoSource::Libcamera { camera: Some(name) } => {
+            format!("libcamerasrc camera-name=\"{name}\"")
+        }
+        VideoSource::Libcamera { camera: None } => "libcamerasrc".into(),
+        VideoSource::Rtsp { url, latency_ms } => {
+            format!("rtspsrc location=\"{url}\" latency={latency_ms} ! decodebin")
+        }
+        VideoSource::Custom { pipeline } => pipeline.clone(),
+    }
+}
+
+fn encoder_description(encoder: &str, config: &PublisherConfig) -> String {
+    let kbps = config.bitrate_kbps;
+    let gop = config.keyframe_interval_frames.max(1);
+    let text = match encoder {
+        "vp8enc" => format!(
+            "vp8enc deadline=1 threads=1 cpu-used=4 end-usage=cbr target-bitrate={} \
+             keyframe-max-dist={gop} lag-in-frames=0 error-resilient=partitions",
+            u64::from(kbps) * 1000
+        ),
+        "x264enc" => format!(
+            "x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max={gop} \
+             ! video/x-h264,profile=constrained-baseline"
+        ),
+        "openh264enc" => format!(
+            "openh264enc bitrate={} gop-size={gop} complexity=low ! video/x-h264,profile=constrained-baseline",
+            u64::from(kbps) * 1000
+        ),
+        "v4l2h264enc" => format!(
+            "v4l2h264enc extra-controls=\"controls,repeat_sequence_header=1,video_bitrate={},h264_i_frame_period={gop}\" \
+             ! video/x-h264,level=(string)4,profile=(string)constrained-baseline",
+            u64::from(kbps) * 1000
+        ),
+        other => other.to_string(),
+    };
+    // The element is named for the frame counter; caps after it stay as they are.
+    match text.split_once(' ') {
+        Some((element, rest)) => format!("{element} name=encoder {rest}"),
+        None => format!("{text} name=encoder"),
+    }
+}
+
+/// The RTP payload type the publisher offers.
+const PAYLOAD_TYPE: u8 = 96;
+
+/// The whole publishing pipeline as `gst-launch` text.
+pub fn pipeline_description(config: &PublisherConfig, encoder: &str) -> String {
+    let payloader = match config.codec {
+        Codec::Vp8 => format!("rtpvp8pay pt={PAYLOAD_TYPE} picture-id-mode=15-bit mtu=1200"),
+        Codec::H264 => {
+            format!(
+                "rtph264pay pt={PAYLOAD_TYPE} config-interval=-1 aggregate-mode=zero-latency mtu=1200"
+            )
+        }
+    };
+    format!(
+        "{source} ! videoconvert ! videoscale ! videorate \
+         ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1 \
+         ! identity name=stamp ! queue max-size-buffers=2 leaky=downstream \
+         ! {encoder} ! {payloader} name=pay \
+         ! application/x-rtp,media=video,encoding-name={name},payload={PAYLOAD_TYPE},clock-rate=90000{extra} \
+         ! webrtcbin name=webrtc",
+        // Without it the offer has no fmtp line and answerers assume mode 0.
+        extra = match config.codec {
+            Codec::H264 => ",packetization-mode=(string)1",
+            Codec::Vp8 => "",
+        },
+        source = source_description(&config.source),
+        w = config.width,
+        h = config.height,
+        fps = config.fps,
+        encoder = encoder_description(encoder, config),
+        name = config.codec.encoding_name(),
+    )
+}
+
+/// Counters of what went out, for the agent's status.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    pub frames: AtomicU64,
+    pub rtp_bytes: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Publisher {
+    pipeline: gst::Pipeline,
+    webrtc: gst::Element,
+    encoder: String,
+    stats: Arc<PublishStats>,
+    failed: watch::Receiver<Option<String>>,
+}
+
+impl Publisher {
+    /// Builds the pipeline and starts the camera; [`Self::offer`] next.
+    pub fn start(config: &PublisherConfig) -> Result<Self, MediaError> {
+        crate::init()?;
+        let encoder = pick_encoder(config.codec, &config.encoder, crate::has_element)?;
+        let description = pipeline_description(config, &encoder);
+        tracing::debug!(%description, "publisher pipeline");
+        let pipeline = crate::launch(&description)?;
+        let by_name = |name: &str| {
+            pipeline
+                .by_name(name)
+                .ok_or_else(|| MediaError::Pipeline(format!("no element {name}")))
+        };
+        let webrtc = by_name("webrtc")?;
+        webrtc::configure(&webrtc, &config.ice, 200)?;
+
+        let stats = Arc::new(PublishStats::default());
+        count_buffers(&by_name("encoder")?, Arc::clone(&stats), |s, _| {
+            s.frames.fetch_add(1, Ordering::Relaxed);
+        });
+        count_buffers(&by_name("pay")?, Arc::clone(&stats), |s, size| {
+            s.rtp_bytes.fetch_add(size, Ordering::Relaxed);
+        });
+        if config.stamp_time {
+            barcode::stamp_wall_clock(&by_name("stamp")?, config.width, config.height);
+        }
+
+        let (fail_tx, failed) = watch::channel(None);
+        let fail_tx = Arc::new(fail_tx);
+        {
+            let fail_tx = Arc::clone(&fail_tx);
+            crate::watch_bus(&pipeline, move |reason| {
+                fail_tx.send_if_modified(|f| f.replace(reason).is_none());
+            });
+        }
+        webrtc.connect_notify(Some("connection-state"), move |w, _| {
+            let state = w.property::<WebRTCPeerConnectionState>("connection-state");
+            if matches!(
+                state,
+                WebRTCPeerConnectionState::Failed | WebRTCPeerConnectionState::Closed
+            ) {
+                fail_tx.send_if_modified(|f| {
+                    f.replace(format!("peer connection {state:?}")).is_none()
+                });
+            }
+        });
+
+        // The payloader's pad is linked, so the transceiver exists: it only sends.
+        if let Some(pad) = webrtc.static_pad("sink_0") {
+            let transceiver = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+            transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
+        }
+        pipeline.set_state(gst::State::Playing).map_err(|_| {
+            MediaError::Pipeline(format!("the camera pipeline does not start: {description}"))
+        })?;
+        Ok(Self {
+            pipeline,
+            webrtc,
+            encoder,
+            stats,
+            failed,
+        })
+    }
+
+    /// The encoder element in use.
+    pub fn encoder(&self) -> &str {
+        &self.encoder
+    }
+
+    /// Creates the offer, gathers ICE and returns the SDP to POST.
+    pub async fn offer(&self) -> Result<String, MediaError> {
+        webrtc::create_local(&self.webrtc, WebRTCSDPType::Offer).await?;
+        webrtc::gathered_local_sdp(&self.webrtc).await
+    }
+
+    /// Applies the WHIP endpoint's answer.
+    pub async fn accept_answer(&self, sdp: &str) -> Result<(), MediaError> {
+        let answer = webrtc::parse_sdp(WebRTCSDPType::Answer, sdp)?;
+        webrtc::set_remote(&self.webrtc, &answer).await
+    }
+
+    pub fn stats(&self) -> &Arc<PublishStats> {
+        &self.stats
+    }
+
+    /// Becomes `Some(reason)` when the pipeline or the connection failed.
+    pub fn failures(&self) -> watch::Receiver<Option<String>> {
+        self.failed.clone()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        crate::stop(&self.pipeline);
+    }
+}
+
+fn count_buffers(
+    element: &gst::Element,
+    stats: Arc<PublishStats>,
+    add: impl Fn(&PublishStats, u64) + Send + Sync + 'static,
+) {
+    if let Some(pad) = element.static_pad("src") {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer() {
+                add(&stats, buffer.size() as u64);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_takes_hardware_first_then_software() {
+        let everything = |_: &str| true;
+        assert_eq!(
+            pick_encoder(Codec::H264, &EncoderChoice::Auto, everything).unwrap(),
+            "v4l2h264enc"
+        );
+        let no_hardware = |n: &str| n != "v4l2h264enc";
+        assert_eq!(
+            pick_encoder(Codec::H264, &EncoderChoice::Auto, no_hardware).unwrap(),
+            "x264enc"
+        );
+        assert_eq!(
+            pick_encoder(Codec::Vp8, &EncoderChoice::Auto, no_hardware).unwrap(),
+            "vp8enc"
+        );
+        let nothing = |_: &str| false;
+        assert!(matches!(
+            pick_encoder(Codec::H264, &EncoderChoice::Auto, nothing),
+            Err(MediaError::Missing {
+                package: "gstreamer1.0-plugins-bad",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_named_encoder_must_exist_and_make_the_codec() {
+        let all = |_: &str| true;
+        assert!(matches!(
+            pick_encoder(Codec::Vp8, &EncoderChoice::Named("x264enc".into()), all),
+            Err(MediaError::Config(m)) if m.contains("makes h264")
+        ));
+        assert!(matches!(
+            pick_encoder(Codec::Vp8, &EncoderChoice::Named("nvenc".into()), all),
+            Err(MediaError::Config(m)) if m.contains("unknown encoder 'nvenc'")
+        ));
+        let no_x264 = |n: &str| n != "x264enc";
+        assert!(matches!(
+            pick_encoder(
+                Codec::H264,
+                &EncoderChoice::Named("x264enc".into()),
+                no_x264
+            ),
+            Err(MediaError::Missing {
+                package: "gstreamer1.0-plugins-ugly",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_pipeline_names_source_size_encoder_and_payloader() {
+        let config = PublisherConfig {
+            source: VideoSource::V4l2 {
+                device: "/dev/video0".into(),
+            },
+            codec: Codec::H264,
+            width: 1280,
+            height: 720,
+            fps: 25,
+            keyframe_interval_frames: 25,
+            ..PublisherConfig::default()
+        };
+        let text = pipeline_description(&config, "x264enc");
+        for part in [
+            "v4l2src device=/dev/video0 !",
+            "width=1280,height=720,framerate=25/1",
+            "x264enc tune=zerolatency speed-preset=ultrafast bitrate=1000 key-int-max=25",
+            "rtph264pay pt=96 config-interval=-1",
+            "encoding-name=H264",
+        ] {
+            assert!(text.contains(part), "{part} not in {text}");
+        }
+    }
+}
