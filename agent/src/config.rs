@@ -18,6 +18,7 @@ pub struct Config {
     pub gps: GpsConfig,
     pub telemetry: TelemetryConfig,
     pub lifecycle: LifecycleConfig,
+    pub video: VideoConfig,
     pub health: HealthConfig,
     pub log: LogConfig,
 }
@@ -105,6 +106,49 @@ pub struct LifecycleConfig {
     pub min_battery_percent: u8,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraSource {
+    /// GStreamer's `videotestsrc` (demos, tests, a bench without a camera).
+    Test,
+    V4l2,
+    Libcamera,
+    Rtsp,
+    /// A `gst-launch` fragment of its own, ending in raw video.
+    Custom,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoConfig {
+    pub enabled: bool,
+    pub source: CameraSource,
+    pub device: String,
+    pub camera: String,
+    pub rtsp_url: String,
+    pub rtsp_latency_ms: u32,
+    pub pattern: String,
+    pub pipeline: String,
+    pub codec: String,
+    pub encoder: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub keyframe_interval_frames: u32,
+    pub ice: IceSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceSettings {
+    pub stun_server: String,
+    pub turn_server: String,
+    pub local_addresses: Vec<String>,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
@@ -174,6 +218,46 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
+        }
+        self.validate_video()
+    }
+
+    fn validate_video(&self) -> anyhow::Result<()> {
+        let v = &self.video;
+        if !matches!(v.codec.to_ascii_lowercase().as_str(), "vp8" | "h264") {
+            bail!("video.codec must be \"vp8\" or \"h264\", not '{}'", v.codec);
+        }
+        if v.width < 16 || v.height < 16 || v.width % 2 == 1 || v.height % 2 == 1 {
+            bail!("video.width and video.height must be even and at least 16");
+        }
+        if !(1..=120).contains(&v.fps) {
+            bail!("video.fps must be between 1 and 120");
+        }
+        if v.bitrate_kbps < 50 || v.keyframe_interval_frames == 0 {
+            bail!(
+                "video.bitrate_kbps must be at least 50 and video.keyframe_interval_frames positive"
+            );
+        }
+        let needs = |what: &str, value: &str| {
+            if value.trim().is_empty() {
+                bail!("video.source = \"{:?}\" needs video.{what}", v.source);
+            }
+            Ok(())
+        };
+        match v.source {
+            CameraSource::V4l2 => needs("device", &v.device)?,
+            CameraSource::Rtsp => needs("rtsp_url", &v.rtsp_url)?,
+            CameraSource::Custom => needs("pipeline", &v.pipeline)?,
+            CameraSource::Test => needs("pattern", &v.pattern)?,
+            CameraSource::Libcamera => {}
+        }
+        if v.ice.port_min > v.ice.port_max {
+            bail!("video.ice.port_min must not exceed video.ice.port_max");
+        }
+        for address in &v.ice.local_addresses {
+            if address.parse::<std::net::IpAddr>().is_err() {
+                bail!("video.ice.local_addresses: '{address}' is not an IP address");
+            }
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use tokio::sync::{Mutex, watch};
 use crate::lifecycle::LifecycleStats;
 use crate::position::PositionSource;
 use crate::telemetry::TelemetryStats;
+use crate::video::VideoStats;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -22,6 +23,7 @@ struct Health {
     receiver_connected: Option<bool>,
     telemetry: TelemetryStats,
     lifecycle: LifecycleStats,
+    video: VideoStats,
 }
 
 pub struct HealthState {
@@ -29,6 +31,7 @@ pub struct HealthState {
     pub position: Arc<PositionSource>,
     pub telemetry: Arc<Mutex<TelemetryStats>>,
     pub lifecycle: Arc<Mutex<LifecycleStats>>,
+    pub video: Arc<Mutex<VideoStats>>,
 }
 
 impl HealthState {
@@ -39,6 +42,7 @@ impl HealthState {
             .is_some();
         let telemetry = self.telemetry.lock().await.clone();
         let lifecycle = self.lifecycle.lock().await.clone();
+        let video = self.video.lock().await.clone();
         let healthy = has_fix && telemetry.last_error.is_none();
         let body = Health {
             status: if healthy { "ok" } else { "degraded" },
@@ -48,6 +52,7 @@ impl HealthState {
             receiver_connected: self.position.receiver().map(|r| r.connected),
             telemetry,
             lifecycle,
+            video,
         };
         (
             if healthy { 200 } else { 503 },

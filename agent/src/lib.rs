@@ -11,6 +11,7 @@ pub mod queue;
 pub mod run;
 pub mod state;
 pub mod telemetry;
+pub mod video;
 pub mod whip;
 
 /// The wall clock as Unix milliseconds; read at the edges only.

@@ -1,6 +1,7 @@
 //! The session lifecycle on the device: take offers by policy, start what
-//! was assigned, follow the session it serves, and reclaim assignments it
-//! can no longer serve after a restart.
+//! was assigned (and, after a restart, what it was serving: the start hands
+//! back the WHIP URL), follow the session it serves, and reclaim assignments
+//! it can no longer serve after a restart.
 //!
 //! [`Lifecycle::decide`] is pure: it gets what the server said (offers, this
 //! device's open sessions) and whether the device can serve, and answers
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use crate::api::{ApiFailure, ServerApi};
 use crate::position::PositionSource;
+use crate::video::Stream;
 use crate::wall_now_ms;
 
 /// The session the device serves, as telemetry needs it.
@@ -84,11 +86,14 @@ impl Lifecycle {
             steps.push(Step::Reclaim);
         }
         let current = view.mine.first().map(|s| s.id);
-        for s in view
-            .mine
-            .iter()
-            .filter(|s| s.state == SessionState::Assigned)
-        {
+        // LIVE and PAUSED too: after a restart `start` (idempotent) hands the
+        // WHIP URL back, and the video task publishes to it again.
+        for s in view.mine.iter().filter(|s| {
+            matches!(
+                s.state,
+                SessionState::Assigned | SessionState::Live | SessionState::Paused
+            )
+        }) {
             let due = match self.started.get(&s.id) {
                 None => true,
                 Some(retry_at) => retry_at.is_some_and(|t| now >= t),
@@ -144,11 +149,16 @@ pub async fn run(
     position: Arc<PositionSource>,
     poll: Duration,
     session_tx: watch::Sender<Option<Serving>>,
+    video_tx: watch::Sender<Option<Stream>>,
     stats: Arc<Mutex<LifecycleStats>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let links = Links {
+        session: session_tx,
+        video: video_tx,
+    };
     loop {
-        let result = poll_once(&api, me, &mut core, &position, &session_tx, &stats).await;
+        let result = poll_once(&api, me, &mut core, &position, &links, &stats).await;
         {
             let mut s = stats.lock().await;
             s.polls += 1;
@@ -167,12 +177,20 @@ fn poll_retry() -> Duration {
     Duration::ZERO
 }
 
+/// Where the lifecycle tells the other tasks what to serve.
+struct Links {
+    /// Telemetry follows the session served.
+    session: watch::Sender<Option<Serving>>,
+    /// Video publishes to the started session's WHIP URL.
+    video: watch::Sender<Option<Stream>>,
+}
+
 async fn poll_once(
     api: &ServerApi,
     me: Uuid,
     core: &mut Lifecycle,
     position: &PositionSource,
-    session_tx: &watch::Sender<Option<Serving>>,
+    links: &Links,
     stats: &Mutex<LifecycleStats>,
 ) -> Result<(), ApiFailure> {
     let offers = api.offers().await?;
@@ -202,7 +220,11 @@ async fn poll_once(
             },
             Step::Start(id) => match api.start(id).await {
                 Ok(media) => {
-                    tracing::info!(session = %id, whip = %media.whip_url, "session started")
+                    tracing::info!(session = %id, "session started");
+                    links.video.send_replace(Some(Stream {
+                        session_id: id,
+                        whip_url: media.whip_url,
+                    }));
                 }
                 Err(ApiFailure::Unreachable(e)) => {
                     tracing::warn!(session = %id, error = %e, "start did not reach the server; retrying");
@@ -223,7 +245,11 @@ async fn poll_once(
             },
             Step::Serving(s) => {
                 tracing::info!(session = ?s.map(|s| s.id), "serving");
-                let _ = session_tx.send(s);
+                let _ = links.session.send(s);
+                let streaming = links.video.borrow().as_ref().map(|v| v.session_id);
+                if streaming.is_some() && streaming != s.map(|s| s.id) {
+                    links.video.send_replace(None);
+                }
             }
         }
     }
@@ -344,5 +370,22 @@ mod tests {
     fn manual_devices_leave_offers_to_the_fleet_manager() {
         let mut core = Lifecycle::new(false);
         assert!(look(&mut core, &[build_offer(5)], &[], true, Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn after_a_restart_a_live_session_is_started_again_for_its_whip_url() {
+        let mut core = Lifecycle::new(true);
+        let now = Instant::now();
+        let mine = [build_session(7, SessionState::Live)];
+        let steps = look(&mut core, &[], &mine, true, now);
+        assert!(
+            steps.contains(&Step::Start(Uuid::from_u128(7))),
+            "{steps:?}"
+        );
+        let again = look(&mut core, &[], &mine, true, now);
+        assert!(
+            !again.contains(&Step::Start(Uuid::from_u128(7))),
+            "once per run: {again:?}"
+        );
     }
 }

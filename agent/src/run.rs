@@ -77,6 +77,8 @@ pub async fn run(
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let (session_tx, session_rx) = watch::channel(None);
+    let (video_tx, video_rx) = watch::channel(None);
+    let video_stats = Arc::new(Mutex::new(crate::video::VideoStats::default()));
     let telemetry_stats = Arc::new(Mutex::new(Default::default()));
     let lifecycle_stats = Arc::new(Mutex::new(Default::default()));
 
@@ -103,9 +105,26 @@ pub async fn run(
         Arc::clone(&position),
         Duration::from_millis(config.lifecycle.poll_interval_ms),
         session_tx,
+        video_tx,
         Arc::clone(&lifecycle_stats),
         stop_rx.clone(),
     )));
+    if config.video.enabled {
+        let publisher = crate::video::publisher_config(&config.video)?;
+        let http = reqwest::Client::builder()
+            .build()
+            .context("building the WHIP client")?;
+        tasks.push(tokio::spawn(crate::video::run(
+            publisher,
+            http,
+            video_rx,
+            Arc::clone(&video_stats),
+            stop_rx.clone(),
+        )));
+    } else {
+        drop(video_rx);
+        tracing::info!("video.enabled = false: telemetry only");
+    }
     let listener = tokio::net::TcpListener::bind(&config.health.listen)
         .await
         .with_context(|| format!("binding health.listen {}", config.health.listen))?;
@@ -114,6 +133,7 @@ pub async fn run(
         position,
         telemetry: telemetry_stats,
         lifecycle: lifecycle_stats,
+        video: video_stats,
     });
     tasks.push(tokio::spawn(health::serve(listener, health_state, stop_rx)));
     tracing::info!(operator = %enrollment.operator_id, server = %enrollment.server_url, "lx-agent running");

@@ -53,6 +53,11 @@ pub enum Input {
     MediaFailed {
         now: Instant,
     },
+    /// No offer could be made (the camera or the encoder would not start).
+    OfferFailed {
+        reason: String,
+        now: Instant,
+    },
     Tick {
         now: Instant,
     },
@@ -221,6 +226,9 @@ impl WhipClient {
             }
             (State::Running { .. }, Input::MediaFailed { now }) => {
                 self.retry(now, "media stopped flowing".into())
+            }
+            (State::AwaitingOffer { .. }, Input::OfferFailed { reason, now }) => {
+                self.retry(now, reason)
             }
             (State::Waiting { until }, Input::Tick { now }) if now >= until => {
                 // Back to the session's own WHIP URL, whatever redirected us.
@@ -404,5 +412,23 @@ mod tests {
             [Output::Send(r)] => assert_eq!(r.url, "http://edge2.example/whip/x"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_offer_that_cannot_be_made_backs_off_and_asks_again() {
+        let mut c = WhipClient::new(WHIP);
+        let t0 = Instant::now();
+        c.handle_input(Input::OfferFailed {
+            reason: "no camera at /dev/video0".into(),
+            now: t0,
+        });
+        assert!(matches!(
+            &drain(&mut c)[..],
+            [Output::Retrying { attempt: 1, reason, .. }] if reason.contains("/dev/video0")
+        ));
+        c.handle_input(Input::Tick {
+            now: t0 + MIN_BACKOFF,
+        });
+        assert_eq!(drain(&mut c), vec![Output::NeedOffer]);
     }
 }

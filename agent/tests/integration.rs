@@ -18,8 +18,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// Agent settings for a test: fast polling, its own state, health on any port.
+/// Agent settings for a test: fast polling, its own state, health on any
+/// port, no video.
 fn agent_config(server_url: &str, state: &std::path::Path, gps: &[(&str, String)]) -> Config {
+    agent_config_with(server_url, state, gps, &[("ENABLED", "false".to_owned())])
+}
+
+/// The same, with `LX_AGENT__VIDEO__…` settings.
+fn agent_config_with(
+    server_url: &str,
+    state: &std::path::Path,
+    gps: &[(&str, String)],
+    video: &[(&str, String)],
+) -> Config {
     let mut env = vec![
         (
             "LX_AGENT__SERVER__URL".to_owned(),
@@ -45,6 +56,11 @@ fn agent_config(server_url: &str, state: &std::path::Path, gps: &[(&str, String)
     env.extend(
         gps.iter()
             .map(|(k, v)| (format!("LX_AGENT__GPS__{k}"), v.clone())),
+    );
+    env.extend(
+        video
+            .iter()
+            .map(|(k, v)| (format!("LX_AGENT__VIDEO__{k}"), v.clone())),
     );
     Config::from_layers(None, env).unwrap()
 }
@@ -425,4 +441,203 @@ async fn samples_of_a_60_second_outage_arrive_in_order_and_count() {
     let _ = stop.send(true);
     agent.await.unwrap().unwrap();
     let _ = Auth::None;
+}
+
+/// The agent's test camera on loopback ICE, small and light.
+fn test_camera(codec: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("ENABLED", "true".to_owned()),
+        ("SOURCE", "\"test\"".to_owned()),
+        ("CODEC", format!("\"{codec}\"")),
+        ("WIDTH", "320".to_owned()),
+        ("HEIGHT", "240".to_owned()),
+        ("BITRATE_KBPS", "600".to_owned()),
+        ("ICE__LOCAL_ADDRESSES", "[\"127.0.0.1\"]".to_owned()),
+    ]
+}
+
+fn hovering_at(at: (f64, f64)) -> Vec<(&'static str, String)> {
+    vec![
+        ("SOURCE", "\"simulated\"".to_owned()),
+        ("SIMULATED__KIND", "\"hover\"".to_owned()),
+        ("SIMULATED__LAT", at.0.to_string()),
+        ("SIMULATED__LNG", at.1.to_string()),
+    ]
+}
+
+async fn frame_status(t: &TestApp, consumer: &Actor, id: &str) -> (u16, Vec<u8>) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/sessions/{id}/frame", t.base))
+        .bearer_auth(&consumer.api_key)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+}
+
+fn network_windows(session: &serde_json::Value) -> Vec<(i64, Option<i64>)> {
+    use lx_protocol::time::parse_millis;
+    session["windows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["reason"] == "NETWORK_ERROR")
+        .map(|w| {
+            (
+                parse_millis(w["openedAt"].as_str().unwrap()).unwrap(),
+                w["closedAt"].as_str().map(|t| parse_millis(t).unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// An enrolled drone with the test camera, hovering over BOGOTA, connected.
+async fn a_drone_with_a_camera(
+    t: &TestApp,
+    supplier: &Actor,
+    state: &std::path::Path,
+    codec: &str,
+) -> Config {
+    let config = agent_config_with(
+        &server_url(t),
+        state,
+        &hovering_at(BOGOTA),
+        &test_camera(codec),
+    );
+    let token = enrollment_token(t, supplier).await;
+    lx_agent::run::enroll(&config, &token).await.unwrap();
+    config
+}
+
+async fn the_agent_publishes_and_the_frame_shows_its_camera(codec: &str) {
+    let t = TestApp::spawn_with_media(|_| {}).await;
+    let consumer = t.consumer("viewer-co").await;
+    let supplier = t.supplier("camera-fleet", BOGOTA, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = a_drone_with_a_camera(&t, &supplier, &dir.path().join("state"), codec).await;
+    let (stop, agent) = spawn_agent(config);
+    wait_until("the device to be connected with a position", 15, || async {
+        let op = operator_of(&t, &supplier).await;
+        op["connected"] == true && op["position"].is_object()
+    })
+    .await;
+
+    let id = t.request(&consumer, BOGOTA, 300).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    assert_eq!(
+        frame_status(&t, &consumer, &id).await.0,
+        404,
+        "no frame before LIVE"
+    );
+    t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(20))
+        .await;
+    let (status, jpeg) = frame_status(&t, &consumer, &id).await;
+    assert_eq!(status, 200);
+    let image = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(image.dimensions(), (320, 240));
+    lx_media::testpattern::smpte_bars_match(image.as_raw(), 320, 240).unwrap();
+
+    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    // The agent hangs up: the publisher leaves the ingest.
+    let builtin = t.builtin.clone().unwrap();
+    let session_id: Uuid = id.parse().unwrap();
+    wait_until("the publisher to leave", 10, || async {
+        !builtin.peers(session_id).0
+    })
+    .await;
+    let _ = stop.send(true);
+    agent.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_publishes_vp8_and_the_session_goes_live_with_its_pictures() {
+    the_agent_publishes_and_the_frame_shows_its_camera("vp8").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_publishes_h264_and_the_session_goes_live_with_its_pictures() {
+    the_agent_publishes_and_the_frame_shows_its_camera("h264").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_restarted_posts_to_the_same_url_and_the_meter_skips_the_gap() {
+    let t = TestApp::spawn_with_media(|_| {}).await;
+    let consumer = t.consumer("gap-co").await;
+    let supplier = t.supplier("gap-fleet", BOGOTA, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = a_drone_with_a_camera(&t, &supplier, &dir.path().join("state"), "vp8").await;
+    let (_stop, agent) = spawn_agent(config.clone());
+    wait_until("the device to be connected with a position", 15, || async {
+        operator_of(&t, &supplier).await["connected"] == true
+    })
+    .await;
+    let id = t.request(&consumer, BOGOTA, 300).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Killed: the task is dropped where it stands, no DELETE, no goodbye.
+    let killed_ms = lx_server::clock::wall_now_ms();
+    agent.abort();
+    let _ = agent.await;
+    let mut opened = None;
+    for _ in 0..60 {
+        if let Some(&w) = network_windows(&t.session(&consumer, &id).await).first() {
+            opened = Some(w);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (opened_ms, _) = opened.expect("a NETWORK_ERROR window opens within 3 s");
+    assert!(
+        (opened_ms - killed_ms).abs() <= 1000,
+        "{opened_ms} vs {killed_ms}"
+    );
+
+    // Restarted from its state directory: it starts the LIVE session again
+    // and POSTs to the same WHIP URL.
+    let (stop, agent) = spawn_agent(config);
+    let mut closed = None;
+    for _ in 0..300 {
+        if let Some((_, Some(c))) = network_windows(&t.session(&consumer, &id).await).first() {
+            closed = Some(*c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let closed_ms = closed.expect("media resumes and the window closes");
+    let (status, _) = frame_status(&t, &consumer, &id).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ended = t
+        .post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    let s = ended.data();
+    let meter = &s["meter"];
+    let failed = meter["failedSeconds"].as_i64().unwrap();
+    let gap_s = (closed_ms - opened_ms) as f64 / 1000.0;
+    assert!(
+        (failed as f64 - gap_s).abs() <= 1.0,
+        "{failed} s failed for a {gap_s} s gap: {s}"
+    );
+    let _ = stop.send(true);
+    agent.await.unwrap().unwrap();
 }

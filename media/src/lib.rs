@@ -21,6 +21,7 @@ pub mod decode;
 pub mod publish;
 pub mod receive;
 pub mod sdp;
+pub mod testpattern;
 pub mod viewer;
 mod webrtc;
 

@@ -410,7 +410,7 @@ mod tests {
         for part in [
             "v4l2src device=/dev/video0 !",
             "width=1280,height=720,framerate=25/1",
-            "x264enc tune=zerolatency speed-preset=ultrafast bitrate=1000 key-int-max=25",
+            "x264enc name=encoder tune=zerolatency speed-preset=ultrafast bitrate=1000 key-int-max=25",
             "rtph264pay pt=96 config-interval=-1",
             "encoding-name=H264",
         ] {

@@ -1,6 +1,6 @@
 //! Real GStreamer pipelines over loopback: a publisher, the ingest that
-#![allow(clippy::unwrap_used)] // a poisoned lock or a failed check is a failed test
 //! answers it, the decoder, viewers and subscribers, with ICE on 127.0.0.1.
+#![allow(clippy::unwrap_used)] // a poisoned lock or a failed check is a failed test
 
 mod common;
 

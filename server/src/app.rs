@@ -283,21 +283,37 @@ impl App {
     }
 
     pub async fn on_media_event(&self, event: MediaEvent) {
-        match event {
+        let (session_id, action) = match event {
             MediaEvent::FirstFrame { session_id, at_ms } => {
-                let session = match self.store.session(session_id).await {
-                    Ok(Some(s)) => s,
-                    Ok(None) => return,
-                    Err(err) => {
-                        tracing::error!(%err, "first frame of an unreadable session");
-                        return;
-                    }
-                };
-                match self.act(&session, Action::FirstFrame { at: at_ms }).await {
-                    Ok(_) => tracing::info!(session = %session_id, "session is LIVE"),
-                    Err(ActError::Lifecycle(_)) | Err(ActError::Apply(ApplyError::State(_))) => {}
-                    Err(err) => tracing::error!(session = %session_id, %err, "could not go LIVE"),
+                (session_id, Action::FirstFrame { at: at_ms })
+            }
+            MediaEvent::MediaLost { session_id, at_ms } => {
+                (session_id, Action::MediaLost { at: at_ms })
+            }
+            MediaEvent::MediaResumed { session_id, at_ms } => {
+                (session_id, Action::MediaResumed { at: at_ms })
+            }
+        };
+        let session = match self.store.session(session_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(%err, ?event, "media event for an unreadable session");
+                return;
+            }
+        };
+        match self.act(&session, action).await {
+            Ok(_) => match action {
+                Action::FirstFrame { .. } => {
+                    tracing::info!(session = %session_id, "session is LIVE")
                 }
+                _ => tracing::info!(session = %session_id, action = action.name(), "media window"),
+            },
+            // Media events race the session's own transitions: a frame after
+            // the end, a loss before LIVE. Those change nothing.
+            Err(ActError::Lifecycle(_)) | Err(ActError::Apply(ApplyError::State(_))) => {}
+            Err(err) => {
+                tracing::error!(session = %session_id, %err, ?event, "media event not applied")
             }
         }
     }

@@ -126,6 +126,23 @@ pub struct ChainConfig {
 #[serde(deny_unknown_fields)]
 pub struct MediaConfig {
     pub backend: String,
+    pub codecs: Vec<String>,
+    pub frame_interval_ms: u32,
+    pub jpeg_quality: u8,
+    pub media_timeout_ms: u32,
+    pub jitter_latency_ms: u32,
+    pub max_viewers_per_session: u32,
+    pub ice: IceSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceSettings {
+    pub stun_server: String,
+    pub turn_server: String,
+    pub local_addresses: Vec<String>,
+    pub port_min: u16,
+    pub port_max: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,11 +211,40 @@ impl Config {
                 self.credit.source
             );
         }
-        if self.media.backend != "none" {
+        let m = &self.media;
+        if !matches!(m.backend.as_str(), "none" | "builtin") {
             bail!(
-                "media.backend '{}' is not known (known: none)",
-                self.media.backend
+                "media.backend '{}' is not known (known: builtin, none)",
+                m.backend
             );
+        }
+        if m.codecs.is_empty() {
+            bail!("media.codecs must name at least one codec (vp8, h264)");
+        }
+        for codec in &m.codecs {
+            if !matches!(codec.to_ascii_lowercase().as_str(), "vp8" | "h264") {
+                bail!("media.codecs: unknown codec '{codec}' (known: vp8, h264)");
+            }
+        }
+        if m.frame_interval_ms < 100 {
+            bail!("media.frame_interval_ms must be at least 100");
+        }
+        if !(1..=100).contains(&m.jpeg_quality) {
+            bail!("media.jpeg_quality must be between 1 and 100");
+        }
+        if m.media_timeout_ms < 500 {
+            bail!("media.media_timeout_ms must be at least 500");
+        }
+        if m.max_viewers_per_session == 0 {
+            bail!("media.max_viewers_per_session must be positive");
+        }
+        if m.ice.port_min > m.ice.port_max {
+            bail!("media.ice.port_min must not exceed media.ice.port_max");
+        }
+        for address in &m.ice.local_addresses {
+            if address.parse::<std::net::IpAddr>().is_err() {
+                bail!("media.ice.local_addresses: '{address}' is not an IP address");
+            }
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");

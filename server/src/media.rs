@@ -1,6 +1,15 @@
 //! The media plane behind a trait: a backend provisions the tokened WHIP and
-//! WHEP URLs of a session, tears them down, and reports media events (the
-//! first decoded frame turns a session LIVE) on the channel it was built with.
+//! WHEP URLs of a session, answers what arrives at them (when it serves them
+//! itself), keeps the latest decoded frame, tears down, and reports media
+//! events on the channel it was built with: the first decoded frame turns a
+//! session LIVE, and media lost and resumed bound its NETWORK_ERROR windows.
+
+#[cfg(feature = "builtin-media")]
+pub mod builtin;
+pub mod flow;
+pub mod token;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use lx_protocol::time::UnixMillis;
@@ -13,11 +22,69 @@ use crate::store::MediaEndpoints;
 pub enum MediaError {
     #[error("media backend unavailable: {0}")]
     Unavailable(String),
+    /// This backend serves no WHIP or WHEP endpoints of its own.
+    #[error("this media backend does not serve {0} endpoints")]
+    NotServed(&'static str),
+    /// The offer cannot be taken (bad SDP, no codec in common).
+    #[error("{0}")]
+    Refused(String),
+    /// A viewer came before any publisher: the codec is not known yet.
+    #[error("the session has no publisher yet")]
+    NoPublisher,
+    #[error("the session already has {0} viewers")]
+    TooManyViewers(usize),
+    #[error("no such WHIP or WHEP resource")]
+    NoResource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaEvent {
-    FirstFrame { session_id: Uuid, at_ms: UnixMillis },
+    FirstFrame {
+        session_id: Uuid,
+        at_ms: UnixMillis,
+    },
+    /// No media since `at_ms` (the last seen), for longer than the timeout.
+    MediaLost {
+        session_id: Uuid,
+        at_ms: UnixMillis,
+    },
+    /// Media flows again from `at_ms`.
+    MediaResumed {
+        session_id: Uuid,
+        at_ms: UnixMillis,
+    },
+}
+
+/// The latest decoded picture of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub jpeg: Arc<Vec<u8>>,
+    pub width: u32,
+    pub height: u32,
+    pub decoded_ms: UnixMillis,
+}
+
+/// The two kinds of tokened endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Whip,
+    Whep,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Whip => "whip",
+            Endpoint::Whep => "whep",
+        }
+    }
+}
+
+/// An answered offer: the SDP answer and the resource to DELETE later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    pub answer: String,
+    pub resource: String,
 }
 
 #[async_trait]
@@ -26,6 +93,36 @@ pub trait MediaBackend: Send + Sync + 'static {
     async fn provision(&self, session_id: Uuid) -> Result<MediaEndpoints, MediaError>;
     async fn release(&self, session_id: Uuid, endpoints: &MediaEndpoints)
     -> Result<(), MediaError>;
+
+    /// The latest decoded frame, if the session has one.
+    fn latest_frame(&self, _session_id: Uuid) -> Option<Frame> {
+        None
+    }
+
+    /// The session a token of one of our endpoints stands for.
+    fn session_of_token(&self, _endpoint: Endpoint, _token: &str) -> Option<Uuid> {
+        None
+    }
+
+    /// Answers a publisher's (WHIP) or viewer's (WHEP) offer.
+    async fn negotiate(
+        &self,
+        endpoint: Endpoint,
+        _session_id: Uuid,
+        _offer: &str,
+    ) -> Result<Negotiated, MediaError> {
+        Err(MediaError::NotServed(endpoint.path()))
+    }
+
+    /// Ends a publisher or viewer resource.
+    async fn hang_up(
+        &self,
+        endpoint: Endpoint,
+        _session_id: Uuid,
+        _resource: &str,
+    ) -> Result<(), MediaError> {
+        Err(MediaError::NotServed(endpoint.path()))
+    }
 }
 
 /// `media.backend = "none"`: a server without a media plane. `start` fails
@@ -55,7 +152,8 @@ pub fn channel() -> (mpsc::Sender<MediaEvent>, mpsc::Receiver<MediaEvent>) {
 }
 
 /// A test double: hands out URLs, records what was provisioned and
-/// released, and lets a test say when a first frame was "decoded".
+/// released, and lets a test say when a first frame was "decoded" and when
+/// media was lost and resumed.
 #[cfg(any(test, feature = "test-support"))]
 #[derive(Debug)]
 pub struct ScriptedMedia {
@@ -78,6 +176,20 @@ impl ScriptedMedia {
         let _ = self
             .events
             .send(MediaEvent::FirstFrame { session_id, at_ms })
+            .await;
+    }
+
+    pub async fn media_lost(&self, session_id: Uuid, at_ms: UnixMillis) {
+        let _ = self
+            .events
+            .send(MediaEvent::MediaLost { session_id, at_ms })
+            .await;
+    }
+
+    pub async fn media_resumed(&self, session_id: Uuid, at_ms: UnixMillis) {
+        let _ = self
+            .events
+            .send(MediaEvent::MediaResumed { session_id, at_ms })
             .await;
     }
 }

@@ -1,6 +1,7 @@
 //! The `/api/v1` routes and the OpenAPI document generated from them.
 
 mod auth;
+mod media;
 mod operators;
 mod public;
 mod sessions;
@@ -8,7 +9,8 @@ mod workspaces;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::{Method, header};
+use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
@@ -140,8 +142,27 @@ pub fn router(state: AppState) -> Router {
             post(operators::force_unlock),
         )
         .method_not_allowed_fallback(http::method_not_allowed);
+    // Browsers publish and play from pages of any origin (WHIP and WHEP
+    // players); the URL is the credential, so no cookie is involved.
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::LOCATION, header::LINK, header::ETAG]);
+    let media = Router::new()
+        .route("/{kind}/{token}", post(media::offer))
+        .route(
+            "/{kind}/{token}/{resource}",
+            delete(media::hang_up).patch(media::patch),
+        )
+        .layer(cors);
     Router::new()
         .nest("/api/v1", api)
+        .nest("/media", media)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::credit::StaticCredit;
-use crate::media::{self, NoMedia};
+use crate::media::{self, MediaBackend, MediaEvent, NoMedia};
 use crate::routes;
 use crate::store::sqlite::SqliteStore;
 
@@ -57,6 +57,31 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+/// The media backend `media.backend` names.
+pub fn media_backend(
+    config: &Config,
+    secret: &[u8; 32],
+    clock: Arc<dyn crate::clock::Clock>,
+    events: tokio::sync::mpsc::Sender<MediaEvent>,
+) -> anyhow::Result<Arc<dyn MediaBackend>> {
+    match config.media.backend.as_str() {
+        #[cfg(feature = "builtin-media")]
+        "builtin" => {
+            use crate::media::builtin::{BuiltinConfig, BuiltinMedia};
+            let builtin = BuiltinConfig::from_config(config)?;
+            Ok(Arc::new(BuiltinMedia::new(builtin, secret, clock, events)?))
+        }
+        #[cfg(not(feature = "builtin-media"))]
+        "builtin" => {
+            let _ = (secret, clock, events);
+            anyhow::bail!(
+                "media.backend = \"builtin\" needs lx-server built with the builtin-media feature"
+            )
+        }
+        _ => Ok(Arc::new(NoMedia)),
+    }
+}
+
 /// Resolves when SIGINT or SIGTERM arrives.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -85,14 +110,16 @@ pub async fn run(
     let store = SqliteStore::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
     let credit = StaticCredit::from_config(&config.credit)?;
-    let (_media_tx, media_rx) = media::channel();
+    let (media_tx, media_rx) = media::channel();
     let cookie_key = cookie_key(&config)?;
+    let clock = Arc::new(SystemClock);
+    let media = media_backend(&config, &cookie_key, clock.clone(), media_tx)?;
     let app = App::new(
         Arc::clone(&config),
         Arc::new(store),
-        Arc::new(SystemClock),
+        clock,
         Arc::new(credit),
-        Arc::new(NoMedia),
+        media,
         cookie_key,
     )
     .await?;

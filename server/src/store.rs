@@ -256,7 +256,8 @@ pub struct Transition {
     /// Replaces the session's STALE_TELEMETRY and OUTSIDE_GEOFENCE windows.
     pub derived_windows: Option<Vec<Window>>,
     pub open_window: Option<(WindowReason, UnixMillis)>,
-    pub close_window: Option<(WindowReason, UnixMillis)>,
+    /// Closes the open window of each reason at its instant.
+    pub close_windows: Vec<(WindowReason, UnixMillis)>,
     /// Flip this supplier ONLINE → BUSY in the same transaction, or fail.
     pub claim: Option<Uuid>,
     /// Put this supplier back ONLINE (from BUSY), idle since the given time.

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
 mod common;
+#[path = "integration/media.rs"]
+mod media;
 
 use common::{Auth, BOGOTA, TestApp, cookie_from};
 use futures_util::future::join_all;

@@ -802,20 +802,40 @@ pub(super) async fn viewer_token(
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/frame", tag = "Sessions", params(("id" = Uuid, Path)),
-    description = "The latest decoded frame as image/jpeg. 404 FRAME_NOT_AVAILABLE until the media plane has one.",
+    description = "The latest decoded frame as image/jpeg (`Cache-Control: no-store`; `x-lx-frame-decoded-at` tells \
+        when it was decoded). 404 FRAME_NOT_AVAILABLE until the session is LIVE and the media plane has a frame.",
     responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 404, body = lx_protocol::api::ErrorBody)),
     security(("apiKey" = [])))]
 pub(super) async fn frame(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<ApiOk<()>> {
+) -> ApiResult<axum::response::Response> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
     let ws = caller.require_any(&[Scope::SessionsRead, Scope::SessionsOperate])?;
     let (session, _) = visible(&app, ws, &id).await?;
+    let live = matches!(session.state, SessionState::Live | SessionState::Paused);
+    if let Some(frame) = live.then(|| app.media.latest_frame(session.id)).flatten() {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "image/jpeg".to_string()),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+                (
+                    header::HeaderName::from_static("x-lx-frame-decoded-at"),
+                    format_millis(frame.decoded_ms),
+                ),
+            ],
+            frame.jpeg.as_ref().clone(),
+        )
+            .into_response());
+    }
     let detail = if session.expiry_reason == Some(ExpiryReason::WaitTimeout) {
         "expired"
-    } else {
+    } else if live {
         "noFrame"
+    } else {
+        "notLive"
     };
     Err(ApiError::new(
         ErrorCode::FrameNotAvailable,

@@ -49,6 +49,15 @@ pub enum Action {
     FirstFrame {
         at: UnixMillis,
     },
+    /// No media since `at` (longer than the media timeout): a NETWORK_ERROR
+    /// window opens there.
+    MediaLost {
+        at: UnixMillis,
+    },
+    /// Media flows again from `at`: the window closes.
+    MediaResumed {
+        at: UnixMillis,
+    },
     Pause {
         now: UnixMillis,
     },
@@ -85,6 +94,8 @@ impl Action {
             Self::Accept { .. } => "accept",
             Self::OfferTimedOut { .. } => "offerTimeout",
             Self::FirstFrame { .. } => "firstFrame",
+            Self::MediaLost { .. } => "mediaLost",
+            Self::MediaResumed { .. } => "mediaResumed",
             Self::Pause { .. } => "pause",
             Self::Resume { .. } => "resume",
             Self::End { .. } => "end",
@@ -211,6 +222,14 @@ pub fn plan_with(
             started_ms: Some(at),
             ..base
         }),
+        (Live | Paused, Action::MediaLost { at }) => Ok(Transition {
+            open_window: Some((WindowReason::NetworkError, at)),
+            ..base
+        }),
+        (Live | Paused, Action::MediaResumed { at }) => Ok(Transition {
+            close_windows: vec![(WindowReason::NetworkError, at)],
+            ..base
+        }),
         (Live, Action::Pause { now }) => Ok(Transition {
             to: Some(Paused),
             open_window: Some((WindowReason::Paused, now)),
@@ -218,7 +237,7 @@ pub fn plan_with(
         }),
         (Paused, Action::Resume { now }) => Ok(Transition {
             to: Some(Live),
-            close_window: Some((WindowReason::Paused, now)),
+            close_windows: vec![(WindowReason::Paused, now)],
             ..base
         }),
         (Requested | Assigned, Action::End { now, .. } | Action::Cancel { now }) => {
@@ -323,14 +342,21 @@ fn finish(
 ) -> Transition {
     let started = session.started_ms.unwrap_or(ended_ms);
     let out = measure(session, started, ended_ms, fee_bps, evidence);
-    let close_pause = (session.state == Paused).then_some((WindowReason::Paused, ended_ms));
+    // Windows still open end with the session.
+    let close_windows = session
+        .windows
+        .iter()
+        .filter(|w| w.closed_ms.is_none())
+        .filter(|w| matches!(w.reason, WindowReason::Paused | WindowReason::NetworkError))
+        .map(|w| (w.reason, ended_ms))
+        .collect();
     Transition {
         to: Some(if expiry.is_some() { Expired } else { Ended }),
         ended_ms: Some(ended_ms),
         expiry_reason: expiry,
         meter: Some(out.meter),
         derived_windows: Some(out.windows),
-        close_window: close_pause,
+        close_windows,
         release: release_workspace(session, ended_ms),
         release_operator: session.operator_id,
         ..base.clone()
@@ -558,7 +584,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(t.close_window, Some((WindowReason::Paused, 1_040_000)));
+        assert_eq!(t.close_windows, vec![(WindowReason::Paused, 1_040_000)]);
         assert_eq!(t.meter.unwrap().clean_seconds, 10);
     }
 

@@ -4,7 +4,9 @@
 //! clamped to `maxDurationSeconds`. For the second `[t, t + 1 s)`:
 //!
 //! - it touches a PAUSED window: not metered at all;
-//! - it touches a NETWORK_ERROR window (the ingest saw no media): failed;
+//! - NETWORK_ERROR windows (the ingest saw no media) cover at least half of
+//!   it: failed. So the failed seconds of a media gap are its length within
+//!   a second, neither rounded up at both ends nor forgiven;
 //! - no verified sample was captured in `[t + 1 s − fresh, t + 1 s)`, or the
 //!   latest such sample is less accurate than `max_accuracy_cm`: failed,
 //!   STALE_TELEMETRY;
@@ -70,15 +72,18 @@ enum Second {
 fn judge(input: &MeterInput<'_>, from: UnixMillis, to: UnixMillis, cursor: &mut usize) -> Second {
     let ended = input.ended_ms;
     let touches = |w: &&Window| w.opened_ms < to && w.closed_ms.unwrap_or(ended) > from;
-    let mut network = false;
+    let mut without_media_ms = 0;
     for w in input.windows.iter().filter(touches) {
         match w.reason {
             WindowReason::Paused => return Second::Paused,
-            WindowReason::NetworkError => network = true,
+            WindowReason::NetworkError => {
+                let overlap = w.closed_ms.unwrap_or(ended).min(to) - w.opened_ms.max(from);
+                without_media_ms += overlap.max(0);
+            }
             _ => {}
         }
     }
-    if network {
+    if without_media_ms * 2 >= to - from {
         return Second::Failed(WindowReason::NetworkError);
     }
     let Some(rules) = input.telemetry else {
@@ -244,14 +249,36 @@ mod tests {
     }
 
     #[test]
-    fn a_media_gap_fails_the_seconds_it_touches() {
-        let w = [window(
+    fn a_media_gap_fails_the_seconds_it_covers_at_least_half_of() {
+        let half_at_both_ends = [window(
             WindowReason::NetworkError,
             START + 10_500,
             Some(START + 13_500),
         )];
-        let m = compute(build_input(&w, &[], None)).meter;
+        let m = compute(build_input(&half_at_both_ends, &[], None)).meter;
         assert_eq!((m.clean_seconds, m.failed_seconds), (56, 4));
+        let less_than_half = [window(
+            WindowReason::NetworkError,
+            START + 10_600,
+            Some(START + 13_400),
+        )];
+        let m = compute(build_input(&less_than_half, &[], None)).meter;
+        assert_eq!((m.clean_seconds, m.failed_seconds), (58, 2));
+        // Two short gaps in one second add up.
+        let two = [
+            window(
+                WindowReason::NetworkError,
+                START + 20_000,
+                Some(START + 20_300),
+            ),
+            window(
+                WindowReason::NetworkError,
+                START + 20_600,
+                Some(START + 20_900),
+            ),
+        ];
+        let m = compute(build_input(&two, &[], None)).meter;
+        assert_eq!(m.failed_seconds, 1);
     }
 
     #[test]
@@ -367,6 +394,20 @@ mod tests {
             let outside: Vec<Fix> = fixes.iter().map(|f| Fix { point: north(151.0), ..*f }).collect();
             let none = compute(MeterInput { fixes: &outside, ..input });
             prop_assert_eq!(none.meter.clean_seconds, 0);
+        }
+
+        #[test]
+        fn a_media_gap_fails_its_own_length_within_a_second(
+            opened in 0i64..50_000,
+            length in 0i64..30_000,
+        ) {
+            let w = [window(WindowReason::NetworkError, START + opened, Some(START + opened + length))];
+            let input = MeterInput {
+                started_ms: START, ended_ms: START + 100_000, max_duration_seconds: 1000,
+                rate_micro_usdc: 10, fee_bps: 0, windows: &w, fixes: &[], telemetry: None,
+            };
+            let failed = compute(input).meter.failed_seconds as i64;
+            prop_assert!((failed * 1000 - length).abs() <= 1000, "{failed} s failed for a {length} ms gap");
         }
     }
 }

@@ -581,7 +581,7 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
         )
         .map_err(StoreError::from)?;
     }
-    if let Some((reason, at)) = t.close_window {
+    for &(reason, at) in &t.close_windows {
         tx.execute(
             "UPDATE session_windows SET closed_ms = ?3 WHERE session_id = ?1 AND reason = ?2 AND closed_ms IS NULL",
             params![id, enum_text(&reason), at],

@@ -384,7 +384,7 @@ pub async fn media_is_attached_once_and_windows_open_and_close(store: &dyn Store
     };
     store.apply(paused).await.unwrap();
     let resumed = Transition {
-        close_window: Some((lx_protocol::api::WindowReason::Paused, 300)),
+        close_windows: vec![(lx_protocol::api::WindowReason::Paused, 300)],
         ..to(SessionState::Paused, SessionState::Live)
     };
     let s = store.apply(resumed).await.unwrap();

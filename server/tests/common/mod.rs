@@ -12,7 +12,8 @@ use lx_server::app::App;
 use lx_server::clock::ManualClock;
 use lx_server::config::Config;
 use lx_server::credit::StaticCredit;
-use lx_server::media::{self, ScriptedMedia};
+use lx_server::media::builtin::{BuiltinConfig, BuiltinMedia};
+use lx_server::media::{self, MediaBackend, ScriptedMedia};
 use lx_server::store::sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -35,6 +36,8 @@ pub struct TestApp {
     pub app: Arc<App>,
     pub clock: Arc<ManualClock>,
     pub media: Arc<ScriptedMedia>,
+    /// The real media plane, when the test asked for it (then `media` is idle).
+    pub builtin: Option<Arc<BuiltinMedia>>,
     pub credit: Arc<StaticCredit>,
     pub dir: tempfile::TempDir,
     stop: watch::Sender<bool>,
@@ -122,14 +125,29 @@ impl TestApp {
 
     /// A server on the wall clock, for tests with a real agent in the loop.
     pub async fn spawn_realtime() -> Self {
-        Self::spawn_inner(|_| {}, true).await
+        Self::spawn_inner(|_| {}, true, false).await
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::spawn_inner(tweak, false).await
+        Self::spawn_inner(tweak, false, false).await
     }
 
-    async fn spawn_inner(tweak: impl FnOnce(&mut Config), realtime: bool) -> Self {
+    /// A server on the wall clock with the built-in media plane (GStreamer),
+    /// ICE on 127.0.0.1 only.
+    pub async fn spawn_with_media(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_inner(
+            |c| {
+                c.media.backend = "builtin".into();
+                c.media.ice.local_addresses = vec!["127.0.0.1".into()];
+                tweak(c);
+            },
+            true,
+            true,
+        )
+        .await
+    }
+
+    async fn spawn_inner(tweak: impl FnOnce(&mut Config), realtime: bool, builtin: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
@@ -143,18 +161,28 @@ impl TestApp {
         let clock = ManualClock::new(1_800_000_000_000);
         let credit = Arc::new(StaticCredit::new(1_000_000_000));
         let (tx, rx) = media::channel();
-        let media = Arc::new(ScriptedMedia::new(tx));
+        let media = Arc::new(ScriptedMedia::new(tx.clone()));
         let app_clock: Arc<dyn lx_server::clock::Clock> = if realtime {
             Arc::new(lx_server::clock::SystemClock)
         } else {
             clock.clone()
+        };
+        let builtin = builtin.then(|| {
+            let settings = BuiltinConfig::from_config(&config).expect("media config");
+            Arc::new(
+                BuiltinMedia::new(settings, &[9u8; 32], app_clock.clone(), tx).expect("GStreamer"),
+            )
+        });
+        let backend: Arc<dyn MediaBackend> = match &builtin {
+            Some(b) => b.clone(),
+            None => media.clone(),
         };
         let app = App::new(
             Arc::clone(&config),
             Arc::new(store),
             app_clock,
             credit.clone(),
-            media.clone(),
+            backend,
             [9u8; 32],
         )
         .await
@@ -176,6 +204,7 @@ impl TestApp {
             app,
             clock,
             media,
+            builtin,
             credit,
             dir,
             stop,
@@ -415,7 +444,19 @@ impl Api {
     }
 
     pub async fn wait_for_state(&self, actor: &Actor, id: &str, state: &str) {
-        for _ in 0..200 {
+        self.wait_for_state_within(actor, id, state, std::time::Duration::from_secs(2))
+            .await;
+    }
+
+    pub async fn wait_for_state_within(
+        &self,
+        actor: &Actor,
+        id: &str,
+        state: &str,
+        limit: std::time::Duration,
+    ) {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
             if self.session(actor, id).await["state"] == state {
                 return;
             }

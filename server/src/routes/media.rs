@@ -1,0 +1,170 @@
+//! The WHIP (RFC 9725) and WHEP endpoints of a media backend that serves
+//! them itself: `/media/{whip|whep}/{token}` takes an SDP offer and answers
+//! `201 Created` with the SDP answer and the resource in `Location`;
+//! `DELETE` on the resource hangs up. The URL is the bearer: its token names
+//! the session and carries a MAC. A URL is good while its session is
+//! ASSIGNED, LIVE or PAUSED. Errors use the API's envelope.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lx_protocol::ErrorCode;
+use lx_protocol::api::SessionState;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::media::{Endpoint, MediaError};
+
+fn endpoint(kind: &str) -> ApiResult<Endpoint> {
+    match kind {
+        "whip" => Ok(Endpoint::Whip),
+        "whep" => Ok(Endpoint::Whep),
+        _ => Err(ApiError::new(ErrorCode::NotFound, "no such media endpoint")
+            .with_detail("media:notFound")),
+    }
+}
+
+fn unknown_url() -> ApiError {
+    ApiError::new(ErrorCode::SessionNotFound, "no session has this media URL")
+        .with_detail("media:unknownToken")
+}
+
+/// The session behind a token, while it may still carry media.
+async fn active_session(app: &AppState, endpoint: Endpoint, token: &str) -> ApiResult<Uuid> {
+    let id = app
+        .media
+        .session_of_token(endpoint, token)
+        .ok_or_else(unknown_url)?;
+    let session = app.store.session(id).await?.ok_or_else(unknown_url)?;
+    if !matches!(
+        session.state,
+        SessionState::Assigned | SessionState::Live | SessionState::Paused
+    ) || session.media.is_none()
+    {
+        return Err(ApiError::new(
+            ErrorCode::SessionNotFound,
+            format!(
+                "the session is {}: its media URLs are closed",
+                session.state
+            ),
+        )
+        .with_detail(format!("media:closed:{}", session.state)));
+    }
+    Ok(id)
+}
+
+fn media_error(endpoint: Endpoint, err: &MediaError) -> Response {
+    let kind = endpoint.path();
+    let api = match err {
+        MediaError::Refused(why) => {
+            ApiError::new(ErrorCode::InvalidInput, format!("offer refused: {why}"))
+                .with_detail(format!("{kind}:offer"))
+        }
+        MediaError::NoResource => ApiError::new(ErrorCode::NotFound, err.to_string())
+            .with_detail(format!("{kind}:noResource")),
+        MediaError::NotServed(_) => ApiError::new(ErrorCode::NotFound, err.to_string())
+            .with_detail(format!("{kind}:notServed")),
+        MediaError::NoPublisher => ApiError::new(
+            ErrorCode::VideoError,
+            "the session has no video yet; try again shortly",
+        )
+        .with_detail(format!("{kind}:noPublisher")),
+        MediaError::TooManyViewers(_) => ApiError::new(ErrorCode::VideoError, err.to_string())
+            .with_detail(format!("{kind}:tooManyViewers")),
+        MediaError::Unavailable(why) => {
+            tracing::warn!(endpoint = kind, %why, "media negotiation failed");
+            ApiError::new(ErrorCode::VideoError, "Video service unavailable")
+                .with_detail(format!("{kind}:unavailable"))
+        }
+    };
+    let mut response = api.into_response();
+    if matches!(err, MediaError::NoPublisher) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+pub(super) async fn offer(
+    State(app): State<AppState>,
+    Path((kind, token)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let endpoint = endpoint(&kind).map_err(IntoResponse::into_response)?;
+    let session_id = active_session(&app, endpoint, &token)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/sdp")
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("Content-Type must be application/sdp, not '{content_type}'"),
+        )
+        .with_detail(format!("{kind}:contentType"))
+        .into_response());
+    }
+    let offer = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::new(ErrorCode::InvalidInput, "the SDP offer is not UTF-8")
+            .with_detail(format!("{kind}:offer"))
+            .into_response()
+    })?;
+    let negotiated = app
+        .media
+        .negotiate(endpoint, session_id, offer)
+        .await
+        .map_err(|e| media_error(endpoint, &e))?;
+    let location = format!("/media/{kind}/{token}/{}", negotiated.resource);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        negotiated.answer,
+    )
+        .into_response())
+}
+
+pub(super) async fn hang_up(
+    State(app): State<AppState>,
+    Path((kind, token, resource)): Path<(String, String, String)>,
+) -> Result<StatusCode, Response> {
+    let endpoint = endpoint(&kind).map_err(IntoResponse::into_response)?;
+    let session_id = app
+        .media
+        .session_of_token(endpoint, &token)
+        .ok_or_else(|| unknown_url().into_response())?;
+    app.media
+        .hang_up(endpoint, session_id, &resource)
+        .await
+        .map_err(|e| media_error(endpoint, &e))?;
+    Ok(StatusCode::OK)
+}
+
+/// Trickle ICE and ICE restarts are not offered: every offer and answer
+/// carries all candidates, and a publisher recovers by POSTing again.
+pub(super) async fn patch(Path((kind, _, _)): Path<(String, String, String)>) -> Response {
+    let mut response = ApiError::new(
+        ErrorCode::InvalidInput,
+        "trickle ICE is not supported: send every candidate in the offer, and POST again to restart",
+    )
+    .with_detail(format!("{kind}:noTrickle"))
+    .into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+    response
+}
