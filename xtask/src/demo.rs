@@ -43,8 +43,12 @@ const COVERAGE_RADIUS_M: u32 = 2000;
 const DURATION_S: u32 = 120;
 const DEVICE_NAME: &str = "demo-drone-1";
 /// How long the consumer lets the drone fly before reading its track.
-const TRACK_WAIT: Duration = Duration::from_secs(5);
-const NOT_YET: &str = "\n    not in this build yet: video (WHIP/WHEP, decoded frames) and with it LIVE and the\n    per-second meter; MQTT; on-chain settlement. Each arrives with its issue.";
+const TRACK_WAIT: Duration = Duration::from_secs(8);
+const NOT_YET: &str = "\n    not in this build yet: MQTT (the agent polls), on-chain settlement (credit is a static\n    line). Each arrives with its issue.";
+/// The demo server's settle delay: the meter is final this long after the end.
+const SETTLE_DELAY_S: u64 = 3;
+const VIDEO_CODEC: &str = "h264";
+const VIDEO_SIZE: (u32, u32) = (640, 480);
 /// The consumer's static credit line: 100 USDC.
 const CREDIT_MICRO_USDC: u64 = 100_000_000;
 /// Metres per degree of latitude (mean Earth radius 6 371 008.8 m).
@@ -52,6 +56,8 @@ const M_PER_DEG_LAT: f64 = 111_195.08;
 
 pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     let started = Instant::now();
+    crate::header("checking tools");
+    crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
     let t = Instant::now();
     stream_ok(
         "cargo build -p lx-server -p lx-agent -p lx-hal --features lx-hal/linux",
@@ -87,7 +93,9 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
 
-    header("lx demo: one session from request to dispatch, served by a simulated drone");
+    header(
+        "lx demo: one session from request to its final meter, served by a simulated drone with a camera",
+    );
     let server = Proc::spawn(
         "server",
         Command::new(&bins.server).arg("--config").arg(&config),
@@ -489,61 +497,89 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
         took,
     );
 
-    // 8. Video: not in this build. The agent starts the session by itself;
-    //    show what it logged, then ask the same as the supplier.
+    // 8. Video: the agent starts the session and publishes its camera over
+    //    WHIP; the server turns it LIVE on the first decoded frame.
     let t = Instant::now();
-    let agent_start = wait_for_log(
+    let published = wait_for_log(
         &demo.procs.agent_log()?,
         &[
-            "session started",
+            "video published",
             "start refused",
-            "start did not reach the server",
+            "video: publishing again",
         ],
-        Duration::from_secs(10),
+        Duration::from_secs(15),
     )
     .await?;
-    // The agent files every 5xx under "unreachable" and retries it each
-    // poll; say what the 503 was rather than leave its words alone.
-    let aside = if agent_start.contains("503") {
-        " (that 503 is the VIDEO_ERROR below; it tries again each poll)"
-    } else {
-        ""
-    };
+    if !published.starts_with("video published") {
+        bail!("the agent did not publish its video; agent.log: \"{published}\"");
+    }
+    let live = wait_for_state(
+        api,
+        &consumer_key,
+        &session_id,
+        "LIVE",
+        Duration::from_secs(15),
+    )
+    .await?;
+    let to_live = dispatched_at.elapsed();
     line(
         "agent",
-        &format!("took the assignment and called start; agent.log: \"{agent_start}\"{aside}"),
+        &format!(
+            "started the session and published its test camera over WHIP ({VIDEO_CODEC}, {}x{} at 30 fps)",
+            VIDEO_SIZE.0, VIDEO_SIZE.1
+        ),
         t.elapsed(),
     );
+    line(
+        consumer.who,
+        &format!(
+            "session LIVE at {} on the first decoded frame, {} after dispatch",
+            str_of(&live, "startedAt")?,
+            fmt_dur(to_live)
+        ),
+        Duration::ZERO,
+    );
     let t = Instant::now();
-    let start = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/sessions/{session_id}/start"),
-            Auth::Key(&supplier_key),
+    let viewer = api
+        .ok(
+            Method::GET,
+            &format!("/api/v1/sessions/{session_id}/viewer-token"),
+            Auth::Key(&consumer_key),
             None,
         )
         .await?;
-    match start {
-        Ok(media) => line(
-            supplier.who,
-            &format!(
-                "start → WHIP {} (LIVE comes with the first decoded frame)",
-                str_of(&media, "whipUrl")?
-            ),
-            t.elapsed(),
-        ),
-        Err(failure) if failure.code == "VIDEO_ERROR" => line(
-            supplier.who,
-            &format!(
-                "start → {} VIDEO_ERROR: no media plane in this build yet (video arrives with the media issue); the session stays ASSIGNED",
-                failure.status
-            ),
-            t.elapsed(),
-        ),
-        Err(failure) => return Err(failure.into()),
-    }
+    let whep_url = str_of(&viewer, "whepUrl")?.to_owned();
+    line(
+        consumer.who,
+        &format!("watch it over WHEP (any WHEP player; the URL is the credential): {whep_url}"),
+        t.elapsed(),
+    );
 
-    // 9. The consumer reads the drone's verified track.
+    // 9. The latest frame, as an agent that speaks no WebRTC reads it.
+    let t = Instant::now();
+    let jpeg = api
+        .bytes(
+            &format!("/api/v1/sessions/{session_id}/frame"),
+            Auth::Key(&consumer_key),
+        )
+        .await?;
+    let frame_path = demo.dir.join("frame.jpg");
+    std::fs::write(&frame_path, &jpeg)
+        .with_context(|| format!("writing {}", frame_path.display()))?;
+    let size = jpeg_size(&jpeg)
+        .map(|(w, h)| format!("{w}x{h}"))
+        .unwrap_or_else(|| "unknown size".into());
+    line(
+        consumer.who,
+        &format!(
+            "GET /sessions/{{id}}/frame → {} bytes of JPEG, {size}, saved to {}",
+            jpeg.len(),
+            frame_path.display()
+        ),
+        t.elapsed(),
+    );
+
+    // 10. The consumer reads the drone's verified track.
     let rest = TRACK_WAIT.saturating_sub(dispatched_at.elapsed());
     tokio::time::sleep(rest).await;
     let t = Instant::now();
@@ -570,7 +606,8 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
     };
     line("agent", &format!("{health}{refusal}"), t.elapsed());
 
-    // 10. End before LIVE: a cancel, no charge, the drone is released.
+    // 11. The end: the meter over every second from LIVE, final once late
+    //     samples have had `settle_delay_seconds` to arrive.
     let t = Instant::now();
     let ended = api
         .ok(
@@ -581,7 +618,7 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
         )
         .await?;
     let took = t.elapsed();
-    expect_state(&ended, "CANCELLED")?;
+    expect_state(&ended, "ENDED")?;
     let released = api
         .ok(
             Method::GET,
@@ -594,30 +631,39 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
     line(
         consumer.who,
         &format!(
-            "end → {} at {}: ended before LIVE, so a cancel; supplier {}, drone {} again",
-            str_of(&ended, "state")?,
+            "end → ENDED at {}; supplier {}, drone {} again",
             ended.get("endedAt").and_then(Value::as_str).unwrap_or("-"),
             str_of(&released, "availabilityState")?,
             str_of(&drone, "availabilityState")?,
         ),
         took,
     );
-    match ended.get("meter").filter(|m| !m.is_null()) {
-        Some(meter) => line(
-            consumer.who,
-            &format!(
-                "meter: {} clean s, {} failed s, charged {} USDC",
-                u64_of(meter, "cleanSeconds")?,
-                u64_of(meter, "failedSeconds")?,
-                usdc(u64_of(meter, "chargedMicroUsdc")?)
-            ),
-            Duration::ZERO,
+    let t = Instant::now();
+    let settled = wait_for_final_meter(
+        api,
+        &consumer_key,
+        &session_id,
+        Duration::from_secs(SETTLE_DELAY_S + 10),
+    )
+    .await?;
+    let meter = settled
+        .get("meter")
+        .filter(|m| !m.is_null())
+        .context("an ENDED session without a meter")?;
+    line(
+        consumer.who,
+        &format!(
+            "final meter ({SETTLE_DELAY_S} s after the end): {} clean s, {} failed s → charged {} USDC at {rate} µUSDC/s; fee {} USDC ({} bps), operator earns {} USDC{}",
+            u64_of(meter, "cleanSeconds")?,
+            u64_of(meter, "failedSeconds")?,
+            usdc(u64_of(meter, "chargedMicroUsdc")?),
+            usdc(u64_of(meter, "feeMicroUsdc")?),
+            u64_of(meter, "feeBps")?,
+            usdc(u64_of(meter, "operatorEarnedMicroUsdc")?),
+            describe_windows(&settled),
         ),
-        None => println!(
-            "  {:<9} meter: none to see. It counts the seconds from LIVE, and LIVE needs a decoded video frame\n            (the media plane, not in this build): the track above was verified, but 0 s were billable, 0 USDC charged.",
-            consumer.who
-        ),
-    }
+        t.elapsed(),
+    );
 
     Ok(Done {
         consumer_key,
@@ -946,6 +992,106 @@ fn report_track(
 
 /// Waits until `log` has a line containing one of `needles`; returns that
 /// line from the needle on (without the timestamp and level).
+/// Polls the session until it is in `state`.
+async fn wait_for_state(
+    api: &Api,
+    key: &str,
+    id: &str,
+    state: &str,
+    within: Duration,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let session = api
+            .ok(
+                Method::GET,
+                &format!("/api/v1/sessions/{id}"),
+                Auth::Key(key),
+                None,
+            )
+            .await?;
+        if session.get("state").and_then(Value::as_str) == Some(state) {
+            return Ok(session);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "session {id} is still {} after {within:?}, not {state}",
+                session.get("state").and_then(Value::as_str).unwrap_or("?")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the session until its meter is final.
+async fn wait_for_final_meter(
+    api: &Api,
+    key: &str,
+    id: &str,
+    within: Duration,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let session = api
+            .ok(
+                Method::GET,
+                &format!("/api/v1/sessions/{id}"),
+                Auth::Key(key),
+                None,
+            )
+            .await?;
+        if session.get("meterFinal").and_then(Value::as_bool) == Some(true) {
+            return Ok(session);
+        }
+        if Instant::now() > deadline {
+            bail!("the meter of session {id} is not final after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `; not billed: …` for a session's windows, or nothing.
+fn describe_windows(session: &Value) -> String {
+    let windows: Vec<String> = session
+        .get("windows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            format!(
+                "{} {}–{}",
+                w.get("reason").and_then(Value::as_str).unwrap_or("?"),
+                w.get("openedAt").and_then(Value::as_str).unwrap_or("?"),
+                w.get("closedAt").and_then(Value::as_str).unwrap_or("end"),
+            )
+        })
+        .collect();
+    if windows.is_empty() {
+        String::new()
+    } else {
+        format!("; not billed: {}", windows.join(", "))
+    }
+}
+
+/// Width and height from a JPEG's start-of-frame segment.
+fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    let mut at = 2;
+    while at + 9 < jpeg.len() {
+        if jpeg[at] != 0xFF {
+            return None;
+        }
+        let marker = jpeg[at + 1];
+        let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+        if matches!(marker, 0xC0..=0xC3) {
+            let h = u16::from_be_bytes([jpeg[at + 5], jpeg[at + 6]]);
+            let w = u16::from_be_bytes([jpeg[at + 7], jpeg[at + 8]]);
+            return Some((w, h));
+        }
+        at += 2 + len;
+    }
+    None
+}
+
 async fn wait_for_log(log: &Path, needles: &[&str], within: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + within;
     loop {
@@ -1307,6 +1453,27 @@ impl Api {
         })
     }
 
+    /// A GET whose success is not JSON (the frame): its bytes.
+    async fn bytes(&self, path: &str, auth: Auth<'_>) -> anyhow::Result<Vec<u8>> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Auth::Key(key) = auth {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("GET {path}: no answer"))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("GET {path}: reading the answer"))?;
+        if status != 200 {
+            bail!("GET {path} → {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        Ok(bytes.to_vec())
+    }
+
     /// Transport errors in the outer result, API errors in the inner one.
     async fn call(
         &self,
@@ -1623,7 +1790,15 @@ fn write_config(path: &Path, dir: &Path, port: u16) -> anyhow::Result<()> {
          [store]\n\
          path = {db}\n\n\
          [credit]\n\
-         default_micro_usdc = {CREDIT_MICRO_USDC}\n",
+         default_micro_usdc = {CREDIT_MICRO_USDC}\n\n\
+         [telemetry]\n\
+         # The meter is final this long after the end (default 15 s).\n\
+         settle_delay_seconds = {SETTLE_DELAY_S}\n\n\
+         [media]\n\
+         backend = \"builtin\"\n\n\
+         [media.ice]\n\
+         # Hermetic: ICE on loopback only.\n\
+         local_addresses = [\"127.0.0.1\"]\n",
         db = toml_str(&dir.join("lx.db"))?,
     );
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
@@ -1656,11 +1831,22 @@ fn write_agent_config(
          [lifecycle]\n\
          # Sees its assignment within half a second rather than one.\n\
          poll_interval_ms = 500\n\n\
+         [video]\n\
+         # GStreamer's test pattern stands in for the camera.\n\
+         source = \"test\"\n\
+         codec = \"{VIDEO_CODEC}\"\n\
+         width = {w}\n\
+         height = {h}\n\
+         bitrate_kbps = 1000\n\n\
+         [video.ice]\n\
+         local_addresses = [\"127.0.0.1\"]\n\n\
          [health]\n\
          listen = \"127.0.0.1:{health_port}\"\n",
         url = serde_json::to_string(url)?,
         state = toml_str(&dir.join("agent-state"))?,
         pty = serde_json::to_string(pty)?,
+        w = VIDEO_SIZE.0,
+        h = VIDEO_SIZE.1,
     );
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

@@ -13,7 +13,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, bail};
 
@@ -112,7 +112,7 @@ fn upstream_tarball(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Adds a deb-src entry if there is none, then refreshes the index.
 fn ensure_deb_src() -> anyhow::Result<()> {
-    let root_user = is_root();
+    let root_user = crate::debian::is_root();
     if has_deb_src()? {
         println!("    a deb-src entry exists; refreshing the package index");
     } else {
@@ -134,15 +134,7 @@ fn ensure_deb_src() -> anyhow::Result<()> {
         );
         bail!("apt-get update needs root");
     }
-    stream_ok("apt-get update", Command::new("apt-get").arg("update"))
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    crate::debian::refresh_index()
 }
 
 /// Every apt source file: `sources.list` and `sources.list.d/*.{list,sources}`.

@@ -7,6 +7,7 @@
 //! - `cargo xtask fuzz NAME` — run a fuzz target for ten minutes.
 
 mod bench;
+mod debian;
 mod demo;
 mod fixtures;
 mod fuzz;

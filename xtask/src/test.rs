@@ -14,11 +14,11 @@ pub(crate) struct Tools {
     pub(crate) npm: crate::npm::NpmTools,
 }
 
-/// Installs what the tests need and is missing. Today that is only the test
-/// runner on top of the Rust toolchain; Debian packages, npm tools and
-/// rustup targets join here as the parts that need them arrive.
+/// Installs what the tests need and is missing: GStreamer's Debian
+/// packages, the npm tools, the test runner, gpsd's receiver logs.
 pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     header("checking tools");
+    crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
     let mut tools = Tools {
         nextest: succeeds(cargo().args(["nextest", "--version"])),
         npm: crate::npm::ensure_npm_tools()?,

@@ -1,0 +1,84 @@
+//! Debian packages the workspace needs, installed when missing.
+//!
+//! Checked with `dpkg-query`, installed with `apt-get install -y
+//! --no-install-recommends` after one `apt-get update` per run. Both need
+//! root: when not root, this prints the exact command and fails.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::bail;
+
+use crate::{header, stream_ok};
+
+/// GStreamer 1.22 for `lx-media`: headers for the Rust bindings, plus the
+/// plugins the publisher, the ingest and the decoder use (webrtcbin in
+/// -bad, libnice's ICE in -nice, VP8 and RTP in -good, x264 in -ugly,
+/// H.264 decoding in -libav).
+pub(crate) const GSTREAMER: &[&str] = &[
+    "pkg-config",
+    "libgstreamer1.0-dev",
+    "libgstreamer-plugins-base1.0-dev",
+    "libgstreamer-plugins-bad1.0-dev",
+    "gstreamer1.0-plugins-base",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
+    "gstreamer1.0-plugins-ugly",
+    "gstreamer1.0-nice",
+    "gstreamer1.0-libav",
+    "gstreamer1.0-tools",
+];
+
+static INDEX_FRESH: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+/// `apt-get update`, at most once per xtask run.
+pub(crate) fn refresh_index() -> anyhow::Result<()> {
+    if INDEX_FRESH.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    stream_ok("apt-get update", Command::new("apt-get").arg("update"))
+}
+
+/// Installs whichever of `packages` is missing; `what` names them in messages.
+pub(crate) fn ensure(what: &str, packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        println!("    {what}: present");
+        return Ok(());
+    }
+    let command = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    if !is_root() {
+        eprintln!(
+            "\n{what} needs Debian packages that are missing. Run:\n\n    sudo apt-get update && sudo {command}\n\nthen run this again."
+        );
+        bail!("{what}: missing {}", missing.join(", "));
+    }
+    header(&format!("installing {what}: {}", missing.join(" ")));
+    refresh_index()?;
+    stream_ok(
+        &command,
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
