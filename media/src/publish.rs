@@ -185,7 +185,11 @@ pub fn pipeline_description(config: &PublisherConfig, encoder: &str) -> String {
         Codec::Vp8 => format!("rtpvp8pay pt={PAYLOAD_TYPE} picture-id-mode=15-bit mtu=1200"),
         Codec::H264 => {
             format!(
-                "rtph264pay pt={PAYLOAD_TYPE} config-interval=-1 aggregate-mode=zero-latency mtu=1200"
+                // The encoders repeat SPS and PPS before every IDR themselves;
+                // the payloader's own insertion (config-interval) goes before
+                // every IDR *slice*, which splits a multi-slice key frame in
+                // two for every receiver.
+                "rtph264pay pt={PAYLOAD_TYPE} config-interval=0 aggregate-mode=zero-latency mtu=1200"
             )
         }
     };
@@ -411,7 +415,7 @@ mod tests {
             "v4l2src device=/dev/video0 !",
             "width=1280,height=720,framerate=25/1",
             "x264enc name=encoder tune=zerolatency speed-preset=ultrafast bitrate=1000 key-int-max=25",
-            "rtph264pay pt=96 config-interval=-1",
+            "rtph264pay pt=96 config-interval=0",
             "encoding-name=H264",
         ] {
             assert!(text.contains(part), "{part} not in {text}");

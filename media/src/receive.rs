@@ -258,7 +258,7 @@ fn link_incoming(
     let mut chain = vec![depay.clone()];
     if codec == Codec::H264 {
         let parse = crate::make("h264parse")?;
-        parse.set_property("config-interval", -1i32);
+        parse.set_property("config-interval", 0i32);
         chain.push(parse);
     }
     let filter = gst::ElementFactory::make("capsfilter")

@@ -40,7 +40,8 @@ impl Viewer {
         let offer = webrtc::parse_sdp(WebRTCSDPType::Offer, &narrowed)?;
         let payloader = match codec {
             Codec::Vp8 => "rtpvp8pay picture-id-mode=15-bit mtu=1200",
-            Codec::H264 => "rtph264pay config-interval=-1 aggregate-mode=zero-latency mtu=1200",
+            // The ingest's access units carry SPS and PPS before each IDR.
+            Codec::H264 => "rtph264pay config-interval=0 aggregate-mode=zero-latency mtu=1200",
         };
         let pt = chosen.payload_type;
         let description = format!(

@@ -45,18 +45,7 @@ async fn publish_and_decode_a_frame(codec: Codec) {
         .await
         .expect("a key frame arrives");
     assert_eq!(keyframe.codec, codec);
-    let jpeg = Arc::new(std::sync::Mutex::new(None));
-    let decoder = {
-        let jpeg = Arc::clone(&jpeg);
-        Decoder::new(codec, DecodeTo::Jpeg { quality: 85 }, move |p| {
-            *jpeg.lock().unwrap() = Some(p);
-        })
-        .expect("decoder")
-    };
-    decoder.push(&keyframe.buffer).expect("push");
-    let picture = wait_for(Duration::from_secs(5), || jpeg.lock().unwrap().clone())
-        .await
-        .expect("a JPEG");
+    let picture = decode_one(codec, &keyframe).await;
     assert_eq!((picture.width, picture.height), (320, 240));
     let image = image::load_from_memory_with_format(&picture.data, image::ImageFormat::Jpeg)
         .expect("a valid JPEG")
@@ -70,6 +59,25 @@ async fn publish_and_decode_a_frame(codec: Codec) {
             > 0
     );
     assert!(publisher.failures().borrow().is_none());
+}
+
+/// One key frame through a fresh decoder, as a JPEG.
+async fn decode_one(
+    codec: Codec,
+    keyframe: &lx_media::receive::EncodedFrame,
+) -> lx_media::decode::Picture {
+    let jpeg = Arc::new(std::sync::Mutex::new(None));
+    let decoder = {
+        let jpeg = Arc::clone(&jpeg);
+        Decoder::new(codec, DecodeTo::Jpeg { quality: 85 }, move |p| {
+            *jpeg.lock().unwrap() = Some(p);
+        })
+        .expect("decoder")
+    };
+    decoder.push(&keyframe.buffer).expect("push");
+    wait_for(Duration::from_secs(5), || jpeg.lock().unwrap().clone())
+        .await
+        .expect("a JPEG")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,6 +149,11 @@ async fn a_viewer_fed_from_the_ingest_reaches_a_whep_subscriber() {
             .await
             .expect("the subscriber sees a key frame");
         assert_eq!(keyframe.codec, codec);
+        let picture = decode_one(codec, &keyframe).await;
+        let image = image::load_from_memory_with_format(&picture.data, image::ImageFormat::Jpeg)
+            .unwrap()
+            .to_rgb8();
+        smpte_bars_match(&image).unwrap_or_else(|e| panic!("{codec} after the relay: {e}"));
         let deltas = wait_for(Duration::from_secs(5), || {
             (seen.count() >= 20).then_some(())
         })

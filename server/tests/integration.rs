@@ -4,6 +4,8 @@
 // Tests fail by panicking, helpers included.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
+#[path = "integration/browser.rs"]
+mod browser;
 mod common;
 #[path = "integration/media.rs"]
 mod media;

@@ -29,6 +29,11 @@ pub(crate) const GSTREAMER: &[&str] = &[
     "gstreamer1.0-tools",
 ];
 
+/// Debian's Chromium, which the browser tests drive with playwright-core.
+pub(crate) const CHROMIUM: &[&str] = &["chromium"];
+/// Where Debian's package puts it.
+pub(crate) const CHROMIUM_BINARY: &str = "/usr/bin/chromium";
+
 static INDEX_FRESH: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn is_root() -> bool {

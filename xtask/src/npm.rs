@@ -19,10 +19,13 @@ use crate::{root, stream_ok};
 /// Adding one is a line here and a pinned dependency in `package.json`.
 const FOUNDRY_TOOLS: &[(&str, &str)] = &[("LX_CAST", "cast")];
 
+/// Node packages the tests load by path: (environment variable, package).
+const NODE_PACKAGES: &[(&str, &str)] = &[("LX_PLAYWRIGHT_CORE", "playwright-core")];
+
 /// The installed npm tools, as environment variables for the test run.
 #[derive(Debug)]
 pub(crate) struct NpmTools {
-    /// `(variable, binary path)` for each of [`FOUNDRY_TOOLS`].
+    /// `(variable, path)` for each of [`FOUNDRY_TOOLS`] and [`NODE_PACKAGES`].
     pub(crate) binaries: Vec<(&'static str, PathBuf)>,
 }
 
@@ -49,8 +52,13 @@ pub(crate) fn ensure_npm_tools() -> anyhow::Result<NpmTools> {
     let stale = [dir.join("package.json"), dir.join("package-lock.json")]
         .iter()
         .any(|f| newer(f, &modules));
-    let binaries = binaries(&modules)?;
-    let missing = binaries.iter().any(|(_, p)| !p.is_file());
+    let mut binaries = binaries(&modules)?;
+    binaries.extend(
+        NODE_PACKAGES
+            .iter()
+            .map(|&(var, package)| (var, modules.join(package))),
+    );
+    let missing = binaries.iter().any(|(_, p)| !p.exists());
     if stale || missing {
         ensure_node()?;
         println!(
@@ -67,7 +75,7 @@ pub(crate) fn ensure_npm_tools() -> anyhow::Result<NpmTools> {
         touch(&modules)?;
     }
     for (var, path) in &binaries {
-        if !path.is_file() {
+        if !path.exists() {
             bail!(
                 "`npm install` in {} did not install {}",
                 dir.display(),

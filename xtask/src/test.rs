@@ -19,6 +19,7 @@ pub(crate) struct Tools {
 pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     header("checking tools");
     crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
+    crate::debian::ensure("Chromium (browser tests)", crate::debian::CHROMIUM)?;
     let mut tools = Tools {
         nextest: succeeds(cargo().args(["nextest", "--version"])),
         npm: crate::npm::ensure_npm_tools()?,
@@ -62,7 +63,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
     };
     let status = stream(
         &format!("cargo {}", args.join(" ")),
-        tools.npm.apply(cargo().args(args)),
+        tools
+            .npm
+            .apply(cargo().args(args))
+            .env("LX_CHROMIUM", crate::debian::CHROMIUM_BINARY),
     )?;
     if !status.success() {
         bail!("tests failed ({status})");

@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 
 use crate::common::{Actor, BOGOTA, TestApp};
 
-fn loopback() -> IceConfig {
+pub(crate) fn loopback() -> IceConfig {
     IceConfig {
         local_addresses: vec!["127.0.0.1".into()],
         ..IceConfig::default()
     }
 }
 
-fn camera(codec: Codec) -> PublisherConfig {
+pub(crate) fn camera(codec: Codec) -> PublisherConfig {
     PublisherConfig {
         source: VideoSource::TestPattern {
             pattern: "smpte".into(),
@@ -35,17 +35,17 @@ fn camera(codec: Codec) -> PublisherConfig {
     }
 }
 
-struct Live {
-    t: TestApp,
-    consumer: Actor,
-    supplier: Actor,
-    id: String,
-    whip: String,
-    whep: String,
+pub(crate) struct Live {
+    pub(crate) t: TestApp,
+    pub(crate) consumer: Actor,
+    pub(crate) supplier: Actor,
+    pub(crate) id: String,
+    pub(crate) whip: String,
+    pub(crate) whep: String,
 }
 
 /// A session dispatched and started on a server with the real media plane.
-async fn started_session() -> Live {
+pub(crate) async fn started_session() -> Live {
     let t = TestApp::spawn_with_media(|_| {}).await;
     let consumer = t.consumer("media-consumer").await;
     let supplier = t.supplier("media-supplier", BOGOTA, true).await;
@@ -98,7 +98,7 @@ async fn post_sdp(url: &str, sdp: &str) -> (u16, Option<String>, String) {
 }
 
 /// Starts a publisher and connects it to the WHIP URL.
-async fn publish(whip: &str, codec: Codec) -> (Publisher, String) {
+pub(crate) async fn publish(whip: &str, codec: Codec) -> (Publisher, String) {
     let publisher = Publisher::start(&camera(codec)).expect("publisher");
     let offer = publisher.offer().await.expect("offer");
     let (status, location, answer) = post_sdp(whip, &offer).await;
@@ -117,7 +117,7 @@ fn origin(url: &str) -> String {
     parsed.origin().ascii_serialization()
 }
 
-async fn frame(live: &Live) -> reqwest::Response {
+pub(crate) async fn frame(live: &Live) -> reqwest::Response {
     reqwest::Client::new()
         .get(format!("{}/sessions/{}/frame", live.t.base, live.id))
         .bearer_auth(&live.consumer.api_key)
