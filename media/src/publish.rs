@@ -179,39 +179,132 @@ fn encoder_description(encoder: &str, config: &PublisherConfig) -> String {
 /// The RTP payload type the publisher offers.
 const PAYLOAD_TYPE: u8 = 96;
 
+fn payloader(codec: Codec) -> String {
+    match codec {
+        Codec::Vp8 => format!("rtpvp8pay pt={PAYLOAD_TYPE} picture-id-mode=15-bit mtu=1200"),
+        // The encoders repeat SPS and PPS before every IDR themselves; the
+        // payloader's own insertion (config-interval) goes before every IDR
+        // *slice*, which splits a multi-slice key frame in two for every
+        // receiver.
+        Codec::H264 => format!(
+            "rtph264pay pt={PAYLOAD_TYPE} config-interval=0 aggregate-mode=zero-latency mtu=1200"
+        ),
+    }
+}
+
+fn rtp_caps(codec: Codec) -> String {
+    format!(
+        "application/x-rtp,media=video,encoding-name={},payload={PAYLOAD_TYPE},clock-rate=90000{}",
+        codec.encoding_name(),
+        // Without it the offer has no fmtp line and answerers assume mode 0.
+        match codec {
+            Codec::H264 => ",packetization-mode=(string)1",
+            Codec::Vp8 => "",
+        }
+    )
+}
+
 /// The whole publishing pipeline as `gst-launch` text.
 pub fn pipeline_description(config: &PublisherConfig, encoder: &str) -> String {
-    let payloader = match config.codec {
-        Codec::Vp8 => format!("rtpvp8pay pt={PAYLOAD_TYPE} picture-id-mode=15-bit mtu=1200"),
-        Codec::H264 => {
-            format!(
-                // The encoders repeat SPS and PPS before every IDR themselves;
-                // the payloader's own insertion (config-interval) goes before
-                // every IDR *slice*, which splits a multi-slice key frame in
-                // two for every receiver.
-                "rtph264pay pt={PAYLOAD_TYPE} config-interval=0 aggregate-mode=zero-latency mtu=1200"
-            )
-        }
-    };
     format!(
         "{source} ! videoconvert ! videoscale ! videorate \
          ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1 \
          ! identity name=stamp ! queue max-size-buffers=2 leaky=downstream \
-         ! {encoder} ! {payloader} name=pay \
-         ! application/x-rtp,media=video,encoding-name={name},payload={PAYLOAD_TYPE},clock-rate=90000{extra} \
-         ! webrtcbin name=webrtc",
-        // Without it the offer has no fmtp line and answerers assume mode 0.
-        extra = match config.codec {
-            Codec::H264 => ",packetization-mode=(string)1",
-            Codec::Vp8 => "",
-        },
+         ! {encoder} ! {payloader} name=pay ! {rtp_caps} ! webrtcbin name=webrtc",
         source = source_description(&config.source),
         w = config.width,
         h = config.height,
         fps = config.fps,
         encoder = encoder_description(encoder, config),
-        name = config.codec.encoding_name(),
+        payloader = payloader(config.codec),
+        rtp_caps = rtp_caps(config.codec),
     )
+}
+
+/// An encoded clip, recorded once from a publisher configuration and then
+/// played in a loop by any number of publishers without encoding again.
+#[derive(Debug)]
+pub struct Clip {
+    codec: Codec,
+    fps: u32,
+    frames: Vec<gst::Buffer>,
+}
+
+impl Clip {
+    /// Encodes `frames` frames of `config`'s source.
+    pub fn record(config: &PublisherConfig, frames: usize) -> Result<Arc<Self>, MediaError> {
+        crate::init()?;
+        let encoder = pick_encoder(config.codec, &config.encoder, crate::has_element)?;
+        let parse = match config.codec {
+            Codec::H264 => "! h264parse ",
+            Codec::Vp8 => "",
+        };
+        let description = format!(
+            "{source} ! videoconvert ! videoscale ! videorate \
+             ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
+             ! {encoder} {parse}! {caps} ! appsink name=out sync=false",
+            source = source_description(&config.source),
+            w = config.width,
+            h = config.height,
+            fps = config.fps,
+            encoder = encoder_description(&encoder, config),
+            caps = config.codec.frame_caps(),
+        );
+        let pipeline = crate::launch(&description)?;
+        let sink = pipeline
+            .by_name("out")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| MediaError::Pipeline("no clip appsink".into()))?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| MediaError::Pipeline(format!("the clip does not record: {description}")))?;
+        let mut recorded = Vec::with_capacity(frames);
+        while recorded.len() < frames {
+            match sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+                Some(sample) => recorded.extend(sample.buffer_owned()),
+                None => break,
+            }
+        }
+        crate::stop(&pipeline);
+        if recorded.len() < frames {
+            return Err(MediaError::Pipeline(format!(
+                "the clip stopped after {} of {frames} frames",
+                recorded.len()
+            )));
+        }
+        Ok(Arc::new(Self {
+            codec: config.codec,
+            fps: config.fps.max(1),
+            frames: recorded,
+        }))
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Pushes the frames at the clip's rate, looping, until the pipeline goes.
+    fn feed(&self, appsrc: &gst::glib::WeakRef<gst_app::AppSrc>) {
+        let period = std::time::Duration::from_secs(1) / self.fps;
+        let mut next = std::time::Instant::now();
+        for frame in self.frames.iter().cycle() {
+            let Some(src) = appsrc.upgrade() else { return };
+            let mut buffer = frame.copy();
+            {
+                let b = buffer.make_mut();
+                b.set_pts(gst::ClockTime::NONE);
+                b.set_dts(gst::ClockTime::NONE);
+            }
+            if src.push_buffer(buffer).is_err() {
+                return;
+            }
+            drop(src);
+            next += period;
+            if let Some(wait) = next.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
 }
 
 /// Counters of what went out, for the agent's status.
@@ -236,26 +329,68 @@ impl Publisher {
         crate::init()?;
         let encoder = pick_encoder(config.codec, &config.encoder, crate::has_element)?;
         let description = pipeline_description(config, &encoder);
-        tracing::debug!(%description, "publisher pipeline");
         let pipeline = crate::launch(&description)?;
+        if config.stamp_time {
+            let stamp = pipeline
+                .by_name("stamp")
+                .ok_or_else(|| MediaError::Pipeline("no element stamp".into()))?;
+            barcode::stamp_wall_clock(&stamp, config.width, config.height);
+        }
+        Self::play(pipeline, &description, &config.ice, "encoder", encoder)
+    }
+
+    /// A publisher that loops an encoded [`Clip`] instead of encoding a
+    /// camera: what benchmarks use to stand for many devices on one machine.
+    pub fn start_clip(clip: &Arc<Clip>, ice: &IceConfig) -> Result<Self, MediaError> {
+        crate::init()?;
+        let description = format!(
+            "appsrc name=clip is-live=true format=time do-timestamp=true block=false \
+             leaky-type=downstream max-bytes=2000000 caps=\"{caps}\" ! {payloader} name=pay \
+             ! {rtp_caps} ! webrtcbin name=webrtc",
+            caps = clip.codec.frame_caps(),
+            payloader = payloader(clip.codec),
+            rtp_caps = rtp_caps(clip.codec),
+        );
+        let pipeline = crate::launch(&description)?;
+        let appsrc = pipeline
+            .by_name("clip")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| MediaError::Pipeline("no clip appsrc".into()))?;
+        let publisher = Self::play(pipeline, &description, ice, "clip", "clip".into())?;
+        let weak = appsrc.downgrade();
+        let clip = Arc::clone(clip);
+        std::thread::Builder::new()
+            .name("lx-clip".into())
+            .spawn(move || clip.feed(&weak))
+            .map_err(|e| MediaError::Pipeline(format!("no clip thread: {e}")))?;
+        Ok(publisher)
+    }
+
+    /// Wires counters and failure watches, makes the transceiver send-only
+    /// and starts the pipeline.
+    fn play(
+        pipeline: gst::Pipeline,
+        description: &str,
+        ice: &IceConfig,
+        counted: &str,
+        encoder: String,
+    ) -> Result<Self, MediaError> {
+        tracing::debug!(%description, "publisher pipeline");
         let by_name = |name: &str| {
             pipeline
                 .by_name(name)
                 .ok_or_else(|| MediaError::Pipeline(format!("no element {name}")))
         };
         let webrtc = by_name("webrtc")?;
-        webrtc::configure(&webrtc, &config.ice, 200)?;
+        webrtc::configure(&webrtc, ice, 200)?;
 
         let stats = Arc::new(PublishStats::default());
-        count_buffers(&by_name("encoder")?, Arc::clone(&stats), |s, _| {
+        count_buffers(&by_name(counted)?, Arc::clone(&stats), |s, _| {
             s.frames.fetch_add(1, Ordering::Relaxed);
         });
         count_buffers(&by_name("pay")?, Arc::clone(&stats), |s, size| {
             s.rtp_bytes.fetch_add(size, Ordering::Relaxed);
         });
-        if config.stamp_time {
-            barcode::stamp_wall_clock(&by_name("stamp")?, config.width, config.height);
-        }
 
         let (fail_tx, failed) = watch::channel(None);
         let fail_tx = Arc::new(fail_tx);

@@ -9,6 +9,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("dispatch", "lx-server", "test-support"),
     ("telemetry", "lx-server", "test-support"),
     ("agent", "lx-agent", ""),
+    ("media", "lx-server", "test-support"),
 ];
 
 pub(crate) fn run(name: &str) -> anyhow::Result<()> {
