@@ -255,9 +255,9 @@ impl Clip {
             .by_name("out")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| MediaError::Pipeline("no clip appsink".into()))?;
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| MediaError::Pipeline(format!("the clip does not record: {description}")))?;
+        pipeline.set_state(gst::State::Playing).map_err(|_| {
+            MediaError::Pipeline(format!("the clip does not record: {description}"))
+        })?;
         let mut recorded = Vec::with_capacity(frames);
         while recorded.len() < frames {
             match sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {

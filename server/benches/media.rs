@@ -10,7 +10,7 @@
 //!    (lx-media's barcode); a WHEP subscriber decodes every frame it gets
 //!    from the server and reads the time back.
 //! 3. Concurrency: 480p30 publishers looping a pre-encoded clip (so the
-//!    publishing side costs no encoding), added eight at a time; at each step
+//!    publishing side costs no encoding), added in steps up to 128; at each step
 //!    the server's CPU from /proc and the age of every session's latest
 //!    frame. The last step where every frame is at most 1.5 s old is what
 //!    the machine sustains.
@@ -33,8 +33,8 @@ use serde_json::json;
 
 const START_SESSIONS: usize = 20;
 const GLASS_SECONDS: u64 = 10;
-const STEP: usize = 8;
-const MAX_INGESTS: usize = 64;
+/// Ingests after each step: eight at a time to 32 (the target), then sixteen.
+const STEPS: [usize; 10] = [8, 16, 24, 32, 48, 64, 80, 96, 112, 128];
 const MAX_FRAME_AGE_MS: i64 = 1500;
 const SETTLE: Duration = Duration::from_secs(5);
 const MEASURE: Duration = Duration::from_secs(10);
@@ -118,14 +118,21 @@ impl Server {
     }
 
     fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace().collect())
             .unwrap_or_default();
         // utime and stime: fields 14 and 15, 12 and 13 after the name.
-        fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+        fields
+            .get(11)
+            .and_then(|u| u.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
     }
 }
 
@@ -142,8 +149,14 @@ fn self_cpu_ticks() -> u64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    fields
+        .get(11)
+        .and_then(|u| u.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
 }
 
 /// Suppliers over the point; each serves one session at a time.
@@ -166,18 +179,30 @@ impl Fleet {
         let id = self.api.request(consumer, BOGOTA, 3600).await;
         let mut dispatched = self
             .api
-            .post(format!("/sessions/{id}/dispatch"), consumer.auth(), json!({}))
+            .post(
+                format!("/sessions/{id}/dispatch"),
+                consumer.auth(),
+                json!({}),
+            )
             .await;
         if dispatched.status != 200 {
             let slug = format!("bench-supplier-{}", self.suppliers.len());
-            self.suppliers.push(self.api.supplier(&slug, BOGOTA, true).await);
+            self.suppliers
+                .push(self.api.supplier(&slug, BOGOTA, true).await);
             dispatched = self
                 .api
-                .post(format!("/sessions/{id}/dispatch"), consumer.auth(), json!({}))
+                .post(
+                    format!("/sessions/{id}/dispatch"),
+                    consumer.auth(),
+                    json!({}),
+                )
                 .await
                 .ok();
         }
-        let ws = dispatched.data()["operatorWorkspaceId"].as_str().expect("assigned").to_owned();
+        let ws = dispatched.data()["operatorWorkspaceId"]
+            .as_str()
+            .expect("assigned")
+            .to_owned();
         let supplier = self
             .suppliers
             .iter()
@@ -186,7 +211,11 @@ impl Fleet {
         let asked = Instant::now();
         let started = self
             .api
-            .post(format!("/sessions/{id}/start"), self.suppliers[supplier].auth(), json!({}))
+            .post(
+                format!("/sessions/{id}/start"),
+                self.suppliers[supplier].auth(),
+                json!({}),
+            )
             .await
             .ok();
         let data = started.data();
@@ -203,7 +232,11 @@ impl Fleet {
 
     async fn end(&self, s: &Started) {
         self.api
-            .post(format!("/sessions/{}/end", s.id), self.suppliers[s.supplier].auth(), json!({}))
+            .post(
+                format!("/sessions/{}/end", s.id),
+                self.suppliers[s.supplier].auth(),
+                json!({}),
+            )
             .await;
     }
 }
@@ -223,7 +256,10 @@ async fn post_sdp(url: &str, offer: &str) -> String {
 async fn connect(publisher: &Publisher, whip: &str) {
     let offer = publisher.offer().await.expect("offer");
     let answer = post_sdp(whip, &offer).await;
-    publisher.accept_answer(&answer).await.expect("answer applies");
+    publisher
+        .accept_answer(&answer)
+        .await
+        .expect("answer applies");
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -245,7 +281,11 @@ async fn start_to_live(fleet: &mut Fleet, consumer: &Actor) -> (f64, f64) {
             if state == "LIVE" {
                 break;
             }
-            assert!(asked.elapsed() < Duration::from_secs(15), "{} never went LIVE", s.id);
+            assert!(
+                asked.elapsed() < Duration::from_secs(15),
+                "{} never went LIVE",
+                s.id
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         seconds.push(asked.elapsed().as_secs_f64());
@@ -276,15 +316,20 @@ impl FrameSink for GlassClock {
         if decoder.is_none() {
             let latencies = Arc::clone(&self.latencies);
             let unreadable = Arc::clone(&self.unreadable);
-            *decoder = Decoder::new(frame.codec, DecodeTo::I420, move |picture| {
-                match barcode::read(&picture.data, barcode::i420_stride(picture.width)) {
+            *decoder = Decoder::new(
+                frame.codec,
+                DecodeTo::I420,
+                move |picture| match barcode::read(
+                    &picture.data,
+                    barcode::i420_stride(picture.width),
+                ) {
                     Some(ms) => latencies
                         .lock()
                         .unwrap()
                         .push((wall_now_ms() - ms as i64) as f64),
                     None => *unreadable.lock().unwrap() += 1,
-                }
-            })
+                },
+            )
             .ok();
         }
         if let Some(d) = decoder.as_ref() {
@@ -314,7 +359,9 @@ async fn glass_to_glass(fleet: &mut Fleet, consumer: &Actor) -> (f64, f64) {
         latency_ms: 20,
         ..ReceiverConfig::default()
     };
-    let (mut subscriber, offer) = Receiver::offer(&config, clock.clone()).await.expect("offer");
+    let (mut subscriber, offer) = Receiver::offer(&config, clock.clone())
+        .await
+        .expect("offer");
     let answer = post_sdp(&s.whep, &offer).await;
     subscriber.accept_answer(&answer).await.expect("answer");
     tokio::time::sleep(Duration::from_secs(GLASS_SECONDS)).await;
@@ -331,7 +378,9 @@ async fn glass_to_glass(fleet: &mut Fleet, consumer: &Actor) -> (f64, f64) {
     };
     println!(
         "glass to glass (publisher clock drawn in the frame → server → WHEP subscriber decode, VP8 640x480@30, server jitter buffer {} ms, subscriber 20 ms): {} frames read, {} unreadable; p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
-        lx_server::config::Config::defaults().media.jitter_latency_ms,
+        lx_server::config::Config::defaults()
+            .media
+            .jitter_latency_ms,
         ms.len(),
         clock.unreadable.lock().unwrap(),
         percentile(&steady, 50.0),
@@ -376,8 +425,8 @@ async fn concurrency(server: &Server, fleet: &mut Fleet, consumer: &Actor) -> (u
     let mut publishers = Vec::new();
     let mut sessions: Vec<Started> = Vec::new();
     let mut steps: Vec<Step> = Vec::new();
-    while sessions.len() < MAX_INGESTS {
-        for _ in 0..STEP {
+    for target in STEPS {
+        while sessions.len() < target {
             let (s, _) = fleet.start(consumer).await;
             let publisher = Publisher::start_clip(&clip, &loopback()).expect("clip publisher");
             connect(&publisher, &s.whip).await;
@@ -389,7 +438,10 @@ async fn concurrency(server: &Server, fleet: &mut Fleet, consumer: &Actor) -> (u
         let mut oldest = Some(0);
         let until = Instant::now() + MEASURE;
         while Instant::now() < until {
-            oldest = match (oldest, oldest_frame_ms(&fleet.api, consumer, &sessions).await) {
+            oldest = match (
+                oldest,
+                oldest_frame_ms(&fleet.api, consumer, &sessions).await,
+            ) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 _ => None,
             };
@@ -408,7 +460,8 @@ async fn concurrency(server: &Server, fleet: &mut Fleet, consumer: &Actor) -> (u
             step.server_cpu_pct,
             step.server_cpu_pct / step.ingests as f64,
             step.bench_cpu_pct,
-            step.oldest_ms.map_or("missing".to_string(), |ms| format!("{ms} ms")),
+            step.oldest_ms
+                .map_or("missing".to_string(), |ms| format!("{ms} ms")),
         );
         let held = step.oldest_ms.is_some_and(|ms| ms <= MAX_FRAME_AGE_MS);
         steps.push(step);
@@ -426,7 +479,12 @@ async fn concurrency(server: &Server, fleet: &mut Fleet, consumer: &Actor) -> (u
         .last();
     match sustained {
         Some(s) => (s.ingests, s.server_cpu_pct / s.ingests as f64),
-        None => (0, steps.first().map_or(f64::NAN, |s| s.server_cpu_pct / s.ingests as f64)),
+        None => (
+            0,
+            steps
+                .first()
+                .map_or(f64::NAN, |s| s.server_cpu_pct / s.ingests as f64),
+        ),
     }
 }
 
@@ -449,7 +507,7 @@ fn main() {
         let (live_p50, live_p95) = start_to_live(&mut fleet, &consumer).await;
         let (g2g_p50, g2g_p95) = glass_to_glass(&mut fleet, &consumer).await;
         println!(
-            "concurrent 480p30 ingests (clip publishers, {STEP} more per step, frames at most {MAX_FRAME_AGE_MS} ms old):"
+            "concurrent 480p30 ingests (clip publishers, steps {STEPS:?}, frames at most {MAX_FRAME_AGE_MS} ms old):"
         );
         let (ingests, per_ingest) = concurrency(&server, &mut fleet, &consumer).await;
         println!("BENCH media.start_to_live_p50_s={live_p50:.3}");
