@@ -15,6 +15,9 @@
 //!    frame. The last step where every frame is at most 1.5 s old is what
 //!    the machine sustains.
 
+// A benchmark fails by panicking, helpers included.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -91,7 +94,7 @@ impl Server {
             ),
         )
         .expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_lx-server"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lx-server"))
             .arg("--config")
             .arg(&config)
             .stdout(Stdio::null())
@@ -114,6 +117,8 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("lx-server did not come up");
     }
 
