@@ -480,8 +480,7 @@ async fn concurrency(server: &Server, fleet: &mut Fleet, consumer: &Actor) -> (u
     drop(publishers);
     let sustained = steps
         .iter()
-        .filter(|s| s.oldest_ms.is_some_and(|ms| ms <= MAX_FRAME_AGE_MS))
-        .last();
+        .rfind(|s| s.oldest_ms.is_some_and(|ms| ms <= MAX_FRAME_AGE_MS));
     match sustained {
         Some(s) => (s.ingests, s.server_cpu_pct / s.ingests as f64),
         None => (
