@@ -96,6 +96,8 @@ fn main() {
             ("LX_AGENT__GPS__SOURCE", "fixed".to_owned()),
             ("LX_AGENT__HEALTH__LISTEN", health.to_string()),
             ("LX_AGENT__LOG__FILTER", "warn".to_owned()),
+            // The target is for telemetry only; video costs what its encoder costs.
+            ("LX_AGENT__VIDEO__ENABLED", "false".to_owned()),
         ];
         let enrolled = Command::new(binary).arg("enroll").arg("--token").arg(&token).envs(envs.clone()).status().expect("enroll");
         assert!(enrolled.success(), "lx-agent enroll failed");

@@ -132,7 +132,16 @@ pub struct MediaConfig {
     pub media_timeout_ms: u32,
     pub jitter_latency_ms: u32,
     pub max_viewers_per_session: u32,
+    pub edge_api_token: String,
     pub ice: IceSettings,
+    pub external: ExternalSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSettings {
+    pub api_url: String,
+    pub api_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,10 +221,15 @@ impl Config {
             );
         }
         let m = &self.media;
-        if !matches!(m.backend.as_str(), "none" | "builtin") {
+        if !matches!(m.backend.as_str(), "none" | "builtin" | "external") {
             bail!(
-                "media.backend '{}' is not known (known: builtin, none)",
+                "media.backend '{}' is not known (known: builtin, external, none)",
                 m.backend
+            );
+        }
+        if m.backend == "external" && m.external.api_url.parse::<axum::http::Uri>().is_err() {
+            bail!(
+                "media.backend = \"external\" needs media.external.api_url, the edge's live-inputs API"
             );
         }
         if m.codecs.is_empty() {

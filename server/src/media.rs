@@ -6,6 +6,10 @@
 
 #[cfg(feature = "builtin-media")]
 pub mod builtin;
+#[cfg(feature = "builtin-media")]
+pub mod external;
+#[cfg(feature = "builtin-media")]
+mod feed;
 pub mod flow;
 pub mod token;
 
@@ -80,6 +84,14 @@ impl Endpoint {
     }
 }
 
+/// A live input made for another server (a WHIP/WHEP edge's provisioning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveInput {
+    pub uid: Uuid,
+    pub whip_url: String,
+    pub whep_url: String,
+}
+
 /// An answered offer: the SDP answer and the resource to DELETE later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
@@ -122,6 +134,20 @@ pub trait MediaBackend: Send + Sync + 'static {
         _resource: &str,
     ) -> Result<(), MediaError> {
         Err(MediaError::NotServed(endpoint.path()))
+    }
+
+    /// Edge mode: whether `id` is a live input made through
+    /// [`Self::create_live_input`] rather than a session of this server.
+    fn is_live_input(&self, _id: Uuid) -> bool {
+        false
+    }
+
+    async fn create_live_input(&self) -> Result<LiveInput, MediaError> {
+        Err(MediaError::NotServed("live input"))
+    }
+
+    async fn delete_live_input(&self, _uid: Uuid) -> Result<(), MediaError> {
+        Err(MediaError::NotServed("live input"))
     }
 }
 

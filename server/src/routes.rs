@@ -154,6 +154,8 @@ pub fn router(state: AppState) -> Router {
         ])
         .expose_headers([header::LOCATION, header::LINK, header::ETAG]);
     let media = Router::new()
+        .route("/live_inputs", post(media::create_live_input))
+        .route("/live_inputs/{uid}", delete(media::delete_live_input))
         .route("/{kind}/{token}", post(media::offer))
         .route(
             "/{kind}/{token}/{resource}",

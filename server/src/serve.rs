@@ -71,11 +71,18 @@ pub fn media_backend(
             let builtin = BuiltinConfig::from_config(config)?;
             Ok(Arc::new(BuiltinMedia::new(builtin, secret, clock, events)?))
         }
+        #[cfg(feature = "builtin-media")]
+        "external" => {
+            use crate::media::external::{ExternalConfig, ExternalMedia};
+            let external = ExternalConfig::from_config(config)?;
+            Ok(Arc::new(ExternalMedia::new(external, clock, events)?))
+        }
         #[cfg(not(feature = "builtin-media"))]
-        "builtin" => {
+        "builtin" | "external" => {
             let _ = (secret, clock, events);
             anyhow::bail!(
-                "media.backend = \"builtin\" needs lx-server built with the builtin-media feature"
+                "media.backend = \"{}\" needs lx-server built with the builtin-media feature",
+                config.media.backend
             )
         }
         _ => Ok(Arc::new(NoMedia)),

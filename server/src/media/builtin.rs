@@ -1,49 +1,37 @@
 //! The built-in media backend (the embedded default): the server itself
 //! answers WHIP publishers and WHEP viewers over GStreamer (`lx-media`).
 //!
-//! Per session a [`Feed`]: at most one publisher (a receive-only ingest; a
-//! new POST to the same URL replaces it), the flow monitor, the key-frame
-//! decoder that keeps the latest JPEG about once per `frame_interval`, and
-//! the viewers, each on its own pipeline fed with copies of the frames.
-//! Everything the streaming threads touch is behind one short lock per
-//! feed; pipelines are stopped off the async workers and never from their
-//! own threads.
+//! Per session a [`Feed`]: at most one publisher (a new POST to the same URL
+//! replaces it), the flow monitor, the key-frame decoder and the viewers.
+//!
+//! It can also be the edge of another server's external backend: with
+//! `media.edge_api_token` set it makes live inputs (WHIP and WHEP URLs not
+//! tied to a session of its own) through the same API shape as Cloudflare
+//! Stream's live inputs. Those live in memory only.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use lx_media::decode::{DecodeTo, Decoder};
-use lx_media::receive::{EncodedFrame, FrameSink, Receiver, ReceiverConfig};
+use lx_media::receive::{Receiver, ReceiverConfig};
 use lx_media::viewer::Viewer;
 use lx_media::{Codec, IceConfig};
-use lx_protocol::time::UnixMillis;
-use rand::RngCore;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::flow::{Flow, FlowMonitor};
+use super::feed::{FeedMap, FeedSettings, from_media, lock, random_resource};
 use super::token::TokenKey;
-use super::{Endpoint, Frame, MediaBackend, MediaError, MediaEvent, Negotiated};
+use super::{Endpoint, Frame, LiveInput, MediaBackend, MediaError, MediaEvent, Negotiated};
 use crate::clock::Clock;
 use crate::store::MediaEndpoints;
-
-/// How often the monitor looks for lost media and dead peers.
-const MONITOR_PERIOD: Duration = Duration::from_millis(250);
-/// At most one key-frame request per this long.
-const KEYFRAME_REQUEST_GAP_MS: i64 = 500;
 
 #[derive(Debug, Clone)]
 pub struct BuiltinConfig {
     /// Base of the WHIP and WHEP URLs (`http.public_url`).
     pub public_url: String,
     pub receiver: ReceiverConfig,
-    /// A JPEG about this often, from the key frame nearest to it.
     pub frame_interval_ms: i64,
     pub jpeg_quality: u8,
-    /// No media for longer than this opens a NETWORK_ERROR window.
     pub media_timeout_ms: i64,
     pub max_viewers: usize,
 }
@@ -58,16 +46,10 @@ impl BuiltinConfig {
             .map(|c| c.parse::<Codec>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| MediaError::Unavailable(format!("media.codecs: {e}")))?;
-        let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
         Ok(Self {
             public_url: config.http.public_url.clone(),
             receiver: ReceiverConfig {
-                ice: IceConfig {
-                    stun_server: non_empty(&m.ice.stun_server),
-                    turn_server: non_empty(&m.ice.turn_server),
-                    local_addresses: m.ice.local_addresses.clone(),
-                    port_range: (m.ice.port_max > 0).then_some((m.ice.port_min, m.ice.port_max)),
-                },
+                ice: ice_config(&m.ice),
                 codecs,
                 latency_ms: m.jitter_latency_ms,
             },
@@ -81,369 +63,41 @@ impl BuiltinConfig {
     pub fn ice(&self) -> &IceConfig {
         &self.receiver.ice
     }
+
+    pub(crate) fn feed_settings(&self) -> FeedSettings {
+        FeedSettings {
+            frame_interval_ms: self.frame_interval_ms,
+            jpeg_quality: self.jpeg_quality,
+            media_timeout_ms: self.media_timeout_ms,
+        }
+    }
 }
 
-#[derive(Debug)]
+/// `[media.ice]` as lx-media takes it.
+pub fn ice_config(ice: &crate::config::IceSettings) -> IceConfig {
+    let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    IceConfig {
+        stun_server: non_empty(&ice.stun_server),
+        turn_server: non_empty(&ice.turn_server),
+        local_addresses: ice.local_addresses.clone(),
+        port_range: (ice.port_max > 0).then_some((ice.port_min, ice.port_max)),
+    }
+}
+
 pub struct BuiltinMedia {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
     config: BuiltinConfig,
     tokens: TokenKey,
-    clock: Arc<dyn Clock>,
-    events: mpsc::Sender<MediaEvent>,
-    feeds: Mutex<HashMap<Uuid, Arc<Feed>>>,
+    feeds: Arc<FeedMap>,
+    /// Live inputs made for another server (edge mode).
+    inputs: Mutex<HashSet<Uuid>>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for BuiltinMedia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("BuiltinMedia")
             .field("config", &self.config)
-            .field("feeds", &self.feeds.lock().map(|f| f.len()).unwrap_or(0))
+            .field("feeds", &self.feeds.len())
             .finish()
-    }
-}
-
-struct Feed {
-    session_id: Uuid,
-    state: Mutex<FeedState>,
-    /// Written by the decoder's thread, read by the frame endpoint.
-    latest: Arc<Mutex<Option<Frame>>>,
-    first_frame: Arc<AtomicBool>,
-}
-
-struct Publisher {
-    resource: String,
-    receiver: Receiver,
-    sink: Arc<IngestSink>,
-}
-
-struct FeedState {
-    flow: FlowMonitor,
-    publisher: Option<Publisher>,
-    /// Counts publishers; frames of a replaced one are ignored.
-    generation: u64,
-    codec: Option<Codec>,
-    decoder: Option<(Codec, Decoder)>,
-    last_decode_ms: Option<UnixMillis>,
-    last_keyframe_ms: Option<UnixMillis>,
-    last_keyframe_request_ms: Option<UnixMillis>,
-    viewers: Vec<(String, Viewer)>,
-}
-
-/// Hands one publisher's frames to its feed. It holds the feed weakly: the
-/// feed owns the pipeline that owns this sink.
-struct IngestSink {
-    feed: Weak<Feed>,
-    generation: u64,
-    clock: Arc<dyn Clock>,
-    events: mpsc::Sender<MediaEvent>,
-    frame_interval_ms: i64,
-    jpeg_quality: u8,
-    failed: AtomicBool,
-}
-
-fn random_resource() -> String {
-    let mut bytes = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic on a streaming thread must not take the feed down with it.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn send(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
-    if let Err(err) = events.try_send(event) {
-        tracing::warn!(?event, %err, "media event dropped");
-    }
-}
-
-/// Stops pipelines off the async workers (setting a pipeline to NULL waits
-/// for its threads).
-fn dispose<T: Send + 'static>(things: T) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            handle.spawn_blocking(move || drop(things));
-        }
-        Err(_) => drop(things),
-    }
-}
-
-fn from_media(err: lx_media::MediaError) -> MediaError {
-    match err {
-        lx_media::MediaError::Sdp(e) => MediaError::Refused(e.to_string()),
-        lx_media::MediaError::BadSdp(e) => MediaError::Refused(format!("bad SDP: {e}")),
-        other => MediaError::Unavailable(other.to_string()),
-    }
-}
-
-impl FrameSink for IngestSink {
-    fn on_frame(&self, frame: EncodedFrame) {
-        let Some(feed) = self.feed.upgrade() else {
-            return;
-        };
-        let now = self.clock.now_ms();
-        let mut st = lock(&feed.state);
-        if st.generation != self.generation {
-            return;
-        }
-        if let Some(Flow::Resumed { at_ms }) = st.flow.on_media(now) {
-            send(
-                &self.events,
-                MediaEvent::MediaResumed {
-                    session_id: feed.session_id,
-                    at_ms,
-                },
-            );
-        }
-        st.codec = Some(frame.codec);
-        for (_, viewer) in &st.viewers {
-            viewer.push(&frame);
-        }
-        let mut want_keyframe = st.viewers.iter().any(|(_, v)| v.needs_keyframe());
-        if frame.keyframe {
-            st.last_keyframe_ms = Some(now);
-            // A little early is fine: key frames come about once an interval.
-            let due = st
-                .last_decode_ms
-                .is_none_or(|t| now - t >= self.frame_interval_ms * 3 / 4);
-            if due {
-                st.last_decode_ms = Some(now);
-                self.decode(&feed, &mut st, &frame, now);
-            }
-        } else if st
-            .last_keyframe_ms
-            .is_none_or(|t| now - t > self.frame_interval_ms)
-        {
-            // A publisher with a long key-frame interval (a browser) is asked.
-            want_keyframe = true;
-        }
-        if want_keyframe
-            && st
-                .last_keyframe_request_ms
-                .is_none_or(|t| now - t >= KEYFRAME_REQUEST_GAP_MS)
-        {
-            st.last_keyframe_request_ms = Some(now);
-            if let Some(p) = &st.publisher {
-                p.receiver.request_keyframe();
-            }
-        }
-    }
-
-    fn on_failure(&self, reason: String) {
-        if !self.failed.swap(true, Ordering::Relaxed) {
-            tracing::info!(%reason, "publisher connection ended");
-        }
-    }
-}
-
-impl IngestSink {
-    fn decode(&self, feed: &Feed, st: &mut FeedState, frame: &EncodedFrame, _now: UnixMillis) {
-        let usable = matches!(&st.decoder, Some((c, d)) if *c == frame.codec && !d.is_broken());
-        if !usable {
-            let latest = Arc::clone(&feed.latest);
-            let first = Arc::clone(&feed.first_frame);
-            let clock = Arc::clone(&self.clock);
-            let events = self.events.clone();
-            let session_id = feed.session_id;
-            let made = Decoder::new(
-                frame.codec,
-                DecodeTo::Jpeg {
-                    quality: self.jpeg_quality,
-                },
-                move |picture| {
-                    let decoded_ms = clock.now_ms();
-                    *lock(&latest) = Some(Frame {
-                        jpeg: Arc::new(picture.data),
-                        width: picture.width,
-                        height: picture.height,
-                        decoded_ms,
-                    });
-                    if !first.swap(true, Ordering::Relaxed) {
-                        send(
-                            &events,
-                            MediaEvent::FirstFrame {
-                                session_id,
-                                at_ms: decoded_ms,
-                            },
-                        );
-                    }
-                },
-            );
-            match made {
-                Ok(decoder) => {
-                    if let Some(old) = st.decoder.replace((frame.codec, decoder)) {
-                        dispose(old);
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(session = %feed.session_id, %err, "no frame decoder");
-                    return;
-                }
-            }
-        }
-        if let Some((_, decoder)) = &st.decoder
-            && let Err(err) = decoder.push(&frame.buffer)
-        {
-            tracing::debug!(session = %feed.session_id, %err, "key frame not decoded");
-        }
-    }
-}
-
-impl Shared {
-    fn feed(&self, session_id: Uuid) -> Arc<Feed> {
-        let mut feeds = lock(&self.feeds);
-        Arc::clone(feeds.entry(session_id).or_insert_with(|| {
-            Arc::new(Feed {
-                session_id,
-                state: Mutex::new(FeedState {
-                    flow: FlowMonitor::new(self.config.media_timeout_ms),
-                    publisher: None,
-                    generation: 0,
-                    codec: None,
-                    decoder: None,
-                    last_decode_ms: None,
-                    last_keyframe_ms: None,
-                    last_keyframe_request_ms: None,
-                    viewers: Vec::new(),
-                }),
-                latest: Arc::new(Mutex::new(None)),
-                first_frame: Arc::new(AtomicBool::new(false)),
-            })
-        }))
-    }
-
-    /// One pass of the monitor: lost media, dead publishers and viewers.
-    fn check(&self, now: UnixMillis) {
-        let feeds: Vec<Arc<Feed>> = lock(&self.feeds).values().cloned().collect();
-        for feed in feeds {
-            let mut st = lock(&feed.state);
-            if let Some(Flow::Lost { last_media_ms }) = st.flow.poll(now) {
-                tracing::info!(session = %feed.session_id, "media lost");
-                send(
-                    &self.events,
-                    MediaEvent::MediaLost {
-                        session_id: feed.session_id,
-                        at_ms: last_media_ms,
-                    },
-                );
-            }
-            let publisher_failed = st
-                .publisher
-                .as_ref()
-                .is_some_and(|p| p.sink.failed.load(Ordering::Relaxed));
-            let dead_publisher = if publisher_failed {
-                st.publisher.take()
-            } else {
-                None
-            };
-            let (gone, kept): (Vec<_>, Vec<_>) =
-                st.viewers.drain(..).partition(|(_, v)| v.is_failed());
-            st.viewers = kept;
-            drop(st);
-            if dead_publisher.is_some() || !gone.is_empty() {
-                dispose((dead_publisher, gone));
-            }
-        }
-    }
-
-    async fn publish(&self, session_id: Uuid, offer: &str) -> Result<Negotiated, MediaError> {
-        let feed = self.feed(session_id);
-        let generation = {
-            let mut st = lock(&feed.state);
-            st.generation += 1;
-            st.generation
-        };
-        let sink = Arc::new(IngestSink {
-            feed: Arc::downgrade(&feed),
-            generation,
-            clock: Arc::clone(&self.clock),
-            events: self.events.clone(),
-            frame_interval_ms: self.config.frame_interval_ms,
-            jpeg_quality: self.config.jpeg_quality,
-            failed: AtomicBool::new(false),
-        });
-        let (receiver, answer) = Receiver::answer(offer, &self.config.receiver, sink.clone())
-            .await
-            .map_err(from_media)?;
-        let resource = random_resource();
-        let mut st = lock(&feed.state);
-        if st.generation != generation {
-            drop(st);
-            dispose(receiver);
-            return Err(MediaError::Refused(
-                "a newer publisher took this session's WHIP endpoint".into(),
-            ));
-        }
-        let replaced = st.publisher.replace(Publisher {
-            resource: resource.clone(),
-            receiver,
-            sink,
-        });
-        st.last_keyframe_request_ms = None;
-        drop(st);
-        if replaced.is_some() {
-            tracing::info!(session = %session_id, "a new publisher replaces the previous one");
-            dispose(replaced);
-        }
-        Ok(Negotiated { answer, resource })
-    }
-
-    async fn view(&self, session_id: Uuid, offer: &str) -> Result<Negotiated, MediaError> {
-        let feed = lock(&self.feeds)
-            .get(&session_id)
-            .cloned()
-            .ok_or(MediaError::NoPublisher)?;
-        let codec = {
-            let st = lock(&feed.state);
-            if st.viewers.len() >= self.config.max_viewers {
-                return Err(MediaError::TooManyViewers(st.viewers.len()));
-            }
-            st.codec.ok_or(MediaError::NoPublisher)?
-        };
-        let (viewer, answer) = Viewer::answer(offer, codec, self.config.ice())
-            .await
-            .map_err(from_media)?;
-        let resource = random_resource();
-        lock(&feed.state).viewers.push((resource.clone(), viewer));
-        Ok(Negotiated { answer, resource })
-    }
-
-    fn hang_up(
-        &self,
-        endpoint: Endpoint,
-        session_id: Uuid,
-        resource: &str,
-    ) -> Result<(), MediaError> {
-        let feed = lock(&self.feeds)
-            .get(&session_id)
-            .cloned()
-            .ok_or(MediaError::NoResource)?;
-        let mut st = lock(&feed.state);
-        match endpoint {
-            Endpoint::Whip => {
-                if st.publisher.as_ref().is_none_or(|p| p.resource != resource) {
-                    return Err(MediaError::NoResource);
-                }
-                let publisher = st.publisher.take();
-                drop(st);
-                dispose(publisher);
-            }
-            Endpoint::Whep => {
-                let at = st
-                    .viewers
-                    .iter()
-                    .position(|(r, _)| r == resource)
-                    .ok_or(MediaError::NoResource)?;
-                let viewer = st.viewers.remove(at);
-                drop(st);
-                dispose(viewer);
-            }
-        }
-        Ok(())
     }
 }
 
@@ -456,53 +110,71 @@ impl BuiltinMedia {
         clock: Arc<dyn Clock>,
         events: mpsc::Sender<MediaEvent>,
     ) -> Result<Self, MediaError> {
-        lx_media::init().map_err(|e| MediaError::Unavailable(e.to_string()))?;
-        for element in ["webrtcbin", "nicesrc", "rtpvp8depay", "vp8dec", "jpegenc"] {
-            if !lx_media::has_element(element) {
-                return Err(MediaError::Unavailable(format!(
-                    "the GStreamer element {element} is missing; install gstreamer1.0-plugins-good, \
-                     -bad, gstreamer1.0-nice and gstreamer1.0-libav (cargo xtask demo does)"
-                )));
-            }
-        }
-        let shared = Arc::new(Shared {
+        check_gstreamer()?;
+        let feeds = FeedMap::start(config.feed_settings(), clock, events);
+        Ok(Self {
             config,
             tokens: TokenKey::derive(secret),
-            clock,
-            events,
-            feeds: Mutex::new(HashMap::new()),
-        });
-        let weak = Arc::downgrade(&shared);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(MONITOR_PERIOD);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(shared) = weak.upgrade() else { break };
-                shared.check(shared.clock.now_ms());
-            }
-        });
-        Ok(Self { shared })
+            feeds,
+            inputs: Mutex::new(HashSet::new()),
+        })
     }
 
-    fn url(&self, endpoint: Endpoint, session_id: Uuid) -> String {
+    fn url(&self, endpoint: Endpoint, id: Uuid) -> String {
         format!(
             "{}/media/{}/{}",
-            self.shared.config.public_url.trim_end_matches('/'),
+            self.config.public_url.trim_end_matches('/'),
             endpoint.path(),
-            self.shared.tokens.token(endpoint, session_id)
+            self.tokens.token(endpoint, id)
         )
     }
 
-    /// Publishers and viewers connected now, for tests and status.
+    /// Whether a publisher is connected, and how many viewers, now.
     pub fn peers(&self, session_id: Uuid) -> (bool, usize) {
-        lock(&self.shared.feeds)
-            .get(&session_id)
-            .map_or((false, 0), |feed| {
-                let st = lock(&feed.state);
-                (st.publisher.is_some(), st.viewers.len())
-            })
+        self.feeds
+            .get(session_id)
+            .map_or((false, 0), |feed| (feed.has_source(), feed.viewer_count()))
     }
+
+    async fn publish(&self, session_id: Uuid, offer: &str) -> Result<Negotiated, MediaError> {
+        let feed = self.feeds.feed(session_id);
+        let sink = feed.sink();
+        let (receiver, answer) = Receiver::answer(offer, &self.config.receiver, sink.clone())
+            .await
+            .map_err(from_media)?;
+        let resource = random_resource();
+        feed.install(sink, receiver, resource.clone())?;
+        Ok(Negotiated { answer, resource })
+    }
+
+    async fn view(&self, session_id: Uuid, offer: &str) -> Result<Negotiated, MediaError> {
+        let feed = self.feeds.get(session_id).ok_or(MediaError::NoPublisher)?;
+        let viewers = feed.viewer_count();
+        if viewers >= self.config.max_viewers {
+            return Err(MediaError::TooManyViewers(viewers));
+        }
+        let codec = feed.codec().ok_or(MediaError::NoPublisher)?;
+        let (viewer, answer) = Viewer::answer(offer, codec, self.config.ice())
+            .await
+            .map_err(from_media)?;
+        let resource = random_resource();
+        feed.add_viewer(resource.clone(), viewer);
+        Ok(Negotiated { answer, resource })
+    }
+}
+
+/// The elements the built-in plane cannot work without.
+pub(crate) fn check_gstreamer() -> Result<(), MediaError> {
+    lx_media::init().map_err(|e| MediaError::Unavailable(e.to_string()))?;
+    for element in ["webrtcbin", "nicesrc", "rtpvp8depay", "vp8dec", "jpegenc"] {
+        if !lx_media::has_element(element) {
+            return Err(MediaError::Unavailable(format!(
+                "the GStreamer element {element} is missing; install gstreamer1.0-plugins-good, \
+                 -bad, gstreamer1.0-nice and gstreamer1.0-libav (cargo xtask demo does)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -520,28 +192,16 @@ impl MediaBackend for BuiltinMedia {
     }
 
     async fn release(&self, session_id: Uuid, _: &MediaEndpoints) -> Result<(), MediaError> {
-        let feed = lock(&self.shared.feeds).remove(&session_id);
-        if let Some(feed) = feed {
-            let mut st = lock(&feed.state);
-            let parts = (
-                st.publisher.take(),
-                std::mem::take(&mut st.viewers),
-                st.decoder.take(),
-            );
-            st.generation += 1;
-            drop(st);
-            dispose(parts);
-        }
+        self.feeds.remove(session_id);
         Ok(())
     }
 
     fn latest_frame(&self, session_id: Uuid) -> Option<Frame> {
-        let feed = lock(&self.shared.feeds).get(&session_id).cloned()?;
-        lock(&feed.latest).clone()
+        self.feeds.get(session_id)?.latest()
     }
 
     fn session_of_token(&self, endpoint: Endpoint, token: &str) -> Option<Uuid> {
-        self.shared.tokens.verify(endpoint, token)
+        self.tokens.verify(endpoint, token)
     }
 
     async fn negotiate(
@@ -551,8 +211,8 @@ impl MediaBackend for BuiltinMedia {
         offer: &str,
     ) -> Result<Negotiated, MediaError> {
         match endpoint {
-            Endpoint::Whip => self.shared.publish(session_id, offer).await,
-            Endpoint::Whep => self.shared.view(session_id, offer).await,
+            Endpoint::Whip => self.publish(session_id, offer).await,
+            Endpoint::Whep => self.view(session_id, offer).await,
         }
     }
 
@@ -562,6 +222,32 @@ impl MediaBackend for BuiltinMedia {
         session_id: Uuid,
         resource: &str,
     ) -> Result<(), MediaError> {
-        self.shared.hang_up(endpoint, session_id, resource)
+        let feed = self.feeds.get(session_id).ok_or(MediaError::NoResource)?;
+        match endpoint {
+            Endpoint::Whip => feed.remove_source(resource),
+            Endpoint::Whep => feed.remove_viewer(resource),
+        }
+    }
+
+    fn is_live_input(&self, id: Uuid) -> bool {
+        lock(&self.inputs).contains(&id)
+    }
+
+    async fn create_live_input(&self) -> Result<LiveInput, MediaError> {
+        let uid = Uuid::new_v4();
+        lock(&self.inputs).insert(uid);
+        Ok(LiveInput {
+            uid,
+            whip_url: self.url(Endpoint::Whip, uid),
+            whep_url: self.url(Endpoint::Whep, uid),
+        })
+    }
+
+    async fn delete_live_input(&self, uid: Uuid) -> Result<(), MediaError> {
+        if !lock(&self.inputs).remove(&uid) {
+            return Err(MediaError::NoResource);
+        }
+        self.feeds.remove(uid);
+        Ok(())
     }
 }

@@ -31,12 +31,16 @@ fn unknown_url() -> ApiError {
         .with_detail("media:unknownToken")
 }
 
-/// The session behind a token, while it may still carry media.
+/// The session behind a token, while it may still carry media (or a live
+/// input, when this server is another's edge).
 async fn active_session(app: &AppState, endpoint: Endpoint, token: &str) -> ApiResult<Uuid> {
     let id = app
         .media
         .session_of_token(endpoint, token)
         .ok_or_else(unknown_url)?;
+    if app.media.is_live_input(id) {
+        return Ok(id);
+    }
     let session = app.store.session(id).await?.ok_or_else(unknown_url)?;
     if !matches!(
         session.state,
@@ -167,4 +171,75 @@ pub(super) async fn patch(Path((kind, _, _)): Path<(String, String, String)>) ->
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
     response
+}
+
+/// Edge mode: only a caller with `media.edge_api_token` makes live inputs.
+fn edge_caller(app: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    use sha2::{Digest, Sha256};
+    let expected = &app.config.media.edge_api_token;
+    if expected.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "this server is no media edge (media.edge_api_token is empty)",
+        )
+        .with_detail("edge:off"));
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Hashes of equal length compare in time independent of the token.
+    if Sha256::digest(given) != Sha256::digest(expected.as_bytes()) {
+        return Err(ApiError::new(
+            ErrorCode::NotAuthenticated,
+            "live inputs need the edge's API token (media.edge_api_token)",
+        )
+        .with_detail("edge:token"));
+    }
+    Ok(())
+}
+
+/// `POST /media/live_inputs`, in the shape of Cloudflare Stream's API.
+pub(super) async fn create_live_input(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    edge_caller(&app, &headers).map_err(IntoResponse::into_response)?;
+    let input = app
+        .media
+        .create_live_input()
+        .await
+        .map_err(|e| media_error(Endpoint::Whip, &e))?;
+    let body = serde_json::json!({
+        "success": true,
+        "errors": [],
+        "messages": [],
+        "result": {
+            "uid": input.uid.simple().to_string(),
+            "created": lx_protocol::time::format_millis(app.now()),
+            "webRTC": { "url": input.whip_url },
+            "webRTCPlayback": { "url": input.whep_url },
+        },
+    });
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// `DELETE /media/live_inputs/{uid}`.
+pub(super) async fn delete_live_input(
+    State(app): State<AppState>,
+    Path(uid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    edge_caller(&app, &headers).map_err(IntoResponse::into_response)?;
+    let uid = Uuid::try_parse(&uid)
+        .map_err(|_| ApiError::invalid("uid", "not a live input id").into_response())?;
+    app.media
+        .delete_live_input(uid)
+        .await
+        .map_err(|e| media_error(Endpoint::Whip, &e))?;
+    Ok(axum::Json(
+        serde_json::json!({"success": true, "errors": [], "messages": [], "result": null}),
+    )
+    .into_response())
 }

@@ -13,6 +13,7 @@ use lx_server::clock::ManualClock;
 use lx_server::config::Config;
 use lx_server::credit::StaticCredit;
 use lx_server::media::builtin::{BuiltinConfig, BuiltinMedia};
+use lx_server::media::external::{ExternalConfig, ExternalMedia};
 use lx_server::media::{self, MediaBackend, ScriptedMedia};
 use lx_server::store::sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
@@ -110,6 +111,14 @@ impl Actor {
     }
 }
 
+/// Which media backend a test server runs.
+enum Plane {
+    /// The test double: the test says when frames were "decoded".
+    Scripted,
+    Builtin,
+    External,
+}
+
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config::defaults();
     config.store.path = dir.join("lx.db");
@@ -125,11 +134,26 @@ impl TestApp {
 
     /// A server on the wall clock, for tests with a real agent in the loop.
     pub async fn spawn_realtime() -> Self {
-        Self::spawn_inner(|_| {}, true, false).await
+        Self::spawn_inner(|_| {}, true, Plane::Scripted).await
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::spawn_inner(tweak, false, false).await
+        Self::spawn_inner(tweak, false, Plane::Scripted).await
+    }
+
+    /// A server on the wall clock whose sessions' media live on an edge
+    /// (`media.backend = "external"`; the tweak names the edge).
+    pub async fn spawn_with_external_media(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_inner(
+            |c| {
+                c.media.backend = "external".into();
+                c.media.ice.local_addresses = vec!["127.0.0.1".into()];
+                tweak(c);
+            },
+            true,
+            Plane::External,
+        )
+        .await
     }
 
     /// A server on the wall clock with the built-in media plane (GStreamer),
@@ -142,12 +166,12 @@ impl TestApp {
                 tweak(c);
             },
             true,
-            true,
+            Plane::Builtin,
         )
         .await
     }
 
-    async fn spawn_inner(tweak: impl FnOnce(&mut Config), realtime: bool, builtin: bool) -> Self {
+    async fn spawn_inner(tweak: impl FnOnce(&mut Config), realtime: bool, plane: Plane) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
@@ -167,15 +191,21 @@ impl TestApp {
         } else {
             clock.clone()
         };
-        let builtin = builtin.then(|| {
-            let settings = BuiltinConfig::from_config(&config).expect("media config");
-            Arc::new(
-                BuiltinMedia::new(settings, &[9u8; 32], app_clock.clone(), tx).expect("GStreamer"),
-            )
-        });
-        let backend: Arc<dyn MediaBackend> = match &builtin {
-            Some(b) => b.clone(),
-            None => media.clone(),
+        let (builtin, backend): (_, Arc<dyn MediaBackend>) = match plane {
+            Plane::Scripted => (None, media.clone()),
+            Plane::Builtin => {
+                let settings = BuiltinConfig::from_config(&config).expect("media config");
+                let b = Arc::new(
+                    BuiltinMedia::new(settings, &[9u8; 32], app_clock.clone(), tx)
+                        .expect("GStreamer"),
+                );
+                (Some(b.clone()), b)
+            }
+            Plane::External => {
+                let settings = ExternalConfig::from_config(&config).expect("media config");
+                let e = ExternalMedia::new(settings, app_clock.clone(), tx).expect("GStreamer");
+                (None, Arc::new(e))
+            }
         };
         let app = App::new(
             Arc::clone(&config),

@@ -428,3 +428,87 @@ async fn a_killed_publisher_opens_a_network_error_window_that_the_meter_skips_ex
     let rate = session["ratePerSecondMicroUsdc"].as_i64().unwrap();
     assert_eq!(meter["chargedMicroUsdc"].as_i64().unwrap(), clean * rate);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_external_backend_provisions_on_an_edge_and_grabs_its_frames_over_whep() {
+    // The edge: a built-in media plane taking live inputs with a token.
+    let edge = TestApp::spawn_with_media(|c| c.media.edge_api_token = "edge-secret".into()).await;
+    let edge_origin = edge.base.trim_end_matches("/api/v1").to_owned();
+    let refused = reqwest::Client::new()
+        .post(format!("{edge_origin}/media/live_inputs"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+
+    let t = TestApp::spawn_with_external_media(|c| {
+        c.media.external.api_url = format!("{edge_origin}/media");
+        c.media.external.api_token = "edge-secret".into();
+    })
+    .await;
+    let consumer = t.consumer("ext-consumer").await;
+    let supplier = t.supplier("ext-supplier", BOGOTA, true).await;
+    let id = t.request(&consumer, BOGOTA, 600).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    let started = t
+        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
+        .await
+        .ok();
+    let whip = started.data()["whipUrl"].as_str().unwrap().to_owned();
+    assert!(
+        whip.starts_with(&format!("{edge_origin}/media/whip/")),
+        "{whip}"
+    );
+    assert!(
+        started.data()["whepUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{edge_origin}/media/whep/"))
+    );
+
+    // The device publishes to the edge; this server sees the frames.
+    let (publisher, _) = publish(&whip, Codec::H264).await;
+    t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(15))
+        .await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/sessions/{id}/frame", t.base))
+        .bearer_auth(&consumer.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let image =
+        image::load_from_memory_with_format(&resp.bytes().await.unwrap(), image::ImageFormat::Jpeg)
+            .unwrap()
+            .to_rgb8();
+    lx_media::testpattern::smpte_bars_match(image.as_raw(), 320, 240).expect("the edge's pictures");
+
+    // Media stops at the edge: the window opens here too.
+    drop(publisher);
+    let mut opened = false;
+    for _ in 0..80 {
+        if !windows(&t.session(&consumer, &id).await, "NETWORK_ERROR").is_empty() {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        opened,
+        "a NETWORK_ERROR window opens when the edge has no media"
+    );
+
+    // The end deletes the live input: its URLs close at the edge.
+    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    let (status, _, _) = post_sdp(&whip, "v=0\r\n").await;
+    assert_eq!(status, 404, "the edge forgot the live input");
+}

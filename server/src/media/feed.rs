@@ -1,0 +1,465 @@
+//! One session's media as the server sees it, whatever carries it: the
+//! source of its frames (a WHIP publisher for the built-in backend, a WHEP
+//! subscription to the edge for the external one), the flow monitor, the
+//! key-frame decoder that keeps the latest JPEG about once per
+//! `frame_interval`, and the WHEP viewers fed with copies of the frames.
+//!
+//! Everything GStreamer's streaming threads touch is behind one short lock;
+//! pipelines are stopped off the async workers ([`dispose`]) and never from
+//! their own threads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use lx_media::Codec;
+use lx_media::decode::{DecodeTo, Decoder};
+use lx_media::receive::{EncodedFrame, FrameSink, Receiver};
+use lx_media::viewer::Viewer;
+use lx_protocol::time::UnixMillis;
+use rand::RngCore;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::flow::{Flow, FlowMonitor};
+use super::{Frame, MediaError, MediaEvent};
+use crate::clock::Clock;
+
+/// At most one key-frame request per this long.
+const KEYFRAME_REQUEST_GAP_MS: i64 = 500;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FeedSettings {
+    /// A JPEG about this often, from the key frame nearest to it.
+    pub(crate) frame_interval_ms: i64,
+    pub(crate) jpeg_quality: u8,
+    /// No media for longer than this opens a NETWORK_ERROR window.
+    pub(crate) media_timeout_ms: i64,
+}
+
+/// What the feed's frames come from.
+pub(crate) struct Source {
+    /// The WHIP resource, for a publisher.
+    pub(crate) resource: String,
+    pub(crate) receiver: Receiver,
+    sink: Arc<FeedSink>,
+}
+
+impl Source {
+    pub(crate) fn failed(&self) -> bool {
+        self.sink.failed.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) struct Feed {
+    pub(crate) session_id: Uuid,
+    settings: FeedSettings,
+    clock: Arc<dyn Clock>,
+    events: mpsc::Sender<MediaEvent>,
+    state: Mutex<FeedState>,
+    /// Written by the decoder's thread, read by the frame endpoint.
+    latest: Arc<Mutex<Option<Frame>>>,
+    first_frame: Arc<AtomicBool>,
+}
+
+struct FeedState {
+    flow: FlowMonitor,
+    source: Option<Source>,
+    /// Counts sources; frames of a replaced one are ignored.
+    generation: u64,
+    codec: Option<Codec>,
+    decoder: Option<(Codec, Decoder)>,
+    last_decode_ms: Option<UnixMillis>,
+    last_keyframe_ms: Option<UnixMillis>,
+    last_keyframe_request_ms: Option<UnixMillis>,
+    viewers: Vec<(String, Viewer)>,
+}
+
+/// Hands one source's frames to its feed. It holds the feed weakly: the
+/// feed owns the pipeline that owns this sink.
+pub(crate) struct FeedSink {
+    feed: Weak<Feed>,
+    generation: u64,
+    failed: AtomicBool,
+}
+
+pub(crate) fn random_resource() -> String {
+    let mut bytes = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic on a streaming thread must not take the feed down with it.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn send(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
+    if let Err(err) = events.try_send(event) {
+        tracing::warn!(?event, %err, "media event dropped");
+    }
+}
+
+/// Stops pipelines off the async workers (setting a pipeline to NULL waits
+/// for its threads).
+pub(crate) fn dispose<T: Send + 'static>(things: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn_blocking(move || drop(things));
+        }
+        Err(_) => drop(things),
+    }
+}
+
+pub(crate) fn from_media(err: lx_media::MediaError) -> MediaError {
+    match err {
+        lx_media::MediaError::Sdp(e) => MediaError::Refused(e.to_string()),
+        lx_media::MediaError::BadSdp(e) => MediaError::Refused(format!("bad SDP: {e}")),
+        other => MediaError::Unavailable(other.to_string()),
+    }
+}
+
+impl FrameSink for FeedSink {
+    fn on_frame(&self, frame: EncodedFrame) {
+        if let Some(feed) = self.feed.upgrade() {
+            feed.on_frame(self.generation, &frame);
+        }
+    }
+
+    fn on_failure(&self, reason: String) {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            tracing::info!(%reason, "media source ended");
+        }
+    }
+}
+
+impl Feed {
+    pub(crate) fn new(
+        session_id: Uuid,
+        settings: FeedSettings,
+        clock: Arc<dyn Clock>,
+        events: mpsc::Sender<MediaEvent>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            session_id,
+            settings,
+            clock,
+            events,
+            state: Mutex::new(FeedState {
+                flow: FlowMonitor::new(settings.media_timeout_ms),
+                source: None,
+                generation: 0,
+                codec: None,
+                decoder: None,
+                last_decode_ms: None,
+                last_keyframe_ms: None,
+                last_keyframe_request_ms: None,
+                viewers: Vec::new(),
+            }),
+            latest: Arc::new(Mutex::new(None)),
+            first_frame: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// A sink for the next source; [`Self::install`] it once its receiver
+    /// is made. A newer `sink` call supersedes this one.
+    pub(crate) fn sink(self: &Arc<Self>) -> Arc<FeedSink> {
+        let mut st = lock(&self.state);
+        st.generation += 1;
+        Arc::new(FeedSink {
+            feed: Arc::downgrade(self),
+            generation: st.generation,
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes `receiver` the source; the one it replaces is disposed of.
+    /// Refused when a newer sink was handed out meanwhile.
+    pub(crate) fn install(
+        &self,
+        sink: Arc<FeedSink>,
+        receiver: Receiver,
+        resource: String,
+    ) -> Result<(), MediaError> {
+        let mut st = lock(&self.state);
+        if st.generation != sink.generation {
+            drop(st);
+            dispose(receiver);
+            return Err(MediaError::Refused(
+                "a newer publisher took this session's media".into(),
+            ));
+        }
+        let replaced = st.source.replace(Source {
+            resource,
+            receiver,
+            sink,
+        });
+        st.last_keyframe_request_ms = None;
+        drop(st);
+        if replaced.is_some() {
+            tracing::info!(session = %self.session_id, "a new media source replaces the previous one");
+            dispose(replaced);
+        }
+        Ok(())
+    }
+
+    /// The codec flowing now, once a frame arrived.
+    pub(crate) fn codec(&self) -> Option<Codec> {
+        lock(&self.state).codec
+    }
+
+    pub(crate) fn has_source(&self) -> bool {
+        lock(&self.state).source.is_some()
+    }
+
+    pub(crate) fn viewer_count(&self) -> usize {
+        lock(&self.state).viewers.len()
+    }
+
+    pub(crate) fn add_viewer(&self, resource: String, viewer: Viewer) {
+        lock(&self.state).viewers.push((resource, viewer));
+    }
+
+    /// Ends the source with this WHIP resource.
+    pub(crate) fn remove_source(&self, resource: &str) -> Result<(), MediaError> {
+        let mut st = lock(&self.state);
+        if st.source.as_ref().is_none_or(|s| s.resource != resource) {
+            return Err(MediaError::NoResource);
+        }
+        let source = st.source.take();
+        drop(st);
+        dispose(source);
+        Ok(())
+    }
+
+    pub(crate) fn remove_viewer(&self, resource: &str) -> Result<(), MediaError> {
+        let mut st = lock(&self.state);
+        let at = st
+            .viewers
+            .iter()
+            .position(|(r, _)| r == resource)
+            .ok_or(MediaError::NoResource)?;
+        let viewer = st.viewers.remove(at);
+        drop(st);
+        dispose(viewer);
+        Ok(())
+    }
+
+    pub(crate) fn latest(&self) -> Option<Frame> {
+        lock(&self.latest).clone()
+    }
+
+    /// Lost media, and dead sources and viewers, at `now`. Returns whether
+    /// the source failed (and was dropped).
+    pub(crate) fn check(&self, now: UnixMillis) -> bool {
+        let mut st = lock(&self.state);
+        if let Some(Flow::Lost { last_media_ms }) = st.flow.poll(now) {
+            tracing::info!(session = %self.session_id, "media lost");
+            send(
+                &self.events,
+                MediaEvent::MediaLost {
+                    session_id: self.session_id,
+                    at_ms: last_media_ms,
+                },
+            );
+        }
+        let dead_source = if st.source.as_ref().is_some_and(Source::failed) {
+            st.source.take()
+        } else {
+            None
+        };
+        let (gone, kept): (Vec<_>, Vec<_>) = st.viewers.drain(..).partition(|(_, v)| v.is_failed());
+        st.viewers = kept;
+        drop(st);
+        let failed = dead_source.is_some();
+        if failed || !gone.is_empty() {
+            dispose((dead_source, gone));
+        }
+        failed
+    }
+
+    /// Stops everything; later frames are ignored.
+    pub(crate) fn shut(&self) {
+        let mut st = lock(&self.state);
+        st.generation += 1;
+        let parts = (
+            st.source.take(),
+            std::mem::take(&mut st.viewers),
+            st.decoder.take(),
+        );
+        drop(st);
+        dispose(parts);
+    }
+
+    fn on_frame(&self, generation: u64, frame: &EncodedFrame) {
+        let now = self.clock.now_ms();
+        let interval = self.settings.frame_interval_ms;
+        let mut st = lock(&self.state);
+        if st.generation != generation {
+            return;
+        }
+        if let Some(Flow::Resumed { at_ms }) = st.flow.on_media(now) {
+            send(
+                &self.events,
+                MediaEvent::MediaResumed {
+                    session_id: self.session_id,
+                    at_ms,
+                },
+            );
+        }
+        st.codec = Some(frame.codec);
+        for (_, viewer) in &st.viewers {
+            viewer.push(frame);
+        }
+        let mut want_keyframe = st.viewers.iter().any(|(_, v)| v.needs_keyframe());
+        if frame.keyframe {
+            st.last_keyframe_ms = Some(now);
+            // A little early is fine: key frames come about once an interval.
+            let due = st
+                .last_decode_ms
+                .is_none_or(|t| now - t >= interval * 3 / 4);
+            if due {
+                st.last_decode_ms = Some(now);
+                self.decode(&mut st, frame);
+            }
+        } else if st.last_keyframe_ms.is_none_or(|t| now - t > interval) {
+            // A publisher with a long key-frame interval (a browser) is asked.
+            want_keyframe = true;
+        }
+        if want_keyframe
+            && st
+                .last_keyframe_request_ms
+                .is_none_or(|t| now - t >= KEYFRAME_REQUEST_GAP_MS)
+        {
+            st.last_keyframe_request_ms = Some(now);
+            if let Some(source) = &st.source {
+                source.receiver.request_keyframe();
+            }
+        }
+    }
+
+    fn decode(&self, st: &mut FeedState, frame: &EncodedFrame) {
+        let usable = matches!(&st.decoder, Some((c, d)) if *c == frame.codec && !d.is_broken());
+        if !usable {
+            let latest = Arc::clone(&self.latest);
+            let first = Arc::clone(&self.first_frame);
+            let clock = Arc::clone(&self.clock);
+            let events = self.events.clone();
+            let session_id = self.session_id;
+            let made = Decoder::new(
+                frame.codec,
+                DecodeTo::Jpeg {
+                    quality: self.settings.jpeg_quality,
+                },
+                move |picture| {
+                    let decoded_ms = clock.now_ms();
+                    *lock(&latest) = Some(Frame {
+                        jpeg: Arc::new(picture.data),
+                        width: picture.width,
+                        height: picture.height,
+                        decoded_ms,
+                    });
+                    if !first.swap(true, Ordering::Relaxed) {
+                        send(
+                            &events,
+                            MediaEvent::FirstFrame {
+                                session_id,
+                                at_ms: decoded_ms,
+                            },
+                        );
+                    }
+                },
+            );
+            match made {
+                Ok(decoder) => {
+                    if let Some(old) = st.decoder.replace((frame.codec, decoder)) {
+                        dispose(old);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(session = %self.session_id, %err, "no frame decoder");
+                    return;
+                }
+            }
+        }
+        if let Some((_, decoder)) = &st.decoder
+            && let Err(err) = decoder.push(&frame.buffer)
+        {
+            tracing::debug!(session = %self.session_id, %err, "key frame not decoded");
+        }
+    }
+}
+
+/// The feeds of a backend, and the monitor that checks them.
+pub(crate) struct FeedMap {
+    pub(crate) settings: FeedSettings,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) events: mpsc::Sender<MediaEvent>,
+    feeds: Mutex<std::collections::HashMap<Uuid, Arc<Feed>>>,
+}
+
+/// How often the monitor looks for lost media and dead peers.
+const MONITOR_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl FeedMap {
+    /// The map, with its monitor running on the current tokio runtime until
+    /// the map is dropped.
+    pub(crate) fn start(
+        settings: FeedSettings,
+        clock: Arc<dyn Clock>,
+        events: mpsc::Sender<MediaEvent>,
+    ) -> Arc<Self> {
+        let map = Arc::new(Self {
+            settings,
+            clock,
+            events,
+            feeds: Mutex::new(std::collections::HashMap::new()),
+        });
+        let weak = Arc::downgrade(&map);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(MONITOR_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(map) = weak.upgrade() else { break };
+                let now = map.clock.now_ms();
+                for feed in map.all() {
+                    feed.check(now);
+                }
+            }
+        });
+        map
+    }
+
+    /// The session's feed, made on first use.
+    pub(crate) fn feed(&self, session_id: Uuid) -> Arc<Feed> {
+        let mut feeds = lock(&self.feeds);
+        Arc::clone(feeds.entry(session_id).or_insert_with(|| {
+            Feed::new(
+                session_id,
+                self.settings,
+                Arc::clone(&self.clock),
+                self.events.clone(),
+            )
+        }))
+    }
+
+    pub(crate) fn get(&self, session_id: Uuid) -> Option<Arc<Feed>> {
+        lock(&self.feeds).get(&session_id).cloned()
+    }
+
+    /// Removes the feed and stops everything in it.
+    pub(crate) fn remove(&self, session_id: Uuid) {
+        let feed = lock(&self.feeds).remove(&session_id);
+        if let Some(feed) = feed {
+            feed.shut();
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Feed>> {
+        lock(&self.feeds).values().cloned().collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.feeds).len()
+    }
+}
