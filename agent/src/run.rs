@@ -54,6 +54,10 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    #[cfg(not(feature = "video"))]
+    if config.video.enabled {
+        bail!("video.enabled = true, but this lx-agent was built without the `video` feature");
+    }
     let state = StateDir::open(&config.device.state_dir)?;
     let key = state.device_key()?;
     let enrollment = state.enrollment()?.with_context(|| {
@@ -109,21 +113,25 @@ pub async fn run(
         Arc::clone(&lifecycle_stats),
         stop_rx.clone(),
     )));
-    if config.video.enabled {
-        let publisher = crate::video::publisher_config(&config.video)?;
-        let http = reqwest::Client::builder()
-            .build()
-            .context("building the WHIP client")?;
-        tasks.push(tokio::spawn(crate::video::run(
-            publisher,
-            http,
-            video_rx,
-            Arc::clone(&video_stats),
-            stop_rx.clone(),
-        )));
-    } else {
-        drop(video_rx);
-        tracing::info!("video.enabled = false: telemetry only");
+    match config.video.enabled {
+        #[cfg(feature = "video")]
+        true => {
+            let publisher = crate::video::publisher_config(&config.video)?;
+            let http = reqwest::Client::builder()
+                .build()
+                .context("building the WHIP client")?;
+            tasks.push(tokio::spawn(crate::video::run(
+                publisher,
+                http,
+                video_rx,
+                Arc::clone(&video_stats),
+                stop_rx.clone(),
+            )));
+        }
+        _ => {
+            drop(video_rx);
+            tracing::info!("video.enabled = false: telemetry only");
+        }
     }
     let listener = tokio::net::TcpListener::bind(&config.health.listen)
         .await

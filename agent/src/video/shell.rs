@@ -1,0 +1,351 @@
+//! The GStreamer side of the video task (feature `video`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use lx_media::publish::{EncoderChoice, Publisher, PublisherConfig, VideoSource};
+use lx_media::{Codec, IceConfig};
+use tokio::sync::{Mutex, watch};
+
+use super::{Stream, VideoStats};
+use crate::config::{CameraSource, VideoConfig};
+use crate::whip::{Input, Method, Output, Request, WhipClient};
+
+/// The publisher settings from the agent's `[video]` section.
+pub fn publisher_config(v: &VideoConfig) -> anyhow::Result<PublisherConfig> {
+    let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    let source = match v.source {
+        CameraSource::Test => VideoSource::TestPattern {
+            pattern: v.pattern.clone(),
+        },
+        CameraSource::V4l2 => VideoSource::V4l2 {
+            device: v.device.clone(),
+        },
+        CameraSource::Libcamera => VideoSource::Libcamera {
+            camera: non_empty(&v.camera),
+        },
+        CameraSource::Rtsp => VideoSource::Rtsp {
+            url: v.rtsp_url.clone(),
+            latency_ms: v.rtsp_latency_ms,
+        },
+        CameraSource::Custom => VideoSource::Custom {
+            pipeline: v.pipeline.clone(),
+        },
+    };
+    Ok(PublisherConfig {
+        source,
+        codec: v.codec.parse::<Codec>()?,
+        encoder: if v.encoder == "auto" {
+            EncoderChoice::Auto
+        } else {
+            EncoderChoice::Named(v.encoder.clone())
+        },
+        width: v.width,
+        height: v.height,
+        fps: v.fps,
+        bitrate_kbps: v.bitrate_kbps,
+        keyframe_interval_frames: v.keyframe_interval_frames,
+        ice: IceConfig {
+            stun_server: non_empty(&v.ice.stun_server),
+            turn_server: non_empty(&v.ice.turn_server),
+            local_addresses: v.ice.local_addresses.clone(),
+            port_range: (v.ice.port_max > 0).then_some((v.ice.port_min, v.ice.port_max)),
+        },
+        stamp_time: false,
+    })
+}
+
+/// Runs until `shutdown`: publishes whatever `target` names.
+pub async fn run(
+    config: PublisherConfig,
+    http: reqwest::Client,
+    mut target: watch::Receiver<Option<Stream>>,
+    stats: Arc<Mutex<VideoStats>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    stats.lock().await.codec = config.codec.to_string();
+    loop {
+        let current = target.borrow_and_update().clone();
+        {
+            let mut s = stats.lock().await;
+            s.state = "idle";
+            s.session_id = current.as_ref().map(|c| c.session_id);
+            s.bitrate_kbps = 0;
+        }
+        if let Some(stream) = current {
+            let done = publish(&config, &http, &stream, &mut target, &stats, &mut shutdown).await;
+            if done == Ended::Shutdown {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = target.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Retargeted,
+    Shutdown,
+}
+
+/// One session's publishing, until the target changes or shutdown.
+async fn publish(
+    config: &PublisherConfig,
+    http: &reqwest::Client,
+    stream: &Stream,
+    target: &mut watch::Receiver<Option<Stream>>,
+    stats: &Mutex<VideoStats>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+    let mut core = WhipClient::new(stream.whip_url.clone());
+    let mut publisher: Option<Publisher> = None;
+    let mut failures: Option<watch::Receiver<Option<String>>> = None;
+    let mut published_once = false;
+    let mut ending: Option<Ended> = None;
+    let mut rate = RateMeter::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(session = %stream.session_id, "publishing video");
+    let mut pending = vec![Output::NeedOffer];
+    loop {
+        // Drain the core.
+        while let Some(output) = pending.pop().or_else(|| core.poll_output()) {
+            match output {
+                Output::NeedOffer => {
+                    if let Some(old) = publisher.take() {
+                        dispose(old);
+                    }
+                    failures = None;
+                    stats.lock().await.state = "connecting";
+                    match make_offer(config).await {
+                        Ok((p, sdp)) => {
+                            stats.lock().await.encoder = Some(p.encoder().to_string());
+                            failures = Some(p.failures());
+                            publisher = Some(p);
+                            core.handle_input(Input::Offer {
+                                sdp,
+                                now: Instant::now(),
+                            });
+                        }
+                        Err(reason) => core.handle_input(Input::OfferFailed {
+                            reason,
+                            now: Instant::now(),
+                        }),
+                    }
+                }
+                Output::Send(request) => {
+                    let input = send(http, &request).await;
+                    core.handle_input(input);
+                }
+                Output::Answer(sdp) => {
+                    let applied = match &publisher {
+                        Some(p) => p.accept_answer(&sdp).await.map_err(|e| e.to_string()),
+                        None => Err("no publisher".into()),
+                    };
+                    if let Err(err) = applied {
+                        tracing::warn!(%err, "the WHIP answer does not apply");
+                        stats.lock().await.last_error = Some(err);
+                        core.handle_input(Input::MediaFailed {
+                            now: Instant::now(),
+                        });
+                    }
+                }
+                Output::Connected { resource } => {
+                    let mut s = stats.lock().await;
+                    if published_once {
+                        s.reconnects += 1;
+                    }
+                    published_once = true;
+                    s.state = "publishing";
+                    tracing::info!(session = %stream.session_id, %resource, encoder = ?s.encoder, "video published");
+                }
+                Output::Retrying {
+                    attempt,
+                    after,
+                    reason,
+                } => {
+                    tracing::warn!(session = %stream.session_id, attempt, ?after, %reason, "video: publishing again");
+                    if let Some(old) = publisher.take() {
+                        dispose(old);
+                    }
+                    failures = None;
+                    let mut s = stats.lock().await;
+                    s.state = "retrying";
+                    s.last_error = Some(reason);
+                    s.bitrate_kbps = 0;
+                }
+                Output::Stopped => {
+                    if let Some(old) = publisher.take() {
+                        dispose(old);
+                    }
+                    tracing::info!(session = %stream.session_id, "video stopped");
+                    return ending.unwrap_or(Ended::Retargeted);
+                }
+            }
+        }
+        if let Some(ended) = ending {
+            // Stop always ends in Stopped within the drain; never wait here.
+            return ended;
+        }
+        let deadline = core.deadline();
+        let failed = async {
+            match failures.as_mut() {
+                Some(f) => {
+                    let _ = f.wait_for(Option::is_some).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => core.handle_input(Input::Tick { now: Instant::now() }),
+            _ = failed => {
+                let reason = failures.as_ref().and_then(|f| f.borrow().clone()).unwrap_or_default();
+                tracing::warn!(%reason, "video media failed");
+                failures = None;
+                core.handle_input(Input::MediaFailed { now: Instant::now() });
+            }
+            _ = tick.tick() => {
+                if let Some(p) = &publisher {
+                    let frames = p.stats().frames.load(Ordering::Relaxed);
+                    let bytes = p.stats().rtp_bytes.load(Ordering::Relaxed);
+                    let kbps = rate.update(bytes, Instant::now());
+                    let mut s = stats.lock().await;
+                    s.frames_sent = frames;
+                    s.bitrate_kbps = kbps;
+                }
+            }
+            changed = target.changed() => {
+                let next = if changed.is_ok() { target.borrow().clone() } else { None };
+                if next.as_ref() != Some(stream) {
+                    ending = Some(Ended::Retargeted);
+                    core.handle_input(Input::Stop { now: Instant::now() });
+                }
+            }
+            _ = shutdown.changed() => {
+                ending = Some(Ended::Shutdown);
+                core.handle_input(Input::Stop { now: Instant::now() });
+            }
+        }
+    }
+}
+
+async fn make_offer(config: &PublisherConfig) -> Result<(Publisher, String), String> {
+    let publisher = Publisher::start(config).map_err(|e| e.to_string())?;
+    let sdp = publisher.offer().await.map_err(|e| e.to_string())?;
+    Ok((publisher, sdp))
+}
+
+/// How long one WHIP request may take.
+const WHIP_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn send(http: &reqwest::Client, request: &Request) -> Input {
+    let builder = match request.method {
+        Method::Post => http
+            .post(&request.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/sdp")
+            .body(request.body.clone().unwrap_or_default()),
+        Method::Delete => http.delete(&request.url),
+    };
+    match builder.timeout(WHIP_TIMEOUT).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = resp.text().await.unwrap_or_default();
+            if status >= 400 {
+                tracing::warn!(status, %body, url = %request.url, "WHIP request refused");
+            }
+            Input::Response {
+                status,
+                location,
+                body,
+                now: Instant::now(),
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%err, url = %request.url, "WHIP request failed");
+            Input::Unreachable {
+                now: Instant::now(),
+            }
+        }
+    }
+}
+
+/// Stops a pipeline off the async workers.
+fn dispose(publisher: Publisher) {
+    tokio::task::spawn_blocking(move || drop(publisher));
+}
+
+/// Bits per second over the last tick.
+#[derive(Debug, Default)]
+struct RateMeter {
+    last: Option<(u64, Instant)>,
+}
+
+impl RateMeter {
+    fn update(&mut self, bytes: u64, now: Instant) -> u64 {
+        let kbps = match self.last {
+            Some((b, t)) if now > t && bytes >= b => {
+                let secs = now.duration_since(t).as_secs_f64();
+                ((bytes - b) as f64 * 8.0 / 1000.0 / secs) as u64
+            }
+            _ => 0,
+        };
+        self.last = Some((bytes, now));
+        kbps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn the_rate_is_bytes_over_the_last_interval() {
+        let mut m = RateMeter::default();
+        let t0 = Instant::now();
+        assert_eq!(m.update(0, t0), 0);
+        assert_eq!(m.update(125_000, t0 + Duration::from_secs(1)), 1000);
+        assert_eq!(m.update(125_000, t0 + Duration::from_secs(2)), 0);
+        assert_eq!(
+            m.update(10, t0 + Duration::from_secs(3)),
+            0,
+            "a new publisher starts over"
+        );
+    }
+
+    #[test]
+    fn every_shipped_config_maps_to_a_publisher() {
+        for text in [
+            include_str!("../../../configs/agent-drone.toml"),
+            include_str!("../../../configs/agent-rpi-camera.toml"),
+            include_str!("../../../configs/agent-fixed-ptz.toml"),
+        ] {
+            let config = crate::config::Config::from_layers(Some(text), []).unwrap();
+            let publisher = publisher_config(&config.video).unwrap();
+            assert_eq!(publisher.codec, Codec::H264);
+            assert_eq!(publisher.keyframe_interval_frames, 30);
+        }
+        let ptz = crate::config::Config::from_layers(
+            Some(include_str!("../../../configs/agent-fixed-ptz.toml")),
+            [],
+        )
+        .unwrap();
+        assert!(matches!(
+            publisher_config(&ptz.video).unwrap().source,
+            VideoSource::Rtsp { .. }
+        ));
+    }
+}
