@@ -125,8 +125,10 @@ impl Sample {
 
     /// `hashStruct(Telemetry)`.
     pub fn struct_hash(&self) -> [u8; 32] {
+        // The type hash is a constant of the encoding: hashed once.
+        static TYPE_HASH: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
         let mut enc = Vec::with_capacity(32 * 8);
-        enc.extend_from_slice(&keccak256(TELEMETRY_TYPE.as_bytes()));
+        enc.extend_from_slice(TYPE_HASH.get_or_init(|| keccak256(TELEMETRY_TYPE.as_bytes())));
         let mut session = [0u8; 32];
         session[..16].copy_from_slice(&self.session_id);
         enc.extend_from_slice(&session);

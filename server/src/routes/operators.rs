@@ -423,9 +423,10 @@ async fn ingest(
         decoded.push((sample, signature));
     }
     // Signatures are checked on every core, off the async threads.
+    let domain = lx_protocol::telemetry::domain_separator(chain_id);
     let items: Vec<crate::verify::SignedDigest> = decoded
         .iter()
-        .map(|(s, sig)| (s.digest(chain_id), sig.0))
+        .map(|(s, sig)| (s.digest_in(&domain), sig.0))
         .collect();
     let bad = tokio::task::spawn_blocking(move || crate::verify::first_invalid(&key, &items))
         .await
