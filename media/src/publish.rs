@@ -400,6 +400,7 @@ impl Publisher {
                 fail_tx.send_if_modified(|f| f.replace(reason).is_none());
             });
         }
+        watch_receiver_reports(&webrtc, &fail_tx);
         webrtc.connect_notify(Some("connection-state"), move |w, _| {
             let state = w.property::<WebRTCPeerConnectionState>("connection-state");
             if matches!(
@@ -460,6 +461,61 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         crate::stop(&self.pipeline);
     }
+}
+
+/// A receiver that stopped sending RTCP reports for this long is gone.
+/// Reports come every 5 s on average (RFC 3550's interval, randomised
+/// between half and one and a half of it); ICE's own keepalives take
+/// about 50 s to notice a peer that vanished.
+const RECEIVER_SILENCE: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// Fails the publisher when the receiver, once heard, falls silent: the
+/// server crashed or restarted, or the network dropped the path. The
+/// WHIP client then posts again.
+fn watch_receiver_reports(webrtc: &gst::Element, fail_tx: &Arc<watch::Sender<Option<String>>>) {
+    let Some(rtpbin) = webrtc
+        .downcast_ref::<gst::Bin>()
+        .and_then(|bin| bin.by_name("rtpbin"))
+    else {
+        return;
+    };
+    let heard = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    {
+        let heard = Arc::clone(&heard);
+        rtpbin.connect("on-ssrc-active", false, move |_| {
+            if let Ok(mut h) = heard.lock() {
+                *h = Some(std::time::Instant::now());
+            }
+            None
+        });
+    }
+    let weak = webrtc.downgrade();
+    let fail_tx = Arc::clone(fail_tx);
+    let _ = std::thread::Builder::new()
+        .name("lx-rtcp-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                if weak.upgrade().is_none() {
+                    return;
+                }
+                let silent = heard
+                    .lock()
+                    .ok()
+                    .and_then(|h| *h)
+                    .is_some_and(|t| t.elapsed() > RECEIVER_SILENCE);
+                if silent {
+                    fail_tx.send_if_modified(|f| {
+                        f.replace(format!(
+                            "no RTCP report from the receiver for {} s",
+                            RECEIVER_SILENCE.as_secs()
+                        ))
+                        .is_none()
+                    });
+                    return;
+                }
+            }
+        });
 }
 
 fn count_buffers(

@@ -65,6 +65,20 @@ pub(crate) fn configure(
         webrtc.set_property("turn-server", turn);
     }
     let agent = webrtc.property::<gst::glib::Object>("ice-agent");
+    if agent.find_property("agent").is_some() {
+        let nice = agent.property::<gst::glib::Object>("agent");
+        // No UPnP port mapping: it multicasts on every interface and binds
+        // ports of its own; a server or a device has its addresses set.
+        if nice.find_property("upnp").is_some() {
+            nice.set_property("upnp", false);
+        }
+        // Keepalives that expect an answer: a peer that vanished without a
+        // word (a crash, a pulled cable) fails the connection instead of
+        // leaving it CONNECTED forever.
+        if nice.find_property("keepalive-conncheck").is_some() {
+            nice.set_property("keepalive-conncheck", true);
+        }
+    }
     for address in &ice.local_addresses {
         let added = agent.emit_by_name::<bool>("add-local-ip-address", &[address]);
         if !added {

@@ -165,3 +165,38 @@ async fn a_viewer_fed_from_the_ingest_reaches_a_whep_subscriber() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_whose_receiver_vanished_fails_within_fifteen_seconds() {
+    let publisher = Publisher::start(&publisher_config(Codec::Vp8)).expect("publisher");
+    let frames = Frames::new();
+    let config = ReceiverConfig {
+        ice: loopback(),
+        ..ReceiverConfig::default()
+    };
+    let (receiver, answer) =
+        Receiver::answer(&publisher.offer().await.unwrap(), &config, frames.clone())
+            .await
+            .unwrap();
+    publisher.accept_answer(&answer).await.unwrap();
+    frames.wait_keyframe(Duration::from_secs(10)).await.unwrap();
+    // Healthy for a while: reports keep coming.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(publisher.failures().borrow().is_none());
+    // The receiver's process dies: no goodbye, no more RTCP.
+    drop(receiver);
+    let gone = std::time::Instant::now();
+    let mut failures = publisher.failures();
+    let failed = tokio::time::timeout(Duration::from_secs(20), failures.wait_for(Option::is_some))
+        .await
+        .expect("the publisher notices")
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert!(failed.contains("RTCP"), "{failed}");
+    assert!(
+        gone.elapsed() <= Duration::from_secs(16),
+        "{:?}",
+        gone.elapsed()
+    );
+}

@@ -282,6 +282,19 @@ impl App {
         Err(DispatchError::NoCoverage)
     }
 
+    /// Hands the media plane the sessions that carried media before a
+    /// restart: their frames and media gaps are watched again.
+    pub async fn adopt_media(&self) -> Result<usize, StoreError> {
+        let sessions = self.store.media_sessions().await?;
+        for s in &sessions {
+            if let Some(endpoints) = &s.media {
+                let live = matches!(s.state, SessionState::Live | SessionState::Paused);
+                self.media.adopt(s.id, endpoints, live);
+            }
+        }
+        Ok(sessions.len())
+    }
+
     pub async fn on_media_event(&self, event: MediaEvent) {
         let (session_id, action) = match event {
             MediaEvent::FirstFrame { session_id, at_ms } => {

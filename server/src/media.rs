@@ -136,6 +136,10 @@ pub trait MediaBackend: Send + Sync + 'static {
         Err(MediaError::NotServed(endpoint.path()))
     }
 
+    /// After a restart: the session carried media before it (`live`: it
+    /// was LIVE or PAUSED, so silence from now on is a media gap).
+    fn adopt(&self, _session_id: Uuid, _endpoints: &MediaEndpoints, _live: bool) {}
+
     /// Edge mode: whether `id` is a live input made through
     /// [`Self::create_live_input`] rather than a session of this server.
     fn is_live_input(&self, _id: Uuid) -> bool {

@@ -130,6 +130,13 @@ pub async fn run(
         cookie_key,
     )
     .await?;
+    let adopted = app.adopt_media().await?;
+    if adopted > 0 {
+        tracing::info!(
+            sessions = adopted,
+            "media plane watches the sessions it carried before the restart"
+        );
+    }
     if app.media.name() == "none" {
         tracing::warn!("media.backend = \"none\": sessions can be dispatched but not started");
     }

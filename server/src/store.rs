@@ -481,6 +481,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<Session>>;
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>>;
+    /// Sessions that carry media now: ASSIGNED, LIVE or PAUSED with their
+    /// endpoints provisioned (the media plane adopts them after a restart).
+    async fn media_sessions(&self) -> StoreResult<Vec<Session>>;
 
     // operators (devices)
     async fn insert_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()>;

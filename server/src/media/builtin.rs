@@ -229,6 +229,13 @@ impl MediaBackend for BuiltinMedia {
         }
     }
 
+    fn adopt(&self, session_id: Uuid, _: &MediaEndpoints, live: bool) {
+        if live {
+            let feed = self.feeds.feed(session_id);
+            feed.assume_media_at(self.feeds.clock.now_ms());
+        }
+    }
+
     fn is_live_input(&self, id: Uuid) -> bool {
         lock(&self.inputs).contains(&id)
     }

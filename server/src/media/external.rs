@@ -271,6 +271,14 @@ impl MediaBackend for ExternalMedia {
         self.delete_input(&endpoints.backend_ref).await
     }
 
+    fn adopt(&self, session_id: Uuid, endpoints: &MediaEndpoints, live: bool) {
+        if live {
+            let feed = self.feeds.feed(session_id);
+            feed.assume_media_at(self.feeds.clock.now_ms());
+        }
+        self.start_grabber(session_id, endpoints.whep_url.clone());
+    }
+
     fn latest_frame(&self, session_id: Uuid) -> Option<Frame> {
         self.feeds.get(session_id)?.latest()
     }

@@ -202,6 +202,12 @@ impl Feed {
         Ok(())
     }
 
+    /// Counts `now` as the last media seen: a session adopted after a
+    /// restart was carrying media, and silence from here is a gap.
+    pub(crate) fn assume_media_at(&self, now: UnixMillis) {
+        lock(&self.state).flow.on_media(now);
+    }
+
     /// The codec flowing now, once a frame arrived.
     pub(crate) fn codec(&self) -> Option<Codec> {
         lock(&self.state).codec
@@ -461,5 +467,38 @@ impl FeedMap {
 
     pub(crate) fn len(&self) -> usize {
         lock(&self.feeds).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[tokio::test]
+    async fn an_adopted_session_that_stays_silent_loses_its_media_from_the_restart() {
+        let clock = ManualClock::new(1_000_000);
+        let (tx, mut rx) = super::super::channel();
+        let settings = FeedSettings {
+            frame_interval_ms: 1000,
+            jpeg_quality: 80,
+            media_timeout_ms: 2000,
+        };
+        let map = FeedMap::start(settings, clock.clone(), tx);
+        let id = Uuid::new_v4();
+        let feed = map.feed(id);
+        assert!(!feed.check(1_005_000), "nothing to lose before any media");
+        assert!(rx.try_recv().is_err());
+        feed.assume_media_at(1_010_000);
+        feed.check(1_011_000);
+        assert!(rx.try_recv().is_err(), "within the timeout");
+        feed.check(1_012_001);
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(MediaEvent::MediaLost {
+                session_id: id,
+                at_ms: 1_010_000
+            })
+        );
     }
 }

@@ -1087,6 +1087,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn media_sessions(&self) -> StoreResult<Vec<Session>> {
+        self.run(|c| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions
+                 WHERE state IN ('ASSIGNED','LIVE','PAUSED') AND whip_url IS NOT NULL ORDER BY created_ms"
+            );
+            Ok(query_sessions(c, &sql, &[])?)
+        })
+        .await
+    }
+
     async fn insert_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()> {
         self.run(move |c| {
             c.execute(

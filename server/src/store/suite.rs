@@ -396,6 +396,23 @@ pub async fn media_is_attached_once_and_windows_open_and_close(store: &dyn Store
             closed_ms: Some(300)
         }]
     );
+    // It carries media until it ends.
+    let carrying: Vec<Uuid> = store
+        .media_sessions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(carrying, vec![s.id]);
+    store
+        .apply(Transition {
+            ended_ms: Some(400),
+            ..to(SessionState::Live, SessionState::Ended)
+        })
+        .await
+        .unwrap();
+    assert!(store.media_sessions().await.unwrap().is_empty());
 }
 
 pub async fn due_sessions_are_the_ones_past_a_deadline(store: &dyn Store) {
