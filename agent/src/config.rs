@@ -139,15 +139,7 @@ pub struct VideoConfig {
     pub ice: IceSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IceSettings {
-    pub stun_server: String,
-    pub turn_server: String,
-    pub local_addresses: Vec<String>,
-    pub port_min: u16,
-    pub port_max: u16,
-}
+pub use lx_protocol::config::IceSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -251,14 +243,7 @@ impl Config {
             CameraSource::Test => needs("pattern", &v.pattern)?,
             CameraSource::Libcamera => {}
         }
-        if v.ice.port_min > v.ice.port_max {
-            bail!("video.ice.port_min must not exceed video.ice.port_max");
-        }
-        for address in &v.ice.local_addresses {
-            if address.parse::<std::net::IpAddr>().is_err() {
-                bail!("video.ice.local_addresses: '{address}' is not an IP address");
-            }
-        }
+        v.ice.validate("video.ice").map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

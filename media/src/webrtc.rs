@@ -25,6 +25,26 @@ pub struct IceConfig {
     pub port_range: Option<(u16, u16)>,
 }
 
+impl IceConfig {
+    /// From configuration values: empty servers are none, a zero port range
+    /// is any port.
+    pub fn from_settings(
+        stun_server: &str,
+        turn_server: &str,
+        local_addresses: &[String],
+        port_min: u16,
+        port_max: u16,
+    ) -> Self {
+        let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        Self {
+            stun_server: non_empty(stun_server),
+            turn_server: non_empty(turn_server),
+            local_addresses: local_addresses.to_vec(),
+            port_range: (port_max > 0).then_some((port_min, port_max)),
+        }
+    }
+}
+
 /// How long gathering may take before the SDP goes out with what it has.
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one promise-based signal may take.

@@ -2,6 +2,37 @@
 //! compiled-in defaults, then a file, then `PREFIX<SECTION>__<KEY>`
 //! environment variables. Pure: the environment is passed in.
 
+/// The `[… .ice]` section of the agent's and the server's configuration:
+/// how their WebRTC peers gather candidates.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceSettings {
+    pub stun_server: String,
+    pub turn_server: String,
+    pub local_addresses: Vec<String>,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+impl IceSettings {
+    /// Checks the section named `section` (for messages).
+    pub fn validate(&self, section: &str) -> Result<(), String> {
+        if self.port_min > self.port_max {
+            return Err(format!(
+                "{section}.port_min must not exceed {section}.port_max"
+            ));
+        }
+        for address in &self.local_addresses {
+            if address.parse::<std::net::IpAddr>().is_err() {
+                return Err(format!(
+                    "{section}.local_addresses: '{address}' is not an IP address"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The file's text, if a path was given; errors name the file.
 pub fn read_file(path: Option<&std::path::Path>) -> Result<Option<String>, String> {
     path.map(|p| {
@@ -92,6 +123,34 @@ fn env_value(text: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ice_settings_name_a_bad_port_range_and_a_bad_address() {
+        let ice = IceSettings {
+            stun_server: String::new(),
+            turn_server: String::new(),
+            local_addresses: vec!["127.0.0.1".into(), "::1".into()],
+            port_min: 0,
+            port_max: 0,
+        };
+        assert_eq!(ice.validate("media.ice"), Ok(()));
+        let ports = IceSettings {
+            port_min: 10,
+            port_max: 5,
+            ..ice.clone()
+        };
+        assert!(
+            ports
+                .validate("video.ice")
+                .unwrap_err()
+                .contains("video.ice.port_min")
+        );
+        let host = IceSettings {
+            local_addresses: vec!["eth0".into()],
+            ..ice
+        };
+        assert!(host.validate("media.ice").unwrap_err().contains("'eth0'"));
+    }
 
     #[test]
     fn later_layers_win_and_strings_stay_strings() {

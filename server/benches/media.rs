@@ -123,21 +123,7 @@ impl Server {
     }
 
     fn cpu_ticks(&self) -> u64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        // utime and stime: fields 14 and 15, 12 and 13 after the name.
-        fields
-            .get(11)
-            .and_then(|u| u.parse::<u64>().ok())
-            .unwrap_or(0)
-            + fields
-                .get(12)
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0)
+        cpu_ticks(&format!("/proc/{}/stat", self.child.id()))
     }
 }
 
@@ -148,20 +134,22 @@ impl Drop for Server {
     }
 }
 
-fn self_cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// utime + stime of the process whose `stat` file this is.
+fn cpu_ticks(stat_path: &str) -> u64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    fields
-        .get(11)
-        .and_then(|u| u.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
+    // utime and stime: fields 14 and 15, 12 and 13 after the name.
+    [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum()
+}
+
+fn self_cpu_ticks() -> u64 {
+    cpu_ticks("/proc/self/stat")
 }
 
 /// Suppliers over the point; each serves one session at a time.

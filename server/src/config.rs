@@ -144,15 +144,7 @@ pub struct ExternalSettings {
     pub api_token: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IceSettings {
-    pub stun_server: String,
-    pub turn_server: String,
-    pub local_addresses: Vec<String>,
-    pub port_min: u16,
-    pub port_max: u16,
-}
+pub use lx_protocol::config::IceSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,14 +244,7 @@ impl Config {
         if m.max_viewers_per_session == 0 {
             bail!("media.max_viewers_per_session must be positive");
         }
-        if m.ice.port_min > m.ice.port_max {
-            bail!("media.ice.port_min must not exceed media.ice.port_max");
-        }
-        for address in &m.ice.local_addresses {
-            if address.parse::<std::net::IpAddr>().is_err() {
-                bail!("media.ice.local_addresses: '{address}' is not an IP address");
-            }
-        }
+        m.ice.validate("media.ice").map_err(anyhow::Error::msg)?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }

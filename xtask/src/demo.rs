@@ -513,12 +513,13 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
     if !published.starts_with("video published") {
         bail!("the agent did not publish its video; agent.log: \"{published}\"");
     }
-    let live = wait_for_state(
+    let live = wait_for_session(
         api,
         &consumer_key,
         &session_id,
-        "LIVE",
         Duration::from_secs(15),
+        "LIVE",
+        |s| s.get("state").and_then(Value::as_str) == Some("LIVE"),
     )
     .await?;
     let to_live = dispatched_at.elapsed();
@@ -639,11 +640,13 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
         took,
     );
     let t = Instant::now();
-    let settled = wait_for_final_meter(
+    let settled = wait_for_session(
         api,
         &consumer_key,
         &session_id,
         Duration::from_secs(SETTLE_DELAY_S + 10),
+        "metered for good",
+        |s| s.get("meterFinal").and_then(Value::as_bool) == Some(true),
     )
     .await?;
     let meter = settled
@@ -992,13 +995,14 @@ fn report_track(
 
 /// Waits until `log` has a line containing one of `needles`; returns that
 /// line from the needle on (without the timestamp and level).
-/// Polls the session until it is in `state`.
-async fn wait_for_state(
+/// Polls the session until `done` holds for it; `what` names the wait.
+async fn wait_for_session(
     api: &Api,
     key: &str,
     id: &str,
-    state: &str,
     within: Duration,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
     let deadline = Instant::now() + within;
     loop {
@@ -1010,43 +1014,16 @@ async fn wait_for_state(
                 None,
             )
             .await?;
-        if session.get("state").and_then(Value::as_str) == Some(state) {
+        if done(&session) {
             return Ok(session);
         }
         if Instant::now() > deadline {
             bail!(
-                "session {id} is still {} after {within:?}, not {state}",
+                "session {id} is {} after {within:?}, still not {what}",
                 session.get("state").and_then(Value::as_str).unwrap_or("?")
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Polls the session until its meter is final.
-async fn wait_for_final_meter(
-    api: &Api,
-    key: &str,
-    id: &str,
-    within: Duration,
-) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let session = api
-            .ok(
-                Method::GET,
-                &format!("/api/v1/sessions/{id}"),
-                Auth::Key(key),
-                None,
-            )
-            .await?;
-        if session.get("meterFinal").and_then(Value::as_bool) == Some(true) {
-            return Ok(session);
-        }
-        if Instant::now() > deadline {
-            bail!("the meter of session {id} is not final after {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

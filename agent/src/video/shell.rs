@@ -46,12 +46,13 @@ pub fn publisher_config(v: &VideoConfig) -> anyhow::Result<PublisherConfig> {
         fps: v.fps,
         bitrate_kbps: v.bitrate_kbps,
         keyframe_interval_frames: v.keyframe_interval_frames,
-        ice: IceConfig {
-            stun_server: non_empty(&v.ice.stun_server),
-            turn_server: non_empty(&v.ice.turn_server),
-            local_addresses: v.ice.local_addresses.clone(),
-            port_range: (v.ice.port_max > 0).then_some((v.ice.port_min, v.ice.port_max)),
-        },
+        ice: IceConfig::from_settings(
+            &v.ice.stun_server,
+            &v.ice.turn_server,
+            &v.ice.local_addresses,
+            v.ice.port_min,
+            v.ice.port_max,
+        ),
         stamp_time: false,
     })
 }

@@ -75,13 +75,13 @@ impl BuiltinConfig {
 
 /// `[media.ice]` as lx-media takes it.
 pub fn ice_config(ice: &crate::config::IceSettings) -> IceConfig {
-    let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
-    IceConfig {
-        stun_server: non_empty(&ice.stun_server),
-        turn_server: non_empty(&ice.turn_server),
-        local_addresses: ice.local_addresses.clone(),
-        port_range: (ice.port_max > 0).then_some((ice.port_min, ice.port_max)),
-    }
+    IceConfig::from_settings(
+        &ice.stun_server,
+        &ice.turn_server,
+        &ice.local_addresses,
+        ice.port_min,
+        ice.port_max,
+    )
 }
 
 pub struct BuiltinMedia {
