@@ -7,6 +7,8 @@
 #[path = "integration/browser.rs"]
 mod browser;
 mod common;
+#[path = "integration/contracts.rs"]
+mod contracts;
 #[path = "integration/media.rs"]
 mod media;
 

@@ -17,7 +17,11 @@ use crate::{root, stream_ok};
 
 /// Each foundry tool we install: (environment variable the tests read, tool).
 /// Adding one is a line here and a pinned dependency in `package.json`.
-const FOUNDRY_TOOLS: &[(&str, &str)] = &[("LX_CAST", "cast")];
+const FOUNDRY_TOOLS: &[(&str, &str)] = &[
+    ("LX_CAST", "cast"),
+    ("LX_FORGE", "forge"),
+    ("LX_ANVIL", "anvil"),
+];
 
 /// Node packages the tests load by path: (environment variable, package).
 const NODE_PACKAGES: &[(&str, &str)] = &[("LX_PLAYWRIGHT_CORE", "playwright-core")];
