@@ -120,6 +120,8 @@ pub struct CreditConfig {
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     pub chain_id: u64,
+    pub rpc_url: String,
+    pub settlement_address: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,11 +208,24 @@ impl Config {
                 );
             }
         }
-        if self.credit.source != "static" {
-            bail!(
-                "credit.source '{}' is not known (known: static)",
-                self.credit.source
-            );
+        match self.credit.source.as_str() {
+            "static" => {}
+            "onchain" => {
+                if self.chain.rpc_url.is_empty() {
+                    bail!("credit.source = \"onchain\" needs chain.rpc_url");
+                }
+                if self
+                    .chain
+                    .settlement_address
+                    .parse::<lx_protocol::wallet::Address>()
+                    .is_err()
+                {
+                    bail!(
+                        "credit.source = \"onchain\" needs chain.settlement_address, the contract's 0x… address"
+                    );
+                }
+            }
+            other => bail!("credit.source '{other}' is not known (known: static, onchain)"),
         }
         let m = &self.media;
         if !matches!(m.backend.as_str(), "none" | "builtin" | "external") {

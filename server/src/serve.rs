@@ -57,6 +57,35 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+/// The credit source `credit.source` names.
+pub async fn credit_source(
+    config: &Config,
+) -> anyhow::Result<Arc<dyn crate::credit::CreditSource>> {
+    match config.credit.source.as_str() {
+        #[cfg(feature = "chain")]
+        "onchain" => {
+            let settlement = config
+                .chain
+                .settlement_address
+                .parse()
+                .map_err(|e| anyhow::anyhow!("chain.settlement_address: {e}"))?;
+            let chain = crate::chain::evm::EvmChain::connect(
+                &config.chain.rpc_url,
+                config.chain.chain_id,
+                settlement,
+            )
+            .await?;
+            tracing::info!(rpc = %config.chain.rpc_url, settlement = %chain.settlement_address(), usdc = %chain.usdc_address(), "credit from the settlement contract");
+            Ok(Arc::new(crate::chain::OnchainCredit::new(Arc::new(chain))))
+        }
+        #[cfg(not(feature = "chain"))]
+        "onchain" => anyhow::bail!(
+            "credit.source = \"onchain\" needs lx-server built with the chain feature"
+        ),
+        _ => Ok(Arc::new(StaticCredit::from_config(&config.credit)?)),
+    }
+}
+
 /// The media backend `media.backend` names.
 pub fn media_backend(
     config: &Config,
@@ -116,7 +145,7 @@ pub async fn run(
     let config = Arc::new(config);
     let store = SqliteStore::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
-    let credit = StaticCredit::from_config(&config.credit)?;
+    let credit = credit_source(&config).await?;
     let (media_tx, media_rx) = media::channel();
     let cookie_key = cookie_key(&config)?;
     let clock = Arc::new(SystemClock);
@@ -125,7 +154,7 @@ pub async fn run(
         Arc::clone(&config),
         Arc::new(store),
         clock,
-        Arc::new(credit),
+        credit,
         media,
         cookie_key,
     )

@@ -6,6 +6,8 @@
 
 #[path = "integration/browser.rs"]
 mod browser;
+#[path = "integration/chain.rs"]
+mod chain;
 mod common;
 #[path = "integration/contracts.rs"]
 mod contracts;

@@ -171,7 +171,22 @@ impl TestApp {
         .await
     }
 
+    /// A server on the wall clock whose credit comes from `credit` (the
+    /// settlement contract on a local chain, say).
+    pub async fn spawn_with_credit(credit: Arc<dyn lx_server::credit::CreditSource>) -> Self {
+        Self::spawn_full(|_| {}, true, Plane::Scripted, Some(credit)).await
+    }
+
     async fn spawn_inner(tweak: impl FnOnce(&mut Config), realtime: bool, plane: Plane) -> Self {
+        Self::spawn_full(tweak, realtime, plane, None).await
+    }
+
+    async fn spawn_full(
+        tweak: impl FnOnce(&mut Config),
+        realtime: bool,
+        plane: Plane,
+        credit_source: Option<Arc<dyn lx_server::credit::CreditSource>>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
@@ -211,7 +226,7 @@ impl TestApp {
             Arc::clone(&config),
             Arc::new(store),
             app_clock,
-            credit.clone(),
+            credit_source.unwrap_or_else(|| credit.clone()),
             backend,
             [9u8; 32],
         )

@@ -1,0 +1,299 @@
+//! The server against a real chain: a local anvil with the contracts
+//! deployed from forge's build of contracts/, consumers with real pools.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address as EvmAddress, Bytes, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use alloy::sol_types::SolValue;
+use k256::ecdsa::SigningKey;
+use serde_json::json;
+
+use crate::common::{Actor, BOGOTA, TestApp};
+
+/// anvil's first well-known development key: the deployer and owner.
+const DEPLOYER: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+sol! {
+    #[sol(rpc)]
+    interface TestToken {
+        function mint(address to, uint256 amount) external;
+        function approve(address spender, uint256 amount) external returns (bool);
+        function balanceOf(address owner) external view returns (uint256);
+    }
+    #[sol(rpc)]
+    interface Pool {
+        function deposit(uint256 amount) external;
+        function deposits(address consumer) external view returns (uint256);
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn foundry(tool: &str, var: &str) -> PathBuf {
+    let path = std::env::var_os(var).map_or_else(
+        || {
+            root().join(format!(
+                "tools/npm/node_modules/@foundry-rs/{tool}-linux-amd64/bin/{tool}"
+            ))
+        },
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "{} is missing; run `cargo xtask test`, which installs foundry from the npm registry",
+        path.display()
+    );
+    path
+}
+
+/// A local anvil on a free port, stopped on drop.
+pub(crate) struct Anvil {
+    child: Child,
+    pub(crate) url: String,
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Anvil {
+    pub(crate) async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(foundry("anvil", "LX_ANVIL"))
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--silent",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("anvil starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let anvil = Self { child, url };
+        let provider = ProviderBuilder::new().connect_http(anvil.url.parse().expect("url"));
+        for _ in 0..100 {
+            if provider.get_chain_id().await.is_ok() {
+                return anvil;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("anvil did not answer on {}", anvil.url);
+    }
+}
+
+/// Bytecode of a contract from a forge build of contracts/ into `out`.
+fn bytecode(out: &Path, file: &str, contract: &str) -> Bytes {
+    let artifact = out.join(file).join(format!("{contract}.json"));
+    let text = std::fs::read_to_string(&artifact).expect("artifact");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("artifact json");
+    let hex = json["bytecode"]["object"].as_str().expect("bytecode");
+    hex.parse().expect("hex bytecode")
+}
+
+/// forge builds contracts/ into a directory of its own (tests run at once).
+fn build_contracts() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(foundry("forge", "LX_FORGE"))
+        .args(["build", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--cache-path")
+        .arg(dir.path().join("cache"))
+        .current_dir(root().join("contracts"))
+        .output()
+        .expect("forge runs");
+    assert!(
+        out.status.success(),
+        "forge build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// The deployed contracts and who is who.
+#[allow(dead_code)] // the relayer and the fee wallet are for the settlement tests
+pub(crate) struct Deployed {
+    pub(crate) anvil: Anvil,
+    pub(crate) usdc: EvmAddress,
+    pub(crate) settlement: EvmAddress,
+    pub(crate) deployer: PrivateKeySigner,
+    pub(crate) relayer: PrivateKeySigner,
+    pub(crate) platform: EvmAddress,
+    _build: tempfile::TempDir,
+}
+
+async fn deploy(provider: &impl Provider, code: Bytes) -> EvmAddress {
+    let tx = TransactionRequest::default().with_deploy_code(code);
+    let receipt = provider
+        .send_transaction(tx)
+        .await
+        .expect("deploy sent")
+        .get_receipt()
+        .await
+        .expect("deployed");
+    receipt.contract_address.expect("a contract address")
+}
+
+pub(crate) async fn deployed() -> Deployed {
+    let build = build_contracts();
+    let out = build.path().join("out");
+    let anvil = Anvil::start().await;
+    let deployer: PrivateKeySigner = DEPLOYER.parse().expect("key");
+    let relayer = PrivateKeySigner::random();
+    let platform = PrivateKeySigner::random().address();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(deployer.clone()))
+        .connect_http(anvil.url.parse().expect("url"));
+    let usdc = deploy(&provider, bytecode(&out, "TestUsdc.sol", "TestUsdc")).await;
+    let args = (usdc, deployer.address(), relayer.address(), platform).abi_encode_params();
+    let mut code = bytecode(&out, "LuxxonSettlement.sol", "LuxxonSettlement").to_vec();
+    code.extend_from_slice(&args);
+    let settlement = deploy(&provider, code.into()).await;
+    Deployed {
+        anvil,
+        usdc,
+        settlement,
+        deployer,
+        relayer,
+        platform,
+        _build: build,
+    }
+}
+
+impl Deployed {
+    /// Gives the wallet of `key` gas money and `usdc` micro-USDC, and
+    /// deposits `pool` of it into its pool.
+    pub(crate) async fn fund(&self, key: &SigningKey, usdc: u64, pool: u64) {
+        let owner = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(self.deployer.clone()))
+            .connect_http(self.anvil.url.parse().expect("url"));
+        let signer = PrivateKeySigner::from_signing_key(key.clone());
+        let who = signer.address();
+        owner
+            .send_transaction(
+                TransactionRequest::default()
+                    .with_to(who)
+                    .with_value(U256::from(10u64).pow(U256::from(18u64))),
+            )
+            .await
+            .expect("eth sent")
+            .get_receipt()
+            .await
+            .expect("eth arrived");
+        TestToken::new(self.usdc, &owner)
+            .mint(who, U256::from(usdc))
+            .send()
+            .await
+            .expect("mint")
+            .get_receipt()
+            .await
+            .expect("minted");
+        if pool > 0 {
+            self.deposit(key, pool).await;
+        }
+    }
+
+    pub(crate) async fn deposit(&self, key: &SigningKey, amount: u64) {
+        let consumer = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(PrivateKeySigner::from_signing_key(
+                key.clone(),
+            )))
+            .connect_http(self.anvil.url.parse().expect("url"));
+        TestToken::new(self.usdc, &consumer)
+            .approve(self.settlement, U256::from(amount))
+            .send()
+            .await
+            .expect("approve")
+            .get_receipt()
+            .await
+            .expect("approved");
+        Pool::new(self.settlement, &consumer)
+            .deposit(U256::from(amount))
+            .send()
+            .await
+            .expect("deposit")
+            .get_receipt()
+            .await
+            .expect("deposited");
+    }
+
+    pub(crate) async fn chain(&self) -> lx_server::chain::evm::EvmChain {
+        lx_server::chain::evm::EvmChain::connect(
+            &self.anvil.url,
+            31337,
+            lx_protocol::wallet::Address(self.settlement.0.0),
+        )
+        .await
+        .expect("the server reaches the chain")
+    }
+}
+
+async fn request(t: &TestApp, consumer: &Actor, seconds: u32) -> crate::common::Resp {
+    t.post(
+        "/sessions",
+        consumer.auth(),
+        json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": seconds}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_is_the_onchain_pool_counting_every_open_session_and_a_top_up_clears_it() {
+    let d = deployed().await;
+    let chain = Arc::new(d.chain().await);
+    let t = TestApp::spawn_with_credit(Arc::new(lx_server::chain::OnchainCredit::new(chain))).await;
+    let consumer = t.consumer("chain-consumer").await;
+    t.supplier("chain-supplier", BOGOTA, true).await;
+    // 60 s at 1000 µUSDC/s holds 0.06 USDC; the pool has 0.05.
+    d.fund(&consumer.key, 1_000_000, 50_000).await;
+    let refused = request(&t, &consumer, 60)
+        .await
+        .expect(400, "INSUFFICIENT_CREDIT");
+    assert!(refused.message().contains("50000"), "{}", refused.message());
+
+    // A top-up on chain counts at once, no restart.
+    d.deposit(&consumer.key, 100_000).await;
+    let first = request(&t, &consumer, 60).await.ok();
+    let mut held = first.data()["holdMicroUsdc"].as_u64().unwrap();
+    // More sessions until the pool is held in full: the open ones always
+    // fit in it, and the one refused would not (demand raises the rate).
+    let mut refused = None;
+    for _ in 0..5 {
+        let resp = request(&t, &consumer, 60).await;
+        if resp.status == 200 {
+            held += resp.data()["holdMicroUsdc"].as_u64().unwrap();
+            assert!(
+                held <= 150_000,
+                "open sessions hold {held} of a 150000 pool"
+            );
+        } else {
+            refused = Some(resp.expect(400, "INSUFFICIENT_CREDIT"));
+            break;
+        }
+    }
+    let refused = refused.expect("the pool runs out");
+    assert!(
+        refused.message().contains("holds 150000"),
+        "{}",
+        refused.message()
+    );
+}
