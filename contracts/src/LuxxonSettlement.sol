@@ -51,9 +51,11 @@ contract LuxxonSettlement is Ownable, Pausable {
         bytes32 indexed sessionId,
         address indexed from,
         address indexed to,
-        uint64 sequence,
         uint256 toAmount,
-        uint256 feeAmount
+        uint256 feeAmount,
+        uint256 ratePerSecond,
+        uint256 chargeableSeconds,
+        uint64 sequence
     );
     event MaxRateSet(address indexed consumer, uint256 maxRatePerSecond);
     event RelayerSet(address indexed relayer);
@@ -162,7 +164,7 @@ contract LuxxonSettlement is Ownable, Pausable {
         lastSequence[from] = sequence;
         deposits[from] = available - charged;
         if (toAmount > 0) usdc.safeTransfer(to, toAmount);
-        emit Settled(sessionId, from, to, sequence, toAmount, feeAmount);
+        emit Settled(sessionId, from, to, toAmount, feeAmount, ratePerSecond, chargeableSeconds, sequence);
     }
 
     function setRelayer(address relayer_) external onlyOwner {

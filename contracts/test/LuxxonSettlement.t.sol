@@ -21,7 +21,14 @@ contract LuxxonSettlementTest is CheatTest {
     event Deposited(address indexed consumer, uint256 amount);
     event Withdrawn(address indexed consumer, uint256 amount);
     event Settled(
-        bytes32 indexed sessionId, address indexed from, address indexed to, uint64 sequence, uint256 toAmount, uint256 feeAmount
+        bytes32 indexed sessionId,
+        address indexed from,
+        address indexed to,
+        uint256 toAmount,
+        uint256 feeAmount,
+        uint256 ratePerSecond,
+        uint256 chargeableSeconds,
+        uint64 sequence
     );
     event MaxRateSet(address indexed consumer, uint256 maxRatePerSecond);
     event RelayerSet(address indexed relayer);
@@ -173,7 +180,7 @@ contract LuxxonSettlementTest is CheatTest {
 
     function test_a_settle_pays_the_operator_and_the_platform_exactly() public {
         vm.expectEmit(true, true, true, true, address(settlement));
-        emit Settled("s1", CONSUMER, OPERATOR, 1, 54_000, 6_000);
+        emit Settled("s1", CONSUMER, OPERATOR, 54_000, 6_000, 1000, 60, 1);
         settle(item("s1", 1, 1000, 60, 54_000, 6_000));
         vm.assertEq(usdc.balanceOf(OPERATOR), 54_000, "operator");
         vm.assertEq(usdc.balanceOf(PLATFORM), 6_000, "platform");

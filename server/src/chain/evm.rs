@@ -26,7 +26,7 @@ mod abi {
 
             event Deposited(address indexed consumer, uint256 amount);
             event Withdrawn(address indexed consumer, uint256 amount);
-            event Settled(bytes32 indexed sessionId, address indexed from, address indexed to, uint64 sequence, uint256 toAmount, uint256 feeAmount);
+            event Settled(bytes32 indexed sessionId, address indexed from, address indexed to, uint256 toAmount, uint256 feeAmount, uint256 ratePerSecond, uint256 chargeableSeconds, uint64 sequence);
 
             error AlreadySettled(bytes32 sessionId, uint64 sequence, uint64 lastSequence);
             error OverCharge(bytes32 sessionId, uint256 charged, uint256 allowed);
