@@ -67,6 +67,7 @@ fn main() {
             Arc::new(SystemClock),
             Arc::new(StaticCredit::new(u64::MAX / 4)),
             media.clone(),
+            None,
             [1; 32],
         )
         .await

@@ -240,6 +240,21 @@ pub struct ViewerTokenDto {
     pub whep_url: String,
 }
 
+/// The caller's wallet on the settlement chain (`GET /wallet`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WalletDto {
+    pub wallet_address: String,
+    pub chain_id: u64,
+    /// The consumer's pool in the settlement contract, micro-USDC.
+    pub pool_micro_usdc: u64,
+    /// USDC in the wallet itself, micro-USDC.
+    pub usdc_balance_micro_usdc: u64,
+    /// The cap the consumer set on settlement rates, if any.
+    pub max_rate_per_second_micro_usdc: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(rename_all = "camelCase")]

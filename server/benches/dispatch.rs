@@ -210,6 +210,7 @@ async fn assign_run(dir: &std::path::Path) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         Arc::new(StaticCredit::new(credit)),
         Arc::new(NoMedia),
+        None,
         [0u8; 32],
     )
     .await?;

@@ -245,6 +245,7 @@ fn main() {
             Arc::new(SystemClock),
             Arc::new(StaticCredit::new(u64::MAX / 4)),
             Arc::new(ScriptedMedia::new(tx)),
+            None,
             [1; 32],
         )
         .await

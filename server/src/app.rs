@@ -27,6 +27,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub credit: Arc<dyn CreditSource>,
     pub media: Arc<dyn MediaBackend>,
+    /// The settlement chain, when one is configured.
+    pub chain: Option<Arc<dyn crate::chain::ChainReader>>,
     pub dispatcher: Dispatcher,
     pub cookie_key: [u8; 32],
 }
@@ -73,6 +75,7 @@ impl App {
         clock: Arc<dyn Clock>,
         credit: Arc<dyn CreditSource>,
         media: Arc<dyn MediaBackend>,
+        chain: Option<Arc<dyn crate::chain::ChainReader>>,
         cookie_key: [u8; 32],
     ) -> Result<Arc<Self>, StoreError> {
         let suppliers = store.online_suppliers().await?;
@@ -84,6 +87,7 @@ impl App {
             clock,
             credit,
             media,
+            chain,
             dispatcher,
             cookie_key,
         }))

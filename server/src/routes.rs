@@ -5,6 +5,7 @@ mod media;
 mod operators;
 mod public;
 mod sessions;
+mod wallet;
 mod workspaces;
 
 use axum::Router;
@@ -38,6 +39,7 @@ use crate::http::{self, AppState};
         operators::create_enrollment_token, operators::register, operators::heartbeat, operators::list,
         operators::get_one, operators::delete, operators::lock, operators::unlock, operators::force_unlock,
         operators::telemetry, operators::track, operators::location,
+        wallet::wallet,
     ),
     components(schemas(lx_protocol::api::ErrorBody, lx_protocol::ErrorCode)),
     modifiers(&BearerAuth),
@@ -97,6 +99,7 @@ pub fn router(state: AppState) -> Router {
             post(workspaces::revoke_key),
         )
         .route("/pricing/quote", get(sessions::quote))
+        .route("/wallet", get(wallet::wallet))
         .route("/sessions", post(sessions::create).get(sessions::list))
         .route("/sessions/offers", get(sessions::offers))
         .route(

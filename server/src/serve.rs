@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::chain::ChainReader;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::credit::StaticCredit;
@@ -57,31 +58,41 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+/// The settlement chain of `[chain]`, if `chain.rpc_url` names one.
+pub async fn chain_reader(config: &Config) -> anyhow::Result<Option<Arc<dyn ChainReader>>> {
+    if config.chain.rpc_url.is_empty() {
+        return Ok(None);
+    }
+    #[cfg(feature = "chain")]
+    {
+        let settlement = config
+            .chain
+            .settlement_address
+            .parse()
+            .map_err(|e| anyhow::anyhow!("chain.settlement_address: {e}"))?;
+        let chain = crate::chain::evm::EvmChain::connect(
+            &config.chain.rpc_url,
+            config.chain.chain_id,
+            settlement,
+        )
+        .await?;
+        tracing::info!(rpc = %config.chain.rpc_url, settlement = %chain.settlement_address(), usdc = %chain.usdc_address(), "settlement chain");
+        Ok(Some(Arc::new(chain)))
+    }
+    #[cfg(not(feature = "chain"))]
+    anyhow::bail!("chain.rpc_url is set, but lx-server was built without the chain feature")
+}
+
 /// The credit source `credit.source` names.
-pub async fn credit_source(
+pub fn credit_source(
     config: &Config,
+    chain: Option<&Arc<dyn ChainReader>>,
 ) -> anyhow::Result<Arc<dyn crate::credit::CreditSource>> {
-    match config.credit.source.as_str() {
-        #[cfg(feature = "chain")]
-        "onchain" => {
-            let settlement = config
-                .chain
-                .settlement_address
-                .parse()
-                .map_err(|e| anyhow::anyhow!("chain.settlement_address: {e}"))?;
-            let chain = crate::chain::evm::EvmChain::connect(
-                &config.chain.rpc_url,
-                config.chain.chain_id,
-                settlement,
-            )
-            .await?;
-            tracing::info!(rpc = %config.chain.rpc_url, settlement = %chain.settlement_address(), usdc = %chain.usdc_address(), "credit from the settlement contract");
-            Ok(Arc::new(crate::chain::OnchainCredit::new(Arc::new(chain))))
-        }
-        #[cfg(not(feature = "chain"))]
-        "onchain" => anyhow::bail!(
-            "credit.source = \"onchain\" needs lx-server built with the chain feature"
-        ),
+    match (config.credit.source.as_str(), chain) {
+        ("onchain", Some(chain)) => Ok(Arc::new(crate::chain::OnchainCredit::new(Arc::clone(
+            chain,
+        )))),
+        ("onchain", None) => anyhow::bail!("credit.source = \"onchain\" needs chain.rpc_url"),
         _ => Ok(Arc::new(StaticCredit::from_config(&config.credit)?)),
     }
 }
@@ -145,7 +156,8 @@ pub async fn run(
     let config = Arc::new(config);
     let store = SqliteStore::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
-    let credit = credit_source(&config).await?;
+    let chain = chain_reader(&config).await?;
+    let credit = credit_source(&config, chain.as_ref())?;
     let (media_tx, media_rx) = media::channel();
     let cookie_key = cookie_key(&config)?;
     let clock = Arc::new(SystemClock);
@@ -156,6 +168,7 @@ pub async fn run(
         clock,
         credit,
         media,
+        chain,
         cookie_key,
     )
     .await?;

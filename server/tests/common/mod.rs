@@ -171,10 +171,10 @@ impl TestApp {
         .await
     }
 
-    /// A server on the wall clock whose credit comes from `credit` (the
-    /// settlement contract on a local chain, say).
-    pub async fn spawn_with_credit(credit: Arc<dyn lx_server::credit::CreditSource>) -> Self {
-        Self::spawn_full(|_| {}, true, Plane::Scripted, Some(credit)).await
+    /// A server on the wall clock on a settlement chain: its credit is the
+    /// consumer's pool in the contract.
+    pub async fn spawn_with_chain(chain: Arc<dyn lx_server::chain::ChainReader>) -> Self {
+        Self::spawn_full(|_| {}, true, Plane::Scripted, Some(chain)).await
     }
 
     async fn spawn_inner(tweak: impl FnOnce(&mut Config), realtime: bool, plane: Plane) -> Self {
@@ -185,7 +185,7 @@ impl TestApp {
         tweak: impl FnOnce(&mut Config),
         realtime: bool,
         plane: Plane,
-        credit_source: Option<Arc<dyn lx_server::credit::CreditSource>>,
+        chain: Option<Arc<dyn lx_server::chain::ChainReader>>,
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
@@ -226,8 +226,12 @@ impl TestApp {
             Arc::clone(&config),
             Arc::new(store),
             app_clock,
-            credit_source.unwrap_or_else(|| credit.clone()),
+            match &chain {
+                Some(c) => Arc::new(lx_server::chain::OnchainCredit::new(Arc::clone(c))),
+                None => credit.clone(),
+            },
             backend,
+            chain,
             [9u8; 32],
         )
         .await

@@ -259,8 +259,7 @@ async fn request(t: &TestApp, consumer: &Actor, seconds: u32) -> crate::common::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credit_is_the_onchain_pool_counting_every_open_session_and_a_top_up_clears_it() {
     let d = deployed().await;
-    let chain = Arc::new(d.chain().await);
-    let t = TestApp::spawn_with_credit(Arc::new(lx_server::chain::OnchainCredit::new(chain))).await;
+    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
     let consumer = t.consumer("chain-consumer").await;
     t.supplier("chain-supplier", BOGOTA, true).await;
     // 60 s at 1000 µUSDC/s holds 0.06 USDC; the pool has 0.05.
@@ -296,4 +295,28 @@ async fn credit_is_the_onchain_pool_counting_every_open_session_and_a_top_up_cle
         "{}",
         refused.message()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallet_reads_the_pool_the_balance_and_the_cap_from_the_chain() {
+    let d = deployed().await;
+    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
+    let consumer = t.consumer("wallet-consumer").await;
+    d.fund(&consumer.key, 2_000_000, 750_000).await;
+    let wallet = t.get("/wallet", consumer.auth()).await.ok();
+    let w = wallet.data();
+    assert_eq!(w["walletAddress"], consumer.wallet.to_checksum());
+    assert_eq!(w["chainId"], 31337);
+    assert_eq!(w["poolMicroUsdc"], 750_000);
+    assert_eq!(w["usdcBalanceMicroUsdc"], 1_250_000);
+    assert_eq!(w["maxRatePerSecondMicroUsdc"], serde_json::Value::Null);
+
+    // Without a chain the answer says so rather than inventing numbers.
+    let none = TestApp::spawn().await;
+    let c = none.consumer("no-chain").await;
+    let resp = none
+        .get("/wallet", c.auth())
+        .await
+        .expect(503, "UPSTREAM_UNAVAILABLE");
+    assert_eq!(resp.detail(), "chain:none");
 }
