@@ -224,6 +224,43 @@ pub struct NewSession {
     pub created_ms: UnixMillis,
 }
 
+/// Where a session's on-chain settlement stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SettlementState {
+    /// Queued; not sent yet (or to be sent again).
+    Pending,
+    /// In a transaction not yet confirmed.
+    Submitted,
+    Confirmed,
+    /// Refused by the contract for good; `last_error` says why.
+    Failed,
+}
+
+/// One session's settlement: what the relayer sends, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementRecord {
+    pub session_id: Uuid,
+    /// The consumer's wallet: the pool paid from.
+    pub consumer: Address,
+    /// The supplier's wallet: paid `to_amount`.
+    pub operator: Address,
+    pub sequence: u64,
+    pub rate_micro_usdc: u64,
+    pub seconds: u64,
+    pub to_amount: u64,
+    pub fee_amount: u64,
+    pub state: SettlementState,
+    pub tx_hash: Option<String>,
+    pub nonce: Option<u64>,
+    pub block: Option<u64>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_ms: UnixMillis,
+    pub queued_ms: UnixMillis,
+    pub updated_ms: UnixMillis,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CreateSessionError {
     #[error("the quote was already used")]
@@ -481,6 +518,17 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<Session>>;
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>>;
+    // settlements
+    /// Queues every session whose final meter charged something and that is
+    /// not queued yet; each consumer's take its next sequences in the order
+    /// they ended. Returns how many were queued.
+    async fn queue_settlements(&self, now: UnixMillis) -> StoreResult<usize>;
+    async fn settlement(&self, session_id: Uuid) -> StoreResult<Option<SettlementRecord>>;
+    /// PENDING and SUBMITTED settlements, each consumer's in sequence order.
+    async fn open_settlements(&self, limit: u32) -> StoreResult<Vec<SettlementRecord>>;
+    /// Writes back the state, transaction, attempts and timing of each.
+    async fn save_settlements(&self, records: Vec<SettlementRecord>) -> StoreResult<()>;
+
     /// Sessions that carry media now: ASSIGNED, LIVE or PAUSED with their
     /// endpoints provisioned (the media plane adopts them after a restart).
     async fn media_sessions(&self) -> StoreResult<Vec<Session>>;

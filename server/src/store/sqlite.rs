@@ -26,6 +26,7 @@ use super::*;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_core.sql"),
     include_str!("migrations/0002_operators.sql"),
+    include_str!("migrations/0003_settlements.sql"),
 ];
 
 const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
@@ -134,6 +135,36 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+const SETTLEMENT_COLUMNS: &str = "session_id, consumer, operator, sequence, rate, seconds, to_amount, \
+    fee_amount, state, tx_hash, nonce, block, attempts, last_error, next_attempt_ms, queued_ms, updated_ms";
+
+fn settlement_row(row: &Row<'_>) -> Sql<SettlementRecord> {
+    let opt_u64 = |i: usize| -> Sql<Option<u64>> {
+        let v: Option<i64> = row.get(i)?;
+        v.map(|v| u64::try_from(v).map_err(conversion)).transpose()
+    };
+    let state: String = row.get(8)?;
+    Ok(SettlementRecord {
+        session_id: uuid_col(row, 0)?,
+        consumer: address_col(row, 1)?,
+        operator: address_col(row, 2)?,
+        sequence: u64_col(row, 3)?,
+        rate_micro_usdc: u64_col(row, 4)?,
+        seconds: u64_col(row, 5)?,
+        to_amount: u64_col(row, 6)?,
+        fee_amount: u64_col(row, 7)?,
+        state: enum_parse(&state)?,
+        tx_hash: row.get(9)?,
+        nonce: opt_u64(10)?,
+        block: opt_u64(11)?,
+        attempts: u32_col(row, 12)?,
+        last_error: row.get(13)?,
+        next_attempt_ms: row.get(14)?,
+        queued_ms: row.get(15)?,
+        updated_ms: row.get(16)?,
+    })
 }
 
 // ------------------------------------------------------------- encodings
@@ -1094,6 +1125,76 @@ impl Store for SqliteStore {
                  WHERE state IN ('ASSIGNED','LIVE','PAUSED') AND whip_url IS NOT NULL ORDER BY created_ms"
             );
             Ok(query_sessions(c, &sql, &[])?)
+        })
+        .await
+    }
+
+    async fn queue_settlements(&self, now: UnixMillis) -> StoreResult<usize> {
+        self.run(move |c| {
+            // Each consumer's new settlements follow its last sequence, in
+            // the order their sessions ended.
+            let queued = c.execute(
+                "INSERT INTO settlements (session_id, consumer, operator, sequence, rate, seconds,
+                    to_amount, fee_amount, state, next_attempt_ms, queued_ms, updated_ms)
+                 SELECT s.id, s.consumer_wallet, w.wallet,
+                    COALESCE((SELECT MAX(x.sequence) FROM settlements x WHERE x.consumer = s.consumer_wallet), 0)
+                      + ROW_NUMBER() OVER (PARTITION BY s.consumer_wallet ORDER BY s.ended_ms, s.id),
+                    s.rate, s.clean_s, s.earned, s.fee, 'PENDING', ?1, ?1, ?1
+                 FROM sessions s JOIN workspaces w ON w.id = s.operator_ws
+                 WHERE s.meter_final = 1 AND s.charged > 0
+                   AND NOT EXISTS (SELECT 1 FROM settlements x WHERE x.session_id = s.id)",
+                [now],
+            )?;
+            Ok(queued)
+        })
+        .await
+    }
+
+    async fn settlement(&self, session_id: Uuid) -> StoreResult<Option<SettlementRecord>> {
+        self.run(move |c| {
+            let sql = format!("SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE session_id = ?1");
+            Ok(one(c, &sql, [session_id.to_string()], settlement_row)?)
+        })
+        .await
+    }
+
+    async fn open_settlements(&self, limit: u32) -> StoreResult<Vec<SettlementRecord>> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE state IN ('PENDING', 'SUBMITTED')
+                 ORDER BY consumer, sequence LIMIT ?1"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map([i64::from(limit)], settlement_row)?
+                .collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn save_settlements(&self, records: Vec<SettlementRecord>) -> StoreResult<()> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            for r in &records {
+                tx.execute(
+                    "UPDATE settlements SET state = ?2, tx_hash = ?3, nonce = ?4, block = ?5, attempts = ?6,
+                        last_error = ?7, next_attempt_ms = ?8, updated_ms = ?9 WHERE session_id = ?1",
+                    params![
+                        r.session_id.to_string(),
+                        enum_text(&r.state),
+                        r.tx_hash,
+                        r.nonce.map(to_i64),
+                        r.block.map(to_i64),
+                        r.attempts,
+                        r.last_error,
+                        r.next_attempt_ms,
+                        r.updated_ms,
+                    ],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }

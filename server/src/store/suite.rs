@@ -471,6 +471,138 @@ pub async fn due_sessions_are_the_ones_past_a_deadline(store: &dyn Store) {
     );
 }
 
+pub async fn final_charged_sessions_are_queued_once_in_sequence(store: &dyn Store) {
+    let consumer = store
+        .insert_workspace(build_workspace("payer", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let supplier = store
+        .insert_workspace(build_workspace(
+            "payee-co",
+            &[Role::Supplier],
+            Some(Point::new(1.0, 2.0)),
+        ))
+        .await
+        .unwrap();
+    // Three sessions: two charged (ending at 500 and 400), one free.
+    let mut ids = Vec::new();
+    for (ended, charged) in [(500, 9_000u64), (400, 4_000), (450, 0)] {
+        let s = store
+            .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
+            .await
+            .unwrap();
+        let step = |from, to| Transition {
+            session_id: s.id,
+            expected: Some(from),
+            to: Some(to),
+            ..Transition::default()
+        };
+        store
+            .apply(Transition {
+                operator_workspace_id: Some(supplier.id),
+                assigned_ms: Some(20),
+                ..step(SessionState::Requested, SessionState::Assigned)
+            })
+            .await
+            .unwrap();
+        store
+            .apply(Transition {
+                started_ms: Some(100),
+                ..step(SessionState::Assigned, SessionState::Live)
+            })
+            .await
+            .unwrap();
+        let meter = Meter {
+            clean_seconds: charged / 10,
+            failed_seconds: 0,
+            charged_micro_usdc: charged,
+            fee_micro_usdc: charged / 10,
+            operator_earned_micro_usdc: charged - charged / 10,
+            fee_bps: 1000,
+        };
+        store
+            .apply(Transition {
+                ended_ms: Some(ended),
+                meter: Some(meter),
+                ..step(SessionState::Live, SessionState::Ended)
+            })
+            .await
+            .unwrap();
+        ids.push(s.id);
+    }
+    assert_eq!(
+        store.queue_settlements(600).await.unwrap(),
+        0,
+        "nothing final yet"
+    );
+    for id in &ids {
+        store
+            .apply(Transition {
+                session_id: *id,
+                expected: Some(SessionState::Ended),
+                meter_final: true,
+                ..Transition::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.queue_settlements(700).await.unwrap(), 2);
+    assert_eq!(
+        store.queue_settlements(800).await.unwrap(),
+        0,
+        "queued once"
+    );
+    let first = store.settlement(ids[1]).await.unwrap().unwrap();
+    let second = store.settlement(ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (first.sequence, second.sequence),
+        (1, 2),
+        "in the order they ended"
+    );
+    assert_eq!(
+        store.settlement(ids[2]).await.unwrap(),
+        None,
+        "nothing to settle"
+    );
+    assert_eq!(
+        (
+            second.to_amount,
+            second.fee_amount,
+            second.seconds,
+            second.rate_micro_usdc
+        ),
+        (8_100, 900, 900, 10)
+    );
+    assert_eq!(
+        (second.consumer, second.operator),
+        (consumer.wallet, supplier.wallet)
+    );
+    assert_eq!(second.state, SettlementState::Pending);
+    store
+        .save_settlements(vec![SettlementRecord {
+            state: SettlementState::Confirmed,
+            tx_hash: Some("0xabc".into()),
+            block: Some(7),
+            updated_ms: 900,
+            ..first.clone()
+        }])
+        .await
+        .unwrap();
+    let open: Vec<Uuid> = store
+        .open_settlements(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.session_id)
+        .collect();
+    assert_eq!(open, vec![ids[0]]);
+    let confirmed = store.settlement(ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        (confirmed.state, confirmed.block),
+        (SettlementState::Confirmed, Some(7))
+    );
+}
+
 /// Generates one `#[tokio::test]` per suite case for a backend.
 #[macro_export]
 macro_rules! store_suite {
@@ -484,6 +616,7 @@ macro_rules! store_suite {
             a_transition_is_a_compare_and_swap_with_the_supplier,
             media_is_attached_once_and_windows_open_and_close,
             due_sessions_are_the_ones_past_a_deadline,
+            final_charged_sessions_are_queued_once_in_sequence,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
