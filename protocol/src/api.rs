@@ -240,6 +240,45 @@ pub struct ViewerTokenDto {
     pub whep_url: String,
 }
 
+/// Where a session's on-chain settlement stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SettlementStatus {
+    /// The meter is not final yet (the session runs, or late samples may come).
+    NotReady,
+    /// The final meter charged nothing: nothing moves on chain.
+    NotRequired,
+    Pending,
+    Submitted,
+    Confirmed,
+    Failed,
+}
+
+/// `GET /settlements/{sessionId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SettlementDto {
+    pub session_id: Uuid,
+    pub state: SettlementStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_amount_micro_usdc: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_amount_micro_usdc: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_number: Option<u64>,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
 /// The caller's wallet on the settlement chain (`GET /wallet`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

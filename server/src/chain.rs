@@ -56,3 +56,58 @@ impl crate::credit::CreditSource for OnchainCredit {
             .map_err(|e| crate::credit::CreditError::Unavailable(e.to_string()))
     }
 }
+
+/// One settlement as the contract takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettleItem {
+    pub session_id: uuid::Uuid,
+    pub consumer: Address,
+    pub operator: Address,
+    pub sequence: u64,
+    pub rate_micro_usdc: u64,
+    pub seconds: u64,
+    pub to_amount: u64,
+    pub fee_amount: u64,
+}
+
+/// Why the contract refuses a settlement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Revert {
+    #[error("AlreadySettled: the consumer's last settled sequence is {last}")]
+    AlreadySettled { last: u64 },
+    #[error("OverCharge: {charged} µUSDC is more than rate × seconds = {allowed}")]
+    OverCharge { charged: u64, allowed: u64 },
+    #[error("RateAboveMax: rate {rate} µUSDC/s is above the consumer's cap {max}")]
+    RateAboveMax { rate: u64, max: u64 },
+    #[error("InsufficientDeposit: the pool holds {available} µUSDC, the settlement needs {needed}")]
+    InsufficientDeposit { available: u64, needed: u64 },
+    #[error("reverted: {0}")]
+    Other(String),
+}
+
+/// A transaction sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub tx_hash: String,
+    pub nonce: u64,
+}
+
+/// A transaction in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mined {
+    pub success: bool,
+    pub block: u64,
+}
+
+/// The relayer's side of the chain: it signs and sends settlements.
+#[async_trait]
+pub trait Settler: Send + Sync + 'static {
+    fn relayer(&self) -> Address;
+    /// What the contract would say to this settlement alone, now.
+    async fn simulate(&self, item: &SettleItem) -> Result<Option<Revert>, ChainError>;
+    /// Sends one transaction: `settleFromPool` for one, `settleBatch` for more.
+    async fn submit(&self, items: &[SettleItem]) -> Result<Submitted, ChainError>;
+    async fn receipt(&self, tx_hash: &str) -> Result<Option<Mined>, ChainError>;
+    async fn block_number(&self) -> Result<u64, ChainError>;
+    async fn last_sequence(&self, consumer: Address) -> Result<u64, ChainError>;
+}

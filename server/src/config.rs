@@ -122,6 +122,13 @@ pub struct ChainConfig {
     pub chain_id: u64,
     pub rpc_url: String,
     pub settlement_address: String,
+    pub relayer_keystore: String,
+    pub relayer_password_env: String,
+    pub confirmations: u32,
+    pub settle_interval_ms: u64,
+    pub settle_batch_max: u32,
+    pub settle_max_attempts: u32,
+    pub resubmit_after_seconds: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

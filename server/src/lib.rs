@@ -17,5 +17,6 @@ pub mod pricing;
 pub mod routes;
 pub mod serve;
 pub mod session;
+pub mod settlement;
 pub mod store;
 pub mod verify;

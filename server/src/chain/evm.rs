@@ -5,7 +5,7 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use async_trait::async_trait;
 use lx_protocol::wallet::Address;
 
-use super::{ChainError, ChainReader};
+use super::{ChainError, ChainReader, Mined, Revert, SettleItem, Settler, Submitted};
 
 // The generated call builders take one argument per ABI parameter.
 #[allow(clippy::too_many_arguments)]
@@ -32,6 +32,11 @@ mod abi {
             error OverCharge(bytes32 sessionId, uint256 charged, uint256 allowed);
             error RateAboveMax(bytes32 sessionId, uint256 ratePerSecond, uint256 maxRatePerSecond);
             error InsufficientDeposit(address consumer, uint256 available, uint256 needed);
+            error NotRelayer(address caller);
+            error ZeroAddress();
+            error ZeroAmount();
+            error BatchSize(uint256 size);
+            error EnforcedPause();
 
             function usdc() external view returns (address);
             function deposits(address consumer) external view returns (uint256);
@@ -154,5 +159,201 @@ impl ChainReader for EvmChain {
             .await
             .map_err(unreachable)?;
         Ok((!cap.is_zero()).then(|| micro(cap)))
+    }
+}
+
+/// Sends settlements with the relayer's key.
+pub struct EvmSettler {
+    provider: DynProvider,
+    settlement: EvmAddress,
+    relayer: EvmAddress,
+}
+
+impl std::fmt::Debug for EvmSettler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvmSettler")
+            .field("settlement", &self.settlement)
+            .field("relayer", &self.relayer)
+            .finish()
+    }
+}
+
+fn bytes32(id: uuid::Uuid) -> alloy::primitives::FixedBytes<32> {
+    let mut b = [0u8; 32];
+    b[..16].copy_from_slice(id.as_bytes());
+    b.into()
+}
+
+fn abi_item(item: &SettleItem) -> abi::ILuxxonSettlement::Settlement {
+    abi::ILuxxonSettlement::Settlement {
+        sessionId: bytes32(item.session_id),
+        from: evm(item.consumer),
+        to: evm(item.operator),
+        sequence: item.sequence,
+        ratePerSecond: U256::from(item.rate_micro_usdc),
+        chargeableSeconds: U256::from(item.seconds),
+        toAmount: U256::from(item.to_amount),
+        feeAmount: U256::from(item.fee_amount),
+    }
+}
+
+fn revert_of(err: &alloy::contract::Error) -> Option<Revert> {
+    use abi::ILuxxonSettlement::ILuxxonSettlementErrors as E;
+    if let Some(decoded) = err.as_decoded_interface_error::<E>() {
+        return Some(match decoded {
+            E::AlreadySettled(e) => Revert::AlreadySettled {
+                last: e.lastSequence,
+            },
+            E::OverCharge(e) => Revert::OverCharge {
+                charged: micro(e.charged),
+                allowed: micro(e.allowed),
+            },
+            E::RateAboveMax(e) => Revert::RateAboveMax {
+                rate: micro(e.ratePerSecond),
+                max: micro(e.maxRatePerSecond),
+            },
+            E::InsufficientDeposit(e) => Revert::InsufficientDeposit {
+                available: micro(e.available),
+                needed: micro(e.needed),
+            },
+            E::NotRelayer(e) => Revert::Other(format!("NotRelayer({})", e.caller)),
+            E::ZeroAddress(_) => Revert::Other("ZeroAddress".into()),
+            E::ZeroAmount(_) => Revert::Other("ZeroAmount".into()),
+            E::BatchSize(e) => Revert::Other(format!("BatchSize({})", e.size)),
+            E::EnforcedPause(_) => Revert::Other("EnforcedPause: the contract is paused".into()),
+        });
+    }
+    err.as_revert_data()
+        .map(|data| Revert::Other(format!("unknown revert 0x{}", alloy::hex::encode(data))))
+}
+
+impl EvmSettler {
+    pub async fn connect(
+        rpc_url: &str,
+        chain_id: u64,
+        settlement: Address,
+        signer: alloy::signers::local::PrivateKeySigner,
+    ) -> Result<Self, ChainError> {
+        let url = rpc_url
+            .parse()
+            .map_err(|e| ChainError::Config(format!("chain.rpc_url '{rpc_url}': {e}")))?;
+        let relayer = signer.address();
+        let provider = ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(signer))
+            .connect_http(url)
+            .erased();
+        let node_chain = provider.get_chain_id().await.map_err(unreachable)?;
+        if node_chain != chain_id {
+            return Err(ChainError::Config(format!(
+                "{rpc_url} is chain {node_chain}, but chain.chain_id is {chain_id}"
+            )));
+        }
+        Ok(Self {
+            provider,
+            settlement: evm(settlement),
+            relayer,
+        })
+    }
+}
+
+#[async_trait]
+impl Settler for EvmSettler {
+    fn relayer(&self) -> Address {
+        Address(self.relayer.0.0)
+    }
+
+    async fn simulate(&self, item: &SettleItem) -> Result<Option<Revert>, ChainError> {
+        let c = ILuxxonSettlement::new(self.settlement, &self.provider);
+        let i = abi_item(item);
+        let call = c
+            .settleFromPool(
+                i.sessionId,
+                i.from,
+                i.to,
+                i.sequence,
+                i.ratePerSecond,
+                i.chargeableSeconds,
+                i.toAmount,
+                i.feeAmount,
+            )
+            .from(self.relayer);
+        match call.call().await {
+            Ok(_) => Ok(None),
+            Err(err) => match revert_of(&err) {
+                Some(revert) => Ok(Some(revert)),
+                None => Err(unreachable(err)),
+            },
+        }
+    }
+
+    async fn submit(&self, items: &[SettleItem]) -> Result<Submitted, ChainError> {
+        let nonce = self
+            .provider
+            .get_transaction_count(self.relayer)
+            .pending()
+            .await
+            .map_err(unreachable)?;
+        let c = ILuxxonSettlement::new(self.settlement, &self.provider);
+        let pending = match items {
+            [one] => {
+                let i = abi_item(one);
+                c.settleFromPool(
+                    i.sessionId,
+                    i.from,
+                    i.to,
+                    i.sequence,
+                    i.ratePerSecond,
+                    i.chargeableSeconds,
+                    i.toAmount,
+                    i.feeAmount,
+                )
+                .nonce(nonce)
+                .send()
+                .await
+            }
+            many => {
+                c.settleBatch(many.iter().map(abi_item).collect())
+                    .nonce(nonce)
+                    .send()
+                    .await
+            }
+        }
+        .map_err(|e| match revert_of(&e) {
+            Some(revert) => ChainError::Unreachable(format!("refused at submission: {revert}")),
+            None => unreachable(e),
+        })?;
+        Ok(Submitted {
+            tx_hash: pending.tx_hash().to_string(),
+            nonce,
+        })
+    }
+
+    async fn receipt(&self, tx_hash: &str) -> Result<Option<Mined>, ChainError> {
+        let hash = tx_hash
+            .parse()
+            .map_err(|e| ChainError::Config(format!("transaction hash '{tx_hash}': {e}")))?;
+        let receipt = self
+            .provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(unreachable)?;
+        Ok(receipt.and_then(|r| {
+            r.block_number.map(|block| Mined {
+                success: r.status(),
+                block,
+            })
+        }))
+    }
+
+    async fn block_number(&self) -> Result<u64, ChainError> {
+        self.provider.get_block_number().await.map_err(unreachable)
+    }
+
+    async fn last_sequence(&self, consumer: Address) -> Result<u64, ChainError> {
+        let c = ILuxxonSettlement::new(self.settlement, &self.provider);
+        c.lastSequence(evm(consumer))
+            .call()
+            .await
+            .map_err(unreachable)
     }
 }

@@ -73,7 +73,7 @@ pub(super) fn session_dto(s: &Session) -> SessionDto {
 
 /// How the caller's workspace relates to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
+pub(super) enum Side {
     Consumer,
     Operator,
     /// The session is offered to the caller's workspace.
@@ -95,7 +95,7 @@ fn side_of(session: &Session, ws: &Workspace) -> Option<Side> {
 }
 
 /// Loads a session the caller's workspace may see; anyone else gets 404.
-async fn visible(app: &App, ws: &Workspace, id: &str) -> ApiResult<(Session, Side)> {
+pub(super) async fn visible(app: &App, ws: &Workspace, id: &str) -> ApiResult<(Session, Side)> {
     let id = parse_id("id", id)?;
     let session = app
         .store

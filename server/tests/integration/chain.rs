@@ -320,3 +320,176 @@ async fn the_wallet_reads_the_pool_the_balance_and_the_cap_from_the_chain() {
         .expect(503, "UPSTREAM_UNAVAILABLE");
     assert_eq!(resp.detail(), "chain:none");
 }
+
+fn relayer_config() -> lx_server::settlement::RelayerConfig {
+    lx_server::settlement::RelayerConfig {
+        interval: std::time::Duration::from_millis(100),
+        batch_max: 100,
+        confirmations: 1,
+        max_attempts: 3,
+        resubmit_after_ms: 2_000,
+    }
+}
+
+impl Deployed {
+    pub(crate) async fn settler(&self) -> lx_server::chain::evm::EvmSettler {
+        lx_server::chain::evm::EvmSettler::connect(
+            &self.anvil.url,
+            31337,
+            lx_protocol::wallet::Address(self.settlement.0.0),
+            self.relayer.clone(),
+        )
+        .await
+        .expect("the relayer reaches the chain")
+    }
+
+    /// Gas money for the relayer's key.
+    pub(crate) async fn fund_relayer(&self) {
+        let owner = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(self.deployer.clone()))
+            .connect_http(self.anvil.url.parse().expect("url"));
+        owner
+            .send_transaction(
+                TransactionRequest::default()
+                    .with_to(self.relayer.address())
+                    .with_value(U256::from(10u64).pow(U256::from(18u64))),
+            )
+            .await
+            .expect("eth sent")
+            .get_receipt()
+            .await
+            .expect("eth arrived");
+    }
+
+    pub(crate) async fn usdc_of(&self, who: EvmAddress) -> u64 {
+        let p = ProviderBuilder::new().connect_http(self.anvil.url.parse().expect("url"));
+        u64::try_from(
+            TestToken::new(self.usdc, &p)
+                .balanceOf(who)
+                .call()
+                .await
+                .expect("balance"),
+        )
+        .unwrap()
+    }
+
+    pub(crate) async fn pool_of(&self, who: EvmAddress) -> u64 {
+        let p = ProviderBuilder::new().connect_http(self.anvil.url.parse().expect("url"));
+        u64::try_from(
+            Pool::new(self.settlement, &p)
+                .deposits(who)
+                .call()
+                .await
+                .expect("pool"),
+        )
+        .unwrap()
+    }
+}
+
+fn evm_of(actor: &Actor) -> EvmAddress {
+    EvmAddress::from(actor.wallet.0)
+}
+
+/// A session of `consumer` at BOGOTA, LIVE through the media double for
+/// about `seconds`, then ended by the consumer; returns its id.
+async fn a_metered_session(
+    t: &TestApp,
+    consumer: &Actor,
+    supplier: &Actor,
+    seconds: u64,
+) -> String {
+    let id = t.request(consumer, BOGOTA, 600).await;
+    t.make_live(consumer, supplier, &id).await;
+    tokio::time::sleep(std::time::Duration::from_millis(seconds * 1000 + 100)).await;
+    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    id
+}
+
+async fn settlement_state(
+    t: &TestApp,
+    consumer: &Actor,
+    id: &str,
+    want: &str,
+) -> serde_json::Value {
+    for _ in 0..200 {
+        let s = t
+            .get(format!("/settlements/{id}"), consumer.auth())
+            .await
+            .ok();
+        if s.data()["state"] == want {
+            return s.data().clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "settlement of {id} never {want}: {}",
+        t.get(format!("/settlements/{id}"), consumer.auth())
+            .await
+            .data()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_session_is_settled_on_chain_and_the_operator_and_fee_wallet_get_exactly_the_meter()
+ {
+    let d = deployed().await;
+    d.fund_relayer().await;
+    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
+    let consumer = t.consumer("settle-consumer").await;
+    let supplier = t.supplier("settle-supplier", BOGOTA, true).await;
+    d.fund(&consumer.key, 10_000_000, 5_000_000).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relayer = tokio::spawn(lx_server::settlement::run(
+        Arc::clone(&t.app),
+        Arc::new(d.settler().await),
+        relayer_config(),
+        stopped,
+    ));
+
+    let id = a_metered_session(&t, &consumer, &supplier, 3).await;
+    let pending = t
+        .get(format!("/settlements/{id}"), consumer.auth())
+        .await
+        .ok();
+    assert_eq!(
+        pending.data()["state"],
+        "NOT_READY",
+        "the meter is final only after the settle delay"
+    );
+    // The test config settles after the default delay; the sweeper runs by hand.
+    let ended = t.session(&consumer, &id).await;
+    let ended_ms = lx_protocol::time::parse_millis(ended["endedAt"].as_str().unwrap()).unwrap();
+    t.app.sweep(ended_ms + t.app.settle_delay_ms() + 1).await;
+    let meter = t.session(&consumer, &id).await["meter"].clone();
+    let earned = meter["operatorEarnedMicroUsdc"].as_u64().unwrap();
+    let fee = meter["feeMicroUsdc"].as_u64().unwrap();
+    let charged = meter["chargedMicroUsdc"].as_u64().unwrap();
+    assert!(charged > 0 && earned + fee == charged, "{meter}");
+
+    let before = (
+        d.usdc_of(evm_of(&supplier)).await,
+        d.usdc_of(d.platform).await,
+        d.pool_of(evm_of(&consumer)).await,
+    );
+    let confirmed = settlement_state(&t, &consumer, &id, "CONFIRMED").await;
+    assert!(
+        confirmed["txHash"].as_str().unwrap().starts_with("0x"),
+        "{confirmed}"
+    );
+    assert_eq!(confirmed["sequence"], 1);
+    assert_eq!(
+        d.usdc_of(evm_of(&supplier)).await - before.0,
+        earned,
+        "the operator's share"
+    );
+    assert_eq!(d.usdc_of(d.platform).await - before.1, fee, "the fee");
+    assert_eq!(
+        before.2 - d.pool_of(evm_of(&consumer)).await,
+        charged,
+        "out of the consumer's pool"
+    );
+    let _ = stop.send(true);
+    relayer.await.unwrap();
+}
