@@ -110,4 +110,10 @@ pub trait Settler: Send + Sync + 'static {
     async fn receipt(&self, tx_hash: &str) -> Result<Option<Mined>, ChainError>;
     async fn block_number(&self) -> Result<u64, ChainError>;
     async fn last_sequence(&self, consumer: Address) -> Result<u64, ChainError>;
+    /// The `Settled` event of this session, if the contract emitted one:
+    /// (transaction hash, block).
+    async fn settled_event(
+        &self,
+        session_id: uuid::Uuid,
+    ) -> Result<Option<(String, u64)>, ChainError>;
 }

@@ -5,8 +5,8 @@
 //!
 //! - with a transaction in flight, it waits for its receipt and for
 //!   `confirmations` blocks, then marks its settlements CONFIRMED; a
-//!   reverted one goes back to PENDING; one the node lost is checked against
-//!   the contract's `lastSequence` (settled after all: CONFIRMED) and sent
+//!   reverted one goes back to PENDING; one the node lost is looked up in
+//!   the contract's `Settled` events (settled after all: CONFIRMED) and sent
 //!   again otherwise. One transaction at a time keeps the nonce simple and
 //!   makes a restart between submit and confirm a no-op: SUBMITTED records
 //!   carry the hash, and the contract refuses a second settle anyway.
@@ -16,7 +16,8 @@
 //!   it accepts in one `settleBatch` (or `settleFromPool` for one). A refusal
 //!   for good (over the rate, above the consumer's cap) is FAILED with the
 //!   reason and never retried; an empty pool is retried with backoff up to
-//!   `max_attempts`; a settlement the contract already has is CONFIRMED.
+//!   `max_attempts`; one the contract calls already settled is CONFIRMED if
+//!   its `Settled` event exists, FAILED if a later sequence went first.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -129,11 +130,29 @@ pub async fn pass(
     for mut r in due {
         match settler.simulate(&item(&r)).await {
             Ok(None) => batch.push(r),
-            Ok(Some(Revert::AlreadySettled { last })) if last >= r.sequence => {
-                r.state = SettlementState::Confirmed;
-                r.last_error = Some("settled by an earlier transaction".into());
+            Ok(Some(revert @ Revert::AlreadySettled { .. })) => {
+                // Ours went through before (a restart lost the record of it),
+                // or a later sequence of the consumer went first and this one
+                // can no longer be settled.
+                match settler.settled_event(r.session_id).await {
+                    Ok(Some((tx, block))) => {
+                        r.state = SettlementState::Confirmed;
+                        r.tx_hash = Some(tx);
+                        r.block = Some(block);
+                        done.confirmed += 1;
+                    }
+                    Ok(None) => {
+                        r.state = SettlementState::Failed;
+                        r.last_error = Some(revert.to_string());
+                        done.failed += 1;
+                    }
+                    Err(err) => {
+                        retry(&mut r, now, err.to_string());
+                        updated.push(r);
+                        break;
+                    }
+                }
                 r.updated_ms = now;
-                done.confirmed += 1;
                 updated.push(r);
             }
             Ok(Some(revert @ Revert::InsufficientDeposit { .. }))
@@ -232,12 +251,15 @@ async fn follow(
                     continue;
                 }
                 for mut r in records {
-                    if settler.last_sequence(r.consumer).await? >= r.sequence {
-                        r.state = SettlementState::Confirmed;
-                        r.updated_ms = now;
-                        done.confirmed += 1;
-                    } else {
-                        retry(&mut r, now, format!("transaction {hash} was not mined"));
+                    match settler.settled_event(r.session_id).await? {
+                        Some((tx, block)) => {
+                            r.state = SettlementState::Confirmed;
+                            r.tx_hash = Some(tx);
+                            r.block = Some(block);
+                            r.updated_ms = now;
+                            done.confirmed += 1;
+                        }
+                        None => retry(&mut r, now, format!("transaction {hash} was not mined")),
                     }
                     updated.push(r);
                 }

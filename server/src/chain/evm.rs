@@ -356,4 +356,20 @@ impl Settler for EvmSettler {
             .await
             .map_err(unreachable)
     }
+
+    async fn settled_event(
+        &self,
+        session_id: uuid::Uuid,
+    ) -> Result<Option<(String, u64)>, ChainError> {
+        use alloy::sol_types::SolEvent;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.settlement)
+            .event_signature(abi::ILuxxonSettlement::Settled::SIGNATURE_HASH)
+            .topic1(bytes32(session_id))
+            .from_block(0);
+        let logs = self.provider.get_logs(&filter).await.map_err(unreachable)?;
+        Ok(logs
+            .first()
+            .and_then(|log| Some((log.transaction_hash?.to_string(), log.block_number?))))
+    }
 }

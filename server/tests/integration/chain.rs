@@ -493,3 +493,261 @@ async fn an_ended_session_is_settled_on_chain_and_the_operator_and_fee_wallet_ge
     let _ = stop.send(true);
     relayer.await.unwrap();
 }
+
+async fn rpc(d: &Deployed, method: &str, params: serde_json::Value) {
+    let p = ProviderBuilder::new().connect_http(d.anvil.url.parse().expect("url"));
+    let _: serde_json::Value = p
+        .raw_request(method.to_owned().into(), params)
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"));
+}
+
+/// A session metered and final, its settlement queued; returns its id and meter.
+async fn a_final_session(
+    t: &TestApp,
+    consumer: &Actor,
+    supplier: &Actor,
+) -> (String, serde_json::Value) {
+    let id = a_metered_session(t, consumer, supplier, 2).await;
+    let ended = t.session(consumer, &id).await;
+    let ended_ms = lx_protocol::time::parse_millis(ended["endedAt"].as_str().unwrap()).unwrap();
+    t.app.sweep(ended_ms + t.app.settle_delay_ms() + 1).await;
+    let meter = t.session(consumer, &id).await["meter"].clone();
+    (id, meter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayer_killed_between_submit_and_confirm_settles_once_after_its_restart() {
+    use lx_server::settlement::pass;
+    let d = deployed().await;
+    d.fund_relayer().await;
+    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
+    let consumer = t.consumer("restart-consumer").await;
+    let supplier = t.supplier("restart-supplier", BOGOTA, true).await;
+    d.fund(&consumer.key, 10_000_000, 5_000_000).await;
+    let (id, meter) = a_final_session(&t, &consumer, &supplier).await;
+    let earned = meter["operatorEarnedMicroUsdc"].as_u64().unwrap();
+    let config = relayer_config();
+
+    // The node holds the transaction unmined while the relayer dies.
+    rpc(&d, "evm_setAutomine", json!([false])).await;
+    {
+        let settler = d.settler().await;
+        let p = pass(&t.app, &settler, &config, t.app.now()).await.unwrap();
+        assert_eq!(p.submitted, 1, "{p:?}");
+    }
+    let submitted = t
+        .get(format!("/settlements/{id}"), consumer.auth())
+        .await
+        .ok();
+    assert_eq!(submitted.data()["state"], "SUBMITTED");
+    let tx = submitted.data()["txHash"].as_str().unwrap().to_owned();
+
+    // It comes back; the block is mined meanwhile.
+    rpc(&d, "evm_mine", json!([])).await;
+    rpc(&d, "evm_setAutomine", json!([true])).await;
+    let settler = d.settler().await;
+    let p = pass(&t.app, &settler, &config, t.app.now()).await.unwrap();
+    assert_eq!((p.confirmed, p.submitted), (1, 0), "{p:?}");
+    let confirmed = t
+        .get(format!("/settlements/{id}"), consumer.auth())
+        .await
+        .ok();
+    assert_eq!(confirmed.data()["state"], "CONFIRMED");
+    assert_eq!(
+        confirmed.data()["txHash"],
+        tx.as_str(),
+        "the same transaction, not a second one"
+    );
+    assert_eq!(d.usdc_of(evm_of(&supplier)).await, earned, "paid once");
+    // Nothing left to do.
+    let idle = pass(&t.app, &settler, &config, t.app.now()).await.unwrap();
+    assert_eq!(idle, lx_server::settlement::Pass::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_transaction_is_looked_up_and_sent_again_and_settles_once() {
+    use lx_server::settlement::pass;
+    let d = deployed().await;
+    d.fund_relayer().await;
+    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
+    let consumer = t.consumer("lost-consumer").await;
+    let supplier = t.supplier("lost-supplier", BOGOTA, true).await;
+    d.fund(&consumer.key, 10_000_000, 5_000_000).await;
+    let (id, meter) = a_final_session(&t, &consumer, &supplier).await;
+    let earned = meter["operatorEarnedMicroUsdc"].as_u64().unwrap();
+    let config = relayer_config();
+    let settler = d.settler().await;
+
+    rpc(&d, "evm_setAutomine", json!([false])).await;
+    assert_eq!(
+        pass(&t.app, &settler, &config, t.app.now())
+            .await
+            .unwrap()
+            .submitted,
+        1
+    );
+    // The node forgets it.
+    rpc(&d, "anvil_dropAllTransactions", json!([])).await;
+    rpc(&d, "evm_setAutomine", json!([true])).await;
+    // Not yet given up on: within resubmit_after nothing happens.
+    let p = pass(&t.app, &settler, &config, t.app.now()).await.unwrap();
+    assert_eq!(p, lx_server::settlement::Pass::default());
+    let later = t.app.now() + config.resubmit_after_ms + 1;
+    let p = pass(&t.app, &settler, &config, later).await.unwrap();
+    assert_eq!(p.confirmed, 0, "no Settled event: not settled");
+    let back = t
+        .get(format!("/settlements/{id}"), consumer.auth())
+        .await
+        .ok();
+    assert_eq!(back.data()["state"], "PENDING");
+    assert!(
+        back.data()["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("not mined")
+    );
+    // Sent again after its backoff, mined, confirmed.
+    let p = pass(&t.app, &settler, &config, later + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(p.submitted, 1, "{p:?}");
+    let p = pass(&t.app, &settler, &config, later + 60_001)
+        .await
+        .unwrap();
+    assert_eq!(p.confirmed, 1, "{p:?}");
+    assert_eq!(d.usdc_of(evm_of(&supplier)).await, earned, "paid once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlements_the_contract_refuses_are_failed_with_its_reason_and_not_retried() {
+    use lx_server::settlement::pass;
+    let d = deployed().await;
+    d.fund_relayer().await;
+    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
+    let supplier = t.supplier("refused-supplier", BOGOTA, true).await;
+    let config = relayer_config();
+    let settler = d.settler().await;
+    let db = t.dir.path().join("lx.db");
+    let tamper = |sql: String| {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        c.execute(&sql, []).unwrap();
+    };
+
+    // 1. Above the consumer's own cap.
+    let capped = t.consumer("capped").await;
+    d.fund(&capped.key, 10_000_000, 5_000_000).await;
+    let consumer_wallet = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(PrivateKeySigner::from_signing_key(
+            capped.key.clone(),
+        )))
+        .connect_http(d.anvil.url.parse().unwrap());
+    lx_server::chain::evm::ILuxxonSettlement::new(d.settlement, &consumer_wallet)
+        .setMaxRatePerSecond(U256::from(10u64))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let (capped_id, _) = a_final_session(&t, &capped, &supplier).await;
+
+    // 2. More than rate × seconds (a record gone wrong).
+    let greedy = t.consumer("greedy").await;
+    d.fund(&greedy.key, 10_000_000, 5_000_000).await;
+    let (greedy_id, _) = a_final_session(&t, &greedy, &supplier).await;
+
+    assert_eq!(t.app.store.queue_settlements(t.app.now()).await.unwrap(), 2);
+    tamper(format!(
+        "UPDATE settlements SET to_amount = rate * seconds + 1 WHERE session_id = '{greedy_id}'"
+    ));
+    for _ in 0..3 {
+        pass(&t.app, &settler, &config, t.app.now() + 120_000)
+            .await
+            .unwrap();
+    }
+    let capped_s = t
+        .get(format!("/settlements/{capped_id}"), capped.auth())
+        .await
+        .ok();
+    assert_eq!(capped_s.data()["state"], "FAILED", "{}", capped_s.data());
+    assert!(
+        capped_s.data()["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("RateAboveMax")
+    );
+    let greedy_s = t
+        .get(format!("/settlements/{greedy_id}"), greedy.auth())
+        .await
+        .ok();
+    assert_eq!(greedy_s.data()["state"], "FAILED", "{}", greedy_s.data());
+    assert!(
+        greedy_s.data()["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("OverCharge")
+    );
+    assert_eq!(capped_s.data()["attempts"], 1, "tried once, not forever");
+    assert_eq!(greedy_s.data()["attempts"], 1);
+
+    // 3. A sequence the contract is past, for a session it never settled
+    // (a later one of the same consumer went first).
+    let twice = t.consumer("twice").await;
+    d.fund(&twice.key, 10_000_000, 5_000_000).await;
+    let (first_id, _) = a_final_session(&t, &twice, &supplier).await;
+    for _ in 0..3 {
+        pass(&t.app, &settler, &config, t.app.now() + 240_000)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        t.get(format!("/settlements/{first_id}"), twice.auth())
+            .await
+            .data()["state"],
+        "CONFIRMED"
+    );
+    let (second_id, _) = a_final_session(&t, &twice, &supplier).await;
+    assert_eq!(t.app.store.queue_settlements(t.app.now()).await.unwrap(), 1);
+    tamper(format!(
+        "UPDATE settlements SET sequence = 0, state = 'PENDING', tx_hash = NULL, next_attempt_ms = 0, attempts = 0 WHERE session_id = '{second_id}'"
+    ));
+    for _ in 0..3 {
+        pass(&t.app, &settler, &config, t.app.now() + 480_000)
+            .await
+            .unwrap();
+    }
+    let second = t
+        .get(format!("/settlements/{second_id}"), twice.auth())
+        .await
+        .ok();
+    assert_eq!(second.data()["state"], "FAILED", "{}", second.data());
+    assert!(
+        second.data()["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("AlreadySettled")
+    );
+    // 4. A settlement the contract has but whose record was lost (a restore
+    // from an older backup): the Settled event makes it CONFIRMED again,
+    // with no second payment.
+    let paid = d.usdc_of(evm_of(&supplier)).await;
+    tamper(format!(
+        "UPDATE settlements SET state = 'PENDING', tx_hash = NULL, block = NULL, next_attempt_ms = 0 WHERE session_id = '{first_id}'"
+    ));
+    pass(&t.app, &settler, &config, t.app.now() + 600_000)
+        .await
+        .unwrap();
+    let first = t
+        .get(format!("/settlements/{first_id}"), twice.auth())
+        .await
+        .ok();
+    assert_eq!(first.data()["state"], "CONFIRMED", "{}", first.data());
+    assert!(first.data()["txHash"].as_str().unwrap().starts_with("0x"));
+    assert_eq!(
+        d.usdc_of(evm_of(&supplier)).await,
+        paid,
+        "no second payment"
+    );
+}
