@@ -83,6 +83,57 @@ pub async fn chain_reader(config: &Config) -> anyhow::Result<Option<Arc<dyn Chai
     anyhow::bail!("chain.rpc_url is set, but lx-server was built without the chain feature")
 }
 
+/// The relayer's settler, when `chain.relayer_keystore` names its key; the
+/// password comes from the environment variable the config names.
+pub async fn settler(config: &Config) -> anyhow::Result<Option<Arc<dyn crate::chain::Settler>>> {
+    settler_with(config, |var| std::env::var(var).ok()).await
+}
+
+/// [`settler`] with the environment passed in.
+pub async fn settler_with(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<Arc<dyn crate::chain::Settler>>> {
+    let c = &config.chain;
+    if c.relayer_keystore.is_empty() {
+        if !c.rpc_url.is_empty() {
+            tracing::warn!(
+                "chain.relayer_keystore is empty: ended sessions are metered but not settled"
+            );
+        }
+        return Ok(None);
+    }
+    #[cfg(feature = "chain")]
+    {
+        if c.rpc_url.is_empty() {
+            anyhow::bail!("chain.relayer_keystore is set but chain.rpc_url is empty");
+        }
+        let password = env(&c.relayer_password_env).with_context(|| {
+            format!(
+                "the relayer keystore's password: set {} (chain.relayer_password_env)",
+                c.relayer_password_env
+            )
+        })?;
+        let signer = alloy::signers::local::PrivateKeySigner::decrypt_keystore(
+            &c.relayer_keystore,
+            password,
+        )
+        .with_context(|| format!("opening the relayer keystore {}", c.relayer_keystore))?;
+        let settlement = c
+            .settlement_address
+            .parse()
+            .map_err(|e| anyhow::anyhow!("chain.settlement_address: {e}"))?;
+        let settler =
+            crate::chain::evm::EvmSettler::connect(&c.rpc_url, c.chain_id, settlement, signer)
+                .await?;
+        Ok(Some(Arc::new(settler)))
+    }
+    #[cfg(not(feature = "chain"))]
+    anyhow::bail!(
+        "chain.relayer_keystore is set, but lx-server was built without the chain feature"
+    )
+}
+
 /// The credit source `credit.source` names.
 pub fn credit_source(
     config: &Config,
@@ -187,7 +238,16 @@ pub async fn run(
         .with_context(|| format!("binding {}", config.http.listen))?;
     tracing::info!(addr = %listener.local_addr()?, store = %config.store.path.display(), "lx-server listening");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let tasks = app.spawn_background(media_rx, stop_rx);
+    let mut tasks = app.spawn_background(media_rx, stop_rx.clone());
+    if let Some(settler) = settler(&config).await? {
+        let relayer = crate::settlement::RelayerConfig::from_config(&config);
+        tasks.push(tokio::spawn(crate::settlement::run(
+            Arc::clone(&app),
+            settler,
+            relayer,
+            stop_rx,
+        )));
+    }
     axum::serve(listener, routes::router(Arc::clone(&app)))
         .with_graceful_shutdown(shutdown)
         .await

@@ -751,3 +751,51 @@ async fn settlements_the_contract_refuses_are_failed_with_its_reason_and_not_ret
         "no second payment"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relayer_key_comes_from_an_encrypted_keystore_and_a_wrong_password_is_named() {
+    let d = deployed().await;
+    let dir = tempfile::tempdir().unwrap();
+    PrivateKeySigner::encrypt_keystore(
+        dir.path(),
+        &mut rand::thread_rng(),
+        d.relayer.to_bytes(),
+        "correct horse",
+        Some("relayer.json"),
+    )
+    .unwrap();
+    let var = format!("LX_TEST_RELAYER_PASSWORD_{}", std::process::id());
+    let mut config = lx_server::config::Config::defaults();
+    config.chain.rpc_url = d.anvil.url.clone();
+    config.chain.settlement_address = d.settlement.to_string();
+    config.chain.relayer_keystore = dir.path().join("relayer.json").display().to_string();
+    config.chain.relayer_password_env = var.clone();
+
+    let env = |password: Option<&'static str>| {
+        let var = var.clone();
+        move |name: &str| {
+            (name == var)
+                .then_some(password)
+                .flatten()
+                .map(str::to_owned)
+        }
+    };
+    let missing = lx_server::serve::settler_with(&config, env(None))
+        .await
+        .err()
+        .expect("no password");
+    assert!(format!("{missing:#}").contains(&var), "{missing:#}");
+    let wrong = lx_server::serve::settler_with(&config, env(Some("wrong")))
+        .await
+        .err()
+        .expect("a wrong password");
+    assert!(format!("{wrong:#}").contains("relayer.json"), "{wrong:#}");
+    let settler = lx_server::serve::settler_with(&config, env(Some("correct horse")))
+        .await
+        .unwrap()
+        .expect("a settler");
+    assert_eq!(
+        settler.relayer(),
+        lx_protocol::wallet::Address(d.relayer.address().0.0)
+    );
+}
