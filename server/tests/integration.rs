@@ -8,6 +8,8 @@
 mod browser;
 #[path = "integration/chain.rs"]
 mod chain;
+#[path = "common/chain.rs"]
+mod chain_support;
 mod common;
 #[path = "integration/contracts.rs"]
 mod contracts;
