@@ -4,7 +4,6 @@ pragma solidity 0.8.28;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
-import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 
 /// Per-second live video, settled from the consumer's pool.
 ///
@@ -20,7 +19,7 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 /// session, or of any older one, is refused. One word per consumer instead
 /// of a fresh slot per session keeps a settle near 20k gas in a batch; the
 /// relayer settles each consumer's queue in order.
-contract LuxxonSettlement is Ownable, Pausable {
+contract LuxxonSettlement is Ownable {
     using SafeERC20 for IERC20;
 
     struct Settlement {
@@ -34,16 +33,25 @@ contract LuxxonSettlement is Ownable, Pausable {
         uint256 feeAmount;
     }
 
+    /// What the contract keeps per consumer, in one storage word: a settle
+    /// reads and writes one slot instead of three.
+    struct Pool {
+        /// The deposit left, µUSDC.
+        uint128 deposit;
+        /// The last settled sequence.
+        uint64 lastSequence;
+        /// The consumer's own cap on the rate, µUSDC/s; zero: none set.
+        uint64 maxRatePerSecond;
+    }
+
     uint256 public constant MAX_BATCH = 100;
 
     IERC20 public immutable usdc;
+    // `relayer` and the pause flag share a word: a settle reads both at once.
     address public relayer;
+    bool private _paused;
     address public platformWallet;
-    mapping(address consumer => uint256) public deposits;
-    /// The consumer's own cap on the rate; zero: none set.
-    mapping(address consumer => uint256) public maxRatePerSecond;
-    /// The last settled sequence of each consumer.
-    mapping(address consumer => uint64) public lastSequence;
+    mapping(address consumer => Pool) private pools;
 
     event Deposited(address indexed consumer, uint256 amount);
     event Withdrawn(address indexed consumer, uint256 amount);
@@ -54,12 +62,13 @@ contract LuxxonSettlement is Ownable, Pausable {
         uint256 toAmount,
         uint256 feeAmount,
         uint256 ratePerSecond,
-        uint256 chargeableSeconds,
-        uint64 sequence
+        uint256 chargeableSeconds
     );
     event MaxRateSet(address indexed consumer, uint256 maxRatePerSecond);
     event RelayerSet(address indexed relayer);
     event PlatformWalletSet(address indexed platformWallet);
+    event Paused(address account);
+    event Unpaused(address account);
 
     error ZeroAmount();
     error ZeroAddress();
@@ -70,6 +79,15 @@ contract LuxxonSettlement is Ownable, Pausable {
     error RateAboveMax(bytes32 sessionId, uint256 ratePerSecond, uint256 maxRatePerSecond);
     error MaxRateAlreadySet(address consumer, uint256 maxRatePerSecond);
     error BatchSize(uint256 size);
+    error TooLarge(uint256 value);
+    error TransferFailed();
+    error EnforcedPause();
+    error ExpectedPause();
+
+    modifier whenNotPaused() {
+        if (_paused) revert EnforcedPause();
+        _;
+    }
 
     modifier onlyRelayer() {
         if (msg.sender != relayer) revert NotRelayer(msg.sender);
@@ -87,10 +105,25 @@ contract LuxxonSettlement is Ownable, Pausable {
         emit PlatformWalletSet(platformWallet_);
     }
 
+    function deposits(address consumer) external view returns (uint256) {
+        return pools[consumer].deposit;
+    }
+
+    function lastSequence(address consumer) external view returns (uint64) {
+        return pools[consumer].lastSequence;
+    }
+
+    function maxRatePerSecond(address consumer) external view returns (uint256) {
+        return pools[consumer].maxRatePerSecond;
+    }
+
     /// Moves `amount` of the caller's USDC into its pool (approve first).
     function deposit(uint256 amount) external whenNotPaused {
         if (amount == 0) revert ZeroAmount();
-        deposits[msg.sender] += amount;
+        Pool storage pool = pools[msg.sender];
+        uint256 total = uint256(pool.deposit) + amount;
+        if (total > type(uint128).max) revert TooLarge(total);
+        pool.deposit = uint128(total);
         usdc.safeTransferFrom(msg.sender, address(this), amount);
         emit Deposited(msg.sender, amount);
     }
@@ -98,9 +131,10 @@ contract LuxxonSettlement is Ownable, Pausable {
     /// Takes `amount` back out of the caller's pool. Works while paused.
     function withdraw(uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
-        uint256 available = deposits[msg.sender];
+        Pool storage pool = pools[msg.sender];
+        uint256 available = pool.deposit;
         if (available < amount) revert InsufficientDeposit(msg.sender, available, amount);
-        deposits[msg.sender] = available - amount;
+        pool.deposit = uint128(available - amount);
         usdc.safeTransfer(msg.sender, amount);
         emit Withdrawn(msg.sender, amount);
     }
@@ -108,9 +142,11 @@ contract LuxxonSettlement is Ownable, Pausable {
     /// Caps the rate any settlement from the caller's pool may use. Once.
     function setMaxRatePerSecond(uint256 rate) external {
         if (rate == 0) revert ZeroAmount();
-        uint256 current = maxRatePerSecond[msg.sender];
+        if (rate > type(uint64).max) revert TooLarge(rate);
+        Pool storage pool = pools[msg.sender];
+        uint256 current = pool.maxRatePerSecond;
         if (current != 0) revert MaxRateAlreadySet(msg.sender, current);
-        maxRatePerSecond[msg.sender] = rate;
+        pool.maxRatePerSecond = uint64(rate);
         emit MaxRateSet(msg.sender, rate);
     }
 
@@ -125,7 +161,7 @@ contract LuxxonSettlement is Ownable, Pausable {
         uint256 feeAmount
     ) external onlyRelayer whenNotPaused {
         _settle(sessionId, from, to, sequence, ratePerSecond, chargeableSeconds, toAmount, feeAmount);
-        if (feeAmount > 0) usdc.safeTransfer(platformWallet, feeAmount);
+        if (feeAmount > 0) _pay(platformWallet, feeAmount);
     }
 
     /// Up to MAX_BATCH settlements; all or none. The fees go out in one transfer.
@@ -138,7 +174,7 @@ contract LuxxonSettlement is Ownable, Pausable {
             _settle(s.sessionId, s.from, s.to, s.sequence, s.ratePerSecond, s.chargeableSeconds, s.toAmount, s.feeAmount);
             fees += s.feeAmount;
         }
-        if (fees > 0) usdc.safeTransfer(platformWallet, fees);
+        if (fees > 0) _pay(platformWallet, fees);
     }
 
     function _settle(
@@ -152,19 +188,22 @@ contract LuxxonSettlement is Ownable, Pausable {
         uint256 feeAmount
     ) private {
         if (to == address(0)) revert ZeroAddress();
-        uint64 last = lastSequence[from];
-        if (sequence <= last) revert AlreadySettled(sessionId, sequence, last);
-        uint256 cap = maxRatePerSecond[from];
-        if (cap != 0 && ratePerSecond > cap) revert RateAboveMax(sessionId, ratePerSecond, cap);
+        Pool memory pool = pools[from];
+        if (sequence <= pool.lastSequence) revert AlreadySettled(sessionId, sequence, pool.lastSequence);
+        if (pool.maxRatePerSecond != 0 && ratePerSecond > pool.maxRatePerSecond) {
+            revert RateAboveMax(sessionId, ratePerSecond, pool.maxRatePerSecond);
+        }
         uint256 charged = toAmount + feeAmount;
         uint256 allowed = ratePerSecond * chargeableSeconds;
         if (charged > allowed) revert OverCharge(sessionId, charged, allowed);
-        uint256 available = deposits[from];
-        if (available < charged) revert InsufficientDeposit(from, available, charged);
-        lastSequence[from] = sequence;
-        deposits[from] = available - charged;
-        if (toAmount > 0) usdc.safeTransfer(to, toAmount);
-        emit Settled(sessionId, from, to, toAmount, feeAmount, ratePerSecond, chargeableSeconds, sequence);
+        if (pool.deposit < charged) revert InsufficientDeposit(from, pool.deposit, charged);
+        // charged <= deposit < 2^128: neither the subtraction nor the
+        // narrowing can lose anything.
+        unchecked {
+            pools[from] = Pool(uint128(pool.deposit - charged), sequence, pool.maxRatePerSecond);
+        }
+        if (toAmount > 0) _pay(to, toAmount);
+        emit Settled(sessionId, from, to, toAmount, feeAmount, ratePerSecond, chargeableSeconds);
     }
 
     function setRelayer(address relayer_) external onlyOwner {
@@ -179,11 +218,23 @@ contract LuxxonSettlement is Ownable, Pausable {
         emit PlatformWalletSet(platformWallet_);
     }
 
-    function pause() external onlyOwner {
-        _pause();
+    /// USDC returns true or reverts; the check costs less than SafeERC20's.
+    function _pay(address to, uint256 amount) private {
+        if (!usdc.transfer(to, amount)) revert TransferFailed();
+    }
+
+    function paused() external view returns (bool) {
+        return _paused;
+    }
+
+    function pause() external onlyOwner whenNotPaused {
+        _paused = true;
+        emit Paused(msg.sender);
     }
 
     function unpause() external onlyOwner {
-        _unpause();
+        if (!_paused) revert ExpectedPause();
+        _paused = false;
+        emit Unpaused(msg.sender);
     }
 }

@@ -27,8 +27,7 @@ contract LuxxonSettlementTest is CheatTest {
         uint256 toAmount,
         uint256 feeAmount,
         uint256 ratePerSecond,
-        uint256 chargeableSeconds,
-        uint64 sequence
+        uint256 chargeableSeconds
     );
     event MaxRateSet(address indexed consumer, uint256 maxRatePerSecond);
     event RelayerSet(address indexed relayer);
@@ -180,7 +179,7 @@ contract LuxxonSettlementTest is CheatTest {
 
     function test_a_settle_pays_the_operator_and_the_platform_exactly() public {
         vm.expectEmit(true, true, true, true, address(settlement));
-        emit Settled("s1", CONSUMER, OPERATOR, 54_000, 6_000, 1000, 60, 1);
+        emit Settled("s1", CONSUMER, OPERATOR, 54_000, 6_000, 1000, 60);
         settle(item("s1", 1, 1000, 60, 54_000, 6_000));
         vm.assertEq(usdc.balanceOf(OPERATOR), 54_000, "operator");
         vm.assertEq(usdc.balanceOf(PLATFORM), 6_000, "platform");

@@ -10,6 +10,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("telemetry", "lx-server", "test-support"),
     ("agent", "lx-agent", ""),
     ("media", "lx-server", "test-support"),
+    ("settle", "lx-server", "test-support"),
 ];
 
 pub(crate) fn run(name: &str) -> anyhow::Result<()> {

@@ -26,7 +26,7 @@ mod abi {
 
             event Deposited(address indexed consumer, uint256 amount);
             event Withdrawn(address indexed consumer, uint256 amount);
-            event Settled(bytes32 indexed sessionId, address indexed from, address indexed to, uint256 toAmount, uint256 feeAmount, uint256 ratePerSecond, uint256 chargeableSeconds, uint64 sequence);
+            event Settled(bytes32 indexed sessionId, address indexed from, address indexed to, uint256 toAmount, uint256 feeAmount, uint256 ratePerSecond, uint256 chargeableSeconds);
 
             error AlreadySettled(bytes32 sessionId, uint64 sequence, uint64 lastSequence);
             error OverCharge(bytes32 sessionId, uint256 charged, uint256 allowed);
@@ -287,6 +287,7 @@ impl Settler for EvmSettler {
     }
 
     async fn submit(&self, items: &[SettleItem]) -> Result<Submitted, ChainError> {
+        use alloy::network::TransactionBuilder;
         let nonce = self
             .provider
             .get_transaction_count(self.relayer)
@@ -294,7 +295,7 @@ impl Settler for EvmSettler {
             .await
             .map_err(unreachable)?;
         let c = ILuxxonSettlement::new(self.settlement, &self.provider);
-        let pending = match items {
+        let mut tx = match items {
             [one] => {
                 let i = abi_item(one);
                 c.settleFromPool(
@@ -307,21 +308,31 @@ impl Settler for EvmSettler {
                     i.toAmount,
                     i.feeAmount,
                 )
-                .nonce(nonce)
-                .send()
-                .await
+                .into_transaction_request()
             }
-            many => {
-                c.settleBatch(many.iter().map(abi_item).collect())
-                    .nonce(nonce)
-                    .send()
-                    .await
+            many => c
+                .settleBatch(many.iter().map(abi_item).collect())
+                .into_transaction_request(),
+        };
+        tx.set_from(self.relayer);
+        tx.set_nonce(nonce);
+        // An EIP-2930 access list names the token and the words the settle
+        // touches up front: 200 gas less for each than a cold first access.
+        // The contract itself is warm as the transaction's `to`: listing it
+        // would cost 2,400 more than its words save.
+        match self.provider.create_access_list(&tx).await {
+            Ok(list) => {
+                let mut list = list.access_list;
+                list.0.retain(|item| item.address != self.settlement);
+                tx.set_access_list(list);
             }
+            Err(err) => tracing::debug!(%err, "no access list; sending without"),
         }
-        .map_err(|e| match revert_of(&e) {
-            Some(revert) => ChainError::Unreachable(format!("refused at submission: {revert}")),
-            None => unreachable(e),
-        })?;
+        let pending = self
+            .provider
+            .send_transaction(tx)
+            .await
+            .map_err(unreachable)?;
         Ok(Submitted {
             tx_hash: pending.tx_hash().to_string(),
             nonce,
