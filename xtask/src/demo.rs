@@ -33,6 +33,8 @@ use serde_json::{Value, json};
 
 use crate::{cargo, header, stream_ok};
 
+mod chain;
+
 /// The receiver log the drone replays: a u-blox NEO-M9N with a steady DGPS
 /// fix for a minute (gpsd's test/daemon; always present once fetched).
 const GPS_LOG: &str = "ublox-neo-m9n-nmea.log";
@@ -44,13 +46,16 @@ const DURATION_S: u32 = 120;
 const DEVICE_NAME: &str = "demo-drone-1";
 /// How long the consumer lets the drone fly before reading its track.
 const TRACK_WAIT: Duration = Duration::from_secs(8);
-const NOT_YET: &str = "\n    not in this build yet: MQTT (the agent polls), on-chain settlement (credit is a static\n    line). Each arrives with its issue.";
+const NOT_YET: &str =
+    "\n    not in this build yet: MQTT (the agent polls); it arrives with its issue.";
 /// The demo server's settle delay: the meter is final this long after the end.
 const SETTLE_DELAY_S: u64 = 3;
 const VIDEO_CODEC: &str = "h264";
 const VIDEO_SIZE: (u32, u32) = (640, 480);
 /// The consumer's static credit line: 100 USDC.
-const CREDIT_MICRO_USDC: u64 = 100_000_000;
+/// What the consumer deposits into its pool on chain, and what it is minted.
+const POOL_MICRO_USDC: u64 = 1_000_000;
+const MINTED_MICRO_USDC: u64 = 10_000_000;
 /// Metres per degree of latitude (mean Earth radius 6 371 008.8 m).
 const M_PER_DEG_LAT: f64 = 111_195.08;
 
@@ -81,11 +86,28 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     );
     let gps_log = crate::fixtures::ensure_gpsd_logs()?.join(GPS_LOG);
 
+    let tools = crate::npm::ensure_npm_tools()?;
     let dir = fresh_dir()?;
+    let (chain_proc, chain, anvil_up, deployed) = chain::DemoChain::start(
+        &dir,
+        &crate::root().join(".lx/demo-cache/contracts"),
+        &tools,
+    )?;
+    println!(
+        "    anvil on {} in {}; contracts built and deployed in {} (USDC {}, LuxxonSettlement {});\n    relayer {} (encrypted keystore {}), fee wallet {}",
+        chain.url,
+        fmt_dur(anvil_up),
+        fmt_dur(deployed),
+        chain.usdc,
+        chain.settlement,
+        short(&chain.relayer.to_checksum()),
+        chain.keystore.display(),
+        short(&chain.platform.to_checksum()),
+    );
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let config = dir.join("server.toml");
-    write_config(&config, &dir, port)?;
+    write_config(&config, &dir, port, &chain)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -98,7 +120,10 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     );
     let server = Proc::spawn(
         "server",
-        Command::new(&bins.server).arg("--config").arg(&config),
+        Command::new(&bins.server)
+            .arg("--config")
+            .arg(&config)
+            .env(chain::PASSWORD_ENV, &chain.password),
         &dir,
         "server.log",
         Piped::No,
@@ -108,10 +133,12 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         url,
         bins,
         gps_log,
+        chain,
         procs: Procs {
             agent: None,
             replay: None,
             server,
+            chain: Some(chain_proc),
         },
     };
     let outcome = runtime.block_on(async {
@@ -137,6 +164,7 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         procs.agent.as_mut(),
         procs.replay.as_mut(),
         Some(&mut procs.server),
+        procs.chain.as_mut(),
     ]
     .into_iter()
     .flatten()
@@ -160,6 +188,7 @@ fn leave_running(demo: &mut Demo, done: &Done) {
     let agent = procs.agent.as_mut().map(Proc::detach).unwrap_or_default();
     let replay = procs.replay.as_mut().map(Proc::detach).unwrap_or_default();
     let server = procs.server.detach();
+    let chain = procs.chain.as_mut().map(Proc::detach).unwrap_or_default();
     header("left running (--keep)");
     println!("    server     {url}  (health: {url}/api/v1/health), pid {server}");
     println!("               OpenAPI {url}/api/v1/openapi.json");
@@ -183,7 +212,11 @@ fn leave_running(demo: &mut Demo, done: &Done) {
         "    try        curl -s -H 'Authorization: Bearer {}' {url}/api/v1/workspaces/{}/operators",
         done.supplier_key, done.supplier_id
     );
-    println!("    stop all   kill -TERM {agent} {replay} {server}");
+    println!(
+        "    chain      {} (anvil, pid {chain}), LuxxonSettlement {}, USDC {}",
+        demo.chain.url, demo.chain.settlement, demo.chain.usdc
+    );
+    println!("    stop all   kill -TERM {agent} {replay} {server} {chain}");
 }
 
 /// What a finished walk hands back, for `--keep`.
@@ -203,6 +236,7 @@ struct Demo {
     url: String,
     bins: Bins,
     gps_log: PathBuf,
+    chain: chain::DemoChain,
     procs: Procs,
 }
 
@@ -213,6 +247,8 @@ struct Procs {
     agent: Option<Proc>,
     replay: Option<Proc>,
     server: Proc,
+    /// Last: the server settles on it until it stops.
+    chain: Option<Proc>,
 }
 
 impl Procs {
@@ -221,6 +257,7 @@ impl Procs {
             self.agent.as_ref(),
             self.replay.as_ref(),
             Some(&self.server),
+            self.chain.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -338,6 +375,22 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
         .try_into()
         .map_err(|_| anyhow::anyhow!("expected two API keys"))?;
 
+    // The consumer's pool, on chain: credit is what it holds.
+    let t = Instant::now();
+    demo.chain
+        .fund(&consumer.key, MINTED_MICRO_USDC, POOL_MICRO_USDC)?;
+    let before = Balances::read(&demo.chain, consumer.address, supplier.address)?;
+    line(
+        consumer.who,
+        &format!(
+            "on chain: gas money, {} test USDC, and deposit({}) into LuxxonSettlement: pool {} USDC",
+            usdc(MINTED_MICRO_USDC),
+            POOL_MICRO_USDC,
+            usdc(before.pool)
+        ),
+        t.elapsed(),
+    );
+
     // 3. The drone's GPS: a real receiver's log, read once here so that the
     //    coverage and the request sit where the drone will be.
     let t = Instant::now();
@@ -439,10 +492,10 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
     line(
         consumer.who,
         &format!(
-            "session {session_id} REQUESTED, geofence {} m, hold {} USDC of {} USDC credit",
+            "session {session_id} REQUESTED, geofence {} m, hold {} USDC of the {} USDC pool (read on chain)",
             u64_of(&session, "geofenceRadiusMeters")?,
             usdc(u64_of(&session, "holdMicroUsdc")?),
-            usdc(CREDIT_MICRO_USDC)
+            usdc(before.pool)
         ),
         t.elapsed(),
     );
@@ -667,6 +720,37 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
         ),
         t.elapsed(),
     );
+
+    // 12. The relayer settles the final meter on chain.
+    let t = Instant::now();
+    let settled =
+        wait_for_settlement(api, &consumer_key, &session_id, Duration::from_secs(30)).await?;
+    line(
+        "relayer",
+        &format!(
+            "settlement CONFIRMED: tx {} in block {} (sequence {}), {} USDC to the operator and {} USDC fee",
+            str_of(&settled, "txHash")?,
+            u64_of(&settled, "blockNumber")?,
+            u64_of(&settled, "sequence")?,
+            usdc(u64_of(&settled, "toAmountMicroUsdc")?),
+            usdc(u64_of(&settled, "feeAmountMicroUsdc")?),
+        ),
+        t.elapsed(),
+    );
+    let after = Balances::read(&demo.chain, consumer.address, supplier.address)?;
+    for (who, was, is) in [
+        ("consumer pool", before.pool, after.pool),
+        ("operator USDC", before.operator, after.operator),
+        ("fee wallet   ", before.fee_wallet, after.fee_wallet),
+    ] {
+        println!(
+            "            {who}  {} → {} USDC ({}{})",
+            usdc(was),
+            usdc(is),
+            if is >= was { "+" } else { "-" },
+            usdc(is.abs_diff(was))
+        );
+    }
 
     Ok(Done {
         consumer_key,
@@ -995,6 +1079,56 @@ fn report_track(
 
 /// Waits until `log` has a line containing one of `needles`; returns that
 /// line from the needle on (without the timestamp and level).
+/// The three balances a settlement moves.
+struct Balances {
+    pool: u64,
+    operator: u64,
+    fee_wallet: u64,
+}
+
+impl Balances {
+    fn read(
+        chain: &chain::DemoChain,
+        consumer: Address,
+        operator: Address,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool: chain.pool_of(consumer)?,
+            operator: chain.usdc_of(operator)?,
+            fee_wallet: chain.usdc_of(chain.platform)?,
+        })
+    }
+}
+
+/// Polls `GET /settlements/{id}` until CONFIRMED; a FAILED one is an error.
+async fn wait_for_settlement(
+    api: &Api,
+    key: &str,
+    id: &str,
+    within: Duration,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = api
+            .ok(
+                Method::GET,
+                &format!("/api/v1/settlements/{id}"),
+                Auth::Key(key),
+                None,
+            )
+            .await?;
+        match s.get("state").and_then(Value::as_str) {
+            Some("CONFIRMED") => return Ok(s),
+            Some("FAILED") => bail!("the settlement of {id} FAILED: {s}"),
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            bail!("the settlement of {id} is not CONFIRMED after {within:?}: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls the session until `done` holds for it; `what` names the wait.
 async fn wait_for_session(
     api: &Api,
@@ -1758,7 +1892,12 @@ fn toml_str(path: &Path) -> anyhow::Result<String> {
     Ok(serde_json::to_string(text)?)
 }
 
-fn write_config(path: &Path, dir: &Path, port: u16) -> anyhow::Result<()> {
+fn write_config(
+    path: &Path,
+    dir: &Path,
+    port: u16,
+    chain: &chain::DemoChain,
+) -> anyhow::Result<()> {
     let text = format!(
         "# Written by `cargo xtask demo`.\n\
          [http]\n\
@@ -1767,7 +1906,15 @@ fn write_config(path: &Path, dir: &Path, port: u16) -> anyhow::Result<()> {
          [store]\n\
          path = {db}\n\n\
          [credit]\n\
-         default_micro_usdc = {CREDIT_MICRO_USDC}\n\n\
+         # The consumer's pool in the settlement contract.\n\
+         source = \"onchain\"\n\n\
+         [chain]\n\
+         chain_id = {chain_id}\n\
+         rpc_url = \"{rpc}\"\n\
+         settlement_address = \"{settlement}\"\n\
+         relayer_keystore = {keystore}\n\
+         relayer_password_env = \"{password_env}\"\n\
+         settle_interval_ms = 250\n\n\
          [telemetry]\n\
          # The meter is final this long after the end (default 15 s).\n\
          settle_delay_seconds = {SETTLE_DELAY_S}\n\n\
@@ -1777,6 +1924,11 @@ fn write_config(path: &Path, dir: &Path, port: u16) -> anyhow::Result<()> {
          # Hermetic: ICE on loopback only.\n\
          local_addresses = [\"127.0.0.1\"]\n",
         db = toml_str(&dir.join("lx.db"))?,
+        chain_id = chain::CHAIN_ID,
+        rpc = chain.url,
+        settlement = chain.settlement,
+        keystore = toml_str(&chain.keystore)?,
+        password_env = chain::PASSWORD_ENV,
     );
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
