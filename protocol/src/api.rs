@@ -279,6 +279,45 @@ pub struct SettlementDto {
     pub updated_at: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WalletEventType {
+    Deposit,
+    Withdrawal,
+    Settle,
+    Approval,
+}
+
+/// One on-chain event of the caller's wallet (`GET /wallet/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WalletEventDto {
+    #[serde(rename = "type")]
+    pub kind: WalletEventType,
+    pub tx_hash: String,
+    pub block_number: u64,
+    pub log_index: u64,
+    /// Deposited, withdrawn or approved; for SETTLE the charge when the
+    /// wallet paid, its share when it was paid.
+    pub amount_micro_usdc: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterparty: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WalletEventsDto {
+    pub events: Vec<WalletEventDto>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
 /// The caller's wallet on the settlement chain (`GET /wallet`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -19,8 +19,40 @@ pub enum ChainError {
     Config(String),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalletEventKind {
+    Deposit,
+    Withdrawal,
+    /// A settlement paid from (or to) the wallet.
+    Settle,
+    /// The wallet let the settlement contract take its USDC.
+    Approval,
+}
+
+/// One on-chain event of a wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletEvent {
+    pub kind: WalletEventKind,
+    pub block: u64,
+    pub log_index: u64,
+    pub tx_hash: String,
+    /// Deposited, withdrawn, approved; for a settlement the charge when the
+    /// wallet paid, its share when it was paid.
+    pub amount_micro_usdc: u64,
+    pub session_id: Option<uuid::Uuid>,
+    /// The other side of a settlement.
+    pub counterparty: Option<Address>,
+}
+
 #[async_trait]
 pub trait ChainReader: Send + Sync + 'static {
+    /// The wallet's events, oldest first, after `(block, log index)`.
+    async fn wallet_events(
+        &self,
+        wallet: Address,
+        after: Option<(u64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<WalletEvent>, ChainError>;
     /// The consumer's pool in the settlement contract, micro-USDC.
     async fn deposits(&self, wallet: Address) -> Result<u64, ChainError>;
     /// The wallet's USDC balance, micro-USDC.

@@ -39,7 +39,7 @@ use crate::http::{self, AppState};
         operators::create_enrollment_token, operators::register, operators::heartbeat, operators::list,
         operators::get_one, operators::delete, operators::lock, operators::unlock, operators::force_unlock,
         operators::telemetry, operators::track, operators::location,
-        wallet::wallet, wallet::settlement,
+        wallet::wallet, wallet::events, wallet::settlement,
     ),
     components(schemas(lx_protocol::api::ErrorBody, lx_protocol::ErrorCode)),
     modifiers(&BearerAuth),
@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/pricing/quote", get(sessions::quote))
         .route("/wallet", get(wallet::wallet))
+        .route("/wallet/events", get(wallet::events))
         .route("/settlements/{sessionId}", get(wallet::settlement))
         .route("/sessions", post(sessions::create).get(sessions::list))
         .route("/sessions/offers", get(sessions::offers))

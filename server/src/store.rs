@@ -487,7 +487,8 @@ pub trait Store: Send + Sync + 'static {
 
     // sessions
     /// Inserts the session, consuming its quote, if the consumer's credit
-    /// covers its hold plus the holds of the consumer's other open sessions.
+    /// covers its hold plus the holds of the consumer's other open sessions
+    /// plus the charges of its ended sessions not settled yet.
     async fn create_session(
         &self,
         new: NewSession,

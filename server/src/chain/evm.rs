@@ -5,7 +5,10 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use async_trait::async_trait;
 use lx_protocol::wallet::Address;
 
-use super::{ChainError, ChainReader, Mined, Revert, SettleItem, Settler, Submitted};
+use super::{
+    ChainError, ChainReader, Mined, Revert, SettleItem, Settler, Submitted, WalletEvent,
+    WalletEventKind,
+};
 
 // The generated call builders take one argument per ABI parameter.
 #[allow(clippy::too_many_arguments)]
@@ -51,6 +54,7 @@ mod abi {
 
         #[sol(rpc)]
         interface IErc20 {
+            event Approval(address indexed owner, address indexed spender, uint256 value);
             function balanceOf(address owner) external view returns (uint256);
             function approve(address spender, uint256 amount) external returns (bool);
             function transfer(address to, uint256 amount) external returns (bool);
@@ -133,6 +137,87 @@ impl EvmChain {
 
 #[async_trait]
 impl ChainReader for EvmChain {
+    async fn wallet_events(
+        &self,
+        wallet: Address,
+        after: Option<(u64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<WalletEvent>, ChainError> {
+        use abi::IErc20::Approval;
+        use abi::ILuxxonSettlement::{Deposited, Settled, Withdrawn};
+        use alloy::rpc::types::{Filter, Log};
+        use alloy::sol_types::SolEvent;
+        let who = evm(wallet).into_word();
+        let from_block = after.map_or(0, |(block, _)| block);
+        let on = |address: EvmAddress, signature| {
+            Filter::new()
+                .address(address)
+                .event_signature(signature)
+                .from_block(from_block)
+        };
+        let filters = [
+            on(self.settlement, Deposited::SIGNATURE_HASH).topic1(who),
+            on(self.settlement, Withdrawn::SIGNATURE_HASH).topic1(who),
+            on(self.settlement, Settled::SIGNATURE_HASH).topic2(who),
+            on(self.settlement, Settled::SIGNATURE_HASH).topic3(who),
+            on(self.usdc, Approval::SIGNATURE_HASH)
+                .topic1(who)
+                .topic2(self.settlement.into_word()),
+        ];
+        let mut logs: Vec<Log> = Vec::new();
+        for filter in &filters {
+            logs.extend(self.provider.get_logs(filter).await.map_err(unreachable)?);
+        }
+        let mut events: Vec<WalletEvent> = logs
+            .iter()
+            .filter_map(|log| {
+                let at = (log.block_number?, log.log_index?);
+                let tx_hash = log.transaction_hash?.to_string();
+                let event = |kind, amount, session_id, counterparty| WalletEvent {
+                    kind,
+                    block: at.0,
+                    log_index: at.1,
+                    tx_hash: tx_hash.clone(),
+                    amount_micro_usdc: micro(amount),
+                    session_id,
+                    counterparty,
+                };
+                let topic0 = *log.topic0()?;
+                if topic0 == Deposited::SIGNATURE_HASH {
+                    let e = log.log_decode::<Deposited>().ok()?.inner.data;
+                    Some(event(WalletEventKind::Deposit, e.amount, None, None))
+                } else if topic0 == Withdrawn::SIGNATURE_HASH {
+                    let e = log.log_decode::<Withdrawn>().ok()?.inner.data;
+                    Some(event(WalletEventKind::Withdrawal, e.amount, None, None))
+                } else if topic0 == Approval::SIGNATURE_HASH {
+                    let e = log.log_decode::<Approval>().ok()?.inner.data;
+                    Some(event(WalletEventKind::Approval, e.value, None, None))
+                } else {
+                    let e = log.log_decode::<Settled>().ok()?.inner.data;
+                    let mut id = [0u8; 16];
+                    id.copy_from_slice(&e.sessionId[..16]);
+                    let paid = e.from == evm(wallet);
+                    let (amount, other) = if paid {
+                        (e.toAmount + e.feeAmount, e.to)
+                    } else {
+                        (e.toAmount, e.from)
+                    };
+                    Some(event(
+                        WalletEventKind::Settle,
+                        amount,
+                        Some(uuid::Uuid::from_bytes(id)),
+                        Some(Address(other.0.0)),
+                    ))
+                }
+            })
+            .filter(|e| after.is_none_or(|a| (e.block, e.log_index) > a))
+            .collect();
+        events.sort_by_key(|e| (e.block, e.log_index));
+        events.dedup_by_key(|e| (e.block, e.log_index));
+        events.truncate(limit);
+        Ok(events)
+    }
+
     async fn deposits(&self, wallet: Address) -> Result<u64, ChainError> {
         let c = ILuxxonSettlement::new(self.settlement, &self.provider);
         c.deposits(evm(wallet))

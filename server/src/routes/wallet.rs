@@ -2,7 +2,14 @@
 
 use axum::extract::{Path, State};
 use lx_protocol::ErrorCode;
-use lx_protocol::api::{Scope, SettlementDto, SettlementStatus, WalletDto};
+use lx_protocol::api::{
+    Scope, SettlementDto, SettlementStatus, WalletDto, WalletEventDto, WalletEventType,
+    WalletEventsDto,
+};
+use serde::Deserialize;
+
+use crate::chain::WalletEventKind;
+use crate::http::ApiQuery;
 use lx_protocol::time::format_millis;
 
 use crate::store::SettlementState;
@@ -113,4 +120,77 @@ pub(super) async fn settlement(
         }
     };
     Ok(ApiOk::read(dto))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EventsQuery {
+    /// `nextCursor` of the page before.
+    cursor: Option<String>,
+    /// 1 to 200; 50 by default.
+    limit: Option<u32>,
+}
+
+fn parse_cursor(text: &str) -> ApiResult<(u64, u64)> {
+    text.split_once(':')
+        .and_then(|(b, i)| Some((b.parse().ok()?, i.parse().ok()?)))
+        .ok_or_else(|| {
+            ApiError::invalid("cursor", "not a cursor of this endpoint (block:logIndex)")
+        })
+}
+
+#[utoipa::path(get, path = "/api/v1/wallet/events", tag = "Wallet", params(EventsQuery),
+    description = "The workspace wallet's DEPOSIT, WITHDRAWAL, SETTLE and APPROVAL events from the chain, oldest \
+        first, a page at a time.",
+    responses((status = 200, body = WalletEventsDto), (status = 503, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn events(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<ApiOk<WalletEventsDto>> {
+    let ws = caller.require(Scope::WalletRead)?;
+    let chain = app.chain.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            "this server has no settlement chain (chain.rpc_url)",
+        )
+        .with_detail("chain:none")
+    })?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 200"));
+    }
+    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    // One more than asked tells whether a next page exists.
+    let mut found = chain
+        .wallet_events(ws.wallet, after, limit as usize + 1)
+        .await
+        .map_err(chain_error)?;
+    let more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| found.last().map(|e| format!("{}:{}", e.block, e.log_index)))
+        .flatten();
+    let events = found
+        .into_iter()
+        .map(|e| WalletEventDto {
+            kind: match e.kind {
+                WalletEventKind::Deposit => WalletEventType::Deposit,
+                WalletEventKind::Withdrawal => WalletEventType::Withdrawal,
+                WalletEventKind::Settle => WalletEventType::Settle,
+                WalletEventKind::Approval => WalletEventType::Approval,
+            },
+            tx_hash: e.tx_hash,
+            block_number: e.block,
+            log_index: e.log_index,
+            amount_micro_usdc: e.amount_micro_usdc,
+            session_id: e.session_id,
+            counterparty: e.counterparty.map(|a| a.to_checksum()),
+        })
+        .collect();
+    Ok(ApiOk::read(WalletEventsDto {
+        events,
+        next_cursor,
+    }))
 }

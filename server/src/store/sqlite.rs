@@ -969,7 +969,14 @@ impl Store for SqliteStore {
                 let others: i64 = tx
                     .query_row(
                         &format!(
-                            "SELECT COALESCE(SUM(rate * max_duration_s), 0) FROM sessions WHERE consumer_wallet = ?1 AND state IN {OPEN_STATES}"
+                            // The pool on chain drops only when a charge is settled:
+                            // until then an ended session's charge is promised too.
+                            "SELECT (SELECT COALESCE(SUM(rate * max_duration_s), 0) FROM sessions
+                                     WHERE consumer_wallet = ?1 AND state IN {OPEN_STATES})
+                                  + (SELECT COALESCE(SUM(s.charged), 0) FROM sessions s
+                                     WHERE s.consumer_wallet = ?1 AND s.state IN ('ENDED', 'EXPIRED') AND s.charged > 0
+                                       AND NOT EXISTS (SELECT 1 FROM settlements x WHERE x.session_id = s.id
+                                                       AND x.state IN ('CONFIRMED', 'FAILED')))"
                         ),
                         [wallet_text(&new.consumer_wallet)],
                         |r| r.get(0),

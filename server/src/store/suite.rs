@@ -601,6 +601,23 @@ pub async fn final_charged_sessions_are_queued_once_in_sequence(store: &dyn Stor
         (confirmed.state, confirmed.block),
         (SettlementState::Confirmed, Some(7))
     );
+    // Credit: the 9,000 of the session not settled yet is still promised;
+    // the confirmed 4,000 has left the pool on chain and counts no more.
+    let hold = 10 * 100;
+    let refused = store
+        .create_session(build_session(&consumer, 10, 100), 9_000 + hold - 1, 1)
+        .await;
+    assert_eq!(
+        refused.err(),
+        Some(CreateSessionError::InsufficientCredit {
+            required: 9_000 + hold,
+            available: 9_000 + hold - 1
+        })
+    );
+    store
+        .create_session(build_session(&consumer, 10, 100), 9_000 + hold, 1)
+        .await
+        .unwrap();
 }
 
 /// Generates one `#[tokio::test]` per suite case for a backend.

@@ -76,6 +76,29 @@ async fn the_wallet_reads_the_pool_the_balance_and_the_cap_from_the_chain() {
     assert_eq!(w["usdcBalanceMicroUsdc"], 1_250_000);
     assert_eq!(w["maxRatePerSecondMicroUsdc"], serde_json::Value::Null);
 
+    // Its history: the approval and the deposit, paged one at a time.
+    let first = t.get("/wallet/events?limit=1", consumer.auth()).await.ok();
+    let page = first.data();
+    assert_eq!(page["events"][0]["type"], "APPROVAL", "{page}");
+    assert_eq!(page["events"][0]["amountMicroUsdc"], 750_000);
+    let cursor = page["nextCursor"].as_str().expect("a next page").to_owned();
+    let second = t
+        .get(
+            format!("/wallet/events?limit=1&cursor={cursor}"),
+            consumer.auth(),
+        )
+        .await
+        .ok();
+    assert_eq!(second.data()["events"][0]["type"], "DEPOSIT");
+    assert_eq!(second.data()["events"][0]["amountMicroUsdc"], 750_000);
+    assert!(second.data()["nextCursor"].is_null(), "{}", second.data());
+    t.get("/wallet/events?cursor=yesterday", consumer.auth())
+        .await
+        .expect(400, "INVALID_INPUT");
+    t.get("/wallet/events?limit=0", consumer.auth())
+        .await
+        .expect(400, "INVALID_INPUT");
+
     // Without a chain the answer says so rather than inventing numbers.
     let none = TestApp::spawn().await;
     let c = none.consumer("no-chain").await;
@@ -190,6 +213,19 @@ async fn an_ended_session_is_settled_on_chain_and_the_operator_and_fee_wallet_ge
         charged,
         "out of the consumer's pool"
     );
+    // The consumer's history shows the settlement, with the session and the payee.
+    let events = t.get("/wallet/events", consumer.auth()).await.ok();
+    let settle = events.data()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "SETTLE")
+        .cloned()
+        .expect("a SETTLE event");
+    assert_eq!(settle["sessionId"], id.as_str());
+    assert_eq!(settle["amountMicroUsdc"], charged);
+    assert_eq!(settle["counterparty"], supplier.wallet.to_checksum());
+    assert_eq!(settle["txHash"], confirmed["txHash"]);
     let _ = stop.send(true);
     relayer.await.unwrap();
 }

@@ -23,3 +23,6 @@ CREATE TABLE settlements (
 );
 CREATE INDEX settlements_open ON settlements (state, next_attempt_ms)
     WHERE state IN ('PENDING', 'SUBMITTED');
+-- Credit counts charges not yet settled.
+CREATE INDEX sessions_wallet_charged ON sessions (consumer_wallet)
+    WHERE state IN ('ENDED', 'EXPIRED') AND charged > 0;
