@@ -18,6 +18,17 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiOk, AppState};
 
+/// The settlement chain, or `503 UPSTREAM_UNAVAILABLE` saying there is none.
+fn chain_of(app: &AppState) -> ApiResult<&std::sync::Arc<dyn crate::chain::ChainReader>> {
+    app.chain.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            "this server has no settlement chain (chain.rpc_url)",
+        )
+        .with_detail("chain:none")
+    })
+}
+
 fn chain_error(err: impl std::fmt::Display) -> ApiError {
     tracing::warn!(%err, "chain read failed");
     ApiError::new(
@@ -37,13 +48,7 @@ pub(super) async fn wallet(
     caller: Caller,
 ) -> ApiResult<ApiOk<WalletDto>> {
     let ws = caller.require(Scope::WalletRead)?;
-    let chain = app.chain.as_ref().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::UpstreamUnavailable,
-            "this server has no settlement chain (chain.rpc_url)",
-        )
-        .with_detail("chain:none")
-    })?;
+    let chain = chain_of(&app)?;
     let wallet = ws.wallet;
     let (pool, balance, cap) = tokio::try_join!(
         chain.deposits(wallet),
@@ -150,13 +155,7 @@ pub(super) async fn events(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<ApiOk<WalletEventsDto>> {
     let ws = caller.require(Scope::WalletRead)?;
-    let chain = app.chain.as_ref().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::UpstreamUnavailable,
-            "this server has no settlement chain (chain.rpc_url)",
-        )
-        .with_detail("chain:none")
-    })?;
+    let chain = chain_of(&app)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1 to 200"));
