@@ -282,6 +282,21 @@ fn abi_item(item: &SettleItem) -> abi::ILuxxonSettlement::Settlement {
     }
 }
 
+/// `settleFromPool(…)` with the item's arguments.
+fn settle_one(item: &SettleItem) -> abi::ILuxxonSettlement::settleFromPoolCall {
+    let i = abi_item(item);
+    abi::ILuxxonSettlement::settleFromPoolCall {
+        sessionId: i.sessionId,
+        from: i.from,
+        to: i.to,
+        sequence: i.sequence,
+        ratePerSecond: i.ratePerSecond,
+        chargeableSeconds: i.chargeableSeconds,
+        toAmount: i.toAmount,
+        feeAmount: i.feeAmount,
+    }
+}
+
 fn revert_of(err: &alloy::contract::Error) -> Option<Revert> {
     use abi::ILuxxonSettlement::ILuxxonSettlementErrors as E;
     if let Some(decoded) = err.as_decoded_interface_error::<E>() {
@@ -349,19 +364,7 @@ impl Settler for EvmSettler {
 
     async fn simulate(&self, item: &SettleItem) -> Result<Option<Revert>, ChainError> {
         let c = ILuxxonSettlement::new(self.settlement, &self.provider);
-        let i = abi_item(item);
-        let call = c
-            .settleFromPool(
-                i.sessionId,
-                i.from,
-                i.to,
-                i.sequence,
-                i.ratePerSecond,
-                i.chargeableSeconds,
-                i.toAmount,
-                i.feeAmount,
-            )
-            .from(self.relayer);
+        let call = c.call_builder(&settle_one(item)).from(self.relayer);
         match call.call().await {
             Ok(_) => Ok(None),
             Err(err) => match revert_of(&err) {
@@ -381,20 +384,7 @@ impl Settler for EvmSettler {
             .map_err(unreachable)?;
         let c = ILuxxonSettlement::new(self.settlement, &self.provider);
         let mut tx = match items {
-            [one] => {
-                let i = abi_item(one);
-                c.settleFromPool(
-                    i.sessionId,
-                    i.from,
-                    i.to,
-                    i.sequence,
-                    i.ratePerSecond,
-                    i.chargeableSeconds,
-                    i.toAmount,
-                    i.feeAmount,
-                )
-                .into_transaction_request()
-            }
+            [one] => c.call_builder(&settle_one(one)).into_transaction_request(),
             many => c
                 .settleBatch(many.iter().map(abi_item).collect())
                 .into_transaction_request(),

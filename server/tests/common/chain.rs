@@ -184,19 +184,8 @@ impl Deployed {
         let owner = ProviderBuilder::new()
             .wallet(EthereumWallet::from(self.deployer.clone()))
             .connect_http(self.anvil.url.parse().expect("url"));
-        let signer = PrivateKeySigner::from_signing_key(key.clone());
-        let who = signer.address();
-        owner
-            .send_transaction(
-                TransactionRequest::default()
-                    .with_to(who)
-                    .with_value(U256::from(10u64).pow(U256::from(18u64))),
-            )
-            .await
-            .expect("eth sent")
-            .get_receipt()
-            .await
-            .expect("eth arrived");
+        let who = PrivateKeySigner::from_signing_key(key.clone()).address();
+        self.send_eth(who).await;
         TestToken::new(self.usdc, &owner)
             .mint(who, U256::from(usdc))
             .send()
@@ -269,13 +258,18 @@ impl Deployed {
 
     /// Gas money for the relayer's key.
     pub async fn fund_relayer(&self) {
+        self.send_eth(self.relayer.address()).await;
+    }
+
+    /// One ether of gas money from the deployer.
+    async fn send_eth(&self, to: EvmAddress) {
         let owner = ProviderBuilder::new()
             .wallet(EthereumWallet::from(self.deployer.clone()))
             .connect_http(self.anvil.url.parse().expect("url"));
         owner
             .send_transaction(
                 TransactionRequest::default()
-                    .with_to(self.relayer.address())
+                    .with_to(to)
                     .with_value(U256::from(10u64).pow(U256::from(18u64))),
             )
             .await
