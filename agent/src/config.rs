@@ -19,6 +19,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub lifecycle: LifecycleConfig,
     pub video: VideoConfig,
+    pub mqtt: MqttConfig,
     pub health: HealthConfig,
     pub log: LogConfig,
 }
@@ -143,6 +144,18 @@ pub use lx_protocol::config::IceSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    pub url: String,
+    pub ca_file: PathBuf,
+    pub keep_alive_seconds: u16,
+    pub status_interval_ms: u64,
+    pub poll_interval_ms: u64,
+    pub resend_after_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     pub listen: String,
 }
@@ -210,6 +223,21 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
+        }
+        let m = &self.mqtt;
+        if !m.url.is_empty() {
+            m.url
+                .parse::<lx_protocol::mqtt::BrokerUrl>()
+                .map_err(|e| anyhow::anyhow!("mqtt.url: {e}"))?;
+        }
+        if m.keep_alive_seconds < 5
+            || m.status_interval_ms < 1000
+            || m.poll_interval_ms == 0
+            || m.resend_after_ms < 500
+        {
+            bail!(
+                "mqtt: keep_alive_seconds must be at least 5, status_interval_ms 1000, resend_after_ms 500, poll_interval_ms positive"
+            );
         }
         self.validate_video()
     }

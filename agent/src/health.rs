@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 
+use crate::fleet::FleetStats;
 use crate::lifecycle::LifecycleStats;
 use crate::position::PositionSource;
 use crate::telemetry::TelemetryStats;
@@ -24,6 +25,7 @@ struct Health {
     telemetry: TelemetryStats,
     lifecycle: LifecycleStats,
     video: VideoStats,
+    fleet: FleetStats,
 }
 
 pub struct HealthState {
@@ -32,6 +34,7 @@ pub struct HealthState {
     pub telemetry: Arc<Mutex<TelemetryStats>>,
     pub lifecycle: Arc<Mutex<LifecycleStats>>,
     pub video: Arc<Mutex<VideoStats>>,
+    pub fleet: Arc<Mutex<FleetStats>>,
 }
 
 impl HealthState {
@@ -43,6 +46,7 @@ impl HealthState {
         let telemetry = self.telemetry.lock().await.clone();
         let lifecycle = self.lifecycle.lock().await.clone();
         let video = self.video.lock().await.clone();
+        let fleet = self.fleet.lock().await.clone();
         let healthy = has_fix && telemetry.last_error.is_none();
         let body = Health {
             status: if healthy { "ok" } else { "degraded" },
@@ -53,6 +57,7 @@ impl HealthState {
             telemetry,
             lifecycle,
             video,
+            fleet,
         };
         (
             if healthy { 200 } else { 503 },

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod fleet;
 pub mod health;
 pub mod lifecycle;
 pub mod position;

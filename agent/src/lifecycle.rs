@@ -11,11 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lx_protocol::api::{OfferDto, SessionDto, SessionState};
-use tokio::sync::{Mutex, watch};
+use lx_protocol::api::{Availability, HeartbeatRequest, OfferDto, SessionDto, SessionState};
+use lx_protocol::mqtt::{Command, CommandAck};
+use tokio::sync::{Mutex, mpsc, watch};
 use uuid::Uuid;
 
 use crate::api::{ApiFailure, ServerApi};
+use crate::fleet::{FleetHandle, Inbound};
 use crate::position::PositionSource;
 use crate::video::Stream;
 use crate::wall_now_ms;
@@ -54,6 +56,9 @@ pub struct View<'a> {
 #[derive(Debug, Clone)]
 pub struct Lifecycle {
     auto_accept: bool,
+    /// The fleet's `online`/`offline`: an offline device takes no offers.
+    taking_offers: bool,
+    min_battery_percent: u8,
     /// Sessions whose start was sent: `None` done, `Some(t)` try again at `t`.
     started: HashMap<Uuid, Option<Instant>>,
     first_look: bool,
@@ -64,6 +69,8 @@ impl Lifecycle {
     pub fn new(auto_accept: bool) -> Self {
         Self {
             auto_accept,
+            taking_offers: true,
+            min_battery_percent: 0,
             started: HashMap::new(),
             first_look: true,
             serving: None,
@@ -72,6 +79,28 @@ impl Lifecycle {
 
     pub fn serving(&self) -> Option<Uuid> {
         self.serving
+    }
+
+    pub fn taking_offers(&self) -> bool {
+        self.taking_offers
+    }
+
+    pub fn set_taking_offers(&mut self, taking: bool) {
+        self.taking_offers = taking;
+    }
+
+    /// The fleet's `set-config`.
+    pub fn apply(&mut self, change: &lx_protocol::mqtt::ConfigChange) {
+        if let Some(auto) = change.auto_accept {
+            self.auto_accept = auto;
+        }
+        if let Some(min) = change.min_battery_percent {
+            self.min_battery_percent = min;
+        }
+    }
+
+    pub fn min_battery_percent(&self) -> u8 {
+        self.min_battery_percent
     }
 
     pub fn decide(&mut self, view: &View<'_>, now: Instant) -> Vec<Step> {
@@ -105,6 +134,7 @@ impl Lifecycle {
         }
         if current.is_none()
             && self.auto_accept
+            && self.taking_offers
             && view.can_serve
             && let Some(offer) = view.offers.first()
         {
@@ -135,27 +165,53 @@ impl Lifecycle {
 #[serde(rename_all = "camelCase")]
 pub struct LifecycleStats {
     pub serving: Option<Uuid>,
+    pub serving_state: Option<SessionState>,
+    pub taking_offers: bool,
+    pub auto_accept: bool,
+    /// Offers and commands from the fleet link.
+    pub fleet_messages: u64,
     pub accepted: u64,
     pub polls: u64,
     pub last_error: Option<String>,
 }
 
-/// Polls the server and applies the decisions until `shutdown`.
-#[allow(clippy::too_many_arguments)] // the shell wires its parts; a struct would only rename them
-pub async fn run(
-    api: ServerApi,
-    me: Uuid,
-    mut core: Lifecycle,
-    position: Arc<PositionSource>,
-    poll: Duration,
-    session_tx: watch::Sender<Option<Serving>>,
-    video_tx: watch::Sender<Option<Stream>>,
-    stats: Arc<Mutex<LifecycleStats>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// What the lifecycle task works with.
+pub struct Shell {
+    pub api: ServerApi,
+    pub me: Uuid,
+    pub position: Arc<PositionSource>,
+    /// How often it polls the server without the fleet link.
+    pub poll: Duration,
+    /// And with it: offers arrive over the link, polls are the safety net.
+    pub fleet_poll: Duration,
+    pub session_tx: watch::Sender<Option<Serving>>,
+    pub video_tx: watch::Sender<Option<Stream>>,
+    pub stats: Arc<Mutex<LifecycleStats>>,
+    /// Offers and commands from the fleet link, and the link for the acks.
+    pub fleet: Option<(mpsc::Receiver<Inbound>, FleetHandle)>,
+}
+
+/// Polls the server, takes the fleet's offers and commands, and applies the
+/// decisions until `shutdown`.
+pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receiver<bool>) {
+    let Shell {
+        api,
+        me,
+        position,
+        poll,
+        fleet_poll,
+        session_tx,
+        video_tx,
+        stats,
+        fleet,
+    } = shell;
     let links = Links {
         session: session_tx,
         video: video_tx,
+    };
+    let (mut inbox, link) = match fleet {
+        Some((inbox, link)) => (Some(inbox), Some(link)),
+        None => (None, None),
     };
     loop {
         let result = poll_once(&api, me, &mut core, &position, &links, &stats).await;
@@ -163,11 +219,94 @@ pub async fn run(
             let mut s = stats.lock().await;
             s.polls += 1;
             s.serving = core.serving();
+            s.taking_offers = core.taking_offers();
+            s.auto_accept = core.auto_accept;
             s.last_error = result.err().map(|e| e.to_string());
         }
+        let linked = link.as_ref().is_some_and(|l| l.state().connected);
+        let wait = if linked { fleet_poll } else { poll };
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(wait) => {}
+            message = next(&mut inbox) => {
+                stats.lock().await.fleet_messages += 1;
+                if let (Some(Inbound::Command { id, command }), Some(link)) = (message, &link) {
+                    let ack = match execute(&api, me, &mut core, command, &links).await {
+                        Ok(()) => CommandAck::ok(id),
+                        Err(error) => CommandAck::failed(id, error),
+                    };
+                    link.ack(&ack);
+                }
+            }
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The next message of the fleet link; never, without one.
+async fn next(inbox: &mut Option<mpsc::Receiver<Inbound>>) -> Option<Inbound> {
+    match inbox {
+        Some(rx) => match rx.recv().await {
+            Some(message) => Some(message),
+            None => {
+                *inbox = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Carries out a fleet command; the error is what the ack says.
+async fn execute(
+    api: &ServerApi,
+    me: Uuid,
+    core: &mut Lifecycle,
+    command: Command,
+    links: &Links,
+) -> Result<(), String> {
+    let said = |e: ApiFailure| e.to_string();
+    match command {
+        Command::Accept(id) => api.accept(id).await.map(|_| ()).map_err(said),
+        Command::Start(id) => {
+            let media = api.start(id).await.map_err(said)?;
+            core.started.insert(id, None);
+            links.video.send_replace(Some(Stream {
+                session_id: id,
+                whip_url: media.whip_url,
+            }));
+            Ok(())
+        }
+        Command::End(id) => api.end(id).await.map(|_| ()).map_err(said),
+        Command::Cancel(id) => {
+            let mine = api.operated_sessions().await.map_err(said)?;
+            let assigned = mine
+                .iter()
+                .any(|s| s.id == id && s.operator_id == Some(me) && s.state == SessionState::Assigned);
+            if !assigned {
+                return Err(format!(
+                    "cancel gives back an ASSIGNED session of this device, and {id} is not one (a LIVE one is ended with `end`)"
+                ));
+            }
+            api.cancel_assignments().await.map(|_| ()).map_err(said)
+        }
+        Command::Online | Command::Offline => {
+            let online = command == Command::Online;
+            let body = HeartbeatRequest {
+                battery_percent: None,
+                availability_state: Some(if online {
+                    Availability::Online
+                } else {
+                    Availability::Offline
+                }),
+                sample: None,
+            };
+            api.heartbeat(&body).await.map_err(said)?;
+            core.set_taking_offers(online);
+            Ok(())
+        }
+        Command::SetConfig(change) => {
+            core.apply(&change);
+            Ok(())
         }
     }
 }
@@ -200,6 +339,7 @@ async fn poll_once(
         .into_iter()
         .filter(|s| s.operator_id == Some(me))
         .collect();
+    stats.lock().await.serving_state = mine.first().map(|s| s.state);
     let can_serve = position.latest(Instant::now(), wall_now_ms()).is_some();
     let now = Instant::now();
     for step in core.decide(
@@ -370,6 +510,23 @@ mod tests {
     fn manual_devices_leave_offers_to_the_fleet_manager() {
         let mut core = Lifecycle::new(false);
         assert!(look(&mut core, &[build_offer(5)], &[], true, Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn the_fleet_turns_offers_off_and_auto_accept_on() {
+        let mut core = Lifecycle::new(false);
+        core.apply(&lx_protocol::mqtt::ConfigChange {
+            auto_accept: Some(true),
+            min_battery_percent: Some(30),
+        });
+        assert_eq!(core.min_battery_percent(), 30);
+        core.set_taking_offers(false);
+        assert!(look(&mut core, &[build_offer(5)], &[], true, Instant::now()).is_empty());
+        core.set_taking_offers(true);
+        assert_eq!(
+            look(&mut core, &[build_offer(5)], &[], true, Instant::now()),
+            vec![Step::Accept(Uuid::from_u128(5))]
+        );
     }
 
     #[test]

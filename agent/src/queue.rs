@@ -118,6 +118,40 @@ impl Queue {
             .collect()
     }
 
+    /// Up to `max` samples after sequence `after`, oldest first, whatever
+    /// their session (the fleet link sends each on its own).
+    pub fn after(&self, after: u64, max: usize) -> Vec<SampleJson> {
+        self.pending
+            .iter()
+            .filter(|s| s.sequence > after)
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
+    /// How many pending samples have a sequence up to `sequence`.
+    pub fn count_through(&self, sequence: u64) -> usize {
+        self.pending
+            .iter()
+            .take_while(|s| s.sequence <= sequence)
+            .count()
+    }
+
+    /// Outside a session only the newest position matters: of a run of
+    /// such samples at the head, all but the last leave the queue.
+    pub fn drop_stale_idle(&mut self) -> anyhow::Result<usize> {
+        let run = self
+            .pending
+            .iter()
+            .take_while(|s| s.session_id.is_none())
+            .count();
+        if run < 2 {
+            return Ok(0);
+        }
+        self.ack(run - 1)?;
+        Ok(run - 1)
+    }
+
     /// The server took (or refused for good) the first `n` samples.
     pub fn ack(&mut self, n: usize) -> anyhow::Result<()> {
         let n = n.min(self.pending.len());
@@ -182,6 +216,29 @@ mod tests {
         let q = Queue::open(&state, 100).unwrap();
         let seqs: Vec<u64> = q.head(10).iter().map(|s| s.sequence).collect();
         assert_eq!(seqs, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn the_fleet_link_reads_past_what_it_sent_and_keeps_one_idle_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let mut q = Queue::open(&state, 100).unwrap();
+        let session = Some(Uuid::from_u128(9));
+        for seq in 1..=3 {
+            q.push(build_sample(seq, None)).unwrap();
+        }
+        for seq in 4..=6 {
+            q.push(build_sample(seq, session)).unwrap();
+        }
+        let seqs = |v: Vec<SampleJson>| v.iter().map(|s| s.sequence).collect::<Vec<_>>();
+        assert_eq!(seqs(q.after(2, 3)), vec![3, 4, 5], "any session, after 2");
+        assert_eq!(q.count_through(4), 4);
+        assert_eq!(q.drop_stale_idle().unwrap(), 2);
+        assert_eq!(seqs(q.after(0, 10)), vec![3, 4, 5, 6]);
+        assert_eq!(q.drop_stale_idle().unwrap(), 0, "one idle sample stays");
+        drop(q);
+        let q = Queue::open(&state, 100).unwrap();
+        assert_eq!(q.len(), 4, "the drop is on disk");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use lx_protocol::wallet::Address;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::api::ServerApi;
 use crate::config::Config;
@@ -43,6 +43,7 @@ pub async fn enroll(config: &Config, token: &str) -> anyhow::Result<Enrollment> 
         device_token: registered.device_token,
         chain_id: registered.chain_id,
         server_url: config.server.url.clone(),
+        mqtt: registered.mqtt,
     };
     state.save_enrollment(&enrollment)?;
     tracing::info!(operator = %enrollment.operator_id, address = %Address::from_signing_key(&key), "enrolled");
@@ -86,6 +87,43 @@ pub async fn run(
     let telemetry_stats = Arc::new(Mutex::new(Default::default()));
     let lifecycle_stats = Arc::new(Mutex::new(Default::default()));
 
+    let fleet_stats = Arc::new(Mutex::new(crate::fleet::FleetStats::default()));
+    let mut tasks = Vec::new();
+    let fleet = match (&enrollment.mqtt, config.mqtt.enabled) {
+        (Some(enrolled), true) => {
+            let (url, login) = crate::fleet::broker(&config.mqtt, enrolled, enrollment.operator_id)?;
+            let (status_tx, status_rx) = watch::channel(lx_protocol::mqtt::StatusMessage::offline(
+                env!("CARGO_PKG_VERSION"),
+            ));
+            let (inbound_tx, inbound_rx) = mpsc::channel(256);
+            let (handle, link) = crate::fleet::start(
+                &url,
+                &login,
+                enrollment.operator_id,
+                status_rx,
+                inbound_tx,
+                Arc::clone(&fleet_stats),
+                stop_rx.clone(),
+            )?;
+            tasks.push(link);
+            tasks.push(tokio::spawn(crate::fleet::status_task(
+                Arc::clone(&position),
+                Arc::clone(&lifecycle_stats),
+                Arc::clone(&telemetry_stats),
+                Arc::clone(&video_stats),
+                status_tx,
+                Duration::from_millis(config.mqtt.status_interval_ms),
+                stop_rx.clone(),
+            )));
+            tracing::info!(broker = %format!("{}:{}", url.host, url.port), tls = url.tls, "fleet link on");
+            Some((inbound_rx, handle))
+        }
+        (None, true) => {
+            tracing::info!("no MQTT account from enrollment: offers and assignments are polled over HTTP");
+            None
+        }
+        (_, false) => None,
+    };
     let telemetry = Telemetry {
         api: api.clone(),
         key,
@@ -100,17 +138,23 @@ pub async fn run(
         ),
         batch_max: config.telemetry.batch_max,
         stats: Arc::clone(&telemetry_stats),
+        fleet: fleet.as_ref().map(|(_, handle)| handle.clone()),
+        resend_after: Duration::from_millis(config.mqtt.resend_after_ms),
     };
-    let mut tasks = vec![tokio::spawn(telemetry.run(session_rx, stop_rx.clone()))];
+    tasks.push(tokio::spawn(telemetry.run(session_rx, stop_rx.clone())));
     tasks.push(tokio::spawn(lifecycle::run(
-        api,
-        enrollment.operator_id,
+        lifecycle::Shell {
+            api,
+            me: enrollment.operator_id,
+            position: Arc::clone(&position),
+            poll: Duration::from_millis(config.lifecycle.poll_interval_ms),
+            fleet_poll: Duration::from_millis(config.mqtt.poll_interval_ms),
+            session_tx,
+            video_tx,
+            stats: Arc::clone(&lifecycle_stats),
+            fleet,
+        },
         Lifecycle::new(config.lifecycle.auto_accept),
-        Arc::clone(&position),
-        Duration::from_millis(config.lifecycle.poll_interval_ms),
-        session_tx,
-        video_tx,
-        Arc::clone(&lifecycle_stats),
         stop_rx.clone(),
     )));
     match config.video.enabled {
@@ -142,6 +186,7 @@ pub async fn run(
         telemetry: telemetry_stats,
         lifecycle: lifecycle_stats,
         video: video_stats,
+        fleet: fleet_stats,
     });
     tasks.push(tokio::spawn(health::serve(listener, health_state, stop_rx)));
     tracing::info!(operator = %enrollment.operator_id, server = %enrollment.server_url, "lx-agent running");

@@ -26,6 +26,10 @@ pub struct Enrollment {
     pub device_token: String,
     pub chain_id: u64,
     pub server_url: String,
+    /// The fleet link's broker and this device's account; absent when the
+    /// server ran without MQTT at enrollment (or enrolled before it had it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<lx_protocol::api::MqttCredentialsDto>,
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, 0600.

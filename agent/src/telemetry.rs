@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 use crate::api::{ApiFailure, ServerApi};
+use crate::fleet::{FleetHandle, LinkState};
 use crate::lifecycle::Serving;
 use crate::position::PositionSource;
 use crate::queue::Queue;
@@ -124,6 +125,8 @@ pub struct TelemetryStats {
     pub sent: u64,
     pub refused: u64,
     pub queued: usize,
+    /// Of `sent`, those the fleet link carried.
+    pub sent_over_link: u64,
     pub dropped: u64,
     /// Ticks with nothing to sign: no fresh fix, or a fix older than the assignment.
     pub skipped: u64,
@@ -140,6 +143,55 @@ pub struct Telemetry {
     pub cadence: Cadence,
     pub batch_max: usize,
     pub stats: Arc<Mutex<TelemetryStats>>,
+    /// The fleet link: samples go over it while it is ready, over HTTP
+    /// otherwise.
+    pub fleet: Option<FleetHandle>,
+    /// Sent over the link and not acknowledged within this: sent again.
+    pub resend_after: Duration,
+}
+
+/// How far the fleet link got with the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkProgress {
+    /// The connection the samples after `acked` were sent on.
+    pub generation: u64,
+    /// The highest sequence sent on it.
+    pub sent: u64,
+    /// The server's acknowledgement when `sent` last moved, and when.
+    pub acked: u64,
+    pub since: Instant,
+}
+
+impl LinkProgress {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            generation: 0,
+            sent: 0,
+            acked: 0,
+            since: now,
+        }
+    }
+
+    /// Where to send from, given the link's state: after what the server
+    /// holds when the connection changed or acknowledgements stalled for
+    /// `resend_after` (what was sent may be lost), else after what was sent.
+    pub fn resume_after(&mut self, link: LinkState, now: Instant, resend_after: Duration) -> u64 {
+        if link.generation != self.generation {
+            self.generation = link.generation;
+            self.sent = link.acked;
+            self.since = now;
+        }
+        if link.acked != self.acked {
+            self.acked = link.acked;
+            self.since = now;
+        }
+        self.sent = self.sent.max(link.acked);
+        if self.sent > link.acked && now.duration_since(self.since) >= resend_after {
+            self.sent = link.acked;
+            self.since = now;
+        }
+        self.sent
+    }
 }
 
 impl Telemetry {
@@ -220,12 +272,54 @@ impl Telemetry {
         }
     }
 
+    /// Sends over the fleet link what the server has not acknowledged, at
+    /// most `batch_max` in flight; drops from the queue what it holds.
+    /// Returns false when the link cannot take samples now.
+    async fn flush_link(&mut self, link: &FleetHandle, progress: &mut LinkProgress) -> bool {
+        let state = link.state();
+        let held = self.queue.count_through(state.acked);
+        if held > 0 {
+            if let Err(e) = self.queue.ack(held) {
+                tracing::error!(error = %e, "could not record sent samples");
+            }
+            let mut stats = self.stats.lock().await;
+            stats.sent += held as u64;
+            stats.sent_over_link += held as u64;
+            stats.queued = self.queue.len();
+            stats.last_error = None;
+        }
+        if !state.ready() {
+            return false;
+        }
+        if let Err(e) = self.queue.drop_stale_idle() {
+            tracing::error!(error = %e, "could not drop stale idle samples");
+        }
+        let after = progress.resume_after(state, Instant::now(), self.resend_after);
+        let in_flight = self.queue.count_through(after);
+        let room = self.batch_max.saturating_sub(in_flight);
+        let batch = self.queue.after(after, room);
+        if in_flight == 0 && !batch.is_empty() {
+            // The acknowledgement of these is awaited from now.
+            progress.since = Instant::now();
+        }
+        for sample in batch {
+            if let Err(e) = link.publish_sample(&sample).await {
+                self.stats.lock().await.last_error = Some(format!("{e:#}"));
+                return false;
+            }
+            progress.sent = sample.sequence;
+        }
+        true
+    }
+
     /// Runs until `shutdown` turns true.
     pub async fn run(
         mut self,
         mut session: watch::Receiver<Option<Serving>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut link_state = self.fleet.as_ref().map(FleetHandle::watch);
+        let mut progress = LinkProgress::new(Instant::now());
         // Short backoff: late samples count only within the server's settle
         // delay (15 s by default), so a reconnect must be noticed quickly.
         let mut backoff = MIN_BACKOFF;
@@ -245,7 +339,11 @@ impl Telemetry {
                 }
                 self.stats.lock().await.dropped = self.queue.dropped();
             }
-            if retry_at.is_none_or(|t| Instant::now() >= t) {
+            let linked = match self.fleet.clone() {
+                Some(link) => self.flush_link(&link, &mut progress).await,
+                None => false,
+            };
+            if !linked && retry_at.is_none_or(|t| Instant::now() >= t) {
                 if self.flush().await {
                     retry_at = None;
                     backoff = MIN_BACKOFF;
@@ -254,22 +352,75 @@ impl Telemetry {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
-            let wake = match retry_at {
-                Some(t) => t.min(self.cadence.deadline()),
-                None => self.cadence.deadline(),
+            let mut wake = match retry_at {
+                Some(t) if !linked => t.min(self.cadence.deadline()),
+                _ => self.cadence.deadline(),
             };
+            if linked && progress.sent > progress.acked {
+                // Wake to send again if the acknowledgement does not come.
+                wake = wake.min(progress.since + self.resend_after);
+            }
             tokio::select! {
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 changed = session.changed() => if changed.is_err() { return },
+                _ = link_changed(&mut link_state) => {}
                 _ = shutdown.changed() => return,
             }
         }
     }
 }
 
+/// Resolves when the fleet link's state changes; never without a link.
+async fn link_changed(link: &mut Option<watch::Receiver<LinkState>>) {
+    match link {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *link = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_link_resends_after_a_new_connection_or_a_stalled_ack() {
+        let t0 = Instant::now();
+        let resend = Duration::from_secs(5);
+        let mut p = LinkProgress::new(t0);
+        let link = |generation, acked| LinkState {
+            connected: true,
+            server_online: true,
+            generation,
+            acked,
+        };
+        assert_eq!(p.resume_after(link(1, 10), t0, resend), 10);
+        p.sent = 15;
+        assert_eq!(
+            p.resume_after(link(1, 12), t0 + Duration::from_secs(1), resend),
+            15,
+            "acks move: keep going"
+        );
+        assert_eq!(
+            p.resume_after(link(1, 12), t0 + Duration::from_secs(5), resend),
+            15,
+            "4 s since the last ack"
+        );
+        assert_eq!(
+            p.resume_after(link(1, 12), t0 + Duration::from_secs(6), resend),
+            12,
+            "stalled 5 s: from what the server holds"
+        );
+        p.sent = 20;
+        assert_eq!(
+            p.resume_after(link(2, 13), t0 + Duration::from_secs(7), resend),
+            13,
+            "a new connection"
+        );
+    }
 
     #[test]
     fn the_pace_is_one_second_in_a_session_and_five_outside() {

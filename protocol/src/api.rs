@@ -757,6 +757,25 @@ pub struct RegisterOperatorResponse {
     pub device_token: String,
     /// The chain id telemetry signatures are made for.
     pub chain_id: u64,
+    /// The fleet link's broker and this device's account on it; absent when
+    /// the server runs without MQTT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttCredentialsDto>,
+}
+
+/// A broker account for the fleet link (DESIGN.md section 6). The password
+/// is shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct MqttCredentialsDto {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// Absent when the server does not manage the broker's accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

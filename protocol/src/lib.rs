@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod geo;
+pub mod mqtt;
 pub mod telemetry;
 pub mod time;
 pub mod wallet;

@@ -99,10 +99,11 @@ async fn setup_device(
         last_sequence: None,
         fix: None,
         created_ms: now,
+        disconnected_ms: None,
     };
     let op = app
         .store
-        .enroll_operator(hash_key(&enroll), op, hash_key(&token), now)
+        .enroll_operator(hash_key(&enroll), op, hash_key(&token), None, now)
         .await
         .expect("enroll");
     let new = NewSession {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lx_protocol::api::SessionState;
 use lx_protocol::time::UnixMillis;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -31,6 +31,11 @@ pub struct App {
     pub chain: Option<Arc<dyn crate::chain::ChainReader>>,
     pub dispatcher: Dispatcher,
     pub cookie_key: [u8; 32],
+    /// Every committed session change, for the fleet link (and any other
+    /// listener); a listener that falls behind misses changes, not commits.
+    pub events: broadcast::Sender<Session>,
+    /// The broker accounts the server issues, when the fleet link is on.
+    pub broker_accounts: Option<crate::mqtt::BrokerAccounts>,
 }
 
 impl std::fmt::Debug for App {
@@ -81,6 +86,7 @@ impl App {
         let suppliers = store.online_suppliers().await?;
         let dispatcher = Dispatcher::from_suppliers(&suppliers);
         tracing::info!(suppliers = dispatcher.len(), "dispatch index loaded");
+        let broker_accounts = crate::mqtt::BrokerAccounts::from_config(&config.mqtt);
         Ok(Arc::new(Self {
             config,
             store,
@@ -90,6 +96,8 @@ impl App {
             chain,
             dispatcher,
             cookie_key,
+            events: broadcast::channel(4096).0,
+            broker_accounts,
         }))
     }
 
@@ -126,6 +134,8 @@ impl App {
         {
             tracing::warn!(session = %session.id, %err, "media teardown failed");
         }
+        // No listener is not an error: the fleet link may be off.
+        let _ = self.events.send(session.clone());
         Ok(session)
     }
 
@@ -191,7 +201,7 @@ impl App {
         let best = devices
             .iter()
             .filter(|d| d.availability == lx_protocol::api::Availability::Online)
-            .filter(|d| d.last_seen_ms.is_some_and(|t| t >= connected_after))
+            .filter(|d| d.connected(connected_after))
             .filter_map(|d| d.fix.map(|f| (f.point().distance_m(point), d.id)))
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         Ok(best.map_or(DevicePick::NoneFree, |(_, id)| DevicePick::Device(id)))

@@ -25,6 +25,7 @@ pub struct Config {
     pub credit: CreditConfig,
     pub chain: ChainConfig,
     pub media: MediaConfig,
+    pub mqtt: MqttConfig,
     pub log: LogConfig,
 }
 
@@ -157,6 +158,41 @@ pub use lx_protocol::config::IceSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub url: String,
+    pub device_url: String,
+    pub username: String,
+    pub password: String,
+    pub ca_file: PathBuf,
+    pub keep_alive_seconds: u16,
+    pub mosquitto: MosquittoConfig,
+}
+
+impl MqttConfig {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    /// What devices are told to connect to.
+    pub fn device_url(&self) -> &str {
+        if self.device_url.is_empty() {
+            &self.url
+        } else {
+            &self.device_url
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MosquittoConfig {
+    pub password_file: PathBuf,
+    pub acl_file: PathBuf,
+    pub pid_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub filter: String,
     pub format: String,
@@ -267,11 +303,46 @@ impl Config {
             bail!("media.max_viewers_per_session must be positive");
         }
         m.ice.validate("media.ice").map_err(anyhow::Error::msg)?;
+        self.validate_mqtt()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }
         if self.http.public_url.parse::<axum::http::Uri>().is_err() {
             bail!("http.public_url is not a URL: {}", self.http.public_url);
+        }
+        Ok(())
+    }
+
+    fn validate_mqtt(&self) -> anyhow::Result<()> {
+        let q = &self.mqtt;
+        let m = &q.mosquitto;
+        let managed = [&m.password_file, &m.acl_file]
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .count();
+        if !q.enabled() {
+            if managed > 0 {
+                bail!("mqtt.mosquitto needs mqtt.url, the broker those files are for");
+            }
+            return Ok(());
+        }
+        for (key, url) in [("mqtt.url", q.url.as_str()), ("mqtt.device_url", q.device_url())] {
+            url.parse::<lx_protocol::mqtt::BrokerUrl>()
+                .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+        }
+        if q.username.is_empty() || q.username.contains(['/', '+', '#', ':']) {
+            bail!("mqtt.username must be a plain name");
+        }
+        if managed == 1 {
+            bail!("mqtt.mosquitto: set both password_file and acl_file, or neither");
+        }
+        if managed == 2 && q.password.is_empty() {
+            bail!(
+                "mqtt.mosquitto manages the broker's accounts, so mqtt.password (LX_SERVER__MQTT__PASSWORD) must be set"
+            );
+        }
+        if q.keep_alive_seconds < 5 {
+            bail!("mqtt.keep_alive_seconds must be at least 5");
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod media;
+pub mod mqtt;
 pub mod pricing;
 pub mod routes;
 pub mod serve;

@@ -25,6 +25,19 @@ enum Command {
     CheckConfig,
     /// Print the OpenAPI document.
     Openapi,
+    /// Print a mosquitto.conf for the fleet link's broker, with the
+    /// password file, ACL and pid file of `[mqtt.mosquitto]`.
+    MosquittoConfig {
+        /// Where Mosquitto listens.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        listen: std::net::SocketAddr,
+        /// Mosquitto's persistence directory.
+        #[arg(long, default_value = "/var/lib/mosquitto")]
+        persistence_dir: PathBuf,
+        /// The user Mosquitto runs as when started as root; it must read the files.
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -38,6 +51,34 @@ async fn main() -> anyhow::Result<()> {
         Command::Openapi => {
             use utoipa::OpenApi;
             println!("{}", lx_server::routes::ApiDoc::openapi().to_pretty_json()?);
+            Ok(())
+        }
+        Command::MosquittoConfig {
+            listen,
+            persistence_dir,
+            user,
+        } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let m = &config.mqtt.mosquitto;
+            if m.password_file.as_os_str().is_empty() {
+                anyhow::bail!(
+                    "set mqtt.mosquitto.password_file and acl_file (and pid_file) first: the broker reads the accounts the server writes there"
+                );
+            }
+            let files = lx_server::mqtt::mosquitto::MosquittoFiles {
+                password_file: m.password_file.clone(),
+                acl_file: m.acl_file.clone(),
+                pid_file: (!m.pid_file.as_os_str().is_empty()).then(|| m.pid_file.clone()),
+            };
+            print!(
+                "{}",
+                lx_server::mqtt::mosquitto::broker_config(
+                    listen,
+                    &files,
+                    &persistence_dir,
+                    user.as_deref()
+                )
+            );
             Ok(())
         }
         Command::CheckConfig => {

@@ -8,6 +8,8 @@ mod sessions;
 mod wallet;
 mod workspaces;
 
+pub(crate) use operators::ingest_device_samples;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, header};
@@ -38,6 +40,7 @@ use crate::http::{self, AppState};
         sessions::pause, sessions::resume, sessions::producer_token, sessions::viewer_token, sessions::frame,
         operators::create_enrollment_token, operators::register, operators::heartbeat, operators::list,
         operators::get_one, operators::delete, operators::lock, operators::unlock, operators::force_unlock,
+        operators::fleet_credentials,
         operators::telemetry, operators::track, operators::location,
         wallet::wallet, wallet::events, wallet::settlement,
     ),
@@ -134,6 +137,10 @@ pub fn router(state: AppState) -> Router {
             post(operators::create_enrollment_token),
         )
         .route("/workspaces/{id}/operators", get(operators::list))
+        .route(
+            "/workspaces/{id}/mqtt-credentials",
+            post(operators::fleet_credentials),
+        )
         .route("/operators/register", post(operators::register))
         .route("/operators/heartbeat", post(operators::heartbeat))
         .route(

@@ -239,6 +239,10 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, store = %config.store.path.display(), "lx-server listening");
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = app.spawn_background(media_rx, stop_rx.clone());
+    if app.config.mqtt.enabled() {
+        let (_, fleet) = crate::mqtt::start(&app, stop_rx.clone()).await?;
+        tasks.extend(fleet);
+    }
     if let Some(settler) = settler(&config).await? {
         let relayer = crate::settlement::RelayerConfig::from_config(&config);
         tasks.push(tokio::spawn(crate::settlement::run(

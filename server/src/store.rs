@@ -360,6 +360,28 @@ pub struct Operator {
     pub last_sequence: Option<u64>,
     pub fix: Option<DeviceFix>,
     pub created_ms: UnixMillis,
+    /// When the broker last announced the device gone (its last will).
+    pub disconnected_ms: Option<UnixMillis>,
+}
+
+impl Operator {
+    /// Seen at or after `seen_after`, and not announced gone since.
+    pub fn connected(&self, seen_after: UnixMillis) -> bool {
+        self.last_seen_ms
+            .is_some_and(|seen| seen >= seen_after && self.disconnected_ms.is_none_or(|d| d < seen))
+    }
+}
+
+/// A broker account: a device's (its own topics) or a workspace's fleet
+/// manager's (`operator_id` empty: every device of the workspace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttAccount {
+    pub username: String,
+    /// Mosquitto's `$7$…` PBKDF2-SHA512 hash.
+    pub password_hash: String,
+    pub workspace_id: Uuid,
+    pub operator_id: Option<Uuid>,
+    pub created_ms: UnixMillis,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -542,6 +564,7 @@ pub trait Store: Send + Sync + 'static {
         token_hash: [u8; 32],
         operator: Operator,
         device_token_hash: [u8; 32],
+        mqtt: Option<MqttAccount>,
         now: UnixMillis,
     ) -> Result<Operator, EnrollError>;
     async fn operator(&self, id: Uuid) -> StoreResult<Option<Operator>>;
@@ -556,6 +579,13 @@ pub trait Store: Send + Sync + 'static {
         battery_pct: Option<u8>,
         availability: Option<Availability>,
     ) -> StoreResult<Option<Operator>>;
+    /// The broker said the device is gone; `false` when it is unknown.
+    async fn mark_operator_disconnected(&self, id: Uuid, now: UnixMillis) -> StoreResult<bool>;
+    /// Inserts an account, or replaces the password of one by that name.
+    async fn put_mqtt_account(&self, account: MqttAccount) -> StoreResult<()>;
+    /// Every broker account, by username.
+    async fn mqtt_accounts(&self) -> StoreResult<Vec<MqttAccount>>;
+    /// Deletes the device, its locks and its broker account.
     async fn delete_operator(&self, id: Uuid) -> StoreResult<bool>;
     async fn lock(
         &self,

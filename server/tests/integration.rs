@@ -13,6 +13,10 @@ mod chain_support;
 mod common;
 #[path = "integration/contracts.rs"]
 mod contracts;
+#[path = "integration/mqtt.rs"]
+mod mqtt;
+#[path = "common/mqtt.rs"]
+mod mqtt_support;
 #[path = "integration/media.rs"]
 mod media;
 

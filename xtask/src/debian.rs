@@ -34,6 +34,13 @@ pub(crate) const CHROMIUM: &[&str] = &["chromium"];
 /// Where Debian's package puts it.
 pub(crate) const CHROMIUM_BINARY: &str = "/usr/bin/chromium";
 
+/// The MQTT broker the fleet link uses by default, and its command-line
+/// clients (the interop tests and the demo's fleet view use them).
+pub(crate) const MOSQUITTO: &[&str] = &["mosquitto", "mosquitto-clients"];
+
+/// OpenSSL's headers: the agent's MQTT over TLS links the system's OpenSSL.
+pub(crate) const OPENSSL: &[&str] = &["pkg-config", "libssl-dev"];
+
 static INDEX_FRESH: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn is_root() -> bool {
@@ -57,6 +64,13 @@ pub(crate) fn refresh_index() -> anyhow::Result<()> {
     if INDEX_FRESH.swap(true, Ordering::SeqCst) {
         return Ok(());
     }
+    stream_ok("apt-get update", Command::new("apt-get").arg("update"))
+}
+
+/// `apt-get update` even if this run did one already: the sources changed
+/// since, and the earlier index does not know the new ones.
+pub(crate) fn refresh_index_for_new_sources() -> anyhow::Result<()> {
+    INDEX_FRESH.store(true, Ordering::SeqCst);
     stream_ok("apt-get update", Command::new("apt-get").arg("update"))
 }
 

@@ -63,6 +63,8 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     crate::header("checking tools");
     crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
+    crate::debian::ensure("Mosquitto (MQTT broker)", crate::debian::MOSQUITTO)?;
+    crate::debian::ensure("OpenSSL headers (MQTT over TLS)", crate::debian::OPENSSL)?;
     let t = Instant::now();
     stream_ok(
         "cargo build -p lx-server -p lx-agent -p lx-hal --features lx-hal/linux",

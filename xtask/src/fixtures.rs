@@ -127,6 +127,7 @@ fn ensure_deb_src() -> anyhow::Result<()> {
         }
         fs::write(DEB_SRC_FILE, &entry).with_context(|| format!("writing {DEB_SRC_FILE}"))?;
         println!("    wrote {DEB_SRC_FILE}:\n{entry}");
+        return crate::debian::refresh_index_for_new_sources();
     }
     if !root_user {
         eprintln!(

@@ -19,6 +19,8 @@ pub(crate) struct Tools {
 pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     header("checking tools");
     crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
+    crate::debian::ensure("Mosquitto (MQTT broker)", crate::debian::MOSQUITTO)?;
+    crate::debian::ensure("OpenSSL headers (MQTT over TLS)", crate::debian::OPENSSL)?;
     crate::debian::ensure("Chromium (browser tests)", crate::debian::CHROMIUM)?;
     let mut tools = Tools {
         nextest: succeeds(cargo().args(["nextest", "--version"])),

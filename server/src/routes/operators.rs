@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use lx_protocol::ErrorCode;
 use lx_protocol::api::{
     Availability, CallerKind, EnrollmentTokenDto, HeartbeatRequest, LocationRequest, LockDto,
-    LockRequest, OperatorDto, PositionDto, RegisterOperatorRequest, RegisterOperatorResponse,
+    LockRequest, MqttCredentialsDto, OperatorDto, PositionDto, RegisterOperatorRequest, RegisterOperatorResponse,
     SessionState, TelemetryAck,
 };
 use lx_protocol::telemetry::SampleJson;
@@ -34,7 +34,7 @@ async fn operator_dto(app: &App, op: &Operator) -> ApiResult<OperatorDto> {
         device_kind: op.device_kind,
         address: op.address,
         availability_state: op.availability,
-        connected: op.last_seen_ms.is_some_and(|t| t >= connected_after),
+        connected: op.connected(connected_after),
         last_seen_at: op.last_seen_ms.map(format_millis),
         battery_percent: op.battery_pct,
         position: op.fix.map(|f| PositionDto {
@@ -174,11 +174,21 @@ pub(super) async fn register(
         last_sequence: None,
         fix: None,
         created_ms: now,
+        disconnected_ms: None,
     };
     let token_hash = auth::hash_key(&req.enrollment_token);
+    // The device logs in to the broker with its operator id: the ACL's
+    // patterns then give it its own topics.
+    let (account, mqtt) = match &app.broker_accounts {
+        Some(accounts) => {
+            let (account, dto) = accounts.issue(operator.id.to_string(), Uuid::nil(), Some(operator.id), now);
+            (account, Some(dto))
+        }
+        None => (None, None),
+    };
     let op = app
         .store
-        .enroll_operator(token_hash, operator, auth::hash_key(&device_token), now)
+        .enroll_operator(token_hash, operator, auth::hash_key(&device_token), account, now)
         .await
         .map_err(|err| match err {
             EnrollError::UnknownToken => ApiError::invalid("enrollmentToken", "unknown"),
@@ -190,6 +200,7 @@ pub(super) async fn register(
             }
             EnrollError::Store(e) => e.into(),
         })?;
+    sync_broker_accounts(&app).await?;
     Ok(ApiOk::created(
         &app,
         RegisterOperatorResponse {
@@ -197,8 +208,58 @@ pub(super) async fn register(
             workspace_id: op.workspace_id,
             device_token,
             chain_id: app.config.chain.chain_id,
+            mqtt,
         },
     ))
+}
+
+/// Has the broker read its accounts again after one changed. A failure
+/// leaves the account stored but not yet usable, so it is reported.
+async fn sync_broker_accounts(app: &App) -> ApiResult<()> {
+    let Some(accounts) = &app.broker_accounts else {
+        return Ok(());
+    };
+    accounts.sync(app.store.as_ref()).await.map_err(|err| {
+        tracing::error!(error = %format!("{err:#}"), "the broker's accounts could not be written");
+        ApiError::new(
+            ErrorCode::Internal,
+            "stored, but the MQTT broker's accounts could not be updated; see the server log",
+        )
+        .with_detail("mqtt:accountsNotWritten")
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/workspaces/{id}/mqtt-credentials", tag = "Operators",
+    params(("id" = Uuid, Path)),
+    description = "Issues the workspace's fleet-manager account on the MQTT broker: it reads the workspace's events \
+        and its devices' status, telemetry and command acks, and sends them commands. Issuing again replaces the password.",
+    responses((status = 201, body = MqttCredentialsDto)), security(("apiKey" = [])))]
+pub(super) async fn fleet_credentials(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<MqttCredentialsDto>> {
+    let workspace_id = parse_id("id", &id)?;
+    require_admin(&caller, workspace_id)?;
+    let Some(accounts) = &app.broker_accounts else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            "this server runs without MQTT (mqtt.url is empty)",
+        )
+        .with_detail("mqtt:disabled"));
+    };
+    let username = crate::mqtt::mosquitto::fleet_username(workspace_id);
+    let (account, dto) = accounts.issue(username, workspace_id, None, app.now());
+    let Some(account) = account else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            "this server does not manage the broker's accounts (mqtt.mosquitto is not set)",
+        )
+        .with_detail("mqtt:unmanaged"));
+    };
+    app.store.put_mqtt_account(account).await?;
+    sync_broker_accounts(&app).await?;
+    Ok(ApiOk::created(&app, dto))
 }
 
 #[utoipa::path(post, path = "/api/v1/operators/heartbeat", tag = "Operators", request_body = HeartbeatRequest,
@@ -288,6 +349,7 @@ pub(super) async fn delete(
     }
     let dto = operator_dto(&app, &op).await?;
     app.store.delete_operator(op.id).await?;
+    sync_broker_accounts(&app).await?;
     Ok(ApiOk::wrote(&app, dto))
 }
 
@@ -496,6 +558,35 @@ pub(super) async fn telemetry(
 ) -> ApiResult<ApiOk<TelemetryAck>> {
     let op = device_of(&caller)?;
     let session_id = parse_id("id", &id)?;
+    let samples = parse_samples(&body)?;
+    let last = ingest_device_samples(&app, op, Some(session_id), &samples).await?;
+    Ok(ApiOk::wrote(
+        &app,
+        TelemetryAck {
+            accepted: u32::try_from(samples.len()).unwrap_or(u32::MAX),
+            last_sequence: last,
+        },
+    ))
+}
+
+/// Verifies and stores a device's samples, of one session or (`None`) of
+/// none: the one path of HTTP and MQTT telemetry. Returns the device's
+/// last stored sequence.
+pub(crate) async fn ingest_device_samples(
+    app: &App,
+    op: &Operator,
+    session_id: Option<Uuid>,
+    samples: &[SampleJson],
+) -> ApiResult<u64> {
+    if samples.is_empty() || samples.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "body",
+            format!("must hold 1 to {MAX_BATCH} samples"),
+        ));
+    }
+    let Some(session_id) = session_id else {
+        return ingest(app, op, None, samples, None).await;
+    };
     let session = app
         .store
         .session(session_id)
@@ -522,21 +613,7 @@ pub(super) async fn telemetry(
     if !open && !late_ok {
         return Err(ApiError::invalid_state("telemetry", session.state));
     }
-    let samples = parse_samples(&body)?;
-    if samples.is_empty() || samples.len() > MAX_BATCH {
-        return Err(ApiError::invalid(
-            "body",
-            format!("must hold 1 to {MAX_BATCH} samples"),
-        ));
-    }
-    let last = ingest(&app, op, Some(session.id), &samples, session.assigned_ms).await?;
-    Ok(ApiOk::wrote(
-        &app,
-        TelemetryAck {
-            accepted: u32::try_from(samples.len()).unwrap_or(u32::MAX),
-            last_sequence: last,
-        },
-    ))
+    ingest(app, op, Some(session.id), samples, session.assigned_ms).await
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/location", tag = "Workspaces", params(("id" = Uuid, Path)),

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_core.sql"),
     include_str!("migrations/0002_operators.sql"),
     include_str!("migrations/0003_settlements.sql"),
+    include_str!("migrations/0004_mqtt.sql"),
 ];
 
 const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
@@ -424,7 +425,7 @@ fn quote_row(row: &Row<'_>) -> Sql<Quote> {
 }
 
 const OPERATOR_COLUMNS: &str = "id, workspace_id, name, device_kind, address, public_key, availability, \
-    battery_pct, last_seen_ms, last_sequence, fix_lat_e7, fix_lng_e7, fix_acc_cm, fix_ms, created_ms";
+    battery_pct, last_seen_ms, last_sequence, fix_lat_e7, fix_lng_e7, fix_acc_cm, fix_ms, created_ms, disconnected_ms";
 
 fn operator_row(row: &Row<'_>) -> Sql<Operator> {
     let fix = match (
@@ -457,6 +458,36 @@ fn operator_row(row: &Row<'_>) -> Sql<Operator> {
         last_sequence: row.get::<_, Option<i64>>(9)?.map(|v| v as u64),
         fix,
         created_ms: row.get(14)?,
+        disconnected_ms: row.get(15)?,
+    })
+}
+
+fn put_mqtt_account(conn: &Connection, a: &MqttAccount) -> Sql<()> {
+    conn.execute(
+        "INSERT INTO mqtt_accounts (username, password_hash, workspace_id, operator_id, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, created_ms = excluded.created_ms",
+        params![
+            a.username,
+            a.password_hash,
+            a.workspace_id.to_string(),
+            a.operator_id.map(|id| id.to_string()),
+            a.created_ms
+        ],
+    )?;
+    Ok(())
+}
+
+fn mqtt_account_row(row: &Row<'_>) -> Sql<MqttAccount> {
+    Ok(MqttAccount {
+        username: row.get(0)?,
+        password_hash: row.get(1)?,
+        workspace_id: uuid_col(row, 2)?,
+        operator_id: row
+            .get::<_, Option<String>>(3)?
+            .map(|s| Uuid::parse_str(&s).map_err(conversion))
+            .transpose()?,
+        created_ms: row.get(4)?,
     })
 }
 
@@ -1224,6 +1255,7 @@ impl Store for SqliteStore {
         token_hash: [u8; 32],
         operator: Operator,
         device_token_hash: [u8; 32],
+        mqtt: Option<MqttAccount>,
         now: UnixMillis,
     ) -> Result<Operator, EnrollError> {
         let op = self
@@ -1269,6 +1301,10 @@ impl Store for SqliteStore {
                     ],
                 )
                 .map_err(StoreError::from)?;
+                if let Some(account) = mqtt {
+                    let account = MqttAccount { workspace_id, operator_id: Some(operator.id), ..account };
+                    put_mqtt_account(&tx, &account).map_err(StoreError::from)?;
+                }
                 let stored = load_operator(&tx, operator.id).map_err(StoreError::from)?.ok_or(StoreError::NotFound("operator"))?;
                 tx.commit().map_err(StoreError::from)?;
                 Ok(stored)
@@ -1326,6 +1362,37 @@ impl Store for SqliteStore {
         Ok(op)
     }
 
+    async fn mark_operator_disconnected(&self, id: Uuid, now: UnixMillis) -> StoreResult<bool> {
+        let n = self
+            .run(move |c| {
+                Ok(c.execute(
+                    "UPDATE operators SET disconnected_ms = MAX(COALESCE(disconnected_ms, 0), ?2) WHERE id = ?1",
+                    params![id.to_string(), now],
+                )?)
+            })
+            .await?;
+        self.wrote();
+        Ok(n > 0)
+    }
+
+    async fn put_mqtt_account(&self, account: MqttAccount) -> StoreResult<()> {
+        self.run(move |c| Ok(put_mqtt_account(c, &account)?)).await?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn mqtt_accounts(&self) -> StoreResult<Vec<MqttAccount>> {
+        self.run(move |c| {
+            Ok(all(
+                c,
+                "SELECT username, password_hash, workspace_id, operator_id, created_ms FROM mqtt_accounts ORDER BY username",
+                [],
+                mqtt_account_row,
+            )?)
+        })
+        .await
+    }
+
     async fn delete_operator(&self, id: Uuid) -> StoreResult<bool> {
         let deleted = self
             .run(move |c| {
@@ -1334,6 +1401,7 @@ impl Store for SqliteStore {
                     "DELETE FROM operator_locks WHERE operator_id = ?1",
                     [id.to_string()],
                 )?;
+                tx.execute("DELETE FROM mqtt_accounts WHERE operator_id = ?1", [id.to_string()])?;
                 let n = tx.execute("DELETE FROM operators WHERE id = ?1", [id.to_string()])?;
                 tx.commit()?;
                 Ok(n > 0)

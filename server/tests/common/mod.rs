@@ -42,6 +42,8 @@ pub struct TestApp {
     pub credit: Arc<StaticCredit>,
     pub dir: tempfile::TempDir,
     stop: watch::Sender<bool>,
+    /// The fleet link's counters, when the config names a broker.
+    pub fleet: Option<Arc<lx_server::mqtt::BridgeStats>>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +137,11 @@ impl TestApp {
     /// A server on the wall clock, for tests with a real agent in the loop.
     pub async fn spawn_realtime() -> Self {
         Self::spawn_inner(|_| {}, true, Plane::Scripted).await
+    }
+
+    /// A server on the wall clock with a tweaked configuration.
+    pub async fn spawn_realtime_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_inner(tweak, true, Plane::Scripted).await
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
@@ -238,6 +245,14 @@ impl TestApp {
         .expect("app");
         let (stop, stop_rx) = watch::channel(false);
         app.spawn_background(rx, stop_rx.clone());
+        let fleet = if config.mqtt.enabled() {
+            let (stats, _) = lx_server::mqtt::start(&app, stop_rx.clone())
+                .await
+                .expect("fleet link");
+            Some(stats)
+        } else {
+            None
+        };
         let router = lx_server::routes::router(Arc::clone(&app));
         let mut shutdown = stop_rx;
         tokio::spawn(async move {
@@ -257,6 +272,7 @@ impl TestApp {
             credit,
             dir,
             stop,
+            fleet,
         }
     }
 
@@ -541,6 +557,8 @@ pub struct Device {
     pub token: String,
     pub chain_id: u64,
     pub sequence: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The broker account enrollment issued: (username, password).
+    pub mqtt: Option<(String, String)>,
 }
 
 impl Device {
@@ -626,6 +644,15 @@ impl Api {
                 .to_owned(),
             chain_id: data["chainId"].as_u64().expect("chainId"),
             sequence: Default::default(),
+            mqtt: data["mqtt"]["username"].as_str().map(|user| {
+                (
+                    user.to_owned(),
+                    data["mqtt"]["password"]
+                        .as_str()
+                        .expect("password")
+                        .to_owned(),
+                )
+            }),
         }
     }
 }

@@ -1,0 +1,125 @@
+//! rumqttc options for a broker URL, the same for the agent and the server:
+//! TCP_NODELAY on (without it a QoS 1 round trip stalls ~40 ms on Nagle and
+//! delayed ACKs), a client id unique to the connection, a clean session.
+
+use std::time::Duration;
+
+use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS};
+
+use super::BrokerUrl;
+
+/// What a connection needs besides the URL.
+#[derive(Debug, Clone, Default)]
+pub struct Login {
+    /// A prefix; a random suffix makes each connection's id unique.
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM of the CA for `mqtts://`; `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub keep_alive: Duration,
+    /// Published by the broker when the connection is lost: (topic, payload).
+    pub last_will: Option<(String, Vec<u8>)>,
+}
+
+/// The client id of one connection: `prefix-` and 8 random hex digits.
+pub fn unique_client_id(prefix: &str) -> String {
+    let suffix: u32 = rand_u32();
+    format!("{prefix}-{suffix:08x}")
+}
+
+fn rand_u32() -> u32 {
+    // Not for secrets: only to keep two connections' ids apart.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let counter = NEXT.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed);
+    nanos ^ counter ^ std::process::id().rotate_left(16)
+}
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0x2545_f491);
+
+/// The options for one connection to `url`.
+pub fn options(url: &BrokerUrl, login: &Login) -> Result<(MqttOptions, NetworkOptions), String> {
+    let mut options = MqttOptions::new(
+        unique_client_id(&login.client_id),
+        url.host.clone(),
+        url.port,
+    );
+    options
+        .set_keep_alive(login.keep_alive.max(Duration::from_secs(5)))
+        .set_clean_session(true)
+        .set_max_packet_size(256 * 1024, 256 * 1024);
+    if let Some(username) = &login.username {
+        options.set_credentials(username.clone(), login.password.clone().unwrap_or_default());
+    }
+    if let Some((topic, payload)) = &login.last_will {
+        options.set_last_will(LastWill::new(
+            topic.clone(),
+            payload.clone(),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
+    if url.tls {
+        set_tls(&mut options, login)?;
+    }
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network.set_connection_timeout(5);
+    Ok((options, network))
+}
+
+#[cfg(feature = "mqtt-tls")]
+fn set_tls(options: &mut MqttOptions, login: &Login) -> Result<(), String> {
+    use rumqttc::{TlsConfiguration, Transport};
+    let tls = match &login.ca_pem {
+        Some(ca) => TlsConfiguration::SimpleNative {
+            ca: ca.clone(),
+            client_auth: None,
+        },
+        None => TlsConfiguration::Native,
+    };
+    options.set_transport(Transport::tls_with_config(tls));
+    Ok(())
+}
+
+#[cfg(not(feature = "mqtt-tls"))]
+fn set_tls(_: &mut MqttOptions, _: &Login) -> Result<(), String> {
+    Err("mqtts:// needs a build with the `mqtt-tls` feature".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_gets_its_own_client_id() {
+        let a = unique_client_id("lx-agent");
+        let b = unique_client_id("lx-agent");
+        assert_ne!(a, b);
+        assert!(a.starts_with("lx-agent-") && a.len() == "lx-agent-".len() + 8, "{a}");
+    }
+
+    #[test]
+    fn options_carry_the_login_and_the_will() {
+        let url: BrokerUrl = "mqtt://127.0.0.1:1884".parse().unwrap();
+        let login = Login {
+            client_id: "t".into(),
+            username: Some("u".into()),
+            password: Some("p".into()),
+            keep_alive: Duration::from_secs(10),
+            last_will: Some(("lx/v1/x".into(), b"gone".to_vec())),
+            ..Login::default()
+        };
+        let (options, _) = options(&url, &login).unwrap();
+        assert_eq!(options.broker_address(), ("127.0.0.1".to_owned(), 1884));
+        assert_eq!(options.credentials(), Some(("u".to_owned(), "p".to_owned())));
+        assert_eq!(options.keep_alive(), Duration::from_secs(10));
+        assert!(options.clean_session());
+        let will = options.last_will().unwrap();
+        assert_eq!(will.topic, "lx/v1/x");
+        assert!(will.retain);
+    }
+}

@@ -1,0 +1,600 @@
+//! The server's side of the fleet link (DESIGN.md section 6): a bridge
+//! between the broker and the application. It publishes offers to devices
+//! and session events to their workspaces, stores the telemetry devices
+//! publish through the same verification as `POST /sessions/:id/telemetry`,
+//! acknowledges what it stored, and marks a device disconnected when the
+//! broker announces its last will.
+
+pub mod mosquitto;
+#[cfg(feature = "test-support")]
+pub mod test_broker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lx_protocol::ErrorCode;
+use lx_protocol::api::{MqttCredentialsDto, OfferDto, SessionState};
+use lx_protocol::mqtt::client::{self, Login};
+use lx_protocol::mqtt::{
+    ALL_STATUS, ALL_TELEMETRY, BrokerUrl, DeviceState, OfferKind, OfferMessage, SERVER_STATUS,
+    ServerStatus, StatusMessage, TelemetryAckMessage, Topic, WorkspaceEvent,
+};
+use lx_protocol::telemetry::SampleJson;
+use lx_protocol::time::format_millis;
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use tokio::sync::{Mutex, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::config::MqttConfig;
+use crate::error::ApiError;
+use crate::store::{MqttAccount, Session, Store};
+use mosquitto::MosquittoFiles;
+
+/// Most publishes taken from the broker in one ingest round.
+const INGEST_BATCH: usize = 512;
+
+/// The broker accounts the server keeps in its store, and the broker's
+/// files it writes from them (when it manages a Mosquitto beside it).
+#[derive(Debug)]
+pub struct BrokerAccounts {
+    files: Option<MosquittoFiles>,
+    username: String,
+    /// The server's own hash, made once per process.
+    server_hash: String,
+    device_url: String,
+    /// One writer of the files at a time.
+    writing: Mutex<()>,
+}
+
+impl BrokerAccounts {
+    /// `None` when the fleet link is off.
+    pub fn from_config(config: &MqttConfig) -> Option<Self> {
+        if !config.enabled() {
+            return None;
+        }
+        let m = &config.mosquitto;
+        let files = (!m.password_file.as_os_str().is_empty()).then(|| MosquittoFiles {
+            password_file: m.password_file.clone(),
+            acl_file: m.acl_file.clone(),
+            pid_file: (!m.pid_file.as_os_str().is_empty()).then(|| m.pid_file.clone()),
+        });
+        Some(Self {
+            files,
+            username: config.username.clone(),
+            server_hash: mosquitto::new_hash(&config.password),
+            device_url: config.device_url().to_owned(),
+            writing: Mutex::new(()),
+        })
+    }
+
+    /// Whether the server issues accounts (it writes the broker's files).
+    pub fn managed(&self) -> bool {
+        self.files.is_some()
+    }
+
+    /// A new account for `username`: the stored record and the
+    /// credentials to show once. Without managed files, only the URL.
+    pub fn issue(
+        &self,
+        username: String,
+        workspace_id: Uuid,
+        operator_id: Option<Uuid>,
+        now: i64,
+    ) -> (Option<MqttAccount>, MqttCredentialsDto) {
+        if !self.managed() {
+            let dto = MqttCredentialsDto {
+                url: self.device_url.clone(),
+                username: None,
+                password: None,
+            };
+            return (None, dto);
+        }
+        let password = hex::encode(rand::random::<[u8; 24]>());
+        let account = MqttAccount {
+            username: username.clone(),
+            password_hash: mosquitto::new_hash(&password),
+            workspace_id,
+            operator_id,
+            created_ms: now,
+        };
+        let dto = MqttCredentialsDto {
+            url: self.device_url.clone(),
+            username: Some(username),
+            password: Some(password),
+        };
+        (Some(account), dto)
+    }
+
+    /// Rewrites the broker's files from the store and has it reload them.
+    pub async fn sync(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let Some(files) = &self.files else {
+            return Ok(());
+        };
+        let _one_writer = self.writing.lock().await;
+        let accounts = store.mqtt_accounts().await?;
+        let files = files.clone();
+        let server = (self.username.clone(), self.server_hash.clone());
+        tokio::task::spawn_blocking(move || files.write((&server.0, &server.1), &accounts))
+            .await
+            .context("writing the broker's files")??;
+        Ok(())
+    }
+}
+
+/// The bridge's connection to the broker.
+fn login(config: &MqttConfig) -> anyhow::Result<(BrokerUrl, Login)> {
+    let url: BrokerUrl = config
+        .url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("mqtt.url: {e}"))?;
+    let ca_pem = if config.ca_file.as_os_str().is_empty() {
+        None
+    } else {
+        Some(std::fs::read(&config.ca_file).with_context(|| {
+            format!("reading mqtt.ca_file {}", config.ca_file.display())
+        })?)
+    };
+    let will = serde_json::to_vec(&ServerStatus { online: false })?;
+    Ok((
+        url,
+        Login {
+            client_id: "lx-server".into(),
+            username: Some(config.username.clone()),
+            password: Some(config.password.clone()),
+            ca_pem,
+            keep_alive: Duration::from_secs(u64::from(config.keep_alive_seconds)),
+            last_will: Some((SERVER_STATUS.to_owned(), will)),
+        },
+    ))
+}
+
+/// Counters, for logs and the benchmark.
+#[derive(Debug, Default)]
+pub struct BridgeStats {
+    pub connects: std::sync::atomic::AtomicU64,
+    pub samples_stored: std::sync::atomic::AtomicU64,
+    pub samples_refused: std::sync::atomic::AtomicU64,
+    pub offers_sent: std::sync::atomic::AtomicU64,
+}
+
+/// Writes the broker's accounts (when the server manages them) and starts
+/// the bridge.
+pub async fn start(
+    app: &Arc<App>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<BridgeStats>, Vec<JoinHandle<()>>)> {
+    if let Some(accounts) = &app.broker_accounts {
+        accounts.sync(app.store.as_ref()).await?;
+        if accounts.managed() {
+            tracing::info!(
+                password_file = %app.config.mqtt.mosquitto.password_file.display(),
+                acl_file = %app.config.mqtt.mosquitto.acl_file.display(),
+                "broker accounts written"
+            );
+        }
+    }
+    let stats = Arc::new(BridgeStats::default());
+    let tasks = spawn(Arc::clone(app), Arc::clone(&stats), shutdown)?;
+    tracing::info!(broker = %app.config.mqtt.url, "fleet link started");
+    Ok((stats, tasks))
+}
+
+/// Starts the bridge: the broker connection, the ingest of what devices
+/// publish, and the publishing of session changes. Stops on `shutdown`,
+/// after saying so on the server's status topic.
+pub fn spawn(
+    app: Arc<App>,
+    stats: Arc<BridgeStats>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let (url, login) = login(&app.config.mqtt)?;
+    let (options, network) =
+        client::options(&url, &login).map_err(|e| anyhow::anyhow!("mqtt.url: {e}"))?;
+    let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    eventloop.set_network_options(network);
+    let (inbound_tx, inbound_rx) = mpsc::channel::<rumqttc::Publish>(8192);
+    let connection = {
+        let client = client.clone();
+        let stats = Arc::clone(&stats);
+        let mut shutdown = shutdown.clone();
+        let broker = format!("{}:{}", url.host, url.port);
+        let username = app.config.mqtt.username.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(250);
+            let mut subscriptions_pending = 0usize;
+            loop {
+                let event = tokio::select! {
+                    event = eventloop.poll() => event,
+                    _ = shutdown.changed() => break,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(250);
+                        stats
+                            .connects
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::info!(%broker, "fleet link connected");
+                        subscriptions_pending = 2;
+                        for filter in [ALL_TELEMETRY, ALL_STATUS] {
+                            if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                                tracing::warn!(%e, filter, "subscribe not queued");
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        if ack
+                            .return_codes
+                            .iter()
+                            .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                        {
+                            tracing::error!(
+                                user = %username,
+                                "the broker refused the server's subscriptions: check its ACL for mqtt.username"
+                            );
+                        }
+                        subscriptions_pending = subscriptions_pending.saturating_sub(1);
+                        if subscriptions_pending == 0 {
+                            // Subscribed: devices may send telemetry now.
+                            publish_server_status(&client, true);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if inbound_tx.send(p).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(%broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "fleet link down");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.changed() => break,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            // A clean goodbye: the will is not sent on DISCONNECT.
+            publish_server_status(&client, false);
+            let _ = client.try_disconnect();
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+    };
+    let ingest = tokio::spawn(ingest_loop(
+        Arc::clone(&app),
+        client.clone(),
+        Arc::clone(&stats),
+        inbound_rx,
+    ));
+    let events = tokio::spawn(publish_loop(
+        Arc::clone(&app),
+        client,
+        stats,
+        app.events.subscribe(),
+        shutdown,
+    ));
+    Ok(vec![connection, ingest, events])
+}
+
+fn publish_server_status(client: &AsyncClient, online: bool) {
+    let payload = serde_json::to_vec(&ServerStatus { online }).unwrap_or_default();
+    if let Err(e) = client.try_publish(SERVER_STATUS, QoS::AtLeastOnce, true, payload) {
+        tracing::warn!(%e, "server status not published");
+    }
+}
+
+/// Telemetry of one device for one session (or none), in arrival order.
+struct Run {
+    operator: Uuid,
+    session: Option<Uuid>,
+    samples: Vec<SampleJson>,
+}
+
+async fn ingest_loop(
+    app: Arc<App>,
+    client: AsyncClient,
+    stats: Arc<BridgeStats>,
+    mut inbound: mpsc::Receiver<rumqttc::Publish>,
+) {
+    let mut batch = Vec::with_capacity(INGEST_BATCH);
+    while inbound.recv_many(&mut batch, INGEST_BATCH).await > 0 {
+        let mut runs: Vec<Run> = Vec::new();
+        for publish in batch.drain(..) {
+            match Topic::parse(&publish.topic) {
+                Some(Topic::Telemetry(operator)) => {
+                    let samples = match parse_samples(&publish.payload) {
+                        Ok(samples) => samples,
+                        Err(e) => {
+                            tracing::info!(%operator, error = %e, "unreadable telemetry over MQTT");
+                            stats
+                                .samples_refused
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            continue;
+                        }
+                    };
+                    for sample in samples {
+                        match runs.last_mut() {
+                            Some(run)
+                                if run.operator == operator
+                                    && run.session == sample.session_id =>
+                            {
+                                run.samples.push(sample);
+                            }
+                            _ => runs.push(Run {
+                                operator,
+                                session: sample.session_id,
+                                samples: vec![sample],
+                            }),
+                        }
+                    }
+                }
+                Some(Topic::Status(operator)) => {
+                    on_status(&app, operator, &publish).await;
+                }
+                _ => tracing::debug!(topic = %publish.topic, "ignored"),
+            }
+        }
+        for run in runs {
+            ingest_run(&app, &client, &stats, run).await;
+        }
+    }
+}
+
+fn parse_samples(payload: &[u8]) -> Result<Vec<SampleJson>, String> {
+    if payload.trim_ascii_start().starts_with(b"[") {
+        serde_json::from_slice(payload).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(payload)
+            .map(|s| vec![s])
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Stores a run of samples, all at once when all are good, else one by one
+/// so that a bad one costs only itself; acknowledges what the server holds.
+async fn ingest_run(app: &App, client: &AsyncClient, stats: &BridgeStats, run: Run) {
+    let op = match app.store.operator(run.operator).await {
+        Ok(Some(op)) => op,
+        Ok(None) => {
+            tracing::info!(operator = %run.operator, "telemetry of an unknown device");
+            return;
+        }
+        Err(err) => {
+            tracing::warn!(%err, "telemetry not stored; the device sends it again");
+            return;
+        }
+    };
+    let ack_topic = Topic::TelemetryAck(op.id).to_string();
+    let last_of = |samples: &[SampleJson]| samples.iter().map(|s| s.sequence).max().unwrap_or(0);
+    let ack = match crate::routes::ingest_device_samples(app, &op, run.session, &run.samples).await
+    {
+        Ok(last) => {
+            stats.samples_stored.fetch_add(
+                run.samples.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Some(TelemetryAckMessage {
+                last_sequence: last.max(last_of(&run.samples)),
+                refused: None,
+            })
+        }
+        Err(_) if run.samples.len() > 1 => {
+            let mut ack = None;
+            for sample in run.samples {
+                let one = Run {
+                    operator: run.operator,
+                    session: run.session,
+                    samples: vec![sample],
+                };
+                ack = verdict(app, stats, &op, one).await.or(ack);
+            }
+            ack
+        }
+        Err(err) => settle_refusal(stats, err, last_of(&run.samples)),
+    };
+    if let Some(ack) = ack {
+        let payload = serde_json::to_vec(&ack).unwrap_or_default();
+        if let Err(e) = client.try_publish(ack_topic, QoS::AtLeastOnce, false, payload) {
+            tracing::warn!(%e, "telemetry ack not published; the device sends again");
+        }
+    }
+}
+
+async fn verdict(
+    app: &App,
+    stats: &BridgeStats,
+    op: &crate::store::Operator,
+    run: Run,
+) -> Option<TelemetryAckMessage> {
+    let sequence = run.samples[0].sequence;
+    match crate::routes::ingest_device_samples(app, op, run.session, &run.samples).await {
+        Ok(last) => {
+            stats
+                .samples_stored
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(TelemetryAckMessage {
+                last_sequence: last.max(sequence),
+                refused: None,
+            })
+        }
+        Err(err) => settle_refusal(stats, err, sequence),
+    }
+}
+
+/// What a refusal means for the device's queue: a replay is acknowledged
+/// up to what the server holds; a store failure not at all (the device
+/// sends again); anything else is refused for good.
+fn settle_refusal(
+    stats: &BridgeStats,
+    err: ApiError,
+    sequence: u64,
+) -> Option<TelemetryAckMessage> {
+    match err.code {
+        ErrorCode::Internal => {
+            tracing::warn!(message = %err.message, "telemetry not stored; the device sends it again");
+            None
+        }
+        ErrorCode::ReplayedSequence => {
+            let held = err
+                .detail
+                .as_deref()
+                .and_then(|d| d.rsplit(':').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(sequence);
+            Some(TelemetryAckMessage {
+                last_sequence: held.max(sequence),
+                refused: None,
+            })
+        }
+        _ => {
+            stats
+                .samples_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(code = %err.code, message = %err.message, sequence, "telemetry over MQTT refused");
+            Some(TelemetryAckMessage {
+                last_sequence: sequence,
+                refused: Some(format!("{}: {}", err.code, err.message)),
+            })
+        }
+    }
+}
+
+async fn on_status(app: &App, operator: Uuid, publish: &rumqttc::Publish) {
+    let status: StatusMessage = match serde_json::from_slice(&publish.payload) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%operator, error = %e, "unreadable status");
+            return;
+        }
+    };
+    let now = app.now();
+    let result = if status.state == DeviceState::Offline {
+        app.store
+            .mark_operator_disconnected(operator, now)
+            .await
+            .map(|_| ())
+    } else if publish.retain {
+        // Replayed by the broker on subscribe: says nothing about now.
+        Ok(())
+    } else {
+        app.store
+            .touch_operator(operator, now, status.battery_percent, None)
+            .await
+            .map(|_| ())
+    };
+    if let Err(err) = result {
+        tracing::warn!(%operator, %err, "device status not recorded");
+    }
+}
+
+/// Publishes every committed session change: offers to the devices that
+/// may take them, assignments and withdrawals to the device concerned,
+/// and the event to the supplier workspace.
+async fn publish_loop(
+    app: Arc<App>,
+    client: AsyncClient,
+    stats: Arc<BridgeStats>,
+    mut changes: broadcast::Receiver<Session>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let session = tokio::select! {
+            change = changes.recv() => match change {
+                Ok(session) => session,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "fleet link fell behind the session changes; devices catch up by polling");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        for (topic, payload) in messages_for(&app, &session).await {
+            let offer = matches!(Topic::parse(&topic), Some(Topic::Offers(_)));
+            match client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+                Ok(()) if offer => {
+                    stats
+                        .offers_sent
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(()) => {}
+                Err(e) => tracing::warn!(%e, session = %session.id, "fleet message dropped"),
+            }
+        }
+    }
+}
+
+fn offer_dto(session: &Session, expires_ms: i64) -> OfferDto {
+    OfferDto {
+        session_id: session.id,
+        lat: session.point.lat,
+        lng: session.point.lng,
+        geofence_radius_meters: session.geofence_radius_m,
+        max_duration_seconds: session.max_duration_seconds,
+        rate_per_second_micro_usdc: session.rate_micro_usdc,
+        expires_at: format_millis(expires_ms),
+    }
+}
+
+/// The (topic, payload) pairs one session change makes.
+async fn messages_for(app: &App, session: &Session) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let offered = session.offer.is_some_and(|o| o.expires_ms > app.now());
+    match (session.state, session.offer, session.operator_id) {
+        (SessionState::Requested, Some(offer), _) if offered => {
+            match app.store.operators_of(offer.workspace_id).await {
+                Ok(devices) => {
+                    let message = OfferMessage {
+                        kind: OfferKind::Offered,
+                        offer: offer_dto(session, offer.expires_ms),
+                    };
+                    for device in devices {
+                        out.push((Topic::Offers(device.id).to_string(), json(&message)));
+                    }
+                }
+                Err(err) => tracing::warn!(%err, "offer not published; devices see it when they poll"),
+            }
+        }
+        (SessionState::Assigned, _, Some(device)) => {
+            let message = OfferMessage {
+                kind: OfferKind::Assigned,
+                offer: offer_dto(session, session.wait_deadline_ms()),
+            };
+            out.push((Topic::Offers(device).to_string(), json(&message)));
+        }
+        (state, _, Some(device)) if state.is_terminal() => {
+            let message = OfferMessage {
+                kind: OfferKind::Withdrawn,
+                offer: offer_dto(session, session.ended_ms.unwrap_or_else(|| app.now())),
+            };
+            out.push((Topic::Offers(device).to_string(), json(&message)));
+        }
+        _ => {}
+    }
+    let workspace = session
+        .operator_workspace_id
+        .or(session.offer.map(|o| o.workspace_id));
+    if let Some(workspace) = workspace {
+        let event = WorkspaceEvent {
+            event: WorkspaceEvent::name(session.state, offered).to_owned(),
+            session_id: session.id,
+            state: session.state,
+            operator_id: session.operator_id,
+            at: format_millis(app.now()),
+        };
+        out.push((Topic::WorkspaceEvents(workspace).to_string(), json(&event)));
+    }
+    out
+}
+
+fn json(value: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
