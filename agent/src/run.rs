@@ -85,7 +85,11 @@ pub async fn run(
     let (video_tx, video_rx) = watch::channel(None);
     let video_stats = Arc::new(Mutex::new(crate::video::VideoStats::default()));
     let telemetry_stats = Arc::new(Mutex::new(Default::default()));
-    let lifecycle_stats = Arc::new(Mutex::new(Default::default()));
+    let lifecycle_stats = Arc::new(Mutex::new(crate::lifecycle::LifecycleStats {
+        taking_offers: true,
+        auto_accept: config.lifecycle.auto_accept,
+        ..Default::default()
+    }));
 
     let fleet_stats = Arc::new(Mutex::new(crate::fleet::FleetStats::default()));
     let mut tasks = Vec::new();

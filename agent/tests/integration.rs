@@ -6,6 +6,10 @@
 
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
+#[path = "integration/fleet.rs"]
+mod fleet;
+#[path = "../../server/tests/common/mqtt.rs"]
+mod mqtt_support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

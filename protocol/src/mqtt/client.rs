@@ -115,7 +115,8 @@ mod tests {
         };
         let (options, _) = options(&url, &login).unwrap();
         assert_eq!(options.broker_address(), ("127.0.0.1".to_owned(), 1884));
-        assert_eq!(options.credentials(), Some(("u".to_owned(), "p".to_owned())));
+        let credentials = options.credentials().unwrap();
+        assert_eq!((credentials.username.as_str(), credentials.password.as_str()), ("u", "p"));
         assert_eq!(options.keep_alive(), Duration::from_secs(10));
         assert!(options.clean_session());
         let will = options.last_will().unwrap();
