@@ -321,11 +321,10 @@ async fn ingest_loop(
                         }
                     };
                     for sample in samples {
-                        match runs.last_mut() {
-                            Some(run)
-                                if run.operator == operator
-                                    && run.session == sample.session_id =>
-                            {
+                        // Devices' messages interleave; each device's own
+                        // stay in order, in runs of one session each.
+                        match runs.iter_mut().rev().find(|r| r.operator == operator) {
+                            Some(run) if run.session == sample.session_id => {
                                 run.samples.push(sample);
                             }
                             _ => runs.push(Run {
@@ -342,9 +341,25 @@ async fn ingest_loop(
                 _ => tracing::debug!(topic = %publish.topic, "ignored"),
             }
         }
+        // One device's runs in order; devices side by side, so that
+        // signatures are checked on every core.
+        let mut chains: Vec<(Uuid, Vec<Run>)> = Vec::new();
         for run in runs {
-            ingest_run(&app, &client, &stats, run).await;
+            match chains.iter_mut().find(|(op, _)| *op == run.operator) {
+                Some((_, chain)) => chain.push(run),
+                None => chains.push((run.operator, vec![run])),
+            }
         }
+        let mut devices = tokio::task::JoinSet::new();
+        for (_, chain) in chains {
+            let (app, client, stats) = (Arc::clone(&app), client.clone(), Arc::clone(&stats));
+            devices.spawn(async move {
+                for run in chain {
+                    ingest_run(&app, &client, &stats, run).await;
+                }
+            });
+        }
+        while devices.join_next().await.is_some() {}
     }
 }
 

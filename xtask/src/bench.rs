@@ -11,6 +11,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("agent", "lx-agent", ""),
     ("media", "lx-server", "test-support"),
     ("settle", "lx-server", "test-support"),
+    ("mqtt", "lx-server", "test-support"),
 ];
 
 pub(crate) fn run(name: &str) -> anyhow::Result<()> {

@@ -45,7 +45,7 @@ enum Task {
         #[arg(long, default_value_t = 600)]
         seconds: u64,
     },
-    /// Run one benchmark by name (known: dispatch, telemetry, agent).
+    /// Run one benchmark by name (known: dispatch, telemetry, agent, media, settle, mqtt).
     Bench {
         /// The benchmark to run.
         name: String,
