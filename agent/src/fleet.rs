@@ -190,11 +190,17 @@ pub fn start(
     };
     let task = tokio::spawn(async move {
         let mut backoff = MIN_BACKOFF;
+        let mut status_open = true;
         loop {
             let event = tokio::select! {
                 event = eventloop.poll() => event,
-                changed = status.changed() => {
-                    if changed.is_ok() && state_tx.borrow().connected {
+                changed = status.changed(), if status_open => {
+                    if changed.is_err() {
+                        // The status task is gone (shutdown): stop listening.
+                        status_open = false;
+                        continue;
+                    }
+                    if state_tx.borrow().connected {
                         publish_status(&client, &status.borrow_and_update());
                     }
                     continue;
@@ -229,7 +235,11 @@ pub fn start(
                     ) {
                         tracing::warn!(%e, "subscriptions not queued");
                     }
-                    publish_status(&client, &status.borrow());
+                    // Until the first status is composed the watch holds the
+                    // will's `offline`: nothing to say yet.
+                    if status.borrow().state != DeviceState::Offline {
+                        publish_status(&client, &status.borrow());
+                    }
                     let _ = inbound.try_send(Inbound::Connected);
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -341,6 +351,8 @@ async fn on_publish(
 pub struct StatusInputs {
     pub fix: Option<FixStatus>,
     pub serving: Option<(Uuid, SessionState)>,
+    /// The camera is going out over WHIP.
+    pub publishing: bool,
     pub taking_offers: bool,
     pub battery_percent: Option<u8>,
     pub stream: Option<StreamStatus>,
@@ -353,6 +365,9 @@ pub fn compose_status(inputs: &StatusInputs, at: String) -> StatusMessage {
     let state = match (&inputs.error, inputs.serving, &inputs.fix) {
         (Some(_), _, _) => DeviceState::Error,
         (None, Some((_, SessionState::Live | SessionState::Paused)), _) => DeviceState::Live,
+        // The server says LIVE on its first decoded frame; the device knows
+        // it is publishing before its next poll would tell it so.
+        (None, Some(_), _) if inputs.publishing => DeviceState::Live,
         (None, Some(_), _) => DeviceState::Assigned,
         (None, None, None) => DeviceState::NoFix,
         (None, None, Some(_)) => DeviceState::Idle,
@@ -424,9 +439,10 @@ pub async fn status_task(
             StatusInputs {
                 fix,
                 serving: l.serving.zip(l.serving_state),
+                publishing: v.state == "publishing",
                 taking_offers: l.taking_offers,
                 battery_percent: None,
-                stream: v.encoder.is_some().then(|| StreamStatus {
+                stream: (v.state == "publishing").then(|| StreamStatus {
                     encoder: v.encoder.clone(),
                     frames_sent: v.frames_sent,
                     bitrate_kbps: v.bitrate_kbps,
@@ -488,6 +504,9 @@ mod tests {
         let s = Uuid::from_u128(4);
         inputs.serving = Some((s, SessionState::Assigned));
         assert_eq!(compose_status(&inputs, at()).state, DeviceState::Assigned);
+        inputs.publishing = true;
+        assert_eq!(compose_status(&inputs, at()).state, DeviceState::Live);
+        inputs.publishing = false;
         inputs.serving = Some((s, SessionState::Live));
         let live = compose_status(&inputs, at());
         assert_eq!(live.state, DeviceState::Live);

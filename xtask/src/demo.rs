@@ -1,19 +1,18 @@
 //! `cargo xtask demo`: build `lx-server`, `lx-agent` and `lx-nmea-replay`,
-//! start the server on a free loopback port with a fresh data directory
-//! under `.lx/demo/`, and walk one session through the API as a consumer, a
-//! supplier and its drone would, timing every step.
+//! start anvil with the contracts, the server on a free loopback port with
+//! a fresh data directory under `.lx/demo/`, and Mosquitto with the
+//! accounts and ACL the server writes; then walk one session through the
+//! API as a consumer, a supplier and its drone would, timing every step,
+//! from the request through LIVE video and the meter to the settlement.
 //!
 //! The drone is simulated at the edges only: a real receiver's NMEA log
 //! (gpsd's `ublox-neo-m9n-nmea`) is replayed into a pseudo-terminal by
-//! `lx-nmea-replay`, and an unmodified `lx-agent` reads it as its serial GPS,
-//! enrolls with a token, heartbeats its signed position, takes the session
-//! it is dispatched and signs a sample a second for it; the consumer reads
-//! the verified track back.
-//!
-//! What it cannot show yet: the server runs without a media plane
-//! (`media.backend = "none"`), so `start` answers 503 VIDEO_ERROR, the
-//! session never goes LIVE, and the meter, which counts seconds from LIVE,
-//! has nothing to count: the session is ended (cancelled) before LIVE.
+//! `lx-nmea-replay`, GStreamer's test pattern stands in for the camera, and
+//! an unmodified `lx-agent` reads the log as its serial GPS, enrolls with a
+//! token, takes its assignment over MQTT, publishes over WHIP and signs a
+//! sample a second. A fleet view (`mosquitto_sub` with the supplier's
+//! fleet-manager account) prints the device's status line each time it
+//! changes.
 
 use std::fmt;
 use std::fs::File;
@@ -46,8 +45,8 @@ const DURATION_S: u32 = 120;
 const DEVICE_NAME: &str = "demo-drone-1";
 /// How long the consumer lets the drone fly before reading its track.
 const TRACK_WAIT: Duration = Duration::from_secs(8);
-const NOT_YET: &str =
-    "\n    not in this build yet: MQTT (the agent polls); it arrives with its issue.";
+/// The environment variable the demo server reads its broker password from.
+const MQTT_PASSWORD_ENV: &str = "LX_SERVER__MQTT__PASSWORD";
 /// The demo server's settle delay: the meter is final this long after the end.
 const SETTLE_DELAY_S: u64 = 3;
 const VIDEO_CODEC: &str = "h264";
@@ -108,8 +107,10 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     );
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
+    let mqtt = Broker::new(&dir)?;
     let config = dir.join("server.toml");
-    write_config(&config, &dir, port, &chain)?;
+    write_config(&config, &dir, port, &chain, &mqtt)?;
+    mqtt.write_conf(&bins, &config)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -125,7 +126,8 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         Command::new(&bins.server)
             .arg("--config")
             .arg(&config)
-            .env(chain::PASSWORD_ENV, &chain.password),
+            .env(chain::PASSWORD_ENV, &chain.password)
+            .env(MQTT_PASSWORD_ENV, &mqtt.password),
         &dir,
         "server.log",
         Piped::No,
@@ -139,9 +141,12 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         procs: Procs {
             agent: None,
             replay: None,
+            fleet_view: None,
             server,
+            broker: None,
             chain: Some(chain_proc),
         },
+        mqtt,
     };
     let outcome = runtime.block_on(async {
         let api = Api::new(&demo.url)?;
@@ -156,16 +161,20 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
             return Err(err);
         }
     };
-    println!("{NOT_YET}");
     if keep {
         leave_running(&mut demo, &done);
         return Ok(());
     }
     let procs = &mut demo.procs;
+    if let Some(mut view) = procs.fleet_view.take() {
+        // A client with nothing to save.
+        let _ = view.detach_and_kill();
+    }
     for proc in [
         procs.agent.as_mut(),
         procs.replay.as_mut(),
         Some(&mut procs.server),
+        procs.broker.as_mut(),
         procs.chain.as_mut(),
     ]
     .into_iter()
@@ -190,6 +199,8 @@ fn leave_running(demo: &mut Demo, done: &Done) {
     let agent = procs.agent.as_mut().map(Proc::detach).unwrap_or_default();
     let replay = procs.replay.as_mut().map(Proc::detach).unwrap_or_default();
     let server = procs.server.detach();
+    let broker = procs.broker.as_mut().map(Proc::detach).unwrap_or_default();
+    let fleet_view = procs.fleet_view.as_mut().map(Proc::detach).unwrap_or_default();
     let chain = procs.chain.as_mut().map(Proc::detach).unwrap_or_default();
     header("left running (--keep)");
     println!("    server     {url}  (health: {url}/api/v1/health), pid {server}");
@@ -218,7 +229,11 @@ fn leave_running(demo: &mut Demo, done: &Done) {
         "    chain      {} (anvil, pid {chain}), LuxxonSettlement {}, USDC {}",
         demo.chain.url, demo.chain.settlement, demo.chain.usdc
     );
-    println!("    stop all   kill -TERM {agent} {replay} {server} {chain}");
+    println!(
+        "    broker     {} (mosquitto, pid {broker}); fleet view pid {fleet_view} prints nothing more once detached",
+        demo.mqtt.url()
+    );
+    println!("    stop all   kill -TERM {agent} {fleet_view} {replay} {server} {broker} {chain}");
 }
 
 /// What a finished walk hands back, for `--keep`.
@@ -240,6 +255,7 @@ struct Demo {
     gps_log: PathBuf,
     chain: chain::DemoChain,
     procs: Procs,
+    mqtt: Broker,
 }
 
 /// The demo's child processes. Fields drop in declaration order, so on an
@@ -247,8 +263,12 @@ struct Demo {
 /// pty), then the replay, then the server.
 struct Procs {
     agent: Option<Proc>,
+    /// `mosquitto_sub` printing the devices' status lines.
+    fleet_view: Option<Proc>,
     replay: Option<Proc>,
     server: Proc,
+    /// After the server, which says goodbye on it.
+    broker: Option<Proc>,
     /// Last: the server settles on it until it stops.
     chain: Option<Proc>,
 }
@@ -259,6 +279,7 @@ impl Procs {
             self.agent.as_ref(),
             self.replay.as_ref(),
             Some(&self.server),
+            self.broker.as_ref(),
             self.chain.as_ref(),
         ]
         .into_iter()
@@ -302,6 +323,18 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
             str_of(&health, "store")?,
         ),
         ready,
+    );
+
+    let t = Instant::now();
+    demo.procs.broker = Some(demo.mqtt.start(&demo.dir)?);
+    line(
+        "broker",
+        &format!(
+            "mosquitto on {} with the accounts and ACL lx-server wrote to {}: each device reaches its own topics only",
+            demo.mqtt.url(),
+            demo.mqtt.dir.display()
+        ),
+        t.elapsed(),
     );
 
     let consumer = Party::new("consumer");
@@ -859,6 +892,10 @@ async fn bring_up_device(
         t.elapsed(),
     );
 
+    demo.procs.fleet_view = Some(
+        start_fleet_view(api, demo, supplier_id, supplier_key).await?,
+    );
+
     let t = Instant::now();
     let agent = Proc::spawn(
         "agent",
@@ -931,6 +968,156 @@ async fn bring_up_device(
         config,
         pty,
     })
+}
+
+/// The demo's Mosquitto: a free loopback port, its files under `mqtt/`.
+struct Broker {
+    dir: PathBuf,
+    port: u16,
+    password: String,
+}
+
+impl Broker {
+    fn new(dir: &Path) -> anyhow::Result<Self> {
+        let dir = dir.join("mqtt");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let password = hex::encode(rand::random::<[u8; 16]>());
+        Ok(Self {
+            dir,
+            port: free_port()?,
+            password,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// `lx-server mosquitto-config`: the broker's config for the server's files.
+    fn write_conf(&self, bins: &Bins, server_config: &Path) -> anyhow::Result<()> {
+        let user = Command::new("id").arg("-un").output()?;
+        let user = String::from_utf8_lossy(&user.stdout).trim().to_owned();
+        let out = Command::new(&bins.server)
+            .arg("--config")
+            .arg(server_config)
+            .arg("mosquitto-config")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--persistence-dir")
+            .arg(&self.dir)
+            .args(["--user", &user])
+            .env(MQTT_PASSWORD_ENV, &self.password)
+            .output()
+            .context("running lx-server mosquitto-config")?;
+        if !out.status.success() {
+            bail!(
+                "lx-server mosquitto-config failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let conf = self.dir.join("mosquitto.conf");
+        std::fs::write(&conf, &out.stdout).with_context(|| format!("writing {}", conf.display()))
+    }
+
+    /// Starts Mosquitto once the server has written its accounts.
+    fn start(&self, demo_dir: &Path) -> anyhow::Result<Proc> {
+        let passwords = self.dir.join("passwords");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !passwords.exists() {
+            if Instant::now() > deadline {
+                bail!("lx-server wrote no {} within 10 s", passwords.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let proc = Proc::spawn(
+            "broker",
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(self.dir.join("mosquitto.conf")),
+            demo_dir,
+            "mosquitto.log",
+            Piped::No,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("mosquitto did not listen on {} within 10 s", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(proc)
+    }
+}
+
+/// The fleet manager's view: its own broker account, and `mosquitto_sub`
+/// on every device's retained status, a line each time one changes.
+async fn start_fleet_view(
+    api: &Api,
+    demo: &Demo,
+    supplier_id: &str,
+    supplier_key: &str,
+) -> anyhow::Result<Proc> {
+    let t = Instant::now();
+    let account = api
+        .ok(
+            Method::POST,
+            &format!("/api/v1/workspaces/{supplier_id}/mqtt-credentials"),
+            Auth::Key(supplier_key),
+            None,
+        )
+        .await?;
+    let user = str_of(&account, "username")?.to_owned();
+    let mut view = Proc::spawn(
+        "fleet",
+        Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &demo.mqtt.port.to_string()])
+            .args(["-u", &user, "-P", str_of(&account, "password")?])
+            .args(["-q", "1", "-v", "-t", "lx/v1/operators/+/status"]),
+        &demo.dir,
+        "fleet-view.log",
+        Piped::Stdout,
+    )?
+    .ends_by_signal();
+    let stdout = view.take_stdout()?;
+    std::thread::spawn(move || print_fleet_view(stdout));
+    line(
+        "fleet",
+        &format!(
+            "account {user} issued; mosquitto_sub follows lx/v1/operators/+/status (each change below)"
+        ),
+        t.elapsed(),
+    );
+    Ok(view)
+}
+
+/// Prints a device's status line whenever what it is doing changes.
+fn print_fleet_view(stdout: std::process::ChildStdout) {
+    let mut last: std::collections::HashMap<String, String> = Default::default();
+    for text in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let Some((topic, payload)) = text.split_once(' ') else {
+            continue;
+        };
+        let Ok(status) = serde_json::from_str::<lx_protocol::mqtt::StatusMessage>(payload) else {
+            continue;
+        };
+        let device = topic.split('/').nth(3).unwrap_or("?").to_owned();
+        let key = format!(
+            "{} {:?} {:?}",
+            status.state.as_str(),
+            status.session_id,
+            status.availability
+        );
+        if last.get(&device) == Some(&key) {
+            continue;
+        }
+        last.insert(device.clone(), key);
+        println!(
+            "  {:<9} {}… {}",
+            "fleet",
+            device.chars().take(8).collect::<String>(),
+            status.summary()
+        );
+    }
 }
 
 /// The agent's own account, from its `GET /healthz`.
@@ -1709,6 +1896,25 @@ impl Proc {
         Ok(())
     }
 
+    /// Its piped stdout, to read elsewhere.
+    fn take_stdout(&mut self) -> anyhow::Result<std::process::ChildStdout> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .with_context(|| format!("{}'s stdout is not piped", self.who))
+    }
+
+    /// Kills it without waiting for anything it might save.
+    fn detach_and_kill(&mut self) -> std::io::Result<()> {
+        match self.child.take() {
+            Some(mut child) => {
+                child.kill()?;
+                child.wait().map(|_| ())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The first line the process prints on its piped stdout.
     fn first_stdout_line(&mut self, within: Duration) -> anyhow::Result<String> {
         let stdout = self
@@ -1899,6 +2105,7 @@ fn write_config(
     dir: &Path,
     port: u16,
     chain: &chain::DemoChain,
+    mqtt: &Broker,
 ) -> anyhow::Result<()> {
     let text = format!(
         "# Written by `cargo xtask demo`.\n\
@@ -1924,13 +2131,24 @@ fn write_config(
          backend = \"builtin\"\n\n\
          [media.ice]\n\
          # Hermetic: ICE on loopback only.\n\
-         local_addresses = [\"127.0.0.1\"]\n",
+         local_addresses = [\"127.0.0.1\"]\n\n\
+         [mqtt]\n\
+         # The fleet link; the password comes from {MQTT_PASSWORD_ENV}.\n\
+         url = \"{mqtt_url}\"\n\n\
+         [mqtt.mosquitto]\n\
+         password_file = {passwords}\n\
+         acl_file = {acl}\n\
+         pid_file = {pid}\n",
         db = toml_str(&dir.join("lx.db"))?,
         chain_id = chain::CHAIN_ID,
         rpc = chain.url,
         settlement = chain.settlement,
         keystore = toml_str(&chain.keystore)?,
         password_env = chain::PASSWORD_ENV,
+        mqtt_url = mqtt.url(),
+        passwords = toml_str(&mqtt.dir.join("passwords"))?,
+        acl = toml_str(&mqtt.dir.join("acl"))?,
+        pid = toml_str(&mqtt.dir.join("mosquitto.pid"))?,
     );
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
