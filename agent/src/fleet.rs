@@ -58,7 +58,10 @@ impl LinkState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     Offer(OfferMessage),
-    Command { id: String, command: Command },
+    Command {
+        id: String,
+        command: Command,
+    },
     /// A new connection: what was sent while away is lost, so look again.
     Connected,
 }
@@ -332,9 +335,8 @@ async fn on_publish(
             Ok((id, command)) => {
                 stats.lock().await.commands += 1;
                 tracing::info!(%id, cmd = command.name(), "fleet command");
-                if inbound.send(Inbound::Command { id, command }).await.is_err() {
-                    return;
-                }
+                // A closed inbox means the agent is stopping.
+                let _ = inbound.send(Inbound::Command { id, command }).await;
             }
             Err(e) => {
                 stats.lock().await.bad_commands += 1;
@@ -525,9 +527,27 @@ mod tests {
         let a = compose_status(&inputs, "t1".into());
         let mut b = compose_status(&inputs, "t2".into());
         b.queued_samples = Some(7);
-        assert!(!StatusChange { last: Some(&a), next: &b }.worth_publishing());
+        assert!(
+            !StatusChange {
+                last: Some(&a),
+                next: &b
+            }
+            .worth_publishing()
+        );
         b.availability = Some(Availability::Offline);
-        assert!(StatusChange { last: Some(&a), next: &b }.worth_publishing());
-        assert!(StatusChange { last: None, next: &a }.worth_publishing());
+        assert!(
+            StatusChange {
+                last: Some(&a),
+                next: &b
+            }
+            .worth_publishing()
+        );
+        assert!(
+            StatusChange {
+                last: None,
+                next: &a
+            }
+            .worth_publishing()
+        );
     }
 }

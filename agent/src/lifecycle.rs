@@ -279,9 +279,9 @@ async fn execute(
         Command::End(id) => api.end(id).await.map(|_| ()).map_err(said),
         Command::Cancel(id) => {
             let mine = api.operated_sessions().await.map_err(said)?;
-            let assigned = mine
-                .iter()
-                .any(|s| s.id == id && s.operator_id == Some(me) && s.state == SessionState::Assigned);
+            let assigned = mine.iter().any(|s| {
+                s.id == id && s.operator_id == Some(me) && s.state == SessionState::Assigned
+            });
             if !assigned {
                 return Err(format!(
                     "cancel gives back an ASSIGNED session of this device, and {id} is not one (a LIVE one is ended with `end`)"

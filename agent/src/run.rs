@@ -95,7 +95,8 @@ pub async fn run(
     let mut tasks = Vec::new();
     let fleet = match (&enrollment.mqtt, config.mqtt.enabled) {
         (Some(enrolled), true) => {
-            let (url, login) = crate::fleet::broker(&config.mqtt, enrolled, enrollment.operator_id)?;
+            let (url, login) =
+                crate::fleet::broker(&config.mqtt, enrolled, enrollment.operator_id)?;
             let (status_tx, status_rx) = watch::channel(lx_protocol::mqtt::StatusMessage::offline(
                 env!("CARGO_PKG_VERSION"),
             ));
@@ -123,7 +124,9 @@ pub async fn run(
             Some((inbound_rx, handle))
         }
         (None, true) => {
-            tracing::info!("no MQTT account from enrollment: offers and assignments are polled over HTTP");
+            tracing::info!(
+                "no MQTT account from enrollment: offers and assignments are polled over HTTP"
+            );
             None
         }
         (_, false) => None,

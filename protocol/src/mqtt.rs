@@ -522,10 +522,7 @@ pub fn parse_command(payload: &[u8]) -> Result<(String, Command), CommandError> 
                 ));
             }
             if change.min_battery_percent.is_some_and(|b| b > 100) {
-                return Err(fail(
-                    &id,
-                    "args.minBatteryPercent must be 0 to 100".into(),
-                ));
+                return Err(fail(&id, "args.minBatteryPercent must be 0 to 100".into()));
             }
             Command::SetConfig(change)
         }
@@ -548,11 +545,24 @@ mod tests {
     #[test]
     fn broker_urls_parse_with_default_ports() {
         let url: BrokerUrl = "mqtt://127.0.0.1:18830".parse().unwrap();
-        assert_eq!((url.tls, url.host.as_str(), url.port), (false, "127.0.0.1", 18830));
+        assert_eq!(
+            (url.tls, url.host.as_str(), url.port),
+            (false, "127.0.0.1", 18830)
+        );
         let url: BrokerUrl = "mqtts://broker.example.com".parse().unwrap();
         assert_eq!((url.tls, url.port), (true, 8883));
-        assert_eq!("mqtt://[::1]:1884".parse::<BrokerUrl>().unwrap().host, "::1");
-        for bad in ["http://x", "mqtt://", "mqtt://h:0", "mqtt://h:99999", "mqtt://u@h", "mqtt://h:1/x"] {
+        assert_eq!(
+            "mqtt://[::1]:1884".parse::<BrokerUrl>().unwrap().host,
+            "::1"
+        );
+        for bad in [
+            "http://x",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h:99999",
+            "mqtt://u@h",
+            "mqtt://h:1/x",
+        ] {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
         }
     }
@@ -596,7 +606,7 @@ mod tests {
         }
     }
 
-    fn parsed(json: serde_json::Value) -> Result<(String, Command), CommandError> {
+    fn parsed(json: &serde_json::Value) -> Result<(String, Command), CommandError> {
         parse_command(json.to_string().as_bytes())
     }
 
@@ -604,20 +614,20 @@ mod tests {
     fn commands_parse_with_their_arguments() {
         let s = Uuid::from_u128(7);
         assert_eq!(
-            parsed(serde_json::json!({"id": "c1", "cmd": "accept", "args": {"sessionId": s}})),
+            parsed(&serde_json::json!({"id": "c1", "cmd": "accept", "args": {"sessionId": s}})),
             Ok(("c1".into(), Command::Accept(s)))
         );
         assert_eq!(
-            parsed(serde_json::json!({"id": 42, "cmd": "end", "args": {"sessionId": s}})),
+            parsed(&serde_json::json!({"id": 42, "cmd": "end", "args": {"sessionId": s}})),
             Ok(("42".into(), Command::End(s)))
         );
         assert_eq!(
-            parsed(serde_json::json!({"id": "c2", "cmd": "offline"})),
+            parsed(&serde_json::json!({"id": "c2", "cmd": "offline"})),
             Ok(("c2".into(), Command::Offline))
         );
         assert_eq!(
             parsed(
-                serde_json::json!({"id": "c3", "cmd": "set-config", "args": {"autoAccept": false}})
+                &serde_json::json!({"id": "c3", "cmd": "set-config", "args": {"autoAccept": false}})
             ),
             Ok((
                 "c3".into(),
@@ -677,7 +687,7 @@ mod tests {
             (serde_json::json!([1, 2]), "", "must be a JSON object"),
         ];
         for (json, id, needle) in cases {
-            let err = parsed(json.clone()).unwrap_err();
+            let err = parsed(&json).unwrap_err();
             assert_eq!(err.id, id, "{json}");
             assert!(err.message.contains(needle), "{json}: {}", err.message);
             let ack = err.ack();
@@ -709,10 +719,7 @@ mod tests {
         let json = serde_json::to_value(&offer).unwrap();
         assert_eq!(json["kind"], "ASSIGNED");
         assert_eq!(json["sessionId"], Uuid::from_u128(1).to_string());
-        assert_eq!(
-            serde_json::from_value::<OfferMessage>(json).unwrap(),
-            offer
-        );
+        assert_eq!(serde_json::from_value::<OfferMessage>(json).unwrap(), offer);
         assert_eq!(
             serde_json::to_value(TelemetryAckMessage {
                 last_sequence: 9,

@@ -66,18 +66,22 @@ async fn enroll(app: &App, ws: &Workspace, i: usize) -> Device {
         .await
         .unwrap();
     let id = Uuid::new_v4();
-    let (account, dto) = app
-        .broker_accounts
-        .as_ref()
-        .unwrap()
-        .issue(id.to_string(), ws.id, Some(id), now);
+    let (account, dto) =
+        app.broker_accounts
+            .as_ref()
+            .unwrap()
+            .issue(id.to_string(), ws.id, Some(id), now);
     let op = Operator {
         id,
         workspace_id: ws.id,
         name: format!("drone-{i}"),
         device_kind: DeviceKind::Drone,
         address: Address::from_signing_key(&key),
-        public_key: key.verifying_key().to_encoded_point(true).as_bytes().to_vec(),
+        public_key: key
+            .verifying_key()
+            .to_encoded_point(true)
+            .as_bytes()
+            .to_vec(),
         availability: Availability::Online,
         battery_pct: None,
         last_seen_ms: None,
@@ -87,7 +91,13 @@ async fn enroll(app: &App, ws: &Workspace, i: usize) -> Device {
         disconnected_ms: None,
     };
     app.store
-        .enroll_operator(hash_key(&enroll), op, hash_key(&generate_token("lxdv_")), account, now)
+        .enroll_operator(
+            hash_key(&enroll),
+            op,
+            hash_key(&generate_token("lxdv_")),
+            account,
+            now,
+        )
         .await
         .unwrap();
     // Located and seen: the dispatcher offers to workspaces with such a device.

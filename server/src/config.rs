@@ -326,7 +326,10 @@ impl Config {
             }
             return Ok(());
         }
-        for (key, url) in [("mqtt.url", q.url.as_str()), ("mqtt.device_url", q.device_url())] {
+        for (key, url) in [
+            ("mqtt.url", q.url.as_str()),
+            ("mqtt.device_url", q.device_url()),
+        ] {
             url.parse::<lx_protocol::mqtt::BrokerUrl>()
                 .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
         }

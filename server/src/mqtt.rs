@@ -133,9 +133,10 @@ fn login(config: &MqttConfig) -> anyhow::Result<(BrokerUrl, Login)> {
     let ca_pem = if config.ca_file.as_os_str().is_empty() {
         None
     } else {
-        Some(std::fs::read(&config.ca_file).with_context(|| {
-            format!("reading mqtt.ca_file {}", config.ca_file.display())
-        })?)
+        Some(
+            std::fs::read(&config.ca_file)
+                .with_context(|| format!("reading mqtt.ca_file {}", config.ca_file.display()))?,
+        )
     };
     let will = serde_json::to_vec(&ServerStatus { online: false })?;
     Ok((
@@ -177,7 +178,7 @@ pub async fn start(
         }
     }
     let stats = Arc::new(BridgeStats::default());
-    let tasks = spawn(Arc::clone(app), Arc::clone(&stats), shutdown)?;
+    let tasks = spawn(app, Arc::clone(&stats), shutdown)?;
     tracing::info!(broker = %app.config.mqtt.url, "fleet link started");
     Ok((stats, tasks))
 }
@@ -186,7 +187,7 @@ pub async fn start(
 /// publish, and the publishing of session changes. Stops on `shutdown`,
 /// after saying so on the server's status topic.
 pub fn spawn(
-    app: Arc<App>,
+    app: &Arc<App>,
     stats: Arc<BridgeStats>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
@@ -269,13 +270,13 @@ pub fn spawn(
         })
     };
     let ingest = tokio::spawn(ingest_loop(
-        Arc::clone(&app),
+        Arc::clone(app),
         client.clone(),
         Arc::clone(&stats),
         inbound_rx,
     ));
     let events = tokio::spawn(publish_loop(
-        Arc::clone(&app),
+        Arc::clone(app),
         client,
         stats,
         app.events.subscribe(),
@@ -413,7 +414,7 @@ async fn ingest_run(app: &App, client: &AsyncClient, stats: &BridgeStats, run: R
             }
             ack
         }
-        Err(err) => settle_refusal(stats, err, last_of(&run.samples)),
+        Err(err) => settle_refusal(stats, &err, last_of(&run.samples)),
     };
     if let Some(ack) = ack {
         let payload = serde_json::to_vec(&ack).unwrap_or_default();
@@ -440,7 +441,7 @@ async fn verdict(
                 refused: None,
             })
         }
-        Err(err) => settle_refusal(stats, err, sequence),
+        Err(err) => settle_refusal(stats, &err, sequence),
     }
 }
 
@@ -449,7 +450,7 @@ async fn verdict(
 /// sends again); anything else is refused for good.
 fn settle_refusal(
     stats: &BridgeStats,
-    err: ApiError,
+    err: &ApiError,
     sequence: u64,
 ) -> Option<TelemetryAckMessage> {
     match err.code {
@@ -575,7 +576,9 @@ async fn messages_for(app: &App, session: &Session) -> Vec<(String, Vec<u8>)> {
                         out.push((Topic::Offers(device.id).to_string(), json(&message)));
                     }
                 }
-                Err(err) => tracing::warn!(%err, "offer not published; devices see it when they poll"),
+                Err(err) => {
+                    tracing::warn!(%err, "offer not published; devices see it when they poll")
+                }
             }
         }
         (SessionState::Assigned, _, Some(device)) => {

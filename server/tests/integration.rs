@@ -13,12 +13,12 @@ mod chain_support;
 mod common;
 #[path = "integration/contracts.rs"]
 mod contracts;
+#[path = "integration/media.rs"]
+mod media;
 #[path = "integration/mqtt.rs"]
 mod mqtt;
 #[path = "common/mqtt.rs"]
 mod mqtt_support;
-#[path = "integration/media.rs"]
-mod media;
 
 use common::{Auth, BOGOTA, TestApp, cookie_from};
 use futures_util::future::join_all;

@@ -200,7 +200,11 @@ fn leave_running(demo: &mut Demo, done: &Done) {
     let replay = procs.replay.as_mut().map(Proc::detach).unwrap_or_default();
     let server = procs.server.detach();
     let broker = procs.broker.as_mut().map(Proc::detach).unwrap_or_default();
-    let fleet_view = procs.fleet_view.as_mut().map(Proc::detach).unwrap_or_default();
+    let fleet_view = procs
+        .fleet_view
+        .as_mut()
+        .map(Proc::detach)
+        .unwrap_or_default();
     let chain = procs.chain.as_mut().map(Proc::detach).unwrap_or_default();
     header("left running (--keep)");
     println!("    server     {url}  (health: {url}/api/v1/health), pid {server}");
@@ -892,9 +896,7 @@ async fn bring_up_device(
         t.elapsed(),
     );
 
-    demo.procs.fleet_view = Some(
-        start_fleet_view(api, demo, supplier_id, supplier_key).await?,
-    );
+    demo.procs.fleet_view = Some(start_fleet_view(api, demo, supplier_id, supplier_key).await?);
 
     let t = Instant::now();
     let agent = Proc::spawn(

@@ -13,8 +13,7 @@ use uuid::Uuid;
 use super::common::{Actor, BOGOTA, TestApp};
 use super::mqtt_support::{Account, Subscriber};
 use super::{
-    agent_config, enrollment_token, hovering_at, live_session, operator_of, spawn_agent,
-    wait_until,
+    agent_config, enrollment_token, hovering_at, live_session, operator_of, spawn_agent, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -63,11 +62,20 @@ async fn agent(f: &Fleet, state: &std::path::Path) -> lx_agent::config::Config {
     config.mqtt.resend_after_ms = 2000;
     let token = enrollment_token(&f.t, &f.supplier).await;
     let enrolled = lx_agent::run::enroll(&config, &token).await.unwrap();
-    assert!(enrolled.mqtt.is_some(), "enrollment issued a broker account");
+    assert!(
+        enrolled.mqtt.is_some(),
+        "enrollment issued a broker account"
+    );
     config
 }
 
-async fn command(f: &Fleet, acks: &mut Subscriber, device: Uuid, id: &str, body: serde_json::Value) -> serde_json::Value {
+async fn command(
+    f: &Fleet,
+    acks: &mut Subscriber,
+    device: Uuid,
+    id: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
     let mut message = body;
     message["id"] = json!(id);
     f.manager
@@ -122,7 +130,10 @@ async fn the_fleet_manager_sees_the_agent_and_drives_it_with_mosquittos_clients(
         .await;
     let ack = command(&f, &mut watch, device, "c2", json!({"cmd": "fly"})).await;
     assert_eq!(ack["ok"], false);
-    assert!(ack["error"].as_str().unwrap().contains("unknown cmd 'fly'"), "{ack}");
+    assert!(
+        ack["error"].as_str().unwrap().contains("unknown cmd 'fly'"),
+        "{ack}"
+    );
     let ack = command(
         &f,
         &mut watch,
@@ -148,9 +159,13 @@ async fn the_fleet_manager_sees_the_agent_and_drives_it_with_mosquittos_clients(
     // poll (15 s apart while the link is up).
     let id = f.t.request(&consumer, BOGOTA, 60).await;
     let asked = std::time::Instant::now();
-    f.t.post(format!("/sessions/{id}/dispatch"), consumer.auth(), json!({}))
-        .await
-        .ok();
+    f.t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
     f.t.wait_for_state_within(&consumer, &id, "ASSIGNED", Duration::from_secs(5))
         .await;
     assert!(
@@ -211,7 +226,10 @@ async fn broker_restart_mid_session(kill: bool) {
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(stored() >= 2, "samples came over the broker before the restart");
+    assert!(
+        stored() >= 2,
+        "samples came over the broker before the restart"
+    );
 
     if kill {
         f.broker.kill();
@@ -221,21 +239,29 @@ async fn broker_restart_mid_session(kill: bool) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     f.broker.start().unwrap();
     let before = stored();
-    wait_until("samples over the broker again", 20, || async { stored() > before + 2 }).await;
+    wait_until("samples over the broker again", 20, || async {
+        stored() > before + 2
+    })
+    .await;
 
     // Subscribed again: a command is carried out.
-    let mut acks = f
-        .manager
-        .subscribe(&Topic::CommandAck(device).to_string());
-    acks.ready(&f.server, &Topic::CommandAck(device).to_string()).await;
-    let ack = command(&f, &mut acks, device, "after-restart", json!({"cmd": "set-config", "args": {"autoAccept": true}})).await;
+    let mut acks = f.manager.subscribe(&Topic::CommandAck(device).to_string());
+    acks.ready(&f.server, &Topic::CommandAck(device).to_string())
+        .await;
+    let ack = command(
+        &f,
+        &mut acks,
+        device,
+        "after-restart",
+        json!({"cmd": "set-config", "args": {"autoAccept": true}}),
+    )
+    .await;
     assert_eq!(ack["ok"], true, "{ack}");
 
-    let ended = f
-        .t
-        .post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
-        .await
-        .ok();
+    let ended =
+        f.t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+            .await
+            .ok();
     let ended_ms =
         lx_protocol::time::parse_millis(ended.data()["endedAt"].as_str().unwrap()).unwrap();
     wait_until("the last samples", 20, || async {

@@ -99,7 +99,10 @@ mod tests {
         let a = unique_client_id("lx-agent");
         let b = unique_client_id("lx-agent");
         assert_ne!(a, b);
-        assert!(a.starts_with("lx-agent-") && a.len() == "lx-agent-".len() + 8, "{a}");
+        assert!(
+            a.starts_with("lx-agent-") && a.len() == "lx-agent-".len() + 8,
+            "{a}"
+        );
     }
 
     #[test]
@@ -116,7 +119,10 @@ mod tests {
         let (options, _) = options(&url, &login).unwrap();
         assert_eq!(options.broker_address(), ("127.0.0.1".to_owned(), 1884));
         let credentials = options.credentials().unwrap();
-        assert_eq!((credentials.username.as_str(), credentials.password.as_str()), ("u", "p"));
+        assert_eq!(
+            (credentials.username.as_str(), credentials.password.as_str()),
+            ("u", "p")
+        );
         assert_eq!(options.keep_alive(), Duration::from_secs(10));
         assert!(options.clean_session());
         let will = options.last_will().unwrap();

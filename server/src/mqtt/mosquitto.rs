@@ -125,7 +125,10 @@ pub fn broker_config(
     let _ = writeln!(out, "password_file {}", files.password_file.display());
     let _ = writeln!(out, "acl_file {}", files.acl_file.display());
     if let Some(pid) = &files.pid_file {
-        let _ = writeln!(out, "# lx-server sends SIGHUP here when an account changes.");
+        let _ = writeln!(
+            out,
+            "# lx-server sends SIGHUP here when an account changes."
+        );
         let _ = writeln!(out, "pid_file {}", pid.display());
     }
     if let Some(user) = run_as {
@@ -162,11 +165,7 @@ pub struct MosquittoFiles {
 
 impl MosquittoFiles {
     /// Writes both files (through a rename, 0600) and signals the broker.
-    pub fn write(
-        &self,
-        server: (&str, &str),
-        accounts: &[MqttAccount],
-    ) -> anyhow::Result<()> {
+    pub fn write(&self, server: (&str, &str), accounts: &[MqttAccount]) -> anyhow::Result<()> {
         write_private(&self.password_file, &password_file(server, accounts))?;
         write_private(&self.acl_file, &acl_file(server.0, accounts))?;
         if let Some(pid_file) = &self.pid_file {
@@ -205,8 +204,16 @@ fn reload(pid_file: &Path) -> anyhow::Result<()> {
         .trim()
         .parse()
         .with_context(|| format!("{} does not hold a pid", pid_file.display()))?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
-        .with_context(|| format!("signalling the broker (pid {pid} from {})", pid_file.display()))
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .with_context(|| {
+        format!(
+            "signalling the broker (pid {pid} from {})",
+            pid_file.display()
+        )
+    })
 }
 
 #[cfg(test)]

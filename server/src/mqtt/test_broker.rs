@@ -40,12 +40,7 @@ impl TestBroker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
-            broker_config(
-                ([127, 0, 0, 1], port).into(),
-                &files,
-                dir,
-                user.as_deref(),
-            ),
+            broker_config(([127, 0, 0, 1], port).into(), &files, dir, user.as_deref()),
         )?;
         Ok(Self {
             dir: dir.to_owned(),

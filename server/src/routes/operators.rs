@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use lx_protocol::ErrorCode;
 use lx_protocol::api::{
     Availability, CallerKind, EnrollmentTokenDto, HeartbeatRequest, LocationRequest, LockDto,
-    LockRequest, MqttCredentialsDto, OperatorDto, PositionDto, RegisterOperatorRequest, RegisterOperatorResponse,
-    SessionState, TelemetryAck,
+    LockRequest, MqttCredentialsDto, OperatorDto, PositionDto, RegisterOperatorRequest,
+    RegisterOperatorResponse, SessionState, TelemetryAck,
 };
 use lx_protocol::telemetry::SampleJson;
 use lx_protocol::time::format_millis;
@@ -181,14 +181,21 @@ pub(super) async fn register(
     // patterns then give it its own topics.
     let (account, mqtt) = match &app.broker_accounts {
         Some(accounts) => {
-            let (account, dto) = accounts.issue(operator.id.to_string(), Uuid::nil(), Some(operator.id), now);
+            let (account, dto) =
+                accounts.issue(operator.id.to_string(), Uuid::nil(), Some(operator.id), now);
             (account, Some(dto))
         }
         None => (None, None),
     };
     let op = app
         .store
-        .enroll_operator(token_hash, operator, auth::hash_key(&device_token), account, now)
+        .enroll_operator(
+            token_hash,
+            operator,
+            auth::hash_key(&device_token),
+            account,
+            now,
+        )
         .await
         .map_err(|err| match err {
             EnrollError::UnknownToken => ApiError::invalid("enrollmentToken", "unknown"),

@@ -1376,7 +1376,8 @@ impl Store for SqliteStore {
     }
 
     async fn put_mqtt_account(&self, account: MqttAccount) -> StoreResult<()> {
-        self.run(move |c| Ok(put_mqtt_account(c, &account)?)).await?;
+        self.run(move |c| Ok(put_mqtt_account(c, &account)?))
+            .await?;
         self.wrote();
         Ok(())
     }
@@ -1401,7 +1402,10 @@ impl Store for SqliteStore {
                     "DELETE FROM operator_locks WHERE operator_id = ?1",
                     [id.to_string()],
                 )?;
-                tx.execute("DELETE FROM mqtt_accounts WHERE operator_id = ?1", [id.to_string()])?;
+                tx.execute(
+                    "DELETE FROM mqtt_accounts WHERE operator_id = ?1",
+                    [id.to_string()],
+                )?;
                 let n = tx.execute("DELETE FROM operators WHERE id = ?1", [id.to_string()])?;
                 tx.commit()?;
                 Ok(n > 0)

@@ -70,7 +70,14 @@ impl Account {
     pub fn connect_with_will(&self, listen: &str, will_topic: &str, will: &str) -> Child {
         let mut cmd = Command::new("mosquitto_sub");
         self.args(&mut cmd)
-            .args(["-t", listen, "--will-topic", will_topic, "--will-payload", will])
+            .args([
+                "-t",
+                listen,
+                "--will-topic",
+                will_topic,
+                "--will-payload",
+                will,
+            ])
             .args(["--will-qos", "1", "--will-retain"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -30,7 +30,10 @@ fn server_account(broker: &TestBroker) -> Account {
 }
 
 fn device_account(broker: &TestBroker, device: &Device) -> Account {
-    let (user, password) = device.mqtt.clone().expect("enrollment issued an MQTT account");
+    let (user, password) = device
+        .mqtt
+        .clone()
+        .expect("enrollment issued an MQTT account");
     Account::new(broker.port, &user, &password)
 }
 
@@ -52,7 +55,11 @@ async fn a_device_reaches_only_its_own_topics_and_strangers_cannot_connect() {
     let a = t.enroll(&supplier, "drone-a").await;
     let b = t.enroll(&supplier, "drone-b").await;
     let (a_user, _) = a.mqtt.clone().unwrap();
-    assert_eq!(a_user, a.operator_id.to_string(), "devices log in as their operator id");
+    assert_eq!(
+        a_user,
+        a.operator_id.to_string(),
+        "devices log in as their operator id"
+    );
     let server = server_account(&broker);
     let a_login = device_account(&broker, &a);
     let b_login = device_account(&broker, &b);
@@ -131,14 +138,22 @@ async fn telemetry_over_the_broker_is_verified_stored_and_acknowledged() {
         .until("the first ack", WAIT, |_, j| j["lastSequence"] == 1)
         .await;
     assert!(ack.get("refused").is_none(), "{ack}");
-    let op = t.app.store.operator(device.operator_id).await.unwrap().unwrap();
+    let op = t
+        .app
+        .store
+        .operator(device.operator_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(op.last_sequence, Some(1));
     assert!(op.fix.is_some(), "an idle sample updates the last position");
 
     // The same sample again: acknowledged, not stored twice.
     login.publish(&telemetry, &first.to_string()).await;
     ack_sub
-        .until("the replay's ack", WAIT, |_, j| j["lastSequence"] == 1 && j.get("refused").is_none())
+        .until("the replay's ack", WAIT, |_, j| {
+            j["lastSequence"] == 1 && j.get("refused").is_none()
+        })
         .await;
 
     // A forged signature is refused for good, and named.
@@ -149,10 +164,19 @@ async fn telemetry_over_the_broker_is_verified_stored_and_acknowledged() {
         .until("the refusal", WAIT, |_, j| j["lastSequence"] == 2)
         .await;
     assert!(
-        refused["refused"].as_str().unwrap().contains("INVALID_SIGNATURE"),
+        refused["refused"]
+            .as_str()
+            .unwrap()
+            .contains("INVALID_SIGNATURE"),
         "{refused}"
     );
-    let op = t.app.store.operator(device.operator_id).await.unwrap().unwrap();
+    let op = t
+        .app
+        .store
+        .operator(device.operator_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(op.last_sequence, Some(1), "nothing stored for the forgery");
 
     // A burst in one go comes back as one acknowledgement of the last.
@@ -164,7 +188,13 @@ async fn telemetry_over_the_broker_is_verified_stored_and_acknowledged() {
         .until("the burst's ack", WAIT, |_, j| j["lastSequence"] == 22)
         .await;
     assert_eq!(
-        t.app.store.operator(device.operator_id).await.unwrap().unwrap().last_sequence,
+        t.app
+            .store
+            .operator(device.operator_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_sequence,
         Some(22)
     );
 }
@@ -207,14 +237,21 @@ async fn offers_reach_the_devices_and_events_the_fleet_manager() {
     offers.ready(&server, &offers_topic).await;
 
     let id = t.request(&consumer, BOGOTA, 60).await;
-    t.post(format!("/sessions/{id}/dispatch"), consumer.auth(), json!({}))
-        .await
-        .ok();
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
     let offer = offers
         .until("the offer", WAIT, |_, j| j["sessionId"] == id.as_str())
         .await;
     assert_eq!(offer["kind"], "OFFERED");
-    assert_eq!(offer["ratePerSecondMicroUsdc"].as_u64().unwrap() > 0, true);
+    assert!(
+        offer["ratePerSecondMicroUsdc"].as_u64().unwrap() > 0,
+        "{offer}"
+    );
     events
         .until("session.offered", WAIT, |_, j| {
             j["event"] == "session.offered" && j["sessionId"] == id.as_str()
@@ -225,7 +262,9 @@ async fn offers_reach_the_devices_and_events_the_fleet_manager() {
         .await
         .ok();
     let assigned = events
-        .until("session.assigned", WAIT, |_, j| j["event"] == "session.assigned")
+        .until("session.assigned", WAIT, |_, j| {
+            j["event"] == "session.assigned"
+        })
         .await;
     assert_eq!(assigned["operatorId"], device.operator_id.to_string());
     t.call(
@@ -241,7 +280,9 @@ async fn offers_reach_the_devices_and_events_the_fleet_manager() {
         .await;
     assert_eq!(withdrawn["sessionId"], id.as_str());
     events
-        .until("session.cancelled", WAIT, |_, j| j["event"] == "session.cancelled")
+        .until("session.cancelled", WAIT, |_, j| {
+            j["event"] == "session.cancelled"
+        })
         .await;
 
     // The fleet manager's account is its workspace's only.
@@ -268,10 +309,13 @@ async fn a_devices_last_will_marks_it_disconnected() {
     .await
     .ok();
     let connected = || async {
-        t.get(format!("/workspaces/{}/operators", supplier.workspace_id), supplier.auth())
-            .await
-            .ok()
-            .data()[0]["connected"]
+        t.get(
+            format!("/workspaces/{}/operators", supplier.workspace_id),
+            supplier.auth(),
+        )
+        .await
+        .ok()
+        .data()[0]["connected"]
             .as_bool()
             .unwrap()
     };
