@@ -129,9 +129,12 @@ pub async fn settler_with(
         Ok(Some(Arc::new(settler)))
     }
     #[cfg(not(feature = "chain"))]
-    anyhow::bail!(
-        "chain.relayer_keystore is set, but lx-server was built without the chain feature"
-    )
+    {
+        let _ = env;
+        anyhow::bail!(
+            "chain.relayer_keystore is set, but lx-server was built without the chain feature"
+        )
+    }
 }
 
 /// The credit source `credit.source` names.
