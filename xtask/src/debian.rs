@@ -38,8 +38,9 @@ pub(crate) const CHROMIUM_BINARY: &str = "/usr/bin/chromium";
 /// clients (the interop tests and the demo's fleet view use them).
 pub(crate) const MOSQUITTO: &[&str] = &["mosquitto", "mosquitto-clients"];
 
-/// OpenSSL's headers: the agent's MQTT over TLS links the system's OpenSSL.
-pub(crate) const OPENSSL: &[&str] = &["pkg-config", "libssl-dev"];
+/// OpenSSL's headers: the agent's MQTT over TLS links the system's OpenSSL;
+/// the `openssl` command makes the TLS tests' certificates.
+pub(crate) const OPENSSL: &[&str] = &["pkg-config", "libssl-dev", "openssl"];
 
 static INDEX_FRESH: AtomicBool = AtomicBool::new(false);
 

@@ -286,3 +286,56 @@ async fn broker_restart_mid_session(kill: bool) {
     let _ = stop.send(true);
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_reaches_the_broker_over_tls_with_the_fleets_ca() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut broker = TestBroker::configure(&dir.join("broker")).unwrap();
+    let (tls_url, ca) = broker.add_tls_listener().unwrap();
+    // The server on plain MQTT; its devices are told the TLS listener.
+    let t = TestApp::spawn_realtime_with(|c| {
+        broker.apply(c);
+        c.mqtt.device_url = tls_url.clone();
+    })
+    .await;
+    broker.start().unwrap();
+    let supplier = t.supplier("fleet-co", BOGOTA, false).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut config = agent_config(
+        &super::server_url(&t),
+        &state.path().join("state"),
+        &hovering_at(BOGOTA),
+    );
+    config.mqtt.status_interval_ms = 1000;
+    let token = enrollment_token(&t, &supplier).await;
+    let enrolled = lx_agent::run::enroll(&config, &token).await.unwrap();
+    assert_eq!(enrolled.mqtt.as_ref().unwrap().url, tls_url);
+
+    // Without the fleet's CA the broker's certificate is not trusted.
+    let untrusting = {
+        let (stop, task) = spawn_agent(config.clone());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = stop.send(true);
+        task.await.unwrap().unwrap();
+        t.fleet
+            .as_ref()
+            .unwrap()
+            .samples_stored
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(untrusting, 0, "no sample came over an untrusted link");
+
+    config.mqtt.ca_file = ca;
+    let (stop, task) = spawn_agent(config);
+    wait_until("samples over the TLS link", 15, || async {
+        t.fleet
+            .as_ref()
+            .unwrap()
+            .samples_stored
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    })
+    .await;
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+}

@@ -51,6 +51,85 @@ impl TestBroker {
         })
     }
 
+    /// Adds a TLS listener with a certificate for 127.0.0.1 signed by a CA
+    /// of its own (made with the `openssl` command); returns its
+    /// `mqtts://` URL and the CA's PEM file. Call before [`TestBroker::start`].
+    pub fn add_tls_listener(&mut self) -> anyhow::Result<(String, PathBuf)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let d = &self.dir;
+        let openssl = |args: &[&str]| -> anyhow::Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .context("running openssl (cargo xtask test installs it)")?;
+            if !out.status.success() {
+                bail!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(())
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lx test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ])?;
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ])?;
+        std::fs::write(d.join("san.ext"), "subjectAltName = IP:127.0.0.1\n")?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ])?;
+        let mut conf = std::fs::read_to_string(&self.conf)?;
+        conf.push_str(&format!(
+            "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            d.join("ca.pem").display(),
+            d.join("server.pem").display(),
+            d.join("server.key").display()
+        ));
+        std::fs::write(&self.conf, conf)?;
+        Ok((format!("mqtts://127.0.0.1:{port}"), d.join("ca.pem")))
+    }
+
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
