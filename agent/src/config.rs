@@ -20,6 +20,8 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub video: VideoConfig,
     pub mqtt: MqttConfig,
+    pub power: PowerConfig,
+    pub led: LedConfig,
     pub health: HealthConfig,
     pub log: LogConfig,
 }
@@ -154,6 +156,33 @@ pub struct MqttConfig {
     pub resend_after_ms: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerMonitor {
+    None,
+    Ina219,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerConfig {
+    pub monitor: PowerMonitor,
+    pub i2c_bus: PathBuf,
+    pub address: u8,
+    pub shunt_milliohm: u32,
+    pub current_lsb_microamp: u32,
+    pub curve: Vec<[u32; 2]>,
+    pub read_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedConfig {
+    pub gpio_chip: String,
+    pub line: u32,
+    pub active_low: bool,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
@@ -239,7 +268,38 @@ impl Config {
                 "mqtt: keep_alive_seconds must be at least 5, status_interval_ms 1000, resend_after_ms 500, poll_interval_ms positive"
             );
         }
+        self.validate_power()?;
         self.validate_video()
+    }
+
+    fn validate_power(&self) -> anyhow::Result<()> {
+        let p = &self.power;
+        if p.monitor == PowerMonitor::None {
+            return Ok(());
+        }
+        if !(0x40..=0x4F).contains(&p.address) {
+            bail!("power.address must be an INA219 address, 64 to 79 (0x40 to 0x4F)");
+        }
+        if p.read_interval_ms < 100 {
+            bail!("power.read_interval_ms must be at least 100");
+        }
+        lx_hal::ina219::Calibration {
+            shunt_milliohm: p.shunt_milliohm,
+            current_lsb_microamp: p.current_lsb_microamp,
+        }
+        .register()
+        .with_context(
+            || "power.shunt_milliohm and power.current_lsb_microamp give no INA219 calibration",
+        )?;
+        let points = p
+            .curve
+            .iter()
+            .map(|[mv, pct]| u8::try_from(*pct).map(|pct| (*mv, pct)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| anyhow::anyhow!("power.curve: percentages must be 0 to 100"))?;
+        lx_hal::ina219::BatteryCurve::new(points)
+            .map_err(|e| anyhow::anyhow!("power.curve: {e}"))?;
+        Ok(())
     }
 
     fn validate_video(&self) -> anyhow::Result<()> {

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::config::MqttConfig;
+use crate::hardware::Battery;
 use crate::lifecycle::LifecycleStats;
 use crate::position::PositionSource;
 use crate::telemetry::TelemetryStats;
@@ -413,17 +414,31 @@ impl StatusChange<'_> {
     }
 }
 
-/// Recomposes the status every second and hands it to the link when it
-/// changed, or when `refresh` passed since the last one.
+/// Where the status is read from.
+#[derive(Debug, Clone)]
+pub struct StatusSources {
+    pub position: Arc<PositionSource>,
+    pub lifecycle: Arc<Mutex<LifecycleStats>>,
+    pub telemetry: Arc<Mutex<TelemetryStats>>,
+    pub video: Arc<Mutex<VideoStats>>,
+    pub battery: Battery,
+}
+
+/// Recomposes the status every second and hands it on (to the link, the
+/// LED) when it changed, or when `refresh` passed since the last one.
 pub async fn status_task(
-    position: Arc<PositionSource>,
-    lifecycle: Arc<Mutex<LifecycleStats>>,
-    telemetry: Arc<Mutex<TelemetryStats>>,
-    video: Arc<Mutex<VideoStats>>,
+    sources: StatusSources,
     status: watch::Sender<StatusMessage>,
     refresh: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let StatusSources {
+        position,
+        lifecycle,
+        telemetry,
+        video,
+        battery,
+    } = sources;
     let mut last_sent: Option<(StatusMessage, Instant)> = None;
     loop {
         let inputs = {
@@ -443,7 +458,7 @@ pub async fn status_task(
                 serving: l.serving.zip(l.serving_state),
                 publishing: v.state == "publishing",
                 taking_offers: l.taking_offers,
-                battery_percent: None,
+                battery_percent: battery.percent(),
                 stream: (v.state == "publishing").then(|| StreamStatus {
                     encoder: v.encoder.clone(),
                     frames_sent: v.frames_sent,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod fleet;
+pub mod hardware;
 pub mod health;
 pub mod lifecycle;
 pub mod position;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::api::{ApiFailure, ServerApi};
 use crate::fleet::{FleetHandle, Inbound};
+use crate::hardware::Battery;
 use crate::position::PositionSource;
 use crate::video::Stream;
 use crate::wall_now_ms;
@@ -49,8 +50,10 @@ pub struct View<'a> {
     pub offers: &'a [OfferDto],
     /// This device's sessions in ASSIGNED, LIVE or PAUSED.
     pub mine: &'a [SessionDto],
-    /// A fresh fix and enough battery.
+    /// A fresh fix.
     pub can_serve: bool,
+    /// The battery's charge, when the device has a power monitor.
+    pub battery_percent: Option<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +106,12 @@ impl Lifecycle {
         self.min_battery_percent
     }
 
+    /// Offers are refused below this charge.
+    pub fn with_min_battery(mut self, percent: u8) -> Self {
+        self.min_battery_percent = percent;
+        self
+    }
+
     pub fn decide(&mut self, view: &View<'_>, now: Instant) -> Vec<Step> {
         let mut steps = Vec::new();
         let first_look = std::mem::take(&mut self.first_look);
@@ -132,9 +141,13 @@ impl Lifecycle {
                 steps.push(Step::Start(s.id));
             }
         }
+        let charged = view
+            .battery_percent
+            .is_none_or(|b| b >= self.min_battery_percent);
         if current.is_none()
             && self.auto_accept
             && self.taking_offers
+            && charged
             && view.can_serve
             && let Some(offer) = view.offers.first()
         {
@@ -187,6 +200,7 @@ pub struct Shell {
     pub session_tx: watch::Sender<Option<Serving>>,
     pub video_tx: watch::Sender<Option<Stream>>,
     pub stats: Arc<Mutex<LifecycleStats>>,
+    pub battery: Battery,
     /// Offers and commands from the fleet link, and the link for the acks.
     pub fleet: Option<(mpsc::Receiver<Inbound>, FleetHandle)>,
 }
@@ -203,6 +217,7 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
         session_tx,
         video_tx,
         stats,
+        battery,
         fleet,
     } = shell;
     let links = Links {
@@ -214,7 +229,7 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
         None => (None, None),
     };
     loop {
-        let result = poll_once(&api, me, &mut core, &position, &links, &stats).await;
+        let result = poll_once(&api, me, &mut core, &position, &battery, &links, &stats).await;
         {
             let mut s = stats.lock().await;
             s.polls += 1;
@@ -329,6 +344,7 @@ async fn poll_once(
     me: Uuid,
     core: &mut Lifecycle,
     position: &PositionSource,
+    battery: &Battery,
     links: &Links,
     stats: &Mutex<LifecycleStats>,
 ) -> Result<(), ApiFailure> {
@@ -341,12 +357,14 @@ async fn poll_once(
         .collect();
     stats.lock().await.serving_state = mine.first().map(|s| s.state);
     let can_serve = position.latest(Instant::now(), wall_now_ms()).is_some();
+    let battery_percent = battery.percent();
     let now = Instant::now();
     for step in core.decide(
         &View {
             offers: &offers,
             mine: &mine,
             can_serve,
+            battery_percent,
         },
         now,
     ) {
@@ -435,6 +453,7 @@ mod tests {
                 offers,
                 mine,
                 can_serve,
+                battery_percent: None,
             },
             now,
         )
@@ -510,6 +529,29 @@ mod tests {
     fn manual_devices_leave_offers_to_the_fleet_manager() {
         let mut core = Lifecycle::new(false);
         assert!(look(&mut core, &[build_offer(5)], &[], true, Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn offers_are_refused_below_the_battery_minimum() {
+        let mut core = Lifecycle::new(true).with_min_battery(30);
+        let offers = [build_offer(5)];
+        let view = |battery| View {
+            offers: &offers,
+            mine: &[],
+            can_serve: true,
+            battery_percent: battery,
+        };
+        let now = Instant::now();
+        assert!(core.decide(&view(Some(29)), now).is_empty());
+        assert_eq!(
+            core.decide(&view(Some(30)), now),
+            vec![Step::Accept(Uuid::from_u128(5))]
+        );
+        assert_eq!(
+            core.decide(&view(None), now),
+            vec![Step::Accept(Uuid::from_u128(5))],
+            "no power monitor: no refusal"
+        );
     }
 
     #[test]

@@ -92,14 +92,34 @@ pub async fn run(
     }));
 
     let fleet_stats = Arc::new(Mutex::new(crate::fleet::FleetStats::default()));
+    let battery = crate::hardware::Battery::default();
     let mut tasks = Vec::new();
+    // The status, for the fleet link and the LED.
+    let (status_tx, status_rx) = watch::channel(lx_protocol::mqtt::StatusMessage::offline(env!(
+        "CARGO_PKG_VERSION"
+    )));
+    tasks.push(tokio::spawn(crate::fleet::status_task(
+        crate::fleet::StatusSources {
+            position: Arc::clone(&position),
+            lifecycle: Arc::clone(&lifecycle_stats),
+            telemetry: Arc::clone(&telemetry_stats),
+            video: Arc::clone(&video_stats),
+            battery: battery.clone(),
+        },
+        status_tx,
+        Duration::from_millis(config.mqtt.status_interval_ms),
+        stop_rx.clone(),
+    )));
+    let hardware = crate::hardware::start(
+        &config.power,
+        &config.led,
+        battery.clone(),
+        status_rx.clone(),
+    );
     let fleet = match (&enrollment.mqtt, config.mqtt.enabled) {
         (Some(enrolled), true) => {
             let (url, login) =
                 crate::fleet::broker(&config.mqtt, enrolled, enrollment.operator_id)?;
-            let (status_tx, status_rx) = watch::channel(lx_protocol::mqtt::StatusMessage::offline(
-                env!("CARGO_PKG_VERSION"),
-            ));
             let (inbound_tx, inbound_rx) = mpsc::channel(256);
             let (handle, link) = crate::fleet::start(
                 &url,
@@ -111,15 +131,6 @@ pub async fn run(
                 stop_rx.clone(),
             )?;
             tasks.push(link);
-            tasks.push(tokio::spawn(crate::fleet::status_task(
-                Arc::clone(&position),
-                Arc::clone(&lifecycle_stats),
-                Arc::clone(&telemetry_stats),
-                Arc::clone(&video_stats),
-                status_tx,
-                Duration::from_millis(config.mqtt.status_interval_ms),
-                stop_rx.clone(),
-            )));
             tracing::info!(broker = %format!("{}:{}", url.host, url.port), tls = url.tls, "fleet link on");
             Some((inbound_rx, handle))
         }
@@ -147,6 +158,7 @@ pub async fn run(
         stats: Arc::clone(&telemetry_stats),
         fleet: fleet.as_ref().map(|(_, handle)| handle.clone()),
         resend_after: Duration::from_millis(config.mqtt.resend_after_ms),
+        battery: battery.clone(),
     };
     tasks.push(tokio::spawn(telemetry.run(session_rx, stop_rx.clone())));
     tasks.push(tokio::spawn(lifecycle::run(
@@ -159,9 +171,11 @@ pub async fn run(
             session_tx,
             video_tx,
             stats: Arc::clone(&lifecycle_stats),
+            battery: battery.clone(),
             fleet,
         },
-        Lifecycle::new(config.lifecycle.auto_accept),
+        Lifecycle::new(config.lifecycle.auto_accept)
+            .with_min_battery(config.lifecycle.min_battery_percent),
         stop_rx.clone(),
     )));
     match config.video.enabled {
@@ -203,5 +217,6 @@ pub async fn run(
     for task in tasks {
         let _ = task.await;
     }
+    hardware.stop();
     Ok(())
 }

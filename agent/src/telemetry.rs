@@ -148,6 +148,8 @@ pub struct Telemetry {
     pub fleet: Option<FleetHandle>,
     /// Sent over the link and not acknowledged within this: sent again.
     pub resend_after: Duration,
+    /// Reported with each heartbeat.
+    pub battery: crate::hardware::Battery,
 }
 
 /// How far the fleet link got with the queue.
@@ -235,7 +237,7 @@ impl Telemetry {
                     // Outside a session only the newest position matters.
                     let newest = batch.last().cloned();
                     let body = HeartbeatRequest {
-                        battery_percent: None,
+                        battery_percent: self.battery.percent(),
                         availability_state: None,
                         sample: newest,
                     };

@@ -35,8 +35,7 @@ pub struct Calibration {
 impl Calibration {
     /// The calibration register: trunc(0.04096 / (current_LSB × R_shunt)).
     pub fn register(self) -> Option<u16> {
-        let denominator =
-            u64::from(self.current_lsb_microamp) * u64::from(self.shunt_milliohm);
+        let denominator = u64::from(self.current_lsb_microamp) * u64::from(self.shunt_milliohm);
         if denominator == 0 {
             return None;
         }
@@ -194,9 +193,17 @@ mod tests {
         let mut expected = setup();
         // 12.46 V: 3115 × 4 mV, shifted left by 3, conversion-ready bit set.
         let bus = (3115u16 << 3) | 0b10;
-        expected.push(Transaction::write_read(0x40, vec![0x02], bus.to_be_bytes().to_vec()));
+        expected.push(Transaction::write_read(
+            0x40,
+            vec![0x02],
+            bus.to_be_bytes().to_vec(),
+        ));
         // 1.2345 A: 12345 counts of 100 µA.
-        expected.push(Transaction::write_read(0x40, vec![0x04], 12345u16.to_be_bytes().to_vec()));
+        expected.push(Transaction::write_read(
+            0x40,
+            vec![0x04],
+            12345u16.to_be_bytes().to_vec(),
+        ));
         // Charging: -0.5 A.
         expected.push(Transaction::write_read(
             0x40,

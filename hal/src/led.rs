@@ -99,7 +99,11 @@ mod tests {
         assert_eq!(lit_ms(Pattern::NoFix), 1_000);
         assert_eq!(lit_ms(Pattern::Error), 2_000);
         // Assigned is fast, idle slow: same duty, different period.
-        let edges = |p| (1..10_000u64).filter(|&t| level(p, t) != level(p, t - 1)).count();
+        let edges = |p| {
+            (1..10_000u64)
+                .filter(|&t| level(p, t) != level(p, t - 1))
+                .count()
+        };
         assert_eq!(edges(Pattern::Assigned), 39);
         assert_eq!(edges(Pattern::Idle), 9);
         assert_eq!(edges(Pattern::Error), 39);

@@ -18,3 +18,8 @@ pub mod led;
 pub mod sim;
 
 pub use error::{Error, SentenceError};
+
+/// The Linux embedded-hal implementations (GPIO character devices, /dev/i2c-N)
+/// the drivers run on there.
+#[cfg(feature = "linux")]
+pub use linux_embedded_hal;
