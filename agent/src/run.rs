@@ -209,10 +209,25 @@ pub async fn run(
         video: video_stats,
         fleet: fleet_stats,
     });
-    tasks.push(tokio::spawn(health::serve(listener, health_state, stop_rx)));
+    tasks.push(tokio::spawn(health::serve(
+        listener,
+        health_state,
+        stop_rx.clone(),
+    )));
+    let notifier = crate::notify::Notifier::from_env().map(Arc::new);
+    if let Some(n) = &notifier {
+        tasks.push(tokio::spawn(crate::notify::watchdog(
+            Arc::clone(n),
+            stop_rx,
+        )));
+        n.send("READY=1");
+    }
     tracing::info!(operator = %enrollment.operator_id, server = %enrollment.server_url, "lx-agent running");
     shutdown.await;
     tracing::info!("stopping");
+    if let Some(n) = &notifier {
+        n.send("STOPPING=1");
+    }
     let _ = stop_tx.send(true);
     for task in tasks {
         let _ = task.await;

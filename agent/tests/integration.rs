@@ -10,6 +10,8 @@ mod common;
 mod fleet;
 #[path = "../../server/tests/common/mqtt.rs"]
 mod mqtt_support;
+#[path = "integration/supervise.rs"]
+mod supervise;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -42,6 +42,9 @@ pub(crate) const MOSQUITTO: &[&str] = &["mosquitto", "mosquitto-clients"];
 /// the `openssl` command makes the TLS tests' certificates.
 pub(crate) const OPENSSL: &[&str] = &["pkg-config", "libssl-dev", "openssl"];
 
+/// `systemd-analyze`, which checks the shipped units.
+pub(crate) const SYSTEMD: &[&str] = &["systemd"];
+
 static INDEX_FRESH: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn is_root() -> bool {

@@ -22,6 +22,7 @@ pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     crate::debian::ensure("Mosquitto (MQTT broker)", crate::debian::MOSQUITTO)?;
     crate::debian::ensure("OpenSSL headers (MQTT over TLS)", crate::debian::OPENSSL)?;
     crate::debian::ensure("Chromium (browser tests)", crate::debian::CHROMIUM)?;
+    crate::debian::ensure("systemd-analyze (unit checks)", crate::debian::SYSTEMD)?;
     let mut tools = Tools {
         nextest: succeeds(cargo().args(["nextest", "--version"])),
         npm: crate::npm::ensure_npm_tools()?,
