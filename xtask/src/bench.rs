@@ -34,5 +34,18 @@ pub(crate) fn run(name: &str) -> anyhow::Result<()> {
     if !status.success() {
         bail!("benchmark '{name}' failed ({status})");
     }
+    if name == "agent" {
+        // What a Pi or a drone computer gets: the release binary for aarch64, stripped.
+        let target = crate::cross::AARCH64;
+        let binary = target.build_agent()?;
+        let (stripped, size) = target.strip(&binary)?;
+        println!(
+            "lx-agent for {}, stripped: {:.2} MB ({})",
+            target.triple,
+            size as f64 / 1e6,
+            stripped.display()
+        );
+        println!("BENCH agent.aarch64_stripped_mb={:.2}", size as f64 / 1e6);
+    }
     Ok(())
 }

@@ -2050,7 +2050,7 @@ struct Bins {
 
 impl Bins {
     fn locate() -> anyhow::Result<Self> {
-        let dir = target_dir()?.join("debug");
+        let dir = crate::target_dir()?.join("debug");
         Ok(Self {
             server: dir.join("lx-server"),
             agent: dir.join("lx-agent"),
@@ -2058,20 +2058,6 @@ impl Bins {
             dir,
         })
     }
-}
-
-/// Cargo's target directory (honours CARGO_TARGET_DIR and config).
-fn target_dir() -> anyhow::Result<PathBuf> {
-    let out = cargo()
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo metadata")?;
-    if !out.status.success() {
-        bail!("cargo metadata failed ({})", out.status);
-    }
-    let meta: Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-    Ok(PathBuf::from(str_of(&meta, "target_directory")?))
 }
 
 /// `.lx/demo/<time>-<pid>/`: a new directory each run.

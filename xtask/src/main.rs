@@ -5,12 +5,17 @@
 //! - `cargo xtask test`  — install what is missing, then run every test.
 //! - `cargo xtask bench NAME` — run one benchmark (`BENCH name.metric=value` lines).
 //! - `cargo xtask fuzz NAME` — run a fuzz target for ten minutes.
+//! - `cargo xtask cross` — `lx-agent` for aarch64 and armv7 (`--test`: its
+//!   tests under qemu-user).
+//! - `cargo xtask install-agent` — lay out a device (binary, config, unit).
 
 mod bench;
+mod cross;
 mod debian;
 mod demo;
 mod fixtures;
 mod fuzz;
+mod install_agent;
 mod npm;
 mod test;
 
@@ -50,6 +55,27 @@ enum Task {
         /// The benchmark to run.
         name: String,
     },
+    /// Build lx-agent for the ARM boards with Debian's cross toolchains.
+    Cross {
+        /// aarch64 (Pi 4/5, Jetson, drone computers), armv7 (Pi 2/3/Zero 2) or all.
+        #[arg(long, default_value = "all")]
+        target: String,
+        /// Also run the agent's own tests under qemu-user.
+        #[arg(long)]
+        test: bool,
+    },
+    /// Lay out a device: lx-agent, its config, the systemd unit, its user.
+    InstallAgent {
+        /// The device's root: `/` on the device, a directory to stage an image.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// The config to start from: drone, rpi-camera or fixed-ptz.
+        #[arg(long, default_value = "drone")]
+        profile: String,
+        /// Cross-build for this board family (aarch64, armv7) instead of this machine.
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 fn main() {
@@ -59,11 +85,39 @@ fn main() {
         Task::Demo { keep } => demo::run(keep),
         Task::Bench { name } => bench::run(&name),
         Task::Fuzz { name, seconds } => fuzz::run(&name, seconds),
+        Task::Cross { target, test } => cross::run(&target, test),
+        Task::InstallAgent {
+            root,
+            profile,
+            target,
+        } => install_agent::run(&install_agent::Options {
+            root,
+            profile,
+            target,
+        }),
     };
     if let Err(err) = result {
         eprintln!("\nxtask: error: {err:#}");
         std::process::exit(1);
     }
+}
+
+/// Cargo's target directory (honours CARGO_TARGET_DIR and config).
+pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed ({})", out.status);
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    meta.get("target_directory")
+        .and_then(serde_json::Value::as_str)
+        .map(PathBuf::from)
+        .context("cargo metadata names no target_directory")
 }
 
 /// The workspace root (the directory above this crate).

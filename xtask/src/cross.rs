@@ -1,0 +1,200 @@
+//! `cargo xtask cross`: `lx-agent` for the ARM boards, on a plain Debian
+//! machine without containers: Debian's cross gcc, the target's `:arm64`
+//! or `:armhf` dev packages through multiarch, and pkg-config pointed at
+//! the target. `--test` also runs the agent's own tests under qemu-user.
+//! (`cross.toml` does the same for users with Docker or Podman.)
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::{cargo, header, stream_ok};
+
+/// One board family.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    pub(crate) triple: &'static str,
+    /// Debian's architecture name.
+    arch: &'static str,
+    /// The GNU triplet of Debian's cross tools.
+    gnu: &'static str,
+    /// The qemu-user binary that runs it.
+    qemu: &'static str,
+}
+
+pub(crate) const AARCH64: Target = Target {
+    triple: "aarch64-unknown-linux-gnu",
+    arch: "arm64",
+    gnu: "aarch64-linux-gnu",
+    qemu: "qemu-aarch64-static",
+};
+
+pub(crate) const ARMV7: Target = Target {
+    triple: "armv7-unknown-linux-gnueabihf",
+    arch: "armhf",
+    gnu: "arm-linux-gnueabihf",
+    qemu: "qemu-arm-static",
+};
+
+/// The target's libraries the agent links: GStreamer (video) and OpenSSL
+/// (MQTT over TLS).
+const TARGET_LIBS: &[&str] = &[
+    "libgstreamer1.0-dev",
+    "libgstreamer-plugins-base1.0-dev",
+    "libgstreamer-plugins-bad1.0-dev",
+    "libssl-dev",
+];
+
+impl Target {
+    pub(crate) fn by_name(name: &str) -> anyhow::Result<Vec<Self>> {
+        Ok(match name {
+            "aarch64" | "arm64" => vec![AARCH64],
+            "armv7" | "armhf" => vec![ARMV7],
+            "all" => vec![AARCH64, ARMV7],
+            other => bail!("unknown target '{other}' (aarch64, armv7 or all)"),
+        })
+    }
+
+    fn env_key(self) -> String {
+        self.triple.replace('-', "_")
+    }
+
+    /// Installs the cross toolchain and the target's dev packages.
+    fn ensure_tools(self) -> anyhow::Result<()> {
+        let foreign = Command::new("dpkg")
+            .arg("--print-foreign-architectures")
+            .output()
+            .context("running dpkg")?;
+        if !String::from_utf8_lossy(&foreign.stdout)
+            .split_whitespace()
+            .any(|a| a == self.arch)
+        {
+            if !crate::debian::is_root() {
+                bail!(
+                    "the {} packages need multiarch: run `sudo dpkg --add-architecture {} && sudo apt-get update`, then this again",
+                    self.arch,
+                    self.arch
+                );
+            }
+            stream_ok(
+                &format!("dpkg --add-architecture {}", self.arch),
+                Command::new("dpkg").args(["--add-architecture", self.arch]),
+            )?;
+            crate::debian::refresh_index_for_new_sources()?;
+        }
+        let gcc = format!("gcc-{}", self.gnu);
+        let libc = format!("libc6-dev-{}-cross", self.arch);
+        let binutils = format!("binutils-{}", self.gnu);
+        let qemu = "qemu-user-static".to_owned();
+        let libs: Vec<String> = TARGET_LIBS
+            .iter()
+            .map(|p| format!("{p}:{}", self.arch))
+            .collect();
+        let mut packages: Vec<&str> = vec![&gcc, &libc, &binutils, &qemu, "pkg-config"];
+        packages.extend(libs.iter().map(String::as_str));
+        crate::debian::ensure(&format!("the {} cross toolchain", self.arch), &packages)?;
+        stream_ok(
+            &format!("rustup target add {}", self.triple),
+            Command::new("rustup").args(["target", "add", self.triple]),
+        )
+    }
+
+    /// A cargo command set up for the target.
+    fn cargo(self) -> Command {
+        let mut cmd = cargo();
+        let key = self.env_key();
+        cmd.env(
+            format!("CARGO_TARGET_{}_LINKER", key.to_uppercase()),
+            format!("{}-gcc", self.gnu),
+        )
+        .env(format!("CC_{key}"), format!("{}-gcc", self.gnu))
+        .env(format!("AR_{key}"), format!("{}-ar", self.gnu))
+        // Debian's pkg-config finds the target's .pc files in its
+        // multiarch directory; the sysroot is the host's.
+        .env(format!("PKG_CONFIG_{key}"), "pkg-config")
+        .env(
+            format!("PKG_CONFIG_PATH_{key}"),
+            format!("/usr/lib/{}/pkgconfig:/usr/share/pkgconfig", self.gnu),
+        )
+        .env(format!("PKG_CONFIG_ALLOW_CROSS_{key}"), "1")
+        .env(
+            format!("CARGO_TARGET_{}_RUNNER", key.to_uppercase()),
+            format!("{} -L /usr/{}", self.qemu, self.gnu),
+        )
+        // qemu-user runs GStreamer's plugin scanner badly in a fork.
+        .env("GST_REGISTRY_FORK", "no");
+        cmd
+    }
+
+    /// The release binary, built; returns its path.
+    pub(crate) fn build_agent(self) -> anyhow::Result<PathBuf> {
+        self.ensure_tools()?;
+        stream_ok(
+            &format!("cargo build --release -p lx-agent --target {}", self.triple),
+            self.cargo().args([
+                "build",
+                "--release",
+                "-p",
+                "lx-agent",
+                "--target",
+                self.triple,
+            ]),
+        )?;
+        let binary = crate::target_dir()?
+            .join(self.triple)
+            .join("release")
+            .join("lx-agent");
+        if !binary.exists() {
+            bail!("the build left no {}", binary.display());
+        }
+        Ok(binary)
+    }
+
+    /// A stripped copy beside the binary; its size in bytes.
+    pub(crate) fn strip(self, binary: &std::path::Path) -> anyhow::Result<(PathBuf, u64)> {
+        let stripped = binary.with_file_name("lx-agent.stripped");
+        stream_ok(
+            &format!("{}-strip", self.gnu),
+            Command::new(format!("{}-strip", self.gnu))
+                .arg("-o")
+                .arg(&stripped)
+                .arg(binary),
+        )?;
+        let size = std::fs::metadata(&stripped)?.len();
+        Ok((stripped, size))
+    }
+
+    /// The agent's own tests (its library's), run under qemu-user.
+    fn test_agent(self) -> anyhow::Result<()> {
+        stream_ok(
+            &format!(
+                "cargo test -p lx-agent --lib --target {} (under {})",
+                self.triple, self.qemu
+            ),
+            self.cargo()
+                .args(["test", "-p", "lx-agent", "--lib", "--target", self.triple]),
+        )
+    }
+}
+
+pub(crate) fn run(target: &str, test: bool) -> anyhow::Result<()> {
+    for t in Target::by_name(target)? {
+        let binary = t.build_agent()?;
+        let (stripped, size) = t.strip(&binary)?;
+        let file = Command::new("file").arg(&stripped).output();
+        header(&format!("{}: {}", t.triple, stripped.display()));
+        println!(
+            "    {:.1} MB stripped ({:.1} MB as built){}",
+            size as f64 / 1e6,
+            std::fs::metadata(&binary)?.len() as f64 / 1e6,
+            file.ok()
+                .map(|o| format!("\n    {}", String::from_utf8_lossy(&o.stdout).trim()))
+                .unwrap_or_default()
+        );
+        if test {
+            t.test_agent()?;
+        }
+    }
+    Ok(())
+}
