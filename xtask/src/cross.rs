@@ -118,10 +118,9 @@ impl Target {
             format!("/usr/lib/{}/pkgconfig:/usr/share/pkgconfig", self.gnu),
         )
         .env(format!("PKG_CONFIG_ALLOW_CROSS_{key}"), "1")
-        .env(
-            format!("CARGO_TARGET_{}_RUNNER", key.to_uppercase()),
-            format!("{} -L /usr/{}", self.qemu, self.gnu),
-        )
+        // The target's libc comes with its multiarch packages, where its
+        // binaries look for it: no -L.
+        .env(format!("CARGO_TARGET_{}_RUNNER", key.to_uppercase()), self.qemu)
         // qemu-user runs GStreamer's plugin scanner badly in a fork.
         .env("GST_REGISTRY_FORK", "no");
         cmd
