@@ -25,7 +25,8 @@ fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let tmp = to.with_extension("new");
-    std::fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    std::fs::copy(from, &tmp)
+        .with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
     std::fs::rename(&tmp, to).with_context(|| format!("installing {}", to.display()))
 }
@@ -66,7 +67,10 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         println!("    /etc/lx-agent/agent.toml kept (it exists)");
     } else {
         copy(&source_config, &config, 0o644)?;
-        println!("    /etc/lx-agent/agent.toml from configs/agent-{}.toml", options.profile);
+        println!(
+            "    /etc/lx-agent/agent.toml from configs/agent-{}.toml",
+            options.profile
+        );
     }
     copy(
         &crate::root().join("systemd/lx-agent.service"),
@@ -81,9 +85,16 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     let user_cmd = "useradd --system --no-create-home --home-dir /var/lib/lx-agent --shell /usr/sbin/nologin --groups dialout,video lx-agent";
     let enroll = "sudo -u lx-agent /usr/local/bin/lx-agent --config /etc/lx-agent/agent.toml enroll --token <token>";
     if live && crate::debian::is_root() {
-        let exists = Command::new("id").arg("lx-agent").output()?.status.success();
+        let exists = Command::new("id")
+            .arg("lx-agent")
+            .output()?
+            .status
+            .success();
         if !exists {
-            stream_ok("useradd lx-agent", Command::new("sh").args(["-c", user_cmd]))?;
+            stream_ok(
+                "useradd lx-agent",
+                Command::new("sh").args(["-c", user_cmd]),
+            )?;
         }
         stream_ok(
             "chown lx-agent /var/lib/lx-agent",
