@@ -221,6 +221,11 @@ pub(crate) fn run(target: &str, test: bool) -> anyhow::Result<()> {
         if test {
             t.test_agent()?;
         }
+        if t.arch == ARMV7.arch {
+            println!(
+                "    note: Debian 12 cannot hold libgstreamer-plugins-bad1.0-dev for armhf beside the host's\n    (their OpenCV dependencies conflict): apt removed the host's and arm64's; `cargo xtask test`,\n    `cargo xtask demo` and `cargo xtask cross --target aarch64` put theirs back."
+            );
+        }
     }
     Ok(())
 }

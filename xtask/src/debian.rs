@@ -55,12 +55,32 @@ pub(crate) fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// Installed for this machine: `pkg:arch` as named, a bare name in the
+/// native architecture (or `all`). A cross build's `pkg:armhf` does not
+/// count for the host, and installing it may have removed the host's.
 fn installed(package: &str) -> bool {
+    let native = Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let (name, arch) = match package.split_once(':') {
+        Some((name, arch)) => (name, arch.to_owned()),
+        None => (package, native),
+    };
     Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
+        .args(["-W", "-f=${Status} ${Architecture}\n", name])
         .stderr(Stdio::null())
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().any(|line| {
+                line.starts_with("install ok installed")
+                    && line
+                        .rsplit(' ')
+                        .next()
+                        .is_some_and(|a| a == arch || a == "all")
+            })
+        })
 }
 
 /// `apt-get update`, at most once per xtask run.
