@@ -46,6 +46,7 @@ pub(crate) fn run(name: &str) -> anyhow::Result<()> {
             stripped.display()
         );
         println!("BENCH agent.aarch64_stripped_mb={:.2}", size as f64 / 1e6);
+        crate::cross::restore_host()?;
     }
     Ok(())
 }

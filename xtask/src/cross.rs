@@ -221,11 +221,19 @@ pub(crate) fn run(target: &str, test: bool) -> anyhow::Result<()> {
         if test {
             t.test_agent()?;
         }
-        if t.arch == ARMV7.arch {
-            println!(
-                "    note: Debian 12 cannot hold libgstreamer-plugins-bad1.0-dev for armhf beside the host's\n    (their OpenCV dependencies conflict): apt removed the host's and arm64's; `cargo xtask test`,\n    `cargo xtask demo` and `cargo xtask cross --target aarch64` put theirs back."
-            );
-        }
     }
-    Ok(())
+    restore_host()
+}
+
+/// Debian 12 cannot always hold a target's GStreamer dev packages beside
+/// the host's (the -bad ones drag in OpenCV's, which conflict across
+/// architectures), so apt may have removed the host's: put them back, so
+/// that the host builds after a cross build as before it. The target's
+/// may go in exchange; the next cross build reinstalls them.
+pub(crate) fn restore_host() -> anyhow::Result<()> {
+    crate::debian::ensure(
+        "GStreamer (media plane), for this machine",
+        crate::debian::GSTREAMER,
+    )?;
+    crate::debian::ensure("OpenSSL headers, for this machine", crate::debian::OPENSSL)
 }

@@ -47,14 +47,24 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
                 bail!("--target takes one board family: aarch64 or armv7");
             };
             let built = target.build_agent()?;
-            target.strip(&built)?.0
+            let stripped = target.strip(&built)?.0;
+            crate::cross::restore_host()?;
+            stripped
         }
         None => {
+            crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
+            crate::debian::ensure("OpenSSL headers", crate::debian::OPENSSL)?;
             stream_ok(
                 "cargo build --release -p lx-agent",
                 cargo().args(["build", "--release", "-p", "lx-agent"]),
             )?;
-            crate::target_dir()?.join("release").join("lx-agent")
+            let built = crate::target_dir()?.join("release").join("lx-agent");
+            let stripped = built.with_file_name("lx-agent.stripped");
+            stream_ok(
+                "strip",
+                Command::new("strip").arg("-o").arg(&stripped).arg(&built),
+            )?;
+            stripped
         }
     };
     let root = &options.root;
