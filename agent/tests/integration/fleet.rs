@@ -327,7 +327,9 @@ async fn the_agent_reaches_the_broker_over_tls_with_the_fleets_ca() {
 
     config.mqtt.ca_file = ca;
     let (stop, task) = spawn_agent(config);
-    wait_until("samples over the TLS link", 15, || async {
+    // Generous: under qemu-user (cargo xtask cross --test) a TLS handshake
+    // through an emulated OpenSSL takes seconds.
+    wait_until("samples over the TLS link", 60, || async {
         t.fleet
             .as_ref()
             .unwrap()
