@@ -7,7 +7,7 @@
 //! server says it is subscribed. It reconnects with backoff and subscribes
 //! again on every connection.
 //!
-//! [`compose_status`] and [`StatusChange::worth_publishing`] are pure; the
+//! [`compose_status`] and [`worth_publishing`] are pure; the
 //! tasks around them are the shell.
 
 use std::sync::Arc;
@@ -130,14 +130,7 @@ pub fn broker(
     let url: BrokerUrl = url
         .parse()
         .map_err(|e| anyhow::anyhow!("the fleet link's broker: {e}"))?;
-    let ca_pem = if config.ca_file.as_os_str().is_empty() {
-        None
-    } else {
-        Some(
-            std::fs::read(&config.ca_file)
-                .with_context(|| format!("reading mqtt.ca_file {}", config.ca_file.display()))?,
-        )
-    };
+    let ca_pem = client::read_ca(&config.ca_file).map_err(anyhow::Error::msg)?;
     let will = serde_json::to_vec(&StatusMessage::offline(env!("CARGO_PKG_VERSION")))?;
     Ok((
         url,
@@ -247,11 +240,7 @@ pub fn start(
                     let _ = inbound.try_send(Inbound::Connected);
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    if ack
-                        .return_codes
-                        .iter()
-                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                    {
+                    if client::refused(&ack) {
                         tracing::error!(
                             "the broker refused this device's subscriptions: its account does not match its operator id"
                         );
@@ -284,13 +273,7 @@ pub fn start(
         if state_tx.borrow().connected {
             // The will is not sent on a clean DISCONNECT: say it ourselves.
             publish_status(&client, &StatusMessage::offline(env!("CARGO_PKG_VERSION")));
-            let _ = client.try_disconnect();
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-            while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, eventloop.poll()).await {
-                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
-                }
-            }
+            client::disconnect(&client, &mut eventloop).await;
         }
     });
     Ok((handle, task))
@@ -393,25 +376,18 @@ pub fn compose_status(inputs: &StatusInputs, at: String) -> StatusMessage {
     }
 }
 
-/// Whether a new status differs from the last one published in a way a
-/// person watching the fleet would want at once (not only counters moving).
-#[derive(Debug)]
-pub struct StatusChange<'a> {
-    pub last: Option<&'a StatusMessage>,
-    pub next: &'a StatusMessage,
-}
-
-impl StatusChange<'_> {
-    pub fn worth_publishing(&self) -> bool {
-        let Some(last) = self.last else {
-            return true;
-        };
-        last.state != self.next.state
-            || last.session_id != self.next.session_id
-            || last.availability != self.next.availability
-            || last.error != self.next.error
-            || last.battery_percent != self.next.battery_percent
-    }
+/// Whether `next` differs from the last status published (none yet: it
+/// does) in a way a person watching the fleet wants at once, not only in
+/// counters moving.
+pub fn worth_publishing(last: Option<&StatusMessage>, next: &StatusMessage) -> bool {
+    let Some(last) = last else {
+        return true;
+    };
+    last.state != next.state
+        || last.session_id != next.session_id
+        || last.availability != next.availability
+        || last.error != next.error
+        || last.battery_percent != next.battery_percent
 }
 
 /// Where the status is read from.
@@ -473,17 +449,10 @@ pub async fn status_task(
             &inputs,
             lx_protocol::time::format_millis(crate::wall_now_ms()),
         );
-        let due = match &last_sent {
-            None => true,
-            Some((last, at)) => {
-                StatusChange {
-                    last: Some(last),
-                    next: &next,
-                }
-                .worth_publishing()
-                    || at.elapsed() >= refresh
-            }
-        };
+        let due = worth_publishing(last_sent.as_ref().map(|(last, _)| last), &next)
+            || last_sent
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() >= refresh);
         if due {
             status.send_replace(next.clone());
             last_sent = Some((next, Instant::now()));
@@ -542,27 +511,9 @@ mod tests {
         let a = compose_status(&inputs, "t1".into());
         let mut b = compose_status(&inputs, "t2".into());
         b.queued_samples = Some(7);
-        assert!(
-            !StatusChange {
-                last: Some(&a),
-                next: &b
-            }
-            .worth_publishing()
-        );
+        assert!(!worth_publishing(Some(&a), &b));
         b.availability = Some(Availability::Offline);
-        assert!(
-            StatusChange {
-                last: Some(&a),
-                next: &b
-            }
-            .worth_publishing()
-        );
-        assert!(
-            StatusChange {
-                last: None,
-                next: &a
-            }
-            .worth_publishing()
-        );
+        assert!(worth_publishing(Some(&a), &b));
+        assert!(worth_publishing(None, &a));
     }
 }

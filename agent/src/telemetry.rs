@@ -98,8 +98,7 @@ pub fn judge(result: &Result<(), ApiFailure>, sequences: &[u64]) -> Verdict {
             // The server already holds everything up to `last`: those are done.
             let last = detail
                 .as_deref()
-                .and_then(|d| d.rsplit(':').next())
-                .and_then(|n| n.parse::<u64>().ok());
+                .and_then(lx_protocol::telemetry::replayed_last);
             match last {
                 Some(last) => {
                     Verdict::Ack(sequences.iter().take_while(|&&s| s <= last).count().max(1))

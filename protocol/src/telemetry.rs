@@ -218,6 +218,17 @@ pub struct PointDto {
     pub lng: f64,
 }
 
+/// The error detail of a replayed sample: the device's last stored sequence,
+/// so that a device knows what the server already holds.
+pub fn replayed_detail(last: u64) -> String {
+    format!("telemetry:replayed:{last}")
+}
+
+/// The last stored sequence a [`replayed_detail`] names.
+pub fn replayed_last(detail: &str) -> Option<u64> {
+    detail.strip_prefix("telemetry:replayed:")?.parse().ok()
+}
+
 /// A sample as JSON (`POST /sessions/:id/telemetry`, MQTT).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

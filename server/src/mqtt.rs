@@ -130,14 +130,7 @@ fn login(config: &MqttConfig) -> anyhow::Result<(BrokerUrl, Login)> {
         .url
         .parse()
         .map_err(|e| anyhow::anyhow!("mqtt.url: {e}"))?;
-    let ca_pem = if config.ca_file.as_os_str().is_empty() {
-        None
-    } else {
-        Some(
-            std::fs::read(&config.ca_file)
-                .with_context(|| format!("reading mqtt.ca_file {}", config.ca_file.display()))?,
-        )
-    };
+    let ca_pem = client::read_ca(&config.ca_file).map_err(anyhow::Error::msg)?;
     let will = serde_json::to_vec(&ServerStatus { online: false })?;
     Ok((
         url,
@@ -157,8 +150,6 @@ fn login(config: &MqttConfig) -> anyhow::Result<(BrokerUrl, Login)> {
 pub struct BridgeStats {
     pub connects: std::sync::atomic::AtomicU64,
     pub samples_stored: std::sync::atomic::AtomicU64,
-    pub samples_refused: std::sync::atomic::AtomicU64,
-    pub offers_sent: std::sync::atomic::AtomicU64,
 }
 
 /// Writes the broker's accounts (when the server manages them) and starts
@@ -226,11 +217,7 @@ pub fn spawn(
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                        if ack
-                            .return_codes
-                            .iter()
-                            .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                        {
+                        if client::refused(&ack) {
                             tracing::error!(
                                 user = %username,
                                 "the broker refused the server's subscriptions: check its ACL for mqtt.username"
@@ -258,27 +245,20 @@ pub fn spawn(
                     }
                 }
             }
-            // A clean goodbye: the will is not sent on DISCONNECT.
+            // The will is not sent on a clean DISCONNECT: say it ourselves.
             publish_server_status(&client, false);
-            let _ = client.try_disconnect();
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-            while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, eventloop.poll()).await {
-                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
-                }
-            }
+            client::disconnect(&client, &mut eventloop).await;
         })
     };
     let ingest = tokio::spawn(ingest_loop(
         Arc::clone(app),
         client.clone(),
-        Arc::clone(&stats),
+        stats,
         inbound_rx,
     ));
     let events = tokio::spawn(publish_loop(
         Arc::clone(app),
         client,
-        stats,
         app.events.subscribe(),
         shutdown,
     ));
@@ -315,9 +295,6 @@ async fn ingest_loop(
                         Ok(samples) => samples,
                         Err(e) => {
                             tracing::info!(%operator, error = %e, "unreadable telemetry over MQTT");
-                            stats
-                                .samples_refused
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             continue;
                         }
                     };
@@ -390,31 +367,21 @@ async fn ingest_run(app: &App, client: &AsyncClient, stats: &BridgeStats, run: R
     };
     let ack_topic = Topic::TelemetryAck(op.id).to_string();
     let last_of = |samples: &[SampleJson]| samples.iter().map(|s| s.sequence).max().unwrap_or(0);
-    let ack = match crate::routes::ingest_device_samples(app, &op, run.session, &run.samples).await
-    {
-        Ok(last) => {
-            stats.samples_stored.fetch_add(
-                run.samples.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            Some(TelemetryAckMessage {
-                last_sequence: last.max(last_of(&run.samples)),
-                refused: None,
-            })
-        }
+    let ack = match store(app, stats, &op, run.session, &run.samples).await {
+        Ok(ack) => Some(ack),
         Err(_) if run.samples.len() > 1 => {
             let mut ack = None;
-            for sample in run.samples {
-                let one = Run {
-                    operator: run.operator,
-                    session: run.session,
-                    samples: vec![sample],
-                };
-                ack = verdict(app, stats, &op, one).await.or(ack);
+            for sample in &run.samples {
+                let one = std::slice::from_ref(sample);
+                ack = match store(app, stats, &op, run.session, one).await {
+                    Ok(stored) => Some(stored),
+                    Err(err) => settle_refusal(&err, sample.sequence),
+                }
+                .or(ack);
             }
             ack
         }
-        Err(err) => settle_refusal(stats, &err, last_of(&run.samples)),
+        Err(err) => settle_refusal(&err, last_of(&run.samples)),
     };
     if let Some(ack) = ack {
         let payload = serde_json::to_vec(&ack).unwrap_or_default();
@@ -424,35 +391,29 @@ async fn ingest_run(app: &App, client: &AsyncClient, stats: &BridgeStats, run: R
     }
 }
 
-async fn verdict(
+/// Verifies and stores samples; the acknowledgement of the last of them.
+async fn store(
     app: &App,
     stats: &BridgeStats,
     op: &crate::store::Operator,
-    run: Run,
-) -> Option<TelemetryAckMessage> {
-    let sequence = run.samples[0].sequence;
-    match crate::routes::ingest_device_samples(app, op, run.session, &run.samples).await {
-        Ok(last) => {
-            stats
-                .samples_stored
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Some(TelemetryAckMessage {
-                last_sequence: last.max(sequence),
-                refused: None,
-            })
-        }
-        Err(err) => settle_refusal(stats, &err, sequence),
-    }
+    session: Option<Uuid>,
+    samples: &[SampleJson],
+) -> Result<TelemetryAckMessage, ApiError> {
+    let last = crate::routes::ingest_device_samples(app, op, session, samples).await?;
+    stats
+        .samples_stored
+        .fetch_add(samples.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let newest = samples.iter().map(|s| s.sequence).max().unwrap_or(0);
+    Ok(TelemetryAckMessage {
+        last_sequence: last.max(newest),
+        refused: None,
+    })
 }
 
 /// What a refusal means for the device's queue: a replay is acknowledged
 /// up to what the server holds; a store failure not at all (the device
 /// sends again); anything else is refused for good.
-fn settle_refusal(
-    stats: &BridgeStats,
-    err: &ApiError,
-    sequence: u64,
-) -> Option<TelemetryAckMessage> {
+fn settle_refusal(err: &ApiError, sequence: u64) -> Option<TelemetryAckMessage> {
     match err.code {
         ErrorCode::Internal => {
             tracing::warn!(message = %err.message, "telemetry not stored; the device sends it again");
@@ -462,8 +423,7 @@ fn settle_refusal(
             let held = err
                 .detail
                 .as_deref()
-                .and_then(|d| d.rsplit(':').next())
-                .and_then(|n| n.parse::<u64>().ok())
+                .and_then(lx_protocol::telemetry::replayed_last)
                 .unwrap_or(sequence);
             Some(TelemetryAckMessage {
                 last_sequence: held.max(sequence),
@@ -471,9 +431,6 @@ fn settle_refusal(
             })
         }
         _ => {
-            stats
-                .samples_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(code = %err.code, message = %err.message, sequence, "telemetry over MQTT refused");
             Some(TelemetryAckMessage {
                 last_sequence: sequence,
@@ -517,7 +474,6 @@ async fn on_status(app: &App, operator: Uuid, publish: &rumqttc::Publish) {
 async fn publish_loop(
     app: Arc<App>,
     client: AsyncClient,
-    stats: Arc<BridgeStats>,
     mut changes: broadcast::Receiver<Session>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -534,15 +490,8 @@ async fn publish_loop(
             _ = shutdown.changed() => return,
         };
         for (topic, payload) in messages_for(&app, &session).await {
-            let offer = matches!(Topic::parse(&topic), Some(Topic::Offers(_)));
-            match client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
-                Ok(()) if offer => {
-                    stats
-                        .offers_sent
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Ok(()) => {}
-                Err(e) => tracing::warn!(%e, session = %session.id, "fleet message dropped"),
+            if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+                tracing::warn!(%e, session = %session.id, "fleet message dropped");
             }
         }
     }

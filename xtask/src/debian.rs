@@ -45,6 +45,18 @@ pub(crate) const OPENSSL: &[&str] = &["pkg-config", "libssl-dev", "openssl"];
 /// `systemd-analyze`, which checks the shipped units.
 pub(crate) const SYSTEMD: &[&str] = &["systemd"];
 
+/// This machine's dpkg architecture, asked once per run.
+fn native_arch() -> &'static str {
+    static NATIVE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NATIVE.get_or_init(|| {
+        Command::new("dpkg")
+            .arg("--print-architecture")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    })
+}
+
 static INDEX_FRESH: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn is_root() -> bool {
@@ -59,14 +71,9 @@ pub(crate) fn is_root() -> bool {
 /// native architecture (or `all`). A cross build's `pkg:armhf` does not
 /// count for the host, and installing it may have removed the host's.
 fn installed(package: &str) -> bool {
-    let native = Command::new("dpkg")
-        .arg("--print-architecture")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
     let (name, arch) = match package.split_once(':') {
-        Some((name, arch)) => (name, arch.to_owned()),
-        None => (package, native),
+        Some((name, arch)) => (name, arch),
+        None => (package, native_arch()),
     };
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status} ${Architecture}\n", name])

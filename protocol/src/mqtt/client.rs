@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, QoS};
 
 use super::BrokerUrl;
 
@@ -69,6 +69,35 @@ pub fn options(url: &BrokerUrl, login: &Login) -> Result<(MqttOptions, NetworkOp
     network.set_tcp_nodelay(true);
     network.set_connection_timeout(5);
     Ok((options, network))
+}
+
+/// The PEM of a CA file setting (`mqtt.ca_file`); `None` when it is empty.
+pub fn read_ca(path: &std::path::Path) -> Result<Option<Vec<u8>>, String> {
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    std::fs::read(path)
+        .map(Some)
+        .map_err(|e| format!("reading mqtt.ca_file {}: {e}", path.display()))
+}
+
+/// Whether the broker refused any filter of a SUBSCRIBE (its ACL).
+pub fn refused(ack: &rumqttc::SubAck) -> bool {
+    ack.return_codes
+        .iter()
+        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+}
+
+/// A clean goodbye: DISCONNECT, and the event loop driven until it is
+/// written (at most half a second). The broker sends no last will for it.
+pub async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
+    let _ = client.try_disconnect();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, eventloop.poll()).await {
+        if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+            break;
+        }
+    }
 }
 
 #[cfg(feature = "mqtt-tls")]

@@ -546,7 +546,7 @@ async fn ingest(
             ErrorCode::ReplayedSequence,
             format!("sequence {sequence} (sample {index}) is not above the device's last accepted {last}"),
         )
-        .with_detail(format!("telemetry:replayed:{last}")),
+        .with_detail(lx_protocol::telemetry::replayed_detail(last)),
         IngestError::NotFound => operator_not_found(),
         IngestError::Store(e) => e.into(),
     })

@@ -48,6 +48,17 @@ async fn wait_for_server_online(t: &TestApp) {
     panic!("the server's fleet link never connected");
 }
 
+/// The device says it is alive with a signed position over BOGOTA.
+async fn heartbeat_at_bogota(t: &TestApp, device: &Device) {
+    t.post(
+        "/operators/heartbeat",
+        device.auth(),
+        json!({"sample": device.sample(None, t.clock_now(), BOGOTA, 3.0)}),
+    )
+    .await
+    .ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_reaches_only_its_own_topics_and_strangers_cannot_connect() {
     let (t, broker) = with_broker().await;
@@ -207,13 +218,7 @@ async fn offers_reach_the_devices_and_events_the_fleet_manager() {
     let supplier = t.supplier("fleet-co", BOGOTA, false).await;
     let device = t.enroll(&supplier, "drone-1").await;
     // Connected and located: the dispatcher picks workspaces with a device that is.
-    t.post(
-        "/operators/heartbeat",
-        device.auth(),
-        json!({"sample": device.sample(None, t.clock_now(), BOGOTA, 3.0)}),
-    )
-    .await
-    .ok();
+    heartbeat_at_bogota(&t, &device).await;
     let fleet = t
         .post(
             format!("/workspaces/{}/mqtt-credentials", supplier.workspace_id),
@@ -301,13 +306,7 @@ async fn a_devices_last_will_marks_it_disconnected() {
     wait_for_server_online(&t).await;
     let supplier = t.supplier("fleet-co", BOGOTA, false).await;
     let device = t.enroll(&supplier, "drone-1").await;
-    t.post(
-        "/operators/heartbeat",
-        device.auth(),
-        json!({"sample": device.sample(None, t.clock_now(), BOGOTA, 3.0)}),
-    )
-    .await
-    .ok();
+    heartbeat_at_bogota(&t, &device).await;
     let connected = || async {
         t.get(
             format!("/workspaces/{}/operators", supplier.workspace_id),
