@@ -36,6 +36,8 @@ pub struct App {
     pub events: broadcast::Sender<Session>,
     /// The broker accounts the server issues, when the fleet link is on.
     pub broker_accounts: Option<crate::mqtt::BrokerAccounts>,
+    /// `/mcp`'s view of this server: its own address and shutdown.
+    pub mcp: crate::mcp::McpEndpoint,
 }
 
 impl std::fmt::Debug for App {
@@ -98,6 +100,7 @@ impl App {
             cookie_key,
             events: broadcast::channel(4096).0,
             broker_accounts,
+            mcp: crate::mcp::McpEndpoint::default(),
         }))
     }
 

@@ -15,6 +15,7 @@ const ENV_PREFIX: &str = "LX_SERVER__";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub http: HttpConfig,
+    pub mcp: McpConfig,
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub sessions: SessionsConfig,
@@ -35,6 +36,15 @@ pub struct HttpConfig {
     pub listen: String,
     pub public_url: String,
     pub max_body_bytes: usize,
+}
+
+/// `/mcp`, the MCP tools over streamable HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    pub enabled: bool,
+    /// Host names the endpoint answers besides loopback and `http.public_url`'s.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

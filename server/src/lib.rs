@@ -12,6 +12,7 @@ pub mod credit;
 pub mod dispatch;
 pub mod error;
 pub mod http;
+pub mod mcp;
 pub mod media;
 pub mod mqtt;
 pub mod pricing;

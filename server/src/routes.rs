@@ -174,10 +174,11 @@ pub fn router(state: AppState) -> Router {
             delete(media::hang_up).patch(media::patch),
         )
         .layer(cors);
-    Router::new()
-        .nest("/api/v1", api)
-        .nest("/media", media)
-        .fallback(http::not_found)
+    let mut root = Router::new().nest("/api/v1", api).nest("/media", media);
+    if state.config.mcp.enabled {
+        root = root.nest_service("/mcp", crate::mcp::service(&state));
+    }
+    root.fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(http::panic_response))

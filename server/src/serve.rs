@@ -240,6 +240,7 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
     tracing::info!(addr = %listener.local_addr()?, store = %config.store.path.display(), "lx-server listening");
+    app.mcp.serving_at(listener.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = app.spawn_background(media_rx, stop_rx.clone());
     if app.config.mqtt.enabled() {
@@ -255,8 +256,12 @@ pub async fn run(
             stop_rx,
         )));
     }
+    let closing = Arc::clone(&app);
     axum::serve(listener, routes::router(Arc::clone(&app)))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.mcp.close();
+        })
         .await
         .context("serving HTTP")?;
     let _ = stop_tx.send(true);

@@ -24,7 +24,10 @@ const FOUNDRY_TOOLS: &[(&str, &str)] = &[
 ];
 
 /// Node packages the tests load by path: (environment variable, package).
-const NODE_PACKAGES: &[(&str, &str)] = &[("LX_PLAYWRIGHT_CORE", "playwright-core")];
+const NODE_PACKAGES: &[(&str, &str)] = &[
+    ("LX_PLAYWRIGHT_CORE", "playwright-core"),
+    ("LX_MCP_INSPECTOR", "@modelcontextprotocol/inspector"),
+];
 
 /// The installed npm tools, as environment variables for the test run.
 #[derive(Debug)]
