@@ -66,7 +66,7 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     crate::debian::ensure("OpenSSL headers (MQTT over TLS)", crate::debian::OPENSSL)?;
     let t = Instant::now();
     stream_ok(
-        "cargo build -p lx-server -p lx-agent -p lx-hal --features lx-hal/linux",
+        "cargo build -p lx-server -p lx-agent -p lx-hal -p lx-client --features lx-hal/linux",
         cargo().args([
             "build",
             "-p",
@@ -75,6 +75,8 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
             "lx-agent",
             "-p",
             "lx-hal",
+            "-p",
+            "lx-client",
             "--features",
             "lx-hal/linux",
         ]),
@@ -224,6 +226,12 @@ fn leave_running(demo: &mut Demo, done: &Done) {
         demo.dir.display()
     );
     println!("    consumer key  {}", done.consumer_key);
+    println!(
+        "    consumer   LX_SERVER={url} LX_API_KEY={} {}/lx session list",
+        done.consumer_key,
+        demo.bins.dir.display()
+    );
+    println!("               MCP: `lx mcp` on stdio, or streamable HTTP at {url}/mcp with the key as Bearer");
     println!("    supplier key  {}", done.supplier_key);
     println!(
         "    try        curl -s -H 'Authorization: Bearer {}' {url}/api/v1/workspaces/{}/operators",
@@ -648,24 +656,33 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
         t.elapsed(),
     );
 
-    // 9. The latest frame, as an agent that speaks no WebRTC reads it.
+    // 9. The latest frame, as an agent that speaks no WebRTC reads it: with
+    // the consumer's command line, `lx frame`.
     let t = Instant::now();
-    let jpeg = api
-        .bytes(
-            &format!("/api/v1/sessions/{session_id}/frame"),
-            Auth::Key(&consumer_key),
-        )
-        .await?;
     let frame_path = demo.dir.join("frame.jpg");
-    std::fs::write(&frame_path, &jpeg)
-        .with_context(|| format!("writing {}", frame_path.display()))?;
+    let out = tokio::process::Command::new(&demo.bins.lx)
+        .args(["frame", &session_id, "-o"])
+        .arg(&frame_path)
+        .env("LX_SERVER", &demo.url)
+        .env("LX_API_KEY", &consumer_key)
+        .output()
+        .await
+        .with_context(|| format!("running {}", demo.bins.lx.display()))?;
+    if !out.status.success() {
+        bail!(
+            "`lx frame` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let jpeg = std::fs::read(&frame_path)
+        .with_context(|| format!("reading {}", frame_path.display()))?;
     let size = jpeg_size(&jpeg)
         .map(|(w, h)| format!("{w}x{h}"))
         .unwrap_or_else(|| "unknown size".into());
     line(
         consumer.who,
         &format!(
-            "GET /sessions/{{id}}/frame → {} bytes of JPEG, {size}, saved to {}",
+            "lx frame {{id}} -o frame.jpg (GET /sessions/{{id}}/frame) → {} bytes of JPEG, {size}, saved to {}",
             jpeg.len(),
             frame_path.display()
         ),
@@ -1755,27 +1772,6 @@ impl Api {
         })
     }
 
-    /// A GET whose success is not JSON (the frame): its bytes.
-    async fn bytes(&self, path: &str, auth: Auth<'_>) -> anyhow::Result<Vec<u8>> {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if let Auth::Key(key) = auth {
-            request = request.bearer_auth(key);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("GET {path}: no answer"))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .with_context(|| format!("GET {path}: reading the answer"))?;
-        if status != 200 {
-            bail!("GET {path} → {status}: {}", String::from_utf8_lossy(&bytes));
-        }
-        Ok(bytes.to_vec())
-    }
-
     /// Transport errors in the outer result, API errors in the inner one.
     async fn call(
         &self,
@@ -2046,6 +2042,8 @@ struct Bins {
     server: PathBuf,
     agent: PathBuf,
     replay: PathBuf,
+    /// The consumer's command line.
+    lx: PathBuf,
 }
 
 impl Bins {
@@ -2055,6 +2053,7 @@ impl Bins {
             server: dir.join("lx-server"),
             agent: dir.join("lx-agent"),
             replay: dir.join("lx-nmea-replay"),
+            lx: dir.join("lx"),
             dir,
         })
     }
