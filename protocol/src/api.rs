@@ -859,7 +859,12 @@ mod tests {
         let body = r#"{"url":"https://x.test/hook","events":["session.live"]}"#;
         let req: CreateWebhookRequest = serde_json::from_str(body).unwrap();
         assert_eq!(req.events, Some(vec![WebhookEventType::SessionLive]));
-        assert!(serde_json::from_str::<CreateWebhookRequest>(r#"{"url":"x","events":["session.paused"]}"#).is_err());
+        assert!(
+            serde_json::from_str::<CreateWebhookRequest>(
+                r#"{"url":"x","events":["session.paused"]}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

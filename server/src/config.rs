@@ -416,5 +416,14 @@ mod tests {
         let err =
             Config::from_layers(Some("[pricing]\nplatform_fee_bps = 20000\n"), []).unwrap_err();
         assert!(format!("{err:#}").contains("platform_fee_bps"), "{err:#}");
+        let err = Config::from_layers(
+            Some("[webhooks]\nbackoff_initial_ms = 5000\nbackoff_max_ms = 1000\n"),
+            [],
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("webhooks.backoff_initial_ms"),
+            "{err:#}"
+        );
     }
 }

@@ -11,7 +11,6 @@ use serde::Deserialize;
 use crate::chain::WalletEventKind;
 use crate::http::ApiQuery;
 
-
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiOk, AppState};

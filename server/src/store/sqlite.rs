@@ -672,7 +672,10 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
         .map_err(StoreError::from)?
         .ok_or(ApplyError::SessionNotFound)?;
     if let Some((event, at)) = crate::webhooks::session_event(before, &session) {
-        let parties = [Some(session.consumer_workspace_id), session.operator_workspace_id];
+        let parties = [
+            Some(session.consumer_workspace_id),
+            session.operator_workspace_id,
+        ];
         let payload = || serde_json::to_string(&crate::dto::session_dto(&session));
         enqueue_event(&tx, event, session.id, at, parties, payload).map_err(StoreError::from)?;
     }
@@ -716,7 +719,9 @@ fn enqueue_event(
     ])?;
     let event_id: String = tx
         .prepare_cached("SELECT id FROM webhook_events WHERE session_id = ?1 AND type = ?2")?
-        .query_row(params![session_id.to_string(), event.as_str()], |r| r.get(0))?;
+        .query_row(params![session_id.to_string(), event.as_str()], |r| {
+            r.get(0)
+        })?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO webhook_deliveries (webhook_id, event_id, state, next_attempt_ms, updated_ms)
          VALUES (?1, ?2, 'PENDING', ?3, ?3) ON CONFLICT (webhook_id, event_id) DO NOTHING",
@@ -1732,7 +1737,9 @@ impl Store for SqliteStore {
     async fn insert_webhook(&self, w: Webhook) -> StoreResult<()> {
         self.run(move |c| {
             c.execute(
-                &format!("INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                &format!(
+                    "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                ),
                 params![
                     w.id.to_string(),
                     w.workspace_id.to_string(),
@@ -1759,8 +1766,15 @@ impl Store for SqliteStore {
 
     async fn webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Option<Webhook>> {
         self.run(move |c| {
-            let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?1 AND workspace_id = ?2");
-            Ok(one(c, &sql, [id.to_string(), workspace_id.to_string()], webhook_row)?)
+            let sql = format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?1 AND workspace_id = ?2"
+            );
+            Ok(one(
+                c,
+                &sql,
+                [id.to_string(), workspace_id.to_string()],
+                webhook_row,
+            )?)
         })
         .await
     }

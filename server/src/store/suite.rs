@@ -642,9 +642,7 @@ async fn pending_types(store: &dyn Store, webhook: Uuid) -> Vec<WebhookEventType
         .collect()
 }
 
-pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(
-    store: &dyn Store,
-) {
+pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(store: &dyn Store) {
     use WebhookEventType::*;
     let consumer = store
         .insert_workspace(build_workspace("hooked-consumer", &[Role::Consumer], None))
@@ -668,8 +666,14 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(
     for w in [&everything, &live_only, &elsewhere] {
         store.insert_webhook(w.clone()).await.unwrap();
     }
-    assert_eq!(store.webhooks_of(consumer.id).await.unwrap(), vec![everything.clone()]);
-    assert_eq!(store.webhook(stranger.id, everything.id).await.unwrap(), None);
+    assert_eq!(
+        store.webhooks_of(consumer.id).await.unwrap(),
+        vec![everything.clone()]
+    );
+    assert_eq!(
+        store.webhook(stranger.id, everything.id).await.unwrap(),
+        None
+    );
 
     let s = store
         .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
@@ -703,28 +707,55 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(
         })
         .await
         .unwrap();
-    store.apply(step(SessionState::Live, SessionState::Paused)).await.unwrap();
-    store.apply(step(SessionState::Paused, SessionState::Live)).await.unwrap();
-    assert_eq!(pending_types(store, everything.id).await, vec![SessionAssigned, SessionLive]);
+    store
+        .apply(step(SessionState::Live, SessionState::Paused))
+        .await
+        .unwrap();
+    store
+        .apply(step(SessionState::Paused, SessionState::Live))
+        .await
+        .unwrap();
+    assert_eq!(
+        pending_types(store, everything.id).await,
+        vec![SessionAssigned, SessionLive]
+    );
     assert_eq!(pending_types(store, live_only.id).await, vec![SessionLive]);
     assert!(pending_types(store, elsewhere.id).await.is_empty());
 
     // Only each webhook's oldest PENDING delivery is due.
     let due = store.due_deliveries(1_000, 10).await.unwrap();
-    let mut heads: Vec<(Uuid, WebhookEventType)> =
-        due.iter().map(|d| (d.delivery.webhook_id, d.delivery.event_type)).collect();
+    let mut heads: Vec<(Uuid, WebhookEventType)> = due
+        .iter()
+        .map(|d| (d.delivery.webhook_id, d.delivery.event_type))
+        .collect();
     heads.sort();
-    let mut expected = vec![(everything.id, SessionAssigned), (live_only.id, SessionLive)];
+    let mut expected = vec![
+        (everything.id, SessionAssigned),
+        (live_only.id, SessionLive),
+    ];
     expected.sort();
     assert_eq!(heads, expected);
-    let head = due.iter().find(|d| d.delivery.webhook_id == everything.id).unwrap().clone();
+    let head = due
+        .iter()
+        .find(|d| d.delivery.webhook_id == everything.id)
+        .unwrap()
+        .clone();
     assert_eq!((head.delivery.event_ms, head.delivery.attempts), (20, 0));
-    assert_eq!((head.url.as_str(), head.secret.as_str()), ("http://127.0.0.1:9/hook", "whsec_test"));
+    assert_eq!(
+        (head.url.as_str(), head.secret.as_str()),
+        ("http://127.0.0.1:9/hook", "whsec_test")
+    );
     let data: serde_json::Value = serde_json::from_str(&head.payload).unwrap();
     assert_eq!(data["state"], "ASSIGNED", "the session as it was then");
-    let same_event = due.iter().find(|d| d.delivery.webhook_id == live_only.id).unwrap();
+    let same_event = due
+        .iter()
+        .find(|d| d.delivery.webhook_id == live_only.id)
+        .unwrap();
     let live_of_consumer = store.webhook_deliveries(everything.id, 1).await.unwrap()[0].clone();
-    assert_eq!(live_of_consumer.event_id, same_event.delivery.event_id, "one event, one id");
+    assert_eq!(
+        live_of_consumer.event_id, same_event.delivery.event_id,
+        "one event, one id"
+    );
 
     // A retry later keeps the head in place; delivering it moves the queue on.
     let retry = Delivery {
@@ -754,7 +785,10 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(
         ..retry
     };
     assert!(store.save_delivery(delivered.clone()).await.unwrap());
-    assert!(!store.save_delivery(delivered).await.unwrap(), "a delivered row is final");
+    assert!(
+        !store.save_delivery(delivered).await.unwrap(),
+        "a delivered row is final"
+    );
     let next = store.due_deliveries(5_000, 10).await.unwrap();
     assert!(next.iter().any(|d| d.delivery.webhook_id == everything.id && d.delivery.event_type == SessionLive));
 
@@ -784,7 +818,10 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(
         })
         .await
         .unwrap();
-    assert_eq!(pending_types(store, everything.id).await, vec![SessionLive, SessionEnded]);
+    assert_eq!(
+        pending_types(store, everything.id).await,
+        vec![SessionLive, SessionEnded]
+    );
 
     // CONFIRMED is `settlement.confirmed`, once however often it is saved.
     assert_eq!(store.queue_settlements(400).await.unwrap(), 1);
@@ -797,7 +834,10 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(
         ..queued.clone()
     };
     store.save_settlements(vec![queued]).await.unwrap();
-    store.save_settlements(vec![confirmed.clone()]).await.unwrap();
+    store
+        .save_settlements(vec![confirmed.clone()])
+        .await
+        .unwrap();
     store.save_settlements(vec![confirmed]).await.unwrap();
     assert_eq!(
         pending_types(store, everything.id).await,
@@ -805,12 +845,31 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(
     );
     let log = store.webhook_deliveries(everything.id, 1).await.unwrap();
     assert_eq!(log[0].event_ms, 500);
-    assert!(pending_types(store, live_only.id).await == vec![SessionLive], "not subscribed");
+    assert!(
+        pending_types(store, live_only.id).await == vec![SessionLive],
+        "not subscribed"
+    );
 
     // Only its own workspace deletes a webhook; its deliveries go with it.
-    assert!(!store.delete_webhook(stranger.id, everything.id).await.unwrap());
-    assert!(store.delete_webhook(consumer.id, everything.id).await.unwrap());
-    assert!(store.webhook_deliveries(everything.id, 10).await.unwrap().is_empty());
+    assert!(
+        !store
+            .delete_webhook(stranger.id, everything.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_webhook(consumer.id, everything.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .webhook_deliveries(everything.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store
             .due_deliveries(i64::MAX, 10)

@@ -72,7 +72,10 @@ impl Inbox {
 struct Receiver {
     port: u16,
     inbox: Arc<Inbox>,
-    running: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    running: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Receiver {
@@ -235,11 +238,19 @@ async fn a_receiver_down_for_30_s_gets_every_event_once_signed_and_in_order() {
     assert_eq!(hook["events"].as_array().unwrap().len(), 6, "{hook}");
 
     let id = t.request(&consumer, BOGOTA, 120).await;
-    t.post(format!("/sessions/{id}/dispatch"), consumer.auth(), json!({}))
-        .await
-        .ok();
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
     let got = receiver.wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(got.len(), 1, "session.assigned arrives while the receiver is up");
+    assert_eq!(
+        got.len(),
+        1,
+        "session.assigned arrives while the receiver is up"
+    );
     assert_eq!(got[0].event_type, "session.assigned");
 
     receiver.down().await;
@@ -257,12 +268,25 @@ async fn a_receiver_down_for_30_s_gets_every_event_once_signed_and_in_order() {
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(down_at.elapsed())).await;
 
     let log = deliveries(&t, writer.clone(), &hook_id).await;
-    let types: Vec<&str> = log.iter().map(|d| d["eventType"].as_str().unwrap()).collect();
-    assert_eq!(types, ["session.ended", "session.live", "session.assigned"], "newest first");
+    let types: Vec<&str> = log
+        .iter()
+        .map(|d| d["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["session.ended", "session.live", "session.assigned"],
+        "newest first"
+    );
     let live = &log[1];
     assert_eq!(live["state"], "PENDING", "{live}");
-    assert!(live["attempts"].as_u64().unwrap() > 5, "retried while down: {live}");
-    assert!(live["lastError"].as_str().unwrap().contains("refused"), "{live}");
+    assert!(
+        live["attempts"].as_u64().unwrap() > 5,
+        "retried while down: {live}"
+    );
+    assert!(
+        live["lastError"].as_str().unwrap().contains("refused"),
+        "{live}"
+    );
     assert!(live["nextAttemptAt"].is_string(), "{live}");
     assert_eq!(
         log[0]["attempts"], 0,
@@ -277,7 +301,11 @@ async fn a_receiver_down_for_30_s_gets_every_event_once_signed_and_in_order() {
     let got_all = receiver.requests();
     assert_eq!(got_all.len(), 3, "every event exactly once: {got_all:?}");
     let types: Vec<&str> = got.iter().map(|r| r.event_type.as_str()).collect();
-    assert_eq!(types, ["session.assigned", "session.live", "session.ended"], "in order");
+    assert_eq!(
+        types,
+        ["session.assigned", "session.live", "session.ended"],
+        "in order"
+    );
     let mut ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
     ids.sort();
     ids.dedup();
@@ -285,20 +313,28 @@ async fn a_receiver_down_for_30_s_gets_every_event_once_signed_and_in_order() {
     for (r, state) in got.iter().zip(["ASSIGNED", "LIVE", "ENDED"]) {
         assert!(r.verified, "signature of {}: {}", r.event_type, r.body);
         assert_eq!(r.body["data"]["id"], id.as_str());
-        assert_eq!(r.body["data"]["state"], state, "the session as it was: {}", r.body);
+        assert_eq!(
+            r.body["data"]["state"], state,
+            "the session as it was: {}",
+            r.body
+        );
         assert!(r.body["createdAt"].is_string());
     }
 
     let log = deliveries(&t, writer.clone(), &hook_id).await;
     assert!(log.iter().all(|d| d["state"] == "DELIVERED"), "{log:?}");
-    assert!(log.iter().all(|d| d["deliveredAt"].is_string() && d["lastStatusCode"] == 200));
+    assert!(
+        log.iter()
+            .all(|d| d["deliveredAt"].is_string() && d["lastStatusCode"] == 200)
+    );
     assert_eq!(log[2]["attempts"], 1, "assigned went through at once");
     // session.live was the webhook's oldest undelivered event the whole
     // time the receiver was down: it was retried. session.ended waited
     // behind it (a webhook's events go in order), so it went once, after.
     assert!(log[1]["attempts"].as_u64().unwrap() > 5, "{}", log[1]);
     assert_eq!(log[0]["attempts"], 1, "{}", log[0]);
-    let delivered_at = |d: &Value| lx_protocol::time::parse_millis(d["deliveredAt"].as_str().unwrap()).unwrap();
+    let delivered_at =
+        |d: &Value| lx_protocol::time::parse_millis(d["deliveredAt"].as_str().unwrap()).unwrap();
     assert!(delivered_at(&log[0]) >= delivered_at(&log[1]));
     assert_eq!(
         log.iter()
@@ -325,9 +361,18 @@ async fn webhooks_are_validated_scoped_and_private_to_their_workspace() {
         (json!({"url": "https://user:pw@example.com/"}), "url"),
         (json!({}), "url"),
         (json!({"url": 7}), "url"),
-        (json!({"url": "https://example.com/", "events": ["session.paused"]}), "events"),
-        (json!({"url": "https://example.com/", "events": []}), "events"),
-        (json!({"url": "https://example.com/", "secret": "mine"}), "secret: unknown field"),
+        (
+            json!({"url": "https://example.com/", "events": ["session.paused"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com/", "events": []}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com/", "secret": "mine"}),
+            "secret: unknown field",
+        ),
     ] {
         let resp = t.post("/webhooks", writer.clone(), body.clone()).await;
         let resp = resp.expect(400, "INVALID_INPUT");
@@ -337,9 +382,13 @@ async fn webhooks_are_validated_scoped_and_private_to_their_workspace() {
             resp.message()
         );
     }
-    t.post("/webhooks", owner.auth(), json!({"url": "https://example.com/"}))
-        .await
-        .expect(403, "NOT_AUTHORIZED");
+    t.post(
+        "/webhooks",
+        owner.auth(),
+        json!({"url": "https://example.com/"}),
+    )
+    .await
+    .expect(403, "NOT_AUTHORIZED");
 
     let hook = register(
         &t,
@@ -352,8 +401,15 @@ async fn webhooks_are_validated_scoped_and_private_to_their_workspace() {
     let id = hook["id"].as_str().unwrap();
 
     let listed = t.get("/webhooks", owner.auth()).await.ok();
-    assert_eq!(listed.data().as_array().unwrap().len(), 1, "sessions:read may list");
-    assert!(listed.data()[0].get("secret").is_none(), "the secret is shown once");
+    assert_eq!(
+        listed.data().as_array().unwrap().len(),
+        1,
+        "sessions:read may list"
+    );
+    assert!(
+        listed.data()[0].get("secret").is_none(),
+        "the secret is shown once"
+    );
     assert!(deliveries(&t, owner.auth(), id).await.is_empty());
 
     let listed = t.get("/webhooks", other_writer.clone()).await.ok();
@@ -361,9 +417,14 @@ async fn webhooks_are_validated_scoped_and_private_to_their_workspace() {
     t.get(format!("/webhooks/{id}/deliveries"), other_writer.clone())
         .await
         .expect(404, "NOT_FOUND");
-    t.call(Method::DELETE, format!("/webhooks/{id}"), other_writer.clone(), None)
-        .await
-        .expect(404, "NOT_FOUND");
+    t.call(
+        Method::DELETE,
+        format!("/webhooks/{id}"),
+        other_writer.clone(),
+        None,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
     t.get("/webhooks/nope/deliveries", writer.clone())
         .await
         .expect(400, "INVALID_INPUT");
@@ -371,12 +432,22 @@ async fn webhooks_are_validated_scoped_and_private_to_their_workspace() {
         .await
         .expect(400, "INVALID_INPUT");
 
-    t.call(Method::DELETE, format!("/webhooks/{id}"), owner.auth(), None)
-        .await
-        .expect(403, "NOT_AUTHORIZED");
-    t.call(Method::DELETE, format!("/webhooks/{id}"), writer.clone(), None)
-        .await
-        .ok();
+    t.call(
+        Method::DELETE,
+        format!("/webhooks/{id}"),
+        owner.auth(),
+        None,
+    )
+    .await
+    .expect(403, "NOT_AUTHORIZED");
+    t.call(
+        Method::DELETE,
+        format!("/webhooks/{id}"),
+        writer.clone(),
+        None,
+    )
+    .await
+    .ok();
     t.get(format!("/webhooks/{id}/deliveries"), writer.clone())
         .await
         .expect(404, "NOT_FOUND");
@@ -395,10 +466,26 @@ async fn webhooks_are_validated_scoped_and_private_to_their_workspace() {
         .ok();
     let wallet = Auth::Cookie(cookie_from(&selected).unwrap_or(owner.cookie.clone()));
     register(&t, wallet.clone(), "https://example.com/wallet", None).await;
-    assert_eq!(t.get("/webhooks", wallet).await.ok().data().as_array().unwrap().len(), 1);
+    assert_eq!(
+        t.get("/webhooks", wallet)
+            .await
+            .ok()
+            .data()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let openapi = t.get("/openapi.json", Auth::None).await.ok();
-    for path in ["/api/v1/webhooks", "/api/v1/webhooks/{id}", "/api/v1/webhooks/{id}/deliveries"] {
-        assert!(openapi.body["paths"].get(path).is_some(), "{path} in the OpenAPI document");
+    for path in [
+        "/api/v1/webhooks",
+        "/api/v1/webhooks/{id}",
+        "/api/v1/webhooks/{id}/deliveries",
+    ] {
+        assert!(
+            openapi.body["paths"].get(path).is_some(),
+            "{path} in the OpenAPI document"
+        );
     }
 }
 
@@ -414,14 +501,25 @@ async fn a_receiver_that_always_fails_ends_failed_and_the_next_event_still_goes(
     let consumer = t.consumer("failing-consumer").await;
     let writer = webhook_writer(&t, &consumer).await;
     let receiver = Receiver::start(500).await;
-    let hook = register(&t, writer.clone(), &receiver.url(), Some(&["session.cancelled"])).await;
+    let hook = register(
+        &t,
+        writer.clone(),
+        &receiver.url(),
+        Some(&["session.cancelled"]),
+    )
+    .await;
     *receiver.inbox.secret.lock().unwrap() = hook["secret"].as_str().unwrap().to_owned();
     let hook_id = hook["id"].as_str().unwrap();
 
     let first = t.request(&consumer, BOGOTA, 60).await;
-    t.call(Method::DELETE, format!("/sessions/{first}"), consumer.auth(), None)
-        .await
-        .ok();
+    t.call(
+        Method::DELETE,
+        format!("/sessions/{first}"),
+        consumer.auth(),
+        None,
+    )
+    .await
+    .ok();
     let log = wait_for_log(&t, &writer, hook_id, Duration::from_secs(10), |log| {
         log.first().is_some_and(|d| d["state"] == "FAILED")
     })
@@ -440,15 +538,23 @@ async fn a_receiver_that_always_fails_ends_failed_and_the_next_event_still_goes(
 
     receiver.inbox.answer.store(204, Ordering::SeqCst);
     let second = t.request(&consumer, BOGOTA, 60).await;
-    t.call(Method::DELETE, format!("/sessions/{second}"), consumer.auth(), None)
-        .await
-        .ok();
+    t.call(
+        Method::DELETE,
+        format!("/sessions/{second}"),
+        consumer.auth(),
+        None,
+    )
+    .await
+    .ok();
     let log = wait_for_log(&t, &writer, hook_id, Duration::from_secs(5), |log| {
         log.first().is_some_and(|d| d["state"] == "DELIVERED")
     })
     .await;
     assert_eq!(log[0]["state"], "DELIVERED", "{log:?}");
-    assert_eq!(receiver.requests().last().unwrap().body["data"]["id"], second.as_str());
+    assert_eq!(
+        receiver.requests().last().unwrap().body["data"]["id"],
+        second.as_str()
+    );
 }
 
 #[tokio::test]
@@ -466,12 +572,24 @@ async fn deliveries_pending_when_the_server_is_killed_are_made_after_its_restart
     let session = server.api.request(&consumer, BOGOTA, 60).await;
     server
         .api
-        .call(Method::DELETE, format!("/sessions/{session}"), consumer.auth(), None)
+        .call(
+            Method::DELETE,
+            format!("/sessions/{session}"),
+            consumer.auth(),
+            None,
+        )
         .await
         .ok();
-    let log = wait_for_log(&server.api, &writer, &hook_id, Duration::from_secs(5), |log| {
-        log.first().is_some_and(|d| d["attempts"].as_u64() >= Some(2))
-    })
+    let log = wait_for_log(
+        &server.api,
+        &writer,
+        &hook_id,
+        Duration::from_secs(5),
+        |log| {
+            log.first()
+                .is_some_and(|d| d["attempts"].as_u64() >= Some(2))
+        },
+    )
     .await;
     assert_eq!(log[0]["state"], "PENDING", "{log:?}");
     server.kill_9();
