@@ -115,6 +115,8 @@ pub enum Attempt {
     Answered(u16),
     /// No answer: refused, reset, timed out, a DNS failure.
     Unreachable(String),
+    /// The request could not be made at all, and never will be: FAILED now.
+    Unsendable(String),
 }
 
 /// The delivery after one more attempt at `now`.
@@ -141,6 +143,12 @@ pub fn after_attempt(
         Attempt::Unreachable(why) => {
             delivery.last_status = None;
             delivery.last_error = Some(why.chars().take(MAX_ERROR_LEN).collect());
+        }
+        Attempt::Unsendable(why) => {
+            delivery.state = DeliveryState::Failed;
+            delivery.last_status = None;
+            delivery.last_error = Some(why.chars().take(MAX_ERROR_LEN).collect());
+            return delivery;
         }
     }
     if delivery.attempts >= policy.max_attempts {
@@ -244,7 +252,7 @@ async fn deliver(
         // will not parse on the next attempt either.
         Err(err) => {
             tracing::error!(event = %due.delivery.event_id, %err, "webhook payload unreadable");
-            Attempt::Unreachable(format!("payload unreadable: {err}"))
+            Attempt::Unsendable(format!("payload unreadable: {err}"))
         }
     };
     let updated = after_attempt(due.delivery, &attempt, &policy, app.now());
@@ -481,6 +489,17 @@ mod tests {
         assert_eq!(d.state, DeliveryState::Failed);
         assert_eq!((d.attempts, d.last_status), (4, Some(500)));
         assert_eq!(d.last_error.as_deref(), Some("answered HTTP 500"));
+    }
+
+    #[test]
+    fn an_unsendable_delivery_fails_at_once() {
+        let d = after_attempt(
+            build_delivery(),
+            &Attempt::Unsendable("payload unreadable".into()),
+            &build_policy(),
+            7,
+        );
+        assert_eq!((d.state, d.attempts), (DeliveryState::Failed, 1));
     }
 
     #[test]
