@@ -46,6 +46,8 @@ pub const SECRET_PREFIX: &str = "whsec_";
 const MAX_URL_LEN: usize = 2048;
 /// Due deliveries taken per pass; the rest wait for the next one.
 const PASS_LIMIT: u32 = 64;
+/// Attempts in flight at once, across webhooks (one per webhook at most).
+const MAX_IN_FLIGHT: usize = 64;
 /// A network error is kept to this many characters in the delivery log.
 const MAX_ERROR_LEN: usize = 300;
 
@@ -301,6 +303,9 @@ impl InFlight {
             }
         };
         for d in due {
+            if self.tasks.len() >= MAX_IN_FLIGHT {
+                break;
+            }
             let webhook = d.delivery.webhook_id;
             if !self.webhooks.insert(webhook) {
                 continue;
