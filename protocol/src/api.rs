@@ -518,16 +518,20 @@ pub enum Scope {
     WalletRead,
     #[serde(rename = "operators:write")]
     OperatorsWrite,
+    /// Register and delete outbound webhooks.
+    #[serde(rename = "webhooks:write")]
+    WebhooksWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Self::SessionsRead,
         Self::SessionsCreate,
         Self::SessionsOperate,
         Self::PricingRead,
         Self::WalletRead,
         Self::OperatorsWrite,
+        Self::WebhooksWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -538,6 +542,7 @@ impl Scope {
             Self::PricingRead => "pricing:read",
             Self::WalletRead => "wallet:read",
             Self::OperatorsWrite => "operators:write",
+            Self::WebhooksWrite => "webhooks:write",
         }
     }
 
@@ -618,6 +623,140 @@ pub struct MeDto {
     pub roles: Vec<Role>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_id: Option<Uuid>,
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/// What an outbound webhook can be told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum WebhookEventType {
+    #[serde(rename = "session.assigned")]
+    SessionAssigned,
+    #[serde(rename = "session.live")]
+    SessionLive,
+    #[serde(rename = "session.ended")]
+    SessionEnded,
+    #[serde(rename = "session.expired")]
+    SessionExpired,
+    #[serde(rename = "session.cancelled")]
+    SessionCancelled,
+    #[serde(rename = "settlement.confirmed")]
+    SettlementConfirmed,
+}
+
+impl WebhookEventType {
+    pub const ALL: [WebhookEventType; 6] = [
+        Self::SessionAssigned,
+        Self::SessionLive,
+        Self::SessionEnded,
+        Self::SessionExpired,
+        Self::SessionCancelled,
+        Self::SettlementConfirmed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionAssigned => "session.assigned",
+            Self::SessionLive => "session.live",
+            Self::SessionEnded => "session.ended",
+            Self::SessionExpired => "session.expired",
+            Self::SessionCancelled => "session.cancelled",
+            Self::SettlementConfirmed => "settlement.confirmed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for WebhookEventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `POST /webhooks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateWebhookRequest {
+    /// Where events are POSTed: an `http://` or `https://` URL.
+    pub url: String,
+    /// The events to send; left out: every event type there is now.
+    #[serde(default)]
+    pub events: Option<Vec<WebhookEventType>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDto {
+    pub id: Uuid,
+    pub url: String,
+    pub events: Vec<WebhookEventType>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCreated {
+    #[serde(flatten)]
+    pub webhook: WebhookDto,
+    /// The signing secret (`whsec_…`), shown in this response only.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryState {
+    /// Not delivered yet; tried again at `nextAttemptAt`.
+    Pending,
+    /// A 2xx answer came back.
+    Delivered,
+    /// Every attempt failed; not tried again.
+    Failed,
+}
+
+/// One event's delivery to one webhook, in `GET /webhooks/{id}/deliveries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDeliveryDto {
+    /// The event's id, the same in every attempt (`x-lx-webhook-id`).
+    pub event_id: Uuid,
+    pub event_type: WebhookEventType,
+    pub session_id: Uuid,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    /// The HTTP status of the last answer, if one came.
+    pub last_status_code: Option<u16>,
+    /// Why the last attempt failed: a non-2xx status or a network error.
+    pub last_error: Option<String>,
+    /// When a PENDING delivery is tried next.
+    pub next_attempt_at: Option<String>,
+    pub delivered_at: Option<String>,
+    /// When the event happened.
+    pub created_at: String,
+}
+
+/// The body POSTed to a webhook. `data` is the session (a `SessionDto`) for
+/// `session.*` events and the settlement (a `SettlementDto`) for
+/// `settlement.confirmed`, as they were when the event happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEvent {
+    /// Stable across retries: receivers drop an id they have seen.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: WebhookEventType,
+    pub created_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub data: serde_json::Value,
 }
 
 // ---------------------------------------------------------------- public reads
@@ -708,6 +847,24 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", scope.as_str()));
             assert_eq!(Scope::parse(scope.as_str()), Some(scope));
         }
+    }
+
+    #[test]
+    fn webhook_event_types_use_their_dotted_names_on_the_wire() {
+        for event in WebhookEventType::ALL {
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(json, format!("\"{event}\""));
+            assert_eq!(WebhookEventType::parse(event.as_str()), Some(event));
+        }
+        let body = r#"{"url":"https://x.test/hook","events":["session.live"]}"#;
+        let req: CreateWebhookRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(req.events, Some(vec![WebhookEventType::SessionLive]));
+        assert!(
+            serde_json::from_str::<CreateWebhookRequest>(
+                r#"{"url":"x","events":["session.paused"]}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -403,8 +403,8 @@ impl App {
         changed
     }
 
-    /// Starts the sweeper and the media event loop; both stop when
-    /// `shutdown` turns true.
+    /// Starts the sweeper, the media event loop and the webhook deliveries;
+    /// each stops when `shutdown` turns true.
     pub fn spawn_background(
         self: &Arc<Self>,
         mut media_events: mpsc::Receiver<MediaEvent>,
@@ -425,6 +425,7 @@ impl App {
                 }
             })
         };
+        let webhooks = tokio::spawn(crate::webhooks::run(Arc::clone(self), shutdown.clone()));
         let media = {
             let app = Arc::clone(self);
             let mut shutdown = shutdown;
@@ -440,7 +441,7 @@ impl App {
                 }
             })
         };
-        vec![sweeper, media]
+        vec![sweeper, media, webhooks]
     }
 }
 

@@ -27,6 +27,7 @@ pub struct Config {
     pub chain: ChainConfig,
     pub media: MediaConfig,
     pub mqtt: MqttConfig,
+    pub webhooks: WebhooksConfig,
     pub log: LogConfig,
 }
 
@@ -140,6 +141,17 @@ pub struct ChainConfig {
     pub settle_batch_max: u32,
     pub settle_max_attempts: u32,
     pub resubmit_after_seconds: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub timeout_ms: u64,
+    pub poll_interval_ms: u64,
+    pub max_per_workspace: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -314,6 +326,19 @@ impl Config {
         }
         m.ice.validate("media.ice").map_err(anyhow::Error::msg)?;
         self.validate_mqtt()?;
+        let w = &self.webhooks;
+        if w.max_attempts == 0 {
+            bail!("webhooks.max_attempts must be at least 1");
+        }
+        if w.backoff_initial_ms == 0 || w.backoff_initial_ms > w.backoff_max_ms {
+            bail!("webhooks.backoff_initial_ms must be between 1 and webhooks.backoff_max_ms");
+        }
+        if w.timeout_ms < 100 {
+            bail!("webhooks.timeout_ms must be at least 100");
+        }
+        if w.poll_interval_ms < 10 {
+            bail!("webhooks.poll_interval_ms must be at least 10");
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }
@@ -401,5 +426,14 @@ mod tests {
         let err =
             Config::from_layers(Some("[pricing]\nplatform_fee_bps = 20000\n"), []).unwrap_err();
         assert!(format!("{err:#}").contains("platform_fee_bps"), "{err:#}");
+        let err = Config::from_layers(
+            Some("[webhooks]\nbackoff_initial_ms = 5000\nbackoff_max_ms = 1000\n"),
+            [],
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("webhooks.backoff_initial_ms"),
+            "{err:#}"
+        );
     }
 }

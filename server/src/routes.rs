@@ -6,6 +6,7 @@ mod operators;
 mod public;
 mod sessions;
 mod wallet;
+mod webhooks;
 mod workspaces;
 
 pub(crate) use operators::ingest_device_samples;
@@ -43,8 +44,9 @@ use crate::http::{self, AppState};
         operators::fleet_credentials,
         operators::telemetry, operators::track, operators::location,
         wallet::wallet, wallet::events, wallet::settlement,
+        webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries,
     ),
-    components(schemas(lx_protocol::api::ErrorBody, lx_protocol::ErrorCode)),
+    components(schemas(lx_protocol::api::ErrorBody, lx_protocol::ErrorCode, lx_protocol::api::WebhookEvent)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
@@ -147,6 +149,9 @@ pub fn router(state: AppState) -> Router {
             "/operators/{id}",
             get(operators::get_one).delete(operators::delete),
         )
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/webhooks/{id}", delete(webhooks::delete))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/operators/{id}/lock", post(operators::lock))
         .route("/operators/{id}/unlock", post(operators::unlock))
         .route(

@@ -12,8 +12,8 @@ pub mod suite;
 
 use async_trait::async_trait;
 use lx_protocol::api::{
-    Availability, DeviceKind, ExpiryReason, KeyEnvironment, Role, Scope, SessionState, Subsystem,
-    WindowReason,
+    Availability, DeliveryState, DeviceKind, ExpiryReason, KeyEnvironment, Role, Scope,
+    SessionState, Subsystem, WebhookEventType, WindowReason,
 };
 use lx_protocol::geo::Point;
 use lx_protocol::telemetry::Sample;
@@ -440,6 +440,48 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// An outbound webhook of a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub url: String,
+    pub events: Vec<WebhookEventType>,
+    /// Signs each delivery; kept as given because signing needs it.
+    pub secret: String,
+    pub created_ms: UnixMillis,
+}
+
+/// One event's delivery to one webhook: a row of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Orders a webhook's deliveries: the order their events happened in.
+    pub seq: i64,
+    pub webhook_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: WebhookEventType,
+    pub session_id: Uuid,
+    /// When the event happened.
+    pub event_ms: UnixMillis,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub next_attempt_ms: UnixMillis,
+    pub delivered_ms: Option<UnixMillis>,
+    pub updated_ms: UnixMillis,
+}
+
+/// A delivery due now, with what sending it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDelivery {
+    pub delivery: Delivery,
+    pub url: String,
+    pub secret: String,
+    /// The event's `data`, as JSON text.
+    pub payload: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Party {
     Consumer,
@@ -525,6 +567,9 @@ pub trait Store: Send + Sync + 'static {
         filter: SessionFilter,
     ) -> StoreResult<Vec<Session>>;
     async fn offers_for(&self, workspace_id: Uuid, now: UnixMillis) -> StoreResult<Vec<Session>>;
+    /// Applies the transition; the webhook event it causes (see
+    /// [`crate::webhooks::session_event`]) is queued for every subscribed
+    /// webhook of the session's consumer and operator in the same transaction.
     async fn apply(&self, transition: Transition) -> Result<Session, ApplyError>;
     /// Stores the media endpoints once; a second call returns the first ones.
     async fn attach_media(
@@ -549,7 +594,9 @@ pub trait Store: Send + Sync + 'static {
     async fn settlement(&self, session_id: Uuid) -> StoreResult<Option<SettlementRecord>>;
     /// PENDING and SUBMITTED settlements, each consumer's in sequence order.
     async fn open_settlements(&self, limit: u32) -> StoreResult<Vec<SettlementRecord>>;
-    /// Writes back the state, transaction, attempts and timing of each.
+    /// Writes back the state, transaction, attempts and timing of each. A
+    /// record that becomes CONFIRMED queues `settlement.confirmed` for the
+    /// subscribed webhooks of its session's parties, in the same transaction.
     async fn save_settlements(&self, records: Vec<SettlementRecord>) -> StoreResult<()>;
 
     /// Sessions that carry media now: ASSIGNED, LIVE or PAUSED with their
@@ -621,4 +668,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// The session's samples, oldest capture first.
     async fn session_samples(&self, session_id: Uuid) -> StoreResult<Vec<Sample>>;
+
+    // webhooks
+    async fn insert_webhook(&self, webhook: Webhook) -> StoreResult<()>;
+    /// The workspace's webhooks, oldest first.
+    async fn webhooks_of(&self, workspace_id: Uuid) -> StoreResult<Vec<Webhook>>;
+    /// The webhook, if it belongs to the workspace.
+    async fn webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Option<Webhook>>;
+    /// Deletes the webhook and its deliveries; `false` if the workspace has no such webhook.
+    async fn delete_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<bool>;
+    /// The webhook's deliveries, newest first.
+    async fn webhook_deliveries(&self, webhook_id: Uuid, limit: u32) -> StoreResult<Vec<Delivery>>;
+    /// For each webhook, its oldest PENDING delivery if that is due at `now`:
+    /// a later event waits until the one before is delivered or FAILED.
+    async fn due_deliveries(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<DueDelivery>>;
+    /// Writes back a PENDING delivery's outcome; `false` if it is gone or no
+    /// longer PENDING (its webhook was deleted meanwhile).
+    async fn save_delivery(&self, delivery: Delivery) -> StoreResult<bool>;
 }

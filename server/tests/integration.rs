@@ -19,6 +19,8 @@ mod media;
 mod mqtt;
 #[path = "common/mqtt.rs"]
 mod mqtt_support;
+#[path = "integration/webhooks.rs"]
+mod webhooks;
 
 use common::{Auth, BOGOTA, TestApp, cookie_from};
 use futures_util::future::join_all;
@@ -1061,12 +1063,17 @@ struct ServerProcess {
 
 impl ServerProcess {
     async fn start(dir: &std::path::Path, port: u16) -> Self {
+        Self::start_with(dir, port, "").await
+    }
+
+    /// Starts it with `extra` TOML appended to its configuration.
+    async fn start_with(dir: &std::path::Path, port: u16, extra: &str) -> Self {
         let config = dir.join("server.toml");
         std::fs::write(
             &config,
             format!(
                 "[http]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
-                 [store]\npath = \"{}\"\n[credit]\ndefault_micro_usdc = 1000000000\n[log]\nfilter = \"warn\"\n",
+                 [store]\npath = \"{}\"\n[credit]\ndefault_micro_usdc = 1000000000\n[log]\nfilter = \"warn\"\n{extra}",
                 dir.join("lx.db").display()
             ),
         )

@@ -4,9 +4,8 @@
 use axum::extract::{Path, State};
 use lx_protocol::ErrorCode;
 use lx_protocol::api::{
-    CancelAllResponse, CreateSessionRequest, ExpiryReason, MeterDto, OfferDto, OfferRef,
-    ProducerTokenDto, QuoteDto, Role, Scope, SessionDto, SessionState, StartResponse,
-    ViewerTokenDto, WindowDto,
+    CancelAllResponse, CreateSessionRequest, ExpiryReason, OfferDto, ProducerTokenDto, QuoteDto,
+    Role, Scope, SessionDto, SessionState, StartResponse, ViewerTokenDto,
 };
 use lx_protocol::geo::{METRES_PER_DEGREE, Point, check_lat, check_lng};
 use lx_protocol::time::format_millis;
@@ -25,51 +24,7 @@ use crate::store::{
 
 const MAX_GEOFENCE_RADIUS_M: u32 = 100_000;
 
-pub(super) fn session_dto(s: &Session) -> SessionDto {
-    SessionDto {
-        id: s.id,
-        state: s.state,
-        lat: s.point.lat,
-        lng: s.point.lng,
-        geofence_radius_meters: s.geofence_radius_m,
-        max_duration_seconds: s.max_duration_seconds,
-        wait_timeout_seconds: s.wait_timeout_seconds,
-        rate_per_second_micro_usdc: s.rate_micro_usdc,
-        hold_micro_usdc: s.hold_micro_usdc(),
-        consumer_workspace_id: s.consumer_workspace_id,
-        operator_workspace_id: s.operator_workspace_id,
-        operator_id: s.operator_id,
-        quote_id: s.quote_id,
-        offer: s.offer.map(|o| OfferRef {
-            workspace_id: o.workspace_id,
-            expires_at: format_millis(o.expires_ms),
-        }),
-        created_at: format_millis(s.created_ms),
-        expires_at: format_millis(s.wait_deadline_ms()),
-        assigned_at: s.assigned_ms.map(format_millis),
-        started_at: s.started_ms.map(format_millis),
-        ended_at: s.ended_ms.map(format_millis),
-        expiry_reason: s.expiry_reason,
-        windows: s
-            .windows
-            .iter()
-            .map(|w| WindowDto {
-                reason: w.reason,
-                opened_at: format_millis(w.opened_ms),
-                closed_at: w.closed_ms.map(format_millis),
-            })
-            .collect(),
-        meter: s.meter.map(|m| MeterDto {
-            clean_seconds: m.clean_seconds,
-            failed_seconds: m.failed_seconds,
-            charged_micro_usdc: m.charged_micro_usdc,
-            fee_micro_usdc: m.fee_micro_usdc,
-            operator_earned_micro_usdc: m.operator_earned_micro_usdc,
-            fee_bps: m.fee_bps,
-        }),
-        meter_final: s.meter_final,
-    }
-}
+pub(super) use crate::dto::session_dto;
 
 /// How the caller's workspace relates to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

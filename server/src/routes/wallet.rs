@@ -10,9 +10,6 @@ use serde::Deserialize;
 
 use crate::chain::WalletEventKind;
 use crate::http::ApiQuery;
-use lx_protocol::time::format_millis;
-
-use crate::store::SettlementState;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -86,23 +83,7 @@ pub(super) async fn settlement(
     }
     let record = app.store.settlement(session.id).await?;
     let dto = match record {
-        Some(r) => SettlementDto {
-            session_id: session.id,
-            state: match r.state {
-                SettlementState::Pending => SettlementStatus::Pending,
-                SettlementState::Submitted => SettlementStatus::Submitted,
-                SettlementState::Confirmed => SettlementStatus::Confirmed,
-                SettlementState::Failed => SettlementStatus::Failed,
-            },
-            sequence: Some(r.sequence),
-            to_amount_micro_usdc: Some(r.to_amount),
-            fee_amount_micro_usdc: Some(r.fee_amount),
-            tx_hash: r.tx_hash,
-            block_number: r.block,
-            attempts: r.attempts,
-            last_error: r.last_error,
-            updated_at: Some(format_millis(r.updated_ms)),
-        },
+        Some(r) => crate::dto::settlement_dto(&r),
         None => {
             let nothing_due =
                 session.meter_final && session.meter.is_some_and(|m| m.charged_micro_usdc == 0);

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use lx_protocol::api::{Availability, KeyEnvironment, Scope, SessionState, Subsystem};
+use lx_protocol::api::{
+    Availability, KeyEnvironment, Scope, SessionState, Subsystem, WebhookEventType,
+};
 use lx_protocol::geo::Point;
 use lx_protocol::telemetry::{Sample, Source};
 use lx_protocol::time::UnixMillis;
@@ -28,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_operators.sql"),
     include_str!("migrations/0003_settlements.sql"),
     include_str!("migrations/0004_mqtt.sql"),
+    include_str!("migrations/0005_webhooks.sql"),
 ];
 
 const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
@@ -537,6 +540,7 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(StoreError::from)?;
     let id = t.session_id.to_string();
+    let before = actual_state(&tx, t.session_id)?;
     let (set_offer_ws, set_offer_exp) = match t.set_offer {
         Some(o) => (Some(o.workspace_id.to_string()), Some(o.expires_ms)),
         None => (None, None),
@@ -667,8 +671,102 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
     let session = load_session(&tx, t.session_id)
         .map_err(StoreError::from)?
         .ok_or(ApplyError::SessionNotFound)?;
+    if let Some((event, at)) = crate::webhooks::session_event(before, &session) {
+        let parties = [
+            Some(session.consumer_workspace_id),
+            session.operator_workspace_id,
+        ];
+        let payload = || serde_json::to_string(&crate::dto::session_dto(&session));
+        enqueue_event(&tx, event, session.id, at, parties, payload).map_err(StoreError::from)?;
+    }
     tx.commit().map_err(StoreError::from)?;
     Ok(session)
+}
+
+/// Queues the event for every webhook of `parties` subscribed to it, once:
+/// the event row is unique per (session, type), its deliveries per
+/// (webhook, event). Nothing is written when no webhook wants it.
+fn enqueue_event(
+    tx: &Connection,
+    event: WebhookEventType,
+    session_id: Uuid,
+    at: UnixMillis,
+    parties: [Option<Uuid>; 2],
+    payload: impl FnOnce() -> Result<String, serde_json::Error>,
+) -> Sql<()> {
+    let [first, second] = parties.map(|p| p.map(|u| u.to_string()));
+    let hooks: Vec<String> = all(
+        tx,
+        "SELECT id FROM webhooks WHERE workspace_id IN (?1, ?2)
+           AND instr(',' || events || ',', ',' || ?3 || ',') > 0 ORDER BY created_ms, id",
+        params![first, second, event.as_str()],
+        |r| r.get(0),
+    )?;
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let payload = payload().map_err(conversion)?;
+    tx.prepare_cached(
+        "INSERT INTO webhook_events (id, type, session_id, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (session_id, type) DO NOTHING",
+    )?
+    .execute(params![
+        Uuid::new_v4().to_string(),
+        event.as_str(),
+        session_id.to_string(),
+        payload,
+        at
+    ])?;
+    let event_id: String = tx
+        .prepare_cached("SELECT id FROM webhook_events WHERE session_id = ?1 AND type = ?2")?
+        .query_row(params![session_id.to_string(), event.as_str()], |r| {
+            r.get(0)
+        })?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO webhook_deliveries (webhook_id, event_id, state, next_attempt_ms, updated_ms)
+         VALUES (?1, ?2, 'PENDING', ?3, ?3) ON CONFLICT (webhook_id, event_id) DO NOTHING",
+    )?;
+    for hook in hooks {
+        insert.execute(params![hook, event_id, at])?;
+    }
+    Ok(())
+}
+
+const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, events, secret, created_ms";
+
+fn webhook_row(row: &Row<'_>) -> Sql<Webhook> {
+    Ok(Webhook {
+        id: uuid_col(row, 0)?,
+        workspace_id: uuid_col(row, 1)?,
+        url: row.get(2)?,
+        events: list_parse(&row.get::<_, String>(3)?)?,
+        secret: row.get(4)?,
+        created_ms: row.get(5)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "d.seq, d.webhook_id, d.event_id, e.type, e.session_id, e.created_ms, \
+    d.state, d.attempts, d.last_status, d.last_error, d.next_attempt_ms, d.delivered_ms, d.updated_ms";
+
+fn delivery_row(row: &Row<'_>) -> Sql<Delivery> {
+    Ok(Delivery {
+        seq: row.get(0)?,
+        webhook_id: uuid_col(row, 1)?,
+        event_id: uuid_col(row, 2)?,
+        event_type: enum_parse(&row.get::<_, String>(3)?)?,
+        session_id: uuid_col(row, 4)?,
+        event_ms: row.get(5)?,
+        state: enum_parse(&row.get::<_, String>(6)?)?,
+        attempts: u32_col(row, 7)?,
+        last_status: row
+            .get::<_, Option<i64>>(8)?
+            .map(|v| u16::try_from(v).map_err(conversion))
+            .transpose()?,
+        last_error: row.get(9)?,
+        next_attempt_ms: row.get(10)?,
+        delivered_ms: row.get(11)?,
+        updated_ms: row.get(12)?,
+    })
 }
 
 #[async_trait]
@@ -1215,6 +1313,14 @@ impl Store for SqliteStore {
         self.run(move |c| {
             let tx = c.transaction()?;
             for r in &records {
+                let was: Option<String> = one(
+                    &tx,
+                    "SELECT state FROM settlements WHERE session_id = ?1",
+                    [r.session_id.to_string()],
+                    |row| row.get(0),
+                )?;
+                let confirmed_now = r.state == SettlementState::Confirmed
+                    && was.is_some_and(|w| w != enum_text(&SettlementState::Confirmed));
                 tx.execute(
                     "UPDATE settlements SET state = ?2, tx_hash = ?3, nonce = ?4, block = ?5, attempts = ?6,
                         last_error = ?7, next_attempt_ms = ?8, updated_ms = ?9 WHERE session_id = ?1",
@@ -1230,6 +1336,24 @@ impl Store for SqliteStore {
                         r.updated_ms,
                     ],
                 )?;
+                if confirmed_now {
+                    let parties = one(
+                        &tx,
+                        "SELECT consumer_ws, operator_ws FROM sessions WHERE id = ?1",
+                        [r.session_id.to_string()],
+                        |row| Ok([opt_uuid_col(row, 0)?, opt_uuid_col(row, 1)?]),
+                    )?
+                    .unwrap_or([None, None]);
+                    let payload = || serde_json::to_string(&crate::dto::settlement_dto(r));
+                    enqueue_event(
+                        &tx,
+                        WebhookEventType::SettlementConfirmed,
+                        r.session_id,
+                        r.updated_ms,
+                        parties,
+                        payload,
+                    )?;
+                }
             }
             tx.commit()?;
             Ok(())
@@ -1608,6 +1732,125 @@ impl Store for SqliteStore {
             Ok(rows)
         })
         .await
+    }
+
+    async fn insert_webhook(&self, w: Webhook) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                ),
+                params![
+                    w.id.to_string(),
+                    w.workspace_id.to_string(),
+                    w.url,
+                    list_text(&w.events),
+                    w.secret,
+                    w.created_ms
+                ],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn webhooks_of(&self, workspace_id: Uuid) -> StoreResult<Vec<Webhook>> {
+        self.run(move |c| {
+            let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = ?1 ORDER BY created_ms, id");
+            Ok(all(c, &sql, [workspace_id.to_string()], webhook_row)?)
+        })
+        .await
+    }
+
+    async fn webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Option<Webhook>> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?1 AND workspace_id = ?2"
+            );
+            Ok(one(
+                c,
+                &sql,
+                [id.to_string(), workspace_id.to_string()],
+                webhook_row,
+            )?)
+        })
+        .await
+    }
+
+    async fn delete_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let deleted = self
+            .run(move |c| {
+                let n = c.execute(
+                    "DELETE FROM webhooks WHERE id = ?1 AND workspace_id = ?2",
+                    [id.to_string(), workspace_id.to_string()],
+                )?;
+                Ok(n > 0)
+            })
+            .await?;
+        self.wrote();
+        Ok(deleted)
+    }
+
+    async fn webhook_deliveries(&self, webhook_id: Uuid, limit: u32) -> StoreResult<Vec<Delivery>> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+                 WHERE d.webhook_id = ?1 ORDER BY d.seq DESC LIMIT ?2"
+            );
+            Ok(all(c, &sql, params![webhook_id.to_string(), i64::from(limit)], delivery_row)?)
+        })
+        .await
+    }
+
+    async fn due_deliveries(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<DueDelivery>> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS}, w.url, w.secret, e.payload
+                 FROM webhook_deliveries d
+                 JOIN webhook_events e ON e.id = d.event_id
+                 JOIN webhooks w ON w.id = d.webhook_id
+                 WHERE d.seq IN (SELECT MIN(seq) FROM webhook_deliveries WHERE state = 'PENDING' GROUP BY webhook_id)
+                   AND d.next_attempt_ms <= ?1
+                 ORDER BY d.next_attempt_ms, d.seq LIMIT ?2"
+            );
+            let due = |row: &Row<'_>| {
+                Ok(DueDelivery {
+                    delivery: delivery_row(row)?,
+                    url: row.get(13)?,
+                    secret: row.get(14)?,
+                    payload: row.get(15)?,
+                })
+            };
+            Ok(all(c, &sql, params![now, i64::from(limit)], due)?)
+        })
+        .await
+    }
+
+    async fn save_delivery(&self, d: Delivery) -> StoreResult<bool> {
+        let saved = self
+            .run(move |c| {
+                let n = c.execute(
+                    "UPDATE webhook_deliveries SET state = ?2, attempts = ?3, last_status = ?4, last_error = ?5,
+                        next_attempt_ms = ?6, delivered_ms = ?7, updated_ms = ?8
+                     WHERE seq = ?1 AND state = 'PENDING'",
+                    params![
+                        d.seq,
+                        enum_text(&d.state),
+                        d.attempts,
+                        d.last_status,
+                        d.last_error,
+                        d.next_attempt_ms,
+                        d.delivered_ms,
+                        d.updated_ms
+                    ],
+                )?;
+                Ok(n > 0)
+            })
+            .await?;
+        self.wrote();
+        Ok(saved)
     }
 
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>> {

@@ -4,7 +4,9 @@
 // A failed step is a failed test: unwrap is the point here.
 #![allow(clippy::unwrap_used)]
 
-use lx_protocol::api::{Availability, KeyEnvironment, Role, Scope, SessionState};
+use lx_protocol::api::{
+    Availability, DeliveryState, KeyEnvironment, Role, Scope, SessionState, WebhookEventType,
+};
 use lx_protocol::geo::Point;
 use lx_protocol::wallet::Address;
 use uuid::Uuid;
@@ -620,6 +622,264 @@ pub async fn final_charged_sessions_are_queued_once_in_sequence(store: &dyn Stor
         .unwrap();
 }
 
+fn build_webhook(ws: &Workspace, events: &[WebhookEventType]) -> Webhook {
+    Webhook {
+        id: Uuid::new_v4(),
+        workspace_id: ws.id,
+        url: "http://127.0.0.1:9/hook".into(),
+        events: events.to_vec(),
+        secret: "whsec_test".into(),
+        created_ms: 5,
+    }
+}
+
+async fn pending_types(store: &dyn Store, webhook: Uuid) -> Vec<WebhookEventType> {
+    let mut log = store.webhook_deliveries(webhook, 100).await.unwrap();
+    log.reverse();
+    log.iter()
+        .filter(|d| d.state == DeliveryState::Pending)
+        .map(|d| d.event_type)
+        .collect()
+}
+
+pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(store: &dyn Store) {
+    use WebhookEventType::*;
+    let consumer = store
+        .insert_workspace(build_workspace("hooked-consumer", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let supplier = store
+        .insert_workspace(build_workspace(
+            "hooked-supplier",
+            &[Role::Supplier],
+            Some(Point::new(1.0, 2.0)),
+        ))
+        .await
+        .unwrap();
+    let stranger = store
+        .insert_workspace(build_workspace("stranger", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let everything = build_webhook(&consumer, &WebhookEventType::ALL);
+    let live_only = build_webhook(&supplier, &[SessionLive]);
+    let elsewhere = build_webhook(&stranger, &WebhookEventType::ALL);
+    for w in [&everything, &live_only, &elsewhere] {
+        store.insert_webhook(w.clone()).await.unwrap();
+    }
+    assert_eq!(
+        store.webhooks_of(consumer.id).await.unwrap(),
+        vec![everything.clone()]
+    );
+    assert_eq!(
+        store.webhook(stranger.id, everything.id).await.unwrap(),
+        None
+    );
+
+    let s = store
+        .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
+        .await
+        .unwrap();
+    let step = |from, to| Transition {
+        session_id: s.id,
+        expected: Some(from),
+        to: Some(to),
+        ..Transition::default()
+    };
+    store
+        .apply(Transition {
+            operator_workspace_id: Some(supplier.id),
+            assigned_ms: Some(20),
+            ..step(SessionState::Requested, SessionState::Assigned)
+        })
+        .await
+        .unwrap();
+    // A compare-and-swap that loses changes nothing and queues nothing.
+    assert!(
+        store
+            .apply(step(SessionState::Requested, SessionState::Assigned))
+            .await
+            .is_err()
+    );
+    store
+        .apply(Transition {
+            started_ms: Some(100),
+            ..step(SessionState::Assigned, SessionState::Live)
+        })
+        .await
+        .unwrap();
+    store
+        .apply(step(SessionState::Live, SessionState::Paused))
+        .await
+        .unwrap();
+    store
+        .apply(step(SessionState::Paused, SessionState::Live))
+        .await
+        .unwrap();
+    assert_eq!(
+        pending_types(store, everything.id).await,
+        vec![SessionAssigned, SessionLive]
+    );
+    assert_eq!(pending_types(store, live_only.id).await, vec![SessionLive]);
+    assert!(pending_types(store, elsewhere.id).await.is_empty());
+
+    // Only each webhook's oldest PENDING delivery is due.
+    let due = store.due_deliveries(1_000, 10).await.unwrap();
+    let mut heads: Vec<(Uuid, WebhookEventType)> = due
+        .iter()
+        .map(|d| (d.delivery.webhook_id, d.delivery.event_type))
+        .collect();
+    heads.sort();
+    let mut expected = vec![
+        (everything.id, SessionAssigned),
+        (live_only.id, SessionLive),
+    ];
+    expected.sort();
+    assert_eq!(heads, expected);
+    let head = due
+        .iter()
+        .find(|d| d.delivery.webhook_id == everything.id)
+        .unwrap()
+        .clone();
+    assert_eq!((head.delivery.event_ms, head.delivery.attempts), (20, 0));
+    assert_eq!(
+        (head.url.as_str(), head.secret.as_str()),
+        ("http://127.0.0.1:9/hook", "whsec_test")
+    );
+    let data: serde_json::Value = serde_json::from_str(&head.payload).unwrap();
+    assert_eq!(data["state"], "ASSIGNED", "the session as it was then");
+    let same_event = due
+        .iter()
+        .find(|d| d.delivery.webhook_id == live_only.id)
+        .unwrap();
+    let live_of_consumer = store.webhook_deliveries(everything.id, 1).await.unwrap()[0].clone();
+    assert_eq!(
+        live_of_consumer.event_id, same_event.delivery.event_id,
+        "one event, one id"
+    );
+
+    // A retry later keeps the head in place; delivering it moves the queue on.
+    let retry = Delivery {
+        attempts: 1,
+        last_error: Some("refused".into()),
+        next_attempt_ms: 5_000,
+        updated_ms: 1_000,
+        ..head.delivery.clone()
+    };
+    assert!(store.save_delivery(retry.clone()).await.unwrap());
+    assert!(
+        store
+            .due_deliveries(4_999, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.delivery.webhook_id != everything.id),
+        "neither the head nor the event after it is due before the retry"
+    );
+    let delivered = Delivery {
+        state: DeliveryState::Delivered,
+        attempts: 2,
+        last_status: Some(200),
+        last_error: None,
+        delivered_ms: Some(5_000),
+        updated_ms: 5_000,
+        ..retry
+    };
+    assert!(store.save_delivery(delivered.clone()).await.unwrap());
+    assert!(
+        !store.save_delivery(delivered).await.unwrap(),
+        "a delivered row is final"
+    );
+    let next = store.due_deliveries(5_000, 10).await.unwrap();
+    assert!(next.iter().any(|d| d.delivery.webhook_id == everything.id && d.delivery.event_type == SessionLive));
+
+    // The end is an event; finalizing the meter afterwards is not.
+    let meter = Meter {
+        clean_seconds: 100,
+        failed_seconds: 0,
+        charged_micro_usdc: 1_000,
+        fee_micro_usdc: 100,
+        operator_earned_micro_usdc: 900,
+        fee_bps: 1000,
+    };
+    store
+        .apply(Transition {
+            ended_ms: Some(300),
+            meter: Some(meter),
+            ..step(SessionState::Live, SessionState::Ended)
+        })
+        .await
+        .unwrap();
+    store
+        .apply(Transition {
+            session_id: s.id,
+            expected: Some(SessionState::Ended),
+            meter_final: true,
+            ..Transition::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        pending_types(store, everything.id).await,
+        vec![SessionLive, SessionEnded]
+    );
+
+    // CONFIRMED is `settlement.confirmed`, once however often it is saved.
+    assert_eq!(store.queue_settlements(400).await.unwrap(), 1);
+    let queued = store.settlement(s.id).await.unwrap().unwrap();
+    let confirmed = SettlementRecord {
+        state: SettlementState::Confirmed,
+        tx_hash: Some("0xfeed".into()),
+        block: Some(3),
+        updated_ms: 500,
+        ..queued.clone()
+    };
+    store.save_settlements(vec![queued]).await.unwrap();
+    store
+        .save_settlements(vec![confirmed.clone()])
+        .await
+        .unwrap();
+    store.save_settlements(vec![confirmed]).await.unwrap();
+    assert_eq!(
+        pending_types(store, everything.id).await,
+        vec![SessionLive, SessionEnded, SettlementConfirmed]
+    );
+    let log = store.webhook_deliveries(everything.id, 1).await.unwrap();
+    assert_eq!(log[0].event_ms, 500);
+    assert!(
+        pending_types(store, live_only.id).await == vec![SessionLive],
+        "not subscribed"
+    );
+
+    // Only its own workspace deletes a webhook; its deliveries go with it.
+    assert!(
+        !store
+            .delete_webhook(stranger.id, everything.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_webhook(consumer.id, everything.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .webhook_deliveries(everything.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .due_deliveries(i64::MAX, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.delivery.webhook_id != everything.id)
+    );
+}
+
 /// Generates one `#[tokio::test]` per suite case for a backend.
 #[macro_export]
 macro_rules! store_suite {
@@ -634,6 +894,7 @@ macro_rules! store_suite {
             media_is_attached_once_and_windows_open_and_close,
             due_sessions_are_the_ones_past_a_deadline,
             final_charged_sessions_are_queued_once_in_sequence,
+            webhook_events_are_queued_once_with_their_change_and_due_in_order,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -1,0 +1,579 @@
+//! Outbound webhooks: which session changes are events, how a delivery is
+//! signed and retried, and the worker that sends them.
+//!
+//! Contract:
+//! - An event is written to the store's outbox in the transaction that
+//!   commits the change behind it (`Store::apply` for `session.*`,
+//!   `Store::save_settlements` for `settlement.confirmed`), one row per
+//!   subscribed webhook, unique per (webhook, event). A crash or a restart
+//!   loses none, and none is queued twice.
+//! - Delivery is at least once: an attempt whose answer is lost (a crash
+//!   mid-request) is made again. Every attempt of an event carries the same
+//!   `id`, so receivers drop the ones they have seen.
+//! - A webhook's events arrive in the order they happened: only its oldest
+//!   PENDING delivery is tried; the next waits until it is DELIVERED or FAILED.
+//! - Success is any 2xx. Otherwise the attempt is retried after
+//!   [`backoff_ms`], until `max_attempts`, then FAILED and logged.
+//!
+//! The decisions ([`session_event`], [`backoff_ms`], [`after_attempt`],
+//! [`signature`]) are pure and take `now`; [`run`] is the shell that reads
+//! the app clock, talks HTTP and writes the outcome back.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use lx_protocol::api::{DeliveryState, SessionState, WebhookEvent, WebhookEventType};
+use lx_protocol::time::{UnixMillis, format_millis};
+use sha2::Sha256;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::config::WebhooksConfig;
+use crate::store::{Delivery, DueDelivery, Session};
+
+/// The event's id, the same in every attempt.
+pub const ID_HEADER: &str = "x-lx-webhook-id";
+/// Unix seconds at the attempt; signed with the body.
+pub const TIMESTAMP_HEADER: &str = "x-lx-webhook-timestamp";
+/// `v1=<hex HMAC-SHA256(secret, "{timestamp}.{body}")>`.
+pub const SIGNATURE_HEADER: &str = "x-lx-webhook-signature";
+pub const SECRET_PREFIX: &str = "whsec_";
+const MAX_URL_LEN: usize = 2048;
+/// Due deliveries taken per pass; the rest wait for the next one.
+const PASS_LIMIT: u32 = 64;
+/// Attempts in flight at once, across webhooks (one per webhook at most).
+const MAX_IN_FLIGHT: usize = 64;
+/// A network error is kept to this many characters in the delivery log.
+const MAX_ERROR_LEN: usize = 300;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The event a committed session change is, if any, and when it happened.
+/// `before` is the state the change was made from. Resuming from PAUSED is
+/// not `session.live`: that event means the first frame arrived.
+pub fn session_event(
+    before: SessionState,
+    after: &Session,
+) -> Option<(WebhookEventType, UnixMillis)> {
+    use SessionState::{Assigned, Cancelled, Ended, Expired, Live};
+    if before == after.state {
+        return None;
+    }
+    // The lifecycle stamps each of these instants with the transition; the
+    // creation time only stands in for a transition made without one.
+    let at = |t: Option<UnixMillis>| t.unwrap_or(after.created_ms);
+    match (before, after.state) {
+        (_, Assigned) => Some((WebhookEventType::SessionAssigned, at(after.assigned_ms))),
+        (Assigned, Live) => Some((WebhookEventType::SessionLive, at(after.started_ms))),
+        (_, Ended) => Some((WebhookEventType::SessionEnded, at(after.ended_ms))),
+        (_, Expired) => Some((WebhookEventType::SessionExpired, at(after.ended_ms))),
+        (_, Cancelled) => Some((WebhookEventType::SessionCancelled, at(after.ended_ms))),
+        _ => None,
+    }
+}
+
+/// `[webhooks]` in the form the worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryPolicy {
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+}
+
+impl DeliveryPolicy {
+    pub fn from_config(c: &WebhooksConfig) -> Self {
+        Self {
+            max_attempts: c.max_attempts.max(1),
+            backoff_initial_ms: c.backoff_initial_ms.max(1),
+            backoff_max_ms: c.backoff_max_ms.max(c.backoff_initial_ms.max(1)),
+            timeout: Duration::from_millis(c.timeout_ms.max(100)),
+            poll_interval: Duration::from_millis(c.poll_interval_ms.max(10)),
+        }
+    }
+}
+
+/// The wait after the `failed`-th failed attempt in a row:
+/// `initial × 2^(failed−1)`, at most `max`.
+pub fn backoff_ms(policy: &DeliveryPolicy, failed: u32) -> i64 {
+    let doublings = failed.saturating_sub(1).min(62);
+    let wait = policy
+        .backoff_initial_ms
+        .saturating_mul(1u64 << doublings)
+        .min(policy.backoff_max_ms);
+    i64::try_from(wait).unwrap_or(i64::MAX)
+}
+
+/// How one attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The receiver answered with this HTTP status.
+    Answered(u16),
+    /// No answer: refused, reset, timed out, a DNS failure.
+    Unreachable(String),
+    /// The request could not be made at all, and never will be: FAILED now.
+    Unsendable(String),
+}
+
+/// The delivery after one more attempt at `now`.
+pub fn after_attempt(
+    mut delivery: Delivery,
+    attempt: &Attempt,
+    policy: &DeliveryPolicy,
+    now: UnixMillis,
+) -> Delivery {
+    delivery.attempts = delivery.attempts.saturating_add(1);
+    delivery.updated_ms = now;
+    match attempt {
+        Attempt::Answered(status) if (200..300).contains(status) => {
+            delivery.state = DeliveryState::Delivered;
+            delivery.last_status = Some(*status);
+            delivery.last_error = None;
+            delivery.delivered_ms = Some(now);
+            return delivery;
+        }
+        Attempt::Answered(status) => {
+            delivery.last_status = Some(*status);
+            delivery.last_error = Some(format!("answered HTTP {status}"));
+        }
+        Attempt::Unreachable(why) => {
+            delivery.last_status = None;
+            delivery.last_error = Some(why.chars().take(MAX_ERROR_LEN).collect());
+        }
+        Attempt::Unsendable(why) => {
+            delivery.state = DeliveryState::Failed;
+            delivery.last_status = None;
+            delivery.last_error = Some(why.chars().take(MAX_ERROR_LEN).collect());
+            return delivery;
+        }
+    }
+    if delivery.attempts >= policy.max_attempts {
+        delivery.state = DeliveryState::Failed;
+    } else {
+        delivery.next_attempt_ms = now.saturating_add(backoff_ms(policy, delivery.attempts));
+    }
+    delivery
+}
+
+/// `v1=<hex HMAC-SHA256(secret, "{timestamp}.{body}")>`: what
+/// `x-lx-webhook-signature` carries.
+pub fn signature(secret: &str, timestamp_s: i64, body: &[u8]) -> String {
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(timestamp_s.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The body of every attempt of a delivery: `{id, type, createdAt, data}`.
+pub fn event_body(due: &DueDelivery) -> Result<Vec<u8>, serde_json::Error> {
+    let event = WebhookEvent {
+        id: due.delivery.event_id,
+        event_type: due.delivery.event_type,
+        created_at: format_millis(due.delivery.event_ms),
+        data: serde_json::from_str(&due.payload)?,
+    };
+    serde_json::to_vec(&event)
+}
+
+/// The URL a webhook may be registered with, normalised; the problem if not.
+pub fn check_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.len() > MAX_URL_LEN {
+        return Err(format!("must be at most {MAX_URL_LEN} characters"));
+    }
+    let url = reqwest::Url::parse(text).map_err(|e| format!("is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be an http:// or https:// URL, not {}:",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "must not carry a user or password; the signature tells the receiver it is us"
+                .to_owned(),
+        );
+    }
+    Ok(url.to_string())
+}
+
+/// A reqwest error with its causes: "error sending request: … Connection refused".
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = if err.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        err.to_string()
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Makes one attempt at a due delivery and writes its outcome; returns the
+/// webhook, free for its next delivery.
+async fn deliver(
+    app: Arc<App>,
+    client: reqwest::Client,
+    policy: DeliveryPolicy,
+    due: DueDelivery,
+) -> Uuid {
+    let webhook = due.delivery.webhook_id;
+    let attempt = match event_body(&due) {
+        Ok(body) => {
+            let timestamp = app.now().div_euclid(1000);
+            let sent = client
+                .post(&due.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(ID_HEADER, due.delivery.event_id.to_string())
+                .header(TIMESTAMP_HEADER, timestamp.to_string())
+                .header(SIGNATURE_HEADER, signature(&due.secret, timestamp, &body))
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                Ok(response) => Attempt::Answered(response.status().as_u16()),
+                Err(err) => Attempt::Unreachable(describe(&err)),
+            }
+        }
+        // The payload was written by this server; one that does not parse
+        // will not parse on the next attempt either.
+        Err(err) => {
+            tracing::error!(event = %due.delivery.event_id, %err, "webhook payload unreadable");
+            Attempt::Unsendable(format!("payload unreadable: {err}"))
+        }
+    };
+    let updated = after_attempt(due.delivery, &attempt, &policy, app.now());
+    match updated.state {
+        DeliveryState::Delivered => tracing::debug!(
+            %webhook, event = %updated.event_id, attempts = updated.attempts, "webhook delivered"
+        ),
+        DeliveryState::Failed => tracing::warn!(
+            %webhook, event = %updated.event_id, r#type = %updated.event_type,
+            attempts = updated.attempts, error = ?updated.last_error,
+            "webhook delivery FAILED: no more attempts"
+        ),
+        DeliveryState::Pending => tracing::debug!(
+            %webhook, event = %updated.event_id, attempts = updated.attempts,
+            error = ?updated.last_error, "webhook delivery retried later"
+        ),
+    }
+    if let Err(err) = app.store.save_delivery(updated).await {
+        // The delivery stays PENDING as stored and is attempted again.
+        tracing::warn!(%webhook, %err, "webhook delivery outcome not saved");
+    }
+    webhook
+}
+
+/// The deliveries in flight: at most one per webhook, which keeps each
+/// webhook's events in order while a slow receiver holds up no other.
+#[derive(Debug, Default)]
+struct InFlight {
+    tasks: JoinSet<Uuid>,
+    webhooks: HashSet<Uuid>,
+    by_task: HashMap<tokio::task::Id, Uuid>,
+}
+
+impl InFlight {
+    async fn start_due(
+        &mut self,
+        app: &Arc<App>,
+        client: &reqwest::Client,
+        policy: DeliveryPolicy,
+    ) {
+        let due = match app.store.due_deliveries(app.now(), PASS_LIMIT).await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(%err, "due webhook deliveries not read; next pass retries");
+                return;
+            }
+        };
+        for d in due {
+            if self.tasks.len() >= MAX_IN_FLIGHT {
+                break;
+            }
+            let webhook = d.delivery.webhook_id;
+            if !self.webhooks.insert(webhook) {
+                continue;
+            }
+            let task = self
+                .tasks
+                .spawn(deliver(Arc::clone(app), client.clone(), policy, d));
+            self.by_task.insert(task.id(), webhook);
+        }
+    }
+
+    fn finished(&mut self, done: &Result<(tokio::task::Id, Uuid), tokio::task::JoinError>) {
+        let task = match done {
+            Ok((task, _)) => *task,
+            Err(err) => {
+                tracing::error!(%err, "webhook delivery task failed");
+                err.id()
+            }
+        };
+        if let Some(webhook) = self.by_task.remove(&task) {
+            self.webhooks.remove(&webhook);
+        }
+    }
+}
+
+/// Sends due deliveries until `shutdown` turns true, then lets the attempts
+/// in flight finish (each is bounded by the request timeout).
+///
+/// It looks for due deliveries every `poll_interval` (retries come due with
+/// time), when a delivery finishes (the webhook's next event may be waiting)
+/// and when `App::events` reports a session change (a new event may be
+/// queued). That broadcast is only a wake-up: the events themselves are in
+/// the store, so a lagging receiver (`Lagged`) loses nothing but a little
+/// latency, and is logged.
+pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let policy = DeliveryPolicy::from_config(&app.config.webhooks);
+    let client = match reqwest::Client::builder()
+        .timeout(policy.timeout)
+        // A redirect is not a 2xx; following one would let a receiver point
+        // our signed requests elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("lx-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(%err, "webhook deliveries are off: no HTTP client");
+            return;
+        }
+    };
+    let mut changes = app.events.subscribe();
+    let mut changes_open = true;
+    let mut tick = tokio::time::interval(policy.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight = InFlight::default();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            change = changes.recv(), if changes_open => {
+                let mut lagged = matches!(change, Err(RecvError::Lagged(_)));
+                changes_open = !matches!(change, Err(RecvError::Closed));
+                // One pass covers every change already announced.
+                loop {
+                    match changes.try_recv() {
+                        Ok(_) => {}
+                        Err(TryRecvError::Lagged(_)) => lagged = true,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Closed) => {
+                            changes_open = false;
+                            break;
+                        }
+                    }
+                }
+                if lagged {
+                    tracing::debug!("webhook worker fell behind the session changes; the outbox has them all");
+                }
+            }
+            Some(done) = in_flight.tasks.join_next_with_id(), if !in_flight.tasks.is_empty() => {
+                in_flight.finished(&done);
+            }
+            _ = shutdown.changed() => break,
+        }
+        in_flight.start_due(&app, &client, policy).await;
+    }
+    while let Some(done) = in_flight.tasks.join_next_with_id().await {
+        in_flight.finished(&done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Delivery;
+
+    fn build_policy() -> DeliveryPolicy {
+        DeliveryPolicy {
+            max_attempts: 4,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 5_000,
+            timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+
+    fn build_delivery() -> Delivery {
+        Delivery {
+            seq: 1,
+            webhook_id: Uuid::nil(),
+            event_id: Uuid::from_u128(7),
+            event_type: WebhookEventType::SessionLive,
+            session_id: Uuid::from_u128(9),
+            event_ms: 1_000,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            last_status: None,
+            last_error: None,
+            next_attempt_ms: 1_000,
+            delivered_ms: None,
+            updated_ms: 1_000,
+        }
+    }
+
+    fn build_session(state: SessionState) -> Session {
+        Session {
+            id: Uuid::from_u128(1),
+            state,
+            point: lx_protocol::geo::Point::new(4.71, -74.07),
+            geofence_radius_m: 150,
+            max_duration_seconds: 300,
+            wait_timeout_seconds: 60,
+            rate_micro_usdc: 1000,
+            consumer_workspace_id: Uuid::from_u128(2),
+            consumer_wallet: lx_protocol::wallet::Address([7; 20]),
+            operator_workspace_id: Some(Uuid::from_u128(3)),
+            operator_id: None,
+            quote_id: None,
+            offer: None,
+            created_ms: 10,
+            assigned_ms: None,
+            started_ms: None,
+            ended_ms: None,
+            expiry_reason: None,
+            media: None,
+            meter: None,
+            meter_final: false,
+            windows: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_initial_wait_up_to_the_cap() {
+        let p = build_policy();
+        let waits: Vec<i64> = (1..=6).map(|n| backoff_ms(&p, n)).collect();
+        assert_eq!(waits, vec![1_000, 2_000, 4_000, 5_000, 5_000, 5_000]);
+        assert_eq!(backoff_ms(&p, u32::MAX), 5_000, "no overflow");
+    }
+
+    #[test]
+    fn a_2xx_delivers_and_keeps_the_status() {
+        let d = after_attempt(
+            build_delivery(),
+            &Attempt::Answered(204),
+            &build_policy(),
+            5_000,
+        );
+        assert_eq!(d.state, DeliveryState::Delivered);
+        assert_eq!(
+            (d.attempts, d.last_status, d.delivered_ms),
+            (1, Some(204), Some(5_000))
+        );
+        assert_eq!(d.last_error, None);
+    }
+
+    #[test]
+    fn a_refusal_is_retried_after_the_backoff_then_fails_at_max_attempts() {
+        let p = build_policy();
+        let mut d = build_delivery();
+        let mut now = 10_000;
+        for expected_wait in [1_000, 2_000, 4_000] {
+            d = after_attempt(d, &Attempt::Unreachable("refused".into()), &p, now);
+            assert_eq!(d.state, DeliveryState::Pending);
+            assert_eq!(d.next_attempt_ms, now + expected_wait);
+            now = d.next_attempt_ms;
+        }
+        d = after_attempt(d, &Attempt::Answered(500), &p, now);
+        assert_eq!(d.state, DeliveryState::Failed);
+        assert_eq!((d.attempts, d.last_status), (4, Some(500)));
+        assert_eq!(d.last_error.as_deref(), Some("answered HTTP 500"));
+    }
+
+    #[test]
+    fn an_unsendable_delivery_fails_at_once() {
+        let d = after_attempt(
+            build_delivery(),
+            &Attempt::Unsendable("payload unreadable".into()),
+            &build_policy(),
+            7,
+        );
+        assert_eq!((d.state, d.attempts), (DeliveryState::Failed, 1));
+    }
+
+    #[test]
+    fn a_redirect_is_not_a_success() {
+        let d = after_attempt(
+            build_delivery(),
+            &Attempt::Answered(302),
+            &build_policy(),
+            1,
+        );
+        assert_eq!(d.state, DeliveryState::Pending);
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // Computed independently with Python's hmac module, as the docs'
+        // verification snippet does.
+        let expected = "v1=a252a4340d8bbbdbac8643a2812cc7d628ad79bfba544bff054ac2fa10f795a2";
+        assert_eq!(signature("whsec_k", 1_700_000_000, br#"{"a":1}"#), expected);
+        assert_ne!(signature("whsec_k", 1_700_000_001, br#"{"a":1}"#), expected);
+        assert_ne!(signature("whsec_j", 1_700_000_000, br#"{"a":1}"#), expected);
+    }
+
+    #[test]
+    fn only_http_urls_with_a_host_are_accepted() {
+        assert_eq!(
+            check_url(" https://example.com/hook ").as_deref(),
+            Ok("https://example.com/hook")
+        );
+        assert!(check_url("http://127.0.0.1:8080/x?y=1").is_ok());
+        for bad in [
+            "ftp://example.com",
+            "example.com/hook",
+            "http://",
+            "https://u:p@x.test/",
+            "",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+        assert!(check_url(&format!("https://x.test/{}", "a".repeat(3000))).is_err());
+    }
+
+    #[test]
+    fn each_state_is_an_event_once_and_resuming_is_not_live() {
+        let mut s = build_session(SessionState::Assigned);
+        s.assigned_ms = Some(50);
+        assert_eq!(
+            session_event(SessionState::Requested, &s),
+            Some((WebhookEventType::SessionAssigned, 50))
+        );
+        s.state = SessionState::Live;
+        s.started_ms = Some(70);
+        assert_eq!(
+            session_event(SessionState::Assigned, &s),
+            Some((WebhookEventType::SessionLive, 70))
+        );
+        assert_eq!(session_event(SessionState::Paused, &s), None);
+        assert_eq!(
+            session_event(SessionState::Live, &s),
+            None,
+            "a window, not a state change"
+        );
+        s.state = SessionState::Expired;
+        s.ended_ms = Some(90);
+        assert_eq!(
+            session_event(SessionState::Live, &s),
+            Some((WebhookEventType::SessionExpired, 90))
+        );
+        s.state = SessionState::Paused;
+        assert_eq!(session_event(SessionState::Live, &s), None);
+    }
+}
