@@ -174,8 +174,10 @@ pub fn router(state: AppState) -> Router {
             delete(media::hang_up).patch(media::patch),
         )
         .layer(cors);
+    let console = crate::console::router(&state.config);
     Router::new()
         .nest("/api/v1", api)
+        .merge(console)
         .nest("/media", media)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
