@@ -58,13 +58,14 @@ function renderHeader() {
   }
   const ws = state.workspace;
   const address = state.me.walletAddress || '';
-  who.replaceChildren(
+  const parts = [
     h('span', { id: 'current-workspace', title: ws ? ws.id : '' },
       ws ? `${ws.name} (${ws.roles.join(', ')})` : 'no workspace selected'),
     state.workspaces.length > 1 ? h('a', { href: '#/workspaces', id: 'switch-workspace' }, 'switch') : null,
     h('span', { class: 'wallet', title: address }, `${address.slice(0, 6)}…${address.slice(-4)}`),
     h('button', { id: 'sign-out', type: 'button', onclick: signOut }, 'Sign out'),
-  );
+  ];
+  who.replaceChildren(...parts.filter(Boolean));
 }
 
 async function signOut() {

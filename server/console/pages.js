@@ -432,7 +432,10 @@ export function sessionPage(ctx, id) {
       await publisher.stop();
       preview.srcObject = null;
       publishStatus.dataset.deleted = String(publisher.deleted);
-      publishStatus.textContent = `The session is ${s.state}: publishing stopped, the WHIP resource was deleted (${publisher.deleted}).`;
+      // The server closes the ingest itself when a session ends, so the
+      // DELETE usually finds the resource gone (404); both mean hung up.
+      publishStatus.textContent = `The session is ${s.state}: publishing stopped `
+        + `(DELETE of the WHIP resource: ${publisher.deleted === 404 ? '404, the server had already closed it' : publisher.deleted}).`;
     } else if (!publisher && !open && s.state !== 'REQUESTED') {
       publishStatus.textContent = `The session is ${s.state}.`;
     }

@@ -13,8 +13,9 @@
 // publishes Chromium's fake camera (the clip) over WHIP and plays over WHEP.
 //
 // stdout: one JSON line per phase — publishing, played, devices, then (after
-// a `continue` line on stdin, once the test has checked /frame) ended and
-// done; or {error} and exit 1.
+// a `continue` line on stdin, once the test has checked /frame: the operator
+// stops publishing, the consumer ends the session) ended and done; or
+// {error} and exit 1.
 
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
@@ -100,11 +101,6 @@ async function until(page, what, fn, arg, ms = 30000) {
     .map((e) => `${e.id || 'error'}: ${e.textContent}`));
   throw new Error(`timed out after ${ms} ms waiting for ${what}; errors on the page: ${JSON.stringify(shown)}`);
 }
-
-const shownState = (page) => page.evaluate(() => {
-  const badge = document.querySelector('#session-fields [data-field=state] [data-state]');
-  return badge ? badge.dataset.state : null;
-});
 
 async function untilState(page, state, ms = 30000) {
   await until(page, `the page to show ${state}`, (want) => {
@@ -222,9 +218,15 @@ try {
   await shot(devicesTab, '7-devices.png');
   say({ phase: 'devices', ...dot });
 
-  // ---- once the test has checked /frame: the consumer ends the session.
+  // ---- once the test has checked /frame: the operator stops publishing
+  // (its DELETE hangs up the WHIP resource) and the consumer ends the session.
   const next = await Promise.race([stdin.next(), sleep(120000).then(() => null)]);
   if (!next || next.done) throw new Error('no `continue` from the test on stdin');
+  await operator.click('#stop-publish');
+  const deleted = await until(operator, 'the publisher to hang up', () => {
+    const s = document.getElementById('publisher-status');
+    return s.dataset.deleted || null;
+  });
   await consumer.click('#end');
   await untilState(consumer, 'ENDED');
   const settlementState = await until(consumer, 'the settlement', () => {
@@ -232,12 +234,9 @@ try {
     return badge ? badge.dataset.state : null;
   });
   await shot(consumer, '8-session-consumer-ended.png');
-  const deleted = await until(operator, 'the publisher to hang up', () => {
-    const s = document.getElementById('publisher-status');
-    return s.dataset.deleted || null;
-  });
+  await untilState(operator, 'ENDED');
   await shot(operator, '9-session-operator-ended.png');
-  say({ phase: 'ended', deleted, settlementState, operatorShows: await shownState(operator) });
+  say({ phase: 'ended', deleted, settlementState });
   say({ phase: 'done', pageErrors });
 } catch (e) {
   for (const [name, page] of Object.entries(pages)) {

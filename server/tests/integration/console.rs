@@ -235,7 +235,7 @@ struct Script {
 }
 
 impl Script {
-    fn spawn(config: &Value) -> Self {
+    fn spawn(config: &Value, stderr: &Path) -> Self {
         let chromium = tool(
             "LX_CHROMIUM",
             "/usr/bin/chromium".into(),
@@ -254,7 +254,7 @@ impl Script {
             .env("LX_PLAYWRIGHT_CORE", &playwright)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(artifacts().join("console.stderr.log")).unwrap())
+            .stderr(std::fs::File::create(stderr).expect("stderr log"))
             .kill_on_drop(true)
             .spawn()
             .expect("node runs");
@@ -274,7 +274,7 @@ impl Script {
             .expect("read stdout");
         let Some(line) = line else {
             panic!(
-                "the page script ended early (see target/test-artifacts/console/console.stderr.log): {:?}",
+                "the page script ended early (see console.stderr.log in target/test-artifacts/console/<codec>/): {:?}",
                 self.seen
             );
         };
@@ -283,7 +283,7 @@ impl Script {
             .unwrap_or_else(|_| panic!("not JSON from the page script: {line}"));
         assert!(
             value.get("error").is_none(),
-            "the page script failed (stderr in target/test-artifacts/console/console.stderr.log): {value}"
+            "the page script failed (stderr in target/test-artifacts/console/<codec>/console.stderr.log): {value}"
         );
         value
     }
@@ -315,7 +315,17 @@ async fn the_console_publishes_and_plays(codec: &str) {
     t.post("/operators/heartbeat", drone.auth(), json!({"sample": fix}))
         .await
         .ok();
-    let id = t.request(&consumer, BOGOTA, 600).await;
+    // A 500 m geofence: the drone's proven position is inside it, so its
+    // seconds are clean.
+    let created = t
+        .post(
+            "/sessions",
+            consumer.auth(),
+            json!({"lat": BOGOTA.0, "lng": BOGOTA.1, "maxDurationSeconds": 600, "geofenceRadiusMeters": 500}),
+        )
+        .await
+        .expect(201, "");
+    let id = created.data()["id"].as_str().unwrap().to_owned();
     let dispatched = t
         .post(format!("/sessions/{id}/dispatch"), consumer.auth(), json!({}))
         .await
@@ -348,11 +358,11 @@ async fn the_console_publishes_and_plays(codec: &str) {
         })
     };
 
-    let clip = artifacts().join("smpte-640x480.y4m");
-    std::fs::write(&clip, lx_media::testpattern::smpte_bars_y4m(640, 480, 30)).expect("clip");
-    let signer = spawn_signer(&[&supplier.key, &consumer.key]).await;
     let shots = artifacts().join(codec);
     std::fs::create_dir_all(&shots).unwrap();
+    let clip = shots.join("smpte-640x480.y4m");
+    std::fs::write(&clip, lx_media::testpattern::smpte_bars_y4m(640, 480, 30)).expect("clip");
+    let signer = spawn_signer(&[&supplier.key, &consumer.key]).await;
     let mut script = Script::spawn(&json!({
         "origin": origin_of(&t),
         "sessionId": id,
@@ -362,7 +372,8 @@ async fn the_console_publishes_and_plays(codec: &str) {
         "codec": codec,
         "camera": clip,
         "shots": shots,
-    }));
+    }), &shots.join("console.stderr.log"));
+    let began = std::time::Instant::now();
 
     // The operator signed in, chose its workspace, opened the session from
     // the list and pressed Publish: the server decodes the browser's camera.
@@ -371,8 +382,10 @@ async fn the_console_publishes_and_plays(codec: &str) {
         published["listed"], true,
         "the session list showed the session: {published}"
     );
+    let publishing_after = began.elapsed();
     t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(30))
         .await;
+    let live_after = began.elapsed();
     let frame = t
         .get_frame(&consumer.api_key, &id)
         .await;
@@ -443,6 +456,12 @@ async fn the_console_publishes_and_plays(codec: &str) {
         done["pageErrors"],
         json!([]),
         "no script errors or CSP violations in the pages"
+    );
+    eprintln!(
+        "console {codec}: publishing {publishing_after:?} and LIVE {live_after:?} after the browser started; \
+         the consumer's page decoded {} frames at {}x{}; {} clean seconds; settlement {}",
+        played["framesDecoded"], played["width"], played["height"],
+        session["meter"]["cleanSeconds"], ended["settlementState"]
     );
     telemetry.abort();
     let status = script.child.wait().await.expect("node exits");
