@@ -441,8 +441,12 @@ export function sessionPage(ctx, id) {
     }
   }
 
+  let frameFetched = null;
   async function updateFrame(s) {
-    if (!['LIVE', 'PAUSED'].includes(s.state)) return;
+    if (!['LIVE', 'PAUSED'].includes(s.state)) {
+      if (frameFetched) frameStatus.textContent = `The last frame, fetched ${frameFetched} UTC; the session is ${s.state}.`;
+      return;
+    }
     try {
       const blob = await getBlob(`/sessions/${id}/frame`);
       if (!ctx.alive()) return;
@@ -451,7 +455,8 @@ export function sessionPage(ctx, id) {
       if (frameUrl) URL.revokeObjectURL(frameUrl);
       frameUrl = next;
       frameStatus.dataset.loaded = 'true';
-      frameStatus.textContent = `Fetched ${new Date().toISOString().slice(11, 19)} UTC (${Math.round(blob.size / 1024)} KiB JPEG).`;
+      frameFetched = new Date().toISOString().slice(11, 19);
+      frameStatus.textContent = `Fetched ${frameFetched} UTC (${Math.round(blob.size / 1024)} KiB JPEG).`;
     } catch (err) {
       frameStatus.textContent = asApiError(err).describe();
     }

@@ -9,12 +9,19 @@
 //! media edge). Any other path under `/console/` is a 404. `/` and
 //! `/console` redirect to `/console/`, so the modules' relative imports
 //! resolve.
+//!
+//! The console acts with the wallet's `lx_session` cookie, and `SameSite=Lax`
+//! only keeps it from other *sites*: a page on another port of the same host
+//! is same-site, and the API reads a JSON body whatever its content type, so
+//! a plain HTML form there could act for the signed-in wallet.
+//! [`same_origin_cookie_writes`] refuses such writes by their `Origin`.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use lx_protocol::ErrorCode;
@@ -143,6 +150,59 @@ pub fn router(config: &Config) -> Router<AppState> {
         )
 }
 
+/// Refuses a write that a browser sent with the wallet cookie from a page of
+/// another origin (the browser names it in `Origin`). Reads, API-key and
+/// device callers (a bearer token cannot be attached by another page), and
+/// clients that send no `Origin` (curl, SDKs, agents) pass untouched.
+pub async fn same_origin_cookie_writes(
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let write = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let headers = request.headers();
+    let by_cookie = !headers.contains_key(header::AUTHORIZATION)
+        && headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .any(|pair| pair.trim().starts_with(&format!("{}=", crate::auth::COOKIE_NAME)));
+    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("null"));
+    if let (true, true, Some(origin)) = (write, by_cookie, origin) {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        if !same_origin(origin, host, &app.config.http.public_url) {
+            return ApiError::forbidden(
+                format!(
+                    "a page of {origin} cannot act with this wallet's sign-in; use the console at \
+                     {}/console/ or an API key",
+                    app.config.http.public_url.trim_end_matches('/')
+                ),
+                "auth:crossOrigin",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether `origin` is this server: the origin of `public_url`, or the
+/// `Host` the request was sent to (a server reached by another name).
+fn same_origin(origin: &str, host: Option<&str>, public_url: &str) -> bool {
+    if origin_of(public_url).as_deref() == Some(origin) {
+        return true;
+    }
+    let Some(host) = host else {
+        return false;
+    };
+    ["http", "https"]
+        .iter()
+        .any(|scheme| origin == format!("{scheme}://{host}"))
+}
+
 fn serve(name: &str, csp: Option<&HeaderValue>) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
         return ApiError::new(ErrorCode::NotFound, format!("the console has no file '{name}'"))
@@ -184,6 +244,15 @@ mod tests {
         assert_eq!(origin_of("ftp://example.com"), None);
         assert_eq!(origin_of("https://a@example.com"), None);
         assert_eq!(origin_of("example.com; script-src *"), None);
+    }
+
+    #[test]
+    fn only_this_servers_origins_count_as_same_origin() {
+        let public = "http://127.0.0.1:8080";
+        assert!(same_origin("http://127.0.0.1:8080", None, public));
+        assert!(same_origin("http://lx.local:9000", Some("lx.local:9000"), public));
+        assert!(!same_origin("http://127.0.0.1:8081", Some("127.0.0.1:8080"), public));
+        assert!(!same_origin("null", Some("127.0.0.1:8080"), public));
     }
 
     #[test]

@@ -153,7 +153,11 @@ pub fn router(state: AppState) -> Router {
             "/operators/{id}/force-unlock",
             post(operators::force_unlock),
         )
-        .method_not_allowed_fallback(http::method_not_allowed);
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::same_origin_cookie_writes,
+        ));
     // Browsers publish and play from pages of any origin (WHIP and WHEP
     // players); the URL is the credential, so no cookie is involved.
     let cors = tower_http::cors::CorsLayer::new()

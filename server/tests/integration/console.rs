@@ -190,6 +190,62 @@ async fn a_wallet_cookie_lists_sessions_and_gets_the_media_urls_of_its_side() {
     t.get(format!("/settlements/{id}"), as_consumer()).await.ok();
 }
 
+#[tokio::test]
+async fn a_cookie_write_from_another_origin_is_refused() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("csrf-consumer").await;
+    let id = t.request(&consumer, BOGOTA, 60).await;
+    let origin = origin_of(&t);
+    let http = plain_client();
+    let cancel = |auth: &str, from: Option<&str>| {
+        let mut req = http.delete(format!("{}/sessions/{id}", t.base));
+        req = if auth == "cookie" {
+            req.header("cookie", format!("lx_session={}", consumer.cookie))
+        } else {
+            req.bearer_auth(&consumer.api_key)
+        };
+        if let Some(from) = from {
+            req = req.header("origin", from);
+        }
+        req.send()
+    };
+    // A page on another port of the same host: same-site, so the cookie goes.
+    let forged = cancel("cookie", Some("http://127.0.0.1:1")).await.unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let body: Value = forged.json().await.unwrap();
+    assert_eq!(body["code"], "NOT_AUTHORIZED", "{body}");
+    assert_eq!(body["detail"], "auth:crossOrigin", "{body}");
+    assert_eq!(t.session(&consumer, &id).await["state"], "REQUESTED");
+    // Reads from anywhere, and API keys from anywhere, are not affected.
+    let read = http
+        .get(format!("{}/sessions/{id}", t.base))
+        .header("cookie", format!("lx_session={}", consumer.cookie))
+        .header("origin", "http://127.0.0.1:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 200);
+    let with_key = cancel("key", Some("http://127.0.0.1:1")).await.unwrap();
+    assert_eq!(with_key.status().as_u16(), 200);
+    // The console's own page, and a client that sends no Origin, write.
+    let again = t.request(&consumer, BOGOTA, 60).await;
+    let own = http
+        .delete(format!("{}/sessions/{again}", t.base))
+        .header("cookie", format!("lx_session={}", consumer.cookie))
+        .header("origin", &origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status().as_u16(), 200);
+    t.post(
+        "/auth/logout",
+        Auth::Cookie(consumer.cookie.clone()),
+        json!({}),
+    )
+    .await
+    .ok();
+}
+
 // ------------------------------------------------------------ the browser
 
 /// Signs for the wallets it holds: `POST {address, message: 0x<hex>}` →
