@@ -87,7 +87,9 @@ const ASSETS: &[Asset] = &[
 /// directive to it.
 pub fn origin_of(url: &str) -> Option<String> {
     let uri: axum::http::Uri = url.parse().ok()?;
-    let scheme = uri.scheme_str().filter(|s| matches!(*s, "http" | "https"))?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
     let authority = uri.authority()?.as_str();
     // An authority with credentials (`user@host`) is not an origin.
     if authority.contains('@') {
@@ -133,7 +135,10 @@ pub fn router(config: &Config) -> Router<AppState> {
     let index_csp = Arc::clone(&csp);
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/console/") }))
-        .route("/console", get(|| async { Redirect::temporary("/console/") }))
+        .route(
+            "/console",
+            get(|| async { Redirect::temporary("/console/") }),
+        )
         .route(
             "/console/",
             get(move || {
@@ -170,8 +175,13 @@ pub async fn same_origin_cookie_writes(
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
-            .any(|pair| pair.trim().starts_with(&format!("{}=", crate::auth::COOKIE_NAME)));
-    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("null"));
+            .any(|pair| {
+                pair.trim()
+                    .starts_with(&format!("{}=", crate::auth::COOKIE_NAME))
+            });
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("null"));
     if let (true, true, Some(origin)) = (write, by_cookie, origin) {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
         if !same_origin(origin, host, &app.config.http.public_url) {
@@ -205,9 +215,12 @@ fn same_origin(origin: &str, host: Option<&str>, public_url: &str) -> bool {
 
 fn serve(name: &str, csp: Option<&HeaderValue>) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
-        return ApiError::new(ErrorCode::NotFound, format!("the console has no file '{name}'"))
-            .with_detail("console:notFound")
-            .into_response();
+        return ApiError::new(
+            ErrorCode::NotFound,
+            format!("the console has no file '{name}'"),
+        )
+        .with_detail("console:notFound")
+        .into_response();
     };
     let mut response = (StatusCode::OK, asset.body).into_response();
     let headers = response.headers_mut();
@@ -220,7 +233,10 @@ fn serve(name: &str, csp: Option<&HeaderValue>) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if let Some(csp) = csp {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
     }
@@ -250,8 +266,16 @@ mod tests {
     fn only_this_servers_origins_count_as_same_origin() {
         let public = "http://127.0.0.1:8080";
         assert!(same_origin("http://127.0.0.1:8080", None, public));
-        assert!(same_origin("http://lx.local:9000", Some("lx.local:9000"), public));
-        assert!(!same_origin("http://127.0.0.1:8081", Some("127.0.0.1:8080"), public));
+        assert!(same_origin(
+            "http://lx.local:9000",
+            Some("lx.local:9000"),
+            public
+        ));
+        assert!(!same_origin(
+            "http://127.0.0.1:8081",
+            Some("127.0.0.1:8080"),
+            public
+        ));
         assert!(!same_origin("null", Some("127.0.0.1:8080"), public));
     }
 

@@ -52,11 +52,7 @@ async fn the_console_is_served_with_its_types_no_cache_and_a_strict_csp() {
     let origin = origin_of(&t);
     let http = plain_client();
 
-    let index = http
-        .get(format!("{origin}/console/"))
-        .send()
-        .await
-        .unwrap();
+    let index = http.get(format!("{origin}/console/")).send().await.unwrap();
     assert_eq!(index.status().as_u16(), 200);
     let headers = index.headers().clone();
     assert_eq!(headers["content-type"], "text/html; charset=utf-8");
@@ -138,7 +134,13 @@ async fn a_wallet_cookie_lists_sessions_and_gets_the_media_urls_of_its_side() {
         .ok();
     for who in [as_consumer(), as_supplier()] {
         let list = t.get("/sessions?limit=100", who).await.ok();
-        let ids: Vec<_> = list.data().as_array().unwrap().iter().map(|s| &s["id"]).collect();
+        let ids: Vec<_> = list
+            .data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["id"])
+            .collect();
         assert_eq!(ids, vec![&json!(id)]);
     }
 
@@ -164,7 +166,9 @@ async fn a_wallet_cookie_lists_sessions_and_gets_the_media_urls_of_its_side() {
         .ok();
     assert_eq!(viewer.data()["whepUrl"], started.data()["whepUrl"]);
 
-    t.media.first_frame(id.parse().unwrap(), t.clock_now()).await;
+    t.media
+        .first_frame(id.parse().unwrap(), t.clock_now())
+        .await;
     t.wait_for_state(&consumer, &id, "LIVE").await;
     // Seen through the cookie: the scripted media plane keeps no pictures.
     t.get(format!("/sessions/{id}/frame"), as_consumer())
@@ -187,7 +191,9 @@ async fn a_wallet_cookie_lists_sessions_and_gets_the_media_urls_of_its_side() {
         .await
         .ok();
     assert_eq!(ended.data()["state"], "ENDED");
-    t.get(format!("/settlements/{id}"), as_consumer()).await.ok();
+    t.get(format!("/settlements/{id}"), as_consumer())
+        .await
+        .ok();
 }
 
 #[tokio::test]
@@ -269,7 +275,9 @@ async fn spawn_signer(keys: &[&SigningKey]) -> String {
             .and_then(|m| m.strip_prefix("0x"))
             .and_then(|m| hex::decode(m).ok())
             .ok_or_else(|| bad("message: 0x-prefixed hex"))?;
-        let key = keys.get(&address).ok_or_else(|| bad("not a wallet of this signer"))?;
+        let key = keys
+            .get(&address)
+            .ok_or_else(|| bad("not a wallet of this signer"))?;
         Ok(Json(
             json!({"signature": sign_personal(key, &message).to_string()}),
         ))
@@ -326,7 +334,12 @@ impl Script {
     async fn next(&mut self, within: Duration) -> Value {
         let line = tokio::time::timeout(within, self.lines.next_line())
             .await
-            .unwrap_or_else(|_| panic!("the page script said nothing for {within:?}: {:?}", self.seen))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the page script said nothing for {within:?}: {:?}",
+                    self.seen
+                )
+            })
             .expect("read stdout");
         let Some(line) = line else {
             panic!(
@@ -383,7 +396,11 @@ async fn the_console_publishes_and_plays(codec: &str) {
         .expect(201, "");
     let id = created.data()["id"].as_str().unwrap().to_owned();
     let dispatched = t
-        .post(format!("/sessions/{id}/dispatch"), consumer.auth(), json!({}))
+        .post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
         .await
         .ok();
     assert_eq!(dispatched.data()["state"], "ASSIGNED");
@@ -419,16 +436,19 @@ async fn the_console_publishes_and_plays(codec: &str) {
     let clip = shots.join("smpte-640x480.y4m");
     std::fs::write(&clip, lx_media::testpattern::smpte_bars_y4m(640, 480, 30)).expect("clip");
     let signer = spawn_signer(&[&supplier.key, &consumer.key]).await;
-    let mut script = Script::spawn(&json!({
-        "origin": origin_of(&t),
-        "sessionId": id,
-        "signer": signer,
-        "operator": {"address": supplier.wallet.to_checksum(), "workspace": "console-fleet"},
-        "consumer": {"address": consumer.wallet.to_checksum()},
-        "codec": codec,
-        "camera": clip,
-        "shots": shots,
-    }), &shots.join("console.stderr.log"));
+    let mut script = Script::spawn(
+        &json!({
+            "origin": origin_of(&t),
+            "sessionId": id,
+            "signer": signer,
+            "operator": {"address": supplier.wallet.to_checksum(), "workspace": "console-fleet"},
+            "consumer": {"address": consumer.wallet.to_checksum()},
+            "codec": codec,
+            "camera": clip,
+            "shots": shots,
+        }),
+        &shots.join("console.stderr.log"),
+    );
     let began = std::time::Instant::now();
 
     // The operator signed in, chose its workspace, opened the session from
@@ -442,9 +462,7 @@ async fn the_console_publishes_and_plays(codec: &str) {
     t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(30))
         .await;
     let live_after = began.elapsed();
-    let frame = t
-        .get_frame(&consumer.api_key, &id)
-        .await;
+    let frame = t.get_frame(&consumer.api_key, &id).await;
     std::fs::write(shots.join("frame.jpg"), &frame).unwrap();
     let image = image::load_from_memory_with_format(&frame, image::ImageFormat::Jpeg)
         .expect("a JPEG")
@@ -466,9 +484,16 @@ async fn the_console_publishes_and_plays(codec: &str) {
         "{}",
         played["framesDecoded"]
     );
-    let wanted_codec = if codec == "h264" { "video/h264" } else { "video/vp8" };
+    let wanted_codec = if codec == "h264" {
+        "video/h264"
+    } else {
+        "video/vp8"
+    };
     assert_eq!(
-        played["codec"].as_str().map(str::to_ascii_lowercase).as_deref(),
+        played["codec"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some(wanted_codec)
     );
     use base64::Engine;
@@ -516,8 +541,11 @@ async fn the_console_publishes_and_plays(codec: &str) {
     eprintln!(
         "console {codec}: publishing {publishing_after:?} and LIVE {live_after:?} after the browser started; \
          the consumer's page decoded {} frames at {}x{}; {} clean seconds; settlement {}",
-        played["framesDecoded"], played["width"], played["height"],
-        session["meter"]["cleanSeconds"], ended["settlementState"]
+        played["framesDecoded"],
+        played["width"],
+        played["height"],
+        session["meter"]["cleanSeconds"],
+        ended["settlementState"]
     );
     telemetry.abort();
     let status = script.child.wait().await.expect("node exits");
