@@ -504,9 +504,12 @@ export function sessionPage(ctx, id) {
     set(v.started, time(s.startedAt));
     set(v.ended, time(s.endedAt));
     set(v.expires, TERMINAL.includes(s.state) || s.startedAt ? null : time(s.expiresAt));
-    set(v.clean, s.meter ? s.meter.cleanSeconds : null);
-    set(v.failed, s.meter ? s.meter.failedSeconds : null);
-    set(v.charge, s.meter ? `${usdc(s.meter.chargedMicroUsdc)}${s.meterFinal ? '' : ' (not final yet)'}` : null);
+    // The server meters a session when it ends; until then say so rather
+    // than show an empty charge.
+    const pending = !s.meter && ['LIVE', 'PAUSED'].includes(s.state) ? 'metered when the session ends' : null;
+    set(v.clean, s.meter ? s.meter.cleanSeconds : pending);
+    set(v.failed, s.meter ? s.meter.failedSeconds : pending);
+    set(v.charge, s.meter ? `${usdc(s.meter.chargedMicroUsdc)}${s.meterFinal ? '' : ' (not final yet)'}` : pending);
     set(v.fee, s.meter ? usdc(s.meter.feeMicroUsdc) : null);
     set(v.earned, s.meter ? usdc(s.meter.operatorEarnedMicroUsdc) : null);
     set(v.windows, s.windows.length
