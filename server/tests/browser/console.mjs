@@ -126,6 +126,16 @@ const browser = await chromium.launch({
 
 let code = 0;
 try {
+  // ---- a browser without a wallet is told so.
+  const walletless = await browser.newContext();
+  const bare = await walletless.newPage();
+  watch(bare, 'no-wallet');
+  await bare.goto(`${origin}/console/`);
+  const noWallet = await bare.locator('#no-wallet').textContent();
+  if (!noWallet.includes('No browser wallet found')) throw new Error(`no-wallet page says: ${noWallet}`);
+  await shot(bare, '0-no-wallet.png');
+  await walletless.close();
+
   // ---- the operator: sign in, pick the workspace, open the session, publish.
   const operatorContext = await walletContext(browser, 'operator', config.operator.address);
   const operator = await operatorContext.newPage();
