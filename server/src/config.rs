@@ -37,6 +37,10 @@ pub struct HttpConfig {
     pub listen: String,
     pub public_url: String,
     pub max_body_bytes: usize,
+    /// Origins besides this server the web console may connect to (an
+    /// external media edge's WHIP/WHEP host); they go into its CSP.
+    #[serde(default)]
+    pub console_connect_origins: Vec<String>,
 }
 
 /// `/mcp`, the MCP tools over streamable HTTP.
@@ -344,6 +348,11 @@ impl Config {
         }
         if self.http.public_url.parse::<axum::http::Uri>().is_err() {
             bail!("http.public_url is not a URL: {}", self.http.public_url);
+        }
+        for origin in &self.http.console_connect_origins {
+            if crate::console::origin_of(origin).is_none() {
+                bail!("http.console_connect_origins: '{origin}' is not an http(s) origin");
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod credit;
 pub mod dispatch;
 pub mod dto;

@@ -158,7 +158,11 @@ pub fn router(state: AppState) -> Router {
             "/operators/{id}/force-unlock",
             post(operators::force_unlock),
         )
-        .method_not_allowed_fallback(http::method_not_allowed);
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::same_origin_cookie_writes,
+        ));
     // Browsers publish and play from pages of any origin (WHIP and WHEP
     // players); the URL is the credential, so no cookie is involved.
     let cors = tower_http::cors::CorsLayer::new()
@@ -179,7 +183,11 @@ pub fn router(state: AppState) -> Router {
             delete(media::hang_up).patch(media::patch),
         )
         .layer(cors);
-    let mut root = Router::new().nest("/api/v1", api).nest("/media", media);
+    let console = crate::console::router(&state.config);
+    let mut root = Router::new()
+        .nest("/api/v1", api)
+        .merge(console)
+        .nest("/media", media);
     if state.config.mcp.enabled {
         root = root.nest_service("/mcp", crate::mcp::service(&state));
     }

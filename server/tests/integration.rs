@@ -11,6 +11,8 @@ mod chain;
 #[path = "common/chain.rs"]
 mod chain_support;
 mod common;
+#[path = "integration/console.rs"]
+mod console;
 #[path = "integration/contracts.rs"]
 mod contracts;
 #[path = "integration/media.rs"]

@@ -234,6 +234,11 @@ fn leave_running(demo: &mut Demo, done: &Done) {
     println!("               MCP: `lx mcp` on stdio, or streamable HTTP at {url}/mcp with the key as Bearer");
     println!("    supplier key  {}", done.supplier_key);
     println!(
+        "    console    {url}/console/  (sign in with a browser wallet holding one of these throwaway demo keys)"
+    );
+    println!("               consumer wallet  {}", done.consumer_wallet);
+    println!("               supplier wallet  {}", done.supplier_wallet);
+    println!(
         "    try        curl -s -H 'Authorization: Bearer {}' {url}/api/v1/workspaces/{}/operators",
         done.supplier_key, done.supplier_id
     );
@@ -252,6 +257,10 @@ fn leave_running(demo: &mut Demo, done: &Done) {
 struct Done {
     consumer_key: String,
     supplier_key: String,
+    /// The wallets' private keys (fresh, local chain only), to import into
+    /// a browser wallet and sign in to the web console.
+    consumer_wallet: String,
+    supplier_wallet: String,
     supplier_id: String,
     device_id: String,
     agent_health: String,
@@ -811,6 +820,8 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
     Ok(Done {
         consumer_key,
         supplier_key,
+        consumer_wallet: chain::hex_key(&consumer.key),
+        supplier_wallet: chain::hex_key(&supplier.key),
         supplier_id,
         device_id: device.id,
         agent_health: device.health,

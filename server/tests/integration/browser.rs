@@ -14,14 +14,14 @@ use serde_json::Value;
 
 use crate::media::{frame, publish, started_session};
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
         .to_path_buf()
 }
 
-fn tool(var: &str, default: PathBuf, install: &str) -> PathBuf {
+pub(crate) fn tool(var: &str, default: PathBuf, install: &str) -> PathBuf {
     let path = std::env::var_os(var).map_or(default, PathBuf::from);
     assert!(
         path.exists(),

@@ -30,7 +30,7 @@ pub(super) struct DemoChain {
     cast: PathBuf,
 }
 
-fn hex_key(key: &SigningKey) -> String {
+pub(super) fn hex_key(key: &SigningKey) -> String {
     let bytes = key.to_bytes();
     let mut s = String::from("0x");
     for b in bytes.iter() {

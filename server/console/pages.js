@@ -1,0 +1,590 @@
+// The console's pages. Each builds its DOM once (no innerHTML: the page's
+// CSP allows no inline style or script, and API text is never parsed as
+// markup) and refreshes its values on a timer bound to the page's context.
+
+import { asApiError, del, get, getBlob, post } from './api.js';
+import { CODECS, WhepPlayer, WhipPublisher, cameras } from './media.js';
+import { coveragePlot } from './plot.js';
+import { provider, signIn } from './wallet.js';
+
+// ------------------------------------------------------------------ DOM
+
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on') && typeof value === 'function') node.addEventListener(key.slice(2), value);
+    else if (key === 'class') node.className = value;
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+function errorBox(id) {
+  return h('div', { class: 'error', role: 'alert', id, hidden: true });
+}
+
+function showError(box, err) {
+  const e = asApiError(err);
+  box.textContent = e.describe();
+  box.dataset.code = e.code;
+  box.hidden = false;
+}
+
+function clearError(box) {
+  box.hidden = true;
+  box.textContent = '';
+  delete box.dataset.code;
+}
+
+// A button that runs `action`, disabled meanwhile; a failure lands in `box`.
+function button(label, id, box, action, cls = '') {
+  const b = h('button', { type: 'button', id, class: cls }, label);
+  b.addEventListener('click', async () => {
+    b.disabled = true;
+    clearError(box);
+    try {
+      await action();
+    } catch (err) {
+      showError(box, err);
+    } finally {
+      b.disabled = false;
+    }
+  });
+  return b;
+}
+
+// --------------------------------------------------------------- formats
+
+const shortId = (id) => (id ? id.slice(0, 8) : '—');
+
+function time(text) {
+  if (!text) return '—';
+  const d = new Date(text);
+  return Number.isNaN(d.getTime()) ? text : `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
+
+function usdc(micro) {
+  if (micro === undefined || micro === null) return '—';
+  return `${(Number(micro) / 1e6).toFixed(6)} USDC`;
+}
+
+const rate = (micro) => `${micro} µUSDC/s ($${(micro * 60 / 1e6).toFixed(2)}/min)`;
+const point = (lat, lng) => `${Number(lat).toFixed(5)}, ${Number(lng).toFixed(5)}`;
+
+function stateBadge(state) {
+  return h('span', { class: `state state-${String(state).toLowerCase()}`, 'data-state': state }, state);
+}
+
+function sideOf(session, workspaceId) {
+  if (session.consumerWorkspaceId === workspaceId) return 'consumer';
+  if (session.operatorWorkspaceId === workspaceId) return 'operator';
+  if (session.offer && session.offer.workspaceId === workspaceId) return 'offered';
+  return null;
+}
+
+const TERMINAL = ['ENDED', 'CANCELLED', 'EXPIRED'];
+const MEDIA_STATES = ['ASSIGNED', 'LIVE', 'PAUSED'];
+
+// ---------------------------------------------------- media across pages
+
+// The operator keeps publishing while looking at another page of the
+// console; the session page finds its publisher here again.
+const publishers = new Map();
+const players = new Set();
+
+export async function stopAllMedia(keepalive = false) {
+  const all = [...publishers.values(), ...players];
+  publishers.clear();
+  players.clear();
+  await Promise.all(all.map((m) => m.stop(keepalive)));
+}
+
+// --------------------------------------------------------------- sign-in
+
+export function signInPage(ctx) {
+  const error = errorBox('signin-error');
+  const hasWallet = provider() !== null;
+  const go = button('Sign in with wallet', 'sign-in', error, async () => {
+    const login = await signIn();
+    await ctx.reload();
+    if (login.workspaces.length === 0) {
+      showError(error, {
+        code: 'NO_WORKSPACE',
+        message: 'this wallet owns no workspace yet: create one with POST /api/v1/workspaces (see docs/server-api.md)',
+      });
+      return;
+    }
+    const wanted = ctx.state.wanted && !ctx.state.wanted.startsWith('#/signin') ? ctx.state.wanted : '#/sessions';
+    ctx.state.wanted = null;
+    ctx.go(login.workspaces.length > 1 ? '#/workspaces' : wanted);
+  }, 'primary');
+  if (ctx.state.me) {
+    ctx.mount(h('section', { class: 'page narrow' },
+      h('h1', {}, 'Signed in'),
+      h('p', {}, `as ${ctx.state.me.walletAddress}.`),
+      h('p', {}, h('a', { href: '#/sessions' }, 'Go to the sessions'))));
+    return;
+  }
+  ctx.mount(h('section', { class: 'page narrow', id: 'signin' },
+    h('h1', {}, 'Sign in'),
+    h('p', {}, 'Sign in with the wallet that owns your lx workspace. The wallet signs a one-time '
+      + 'Sign-In with Ethereum message (EIP-4361); no transaction is sent and nothing is paid.'),
+    hasWallet
+      ? go
+      : h('p', { class: 'error', id: 'no-wallet', role: 'alert' },
+        'No browser wallet found. Install an Ethereum wallet extension (any EIP-1193 wallet, such as '
+        + 'MetaMask or Rabby) and reload this page. Agents and scripts use an API key instead.'),
+    error));
+}
+
+// ---------------------------------------------------------- workspaces
+
+export function workspacesPage(ctx) {
+  const error = errorBox('workspaces-error');
+  const list = h('ul', { class: 'workspaces', id: 'workspace-list' });
+  for (const ws of ctx.state.workspaces) {
+    const current = ctx.state.me && ws.id === ctx.state.me.workspaceId;
+    list.append(h('li', {},
+      button(ws.name, `workspace-${ws.slug}`, error, async () => {
+        await stopAllMedia();
+        await post('/auth/workspace/select', { workspaceId: ws.id });
+        await ctx.reload();
+        const wanted = ctx.state.wanted || '#/sessions';
+        ctx.state.wanted = null;
+        ctx.go(wanted);
+      }, current ? 'current' : ''),
+      h('span', { class: 'muted' }, ` ${ws.slug} · ${ws.roles.join(', ')} · ${ws.availabilityState}`),
+      current ? h('span', { class: 'muted' }, ' (current)') : null));
+  }
+  ctx.mount(h('section', { class: 'page narrow' },
+    h('h1', {}, 'Choose a workspace'),
+    h('p', {}, 'This wallet owns several workspaces; the console acts for one at a time.'),
+    ctx.state.workspaces.length ? list : h('p', {}, 'This wallet owns no workspace.'),
+    error));
+}
+
+// ------------------------------------------------------------ sessions
+
+function sessionRow(s, workspaceId) {
+  const charge = s.meter ? usdc(s.meter.chargedMicroUsdc) : '—';
+  return h('tr', { 'data-session': s.id },
+    h('td', {}, h('a', { href: `#/sessions/${s.id}`, class: 'session-link' }, shortId(s.id))),
+    h('td', {}, stateBadge(s.state)),
+    h('td', {}, sideOf(s, workspaceId) || '—'),
+    h('td', {}, point(s.lat, s.lng)),
+    h('td', { class: 'num' }, s.ratePerSecondMicroUsdc),
+    h('td', {}, time(s.createdAt)),
+    h('td', {}, time(s.startedAt)),
+    h('td', {}, time(s.endedAt)),
+    h('td', { class: 'num' }, s.meter ? s.meter.cleanSeconds : '—'),
+    h('td', { class: 'num' }, charge));
+}
+
+export function sessionsPage(ctx) {
+  const error = errorBox('sessions-error');
+  const body = h('tbody', {});
+  const table = h('table', { id: 'sessions' },
+    h('thead', {}, h('tr', {},
+      ['Session', 'State', 'Side', 'Point', 'Rate µUSDC/s', 'Created', 'Started', 'Ended', 'Clean s', 'Charge']
+        .map((c) => h('th', {}, c)))),
+    body);
+  const empty = h('p', { class: 'muted', hidden: true }, 'No sessions yet.');
+  const offersBody = h('ul', { id: 'offers' });
+  const supplier = ctx.state.workspace && ctx.state.workspace.roles.includes('SUPPLIER');
+  const offers = h('section', { hidden: !supplier },
+    h('h2', {}, 'Offers to this workspace'), offersBody);
+  ctx.mount(h('section', { class: 'page' },
+    h('h1', {}, 'Sessions'), error, offers, table, empty));
+  const workspaceId = ctx.state.me.workspaceId;
+  ctx.every(5000, async () => {
+    try {
+      const sessions = await get('/sessions?limit=100');
+      const open = supplier ? await get('/sessions/offers') : [];
+      if (!ctx.alive()) return;
+      clearError(error);
+      body.replaceChildren(...sessions.map((s) => sessionRow(s, workspaceId)));
+      empty.hidden = sessions.length > 0;
+      offersBody.replaceChildren(...(open.length ? open.map((o) => h('li', {},
+        h('a', { href: `#/sessions/${o.sessionId}` }, shortId(o.sessionId)),
+        ` at ${point(o.lat, o.lng)}, ${rate(o.ratePerSecondMicroUsdc)}, up to ${o.maxDurationSeconds} s, `
+        + `answer by ${time(o.expiresAt)}`)) : [h('li', { class: 'muted' }, 'none open')]));
+    } catch (err) {
+      if (ctx.alive()) showError(error, err);
+    }
+  });
+}
+
+// -------------------------------------------------------------- session
+
+const FIELDS = [
+  ['state', 'State'], ['side', 'You are'], ['point', 'Point'], ['geofence', 'Geofence'],
+  ['rate', 'Rate'], ['hold', 'Hold'], ['created', 'Created'], ['assigned', 'Assigned'],
+  ['started', 'Started (first frame)'], ['ended', 'Ended'], ['expires', 'Expires if not live by'],
+  ['clean', 'Clean seconds'], ['failed', 'Failed seconds'], ['charge', 'Charge'],
+  ['fee', 'Platform fee'], ['earned', 'Operator earns'], ['windows', 'Failure windows'],
+  ['expiry', 'Expiry reason'],
+];
+
+function fieldList(id, fields) {
+  const values = {};
+  const dl = h('dl', { class: 'fields', id });
+  for (const [key, label] of fields) {
+    values[key] = h('dd', { 'data-field': key }, '—');
+    dl.append(h('dt', {}, label), values[key]);
+  }
+  return { dl, values };
+}
+
+function set(dd, value) {
+  if (value instanceof Node) dd.replaceChildren(value);
+  else dd.textContent = value === undefined || value === null || value === '' ? '—' : String(value);
+}
+
+export function sessionPage(ctx, id) {
+  const workspaceId = ctx.state.me.workspaceId;
+  const loadError = errorBox('session-error');
+  const actionError = errorBox('action-error');
+  const details = fieldList('session-fields', FIELDS);
+  const actions = h('div', { class: 'actions', id: 'session-actions' });
+
+  const settlement = fieldList('settlement-fields', [
+    ['state', 'State'], ['to', 'To the operator'], ['fee', 'Fee'], ['tx', 'Transaction'],
+    ['block', 'Block'], ['attempts', 'Attempts'], ['error', 'Last error'],
+  ]);
+  const settlementError = errorBox('settlement-error');
+  const settlementPanel = h('section', { id: 'settlement', hidden: true },
+    h('h2', {}, 'Settlement'), settlementError, settlement.dl);
+
+  // The consumer's player.
+  const video = h('video', { id: 'player', autoplay: true, playsinline: true, controls: true });
+  video.muted = true; // autoplay needs it; the feeds have no audio anyway
+  const player = new WhepPlayer(video);
+  players.add(player);
+  const playerStatus = h('p', { id: 'player-status', class: 'muted' }, 'The video plays here once the session is LIVE.');
+  const playerError = errorBox('player-error');
+  const playerPanel = h('section', { id: 'player-panel', hidden: true },
+    h('h2', {}, 'Live video (WHEP)'), video, playerStatus, playerError);
+  let playerStarting = false;
+  let playerRetryAt = 0;
+
+  // The operator's publisher.
+  const publishError = errorBox('publish-error');
+  const cameraSelect = h('select', { id: 'camera' }, h('option', { value: '' }, 'default camera'));
+  const codecSelect = h('select', { id: 'codec' }, CODECS.map((c) => h('option', { value: c.id }, c.label)));
+  const preview = h('video', { id: 'preview', autoplay: true, playsinline: true });
+  preview.muted = true;
+  const publishStatus = h('p', { id: 'publisher-status', class: 'muted' }, 'Not publishing.');
+  let session = null;
+
+  async function fillCameras(allow) {
+    const found = await cameras(allow);
+    const chosen = cameraSelect.value;
+    cameraSelect.replaceChildren(...(found.length
+      ? found.map((d, i) => h('option', { value: d.deviceId }, d.label || `camera ${i + 1} (allow the camera to see its name)`))
+      : [h('option', { value: '' }, 'no camera found')]));
+    if (found.some((d) => d.deviceId === chosen)) cameraSelect.value = chosen;
+  }
+
+  // The WHIP URL: the producer token's, after provisioning the media if
+  // nobody has started the session yet (start is idempotent).
+  async function whipUrl() {
+    try {
+      return (await get(`/sessions/${id}/producer-token`)).whipUrl;
+    } catch (err) {
+      if (err.code === 'INVALID_STATE' && session && session.state === 'ASSIGNED') {
+        return (await post(`/sessions/${id}/start`)).whipUrl;
+      }
+      throw err;
+    }
+  }
+
+  const publishButton = button('Publish', 'publish', publishError, async () => {
+    if (publishers.has(id)) return;
+    const url = await whipUrl();
+    const publisher = new WhipPublisher();
+    publishers.set(id, publisher);
+    try {
+      await publisher.start({ whipUrl: url, deviceId: cameraSelect.value, codec: codecSelect.value });
+    } catch (err) {
+      publishers.delete(id);
+      throw err;
+    }
+    preview.srcObject = publisher.stream;
+    await showPublisher();
+  }, 'primary');
+  const stopButton = button('Stop publishing', 'stop-publish', publishError, async () => {
+    const publisher = publishers.get(id);
+    if (!publisher) return;
+    publishers.delete(id);
+    await publisher.stop();
+    preview.srcObject = null;
+    publishStatus.dataset.deleted = String(publisher.deleted);
+    publishStatus.textContent = `Stopped; the WHIP resource was deleted (${publisher.deleted}).`;
+  });
+  const publisherPanel = h('section', { id: 'publisher-panel', hidden: true },
+    h('h2', {}, 'Publish this camera (WHIP)'),
+    h('div', { class: 'row' },
+      h('label', {}, 'Camera ', cameraSelect),
+      button('Find cameras', 'find-cameras', publishError, () => fillCameras(true)),
+      h('label', {}, 'Codec ', codecSelect),
+      publishButton, stopButton),
+    preview, publishStatus, publishError);
+
+  // The server's latest decoded frame, for either side.
+  const frame = h('img', { id: 'frame', alt: 'the latest frame the server decoded' });
+  const frameStatus = h('p', { id: 'frame-status', class: 'muted' }, 'The latest frame appears here once the session is LIVE.');
+  const framePanel = h('section', { id: 'frame-panel' }, h('h2', {}, 'Latest frame (/frame)'), frame, frameStatus);
+  let frameUrl = null;
+
+  ctx.mount(h('section', { class: 'page' },
+    h('p', {}, h('a', { href: '#/sessions' }, '← all sessions')),
+    h('h1', {}, 'Session ', h('code', {}, id)),
+    loadError, details.dl, actions, actionError, settlementPanel,
+    h('div', { class: 'media' }, publisherPanel, playerPanel, framePanel)));
+
+  const existing = publishers.get(id);
+  if (existing && existing.stream) preview.srcObject = existing.stream;
+  fillCameras(false).catch((err) => showError(publishError, err));
+
+  function act(label, domId, call, cls) {
+    return button(label, domId, actionError, async () => {
+      await call();
+      await refresh();
+    }, cls);
+  }
+
+  let actionsKey = '';
+  function renderActions(s, side) {
+    const key = `${s.state}|${side}`;
+    if (key === actionsKey) return;
+    actionsKey = key;
+    const buttons = [];
+    if (side === 'consumer') {
+      if (s.state === 'REQUESTED' && !s.offer) buttons.push(act('Dispatch', 'dispatch', () => post(`/sessions/${id}/dispatch`)));
+      if (s.state === 'LIVE') buttons.push(act('Pause', 'pause', () => post(`/sessions/${id}/pause`)));
+      if (s.state === 'PAUSED') buttons.push(act('Resume', 'resume', () => post(`/sessions/${id}/resume`)));
+      if (s.state === 'LIVE' || s.state === 'PAUSED') buttons.push(act('End', 'end', () => post(`/sessions/${id}/end`), 'danger'));
+      if (s.state === 'REQUESTED' || s.state === 'ASSIGNED') buttons.push(act('Cancel', 'cancel', () => del(`/sessions/${id}`), 'danger'));
+    } else if (side === 'offered') {
+      buttons.push(act('Accept', 'accept', () => post(`/sessions/${id}/accept`), 'primary'));
+    } else if (side === 'operator') {
+      if (s.state === 'ASSIGNED') buttons.push(act('Start (provision the media)', 'start', () => post(`/sessions/${id}/start`)));
+      if (s.state === 'LIVE' || s.state === 'PAUSED') buttons.push(act('End', 'end', () => post(`/sessions/${id}/end`), 'danger'));
+    }
+    actions.replaceChildren(...buttons);
+  }
+
+  async function showPublisher() {
+    const publisher = publishers.get(id);
+    if (!publisher) return;
+    const stats = await publisher.stats();
+    if (!stats) return;
+    publishStatus.dataset.state = publisher.state;
+    publishStatus.dataset.framesEncoded = String(stats.framesEncoded);
+    publishStatus.dataset.codec = stats.codec || '';
+    publishStatus.textContent = `Publishing ${stats.codec || publisher.codec} ${stats.width}×${stats.height}: `
+      + `${stats.framesEncoded} frames encoded, ${Math.round(stats.bytesSent / 1024)} KiB sent, connection ${publisher.state}.`;
+  }
+
+  async function showPlayer() {
+    const stats = await player.stats();
+    if (!stats) return;
+    playerStatus.dataset.framesDecoded = String(stats.framesDecoded);
+    playerStatus.dataset.width = String(stats.width);
+    playerStatus.dataset.height = String(stats.height);
+    playerStatus.dataset.codec = stats.codec || '';
+    playerStatus.textContent = `${stats.codec || 'video'} ${stats.width}×${stats.height}: `
+      + `${stats.framesDecoded} frames decoded, connection ${player.connectionState}.`;
+  }
+
+  async function updatePlayer(s) {
+    if (TERMINAL.includes(s.state)) {
+      if (player.running) await player.stop();
+      playerStatus.textContent = `The session is ${s.state}.`;
+      return;
+    }
+    if (!['LIVE', 'PAUSED'].includes(s.state) || player.running || playerStarting || Date.now() < playerRetryAt) return;
+    playerStarting = true;
+    try {
+      const token = await get(`/sessions/${id}/viewer-token`);
+      await player.start(token.whepUrl);
+      clearError(playerError);
+    } catch (err) {
+      showError(playerError, err);
+      playerRetryAt = Date.now() + 3000;
+    } finally {
+      playerStarting = false;
+    }
+  }
+
+  async function updatePublisher(s) {
+    const publisher = publishers.get(id);
+    const open = MEDIA_STATES.includes(s.state);
+    publishButton.disabled = !open || Boolean(publisher);
+    stopButton.disabled = !publisher;
+    if (publisher && !open) {
+      publishers.delete(id);
+      await publisher.stop();
+      preview.srcObject = null;
+      publishStatus.dataset.deleted = String(publisher.deleted);
+      // The server closes the ingest itself when a session ends, so the
+      // DELETE usually finds the resource gone (404); both mean hung up.
+      publishStatus.textContent = `The session is ${s.state}: publishing stopped `
+        + `(DELETE of the WHIP resource: ${publisher.deleted === 404 ? '404, the server had already closed it' : publisher.deleted}).`;
+    } else if (!publisher && !open && s.state !== 'REQUESTED') {
+      publishStatus.textContent = `The session is ${s.state}.`;
+    }
+  }
+
+  let frameFetched = null;
+  async function updateFrame(s) {
+    if (!['LIVE', 'PAUSED'].includes(s.state)) {
+      if (frameFetched) frameStatus.textContent = `The last frame, fetched ${frameFetched} UTC; the session is ${s.state}.`;
+      return;
+    }
+    try {
+      const blob = await getBlob(`/sessions/${id}/frame`);
+      if (!ctx.alive()) return;
+      const next = URL.createObjectURL(blob);
+      frame.src = next;
+      if (frameUrl) URL.revokeObjectURL(frameUrl);
+      frameUrl = next;
+      frameStatus.dataset.loaded = 'true';
+      frameFetched = new Date().toISOString().slice(11, 19);
+      frameStatus.textContent = `Fetched ${frameFetched} UTC (${Math.round(blob.size / 1024)} KiB JPEG).`;
+    } catch (err) {
+      frameStatus.textContent = asApiError(err).describe();
+    }
+  }
+
+  async function updateSettlement(s) {
+    if (s.state !== 'ENDED') return;
+    settlementPanel.hidden = false;
+    try {
+      const st = await get(`/settlements/${id}`);
+      clearError(settlementError);
+      set(settlement.values.state, stateBadge(st.state));
+      set(settlement.values.to, st.toAmountMicroUsdc !== undefined ? usdc(st.toAmountMicroUsdc) : null);
+      set(settlement.values.fee, st.feeAmountMicroUsdc !== undefined ? usdc(st.feeAmountMicroUsdc) : null);
+      set(settlement.values.tx, st.txHash);
+      set(settlement.values.block, st.blockNumber);
+      set(settlement.values.attempts, st.attempts);
+      set(settlement.values.error, st.lastError);
+    } catch (err) {
+      showError(settlementError, err);
+    }
+  }
+
+  async function refresh() {
+    let s;
+    try {
+      s = await get(`/sessions/${id}`);
+    } catch (err) {
+      if (ctx.alive()) showError(loadError, err);
+      return;
+    }
+    if (!ctx.alive()) return;
+    clearError(loadError);
+    session = s;
+    const side = sideOf(s, workspaceId);
+    const v = details.values;
+    set(v.state, stateBadge(s.state));
+    set(v.side, side === 'offered' ? 'offered this session (accept it to serve it)' : side);
+    set(v.point, point(s.lat, s.lng));
+    set(v.geofence, `${s.geofenceRadiusMeters} m`);
+    set(v.rate, rate(s.ratePerSecondMicroUsdc));
+    set(v.hold, usdc(s.holdMicroUsdc));
+    set(v.created, time(s.createdAt));
+    set(v.assigned, time(s.assignedAt));
+    set(v.started, time(s.startedAt));
+    set(v.ended, time(s.endedAt));
+    set(v.expires, TERMINAL.includes(s.state) || s.startedAt ? null : time(s.expiresAt));
+    // The server meters a session when it ends; until then say so rather
+    // than show an empty charge.
+    const pending = !s.meter && ['LIVE', 'PAUSED'].includes(s.state) ? 'metered when the session ends' : null;
+    set(v.clean, s.meter ? s.meter.cleanSeconds : pending);
+    set(v.failed, s.meter ? s.meter.failedSeconds : pending);
+    set(v.charge, s.meter ? `${usdc(s.meter.chargedMicroUsdc)}${s.meterFinal ? '' : ' (not final yet)'}` : pending);
+    set(v.fee, s.meter ? usdc(s.meter.feeMicroUsdc) : null);
+    set(v.earned, s.meter ? usdc(s.meter.operatorEarnedMicroUsdc) : null);
+    set(v.windows, s.windows.length
+      ? s.windows.map((w) => `${w.reason} ${time(w.openedAt)} → ${w.closedAt ? time(w.closedAt) : 'open'}`).join('; ')
+      : 'none');
+    set(v.expiry, s.expiryReason);
+    renderActions(s, side);
+    playerPanel.hidden = side !== 'consumer';
+    publisherPanel.hidden = side !== 'operator';
+    if (side === 'consumer') await updatePlayer(s);
+    if (side === 'operator') await updatePublisher(s);
+    await Promise.all([updateFrame(s), updateSettlement(s)]);
+  }
+
+  ctx.every(2000, refresh);
+  ctx.every(1000, async () => {
+    await showPlayer();
+    await showPublisher();
+  });
+  ctx.onLeave(async () => {
+    players.delete(player);
+    if (frameUrl) URL.revokeObjectURL(frameUrl);
+    await player.stop();
+  });
+}
+
+// -------------------------------------------------------------- devices
+
+export function devicesPage(ctx) {
+  const workspaceId = ctx.state.me.workspaceId;
+  const error = errorBox('devices-error');
+  const info = fieldList('workspace-fields', [
+    ['name', 'Workspace'], ['availability', 'Availability'], ['coverage', 'Coverage'], ['kind', 'Device kind'],
+  ]);
+  const plot = h('div', { id: 'plot' });
+  const body = h('tbody', {});
+  const table = h('table', { id: 'devices' },
+    h('thead', {}, h('tr', {},
+      ['Device', 'Kind', 'Connected', 'Availability', 'Battery', 'Last seen', 'Position', 'Accuracy']
+        .map((c) => h('th', {}, c)))),
+    body);
+  const empty = h('p', { class: 'muted', hidden: true },
+    'No enrolled devices: mint an enrollment token (POST /workspaces/{id}/enrollment-tokens) and run lx-agent enroll.');
+  ctx.mount(h('section', { class: 'page' },
+    h('h1', {}, 'Devices'), error, info.dl, h('div', { class: 'devices' }, plot, h('div', {}, table, empty))));
+  ctx.every(3000, async () => {
+    try {
+      const [ws, devices] = await Promise.all([
+        get(`/workspaces/${workspaceId}`),
+        get(`/workspaces/${workspaceId}/operators`),
+      ]);
+      if (!ctx.alive()) return;
+      clearError(error);
+      const coverage = ws.coverageLat !== null && ws.coverageLat !== undefined
+        && ws.coverageLng !== null && ws.coverageRadiusMeters
+        ? { lat: ws.coverageLat, lng: ws.coverageLng, radiusMeters: ws.coverageRadiusMeters }
+        : null;
+      set(info.values.name, `${ws.name} (${ws.slug})`);
+      set(info.values.availability, ws.availabilityState);
+      set(info.values.coverage, coverage
+        ? `${coverage.radiusMeters} m around ${point(coverage.lat, coverage.lng)}` : 'not set');
+      set(info.values.kind, ws.deviceKind);
+      plot.replaceChildren(coveragePlot(coverage, devices));
+      body.replaceChildren(...devices.map((d) => h('tr', { 'data-device': d.name },
+        h('td', {}, d.name),
+        h('td', {}, d.deviceKind),
+        h('td', { 'data-connected': String(d.connected) }, d.connected ? 'yes' : 'no'),
+        h('td', {}, d.availabilityState),
+        h('td', { class: 'num' }, d.batteryPercent === null || d.batteryPercent === undefined ? '—' : `${d.batteryPercent} %`),
+        h('td', {}, time(d.lastSeenAt)),
+        h('td', {}, d.position ? point(d.position.lat, d.position.lng) : 'no fix yet'),
+        h('td', { class: 'num' }, d.position ? `${d.position.accuracyMeters.toFixed(1)} m` : '—'))));
+      empty.hidden = devices.length > 0;
+    } catch (err) {
+      if (ctx.alive()) showError(error, err);
+    }
+  });
+}
