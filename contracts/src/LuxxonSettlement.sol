@@ -218,9 +218,27 @@ contract LuxxonSettlement is Ownable {
         emit PlatformWalletSet(platformWallet_);
     }
 
-    /// USDC returns true or reverts; the check costs less than SafeERC20's.
+    /// `usdc.transfer(to, amount)`, which must return true. USDC returns true
+    /// or reverts. Hand-encoded because the settle path pays twice and the
+    /// compiler's ABI encoding and decoding of the call is most of what is
+    /// left to save on it.
     function _pay(address to, uint256 amount) private {
-        if (!usdc.transfer(to, amount)) revert TransferFailed();
+        address token = address(usdc);
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, 0xa9059cbb00000000000000000000000000000000000000000000000000000000)
+            mstore(add(ptr, 4), to)
+            mstore(add(ptr, 36), amount)
+            let ok := call(gas(), token, 0, ptr, 68, 0, 32)
+            if iszero(and(ok, and(gt(returndatasize(), 31), eq(mload(0), 1)))) {
+                if iszero(ok) {
+                    returndatacopy(ptr, 0, returndatasize())
+                    revert(ptr, returndatasize())
+                }
+                mstore(0, 0x90b8ec18)
+                revert(0x1c, 4)
+            }
+        }
     }
 
     function paused() external view returns (bool) {

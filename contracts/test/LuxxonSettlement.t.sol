@@ -7,6 +7,21 @@ import {TestUsdc} from "../src/TestUsdc.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 
+/// A token that answers `false`, or reverts, instead of paying.
+contract RefusingUsdc is TestUsdc {
+    uint8 public mode; // 0 pays, 1 returns false, 2 reverts
+
+    function setMode(uint8 mode_) external {
+        mode = mode_;
+    }
+
+    function transfer(address to, uint256 value) public override returns (bool) {
+        if (mode == 1) return false;
+        if (mode == 2) revert("frozen");
+        return super.transfer(to, value);
+    }
+}
+
 contract LuxxonSettlementTest is CheatTest {
     TestUsdc usdc;
     LuxxonSettlement settlement;
@@ -333,5 +348,29 @@ contract LuxxonSettlementTest is CheatTest {
             settlement.deposits(CONSUMER) + settlement.deposits(OTHER),
             "USDC held = sum of pools"
         );
+    }
+
+    function test_a_token_that_does_not_pay_fails_the_settle() public {
+        RefusingUsdc token = new RefusingUsdc();
+        settlement = new LuxxonSettlement(token, address(this), RELAYER, PLATFORM);
+        token.mint(CONSUMER, POOL);
+        vm.startPrank(CONSUMER);
+        token.approve(address(settlement), POOL);
+        settlement.deposit(POOL);
+        vm.stopPrank();
+
+        token.setMode(1);
+        vm.expectRevert(LuxxonSettlement.TransferFailed.selector);
+        settle(item(keccak256("refused"), 1, 1000, 10, 9000, 1000));
+
+        token.setMode(2);
+        vm.expectRevert(abi.encodeWithSignature("Error(string)", "frozen"));
+        settle(item(keccak256("frozen"), 1, 1000, 10, 9000, 1000));
+
+        token.setMode(0);
+        settle(item(keccak256("paid"), 1, 1000, 10, 9000, 1000));
+        vm.assertEq(token.balanceOf(OPERATOR), 9000, "operator paid once the token pays");
+        vm.assertEq(token.balanceOf(PLATFORM), 1000, "fee paid once the token pays");
+        vm.assertEq(settlement.deposits(CONSUMER), POOL - 10000, "pool charged once");
     }
 }
