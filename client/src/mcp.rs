@@ -142,15 +142,22 @@ fn failed(error: &Error, session_id: Option<Uuid>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(body.to_string())])
 }
 
-fn session_id(text: &str) -> Result<Uuid, CallToolResult> {
-    Uuid::parse_str(text.trim()).map_err(|_| {
-        failed(
-            &Error::InvalidArgument {
-                field: "sessionId",
-                why: format!("{text:?} is not a session id (a UUID)"),
-            },
-            None,
-        )
+/// A tool's answer: the value as JSON, or the error for the model to read
+/// (with the session it concerns, once there is one).
+fn reply(
+    result: Result<impl serde::Serialize, Error>,
+    session_id: Option<Uuid>,
+) -> Result<CallToolResult, ErrorData> {
+    match result {
+        Ok(value) => ok_json(value),
+        Err(e) => Ok(failed(&e, session_id)),
+    }
+}
+
+fn session_id(text: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(text.trim()).map_err(|_| Error::InvalidArgument {
+        field: "sessionId",
+        why: format!("{text:?} is not a session id (a UUID)"),
     })
 }
 
@@ -274,7 +281,7 @@ impl LxTools {
     ) -> Result<CallToolResult, ErrorData> {
         let id = match session_id(&args.session_id) {
             Ok(id) => id,
-            Err(e) => return Ok(e),
+            Err(e) => return Ok(failed(&e, None)),
         };
         let client = self.client_for(&ctx);
         let options = wait_options(args.timeout_seconds);
@@ -298,10 +305,7 @@ impl LxTools {
             limit: args.limit,
             side: None,
         };
-        match self.client_for(&ctx).sessions(&filter).await {
-            Ok(list) => ok_json(list),
-            Err(e) => Ok(failed(&e, None)),
-        }
+        reply(self.client_for(&ctx).sessions(&filter).await, None)
     }
 
     #[tool(
@@ -314,12 +318,9 @@ impl LxTools {
     ) -> Result<CallToolResult, ErrorData> {
         let id = match session_id(&args.session_id) {
             Ok(id) => id,
-            Err(e) => return Ok(e),
+            Err(e) => return Ok(failed(&e, None)),
         };
-        match self.client_for(&ctx).session(id).await {
-            Ok(s) => ok_json(s),
-            Err(e) => Ok(failed(&e, Some(id))),
-        }
+        reply(self.client_for(&ctx).session(id).await, Some(id))
     }
 
     #[tool(
@@ -332,7 +333,7 @@ impl LxTools {
     ) -> Result<CallToolResult, ErrorData> {
         let id = match session_id(&args.session_id) {
             Ok(id) => id,
-            Err(e) => return Ok(e),
+            Err(e) => return Ok(failed(&e, None)),
         };
         match self.client_for(&ctx).frame(id).await {
             Ok(frame) => {
@@ -356,12 +357,13 @@ impl LxTools {
     ) -> Result<CallToolResult, ErrorData> {
         let id = match session_id(&args.session_id) {
             Ok(id) => id,
-            Err(e) => return Ok(e),
+            Err(e) => return Ok(failed(&e, None)),
         };
-        match self.client_for(&ctx).viewer_token(id).await {
-            Ok(t) => ok_json(json!({"sessionId": id, "whepUrl": t.whep_url})),
-            Err(e) => Ok(failed(&e, Some(id))),
-        }
+        let token = self.client_for(&ctx).viewer_token(id).await;
+        reply(
+            token.map(|t| json!({"sessionId": id, "whepUrl": t.whep_url})),
+            Some(id),
+        )
     }
 
     #[tool(
@@ -374,12 +376,9 @@ impl LxTools {
     ) -> Result<CallToolResult, ErrorData> {
         let id = match session_id(&args.session_id) {
             Ok(id) => id,
-            Err(e) => return Ok(e),
+            Err(e) => return Ok(failed(&e, None)),
         };
-        match self.client_for(&ctx).end_session(id).await {
-            Ok(s) => ok_json(s),
-            Err(e) => Ok(failed(&e, Some(id))),
-        }
+        reply(self.client_for(&ctx).end_session(id).await, Some(id))
     }
 
     #[tool(description = "Cancel a session that is not LIVE yet (no charge).")]
@@ -390,12 +389,9 @@ impl LxTools {
     ) -> Result<CallToolResult, ErrorData> {
         let id = match session_id(&args.session_id) {
             Ok(id) => id,
-            Err(e) => return Ok(e),
+            Err(e) => return Ok(failed(&e, None)),
         };
-        match self.client_for(&ctx).cancel_session(id).await {
-            Ok(s) => ok_json(s),
-            Err(e) => Ok(failed(&e, Some(id))),
-        }
+        reply(self.client_for(&ctx).cancel_session(id).await, Some(id))
     }
 
     #[tool(
@@ -406,14 +402,13 @@ impl LxTools {
         Parameters(args): Parameters<QuoteArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        match self
-            .client_for(&ctx)
-            .quote(args.lat, args.lng, args.duration_seconds)
-            .await
-        {
-            Ok(q) => ok_json(q),
-            Err(e) => Ok(failed(&e, None)),
-        }
+        let client = self.client_for(&ctx);
+        reply(
+            client
+                .quote(args.lat, args.lng, args.duration_seconds)
+                .await,
+            None,
+        )
     }
 
     #[tool(
@@ -423,10 +418,7 @@ impl LxTools {
         &self,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        match self.client_for(&ctx).coverage().await {
-            Ok(c) => ok_json(c),
-            Err(e) => Ok(failed(&e, None)),
-        }
+        reply(self.client_for(&ctx).coverage().await, None)
     }
 
     #[tool(
@@ -436,10 +428,7 @@ impl LxTools {
         &self,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        match self.client_for(&ctx).wallet().await {
-            Ok(w) => ok_json(w),
-            Err(e) => Ok(failed(&e, None)),
-        }
+        reply(self.client_for(&ctx).wallet().await, None)
     }
 
     #[tool(
@@ -452,12 +441,9 @@ impl LxTools {
     ) -> Result<CallToolResult, ErrorData> {
         let id = match session_id(&args.session_id) {
             Ok(id) => id,
-            Err(e) => return Ok(e),
+            Err(e) => return Ok(failed(&e, None)),
         };
-        match self.client_for(&ctx).settlement(id).await {
-            Ok(s) => ok_json(s),
-            Err(e) => Ok(failed(&e, Some(id))),
-        }
+        reply(self.client_for(&ctx).settlement(id).await, Some(id))
     }
 }
 

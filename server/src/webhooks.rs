@@ -427,34 +427,6 @@ mod tests {
             updated_ms: 1_000,
         }
     }
-
-    fn build_session(state: SessionState) -> Session {
-        Session {
-            id: Uuid::from_u128(1),
-            state,
-            point: lx_protocol::geo::Point::new(4.71, -74.07),
-            geofence_radius_m: 150,
-            max_duration_seconds: 300,
-            wait_timeout_seconds: 60,
-            rate_micro_usdc: 1000,
-            consumer_workspace_id: Uuid::from_u128(2),
-            consumer_wallet: lx_protocol::wallet::Address([7; 20]),
-            operator_workspace_id: Some(Uuid::from_u128(3)),
-            operator_id: None,
-            quote_id: None,
-            offer: None,
-            created_ms: 10,
-            assigned_ms: None,
-            started_ms: None,
-            ended_ms: None,
-            expiry_reason: None,
-            media: None,
-            meter: None,
-            meter_final: false,
-            windows: Vec::new(),
-        }
-    }
-
     #[test]
     fn backoff_doubles_from_the_initial_wait_up_to_the_cap() {
         let p = build_policy();
@@ -549,7 +521,7 @@ mod tests {
 
     #[test]
     fn each_state_is_an_event_once_and_resuming_is_not_live() {
-        let mut s = build_session(SessionState::Assigned);
+        let mut s = crate::session::lifecycle::tests::build_session(SessionState::Assigned);
         s.assigned_ms = Some(50);
         assert_eq!(
             session_event(SessionState::Requested, &s),

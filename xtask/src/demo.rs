@@ -231,7 +231,9 @@ fn leave_running(demo: &mut Demo, done: &Done) {
         done.consumer_key,
         demo.bins.dir.display()
     );
-    println!("               MCP: `lx mcp` on stdio, or streamable HTTP at {url}/mcp with the key as Bearer");
+    println!(
+        "               MCP: `lx mcp` on stdio, or streamable HTTP at {url}/mcp with the key as Bearer"
+    );
     println!("    supplier key  {}", done.supplier_key);
     println!(
         "    console    {url}/console/  (sign in with a browser wallet holding one of these throwaway demo keys)"
@@ -683,8 +685,8 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let jpeg = std::fs::read(&frame_path)
-        .with_context(|| format!("reading {}", frame_path.display()))?;
+    let jpeg =
+        std::fs::read(&frame_path).with_context(|| format!("reading {}", frame_path.display()))?;
     let size = jpeg_size(&jpeg)
         .map(|(w, h)| format!("{w}x{h}"))
         .unwrap_or_else(|| "unknown size".into());

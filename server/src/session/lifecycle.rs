@@ -373,12 +373,12 @@ fn release_workspace(session: &Session, now: UnixMillis) -> Option<(Uuid, UnixMi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use lx_protocol::geo::Point;
     use lx_protocol::wallet::Address;
 
-    fn build_session(state: SessionState) -> Session {
+    pub(crate) fn build_session(state: SessionState) -> Session {
         Session {
             id: Uuid::from_u128(1),
             state,
