@@ -188,19 +188,32 @@ contract LuxxonSettlement is Ownable {
         uint256 feeAmount
     ) private {
         if (to == address(0)) revert ZeroAddress();
-        Pool memory pool = pools[from];
-        if (sequence <= pool.lastSequence) revert AlreadySettled(sessionId, sequence, pool.lastSequence);
-        if (pool.maxRatePerSecond != 0 && ratePerSecond > pool.maxRatePerSecond) {
-            revert RateAboveMax(sessionId, ratePerSecond, pool.maxRatePerSecond);
+        // The Pool word read once and written once, by hand: the compiler
+        // copies a struct into memory to read it and writes it back field by
+        // field, a read-modify-write of the same slot per field. Layout as
+        // declared: deposit in bits 0-127, lastSequence 128-191,
+        // maxRatePerSecond 192-255.
+        Pool storage pool = pools[from];
+        uint256 word;
+        assembly ("memory-safe") {
+            word := sload(pool.slot)
         }
+        uint256 deposit_ = uint128(word);
+        uint64 last = uint64(word >> 128);
+        uint256 cap = word >> 192;
+        if (sequence <= last) revert AlreadySettled(sessionId, sequence, last);
+        if (cap != 0 && ratePerSecond > cap) revert RateAboveMax(sessionId, ratePerSecond, cap);
         uint256 charged = toAmount + feeAmount;
         uint256 allowed = ratePerSecond * chargeableSeconds;
         if (charged > allowed) revert OverCharge(sessionId, charged, allowed);
-        if (pool.deposit < charged) revert InsufficientDeposit(from, pool.deposit, charged);
-        // charged <= deposit < 2^128: neither the subtraction nor the
-        // narrowing can lose anything.
+        if (deposit_ < charged) revert InsufficientDeposit(from, deposit_, charged);
+        // charged <= deposit < 2^128, sequence < 2^64 and the cap is kept
+        // where it was: no field spills into the next.
         unchecked {
-            pools[from] = Pool(uint128(pool.deposit - charged), sequence, pool.maxRatePerSecond);
+            word = (deposit_ - charged) | (uint256(sequence) << 128) | (cap << 192);
+        }
+        assembly ("memory-safe") {
+            sstore(pool.slot, word)
         }
         if (toAmount > 0) _pay(to, toAmount);
         emit Settled(sessionId, from, to, toAmount, feeAmount, ratePerSecond, chargeableSeconds);
