@@ -4,14 +4,28 @@ pragma solidity 0.8.28;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 
 /// Per-second live video, settled from the consumer's pool.
 ///
 /// A consumer deposits USDC into its pool and can always withdraw what is
-/// left, paused or not. The relayer settles an ended session from the pool:
-/// the operator gets `toAmount`, the stored platform wallet `feeAmount`,
-/// and the two together never exceed `ratePerSecond × chargeableSeconds`, nor
-/// a rate above the one the consumer capped itself at.
+/// left, paused or not, in two steps: `requestWithdrawal(amount)`, then,
+/// once `withdrawalNotice` seconds have passed, `withdraw()`, which pays
+/// `min(requested, deposit left)`. Until `withdraw()` runs the relayer still
+/// settles from the whole deposit (a settle never looks at the request), so a
+/// consumer cannot empty its pool under a running session: the notice must
+/// cover the longest session, the settle delay and the relayer's margin.
+///
+/// The relayer settles an ended session from the pool: the operator gets
+/// `toAmount`, the stored platform wallet `feeAmount`, and the two together
+/// never exceed `ratePerSecond × chargeableSeconds`, nor a rate above the one
+/// the consumer capped itself at.
+///
+/// Administration: ownership moves in two steps (`Ownable2Step`); the owner
+/// proposes a new relayer or platform wallet, and it takes effect through
+/// `applyRelayer()` / `applyPlatformWallet()` (anyone may call them) no
+/// sooner than `adminDelay` seconds later, so consumers see it coming and can
+/// request their withdrawals first.
 ///
 /// Replay: each consumer's settlements carry a strictly increasing
 /// `sequence` (the server assigns it when it queues the settlement), and the
@@ -19,7 +33,7 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 /// session, or of any older one, is refused. One word per consumer instead
 /// of a fresh slot per session keeps a settle near 20k gas in a batch; the
 /// relayer settles each consumer's queue in order.
-contract LuxxonSettlement is Ownable {
+contract LuxxonSettlement is Ownable2Step {
     using SafeERC20 for IERC20;
 
     struct Settlement {
@@ -44,16 +58,44 @@ contract LuxxonSettlement is Ownable {
         uint64 maxRatePerSecond;
     }
 
+    /// A consumer's requested withdrawal. Kept apart from the Pool word: a
+    /// settle never reads it.
+    struct WithdrawalRequest {
+        /// µUSDC; zero: no request.
+        uint128 amount;
+        /// The first timestamp at which `withdraw()` pays.
+        uint64 availableAt;
+    }
+
+    /// An address change the owner proposed; zero `account`: none.
+    struct PendingChange {
+        address account;
+        uint64 effectiveAt;
+    }
+
     uint256 public constant MAX_BATCH = 100;
+    /// The longest notice or admin delay the constructor takes: a value so
+    /// large that `block.timestamp + notice` left uint64 would lock every
+    /// deposit in for good.
+    uint64 private constant MAX_DELAY = 365 days;
 
     IERC20 public immutable usdc;
+    /// Seconds between `requestWithdrawal` and the first `withdraw()` that pays.
+    uint64 public immutable withdrawalNotice;
+    /// Seconds between `proposeRelayer`/`proposePlatformWallet` and the change.
+    uint64 public immutable adminDelay;
     // `relayer` and the pause flag share a word: a settle reads both at once.
     address public relayer;
     bool private _paused;
     address public platformWallet;
     mapping(address consumer => Pool) private pools;
+    mapping(address consumer => WithdrawalRequest) private withdrawalRequests;
+    PendingChange private _pendingRelayer;
+    PendingChange private _pendingPlatformWallet;
 
     event Deposited(address indexed consumer, uint256 amount);
+    event WithdrawalRequested(address indexed consumer, uint256 amount, uint64 availableAt);
+    event WithdrawalCancelled(address indexed consumer, uint256 amount);
     event Withdrawn(address indexed consumer, uint256 amount);
     event Settled(
         bytes32 indexed sessionId,
@@ -65,7 +107,11 @@ contract LuxxonSettlement is Ownable {
         uint256 chargeableSeconds
     );
     event MaxRateSet(address indexed consumer, uint256 maxRatePerSecond);
+    event RelayerChangeRequested(address indexed relayer, uint64 effectiveAt);
+    event RelayerChangeCancelled(address indexed relayer);
     event RelayerSet(address indexed relayer);
+    event PlatformWalletChangeRequested(address indexed platformWallet, uint64 effectiveAt);
+    event PlatformWalletChangeCancelled(address indexed platformWallet);
     event PlatformWalletSet(address indexed platformWallet);
     event Paused(address account);
     event Unpaused(address account);
@@ -81,6 +127,10 @@ contract LuxxonSettlement is Ownable {
     error BatchSize(uint256 size);
     error TooLarge(uint256 value);
     error TransferFailed();
+    error NoWithdrawalRequested(address consumer);
+    error WithdrawalNotYet(uint64 availableAt);
+    error NoChangeRequested();
+    error ChangeNotYet(uint64 effectiveAt);
     error EnforcedPause();
     error ExpectedPause();
 
@@ -94,11 +144,29 @@ contract LuxxonSettlement is Ownable {
         _;
     }
 
-    constructor(IERC20 usdc_, address owner_, address relayer_, address platformWallet_) Ownable(owner_) {
+    /// `withdrawalNoticeSeconds_` may be zero (tests). In production it must
+    /// be at least the longest session + the settle delay + the relayer's
+    /// margin: a consumer who requests everything as a session starts must
+    /// still be there to be charged when the relayer settles it.
+    /// `adminDelaySeconds_` should be longer than the notice, so consumers
+    /// can take their deposits out before a new relayer or wallet applies.
+    /// Neither may exceed 365 days (`TooLarge`).
+    constructor(
+        IERC20 usdc_,
+        address owner_,
+        address relayer_,
+        address platformWallet_,
+        uint64 withdrawalNoticeSeconds_,
+        uint64 adminDelaySeconds_
+    ) Ownable(owner_) {
         if (address(usdc_) == address(0) || relayer_ == address(0) || platformWallet_ == address(0)) {
             revert ZeroAddress();
         }
+        if (withdrawalNoticeSeconds_ > MAX_DELAY) revert TooLarge(withdrawalNoticeSeconds_);
+        if (adminDelaySeconds_ > MAX_DELAY) revert TooLarge(adminDelaySeconds_);
         usdc = usdc_;
+        withdrawalNotice = withdrawalNoticeSeconds_;
+        adminDelay = adminDelaySeconds_;
         relayer = relayer_;
         platformWallet = platformWallet_;
         emit RelayerSet(relayer_);
@@ -117,6 +185,31 @@ contract LuxxonSettlement is Ownable {
         return pools[consumer].maxRatePerSecond;
     }
 
+    /// The consumer's requested withdrawal; (0, 0) when none.
+    function withdrawalRequest(address consumer) external view returns (uint256 amount, uint64 availableAt) {
+        WithdrawalRequest memory request = withdrawalRequests[consumer];
+        return (request.amount, request.availableAt);
+    }
+
+    /// Everything the server needs about a consumer in one call.
+    /// `withdrawalRequested` is the amount as requested (what `withdraw()`
+    /// will pay is its minimum with the deposit then), zero when none.
+    function poolOf(address consumer)
+        external
+        view
+        returns (
+            uint256 deposit,
+            uint64 lastSequence,
+            uint256 maxRatePerSecond,
+            uint256 withdrawalRequested,
+            uint64 withdrawableAt
+        )
+    {
+        Pool memory pool = pools[consumer];
+        WithdrawalRequest memory request = withdrawalRequests[consumer];
+        return (pool.deposit, pool.lastSequence, pool.maxRatePerSecond, request.amount, request.availableAt);
+    }
+
     /// Moves `amount` of the caller's USDC into its pool (approve first).
     function deposit(uint256 amount) external whenNotPaused {
         if (amount == 0) revert ZeroAmount();
@@ -128,15 +221,49 @@ contract LuxxonSettlement is Ownable {
         emit Deposited(msg.sender, amount);
     }
 
-    /// Takes `amount` back out of the caller's pool. Works while paused.
-    function withdraw(uint256 amount) external {
+    /// Asks to take `amount` out of the caller's pool; `withdraw()` pays it
+    /// `withdrawalNotice` seconds from now. Replaces an earlier request (its
+    /// clock restarts). Until then the pool still pays settlements in full.
+    /// Works while paused.
+    function requestWithdrawal(uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
+        uint256 available = pools[msg.sender].deposit;
+        if (available < amount) revert InsufficientDeposit(msg.sender, available, amount);
+        uint64 availableAt = _after(withdrawalNotice);
+        // amount <= deposit < 2^128.
+        withdrawalRequests[msg.sender] = WithdrawalRequest(uint128(amount), availableAt);
+        emit WithdrawalRequested(msg.sender, amount, availableAt);
+    }
+
+    /// Drops the caller's requested withdrawal. Works while paused.
+    function cancelWithdrawal() external {
+        uint256 amount = withdrawalRequests[msg.sender].amount;
+        if (amount == 0) revert NoWithdrawalRequested(msg.sender);
+        delete withdrawalRequests[msg.sender];
+        emit WithdrawalCancelled(msg.sender, amount);
+    }
+
+    /// Pays the caller's requested withdrawal once its notice has passed:
+    /// `min(requested, deposit left)`, since settlements during the notice
+    /// may have lowered the pool. The request is used up either way; when
+    /// nothing is left to pay it emits `Withdrawn(caller, 0)` and transfers
+    /// nothing. Works while paused.
+    function withdraw() external returns (uint256 paid) {
+        WithdrawalRequest memory request = withdrawalRequests[msg.sender];
+        if (request.amount == 0) revert NoWithdrawalRequested(msg.sender);
+        if (block.timestamp < request.availableAt) revert WithdrawalNotYet(request.availableAt);
+        delete withdrawalRequests[msg.sender];
         Pool storage pool = pools[msg.sender];
         uint256 available = pool.deposit;
-        if (available < amount) revert InsufficientDeposit(msg.sender, available, amount);
-        pool.deposit = uint128(available - amount);
-        usdc.safeTransfer(msg.sender, amount);
-        emit Withdrawn(msg.sender, amount);
+        paid = request.amount < available ? request.amount : available;
+        if (paid > 0) {
+            // paid <= deposit.
+            unchecked {
+                pool.deposit = uint128(available - paid);
+            }
+            usdc.safeTransfer(msg.sender, paid);
+        }
+        emit Withdrawn(msg.sender, paid);
     }
 
     /// Caps the rate any settlement from the caller's pool may use. Once.
@@ -219,16 +346,81 @@ contract LuxxonSettlement is Ownable {
         emit Settled(sessionId, from, to, toAmount, feeAmount, ratePerSecond, chargeableSeconds);
     }
 
-    function setRelayer(address relayer_) external onlyOwner {
+    // --- delayed administration -------------------------------------------
+
+    /// Proposes `relayer_` as the relayer from `adminDelay` seconds on.
+    /// Replaces an earlier proposal (its clock restarts).
+    function proposeRelayer(address relayer_) external onlyOwner {
         if (relayer_ == address(0)) revert ZeroAddress();
+        uint64 effectiveAt = _after(adminDelay);
+        _pendingRelayer = PendingChange(relayer_, effectiveAt);
+        emit RelayerChangeRequested(relayer_, effectiveAt);
+    }
+
+    /// Makes the proposed relayer the relayer once its delay has passed.
+    /// Anyone may call it: it only applies what the owner proposed.
+    function applyRelayer() external {
+        address relayer_ = _takeDue(_pendingRelayer);
+        delete _pendingRelayer;
         relayer = relayer_;
         emit RelayerSet(relayer_);
     }
 
-    function setPlatformWallet(address platformWallet_) external onlyOwner {
+    function cancelRelayerChange() external onlyOwner {
+        address relayer_ = _pendingRelayer.account;
+        if (relayer_ == address(0)) revert NoChangeRequested();
+        delete _pendingRelayer;
+        emit RelayerChangeCancelled(relayer_);
+    }
+
+    /// The proposed relayer and when it may apply; (0, 0) when none.
+    function pendingRelayer() external view returns (address relayer, uint64 effectiveAt) {
+        return (_pendingRelayer.account, _pendingRelayer.effectiveAt);
+    }
+
+    /// Proposes `platformWallet_` as the fee wallet from `adminDelay` seconds
+    /// on. Replaces an earlier proposal (its clock restarts).
+    function proposePlatformWallet(address platformWallet_) external onlyOwner {
         if (platformWallet_ == address(0)) revert ZeroAddress();
+        uint64 effectiveAt = _after(adminDelay);
+        _pendingPlatformWallet = PendingChange(platformWallet_, effectiveAt);
+        emit PlatformWalletChangeRequested(platformWallet_, effectiveAt);
+    }
+
+    /// Makes the proposed platform wallet the fee wallet once its delay has
+    /// passed. Anyone may call it.
+    function applyPlatformWallet() external {
+        address platformWallet_ = _takeDue(_pendingPlatformWallet);
+        delete _pendingPlatformWallet;
         platformWallet = platformWallet_;
         emit PlatformWalletSet(platformWallet_);
+    }
+
+    function cancelPlatformWalletChange() external onlyOwner {
+        address platformWallet_ = _pendingPlatformWallet.account;
+        if (platformWallet_ == address(0)) revert NoChangeRequested();
+        delete _pendingPlatformWallet;
+        emit PlatformWalletChangeCancelled(platformWallet_);
+    }
+
+    /// The proposed platform wallet and when it may apply; (0, 0) when none.
+    function pendingPlatformWallet() external view returns (address platformWallet, uint64 effectiveAt) {
+        return (_pendingPlatformWallet.account, _pendingPlatformWallet.effectiveAt);
+    }
+
+    /// The proposed account, once its delay has passed.
+    function _takeDue(PendingChange storage change) private view returns (address account) {
+        PendingChange memory pending = change;
+        if (pending.account == address(0)) revert NoChangeRequested();
+        if (block.timestamp < pending.effectiveAt) revert ChangeNotYet(pending.effectiveAt);
+        return pending.account;
+    }
+
+    /// `block.timestamp + delay` as a uint64.
+    function _after(uint64 delay) private view returns (uint64) {
+        uint256 at = block.timestamp + delay;
+        if (at > type(uint64).max) revert TooLarge(at);
+        return uint64(at);
     }
 
     /// `usdc.transfer(to, amount)`, which must return true. USDC returns true
