@@ -432,7 +432,7 @@ impl LxTools {
     }
 
     #[tool(
-        description = "Where a session's on-chain settlement stands (NOT_READY, PENDING, SUBMITTED, CONFIRMED, FAILED), with the amounts and the transaction."
+        description = "Where a session's on-chain settlement stands (NOT_READY, PENDING, SUBMITTED, CONFIRMED, UNPAID: a debt of the consumer, FAILED), with the amounts and the transaction."
     )]
     async fn get_settlement(
         &self,

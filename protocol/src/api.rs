@@ -107,6 +107,10 @@ pub enum ExpiryReason {
     WaitTimeout,
     /// LIVE past `maxDurationSeconds` without `end`: metered up to the maximum and settled.
     MaxDuration,
+    /// Ended by the server while LIVE: the consumer's pool, less its
+    /// requested withdrawals and what it already owes, fell below the
+    /// session's accrued charge. Metered up to then and settled.
+    InsufficientCredit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +256,11 @@ pub enum SettlementStatus {
     Pending,
     Submitted,
     Confirmed,
+    /// A debt: the contract refused it for a reason the consumer caused (its
+    /// pool no longer covers it). Retried when the pool grows; until then
+    /// the consumer gets 402 PAYMENT_REQUIRED for new sessions.
+    Unpaid,
+    /// Refused for a reason on the server's side; `lastError` says which.
     Failed,
 }
 
@@ -284,6 +293,9 @@ pub struct SettlementDto {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WalletEventType {
     Deposit,
+    /// The first step of a withdrawal: the amount leaves the available
+    /// credit at once and can be taken after the contract's notice period.
+    WithdrawalRequested,
     Withdrawal,
     Settle,
     Approval,
@@ -331,6 +343,36 @@ pub struct WalletDto {
     pub usdc_balance_micro_usdc: u64,
     /// The cap the consumer set on settlement rates, if any.
     pub max_rate_per_second_micro_usdc: Option<u64>,
+    /// A withdrawal requested and not yet taken, micro-USDC (0: none).
+    #[serde(default)]
+    pub withdrawal_requested_micro_usdc: u64,
+    /// When the requested withdrawal can be taken (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawable_at: Option<String>,
+    /// Worst cases of the consumer's open sessions, micro-USDC.
+    #[serde(default)]
+    pub held_micro_usdc: u64,
+    /// Charges of ended sessions not settled yet (debts included), micro-USDC.
+    #[serde(default)]
+    pub unsettled_micro_usdc: u64,
+    /// Settlements the consumer owes (UNPAID); each blocks new sessions.
+    #[serde(default)]
+    pub debts: Vec<DebtDto>,
+    /// pool − requested withdrawal − held − unsettled, floored at zero: what
+    /// a new session's worst case must fit in.
+    #[serde(default)]
+    pub available_credit_micro_usdc: u64,
+}
+
+/// A settlement the consumer owes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DebtDto {
+    pub session_id: Uuid,
+    pub amount_micro_usdc: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

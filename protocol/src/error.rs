@@ -15,6 +15,11 @@ pub enum ErrorCode {
     InvalidState,
     Conflict,
     InsufficientCredit,
+    /// The consumer owes a settlement it caused to fail (its pool was
+    /// emptied); no new session until it is paid.
+    PaymentRequired,
+    /// The session's rate is above the consumer's own on-chain cap.
+    RateAboveCap,
     NoCoverage,
     FrameNotAvailable,
     VideoError,
@@ -44,11 +49,13 @@ impl ErrorCode {
         match self {
             Self::InvalidInput
             | Self::InsufficientCredit
+            | Self::RateAboveCap
             | Self::QuoteExpired
             | Self::InvalidSignature
             | Self::FutureTimestamp
             | Self::StaleTimestamp => 400,
             Self::NotAuthenticated | Self::RevokedApiKey => 401,
+            Self::PaymentRequired => 402,
             Self::NotAuthorized | Self::WrongDevice => 403,
             Self::SessionNotFound
             | Self::WorkspaceNotFound
@@ -78,6 +85,8 @@ impl ErrorCode {
             Self::InvalidState => "INVALID_STATE",
             Self::Conflict => "CONFLICT",
             Self::InsufficientCredit => "INSUFFICIENT_CREDIT",
+            Self::PaymentRequired => "PAYMENT_REQUIRED",
+            Self::RateAboveCap => "RATE_ABOVE_CAP",
             Self::NoCoverage => "NO_COVERAGE",
             Self::FrameNotAvailable => "FRAME_NOT_AVAILABLE",
             Self::VideoError => "VIDEO_ERROR",

@@ -184,7 +184,7 @@ fn main() {
             interval: std::time::Duration::from_millis(1),
             batch_max: 100,
             confirmations: 1,
-            max_attempts: 3,
+            debt_retry_ms: 1_000,
             resubmit_after_ms: 60_000,
         };
         let t = Instant::now();

@@ -147,7 +147,10 @@ impl App {
     pub async fn act(&self, session: &Session, action: Action) -> Result<Session, ActError> {
         let metered = matches!(
             action,
-            Action::End { .. } | Action::ExpireMaxDuration { .. } | Action::FinalizeMeter { .. }
+            Action::End { .. }
+                | Action::ExpireMaxDuration { .. }
+                | Action::CreditExhausted { .. }
+                | Action::FinalizeMeter { .. }
         );
         let transition = match (metered, session.operator_id) {
             (true, Some(_)) => {
@@ -403,8 +406,8 @@ impl App {
         changed
     }
 
-    /// Starts the sweeper, the media event loop and the webhook deliveries;
-    /// each stops when `shutdown` turns true.
+    /// Starts the sweeper, the media event loop, the webhook deliveries and
+    /// the credit watch; each stops when `shutdown` turns true.
     pub fn spawn_background(
         self: &Arc<Self>,
         mut media_events: mpsc::Receiver<MediaEvent>,
@@ -426,6 +429,8 @@ impl App {
             })
         };
         let webhooks = tokio::spawn(crate::webhooks::run(Arc::clone(self), shutdown.clone()));
+        let credit_watch =
+            tokio::spawn(crate::credit_watch::run(Arc::clone(self), shutdown.clone()));
         let media = {
             let app = Arc::clone(self);
             let mut shutdown = shutdown;
@@ -441,7 +446,7 @@ impl App {
                 }
             })
         };
-        vec![sweeper, media, webhooks]
+        vec![sweeper, media, webhooks, credit_watch]
     }
 }
 

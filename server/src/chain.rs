@@ -8,6 +8,8 @@
 use async_trait::async_trait;
 use lx_protocol::wallet::Address;
 
+pub use crate::credit::PoolState;
+
 #[cfg(feature = "chain")]
 pub mod evm;
 
@@ -22,6 +24,8 @@ pub enum ChainError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalletEventKind {
     Deposit,
+    /// The first step of a withdrawal; the amount requested.
+    WithdrawalRequested,
     Withdrawal,
     /// A settlement paid from (or to) the wallet.
     Settle,
@@ -53,12 +57,14 @@ pub trait ChainReader: Send + Sync + 'static {
         after: Option<(u64, u64)>,
         limit: usize,
     ) -> Result<Vec<WalletEvent>, ChainError>;
-    /// The consumer's pool in the settlement contract, micro-USDC.
-    async fn deposits(&self, wallet: Address) -> Result<u64, ChainError>;
+    /// The consumer's pool in the settlement contract: deposit, last
+    /// sequence, cap and requested withdrawal, in one call.
+    async fn pool(&self, wallet: Address) -> Result<PoolState, ChainError>;
     /// The wallet's USDC balance, micro-USDC.
     async fn usdc_balance(&self, wallet: Address) -> Result<u64, ChainError>;
-    /// The consumer's own rate cap; `None` when it set none.
-    async fn max_rate_per_second(&self, wallet: Address) -> Result<Option<u64>, ChainError>;
+    /// The contract's withdrawal notice, seconds: how long a requested
+    /// withdrawal stays settleable.
+    async fn withdrawal_notice_seconds(&self) -> Result<u64, ChainError>;
 }
 
 /// Credit as the settlement contract holds it: the consumer's pool.
@@ -78,12 +84,9 @@ impl crate::credit::CreditSource for OnchainCredit {
         "onchain"
     }
 
-    async fn available_micro_usdc(
-        &self,
-        wallet: Address,
-    ) -> Result<u64, crate::credit::CreditError> {
+    async fn pool(&self, wallet: Address) -> Result<PoolState, crate::credit::CreditError> {
         self.chain
-            .deposits(wallet)
+            .pool(wallet)
             .await
             .map_err(|e| crate::credit::CreditError::Unavailable(e.to_string()))
     }
@@ -139,6 +142,16 @@ pub trait Settler: Send + Sync + 'static {
     async fn simulate(&self, item: &SettleItem) -> Result<Option<Revert>, ChainError>;
     /// Sends one transaction: `settleFromPool` for one, `settleBatch` for more.
     async fn submit(&self, items: &[SettleItem]) -> Result<Submitted, ChainError>;
+    /// Sends the same settlements again in place of `stuck`: its nonce, a
+    /// higher fee, so that at most one of the two is ever mined.
+    async fn replace(
+        &self,
+        items: &[SettleItem],
+        stuck: &Submitted,
+    ) -> Result<Submitted, ChainError>;
+    /// How many of the relayer's transactions are mined: a nonce below it
+    /// is spent, by whichever transaction carried it.
+    async fn mined_nonce(&self) -> Result<u64, ChainError>;
     async fn receipt(&self, tx_hash: &str) -> Result<Option<Mined>, ChainError>;
     async fn block_number(&self) -> Result<u64, ChainError>;
     async fn last_sequence(&self, consumer: Address) -> Result<u64, ChainError>;

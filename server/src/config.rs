@@ -128,6 +128,7 @@ pub struct Corridor {
 pub struct CreditConfig {
     pub source: String,
     pub default_micro_usdc: u64,
+    pub watch_interval_ms: u64,
     #[serde(default)]
     pub wallets: BTreeMap<String, u64>,
 }
@@ -143,7 +144,8 @@ pub struct ChainConfig {
     pub confirmations: u32,
     pub settle_interval_ms: u64,
     pub settle_batch_max: u32,
-    pub settle_max_attempts: u32,
+    pub debt_retry_seconds: u32,
+    pub relayer_margin_seconds: u32,
     pub resubmit_after_seconds: u32,
 }
 

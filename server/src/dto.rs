@@ -62,6 +62,7 @@ pub fn settlement_dto(r: &SettlementRecord) -> SettlementDto {
             SettlementState::Pending => SettlementStatus::Pending,
             SettlementState::Submitted => SettlementStatus::Submitted,
             SettlementState::Confirmed => SettlementStatus::Confirmed,
+            SettlementState::Unpaid => SettlementStatus::Unpaid,
             SettlementState::Failed => SettlementStatus::Failed,
         },
         sequence: Some(r.sequence),

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod credit;
+pub mod credit_watch;
 pub mod dispatch;
 pub mod dto;
 pub mod error;

@@ -77,10 +77,31 @@ pub async fn chain_reader(config: &Config) -> anyhow::Result<Option<Arc<dyn Chai
         )
         .await?;
         tracing::info!(rpc = %config.chain.rpc_url, settlement = %chain.settlement_address(), usdc = %chain.usdc_address(), "settlement chain");
+        let notice = chain.withdrawal_notice_seconds().await?;
+        check_withdrawal_notice(config, notice)?;
         Ok(Some(Arc::new(chain)))
     }
     #[cfg(not(feature = "chain"))]
     anyhow::bail!("chain.rpc_url is set, but lx-server was built without the chain feature")
+}
+
+/// A consumer must not be able to take its deposit back before the last
+/// session it ran is settled: the contract's withdrawal notice has to cover
+/// the longest session, the settle delay and the relayer's margin.
+pub fn check_withdrawal_notice(config: &Config, notice_seconds: u64) -> anyhow::Result<()> {
+    let longest = u64::from(config.sessions.max_duration_seconds);
+    let delay = u64::from(config.telemetry.settle_delay_seconds);
+    let margin = u64::from(config.chain.relayer_margin_seconds);
+    let needed = longest + delay + margin;
+    if notice_seconds < needed {
+        anyhow::bail!(
+            "the settlement contract's withdrawal notice is {notice_seconds} s, shorter than \
+             sessions.max_duration_seconds ({longest}) + telemetry.settle_delay_seconds ({delay}) + \
+             chain.relayer_margin_seconds ({margin}) = {needed} s: a consumer could withdraw before its last \
+             session is settled. Deploy with a longer notice (LX_WITHDRAWAL_NOTICE_SECONDS) or lower those settings"
+        );
+    }
+    Ok(())
 }
 
 /// The relayer's settler, when `chain.relayer_keystore` names its key; the

@@ -1,23 +1,32 @@
 //! The relayer: settles each ENDED session's final meter on chain.
 //!
 //! Every `interval` it queues the sessions whose final meter charged
-//! something (the store gives each consumer's the next sequences), then:
+//! something (each consumer's next sequences follow the higher of the
+//! store's last and the contract's `lastSequence`, read before numbering),
+//! then:
 //!
 //! - with a transaction in flight, it waits for its receipt and for
 //!   `confirmations` blocks, then marks its settlements CONFIRMED; a
-//!   reverted one goes back to PENDING; one the node lost is looked up in
-//!   the contract's `Settled` events (settled after all: CONFIRMED) and sent
-//!   again otherwise. One transaction at a time keeps the nonce simple and
-//!   makes a restart between submit and confirm a no-op: SUBMITTED records
-//!   carry the hash, and the contract refuses a second settle anyway.
-//! - otherwise it takes the due PENDING settlements, at most one per
-//!   consumer (its lowest sequence: the contract wants them in order) and
-//!   `batch_max` in all, asks the contract about each alone, and sends those
-//!   it accepts in one `settleBatch` (or `settleFromPool` for one). A refusal
-//!   for good (over the rate, above the consumer's cap) is FAILED with the
-//!   reason and never retried; an empty pool is retried with backoff up to
-//!   `max_attempts`; one the contract calls already settled is CONFIRMED if
-//!   its `Settled` event exists, FAILED if a later sequence went first.
+//!   reverted one goes back to PENDING. One without a receipt whose nonce
+//!   was spent is looked up in the contract's `Settled` events; one still
+//!   unmined after `resubmit_after_ms` is replaced: the same settlements,
+//!   the same nonce, a higher fee. One transaction at a time keeps the nonce
+//!   simple and makes a restart between submit and confirm a no-op:
+//!   SUBMITTED records carry the hash and the nonce.
+//! - otherwise it takes each consumer's lowest open settlement, strictly:
+//!   a consumer whose lowest is not due (backing off, or a debt waiting for
+//!   its next try) contributes nothing to the pass, because the contract
+//!   refuses a sequence below one it has settled. It asks the contract about
+//!   each alone and sends those it accepts in one `settleBatch` (or
+//!   `settleFromPool` for one), `batch_max` at most.
+//!
+//! Refusals: an empty pool or a rate above the consumer's cap is the
+//! consumer's doing: the settlement is UNPAID, a debt, tried again every
+//! `debt_retry_ms` (it goes through once the pool has grown) and blocking
+//! the consumer's new sessions until then. Over the rate or any other
+//! refusal is our fault: FAILED with the reason, never retried. "Already
+//! settled" is CONFIRMED if its `Settled` event exists (a restore), else
+//! FAILED.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -37,9 +46,9 @@ pub struct RelayerConfig {
     pub batch_max: usize,
     /// Blocks from the settlement's own before it is CONFIRMED (1: mined).
     pub confirmations: u64,
-    /// Tries for a settlement refused for a passing reason (an empty pool).
-    pub max_attempts: u32,
-    /// A transaction with no receipt after this long is looked up and sent again.
+    /// How often a debt (UNPAID) is tried against the pool again.
+    pub debt_retry_ms: i64,
+    /// A transaction unmined this long is replaced (same nonce, higher fee).
     pub resubmit_after_ms: i64,
 }
 
@@ -50,7 +59,7 @@ impl RelayerConfig {
             interval: Duration::from_millis(c.settle_interval_ms.max(50)),
             batch_max: (c.settle_batch_max as usize).clamp(1, 100),
             confirmations: u64::from(c.confirmations.max(1)),
-            max_attempts: c.settle_max_attempts.max(1),
+            debt_retry_ms: i64::from(c.debt_retry_seconds.max(1)) * 1000,
             resubmit_after_ms: i64::from(c.resubmit_after_seconds) * 1000,
         }
     }
@@ -69,7 +78,11 @@ pub enum RelayerError {
 pub struct Pass {
     pub queued: usize,
     pub submitted: usize,
+    /// Transactions replaced by one with the same nonce and a higher fee.
+    pub replaced: usize,
     pub confirmed: usize,
+    /// Settlements that became debts.
+    pub unpaid: usize,
     pub failed: usize,
 }
 
@@ -90,12 +103,52 @@ fn item(r: &SettlementRecord) -> SettleItem {
     }
 }
 
+/// A passing fault (transport, a reverted transaction): PENDING again after a backoff.
 fn retry(r: &mut SettlementRecord, now: UnixMillis, why: String) {
     r.state = SettlementState::Pending;
     r.attempts += 1;
     r.last_error = Some(why);
     r.next_attempt_ms = now + backoff_ms(r.attempts);
     r.updated_ms = now;
+}
+
+fn confirm(r: &mut SettlementRecord, now: UnixMillis, tx: String, block: u64) {
+    r.state = SettlementState::Confirmed;
+    r.tx_hash = Some(tx);
+    r.block = Some(block);
+    r.verify_onchain = false;
+    r.updated_ms = now;
+}
+
+/// Each consumer's lowest open settlement, if it is due: a consumer whose
+/// lowest is waiting contributes nothing, so its sequences go on chain in
+/// order. `open` is sorted by consumer, then sequence.
+fn due_heads(open: Vec<SettlementRecord>, now: UnixMillis, limit: usize) -> Vec<SettlementRecord> {
+    let mut seen = HashSet::new();
+    open.into_iter()
+        .filter(|r| seen.insert(r.consumer))
+        .filter(|r| r.next_attempt_ms <= now)
+        .take(limit)
+        .collect()
+}
+
+/// Queues the sessions whose final meter is in, numbering each consumer's
+/// after the contract's `lastSequence` when that is ahead of the store.
+async fn queue(app: &App, settler: &dyn Settler, now: UnixMillis) -> Result<usize, RelayerError> {
+    let consumers = app.store.unqueued_consumers().await?;
+    if consumers.is_empty() {
+        return Ok(0);
+    }
+    let mut chain_last = Vec::with_capacity(consumers.len());
+    for (consumer, stored) in consumers {
+        let last = settler.last_sequence(consumer).await?;
+        if last > stored {
+            tracing::warn!(%consumer, stored, onchain = last,
+                "the contract is ahead of the store (a restore?): numbering after it, and looking for each session's Settled event before sending");
+        }
+        chain_last.push((consumer, last));
+    }
+    Ok(app.store.queue_settlements(now, &chain_last).await?)
 }
 
 /// One pass of the relayer at `now`.
@@ -106,28 +159,39 @@ pub async fn pass(
     now: UnixMillis,
 ) -> Result<Pass, RelayerError> {
     let mut done = Pass {
-        queued: app.store.queue_settlements(now).await?,
+        queued: queue(app, settler, now).await?,
         ..Pass::default()
     };
     let open = app.store.open_settlements(10_000).await?;
-    let (in_flight, pending): (Vec<_>, Vec<_>) = open
-        .into_iter()
-        .partition(|r| r.state == SettlementState::Submitted);
+    let in_flight: Vec<_> = open
+        .iter()
+        .filter(|r| r.state == SettlementState::Submitted)
+        .cloned()
+        .collect();
     if !in_flight.is_empty() {
         let updated = follow(settler, config, in_flight, now, &mut done).await?;
         app.store.save_settlements(updated).await?;
         return Ok(done);
     }
-    let mut seen = HashSet::new();
-    let due: Vec<SettlementRecord> = pending
-        .into_iter()
-        .filter(|r| r.next_attempt_ms <= now)
-        .filter(|r| seen.insert(r.consumer))
-        .take(config.batch_max)
-        .collect();
     let mut updated = Vec::new();
     let mut batch = Vec::new();
-    for mut r in due {
+    for mut r in due_heads(open, now, config.batch_max) {
+        if r.verify_onchain {
+            match settler.settled_event(r.session_id).await {
+                Ok(Some((tx, block))) => {
+                    confirm(&mut r, now, tx, block);
+                    done.confirmed += 1;
+                    updated.push(r);
+                    continue;
+                }
+                Ok(None) => r.verify_onchain = false,
+                Err(err) => {
+                    retry(&mut r, now, err.to_string());
+                    updated.push(r);
+                    break;
+                }
+            }
+        }
         match settler.simulate(&item(&r)).await {
             Ok(None) => batch.push(r),
             Ok(Some(revert @ Revert::AlreadySettled { .. })) => {
@@ -136,14 +200,13 @@ pub async fn pass(
                 // can no longer be settled.
                 match settler.settled_event(r.session_id).await {
                     Ok(Some((tx, block))) => {
-                        r.state = SettlementState::Confirmed;
-                        r.tx_hash = Some(tx);
-                        r.block = Some(block);
+                        confirm(&mut r, now, tx, block);
                         done.confirmed += 1;
                     }
                     Ok(None) => {
                         r.state = SettlementState::Failed;
                         r.last_error = Some(revert.to_string());
+                        r.updated_ms = now;
                         done.failed += 1;
                     }
                     Err(err) => {
@@ -152,13 +215,21 @@ pub async fn pass(
                         break;
                     }
                 }
-                r.updated_ms = now;
                 updated.push(r);
             }
-            Ok(Some(revert @ Revert::InsufficientDeposit { .. }))
-                if r.attempts + 1 < config.max_attempts =>
-            {
-                retry(&mut r, now, revert.to_string());
+            Ok(Some(
+                revert @ (Revert::InsufficientDeposit { .. } | Revert::RateAboveMax { .. }),
+            )) => {
+                if r.state != SettlementState::Unpaid {
+                    tracing::warn!(session = %r.session_id, consumer = %r.consumer, %revert,
+                        "settlement unpaid: a debt of the consumer until its pool covers it");
+                    done.unpaid += 1;
+                }
+                r.state = SettlementState::Unpaid;
+                r.attempts += 1;
+                r.last_error = Some(revert.to_string());
+                r.next_attempt_ms = now + config.debt_retry_ms;
+                r.updated_ms = now;
                 updated.push(r);
             }
             Ok(Some(revert)) => {
@@ -227,9 +298,7 @@ async fn follow(
             Some(mined) if mined.success => {
                 if head + 1 >= mined.block + config.confirmations {
                     for mut r in records {
-                        r.state = SettlementState::Confirmed;
-                        r.block = Some(mined.block);
-                        r.updated_ms = now;
+                        confirm(&mut r, now, hash.clone(), mined.block);
                         done.confirmed += 1;
                         updated.push(r);
                     }
@@ -242,6 +311,33 @@ async fn follow(
                 }
             }
             None => {
+                let nonce = records.iter().find_map(|r| r.nonce);
+                let spent = match nonce {
+                    Some(n) => settler.mined_nonce().await? > n,
+                    None => true,
+                };
+                if spent {
+                    // Another transaction with this nonce was mined (the one
+                    // this replaced, or one sent around the relayer): the
+                    // contract's events say whether it settled these.
+                    for mut r in records {
+                        match settler.settled_event(r.session_id).await? {
+                            Some((tx, block)) => {
+                                confirm(&mut r, now, tx, block);
+                                done.confirmed += 1;
+                            }
+                            None => retry(
+                                &mut r,
+                                now,
+                                format!(
+                                    "transaction {hash} was not mined and its nonce went to another"
+                                ),
+                            ),
+                        }
+                        updated.push(r);
+                    }
+                    continue;
+                }
                 let waited = records
                     .iter()
                     .map(|r| now - r.updated_ms)
@@ -250,18 +346,36 @@ async fn follow(
                 if waited < config.resubmit_after_ms {
                     continue;
                 }
-                for mut r in records {
-                    match settler.settled_event(r.session_id).await? {
-                        Some((tx, block)) => {
-                            r.state = SettlementState::Confirmed;
-                            r.tx_hash = Some(tx);
-                            r.block = Some(block);
+                let items: Vec<SettleItem> = records.iter().map(item).collect();
+                let stuck = crate::chain::Submitted {
+                    tx_hash: hash.clone(),
+                    nonce: nonce.unwrap_or_default(),
+                };
+                match settler.replace(&items, &stuck).await {
+                    Ok(sent) => {
+                        tracing::warn!(old = %hash, new = %sent.tx_hash, nonce = sent.nonce,
+                            "settlement transaction unmined; replaced with a higher fee");
+                        done.replaced += 1;
+                        for mut r in records {
+                            r.tx_hash = Some(sent.tx_hash.clone());
+                            r.attempts += 1;
+                            r.last_error =
+                                Some(format!("transaction {hash} was not mined; replaced"));
                             r.updated_ms = now;
-                            done.confirmed += 1;
+                            updated.push(r);
                         }
-                        None => retry(&mut r, now, format!("transaction {hash} was not mined")),
                     }
-                    updated.push(r);
+                    Err(err) => {
+                        // Left SUBMITTED: the next pass looks again, and a
+                        // nonce spent meanwhile is found above.
+                        tracing::warn!(%err, tx = %hash, "could not replace the unmined settlement transaction");
+                        for mut r in records {
+                            r.last_error = Some(format!(
+                                "transaction {hash} was not mined and could not be replaced yet: {err}"
+                            ));
+                            updated.push(r);
+                        }
+                    }
                 }
             }
         }

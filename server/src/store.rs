@@ -233,7 +233,13 @@ pub enum SettlementState {
     /// In a transaction not yet confirmed.
     Submitted,
     Confirmed,
-    /// Refused by the contract for good; `last_error` says why.
+    /// A debt: refused for a reason the consumer caused (its pool does not
+    /// cover it, or it capped its rate below the session's). Kept, tried
+    /// again while the consumer's lowest open sequence, and blocking its new
+    /// sessions until paid.
+    Unpaid,
+    /// Refused by the contract for good for a reason on our side;
+    /// `last_error` says why.
     Failed,
 }
 
@@ -259,12 +265,17 @@ pub struct SettlementRecord {
     pub next_attempt_ms: UnixMillis,
     pub queued_ms: UnixMillis,
     pub updated_ms: UnixMillis,
+    /// Queued after the chain was found ahead of the store (a restore): its
+    /// `Settled` event is looked for before it is sent.
+    pub verify_onchain: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CreateSessionError {
     #[error("the quote was already used")]
     QuoteUsed,
+    #[error("the consumer owes {} µUSDC for session {}", .0.amount_micro_usdc, .0.session_id)]
+    Unpaid(crate::credit::Debt),
     #[error("credit {available} µUSDC does not cover {required} µUSDC")]
     InsufficientCredit { required: u64, available: u64 },
     #[error(transparent)]
@@ -550,15 +561,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<(i64, i64, u32)>>;
 
     // sessions
-    /// Inserts the session, consuming its quote, if the consumer's credit
-    /// covers its hold plus the holds of the consumer's other open sessions
-    /// plus the charges of its ended sessions not settled yet.
+    /// Inserts the session, consuming its quote, if the consumer owes no
+    /// debt and its committed pool (deposit less the requested withdrawal)
+    /// covers the session's hold plus the holds of its other open sessions
+    /// plus the charges of its ended sessions not settled yet; one
+    /// transaction, so parallel requests cannot each pass on the same pool.
     async fn create_session(
         &self,
         new: NewSession,
-        credit_micro_usdc: u64,
+        committed_micro_usdc: u64,
         now: UnixMillis,
     ) -> Result<Session, CreateSessionError>;
+    /// What the consumer owes or may owe: holds, unsettled charges, debts.
+    async fn obligations(&self, wallet: Address) -> StoreResult<crate::credit::Obligations>;
+    /// LIVE and PAUSED sessions: what the credit watch follows.
+    async fn live_sessions(&self, limit: u32) -> StoreResult<Vec<Session>>;
     async fn session(&self, id: Uuid) -> StoreResult<Option<Session>>;
     async fn sessions_of(
         &self,
@@ -587,12 +604,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Session>>;
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>>;
     // settlements
+    /// Consumers with sessions whose final meter charged something and that
+    /// are not queued yet, with the highest sequence the store gave each.
+    async fn unqueued_consumers(&self) -> StoreResult<Vec<(Address, u64)>>;
     /// Queues every session whose final meter charged something and that is
     /// not queued yet; each consumer's take its next sequences in the order
-    /// they ended. Returns how many were queued.
-    async fn queue_settlements(&self, now: UnixMillis) -> StoreResult<usize>;
+    /// they ended, after the higher of its last stored sequence and its
+    /// floor in `chain_last` (the contract's `lastSequence`). A consumer
+    /// whose floor is above the store's gets `verify_onchain` records.
+    /// Returns how many were queued.
+    async fn queue_settlements(
+        &self,
+        now: UnixMillis,
+        chain_last: &[(Address, u64)],
+    ) -> StoreResult<usize>;
     async fn settlement(&self, session_id: Uuid) -> StoreResult<Option<SettlementRecord>>;
-    /// PENDING and SUBMITTED settlements, each consumer's in sequence order.
+    /// PENDING, SUBMITTED and UNPAID settlements, each consumer's in sequence order.
     async fn open_settlements(&self, limit: u32) -> StoreResult<Vec<SettlementRecord>>;
     /// Writes back the state, transaction, attempts and timing of each. A
     /// record that becomes CONFIRMED queues `settlement.confirmed` for the

@@ -17,6 +17,8 @@ mod console;
 mod contracts;
 #[path = "integration/media.rs"]
 mod media;
+#[path = "integration/money.rs"]
+mod money;
 #[path = "integration/mqtt.rs"]
 mod mqtt;
 #[path = "common/mqtt.rs"]

@@ -52,6 +52,10 @@ const SETTLE_DELAY_S: u64 = 3;
 const VIDEO_CODEC: &str = "h264";
 const VIDEO_SIZE: (u32, u32) = (640, 480);
 /// The consumer's static credit line: 100 USDC.
+/// The consumer's own cap on the rate, µUSDC/s: above the demo's market
+/// rate (1,000 µUSDC/s at base, a few times that at most here).
+const RATE_CAP_MICRO_USDC: u64 = 20_000;
+
 /// What the consumer deposits into its pool on chain, and what it is minted.
 const POOL_MICRO_USDC: u64 = 1_000_000;
 const MINTED_MICRO_USDC: u64 = 10_000_000;
@@ -449,6 +453,17 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
         t.elapsed(),
     );
 
+    // The consumer caps the rate any settlement of its pool may use: the
+    // contract refuses a settlement above it, and the server a session.
+    let t = Instant::now();
+    demo.chain.set_cap(&consumer.key, RATE_CAP_MICRO_USDC)?;
+    let wallet = credit_line(api, &consumer_key).await?;
+    line(
+        consumer.who,
+        &format!("setMaxRatePerSecond({RATE_CAP_MICRO_USDC}) on chain; GET /wallet: {wallet}"),
+        t.elapsed(),
+    );
+
     // 3. The drone's GPS: a real receiver's log, read once here so that the
     //    coverage and the request sit where the drone will be.
     let t = Instant::now();
@@ -550,10 +565,11 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
     line(
         consumer.who,
         &format!(
-            "session {session_id} REQUESTED, geofence {} m, hold {} USDC of the {} USDC pool (read on chain)",
+            "session {session_id} REQUESTED, geofence {} m, hold {} USDC of the {} USDC pool (read on chain); {}",
             u64_of(&session, "geofenceRadiusMeters")?,
             usdc(u64_of(&session, "holdMicroUsdc")?),
-            usdc(before.pool)
+            usdc(before.pool),
+            credit_line(api, &consumer_key).await?,
         ),
         t.elapsed(),
     );
@@ -805,6 +821,14 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
         t.elapsed(),
     );
     let after = Balances::read(&demo.chain, consumer.address, supplier.address)?;
+    line(
+        consumer.who,
+        &format!(
+            "after the settlement, GET /wallet: {}",
+            credit_line(api, &consumer_key).await?
+        ),
+        Duration::ZERO,
+    );
     for (who, was, is) in [
         ("consumer pool", before.pool, after.pool),
         ("operator USDC", before.operator, after.operator),
@@ -1322,6 +1346,25 @@ impl Balances {
 }
 
 /// Polls `GET /settlements/{id}` until CONFIRMED; a FAILED one is an error.
+/// The consumer's credit as `GET /wallet` tells it, on one line.
+async fn credit_line(api: &Api, key: &str) -> anyhow::Result<String> {
+    let w = api
+        .ok(Method::GET, "/api/v1/wallet", Auth::Key(key), None)
+        .await?;
+    let cap = match w.get("maxRatePerSecondMicroUsdc").and_then(Value::as_u64) {
+        Some(cap) => format!("{cap} µUSDC/s"),
+        None => "none".to_owned(),
+    };
+    Ok(format!(
+        "pool {} USDC, cap {cap}, held {} USDC, unsettled {} USDC, debts {}, available credit {} USDC",
+        usdc(u64_of(&w, "poolMicroUsdc")?),
+        usdc(u64_of(&w, "heldMicroUsdc")?),
+        usdc(u64_of(&w, "unsettledMicroUsdc")?),
+        w.get("debts").and_then(Value::as_array).map_or(0, Vec::len),
+        usdc(u64_of(&w, "availableCreditMicroUsdc")?),
+    ))
+}
+
 async fn wait_for_settlement(
     api: &Api,
     key: &str,
@@ -1340,7 +1383,7 @@ async fn wait_for_settlement(
             .await?;
         match s.get("state").and_then(Value::as_str) {
             Some("CONFIRMED") => return Ok(s),
-            Some("FAILED") => bail!("the settlement of {id} FAILED: {s}"),
+            Some(state @ ("FAILED" | "UNPAID")) => bail!("the settlement of {id} is {state}: {s}"),
             _ => {}
         }
         if Instant::now() > deadline {

@@ -59,7 +59,7 @@ enum Command {
     /// Where a session's on-chain settlement stands.
     Settlement {
         id: Uuid,
-        /// Wait until it is CONFIRMED, FAILED or not required (at most this many seconds).
+        /// Wait until it is CONFIRMED, UNPAID (a debt), FAILED or not required (at most this many seconds).
         #[arg(long, value_name = "SECONDS")]
         wait: Option<u64>,
     },
@@ -190,6 +190,28 @@ async fn main() -> ExitCode {
                         .map(|m| format!(", rate cap {m} µUSDC/s"))
                         .unwrap_or_default()
                 );
+                if w.withdrawal_requested_micro_usdc > 0 {
+                    println!(
+                        "withdrawal requested: {} µUSDC, can be taken at {}",
+                        w.withdrawal_requested_micro_usdc,
+                        w.withdrawable_at.as_deref().unwrap_or("?")
+                    );
+                }
+                println!(
+                    "held by open sessions {} µUSDC, unsettled {} µUSDC, available credit {} µUSDC ({})",
+                    w.held_micro_usdc,
+                    w.unsettled_micro_usdc,
+                    w.available_credit_micro_usdc,
+                    usdc(w.available_credit_micro_usdc)
+                );
+                for d in &w.debts {
+                    println!(
+                        "DEBT: {} µUSDC for session {} ({}); deposit to pay it",
+                        d.amount_micro_usdc,
+                        d.session_id,
+                        d.last_error.as_deref().unwrap_or("unpaid")
+                    );
+                }
             }
         }),
         Command::Settlement { id, wait } => settlement(&client, id, wait, cli.json).await,
@@ -375,7 +397,10 @@ async fn settlement(client: &Client, id: Uuid, wait: Option<u64>, json: bool) ->
     let mut last = None;
     loop {
         let s = client.settlement(id).await?;
-        let settled = matches!(s.state, S::Confirmed | S::Failed | S::NotRequired);
+        let settled = matches!(
+            s.state,
+            S::Confirmed | S::Unpaid | S::Failed | S::NotRequired
+        );
         let out_of_time = deadline.is_none_or(|d| tokio::time::Instant::now() >= d);
         if settled || out_of_time {
             if json {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use lx_protocol::wallet::Address;
 
 use super::{
-    ChainError, ChainReader, Mined, Revert, SettleItem, Settler, Submitted, WalletEvent,
+    ChainError, ChainReader, Mined, PoolState, Revert, SettleItem, Settler, Submitted, WalletEvent,
     WalletEventKind,
 };
 
@@ -28,6 +28,7 @@ mod abi {
             }
 
             event Deposited(address indexed consumer, uint256 amount);
+            event WithdrawalRequested(address indexed consumer, uint256 amount, uint64 availableAt);
             event Withdrawn(address indexed consumer, uint256 amount);
             event Settled(bytes32 indexed sessionId, address indexed from, address indexed to, uint256 toAmount, uint256 feeAmount, uint256 ratePerSecond, uint256 chargeableSeconds);
 
@@ -40,13 +41,19 @@ mod abi {
             error ZeroAmount();
             error BatchSize(uint256 size);
             error EnforcedPause();
+            error NoWithdrawalRequested(address consumer);
+            error WithdrawalNotYet(uint64 availableAt);
 
             function usdc() external view returns (address);
             function deposits(address consumer) external view returns (uint256);
             function maxRatePerSecond(address consumer) external view returns (uint256);
             function lastSequence(address consumer) external view returns (uint64);
             function deposit(uint256 amount) external;
-            function withdraw(uint256 amount) external;
+            function requestWithdrawal(uint256 amount) external;
+            function cancelWithdrawal() external;
+            function withdraw() external returns (uint256 paid);
+            function withdrawalNotice() external view returns (uint64);
+            function poolOf(address consumer) external view returns (uint256 deposit, uint64 lastSequence, uint256 maxRatePerSecond, uint256 withdrawalRequested, uint64 withdrawableAt);
             function setMaxRatePerSecond(uint256 rate) external;
             function settleFromPool(bytes32 sessionId, address from, address to, uint64 sequence, uint256 ratePerSecond, uint256 chargeableSeconds, uint256 toAmount, uint256 feeAmount) external;
             function settleBatch(Settlement[] calldata items) external;
@@ -144,7 +151,7 @@ impl ChainReader for EvmChain {
         limit: usize,
     ) -> Result<Vec<WalletEvent>, ChainError> {
         use abi::IErc20::Approval;
-        use abi::ILuxxonSettlement::{Deposited, Settled, Withdrawn};
+        use abi::ILuxxonSettlement::{Deposited, Settled, WithdrawalRequested, Withdrawn};
         use alloy::rpc::types::{Filter, Log};
         use alloy::sol_types::SolEvent;
         let who = evm(wallet).into_word();
@@ -157,6 +164,7 @@ impl ChainReader for EvmChain {
         };
         let filters = [
             on(self.settlement, Deposited::SIGNATURE_HASH).topic1(who),
+            on(self.settlement, WithdrawalRequested::SIGNATURE_HASH).topic1(who),
             on(self.settlement, Withdrawn::SIGNATURE_HASH).topic1(who),
             on(self.settlement, Settled::SIGNATURE_HASH).topic2(who),
             on(self.settlement, Settled::SIGNATURE_HASH).topic3(who),
@@ -186,6 +194,14 @@ impl ChainReader for EvmChain {
                 if topic0 == Deposited::SIGNATURE_HASH {
                     let e = log.log_decode::<Deposited>().ok()?.inner.data;
                     Some(event(WalletEventKind::Deposit, e.amount, None, None))
+                } else if topic0 == WithdrawalRequested::SIGNATURE_HASH {
+                    let e = log.log_decode::<WithdrawalRequested>().ok()?.inner.data;
+                    Some(event(
+                        WalletEventKind::WithdrawalRequested,
+                        e.amount,
+                        None,
+                        None,
+                    ))
                 } else if topic0 == Withdrawn::SIGNATURE_HASH {
                     let e = log.log_decode::<Withdrawn>().ok()?.inner.data;
                     Some(event(WalletEventKind::Withdrawal, e.amount, None, None))
@@ -218,13 +234,22 @@ impl ChainReader for EvmChain {
         Ok(events)
     }
 
-    async fn deposits(&self, wallet: Address) -> Result<u64, ChainError> {
+    async fn pool(&self, wallet: Address) -> Result<PoolState, ChainError> {
         let c = ILuxxonSettlement::new(self.settlement, &self.provider);
-        c.deposits(evm(wallet))
-            .call()
-            .await
-            .map(micro)
-            .map_err(unreachable)
+        let p = c.poolOf(evm(wallet)).call().await.map_err(unreachable)?;
+        let requested = micro(p.withdrawalRequested);
+        Ok(PoolState {
+            deposit_micro_usdc: micro(p.deposit),
+            last_sequence: p.lastSequence,
+            max_rate_per_second: (!p.maxRatePerSecond.is_zero()).then(|| micro(p.maxRatePerSecond)),
+            withdrawal_requested_micro_usdc: requested,
+            withdrawable_at_s: (requested > 0).then_some(p.withdrawableAt),
+        })
+    }
+
+    async fn withdrawal_notice_seconds(&self) -> Result<u64, ChainError> {
+        let c = ILuxxonSettlement::new(self.settlement, &self.provider);
+        c.withdrawalNotice().call().await.map_err(unreachable)
     }
 
     async fn usdc_balance(&self, wallet: Address) -> Result<u64, ChainError> {
@@ -235,16 +260,15 @@ impl ChainReader for EvmChain {
             .map(micro)
             .map_err(unreachable)
     }
+}
 
-    async fn max_rate_per_second(&self, wallet: Address) -> Result<Option<u64>, ChainError> {
-        let c = ILuxxonSettlement::new(self.settlement, &self.provider);
-        let cap = c
-            .maxRatePerSecond(evm(wallet))
-            .call()
-            .await
-            .map_err(unreachable)?;
-        Ok((!cap.is_zero()).then(|| micro(cap)))
-    }
+/// What a replacement transaction sends in place of the stuck one.
+struct Replacement {
+    max_fee_per_gas: u128,
+    max_priority_fee_per_gas: u128,
+    /// The stuck transaction's gas limit and access list, when the node
+    /// still has it.
+    gas_and_access_list: Option<(u64, alloy::rpc::types::AccessList)>,
 }
 
 /// Sends settlements with the relayer's key.
@@ -321,6 +345,9 @@ fn revert_of(err: &alloy::contract::Error) -> Option<Revert> {
             E::ZeroAmount(_) => Revert::Other("ZeroAmount".into()),
             E::BatchSize(e) => Revert::Other(format!("BatchSize({})", e.size)),
             E::EnforcedPause(_) => Revert::Other("EnforcedPause: the contract is paused".into()),
+            E::NoWithdrawalRequested(_) | E::WithdrawalNotYet(_) => {
+                Revert::Other("a withdrawal error on the settle path".into())
+            }
         });
     }
     err.as_revert_data()
@@ -328,6 +355,67 @@ fn revert_of(err: &alloy::contract::Error) -> Option<Revert> {
 }
 
 impl EvmSettler {
+    /// Signs and sends the settlements with `nonce`: the provider estimates
+    /// gas and fees, unless `replacing` says what to send in place of a
+    /// stuck transaction.
+    async fn send(
+        &self,
+        items: &[SettleItem],
+        nonce: u64,
+        replacing: Option<Replacement>,
+    ) -> Result<Submitted, ChainError> {
+        use alloy::network::TransactionBuilder;
+        let c = ILuxxonSettlement::new(self.settlement, &self.provider);
+        let mut tx = match items {
+            [one] => c.call_builder(&settle_one(one)).into_transaction_request(),
+            many => c
+                .settleBatch(many.iter().map(abi_item).collect())
+                .into_transaction_request(),
+        };
+        tx.set_from(self.relayer);
+        tx.set_nonce(nonce);
+        let reused = match replacing {
+            Some(r) => {
+                tx.set_max_fee_per_gas(r.max_fee_per_gas);
+                tx.set_max_priority_fee_per_gas(r.max_priority_fee_per_gas);
+                // The node's pending state already holds the stuck
+                // transaction, so estimating there would revert: the
+                // replacement takes the gas and access list it had.
+                if let Some((gas, list)) = r.gas_and_access_list {
+                    tx.set_gas_limit(gas);
+                    tx.set_access_list(list);
+                    true
+                } else {
+                    false
+                }
+            }
+            None => false,
+        };
+        // An EIP-2930 access list names the token and the words the settle
+        // touches up front: 200 gas less for each than a cold first access.
+        // The contract itself is warm as the transaction's `to`: listing it
+        // would cost 2,400 more than its words save.
+        if !reused {
+            match self.provider.create_access_list(&tx).await {
+                Ok(list) => {
+                    let mut list = list.access_list;
+                    list.0.retain(|item| item.address != self.settlement);
+                    tx.set_access_list(list);
+                }
+                Err(err) => tracing::debug!(%err, "no access list; sending without"),
+            }
+        }
+        let pending = self
+            .provider
+            .send_transaction(tx)
+            .await
+            .map_err(unreachable)?;
+        Ok(Submitted {
+            tx_hash: pending.tx_hash().to_string(),
+            nonce,
+        })
+    }
+
     pub async fn connect(
         rpc_url: &str,
         chain_id: u64,
@@ -375,43 +463,69 @@ impl Settler for EvmSettler {
     }
 
     async fn submit(&self, items: &[SettleItem]) -> Result<Submitted, ChainError> {
-        use alloy::network::TransactionBuilder;
         let nonce = self
             .provider
             .get_transaction_count(self.relayer)
             .pending()
             .await
             .map_err(unreachable)?;
-        let c = ILuxxonSettlement::new(self.settlement, &self.provider);
-        let mut tx = match items {
-            [one] => c.call_builder(&settle_one(one)).into_transaction_request(),
-            many => c
-                .settleBatch(many.iter().map(abi_item).collect())
-                .into_transaction_request(),
-        };
-        tx.set_from(self.relayer);
-        tx.set_nonce(nonce);
-        // An EIP-2930 access list names the token and the words the settle
-        // touches up front: 200 gas less for each than a cold first access.
-        // The contract itself is warm as the transaction's `to`: listing it
-        // would cost 2,400 more than its words save.
-        match self.provider.create_access_list(&tx).await {
-            Ok(list) => {
-                let mut list = list.access_list;
-                list.0.retain(|item| item.address != self.settlement);
-                tx.set_access_list(list);
-            }
-            Err(err) => tracing::debug!(%err, "no access list; sending without"),
-        }
-        let pending = self
+        self.send(items, nonce, None).await
+    }
+
+    async fn replace(
+        &self,
+        items: &[SettleItem],
+        stuck: &Submitted,
+    ) -> Result<Submitted, ChainError> {
+        let hash = stuck.tx_hash.parse().map_err(|e| {
+            ChainError::Config(format!("transaction hash '{}': {e}", stuck.tx_hash))
+        })?;
+        let old = self
             .provider
-            .send_transaction(tx)
+            .get_transaction_by_hash(hash)
             .await
             .map_err(unreachable)?;
-        Ok(Submitted {
-            tx_hash: pending.tx_hash().to_string(),
-            nonce,
-        })
+        let market = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(unreachable)?;
+        // A node takes a replacement only above the fees of the one it
+        // replaces (geth: by 10 %); a quarter more than the higher of the
+        // old fees and today's clears that and the market's drift.
+        let (old_max, old_tip, gas_and_access_list) = match &old {
+            Some(tx) => {
+                use alloy::consensus::Transaction;
+                (
+                    tx.max_fee_per_gas(),
+                    tx.max_priority_fee_per_gas().unwrap_or(0),
+                    Some((
+                        tx.gas_limit(),
+                        tx.access_list().cloned().unwrap_or_default(),
+                    )),
+                )
+            }
+            // The node lost it: nothing pending to outbid, and estimating
+            // afresh works again.
+            None => (0, 0, None),
+        };
+        let bump = |fee: u128| fee.saturating_add(fee / 4).saturating_add(1);
+        let tip = bump(old_tip.max(market.max_priority_fee_per_gas));
+        let max = bump(old_max.max(market.max_fee_per_gas)).max(tip);
+        let replacement = Replacement {
+            max_fee_per_gas: max,
+            max_priority_fee_per_gas: tip,
+            gas_and_access_list,
+        };
+        self.send(items, stuck.nonce, Some(replacement)).await
+    }
+
+    async fn mined_nonce(&self) -> Result<u64, ChainError> {
+        self.provider
+            .get_transaction_count(self.relayer)
+            .latest()
+            .await
+            .map_err(unreachable)
     }
 
     async fn receipt(&self, tx_hash: &str) -> Result<Option<Mined>, ChainError> {

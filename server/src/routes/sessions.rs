@@ -142,6 +142,37 @@ fn check_duration(app: &App, field: &str, seconds: u32) -> ApiResult<()> {
     Ok(())
 }
 
+/// The consumer's pool in the settlement contract (or its static line).
+pub(super) async fn consumer_pool(
+    app: &App,
+    wallet: lx_protocol::wallet::Address,
+) -> ApiResult<crate::credit::PoolState> {
+    app.credit.pool(wallet).await.map_err(|err| {
+        tracing::warn!(%err, "credit source failed");
+        ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            "could not read the consumer's credit; retry",
+        )
+        .with_detail("credit:unavailable")
+    })
+}
+
+/// A rate above the consumer's own on-chain cap is refused before anything
+/// is promised: the contract would refuse its settlement.
+fn check_cap(pool: &crate::credit::PoolState, rate_micro_usdc: u64) -> ApiResult<()> {
+    match pool.max_rate_per_second {
+        Some(cap) if rate_micro_usdc > cap => Err(ApiError::new(
+            ErrorCode::RateAboveCap,
+            format!(
+                "the rate {rate_micro_usdc} µUSDC/s is above your maxRatePerSecond cap of {cap} µUSDC/s \
+                 set in the settlement contract; the market rate here is higher than you allowed"
+            ),
+        )
+        .with_detail(format!("credit:rateAboveCap:{cap}"))),
+        _ => Ok(()),
+    }
+}
+
 /// The spot price at `point` now.
 async fn current_price(app: &App, point: Point) -> ApiResult<Price> {
     let radius = f64::from(app.config.pricing.demand_radius_meters);
@@ -189,6 +220,12 @@ pub(super) async fn quote(
     let point = check_point(q.lat, q.lng)?;
     check_duration(&app, "durationSeconds", q.duration_seconds)?;
     let price = current_price(&app, point).await?;
+    if ws.has_role(Role::Consumer) {
+        check_cap(
+            &consumer_pool(&app, ws.wallet).await?,
+            price.rate_micro_usdc,
+        )?;
+    }
     let now = app.now();
     let quote = Quote {
         id: Uuid::new_v4(),
@@ -292,18 +329,8 @@ pub(super) async fn create(
         }
         None => current_price(&app, point).await?.rate_micro_usdc,
     };
-    let credit = app
-        .credit
-        .available_micro_usdc(ws.wallet)
-        .await
-        .map_err(|err| {
-            tracing::warn!(%err, "credit source failed");
-            ApiError::new(
-                ErrorCode::UpstreamUnavailable,
-                "could not read the consumer's credit; retry",
-            )
-            .with_detail("credit:unavailable")
-        })?;
+    let pool = consumer_pool(&app, ws.wallet).await?;
+    check_cap(&pool, rate)?;
     let new = NewSession {
         id: Uuid::new_v4(),
         point,
@@ -316,18 +343,36 @@ pub(super) async fn create(
         quote_id: req.quote_id,
         created_ms: now,
     };
-    let session = app.store.create_session(new, credit, now).await.map_err(|err| match err {
+    let committed = pool.committed_micro_usdc();
+    let session = app.store.create_session(new, committed, now).await.map_err(|err| match err {
         CreateSessionError::QuoteUsed => {
             ApiError::new(ErrorCode::QuoteExpired, "the quote was already used").with_detail("quote:used")
         }
-        CreateSessionError::InsufficientCredit { required, available } => ApiError::new(
-            ErrorCode::InsufficientCredit,
+        CreateSessionError::Unpaid(debt) => ApiError::new(
+            ErrorCode::PaymentRequired,
             format!(
-                "the pool holds {available} µUSDC but this session's worst case plus the consumer's other open \
-                 sessions need {required} µUSDC; deposit and retry"
+                "you owe {} µUSDC for session {}, whose settlement your pool no longer covered; deposit at \
+                 least that much and it is settled within seconds, then new sessions are taken again",
+                debt.amount_micro_usdc, debt.session_id
             ),
         )
-        .with_detail("session:insufficientCredit"),
+        .with_detail(format!("credit:debt:{}:{}", debt.session_id, debt.amount_micro_usdc)),
+        CreateSessionError::InsufficientCredit { required, available } => {
+            let requested = pool.withdrawal_requested_micro_usdc;
+            let withdrawal = if requested > 0 {
+                format!(" (a deposit of {} less a requested withdrawal of {requested})", pool.deposit_micro_usdc)
+            } else {
+                String::new()
+            };
+            ApiError::new(
+                ErrorCode::InsufficientCredit,
+                format!(
+                    "the pool holds {available} µUSDC{withdrawal} but this session's worst case plus the consumer's \
+                     other open sessions and unsettled charges need {required} µUSDC; deposit and retry"
+                ),
+            )
+            .with_detail("session:insufficientCredit")
+        }
         CreateSessionError::Store(e) => e.into(),
     })?;
     Ok(ApiOk::created(&app, session_dto(&session)))
@@ -563,6 +608,11 @@ pub(super) async fn dispatch(
     let ws = caller.require(Scope::SessionsCreate)?;
     let (session, side) = visible(&app, ws, &id).await?;
     only(side, Side::Consumer, "dispatch")?;
+    // The cap can have been set since the session was created.
+    check_cap(
+        &consumer_pool(&app, ws.wallet).await?,
+        session.rate_micro_usdc,
+    )?;
     let session = app
         .dispatch(session.id, true)
         .await

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use lx_protocol::ErrorCode;
 use lx_protocol::api::{
-    Scope, SettlementDto, SettlementStatus, WalletDto, WalletEventDto, WalletEventType,
+    DebtDto, Scope, SettlementDto, SettlementStatus, WalletDto, WalletEventDto, WalletEventType,
     WalletEventsDto,
 };
 use serde::Deserialize;
@@ -36,8 +36,9 @@ fn chain_error(err: impl std::fmt::Display) -> ApiError {
 }
 
 #[utoipa::path(get, path = "/api/v1/wallet", tag = "Wallet",
-    description = "The workspace wallet's pool in the settlement contract, its USDC balance and its rate cap, read \\
-        from the chain now. 503 UPSTREAM_UNAVAILABLE without a chain (chain.rpc_url) or when it does not answer.",
+    description = "The workspace wallet's pool in the settlement contract, its USDC balance, its rate cap and its \
+        requested withdrawal, read from the chain now, with what the server holds against it (open sessions, \
+        unsettled charges, debts) and the credit left for a new session. 503 UPSTREAM_UNAVAILABLE without a chain (chain.rpc_url) or when it does not answer.",
     responses((status = 200, body = WalletDto), (status = 503, body = lx_protocol::api::ErrorBody)),
     security(("apiKey" = [])))]
 pub(super) async fn wallet(
@@ -47,24 +48,38 @@ pub(super) async fn wallet(
     let ws = caller.require(Scope::WalletRead)?;
     let chain = chain_of(&app)?;
     let wallet = ws.wallet;
-    let (pool, balance, cap) = tokio::try_join!(
-        chain.deposits(wallet),
-        chain.usdc_balance(wallet),
-        chain.max_rate_per_second(wallet)
-    )
-    .map_err(chain_error)?;
+    let (pool, balance) =
+        tokio::try_join!(chain.pool(wallet), chain.usdc_balance(wallet)).map_err(chain_error)?;
+    let owed = app.store.obligations(wallet).await?;
     Ok(ApiOk::read(WalletDto {
         wallet_address: wallet.to_checksum(),
         chain_id: app.config.chain.chain_id,
-        pool_micro_usdc: pool,
+        pool_micro_usdc: pool.deposit_micro_usdc,
         usdc_balance_micro_usdc: balance,
-        max_rate_per_second_micro_usdc: cap,
+        max_rate_per_second_micro_usdc: pool.max_rate_per_second,
+        withdrawal_requested_micro_usdc: pool.withdrawal_requested_micro_usdc,
+        withdrawable_at: pool.withdrawable_at_s.map(|s| {
+            lx_protocol::time::format_millis(i64::try_from(s).unwrap_or(i64::MAX / 1000) * 1000)
+        }),
+        held_micro_usdc: owed.held,
+        unsettled_micro_usdc: owed.unsettled,
+        available_credit_micro_usdc: crate::credit::available_micro_usdc(&pool, &owed),
+        debts: owed
+            .debts
+            .into_iter()
+            .map(|d| DebtDto {
+                session_id: d.session_id,
+                amount_micro_usdc: d.amount_micro_usdc,
+                last_error: d.last_error,
+            })
+            .collect(),
     }))
 }
 
 #[utoipa::path(get, path = "/api/v1/settlements/{sessionId}", tag = "Settlements", params(("sessionId" = Uuid, Path)),
     description = "Where the session's on-chain settlement stands: NOT_READY until its meter is final, NOT_REQUIRED \
-        when it charged nothing, then PENDING → SUBMITTED → CONFIRMED (or FAILED with the contract's reason).",
+        when it charged nothing, then PENDING → SUBMITTED → CONFIRMED; UNPAID while it is a debt of the consumer \
+        (its pool no longer covers it; retried when the pool grows), FAILED for a fault on the server's side.",
     responses((status = 200, body = SettlementDto), (status = 404, body = lx_protocol::api::ErrorBody)),
     security(("apiKey" = [])))]
 pub(super) async fn settlement(
@@ -126,7 +141,7 @@ fn parse_cursor(text: &str) -> ApiResult<(u64, u64)> {
 }
 
 #[utoipa::path(get, path = "/api/v1/wallet/events", tag = "Wallet", params(EventsQuery),
-    description = "The workspace wallet's DEPOSIT, WITHDRAWAL, SETTLE and APPROVAL events from the chain, oldest \
+    description = "The workspace wallet's DEPOSIT, WITHDRAWAL_REQUESTED, WITHDRAWAL, SETTLE and APPROVAL events from the chain, oldest \
         first, a page at a time.",
     responses((status = 200, body = WalletEventsDto), (status = 503, body = lx_protocol::api::ErrorBody)),
     security(("apiKey" = [])))]
@@ -157,6 +172,7 @@ pub(super) async fn events(
         .map(|e| WalletEventDto {
             kind: match e.kind {
                 WalletEventKind::Deposit => WalletEventType::Deposit,
+                WalletEventKind::WithdrawalRequested => WalletEventType::WithdrawalRequested,
                 WalletEventKind::Withdrawal => WalletEventType::Withdrawal,
                 WalletEventKind::Settle => WalletEventType::Settle,
                 WalletEventKind::Approval => WalletEventType::Approval,

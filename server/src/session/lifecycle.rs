@@ -80,6 +80,12 @@ pub enum Action {
         now: UnixMillis,
         fee_bps: u32,
     },
+    /// The credit watch found the consumer's pool no longer covering what
+    /// the session accrued: it ends now, metered to here.
+    CreditExhausted {
+        now: UnixMillis,
+        fee_bps: u32,
+    },
     /// `settleDelaySeconds` after the end: late samples are in, the meter is final.
     FinalizeMeter {
         fee_bps: u32,
@@ -102,6 +108,7 @@ impl Action {
             Self::Cancel { .. } => "cancel",
             Self::ExpireWait { .. } => "expire",
             Self::ExpireMaxDuration { .. } => "expire",
+            Self::CreditExhausted { .. } => "creditExhausted",
             Self::FinalizeMeter { .. } => "finalizeMeter",
         }
     }
@@ -282,6 +289,14 @@ pub fn plan_with(
                 evidence,
             ))
         }
+        (Live | Paused, Action::CreditExhausted { now, fee_bps }) => Ok(finish(
+            session,
+            &base,
+            now,
+            fee_bps,
+            Some(ExpiryReason::InsufficientCredit),
+            evidence,
+        )),
         (Ended | Expired, Action::FinalizeMeter { fee_bps }) => {
             let (Some(started), Some(ended), Some(_), false) = (
                 session.started_ms,
@@ -403,6 +418,33 @@ pub(crate) mod tests {
             meter: None,
             meter_final: false,
             windows: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn credit_exhausted_ends_a_live_session_metered_with_its_reason() {
+        let s = build_session(Live);
+        let now = s.started_ms.unwrap() + 10_000;
+        let t = plan(&s, Action::CreditExhausted { now, fee_bps: 1000 }).unwrap();
+        assert_eq!(t.to, Some(Expired));
+        assert_eq!(t.expiry_reason, Some(ExpiryReason::InsufficientCredit));
+        assert_eq!(t.ended_ms, Some(now));
+        let meter = t.meter.unwrap();
+        assert_eq!(meter.clean_seconds, 10, "metered up to the end: {meter:?}");
+        assert_eq!(
+            t.release,
+            Some((Uuid::from_u128(3), now)),
+            "the supplier is freed"
+        );
+        for state in [Requested, Assigned, Ended, Cancelled] {
+            assert!(
+                plan(
+                    &build_session(state),
+                    Action::CreditExhausted { now, fee_bps: 0 }
+                )
+                .is_err(),
+                "{state}"
+            );
         }
     }
 

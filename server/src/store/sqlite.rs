@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_settlements.sql"),
     include_str!("migrations/0004_mqtt.sql"),
     include_str!("migrations/0005_webhooks.sql"),
+    include_str!("migrations/0006_money.sql"),
 ];
 
 const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
@@ -142,7 +143,8 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 }
 
 const SETTLEMENT_COLUMNS: &str = "session_id, consumer, operator, sequence, rate, seconds, to_amount, \
-    fee_amount, state, tx_hash, nonce, block, attempts, last_error, next_attempt_ms, queued_ms, updated_ms";
+    fee_amount, state, tx_hash, nonce, block, attempts, last_error, next_attempt_ms, queued_ms, updated_ms, \
+    verify_onchain";
 
 fn settlement_row(row: &Row<'_>) -> Sql<SettlementRecord> {
     let opt_u64 = |i: usize| -> Sql<Option<u64>> {
@@ -168,6 +170,45 @@ fn settlement_row(row: &Row<'_>) -> Sql<SettlementRecord> {
         next_attempt_ms: row.get(14)?,
         queued_ms: row.get(15)?,
         updated_ms: row.get(16)?,
+        verify_onchain: row.get(17)?,
+    })
+}
+
+/// What the consumer owes or may owe, read inside the caller's transaction.
+fn obligations_in(conn: &Connection, wallet: &Address) -> Sql<crate::credit::Obligations> {
+    let wallet = wallet_text(wallet);
+    let (held, unsettled): (i64, i64) = conn.query_row(
+        &format!(
+            // The pool on chain drops only when a charge is settled: until
+            // then an ended session's charge is promised too, and so is a
+            // debt. A FAILED settlement is ours to fix, not the consumer's.
+            "SELECT (SELECT COALESCE(SUM(rate * max_duration_s), 0) FROM sessions
+                     WHERE consumer_wallet = ?1 AND state IN {OPEN_STATES}),
+                    (SELECT COALESCE(SUM(s.charged), 0) FROM sessions s
+                     WHERE s.consumer_wallet = ?1 AND s.state IN ('ENDED', 'EXPIRED') AND s.charged > 0
+                       AND NOT EXISTS (SELECT 1 FROM settlements x WHERE x.session_id = s.id
+                                       AND x.state IN ('CONFIRMED', 'FAILED')))"
+        ),
+        [&wallet],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT session_id, to_amount + fee_amount, last_error FROM settlements
+         WHERE consumer = ?1 AND state = 'UNPAID' ORDER BY sequence",
+    )?;
+    let debts = stmt
+        .query_map([&wallet], |r| {
+            Ok(crate::credit::Debt {
+                session_id: uuid_col(r, 0)?,
+                amount_micro_usdc: u64_col(r, 1)?,
+                last_error: r.get(2)?,
+            })
+        })?
+        .collect::<Sql<Vec<_>>>()?;
+    Ok(crate::credit::Obligations {
+        held: u64::try_from(held).unwrap_or(0),
+        unsettled: u64::try_from(unsettled).unwrap_or(0),
+        debts,
     })
 }
 
@@ -1095,24 +1136,13 @@ impl Store for SqliteStore {
                         return Err(CreateSessionError::QuoteUsed);
                     }
                 }
-                let others: i64 = tx
-                    .query_row(
-                        &format!(
-                            // The pool on chain drops only when a charge is settled:
-                            // until then an ended session's charge is promised too.
-                            "SELECT (SELECT COALESCE(SUM(rate * max_duration_s), 0) FROM sessions
-                                     WHERE consumer_wallet = ?1 AND state IN {OPEN_STATES})
-                                  + (SELECT COALESCE(SUM(s.charged), 0) FROM sessions s
-                                     WHERE s.consumer_wallet = ?1 AND s.state IN ('ENDED', 'EXPIRED') AND s.charged > 0
-                                       AND NOT EXISTS (SELECT 1 FROM settlements x WHERE x.session_id = s.id
-                                                       AND x.state IN ('CONFIRMED', 'FAILED')))"
-                        ),
-                        [wallet_text(&new.consumer_wallet)],
-                        |r| r.get(0),
-                    )
-                    .map_err(StoreError::from)?;
+                let owed = obligations_in(&tx, &new.consumer_wallet).map_err(StoreError::from)?;
+                if let Some(debt) = owed.debts.into_iter().next() {
+                    return Err(CreateSessionError::Unpaid(debt));
+                }
                 let hold = new.rate_micro_usdc.saturating_mul(u64::from(new.max_duration_seconds));
-                let required = u64::try_from(others).unwrap_or(0).saturating_add(hold);
+                let others = owed.held.saturating_add(owed.unsettled);
+                let required = others.saturating_add(hold);
                 if required > credit {
                     return Err(CreateSessionError::InsufficientCredit { required, available: credit });
                 }
@@ -1148,6 +1178,21 @@ impl Store for SqliteStore {
 
     async fn session(&self, id: Uuid) -> StoreResult<Option<Session>> {
         self.run(move |c| Ok(load_session(c, id)?)).await
+    }
+
+    async fn obligations(&self, wallet: Address) -> StoreResult<crate::credit::Obligations> {
+        self.run(move |c| Ok(obligations_in(c, &wallet)?)).await
+    }
+
+    async fn live_sessions(&self, limit: u32) -> StoreResult<Vec<Session>> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE state IN ('LIVE','PAUSED')
+                 ORDER BY consumer_wallet, started_ms LIMIT ?1"
+            );
+            Ok(query_sessions(c, &sql, &[&i64::from(limit)])?)
+        })
+        .await
     }
 
     async fn sessions_of(
@@ -1265,22 +1310,65 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn queue_settlements(&self, now: UnixMillis) -> StoreResult<usize> {
+    async fn unqueued_consumers(&self) -> StoreResult<Vec<(Address, u64)>> {
         self.run(move |c| {
-            // Each consumer's new settlements follow its last sequence, in
-            // the order their sessions ended.
-            let queued = c.execute(
-                "INSERT INTO settlements (session_id, consumer, operator, sequence, rate, seconds,
-                    to_amount, fee_amount, state, next_attempt_ms, queued_ms, updated_ms)
-                 SELECT s.id, s.consumer_wallet, w.wallet,
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT s.consumer_wallet,
                     COALESCE((SELECT MAX(x.sequence) FROM settlements x WHERE x.consumer = s.consumer_wallet), 0)
-                      + ROW_NUMBER() OVER (PARTITION BY s.consumer_wallet ORDER BY s.ended_ms, s.id),
-                    s.rate, s.clean_s, s.earned, s.fee, 'PENDING', ?1, ?1, ?1
-                 FROM sessions s JOIN workspaces w ON w.id = s.operator_ws
-                 WHERE s.meter_final = 1 AND s.charged > 0
+                 FROM sessions s
+                 WHERE s.meter_final = 1 AND s.charged > 0 AND s.operator_ws IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM settlements x WHERE x.session_id = s.id)",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((address_col(r, 0)?, u64_col(r, 1)?)))?
+                .collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn queue_settlements(
+        &self,
+        now: UnixMillis,
+        chain_last: &[(Address, u64)],
+    ) -> StoreResult<usize> {
+        let floors: Vec<(String, i64)> = chain_last
+            .iter()
+            .map(|(wallet, last)| (wallet_text(wallet), to_i64(*last)))
+            .collect();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS chain_floor (consumer TEXT PRIMARY KEY, last INTEGER NOT NULL);
+                 DELETE FROM temp.chain_floor;",
+            )?;
+            for (wallet, last) in &floors {
+                tx.execute(
+                    "INSERT OR REPLACE INTO temp.chain_floor (consumer, last) VALUES (?1, ?2)",
+                    params![wallet, last],
+                )?;
+            }
+            // Each consumer's new settlements follow the higher of its last
+            // stored sequence and the contract's, in the order their
+            // sessions ended.
+            let queued = tx.execute(
+                "WITH base AS (
+                    SELECT s.id, s.consumer_wallet, s.ended_ms, s.rate, s.clean_s, s.earned, s.fee, w.wallet AS operator,
+                        COALESCE((SELECT MAX(x.sequence) FROM settlements x WHERE x.consumer = s.consumer_wallet), 0) AS stored,
+                        COALESCE((SELECT f.last FROM temp.chain_floor f WHERE f.consumer = s.consumer_wallet), 0) AS onchain
+                    FROM sessions s JOIN workspaces w ON w.id = s.operator_ws
+                    WHERE s.meter_final = 1 AND s.charged > 0
+                      AND NOT EXISTS (SELECT 1 FROM settlements x WHERE x.session_id = s.id))
+                 INSERT INTO settlements (session_id, consumer, operator, sequence, rate, seconds,
+                    to_amount, fee_amount, state, next_attempt_ms, queued_ms, updated_ms, verify_onchain)
+                 SELECT id, consumer_wallet, operator,
+                    MAX(stored, onchain) + ROW_NUMBER() OVER (PARTITION BY consumer_wallet ORDER BY ended_ms, id),
+                    rate, clean_s, earned, fee, 'PENDING', ?1, ?1, ?1, onchain > stored
+                 FROM base",
                 [now],
             )?;
+            tx.execute_batch("DELETE FROM temp.chain_floor;")?;
+            tx.commit()?;
             Ok(queued)
         })
         .await
@@ -1297,7 +1385,7 @@ impl Store for SqliteStore {
     async fn open_settlements(&self, limit: u32) -> StoreResult<Vec<SettlementRecord>> {
         self.run(move |c| {
             let sql = format!(
-                "SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE state IN ('PENDING', 'SUBMITTED')
+                "SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE state IN ('PENDING', 'SUBMITTED', 'UNPAID')
                  ORDER BY consumer, sequence LIMIT ?1"
             );
             let mut stmt = c.prepare_cached(&sql)?;
@@ -1323,7 +1411,8 @@ impl Store for SqliteStore {
                     && was.is_some_and(|w| w != enum_text(&SettlementState::Confirmed));
                 tx.execute(
                     "UPDATE settlements SET state = ?2, tx_hash = ?3, nonce = ?4, block = ?5, attempts = ?6,
-                        last_error = ?7, next_attempt_ms = ?8, updated_ms = ?9 WHERE session_id = ?1",
+                        last_error = ?7, next_attempt_ms = ?8, updated_ms = ?9, verify_onchain = ?10
+                     WHERE session_id = ?1",
                     params![
                         r.session_id.to_string(),
                         enum_text(&r.state),
@@ -1334,6 +1423,7 @@ impl Store for SqliteStore {
                         r.last_error,
                         r.next_attempt_ms,
                         r.updated_ms,
+                        r.verify_onchain,
                     ],
                 )?;
                 if confirmed_now {

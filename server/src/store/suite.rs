@@ -533,7 +533,7 @@ pub async fn final_charged_sessions_are_queued_once_in_sequence(store: &dyn Stor
         ids.push(s.id);
     }
     assert_eq!(
-        store.queue_settlements(600).await.unwrap(),
+        store.queue_settlements(600, &[]).await.unwrap(),
         0,
         "nothing final yet"
     );
@@ -548,9 +548,9 @@ pub async fn final_charged_sessions_are_queued_once_in_sequence(store: &dyn Stor
             .await
             .unwrap();
     }
-    assert_eq!(store.queue_settlements(700).await.unwrap(), 2);
+    assert_eq!(store.queue_settlements(700, &[]).await.unwrap(), 2);
     assert_eq!(
-        store.queue_settlements(800).await.unwrap(),
+        store.queue_settlements(800, &[]).await.unwrap(),
         0,
         "queued once"
     );
@@ -616,10 +616,75 @@ pub async fn final_charged_sessions_are_queued_once_in_sequence(store: &dyn Stor
             available: 9_000 + hold - 1
         })
     );
-    store
+    let open_one = store
         .create_session(build_session(&consumer, 10, 100), 9_000 + hold, 1)
         .await
         .unwrap();
+    let owed = store.obligations(consumer.wallet).await.unwrap();
+    assert_eq!((owed.held, owed.unsettled), (hold, 9_000));
+    assert!(owed.debts.is_empty());
+
+    // A debt: the unsettled 9,000 the pool no longer covered. It still counts
+    // against the pool, and no new session is taken until it is paid.
+    let unpaid = SettlementRecord {
+        state: SettlementState::Unpaid,
+        attempts: 1,
+        last_error: Some("InsufficientDeposit".into()),
+        next_attempt_ms: 2_000,
+        updated_ms: 1_000,
+        ..second.clone()
+    };
+    store.save_settlements(vec![unpaid.clone()]).await.unwrap();
+    let owed = store.obligations(consumer.wallet).await.unwrap();
+    assert_eq!(owed.unsettled, 9_000, "a debt is still owed");
+    assert_eq!(
+        owed.debts,
+        vec![crate::credit::Debt {
+            session_id: ids[0],
+            amount_micro_usdc: 9_000,
+            last_error: Some("InsufficientDeposit".into()),
+        }]
+    );
+    let open: Vec<SettlementState> = store
+        .open_settlements(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.state)
+        .collect();
+    assert_eq!(open, vec![SettlementState::Unpaid], "a debt stays open");
+    match store
+        .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
+        .await
+    {
+        Err(CreateSessionError::Unpaid(debt)) => assert_eq!(debt.session_id, ids[0]),
+        other => panic!("a debtor got {other:?}"),
+    }
+    store
+        .save_settlements(vec![SettlementRecord {
+            state: SettlementState::Confirmed,
+            ..unpaid
+        }])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .obligations(consumer.wallet)
+            .await
+            .unwrap()
+            .debts
+            .is_empty()
+    );
+    store
+        .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
+        .await
+        .expect("paid: sessions are taken again");
+    assert_eq!(
+        store.live_sessions(10).await.unwrap().len(),
+        0,
+        "{} is REQUESTED, not LIVE",
+        open_one.id
+    );
 }
 
 fn build_webhook(ws: &Workspace, events: &[WebhookEventType]) -> Webhook {
@@ -824,7 +889,7 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(s
     );
 
     // CONFIRMED is `settlement.confirmed`, once however often it is saved.
-    assert_eq!(store.queue_settlements(400).await.unwrap(), 1);
+    assert_eq!(store.queue_settlements(400, &[]).await.unwrap(), 1);
     let queued = store.settlement(s.id).await.unwrap().unwrap();
     let confirmed = SettlementRecord {
         state: SettlementState::Confirmed,

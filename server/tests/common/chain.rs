@@ -16,6 +16,12 @@ use alloy::sol;
 use alloy::sol_types::SolValue;
 use k256::ecdsa::SigningKey;
 
+/// The contract's withdrawal notice in the tests: a requested withdrawal can
+/// be taken an hour after the request (tests move anvil's clock).
+pub const WITHDRAWAL_NOTICE_SECONDS: u64 = 3_600;
+/// The delay of a new relayer or platform wallet: longer than the notice.
+pub const ADMIN_DELAY_SECONDS: u64 = 7_200;
+
 /// anvil's first well-known development key: the deployer and owner.
 const DEPLOYER: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
@@ -30,6 +36,11 @@ sol! {
     interface Pool {
         function deposit(uint256 amount) external;
         function deposits(address consumer) external view returns (uint256);
+        function requestWithdrawal(uint256 amount) external;
+        function withdraw() external returns (uint256 paid);
+        function setMaxRatePerSecond(uint256 rate) external;
+        error WithdrawalNotYet(uint64 availableAt);
+        error NoWithdrawalRequested(address consumer);
     }
 }
 
@@ -109,11 +120,13 @@ fn bytecode(out: &Path, file: &str, contract: &str) -> Bytes {
     hex.parse().expect("hex bytecode")
 }
 
-/// forge builds contracts/ into a directory of its own (tests run at once).
+/// forge builds contracts/src into a directory of its own (tests run at
+/// once); the forge tests and the deploy script are not needed here, and
+/// compiling them (solcjs, via IR) costs about 40 s.
 fn build_contracts() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = Command::new(foundry("forge", "LX_FORGE"))
-        .args(["build", "--out"])
+        .args(["build", "--skip", "test", "--skip", "script", "--out"])
         .arg(dir.path().join("out"))
         .arg("--cache-path")
         .arg(dir.path().join("cache"))
@@ -162,7 +175,15 @@ pub async fn deployed() -> Deployed {
         .wallet(EthereumWallet::from(deployer.clone()))
         .connect_http(anvil.url.parse().expect("url"));
     let usdc = deploy(&provider, bytecode(&out, "TestUsdc.sol", "TestUsdc")).await;
-    let args = (usdc, deployer.address(), relayer.address(), platform).abi_encode_params();
+    let args = (
+        usdc,
+        deployer.address(),
+        relayer.address(),
+        platform,
+        WITHDRAWAL_NOTICE_SECONDS,
+        ADMIN_DELAY_SECONDS,
+    )
+        .abi_encode_params();
     let mut code = bytecode(&out, "LuxxonSettlement.sol", "LuxxonSettlement").to_vec();
     code.extend_from_slice(&args);
     let settlement = deploy(&provider, code.into()).await;
@@ -223,6 +244,77 @@ impl Deployed {
             .expect("deposited");
     }
 
+    fn as_consumer(&self, key: &SigningKey) -> impl Provider + use<> {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(PrivateKeySigner::from_signing_key(
+                key.clone(),
+            )))
+            .connect_http(self.anvil.url.parse().expect("url"))
+    }
+
+    /// The consumer asks for `amount` of its pool back (step one).
+    pub async fn request_withdrawal(&self, key: &SigningKey, amount: u64) {
+        let p = self.as_consumer(key);
+        Pool::new(self.settlement, &p)
+            .requestWithdrawal(U256::from(amount))
+            .send()
+            .await
+            .expect("requestWithdrawal")
+            .get_receipt()
+            .await
+            .expect("requested");
+    }
+
+    /// The consumer takes its requested withdrawal (step two); the error is
+    /// the contract's refusal.
+    pub async fn withdraw(&self, key: &SigningKey) -> Result<(), String> {
+        let p = self.as_consumer(key);
+        let pool = Pool::new(self.settlement, &p);
+        pool.withdraw().call().await.map_err(|e| {
+            match e.as_decoded_interface_error::<Pool::PoolErrors>() {
+                Some(Pool::PoolErrors::WithdrawalNotYet(w)) => {
+                    format!("WithdrawalNotYet(availableAt {})", w.availableAt)
+                }
+                Some(Pool::PoolErrors::NoWithdrawalRequested(_)) => "NoWithdrawalRequested".into(),
+                None => e.to_string(),
+            }
+        })?;
+        pool.withdraw()
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .get_receipt()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The consumer caps the rate any settlement of its pool may use.
+    pub async fn set_cap(&self, key: &SigningKey, rate: u64) {
+        let p = self.as_consumer(key);
+        Pool::new(self.settlement, &p)
+            .setMaxRatePerSecond(U256::from(rate))
+            .send()
+            .await
+            .expect("setMaxRatePerSecond")
+            .get_receipt()
+            .await
+            .expect("cap set");
+    }
+
+    /// Moves the chain's clock on and mines a block.
+    pub async fn advance(&self, seconds: u64) {
+        let p = ProviderBuilder::new().connect_http(self.anvil.url.parse().expect("url"));
+        let _: serde_json::Value = p
+            .raw_request("evm_increaseTime".into(), [seconds])
+            .await
+            .expect("evm_increaseTime");
+        let _: serde_json::Value = p
+            .raw_request("evm_mine".into(), ())
+            .await
+            .expect("evm_mine");
+    }
+
     pub async fn chain(&self) -> lx_server::chain::evm::EvmChain {
         lx_server::chain::evm::EvmChain::connect(
             &self.anvil.url,
@@ -239,7 +331,7 @@ pub fn relayer_config() -> lx_server::settlement::RelayerConfig {
         interval: std::time::Duration::from_millis(100),
         batch_max: 100,
         confirmations: 1,
-        max_attempts: 3,
+        debt_retry_ms: 1_000,
         resubmit_after_ms: 2_000,
     }
 }

@@ -331,7 +331,7 @@ async fn a_relayer_killed_between_submit_and_confirm_settles_once_after_its_rest
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_transaction_is_looked_up_and_sent_again_and_settles_once() {
+async fn a_lost_transaction_is_sent_again_with_its_nonce_and_settles_once() {
     use lx_server::settlement::pass;
     let d = deployed().await;
     d.fund_relayer().await;
@@ -358,32 +358,42 @@ async fn a_lost_transaction_is_looked_up_and_sent_again_and_settles_once() {
     // Not yet given up on: within resubmit_after nothing happens.
     let p = pass(&t.app, &settler, &config, t.app.now()).await.unwrap();
     assert_eq!(p, lx_server::settlement::Pass::default());
+    let lost = t
+        .get(format!("/settlements/{id}"), consumer.auth())
+        .await
+        .ok()
+        .data()["txHash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Then sent again in its place: the same nonce (still unspent), a
+    // higher fee, and no Settled event found meanwhile.
     let later = t.app.now() + config.resubmit_after_ms + 1;
     let p = pass(&t.app, &settler, &config, later).await.unwrap();
-    assert_eq!(p.confirmed, 0, "no Settled event: not settled");
-    let back = t
+    assert_eq!((p.replaced, p.confirmed), (1, 0), "{p:?}");
+    let again = t
         .get(format!("/settlements/{id}"), consumer.auth())
         .await
         .ok();
-    assert_eq!(back.data()["state"], "PENDING");
+    assert_eq!(again.data()["state"], "SUBMITTED");
+    assert_ne!(again.data()["txHash"].as_str().unwrap(), lost);
     assert!(
-        back.data()["lastError"]
+        again.data()["lastError"]
             .as_str()
             .unwrap()
             .contains("not mined")
     );
-    // Sent again after its backoff, mined, confirmed.
-    let p = pass(&t.app, &settler, &config, later + 60_000)
-        .await
-        .unwrap();
-    assert_eq!(p.submitted, 1, "{p:?}");
     // The node mines at once but may answer for the receipt a moment later.
     let mut confirmed = 0;
     for i in 0..50 {
-        let p = pass(&t.app, &settler, &config, later + 60_001 + i)
+        let p = pass(&t.app, &settler, &config, later + 1 + i)
             .await
             .unwrap();
-        assert_eq!(p.submitted, 0, "not sent a third time: {p:?}");
+        assert_eq!(
+            (p.submitted, p.replaced),
+            (0, 0),
+            "not sent a third time: {p:?}"
+        );
         confirmed += p.confirmed;
         if confirmed > 0 {
             break;
@@ -395,7 +405,7 @@ async fn a_lost_transaction_is_looked_up_and_sent_again_and_settles_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settlements_the_contract_refuses_are_failed_with_its_reason_and_not_retried() {
+async fn settlements_the_contract_refuses_are_failed_or_owed_with_its_reason() {
     let d = deployed().await;
     d.fund_relayer().await;
     let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
@@ -408,9 +418,11 @@ async fn settlements_the_contract_refuses_are_failed_with_its_reason_and_not_ret
         c.execute(&sql, []).unwrap();
     };
 
-    // 1. Above the consumer's own cap.
+    // 1. Above a cap the consumer set after its session (the server refuses
+    // sessions above a cap set before): the consumer's doing, a debt.
     let capped = t.consumer("capped").await;
     d.fund(&capped.key, 10_000_000, 5_000_000).await;
+    let (capped_id, _) = a_final_session(&t, &capped, &supplier).await;
     let consumer_wallet = ProviderBuilder::new()
         .wallet(EthereumWallet::from(PrivateKeySigner::from_signing_key(
             capped.key.clone(),
@@ -424,14 +436,20 @@ async fn settlements_the_contract_refuses_are_failed_with_its_reason_and_not_ret
         .get_receipt()
         .await
         .unwrap();
-    let (capped_id, _) = a_final_session(&t, &capped, &supplier).await;
 
     // 2. More than rate × seconds (a record gone wrong).
     let greedy = t.consumer("greedy").await;
     d.fund(&greedy.key, 10_000_000, 5_000_000).await;
     let (greedy_id, _) = a_final_session(&t, &greedy, &supplier).await;
 
-    assert_eq!(t.app.store.queue_settlements(t.app.now()).await.unwrap(), 2);
+    assert_eq!(
+        t.app
+            .store
+            .queue_settlements(t.app.now(), &[])
+            .await
+            .unwrap(),
+        2
+    );
     tamper(format!(
         "UPDATE settlements SET to_amount = rate * seconds + 1 WHERE session_id = '{greedy_id}'"
     ));
@@ -440,7 +458,7 @@ async fn settlements_the_contract_refuses_are_failed_with_its_reason_and_not_ret
         .get(format!("/settlements/{capped_id}"), capped.auth())
         .await
         .ok();
-    assert_eq!(capped_s.data()["state"], "FAILED", "{}", capped_s.data());
+    assert_eq!(capped_s.data()["state"], "UNPAID", "{}", capped_s.data());
     assert!(
         capped_s.data()["lastError"]
             .as_str()
@@ -458,7 +476,11 @@ async fn settlements_the_contract_refuses_are_failed_with_its_reason_and_not_ret
             .unwrap()
             .contains("OverCharge")
     );
-    assert_eq!(capped_s.data()["attempts"], 1, "tried once, not forever");
+    assert_eq!(
+        capped_s.data()["attempts"],
+        1,
+        "once: a debt waits debt_retry_ms for its next try"
+    );
     assert_eq!(greedy_s.data()["attempts"], 1);
 
     // 3. A sequence the contract is past, for a session it never settled
@@ -474,7 +496,14 @@ async fn settlements_the_contract_refuses_are_failed_with_its_reason_and_not_ret
         "CONFIRMED"
     );
     let (second_id, _) = a_final_session(&t, &twice, &supplier).await;
-    assert_eq!(t.app.store.queue_settlements(t.app.now()).await.unwrap(), 1);
+    assert_eq!(
+        t.app
+            .store
+            .queue_settlements(t.app.now(), &[])
+            .await
+            .unwrap(),
+        1
+    );
     tamper(format!(
         "UPDATE settlements SET sequence = 0, state = 'PENDING', tx_hash = NULL, next_attempt_ms = 0, attempts = 0 WHERE session_id = '{second_id}'"
     ));

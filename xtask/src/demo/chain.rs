@@ -13,6 +13,14 @@ use lx_protocol::wallet::Address;
 use super::{Piped, Proc, free_port};
 use crate::npm::NpmTools;
 
+/// A requested withdrawal can be taken two days later: longer than the
+/// server's longest session (a day), its settle delay and the relayer's
+/// margin, which the server checks at start.
+pub(crate) const WITHDRAWAL_NOTICE_SECONDS: u64 = 172_800;
+/// A new relayer or platform wallet takes effect three days after it is
+/// proposed: longer than the notice, so consumers can leave first.
+const ADMIN_DELAY_SECONDS: u64 = 259_200;
+
 /// anvil's first well-known development key: deploys and owns the contracts.
 const DEPLOYER: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 pub(super) const CHAIN_ID: u64 = 31337;
@@ -120,6 +128,11 @@ impl DemoChain {
             &forge,
             &[
                 "build",
+                // The contracts only: the forge tests take most of the time.
+                "--skip",
+                "test",
+                "--skip",
+                "script",
                 "--out",
                 &out.display().to_string(),
                 "--cache-path",
@@ -163,11 +176,13 @@ impl DemoChain {
             &chain.cast,
             &[
                 "abi-encode",
-                "constructor(address,address,address,address)",
+                "constructor(address,address,address,address,uint64,uint64)",
                 &chain.usdc,
                 &deployer_address(),
                 &relayer.to_checksum(),
                 &platform.to_checksum(),
+                &WITHDRAWAL_NOTICE_SECONDS.to_string(),
+                &ADMIN_DELAY_SECONDS.to_string(),
             ],
             None,
         )?;
@@ -254,6 +269,19 @@ impl DemoChain {
         self.read(
             &self.usdc,
             &["balanceOf(address)(uint256)", &who.to_checksum()],
+        )
+    }
+
+    /// The consumer caps, once, the rate any settlement of its pool may use.
+    pub(super) fn set_cap(&self, key: &SigningKey, micro_usdc_per_s: u64) -> anyhow::Result<()> {
+        self.send(
+            &hex_key(key),
+            &self.settlement,
+            &[
+                "setMaxRatePerSecond(uint256)",
+                &micro_usdc_per_s.to_string(),
+            ],
+            None,
         )
     }
 
