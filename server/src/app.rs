@@ -406,8 +406,8 @@ impl App {
         changed
     }
 
-    /// Starts the sweeper, the media event loop, the webhook deliveries and
-    /// the credit watch; each stops when `shutdown` turns true.
+    /// Starts the sweeper, the media event loop and the webhook deliveries;
+    /// each stops when `shutdown` turns true.
     pub fn spawn_background(
         self: &Arc<Self>,
         mut media_events: mpsc::Receiver<MediaEvent>,
@@ -446,7 +446,7 @@ impl App {
                 }
             })
         };
-        vec![sweeper, media, webhooks, credit_watch]
+        vec![sweeper, media, webhooks]
     }
 }
 

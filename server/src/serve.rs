@@ -264,6 +264,10 @@ pub async fn run(
     app.mcp.serving_at(listener.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = app.spawn_background(media_rx, stop_rx.clone());
+    tasks.push(tokio::spawn(crate::credit_watch::run(
+        Arc::clone(&app),
+        stop_rx.clone(),
+    )));
     if app.config.mqtt.enabled() {
         let (_, fleet) = crate::mqtt::start(&app, stop_rx.clone()).await?;
         tasks.extend(fleet);

@@ -245,6 +245,10 @@ impl TestApp {
         .expect("app");
         let (stop, stop_rx) = watch::channel(false);
         app.spawn_background(rx, stop_rx.clone());
+        tokio::spawn(lx_server::credit_watch::run(
+            Arc::clone(&app),
+            stop_rx.clone(),
+        ));
         let fleet = if config.mqtt.enabled() {
             let (stats, _) = lx_server::mqtt::start(&app, stop_rx.clone())
                 .await
