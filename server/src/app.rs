@@ -429,8 +429,6 @@ impl App {
             })
         };
         let webhooks = tokio::spawn(crate::webhooks::run(Arc::clone(self), shutdown.clone()));
-        let credit_watch =
-            tokio::spawn(crate::credit_watch::run(Arc::clone(self), shutdown.clone()));
         let media = {
             let app = Arc::clone(self);
             let mut shutdown = shutdown;

@@ -57,8 +57,26 @@ pub struct Obligations {
     pub held: u64,
     /// Charges of ended sessions not settled yet, debts included.
     pub unsettled: u64,
+    /// The queued part of `unsettled`: (sequence, amount) of each PENDING,
+    /// SUBMITTED or UNPAID settlement.
+    pub queued: Vec<(u64, u64)>,
     /// UNPAID settlements: (session, amount, the contract's reason).
     pub debts: Vec<Debt>,
+}
+
+impl Obligations {
+    /// `unsettled` less what the contract already took: a settlement whose
+    /// sequence is at most the pool's `lastSequence` left the deposit, even
+    /// while the store still waits for its confirmations.
+    pub fn unsettled_beyond(&self, last_sequence: u64) -> u64 {
+        let taken: u64 = self
+            .queued
+            .iter()
+            .filter(|(sequence, _)| *sequence <= last_sequence)
+            .map(|(_, amount)| amount)
+            .fold(0, |a, b| a.saturating_add(*b));
+        self.unsettled.saturating_sub(taken)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +90,7 @@ pub struct Debt {
 pub fn available_micro_usdc(pool: &PoolState, owed: &Obligations) -> u64 {
     pool.committed_micro_usdc()
         .saturating_sub(owed.held)
-        .saturating_sub(owed.unsettled)
+        .saturating_sub(owed.unsettled_beyond(pool.last_sequence))
 }
 
 #[async_trait]
@@ -167,7 +185,7 @@ mod tests {
         let owed = Obligations {
             held: 200,
             unsettled: 100,
-            debts: Vec::new(),
+            ..Obligations::default()
         };
         assert_eq!(available_micro_usdc(&pool, &owed), 400);
         let broke = Obligations {
@@ -179,6 +197,20 @@ mod tests {
             0,
             "floored, never wraps"
         );
+    }
+
+    #[test]
+    fn a_settlement_the_contract_already_took_is_not_counted_twice() {
+        // Sequence 4 is mined (the pool's last sequence) but not yet
+        // confirmed in the store; 5 is still pending.
+        let owed = Obligations {
+            unsettled: 700,
+            queued: vec![(4, 300), (5, 400)],
+            ..Obligations::default()
+        };
+        assert_eq!(owed.unsettled_beyond(3), 700);
+        assert_eq!(owed.unsettled_beyond(4), 400);
+        assert_eq!(owed.unsettled_beyond(5), 0);
     }
 
     #[test]

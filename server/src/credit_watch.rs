@@ -45,7 +45,9 @@ pub fn short_of_credit(
     if live.iter().any(|s| pool.refuses_rate(s.rate_micro_usdc)) {
         return true;
     }
-    let cover = pool.committed_micro_usdc().saturating_sub(owed.unsettled);
+    let cover = pool
+        .committed_micro_usdc()
+        .saturating_sub(owed.unsettled_beyond(pool.last_sequence));
     let accrued = live
         .iter()
         .map(|s| accrued_micro_usdc(s, now + horizon_ms))

@@ -62,7 +62,7 @@ pub(super) async fn wallet(
             lx_protocol::time::format_millis(i64::try_from(s).unwrap_or(i64::MAX / 1000) * 1000)
         }),
         held_micro_usdc: owed.held,
-        unsettled_micro_usdc: owed.unsettled,
+        unsettled_micro_usdc: owed.unsettled_beyond(pool.last_sequence),
         available_credit_micro_usdc: crate::credit::available_micro_usdc(&pool, &owed),
         debts: owed
             .debts

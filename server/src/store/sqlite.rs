@@ -193,21 +193,28 @@ fn obligations_in(conn: &Connection, wallet: &Address) -> Sql<crate::credit::Obl
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mut stmt = conn.prepare_cached(
-        "SELECT session_id, to_amount + fee_amount, last_error FROM settlements
-         WHERE consumer = ?1 AND state = 'UNPAID' ORDER BY sequence",
+        "SELECT session_id, sequence, to_amount + fee_amount, state, last_error FROM settlements
+         WHERE consumer = ?1 AND state IN ('PENDING', 'SUBMITTED', 'UNPAID') ORDER BY sequence",
     )?;
-    let debts = stmt
-        .query_map([&wallet], |r| {
-            Ok(crate::credit::Debt {
+    let mut queued = Vec::new();
+    let mut debts = Vec::new();
+    let mut rows = stmt.query([&wallet])?;
+    while let Some(r) = rows.next()? {
+        let amount = u64_col(r, 2)?;
+        queued.push((u64_col(r, 1)?, amount));
+        let state: String = r.get(3)?;
+        if state == "UNPAID" {
+            debts.push(crate::credit::Debt {
                 session_id: uuid_col(r, 0)?,
-                amount_micro_usdc: u64_col(r, 1)?,
-                last_error: r.get(2)?,
-            })
-        })?
-        .collect::<Sql<Vec<_>>>()?;
+                amount_micro_usdc: amount,
+                last_error: r.get(4)?,
+            });
+        }
+    }
     Ok(crate::credit::Obligations {
         held: u64::try_from(held).unwrap_or(0),
         unsettled: u64::try_from(unsettled).unwrap_or(0),
+        queued,
         debts,
     })
 }
