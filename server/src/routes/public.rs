@@ -45,6 +45,10 @@ pub(super) async fn config(State(app): State<AppState>) -> ApiOk<ConfigDto> {
         max_duration_seconds: c.sessions.max_duration_seconds,
         default_geofence_radius_meters: c.sessions.default_geofence_radius_meters,
         media_backend: app.media.name().into(),
+        default_min_trust_tier: c.dispatch.default_min_trust_tier,
+        assigned_live_timeout_seconds: c.dispatch.assigned_live_timeout_seconds,
+        heartbeat_fresh_seconds: c.telemetry.heartbeat_fresh_seconds,
+        late_sample_bound_seconds: c.telemetry.late_sample_bound_seconds,
     })
 }
 
