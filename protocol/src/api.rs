@@ -464,7 +464,7 @@ pub struct WorkspaceDto {
     #[serde(default)]
     pub trust_tier: u8,
     /// Dispatch skips the workspace until then: it was assigned a session
-    /// and did not go LIVE in time.
+    /// and did not go LIVE in time (the last such time, kept once past).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooling_down_until: Option<String>,
 }
@@ -1062,7 +1062,7 @@ pub struct OperatorDto {
     #[serde(default = "device_tier")]
     pub trust_tier: u8,
     /// Dispatch skips the device until then: it was assigned a session and
-    /// did not go LIVE in time.
+    /// did not go LIVE in time (the last such time, kept once past).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooling_down_until: Option<String>,
 }

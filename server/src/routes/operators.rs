@@ -53,10 +53,7 @@ async fn operator_dto(app: &App, op: &Operator) -> ApiResult<OperatorDto> {
             .collect(),
         created_at: format_millis(op.created_ms),
         trust_tier: lx_protocol::api::TRUST_TIER_DEVICE,
-        cooling_down_until: op
-            .cooling_down_until_ms
-            .filter(|&until| until > app.now())
-            .map(format_millis),
+        cooling_down_until: op.cooling_down_until_ms.map(format_millis),
     })
 }
 
