@@ -57,9 +57,11 @@ fn round2(x: f64) -> f64 {
 }
 
 #[utoipa::path(get, path = "/api/v1/coverage", tag = "Health",
-    description = "Anonymised coverage of the ONLINE suppliers: centres rounded to 0.01°.",
+    description = "Anonymised coverage of the ONLINE suppliers: centres rounded to 0.01°, radii as far as dispatch \
+        reaches (at most the cap of the supplier's deviceKind).",
     responses((status = 200, body = CoverageDto)))]
 pub(super) async fn coverage(State(app): State<AppState>) -> ApiResult<ApiOk<CoverageDto>> {
+    let caps = &app.config.dispatch.max_coverage_radius_meters;
     let circles = app
         .store
         .online_suppliers()
@@ -69,7 +71,7 @@ pub(super) async fn coverage(State(app): State<AppState>) -> ApiResult<ApiOk<Cov
             ws.coverage.map(|c| CoverageCircle {
                 lat: round2(c.lat),
                 lng: round2(c.lng),
-                radius_meters: c.radius_m,
+                radius_meters: c.radius_m.min(caps.for_kind(ws.device_kind)),
                 device_kind: ws.device_kind,
             })
         })

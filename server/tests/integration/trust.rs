@@ -617,3 +617,41 @@ async fn samples_buffered_through_a_recorded_outage_still_count() {
     let final_ = t.session(&consumer, &id).await;
     assert_eq!(final_["meter"]["cleanSeconds"], 60, "{}", final_["meter"]);
 }
+
+#[tokio::test]
+async fn a_radius_stored_before_the_cap_reaches_only_as_far_as_the_cap() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("far-consumer").await;
+    let wide = t.supplier("legacy-co", BOGOTA, true).await;
+    // Written before the cap existed: 1,000 km around Bogotá.
+    let stored = t
+        .app
+        .store
+        .patch_workspace(
+            wide.workspace_id,
+            lx_server::store::WorkspacePatch {
+                coverage: Some(lx_server::store::CoverageArea {
+                    lat: BOGOTA.0,
+                    lng: BOGOTA.1,
+                    radius_m: 1_000_000,
+                }),
+                ..Default::default()
+            },
+            t.clock_now(),
+        )
+        .await
+        .unwrap();
+    t.app.dispatcher.sync(&stored);
+    let coverage = t.get("/coverage", crate::common::Auth::None).await.ok();
+    assert_eq!(coverage.data()["circles"][0]["radiusMeters"], 10_000);
+    let far = t.request(&consumer, north(100_000.0), 60).await;
+    dispatch(&t, &consumer, &far)
+        .await
+        .expect(503, "NO_COVERAGE");
+    let near = t.request(&consumer, north(9_000.0), 60).await;
+    let s = dispatch(&t, &consumer, &near).await.ok();
+    assert_eq!(
+        s.data()["operatorWorkspaceId"],
+        wide.workspace_id.to_string()
+    );
+}
