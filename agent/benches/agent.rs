@@ -118,6 +118,7 @@ fn main() {
             consumer_wallet: consumer.wallet,
             quote_id: None,
             created_ms: wall_now_ms(),
+            min_trust_tier: 0,
         };
         let session = app.store.create_session(new, u64::MAX / 4, wall_now_ms()).await.expect("session");
         app.dispatch(session.id, true).await.expect("dispatch to the device");

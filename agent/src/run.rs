@@ -159,6 +159,7 @@ pub async fn run(
         fleet: fleet.as_ref().map(|(_, handle)| handle.clone()),
         resend_after: Duration::from_millis(config.mqtt.resend_after_ms),
         battery: battery.clone(),
+        last_signed_ms: None,
     };
     tasks.push(tokio::spawn(telemetry.run(session_rx, stop_rx.clone())));
     tasks.push(tokio::spawn(lifecycle::run(

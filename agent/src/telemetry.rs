@@ -149,6 +149,16 @@ pub struct Telemetry {
     pub resend_after: Duration,
     /// Reported with each heartbeat.
     pub battery: crate::hardware::Battery,
+    /// The capture time of the last sample signed: the server refuses a
+    /// higher sequence captured at or before it.
+    pub last_signed_ms: Option<i64>,
+}
+
+/// Whether an observation is new enough to sign: capture times must grow
+/// with the sequence, so the same fix read twice (or one whose computed
+/// time moved back a millisecond) is not signed again.
+pub fn newer_than(observed_ms: i64, last_signed_ms: Option<i64>) -> bool {
+    last_signed_ms.is_none_or(|last| observed_ms > last)
 }
 
 /// How far the fleet link got with the queue.
@@ -203,7 +213,7 @@ impl Telemetry {
         let Some(obs) = self.position.latest(Instant::now(), wall_now_ms()) else {
             return Ok(false);
         };
-        if obs.observed_ms < not_before_ms {
+        if obs.observed_ms < not_before_ms || !newer_than(obs.observed_ms, self.last_signed_ms) {
             return Ok(false);
         }
         let sample = Sample::from_position(
@@ -218,6 +228,7 @@ impl Telemetry {
             &sample,
             sample.sign(&self.key, self.chain_id),
         ))?;
+        self.last_signed_ms = Some(obs.observed_ms);
         Ok(true)
     }
 
@@ -386,6 +397,17 @@ async fn link_changed(link: &mut Option<watch::Receiver<LinkState>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fix_is_signed_once_and_never_with_an_earlier_time() {
+        assert!(newer_than(1_000, None));
+        assert!(newer_than(1_001, Some(1_000)));
+        assert!(!newer_than(1_000, Some(1_000)), "the same fix read again");
+        assert!(
+            !newer_than(999, Some(1_000)),
+            "its age measured a hair later"
+        );
+    }
 
     #[test]
     fn the_link_resends_after_a_new_connection_or_a_stalled_ack() {

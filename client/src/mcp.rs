@@ -48,6 +48,10 @@ pub struct RequestLiveViewArgs {
     /// A quote from get_pricing_quote, to lock its rate.
     #[serde(default)]
     pub quote_id: Option<String>,
+    /// The lowest trust tier to accept: 0 any supplier (a workspace without devices is paid on media and unsigned
+    /// location heartbeats), 1 only an enrolled device that signs its position. Default: the server's.
+    #[serde(default)]
+    pub min_trust_tier: Option<u8>,
     /// How long this call waits for the stream to go LIVE, seconds (default 45, at most 300).
     #[serde(default)]
     pub wait_seconds: Option<u32>,
@@ -182,6 +186,8 @@ fn live_view(session: &SessionDto, whep_url: Option<&str>) -> Value {
         "maxDurationSeconds": session.max_duration_seconds,
         "startedAt": session.started_at,
         "operatorWorkspaceId": session.operator_workspace_id,
+        "minTrustTier": session.min_trust_tier,
+        "trustTier": session.trust_tier,
     })
 }
 
@@ -247,6 +253,7 @@ impl LxTools {
             geofence_radius_meters: None,
             quote_id,
             workspace_id: None,
+            min_trust_tier: args.min_trust_tier,
         };
         let created = match client.create_session(&request).await {
             Ok(s) => s,

@@ -259,6 +259,30 @@ async fn live_view_through_inspector(
     assert!(ok, "{ended}");
     assert_eq!(tool_json(&ended)["state"], "ENDED");
 
+    // Asking for signed telemetry (tier 1) where only a workspace without
+    // devices supplies: the server's NO_COVERAGE, with the session it made.
+    let (signed, _) = inspect(
+        target,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "request_live_view",
+            "--tool-arg",
+            &format!("lat={lat}"),
+            &format!("lng={lng}"),
+            "durationSeconds=60",
+            "minTrustTier=1",
+            "waitSeconds=5",
+        ],
+        env,
+    )
+    .await;
+    assert_eq!(signed["isError"], true, "{signed}");
+    let error = tool_json(&signed);
+    assert_eq!(error["code"], "NO_COVERAGE", "{error}");
+    assert!(error["sessionId"].is_string(), "{error}");
+
     // A bad argument is a tool error the model can read, naming the field.
     let (bad, _) = inspect(
         target,
@@ -471,4 +495,32 @@ async fn the_lx_command_line_requests_waits_saves_a_frame_and_ends() {
     .await;
     assert!(!ok);
     assert!(err.contains("invalid argument lat"), "{err}");
+
+    // Only an enrolled device signing its telemetry, please: the one
+    // supplier is a workspace without devices (tier 0), so nobody qualifies.
+    let request = |tier: &'static str| {
+        [
+            "session",
+            "request",
+            "--lat",
+            &lat,
+            "--lng",
+            &lng,
+            "--duration",
+            "60",
+            "--min-trust-tier",
+            tier,
+        ]
+        .map(str::to_owned)
+    };
+    let args = request("1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, _, err) = lx(&t, &key, &args).await;
+    assert!(!ok);
+    assert!(err.contains("NO_COVERAGE"), "{err}");
+    let args = request("2");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, _, err) = lx(&t, &key, &args).await;
+    assert!(!ok);
+    assert!(err.contains("--min-trust-tier"), "{err}");
 }

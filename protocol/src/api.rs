@@ -14,6 +14,18 @@ use crate::wallet::{Address, Signature65};
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
 
+/// Trust tier of a supplier workspace without enrolled devices: media plus
+/// its unsigned location heartbeats (`POST /workspaces/{id}/location`).
+pub const TRUST_TIER_WORKSPACE: u8 = 0;
+/// Trust tier of an enrolled device that signs its telemetry (EIP-712).
+pub const TRUST_TIER_DEVICE: u8 = 1;
+/// The highest tier there is; `minTrustTier` above it is refused.
+pub const MAX_TRUST_TIER: u8 = TRUST_TIER_DEVICE;
+
+fn device_tier() -> u8 {
+    TRUST_TIER_DEVICE
+}
+
 // Design: the envelope is generic so a typed client can decode `data`
 // directly; the server serializes it once per response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,6 +187,14 @@ pub struct SessionDto {
     pub operator_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote_id: Option<Uuid>,
+    /// The lowest trust tier the consumer accepts: 0 any supplier, 1 only an
+    /// enrolled device signing its telemetry.
+    #[serde(default)]
+    pub min_trust_tier: u8,
+    /// The trust tier of the supplier the session was assigned to (0 a
+    /// workspace without devices, 1 an enrolled device); absent until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_tier: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offer: Option<OfferRef>,
     pub created_at: String,
@@ -208,6 +228,11 @@ pub struct CreateSessionRequest {
     /// Accepted for compatibility; must name the caller's own workspace.
     #[serde(default)]
     pub workspace_id: Option<Uuid>,
+    /// The lowest trust tier to dispatch to: 0 any supplier, 1 only an
+    /// enrolled device signing its telemetry. Default: the server's
+    /// `dispatch.default_min_trust_tier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_trust_tier: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -406,6 +431,11 @@ pub struct QuoteDto {
     pub base_rate_per_second_micro_usdc: u64,
     pub duration_seconds: u32,
     pub expires_at: String,
+    /// The best trust tier among the available suppliers covering the point
+    /// (0 a workspace without devices, 1 an enrolled device); absent when
+    /// none covers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_tier: Option<u8>,
 }
 
 // ---------------------------------------------------------------- workspaces
@@ -440,6 +470,19 @@ pub enum DeviceKind {
     Other,
 }
 
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Phone => "PHONE",
+            Self::Laptop => "LAPTOP",
+            Self::Drone => "DRONE",
+            Self::Ptz => "PTZ",
+            Self::Fixed => "FIXED",
+            Self::Other => "OTHER",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(rename_all = "camelCase")]
@@ -458,6 +501,14 @@ pub struct WorkspaceDto {
     pub auto_accept: bool,
     pub offer_timeout_seconds: u32,
     pub created_at: String,
+    /// 0 while the workspace has no enrolled device (it serves sessions
+    /// itself), 1 once it has one (its devices serve them).
+    #[serde(default)]
+    pub trust_tier: u8,
+    /// Dispatch skips the workspace until then: it was assigned a session
+    /// and did not go LIVE in time (the last such time, kept once past).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooling_down_until: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -829,6 +880,20 @@ pub struct ConfigDto {
     pub max_duration_seconds: u32,
     pub default_geofence_radius_meters: u32,
     pub media_backend: String,
+    /// The `minTrustTier` of a session whose request names none.
+    #[serde(default)]
+    pub default_min_trust_tier: u8,
+    /// An assigned supplier not LIVE this long after the assignment is
+    /// cooled down and the session dispatched again (0: never).
+    #[serde(default)]
+    pub assigned_live_timeout_seconds: u32,
+    /// How long a tier-0 workspace's location heartbeat keeps a second clean.
+    #[serde(default)]
+    pub heartbeat_fresh_seconds: u32,
+    /// A sample received longer than this after its capture counts only
+    /// inside a recorded outage of its device.
+    #[serde(default)]
+    pub late_sample_bound_seconds: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1035,6 +1100,13 @@ pub struct OperatorDto {
     pub position: Option<PositionDto>,
     pub locks: Vec<LockDto>,
     pub created_at: String,
+    /// Always 1: an enrolled device signs its telemetry.
+    #[serde(default = "device_tier")]
+    pub trust_tier: u8,
+    /// Dispatch skips the device until then: it was assigned a session and
+    /// did not go LIVE in time (the last such time, kept once past).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooling_down_until: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

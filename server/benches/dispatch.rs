@@ -85,6 +85,8 @@ fn supplier(rng: &mut StdRng, region: Region, slug: String, now_ms: i64) -> Work
         offer_timeout_seconds: 15,
         idle_since_ms: now_ms - rng.gen_range(0..86_400_000),
         created_ms: now_ms,
+        trust_tier: 0,
+        cooling_down_until_ms: None,
     }
 }
 
@@ -104,7 +106,8 @@ fn bench(metric: &str, value: f64) {
 /// (a) pick latency at one index size; returns the mean candidate count.
 fn pick_run(label: &str, suppliers: &[Workspace], rng: &mut StdRng) -> f64 {
     let t = Instant::now();
-    let dispatcher = Dispatcher::from_suppliers(suppliers);
+    let dispatcher =
+        Dispatcher::from_suppliers(suppliers, lx_server::config::CoverageCaps::UNCAPPED);
     let built = t.elapsed();
     let points: Vec<Point> = (0..PICKS).map(|_| EUROPE.point(rng)).collect();
     // Warm the caches and the branch predictors.
@@ -196,6 +199,8 @@ async fn assign_run(dir: &std::path::Path) -> anyhow::Result<()> {
         offer_timeout_seconds: 15,
         idle_since_ms: now,
         created_ms: now,
+        trust_tier: 0,
+        cooling_down_until_ms: None,
     };
     store.insert_workspace(consumer.clone()).await?;
     println!(
@@ -234,6 +239,7 @@ async fn assign_run(dir: &std::path::Path) -> anyhow::Result<()> {
             consumer_wallet: consumer.wallet,
             quote_id: None,
             created_ms: app.now(),
+            min_trust_tier: 0,
         };
         let session = app.store.create_session(new, credit, app.now()).await?;
         sessions.push(session.id);

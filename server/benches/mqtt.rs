@@ -89,6 +89,7 @@ async fn enroll(app: &App, ws: &Workspace, i: usize) -> Device {
         fix: None,
         created_ms: now,
         disconnected_ms: None,
+        cooling_down_until_ms: None,
     };
     app.store
         .enroll_operator(
@@ -111,6 +112,7 @@ async fn enroll(app: &App, ws: &Workspace, i: usize) -> Device {
                 received_ms: now,
             }],
             now,
+            app.late_sample_bound_ms(),
         )
         .await
         .unwrap();

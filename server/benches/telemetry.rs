@@ -100,6 +100,7 @@ async fn setup_device(
         fix: None,
         created_ms: now,
         disconnected_ms: None,
+        cooling_down_until_ms: None,
     };
     let op = app
         .store
@@ -117,6 +118,7 @@ async fn setup_device(
         consumer_wallet: consumer.wallet,
         quote_id: None,
         created_ms: now - 200_000,
+        min_trust_tier: 0,
     };
     let session = app
         .store

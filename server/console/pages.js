@@ -96,12 +96,83 @@ const MEDIA_STATES = ['ASSIGNED', 'LIVE', 'PAUSED'];
 // console; the session page finds its publisher here again.
 const publishers = new Map();
 const players = new Set();
+// Location heartbeats of the sessions this page publishes for a workspace
+// without devices, by session id.
+const heartbeats = new Map();
 
 export async function stopAllMedia(keepalive = false) {
   const all = [...publishers.values(), ...players];
   publishers.clear();
   players.clear();
+  for (const beat of heartbeats.values()) beat.stop();
+  heartbeats.clear();
   await Promise.all(all.map((m) => m.stop(keepalive)));
+}
+
+// A workspace without devices (trust tier 0) is paid only for the seconds
+// its location heartbeats prove, from inside the session's geofence: while
+// it publishes, the page sends the browser's position every 5 s
+// (POST /workspaces/{id}/location, the reference's cadence). Without a
+// position (no geolocation, or permission refused) it says so: the media
+// still flows, but the meter counts none of its seconds.
+class LocationHeartbeat {
+  constructor(workspaceId, sessionId, show) {
+    this.workspaceId = workspaceId;
+    this.sessionId = sessionId;
+    this.show = show;
+    this.coords = null;
+    this.watch = null;
+    this.timer = null;
+    this.sequence = Date.now();
+  }
+
+  start() {
+    if (!navigator.geolocation) {
+      this.show('This browser gives no location: the meter counts no seconds without location heartbeats.', 'none');
+      return;
+    }
+    this.watch = navigator.geolocation.watchPosition(
+      (pos) => {
+        const first = !this.coords;
+        this.coords = pos.coords;
+        if (first) this.send();
+      },
+      (err) => this.show(`No location (${err.message}): the meter counts no seconds without location heartbeats.`, 'none'),
+      { enableHighAccuracy: true, maximumAge: 5000 },
+    );
+    this.timer = setInterval(() => this.send(), 5000);
+  }
+
+  async send() {
+    if (!this.coords) return;
+    // Sequences only grow: the clock, or one above the last.
+    this.sequence = Math.max(this.sequence + 1, Date.now());
+    try {
+      await post(`/workspaces/${this.workspaceId}/location`, {
+        lat: this.coords.latitude,
+        lng: this.coords.longitude,
+        accuracyMeters: Math.max(0, this.coords.accuracy || 0),
+        sequence: this.sequence,
+        sessionId: this.sessionId,
+      });
+      this.show(`Location heartbeat sent (±${Math.round(this.coords.accuracy || 0)} m).`, 'sent');
+    } catch (err) {
+      this.show(`Location heartbeat refused: ${asApiError(err).describe()}`, 'refused');
+    }
+  }
+
+  stop() {
+    if (this.watch !== null) navigator.geolocation.clearWatch(this.watch);
+    if (this.timer !== null) clearInterval(this.timer);
+    this.watch = null;
+    this.timer = null;
+  }
+}
+
+function stopHeartbeat(sessionId) {
+  const beat = heartbeats.get(sessionId);
+  if (beat) beat.stop();
+  heartbeats.delete(sessionId);
 }
 
 // --------------------------------------------------------------- sign-in
@@ -279,6 +350,11 @@ export function sessionPage(ctx, id) {
   const preview = h('video', { id: 'preview', autoplay: true, playsinline: true });
   preview.muted = true;
   const publishStatus = h('p', { id: 'publisher-status', class: 'muted' }, 'Not publishing.');
+  const locationStatus = h('p', { id: 'location-status', class: 'muted' });
+  const showLocation = (text, state) => {
+    locationStatus.textContent = text;
+    locationStatus.dataset.state = state;
+  };
   let session = null;
 
   async function fillCameras(allow) {
@@ -315,12 +391,19 @@ export function sessionPage(ctx, id) {
       throw err;
     }
     preview.srcObject = publisher.stream;
+    // Served by the workspace itself, not one of its devices: prove where.
+    if (session && session.operatorWorkspaceId && !session.operatorId && !heartbeats.has(id)) {
+      const beat = new LocationHeartbeat(session.operatorWorkspaceId, id, showLocation);
+      heartbeats.set(id, beat);
+      beat.start();
+    }
     await showPublisher();
   }, 'primary');
   const stopButton = button('Stop publishing', 'stop-publish', publishError, async () => {
     const publisher = publishers.get(id);
     if (!publisher) return;
     publishers.delete(id);
+    stopHeartbeat(id);
     await publisher.stop();
     preview.srcObject = null;
     publishStatus.dataset.deleted = String(publisher.deleted);
@@ -333,7 +416,7 @@ export function sessionPage(ctx, id) {
       button('Find cameras', 'find-cameras', publishError, () => fillCameras(true)),
       h('label', {}, 'Codec ', codecSelect),
       publishButton, stopButton),
-    preview, publishStatus, publishError);
+    preview, publishStatus, locationStatus, publishError);
 
   // The server's latest decoded frame, for either side.
   const frame = h('img', { id: 'frame', alt: 'the latest frame the server decoded' });
@@ -429,6 +512,7 @@ export function sessionPage(ctx, id) {
     stopButton.disabled = !publisher;
     if (publisher && !open) {
       publishers.delete(id);
+      stopHeartbeat(id);
       await publisher.stop();
       preview.srcObject = null;
       publishStatus.dataset.deleted = String(publisher.deleted);

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::credit::CreditSource;
 use crate::dispatch::Dispatcher;
 use crate::media::{MediaBackend, MediaEvent};
+use crate::session::evidence;
 use crate::session::lifecycle::{self, Action, Evidence, LifecycleError};
 use crate::session::meter::{Fix, TelemetryRules};
 use crate::store::{ApplyError, Session, Store, StoreError, Transition};
@@ -86,7 +87,8 @@ impl App {
         cookie_key: [u8; 32],
     ) -> Result<Arc<Self>, StoreError> {
         let suppliers = store.online_suppliers().await?;
-        let dispatcher = Dispatcher::from_suppliers(&suppliers);
+        let dispatcher =
+            Dispatcher::from_suppliers(&suppliers, config.dispatch.max_coverage_radius_meters);
         tracing::info!(suppliers = dispatcher.len(), "dispatch index loaded");
         let broker_accounts = crate::mqtt::BrokerAccounts::from_config(&config.mqtt);
         Ok(Arc::new(Self {
@@ -116,7 +118,12 @@ impl App {
     /// media plane in line with what was committed.
     pub async fn apply(&self, transition: Transition) -> Result<Session, ApplyError> {
         let claim = transition.claim;
-        let release = transition.release.map(|(ws, _)| ws);
+        // A freed or cooled-down supplier is indexed again as stored.
+        let resync = transition
+            .release
+            .map(|(ws, _)| ws)
+            .or(transition.cool_down.map(|c| c.workspace));
+        let teardown = transition.release_media.clone();
         let session = self.store.apply(transition).await;
         if let (Some(ws), Err(ApplyError::SupplierUnavailable)) = (claim, &session) {
             self.dispatcher.remove(ws);
@@ -125,7 +132,7 @@ impl App {
         if let Some(ws) = claim {
             self.dispatcher.remove(ws);
         }
-        if let Some(ws) = release {
+        if let Some(ws) = resync {
             match self.store.workspace(ws).await {
                 Ok(Some(ws)) => self.dispatcher.sync(&ws),
                 Ok(None) => self.dispatcher.remove(ws),
@@ -137,13 +144,20 @@ impl App {
         {
             tracing::warn!(session = %session.id, %err, "media teardown failed");
         }
+        if let Some(media) = &teardown
+            && let Err(err) = self.media.release(session.id, media).await
+        {
+            tracing::warn!(session = %session.id, %err, "media teardown failed");
+        }
         // No listener is not an error: the fleet link may be off.
         let _ = self.events.send(session.clone());
         Ok(session)
     }
 
     /// Plans `action` on the session as stored and applies it. Actions that
-    /// run the meter see the session's verified samples.
+    /// run the meter see the positions the supplier proved: a device's
+    /// signed samples (late ones only inside a recorded outage), or a
+    /// workspace's location heartbeats when no device serves the session.
     pub async fn act(&self, session: &Session, action: Action) -> Result<Session, ActError> {
         let metered = matches!(
             action,
@@ -152,47 +166,86 @@ impl App {
                 | Action::CreditExhausted { .. }
                 | Action::FinalizeMeter { .. }
         );
-        let transition = match (metered, session.operator_id) {
-            (true, Some(_)) => {
-                let fixes: Vec<Fix> = self
-                    .store
-                    .session_samples(session.id)
-                    .await
-                    .map_err(ApplyError::from)?
-                    .iter()
-                    .map(|s| Fix {
-                        captured_ms: i64::try_from(s.captured_at_ms).unwrap_or(i64::MAX),
-                        point: s.point(),
-                        accuracy_cm: s.accuracy_cm,
-                    })
-                    .collect();
-                let evidence = Evidence {
-                    fixes: &fixes,
-                    rules: Some(self.telemetry_rules(session)),
-                };
-                lifecycle::plan_with(session, action, evidence)?
-            }
-            _ => lifecycle::plan(session, action)?,
+        let transition = if metered {
+            let (fixes, rules) = self.meter_evidence(session).await?;
+            let evidence = Evidence {
+                fixes: &fixes,
+                rules: Some(rules),
+            };
+            lifecycle::plan_with(session, action, evidence)?
+        } else {
+            lifecycle::plan(session, action)?
         };
         Ok(self.apply(transition).await?)
     }
 
-    pub fn telemetry_rules(&self, session: &Session) -> TelemetryRules {
+    /// The fixes the meter judges the session by, and the rules it judges
+    /// them with. A session without any supplier evidence gets no fixes:
+    /// its seconds are STALE_TELEMETRY, never clean by default.
+    async fn meter_evidence(
+        &self,
+        session: &Session,
+    ) -> Result<(Vec<Fix>, TelemetryRules), ActError> {
+        let t = &self.config.telemetry;
+        let started = session.started_ms.unwrap_or(session.created_ms);
+        let until = session.ended_ms.unwrap_or(UnixMillis::MAX);
+        match (session.operator_id, session.operator_workspace_id) {
+            (Some(device), _) => {
+                let samples = self
+                    .store
+                    .session_stored_samples(session.id)
+                    .await
+                    .map_err(ApplyError::from)?;
+                let since = session.assigned_ms.unwrap_or(session.created_ms);
+                let device_outages = self
+                    .store
+                    .operator_outages(device, since, until)
+                    .await
+                    .map_err(ApplyError::from)?;
+                let outages = evidence::outages(&device_outages, &session.windows);
+                let fixes = evidence::device_fixes(&samples, &outages, self.late_sample_bound_ms());
+                Ok((fixes, self.telemetry_rules(session, t.fresh_seconds)))
+            }
+            (None, Some(workspace)) => {
+                let rules = self.telemetry_rules(session, t.heartbeat_fresh_seconds);
+                let locations = self
+                    .store
+                    .workspace_locations(workspace, started - rules.fresh_ms, until)
+                    .await
+                    .map_err(ApplyError::from)?;
+                Ok((evidence::heartbeat_fixes(&locations), rules))
+            }
+            (None, None) => Ok((Vec::new(), self.telemetry_rules(session, t.fresh_seconds))),
+        }
+    }
+
+    pub fn telemetry_rules(&self, session: &Session, fresh_seconds: u32) -> TelemetryRules {
         let t = &self.config.telemetry;
         TelemetryRules {
             requested: session.point,
             geofence_radius_m: f64::from(session.geofence_radius_m),
-            fresh_ms: i64::from(t.fresh_seconds) * 1000,
+            fresh_ms: i64::from(fresh_seconds) * 1000,
             max_accuracy_cm: t.max_accuracy_meters.saturating_mul(100),
         }
+    }
+
+    /// A sample received later than this after its capture is late.
+    pub fn late_sample_bound_ms(&self) -> i64 {
+        i64::from(self.config.telemetry.late_sample_bound_seconds) * 1000
     }
 
     pub fn settle_delay_ms(&self) -> i64 {
         i64::from(self.config.telemetry.settle_delay_seconds) * 1000
     }
 
+    /// How long an assigned supplier has to go LIVE; 0: unbounded.
+    pub fn live_timeout_ms(&self) -> i64 {
+        i64::from(self.config.dispatch.assigned_live_timeout_seconds) * 1000
+    }
+
     /// Which enrolled device of `ws` serves a session at `point`: the
-    /// connected, ONLINE device nearest to it by its last verified position.
+    /// connected, ONLINE device nearest to it by its last verified position,
+    /// among those not cooling down.
     pub async fn pick_device(
         &self,
         ws: Uuid,
@@ -202,12 +255,14 @@ impl App {
         if devices.is_empty() {
             return Ok(DevicePick::NoDevices);
         }
+        let now = self.now();
         let connected_after =
-            self.now() - i64::from(self.config.operators.connected_within_seconds) * 1000;
+            now - i64::from(self.config.operators.connected_within_seconds) * 1000;
         let best = devices
             .iter()
             .filter(|d| d.availability == lx_protocol::api::Availability::Online)
             .filter(|d| d.connected(connected_after))
+            .filter(|d| !d.cooling_down(now))
             .filter_map(|d| d.fix.map(|f| (f.point().distance_m(point), d.id)))
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         Ok(best.map_or(DevicePick::NoneFree, |(_, id)| DevicePick::Device(id)))
@@ -238,8 +293,11 @@ impl App {
             asked.into_iter().collect()
         };
         let mut session = session;
+        let min_tier = session.min_trust_tier;
         for _ in 0..MAX_DISPATCH_TRIES {
-            let Some(candidate) = self.dispatcher.pick(session.point, |id| skip.contains(&id))
+            let Some(candidate) =
+                self.dispatcher
+                    .pick_eligible(session.point, min_tier, now, |id| skip.contains(&id))
             else {
                 return Err(DispatchError::NoCoverage);
             };
@@ -249,7 +307,16 @@ impl App {
                 continue;
             };
             let now = self.now();
+            if ws.cooling_down(now) {
+                self.dispatcher.sync(&ws);
+                continue;
+            }
             let device = match self.pick_device(ws.id, session.point).await? {
+                // The index thought it had devices: it has none any more.
+                DevicePick::NoDevices if min_tier > lx_protocol::api::TRUST_TIER_WORKSPACE => {
+                    self.dispatcher.sync(&ws);
+                    continue;
+                }
                 DevicePick::NoDevices => None,
                 DevicePick::Device(id) => Some(id),
                 DevicePick::NoneFree => continue,
@@ -356,7 +423,7 @@ impl App {
     pub async fn sweep(&self, now: UnixMillis) -> usize {
         let due = match self
             .store
-            .due_sessions(now, self.settle_delay_ms(), 256)
+            .due_sessions(now, self.settle_delay_ms(), self.live_timeout_ms(), 256)
             .await
         {
             Ok(due) => due,
@@ -378,6 +445,11 @@ impl App {
                     fee_bps: self.fee_bps(),
                 },
                 SessionState::Requested => Action::OfferTimedOut { now },
+                SessionState::Assigned => Action::LiveTimedOut {
+                    now,
+                    timeout_ms: self.live_timeout_ms(),
+                    cooldown_ms: i64::from(self.config.dispatch.cooldown_seconds) * 1000,
+                },
                 SessionState::Ended | SessionState::Expired => Action::FinalizeMeter {
                     fee_bps: self.fee_bps(),
                 },
@@ -386,7 +458,18 @@ impl App {
             match self.act(&session, action).await {
                 Ok(after) => {
                     changed += 1;
-                    if matches!(action, Action::OfferTimedOut { .. }) {
+                    if let Action::LiveTimedOut { .. } = action {
+                        tracing::info!(
+                            session = %after.id,
+                            workspace = ?session.operator_workspace_id,
+                            device = ?session.operator_id,
+                            "the supplier did not go LIVE in time: cooled down, session dispatched again"
+                        );
+                    }
+                    if matches!(
+                        action,
+                        Action::OfferTimedOut { .. } | Action::LiveTimedOut { .. }
+                    ) {
                         match self.dispatch(after.id, false).await {
                             Ok(_)
                             | Err(DispatchError::NoCoverage)

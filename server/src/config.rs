@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 pub const DEFAULT_TOML: &str = include_str!("../../configs/server.toml");
 const ENV_PREFIX: &str = "LX_SERVER__";
+/// The largest coverage radius any cap may allow, metres.
+pub const MAX_COVERAGE_RADIUS_M: u32 = 1_000_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,15 +85,90 @@ pub struct SessionsConfig {
 #[serde(deny_unknown_fields)]
 pub struct DispatchConfig {
     pub default_offer_timeout_seconds: u32,
+    /// The `minTrustTier` of a session whose request names none.
+    pub default_min_trust_tier: u8,
+    /// An ASSIGNED supplier that is not LIVE this long after the assignment
+    /// is cooled down and the session dispatched again; 0: never.
+    pub assigned_live_timeout_seconds: u32,
+    /// How long dispatch skips a cooled-down workspace (and device).
+    pub cooldown_seconds: u32,
+    pub max_coverage_radius_meters: CoverageCaps,
+}
+
+/// The largest coverage radius a supplier workspace may claim, by its
+/// `deviceKind`; `default` for a workspace without one (or a kind not listed).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoverageCaps {
+    pub default: u32,
+    #[serde(default)]
+    pub phone: Option<u32>,
+    #[serde(default)]
+    pub laptop: Option<u32>,
+    #[serde(default)]
+    pub drone: Option<u32>,
+    #[serde(default)]
+    pub ptz: Option<u32>,
+    #[serde(default)]
+    pub fixed: Option<u32>,
+    #[serde(default)]
+    pub other: Option<u32>,
+}
+
+impl CoverageCaps {
+    /// No cap beyond the index's own limit (for benchmarks and tools).
+    pub const UNCAPPED: Self = Self {
+        default: u32::MAX,
+        phone: None,
+        laptop: None,
+        drone: None,
+        ptz: None,
+        fixed: None,
+        other: None,
+    };
+
+    pub fn for_kind(&self, kind: Option<lx_protocol::api::DeviceKind>) -> u32 {
+        use lx_protocol::api::DeviceKind::*;
+        let specific = match kind {
+            Some(Phone) => self.phone,
+            Some(Laptop) => self.laptop,
+            Some(Drone) => self.drone,
+            Some(Ptz) => self.ptz,
+            Some(Fixed) => self.fixed,
+            Some(Other) => self.other,
+            None => None,
+        };
+        specific.unwrap_or(self.default)
+    }
+
+    fn all(&self) -> impl Iterator<Item = (&'static str, u32)> {
+        [
+            ("default", Some(self.default)),
+            ("phone", self.phone),
+            ("laptop", self.laptop),
+            ("drone", self.drone),
+            ("ptz", self.ptz),
+            ("fixed", self.fixed),
+            ("other", self.other),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub fresh_seconds: u32,
+    /// The freshness of a tier-0 workspace's unsigned location heartbeat.
+    pub heartbeat_fresh_seconds: u32,
     pub max_accuracy_meters: u32,
     pub max_future_skew_ms: u32,
     pub settle_delay_seconds: u32,
+    /// A sample received longer than this after its capture counts only
+    /// inside a recorded outage of its device; a device not heard from for
+    /// longer than this is recorded as disconnected.
+    pub late_sample_bound_seconds: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +342,40 @@ impl Config {
         if s.max_duration_seconds == 0 {
             bail!("sessions.max_duration_seconds must be positive");
         }
+        let d = &self.dispatch;
+        if d.default_min_trust_tier > lx_protocol::api::MAX_TRUST_TIER {
+            bail!(
+                "dispatch.default_min_trust_tier must be 0 (any supplier) or 1 (enrolled devices only)"
+            );
+        }
+        if d.assigned_live_timeout_seconds > 0 {
+            if d.cooldown_seconds == 0 {
+                bail!(
+                    "dispatch.cooldown_seconds must be positive while assigned_live_timeout_seconds is"
+                );
+            }
+            // Past the wait timeout the session has expired: the cool-down
+            // would never fire for a session that waits the default.
+            if d.assigned_live_timeout_seconds >= s.default_wait_timeout_seconds {
+                bail!(
+                    "dispatch.assigned_live_timeout_seconds must be below sessions.default_wait_timeout_seconds (or 0: off)"
+                );
+            }
+        }
+        for (kind, cap) in d.max_coverage_radius_meters.all() {
+            if cap == 0 || cap > MAX_COVERAGE_RADIUS_M {
+                bail!(
+                    "dispatch.max_coverage_radius_meters.{kind} must be 1 to {MAX_COVERAGE_RADIUS_M}"
+                );
+            }
+        }
+        let t = &self.telemetry;
+        if t.fresh_seconds == 0 || t.heartbeat_fresh_seconds == 0 {
+            bail!("telemetry.fresh_seconds and telemetry.heartbeat_fresh_seconds must be positive");
+        }
+        if t.late_sample_bound_seconds == 0 {
+            bail!("telemetry.late_sample_bound_seconds must be positive");
+        }
         if self.pricing.platform_fee_bps > 10_000 {
             bail!("pricing.platform_fee_bps must be at most 10000");
         }
@@ -428,6 +539,57 @@ mod tests {
         assert_eq!(c.http.listen, "127.0.0.1:9999");
         assert_eq!(c.pricing.platform_fee_bps, 500);
         assert_eq!(c.store.path, PathBuf::from("/tmp/x.db"));
+    }
+
+    #[test]
+    fn trust_settings_are_checked_and_caps_fall_back_to_the_default() {
+        use lx_protocol::api::DeviceKind;
+        let c = Config::defaults();
+        assert_eq!(c.dispatch.default_min_trust_tier, 0);
+        let caps = c.dispatch.max_coverage_radius_meters;
+        assert_eq!(caps.for_kind(Some(DeviceKind::Phone)), 5_000);
+        assert_eq!(caps.for_kind(None), caps.default);
+        let only_default = Config::from_layers(
+            Some("[dispatch.max_coverage_radius_meters]\ndefault = 7\n"),
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            only_default
+                .dispatch
+                .max_coverage_radius_meters
+                .for_kind(Some(DeviceKind::Drone)),
+            10_000,
+            "a file overrides one key; the others keep their defaults"
+        );
+        for (bad, key) in [
+            (
+                "[dispatch]\ndefault_min_trust_tier = 2\n",
+                "default_min_trust_tier",
+            ),
+            (
+                "[dispatch]\nassigned_live_timeout_seconds = 300\n",
+                "assigned_live_timeout_seconds",
+            ),
+            ("[dispatch]\ncooldown_seconds = 0\n", "cooldown_seconds"),
+            (
+                "[dispatch.max_coverage_radius_meters]\nphone = 0\n",
+                "phone",
+            ),
+            ("[dispatch.max_coverage_radius_meters]\nboat = 5\n", "boat"),
+            (
+                "[telemetry]\nlate_sample_bound_seconds = 0\n",
+                "late_sample_bound_seconds",
+            ),
+        ] {
+            let err = Config::from_layers(Some(bad), []).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
+        }
+        let off = Config::from_layers(
+            Some("[dispatch]\nassigned_live_timeout_seconds = 0\ncooldown_seconds = 0\n"),
+            [],
+        );
+        assert!(off.is_ok(), "0 turns the cool-down off");
     }
 
     #[test]

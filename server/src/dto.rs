@@ -23,6 +23,8 @@ pub fn session_dto(s: &Session) -> SessionDto {
         operator_workspace_id: s.operator_workspace_id,
         operator_id: s.operator_id,
         quote_id: s.quote_id,
+        min_trust_tier: s.min_trust_tier,
+        trust_tier: s.trust_tier,
         offer: s.offer.map(|o| OfferRef {
             workspace_id: o.workspace_id,
             expires_at: format_millis(o.expires_ms),

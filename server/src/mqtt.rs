@@ -459,7 +459,13 @@ async fn on_status(app: &App, operator: Uuid, publish: &rumqttc::Publish) {
         Ok(())
     } else {
         app.store
-            .touch_operator(operator, now, status.battery_percent, None)
+            .touch_operator(
+                operator,
+                now,
+                status.battery_percent,
+                None,
+                app.late_sample_bound_ms(),
+            )
             .await
             .map(|_| ())
     };

@@ -1,4 +1,5 @@
-//! Sessions: the lifecycle core and the meter, both pure.
+//! Sessions: the lifecycle core, the meter and its evidence, all pure.
 
+pub mod evidence;
 pub mod lifecycle;
 pub mod meter;

@@ -55,11 +55,20 @@ pub struct Workspace {
     /// When the supplier last became free; the longest idle wins dispatch.
     pub idle_since_ms: UnixMillis,
     pub created_ms: UnixMillis,
+    /// Derived, not written: 1 while the workspace has an enrolled device
+    /// (its devices serve its sessions), else 0 (it serves them itself).
+    pub trust_tier: u8,
+    /// Dispatch skips the workspace until then (it did not go LIVE in time).
+    pub cooling_down_until_ms: Option<UnixMillis>,
 }
 
 impl Workspace {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    pub fn cooling_down(&self, now: UnixMillis) -> bool {
+        self.cooling_down_until_ms.is_some_and(|until| until > now)
     }
 }
 
@@ -196,6 +205,10 @@ pub struct Session {
     /// The meter no longer changes: late samples are past `settleDelaySeconds`.
     pub meter_final: bool,
     pub windows: Vec<Window>,
+    /// The lowest trust tier the consumer accepts.
+    pub min_trust_tier: u8,
+    /// The tier of the supplier it was assigned to, from the assignment.
+    pub trust_tier: Option<u8>,
 }
 
 impl Session {
@@ -222,6 +235,7 @@ pub struct NewSession {
     pub consumer_wallet: Address,
     pub quote_id: Option<Uuid>,
     pub created_ms: UnixMillis,
+    pub min_trust_tier: u8,
 }
 
 /// Where a session's on-chain settlement stands.
@@ -316,6 +330,26 @@ pub struct Transition {
     pub release_operator: Option<Uuid>,
     /// Remember that this workspace was offered the session.
     pub record_attempt: Option<Uuid>,
+    /// The trust tier of the supplier being assigned.
+    pub trust_tier: Option<u8>,
+    /// Undo the assignment: no operator workspace, device, assignment time,
+    /// tier or media endpoints any more.
+    pub unassign: bool,
+    /// Media endpoints the shell tears down once this is committed (the
+    /// store forgets them with `unassign`).
+    pub release_media: Option<MediaEndpoints>,
+    /// Mark a supplier (and its device) cooling down.
+    pub cool_down: Option<CoolDown>,
+}
+
+/// A supplier that was assigned a session and did not go LIVE in time:
+/// dispatch skips the workspace, and the device if one was assigned, until
+/// `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoolDown {
+    pub workspace: Uuid,
+    pub operator: Option<Uuid>,
+    pub until: UnixMillis,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -373,9 +407,15 @@ pub struct Operator {
     pub created_ms: UnixMillis,
     /// When the broker last announced the device gone (its last will).
     pub disconnected_ms: Option<UnixMillis>,
+    /// Dispatch skips the device until then (it did not go LIVE in time).
+    pub cooling_down_until_ms: Option<UnixMillis>,
 }
 
 impl Operator {
+    pub fn cooling_down(&self, now: UnixMillis) -> bool {
+        self.cooling_down_until_ms.is_some_and(|until| until > now)
+    }
+
     /// Seen at or after `seen_after`, and not announced gone since.
     pub fn connected(&self, seen_after: UnixMillis) -> bool {
         self.last_seen_ms
@@ -428,6 +468,23 @@ pub enum LockError {
     Store(#[from] StoreError),
 }
 
+/// A span during which a device was out of reach: from its last contact to
+/// its next one (`None` while it has not been heard from again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    pub opened_ms: UnixMillis,
+    pub closed_ms: Option<UnixMillis>,
+}
+
+/// An unsigned location heartbeat of a workspace, as stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocationFix {
+    pub sequence: u64,
+    pub point: Point,
+    pub accuracy_m: f64,
+    pub received_ms: UnixMillis,
+}
+
 /// A verified telemetry sample as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSample {
@@ -444,6 +501,14 @@ pub enum IngestError {
         index: usize,
         sequence: u64,
         last: u64,
+    },
+    /// The sample at this index of the batch has a higher sequence but was
+    /// not captured after the device's last stored sample.
+    #[error("captured at {captured_ms}, not after the last stored sample ({last_ms})")]
+    CapturedNotIncreasing {
+        index: usize,
+        captured_ms: UnixMillis,
+        last_ms: UnixMillis,
     },
     #[error("operator not found")]
     NotFound,
@@ -595,11 +660,14 @@ pub trait Store: Send + Sync + 'static {
         media: MediaEndpoints,
     ) -> Result<Session, ApplyError>;
     /// Sessions the sweeper must act on at `now`; `settle_delay_ms` after
-    /// their end, metered sessions are due for their final meter.
+    /// their end, metered sessions are due for their final meter, and
+    /// `live_timeout_ms` (when positive) after their assignment ASSIGNED
+    /// sessions are due to be taken back.
     async fn due_sessions(
         &self,
         now: UnixMillis,
         settle_delay_ms: i64,
+        live_timeout_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<Session>>;
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>>;
@@ -645,16 +713,27 @@ pub trait Store: Send + Sync + 'static {
     async fn operator_by_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<Operator>>;
     async fn operators_of(&self, workspace_id: Uuid) -> StoreResult<Vec<Operator>>;
     /// Records that the device is alive; optionally its battery and
-    /// ONLINE/OFFLINE (refused with `Ok(None)` while BUSY).
+    /// ONLINE/OFFLINE (refused with `Ok(None)` while BUSY). A contact closes
+    /// the device's open outage, or records one from its last contact when
+    /// it was silent for longer than `silent_after_ms`.
     async fn touch_operator(
         &self,
         id: Uuid,
         now: UnixMillis,
         battery_pct: Option<u8>,
         availability: Option<Availability>,
+        silent_after_ms: i64,
     ) -> StoreResult<Option<Operator>>;
-    /// The broker said the device is gone; `false` when it is unknown.
+    /// The broker said the device is gone: an outage opens at its last
+    /// contact; `false` when it is unknown.
     async fn mark_operator_disconnected(&self, id: Uuid, now: UnixMillis) -> StoreResult<bool>;
+    /// The device's outages that overlap `[from_ms, to_ms]`, oldest first.
+    async fn operator_outages(
+        &self,
+        id: Uuid,
+        from_ms: UnixMillis,
+        to_ms: UnixMillis,
+    ) -> StoreResult<Vec<Outage>>;
     /// Inserts an account, or replaces the password of one by that name.
     async fn put_mqtt_account(&self, account: MqttAccount) -> StoreResult<()>;
     /// Every broker account, by username.
@@ -676,25 +755,40 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), LockError>;
     async fn locks_of(&self, operator_id: Uuid) -> StoreResult<Vec<Lock>>;
     /// Stores verified samples of one device, all or none: every sequence
-    /// must exceed the device's last. Updates its last fix and last seen.
+    /// must exceed the device's last, and every capture time the capture
+    /// time of its last stored sample. Updates its last fix and last seen,
+    /// and its outages as [`Store::touch_operator`] does.
     async fn ingest_samples(
         &self,
         operator_id: Uuid,
         samples: Vec<StoredSample>,
         now: UnixMillis,
+        silent_after_ms: i64,
     ) -> Result<u64, IngestError>;
-    /// Records a workspace's unsigned location if `sequence` is above the
-    /// last one; `false` when it is not (a replay or out of order).
+    /// Records a workspace's unsigned location, received at `now`, if
+    /// `sequence` is above the last one; `false` when it is not (a replay
+    /// or out of order).
     async fn record_location(
         &self,
         workspace_id: Uuid,
         sequence: u64,
         point: Point,
         accuracy_m: f64,
+        session_id: Option<Uuid>,
         now: UnixMillis,
     ) -> StoreResult<bool>;
+    /// The workspace's location heartbeats received in `[from_ms, to_ms]`,
+    /// oldest first.
+    async fn workspace_locations(
+        &self,
+        workspace_id: Uuid,
+        from_ms: UnixMillis,
+        to_ms: UnixMillis,
+    ) -> StoreResult<Vec<LocationFix>>;
     /// The session's samples, oldest capture first.
     async fn session_samples(&self, session_id: Uuid) -> StoreResult<Vec<Sample>>;
+    /// The same with their signatures and when each was received.
+    async fn session_stored_samples(&self, session_id: Uuid) -> StoreResult<Vec<StoredSample>>;
 
     // webhooks
     async fn insert_webhook(&self, webhook: Webhook) -> StoreResult<()>;

@@ -23,6 +23,8 @@ mod money;
 mod mqtt;
 #[path = "common/mqtt.rs"]
 mod mqtt_support;
+#[path = "integration/trust.rs"]
+mod trust;
 #[path = "integration/webhooks.rs"]
 mod webhooks;
 
@@ -132,15 +134,18 @@ async fn a_session_walks_the_whole_lifecycle_over_http() {
         lx_protocol::time::format_millis(first_frame_at)
     );
 
-    t.clock.advance_ms(700 + 30_000);
+    // A workspace without devices (trust tier 0) is metered on its location
+    // heartbeats: it sends them from the point throughout.
+    t.advance_heartbeating(&supplier, BOGOTA, 700 + 30_000)
+        .await;
     t.post(format!("/sessions/{id}/pause"), consumer.auth(), json!({}))
         .await
         .ok();
-    t.clock.advance_ms(10_000);
+    t.advance_heartbeating(&supplier, BOGOTA, 10_000).await;
     t.post(format!("/sessions/{id}/resume"), consumer.auth(), json!({}))
         .await
         .ok();
-    t.clock.advance_ms(20_000);
+    t.advance_heartbeating(&supplier, BOGOTA, 20_000).await;
 
     let ended = t
         .post(format!("/sessions/{id}/end"), supplier.auth(), json!({}))
@@ -924,7 +929,7 @@ async fn the_sweeper_expires_both_flavours_and_frees_the_supplier() {
 
     let live = t.request(&consumer, BOGOTA, 60).await;
     t.make_live(&consumer, &supplier, &live).await;
-    t.clock.advance_ms(59_999);
+    t.advance_heartbeating(&supplier, BOGOTA, 59_999).await;
     assert_eq!(t.app.sweep(t.clock_now()).await, 0);
     t.clock.advance_ms(120_000);
     assert_eq!(t.app.sweep(t.clock_now()).await, 1);
@@ -1270,6 +1275,7 @@ mod generated_bodies {
         "deviceKind",
         "autoAccept",
         "offerTimeoutSeconds",
+        "minTrustTier",
     ];
 
     fn scalar() -> impl Strategy<Value = Value> {
@@ -1623,6 +1629,8 @@ mod devices {
         let consumer = t.consumer("consumer-co").await;
         let (supplier, drone) = fleet(&t, BOGOTA).await;
         let other = t.enroll(&supplier, "drone-2").await;
+        // Captures must come after the fleet's first fix (capture times grow).
+        t.clock.advance_ms(1_000);
         let id = t.request(&consumer, BOGOTA, 60).await;
         t.post(
             format!("/sessions/{id}/dispatch"),

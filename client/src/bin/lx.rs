@@ -91,6 +91,10 @@ enum SessionCommand {
         /// A quote id from `lx quote`, to lock its rate.
         #[arg(long)]
         quote: Option<Uuid>,
+        /// The lowest trust tier to accept: 0 any supplier, 1 only an
+        /// enrolled device signing its telemetry (default: the server's).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=1))]
+        min_trust_tier: Option<u8>,
         /// Wait until the stream is LIVE, showing progress.
         #[arg(long)]
         wait: bool,
@@ -320,6 +324,7 @@ async fn session(client: &Client, cmd: SessionCommand, json: bool) -> Result<(),
             point,
             wait_timeout,
             quote,
+            min_trust_tier,
             wait,
             wait_seconds,
         } => {
@@ -331,6 +336,7 @@ async fn session(client: &Client, cmd: SessionCommand, json: bool) -> Result<(),
                 geofence_radius_meters: None,
                 quote_id: quote,
                 workspace_id: None,
+                min_trust_tier,
             };
             let created = client.create_session(&request).await?;
             eprintln!("created session {}", created.id);

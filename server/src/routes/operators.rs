@@ -52,7 +52,19 @@ async fn operator_dto(app: &App, op: &Operator) -> ApiResult<OperatorDto> {
             })
             .collect(),
         created_at: format_millis(op.created_ms),
+        trust_tier: lx_protocol::api::TRUST_TIER_DEVICE,
+        cooling_down_until: op.cooling_down_until_ms.map(format_millis),
     })
+}
+
+/// A workspace's trust tier follows whether it has devices: dispatch learns
+/// of an enrolment or a removal at once.
+async fn reindex_workspace(app: &App, workspace_id: Uuid) {
+    match app.store.workspace(workspace_id).await {
+        Ok(Some(ws)) => app.dispatcher.sync(&ws),
+        Ok(None) => app.dispatcher.remove(workspace_id),
+        Err(err) => tracing::warn!(%err, "supplier not re-indexed after a device change"),
+    }
 }
 
 fn require_admin(caller: &Caller, workspace_id: Uuid) -> ApiResult<()> {
@@ -175,6 +187,7 @@ pub(super) async fn register(
         fix: None,
         created_ms: now,
         disconnected_ms: None,
+        cooling_down_until_ms: None,
     };
     let token_hash = auth::hash_key(&req.enrollment_token);
     // The device logs in to the broker with its operator id: the ACL's
@@ -207,6 +220,7 @@ pub(super) async fn register(
             }
             EnrollError::Store(e) => e.into(),
         })?;
+    reindex_workspace(&app, op.workspace_id).await;
     sync_broker_accounts(&app).await?;
     Ok(ApiOk::created(
         &app,
@@ -293,7 +307,13 @@ pub(super) async fn heartbeat(
     let now = app.now();
     let op = app
         .store
-        .touch_operator(op.id, now, req.battery_percent, req.availability_state)
+        .touch_operator(
+            op.id,
+            now,
+            req.battery_percent,
+            req.availability_state,
+            app.late_sample_bound_ms(),
+        )
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -356,6 +376,7 @@ pub(super) async fn delete(
     }
     let dto = operator_dto(&app, &op).await?;
     app.store.delete_operator(op.id).await?;
+    reindex_workspace(&app, op.workspace_id).await;
     sync_broker_accounts(&app).await?;
     Ok(ApiOk::wrote(&app, dto))
 }
@@ -541,12 +562,24 @@ async fn ingest(
             received_ms: now,
         });
     }
-    app.store.ingest_samples(op.id, verified, now).await.map_err(|err| match err {
+    let bound = app.late_sample_bound_ms();
+    app.store.ingest_samples(op.id, verified, now, bound).await.map_err(|err| match err {
         IngestError::Replayed { index, sequence, last } => ApiError::new(
             ErrorCode::ReplayedSequence,
             format!("sequence {sequence} (sample {index}) is not above the device's last accepted {last}"),
         )
         .with_detail(lx_protocol::telemetry::replayed_detail(last)),
+        IngestError::CapturedNotIncreasing { index, captured_ms, last_ms } => ApiError::new(
+            ErrorCode::StaleTimestamp,
+            format!(
+                "{}: {} is not after the capture of the device's last stored sample ({}); \
+                 capture times must increase with the sequence",
+                at(index, "capturedAt"),
+                format_millis(captured_ms),
+                format_millis(last_ms),
+            ),
+        )
+        .with_detail("telemetry:capturedAtNotIncreasing"),
         IngestError::NotFound => operator_not_found(),
         IngestError::Store(e) => e.into(),
     })
@@ -625,7 +658,10 @@ pub(crate) async fn ingest_device_samples(
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/location", tag = "Workspaces", params(("id" = Uuid, Path)),
     request_body = LocationRequest,
-    description = "An unsigned location heartbeat of a workspace without devices (a phone publishing from the console).",
+    description = "An unsigned location heartbeat of a workspace without devices (a phone publishing from the console), \
+        stamped when received. While the workspace serves a session itself (trust tier 0), these are the meter's \
+        evidence: a second is clean only with a heartbeat received within `heartbeatFreshSeconds` before its end, \
+        accurate to `maxAccuracyMeters` and inside the geofence.",
     responses((status = 200)), security(("apiKey" = [])))]
 pub(super) async fn location(
     State(app): State<AppState>,
@@ -654,6 +690,7 @@ pub(super) async fn location(
             req.sequence,
             lx_protocol::geo::Point::new(req.lat, req.lng),
             req.accuracy_meters,
+            req.session_id,
             app.now(),
         )
         .await?;

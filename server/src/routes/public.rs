@@ -45,6 +45,10 @@ pub(super) async fn config(State(app): State<AppState>) -> ApiOk<ConfigDto> {
         max_duration_seconds: c.sessions.max_duration_seconds,
         default_geofence_radius_meters: c.sessions.default_geofence_radius_meters,
         media_backend: app.media.name().into(),
+        default_min_trust_tier: c.dispatch.default_min_trust_tier,
+        assigned_live_timeout_seconds: c.dispatch.assigned_live_timeout_seconds,
+        heartbeat_fresh_seconds: c.telemetry.heartbeat_fresh_seconds,
+        late_sample_bound_seconds: c.telemetry.late_sample_bound_seconds,
     })
 }
 
@@ -53,9 +57,11 @@ fn round2(x: f64) -> f64 {
 }
 
 #[utoipa::path(get, path = "/api/v1/coverage", tag = "Health",
-    description = "Anonymised coverage of the ONLINE suppliers: centres rounded to 0.01°.",
+    description = "Anonymised coverage of the ONLINE suppliers: centres rounded to 0.01°, radii as far as dispatch \
+        reaches (at most the cap of the supplier's deviceKind).",
     responses((status = 200, body = CoverageDto)))]
 pub(super) async fn coverage(State(app): State<AppState>) -> ApiResult<ApiOk<CoverageDto>> {
+    let caps = &app.config.dispatch.max_coverage_radius_meters;
     let circles = app
         .store
         .online_suppliers()
@@ -65,7 +71,7 @@ pub(super) async fn coverage(State(app): State<AppState>) -> ApiResult<ApiOk<Cov
             ws.coverage.map(|c| CoverageCircle {
                 lat: round2(c.lat),
                 lng: round2(c.lng),
-                radius_meters: c.radius_m,
+                radius_meters: c.radius_m.min(caps.for_kind(ws.device_kind)),
                 device_kind: ws.device_kind,
             })
         })

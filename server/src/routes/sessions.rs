@@ -4,8 +4,9 @@
 use axum::extract::{Path, State};
 use lx_protocol::ErrorCode;
 use lx_protocol::api::{
-    CancelAllResponse, CreateSessionRequest, ExpiryReason, OfferDto, ProducerTokenDto, QuoteDto,
-    Role, Scope, SessionDto, SessionState, StartResponse, ViewerTokenDto,
+    CancelAllResponse, CreateSessionRequest, ExpiryReason, MAX_TRUST_TIER, OfferDto,
+    ProducerTokenDto, QuoteDto, Role, Scope, SessionDto, SessionState, StartResponse,
+    ViewerTokenDto,
 };
 use lx_protocol::geo::{METRES_PER_DEGREE, Point, check_lat, check_lng};
 use lx_protocol::time::format_millis;
@@ -105,6 +106,16 @@ fn act_error(operation: &str, err: ActError) -> ApiError {
         ActError::Lifecycle(LifecycleError::NotDue) => {
             ApiError::invalid_state(operation, "NOT_DUE")
         }
+        ActError::Lifecycle(LifecycleError::BelowMinTrustTier { required, offered }) => {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "the session asks for trust tier {required} (an enrolled device signing its telemetry); \
+                     this workspace is tier {offered}"
+                ),
+            )
+            .with_detail(format!("session:{operation}:BELOW_MIN_TRUST_TIER"))
+        }
         ActError::Apply(ApplyError::SupplierUnavailable) => ApiError::new(
             ErrorCode::InvalidState,
             "the workspace is not ONLINE (it is BUSY with another session or OFFLINE)",
@@ -119,7 +130,7 @@ fn dispatch_error(err: DispatchError) -> ApiError {
     match err {
         DispatchError::NoCoverage => ApiError::new(
             ErrorCode::NoCoverage,
-            "no ONLINE supplier covers this point",
+            "no ONLINE supplier of the session's trust tier covers this point",
         )
         .with_detail("dispatch:noCoverage"),
         DispatchError::State(state) => ApiError::invalid_state("dispatch", state),
@@ -209,7 +220,8 @@ fn bps_factor(bps: u32) -> f64 {
 
 #[utoipa::path(get, path = "/api/v1/pricing/quote", tag = "Pricing",
     params(("lat" = f64, Query), ("lng" = f64, Query), ("durationSeconds" = u32, Query)),
-    description = "Prices a session at a point and locks the rate for a single use within 30 s.",
+    description = "Prices a session at a point and locks the rate for a single use within 30 s. `trustTier` is the best \
+        tier among the suppliers covering the point now (absent when none does).",
     responses((status = 200, body = QuoteDto)), security(("apiKey" = [])))]
 pub(super) async fn quote(
     State(app): State<AppState>,
@@ -258,13 +270,15 @@ pub(super) async fn quote(
             base_rate_per_second_micro_usdc: app.config.pricing.base_rate_micro_usdc,
             duration_seconds: q.duration_seconds,
             expires_at: format_millis(quote.expires_ms),
+            trust_tier: app.dispatcher.best_tier_covering(point, now),
         },
     ))
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "Sessions", request_body = CreateSessionRequest,
     description = "Creates a REQUESTED session at a locked rate, after checking that the consumer's credit covers \
-        its worst case plus the worst case of the consumer's other open sessions.",
+        its worst case plus the worst case of the consumer's other open sessions. `minTrustTier` (0 or 1, default \
+        `dispatch.default_min_trust_tier`) bounds who may serve it: 1 only an enrolled device signing its telemetry.",
     responses((status = 201, body = SessionDto)), security(("apiKey" = [])))]
 pub(super) async fn create(
     State(app): State<AppState>,
@@ -298,6 +312,17 @@ pub(super) async fn create(
         return Err(ApiError::invalid(
             "geofenceRadiusMeters",
             format!("must be 1 to {MAX_GEOFENCE_RADIUS_M}"),
+        ));
+    }
+    let min_trust_tier = req
+        .min_trust_tier
+        .unwrap_or(app.config.dispatch.default_min_trust_tier);
+    if min_trust_tier > MAX_TRUST_TIER {
+        return Err(ApiError::invalid(
+            "minTrustTier",
+            format!(
+                "must be 0 (any supplier) or {MAX_TRUST_TIER} (an enrolled device signing its telemetry)"
+            ),
         ));
     }
     let now = app.now();
@@ -342,6 +367,7 @@ pub(super) async fn create(
         consumer_wallet: ws.wallet,
         quote_id: req.quote_id,
         created_ms: now,
+        min_trust_tier,
     };
     let committed = pool.committed_micro_usdc();
     let session = app.store.create_session(new, committed, now).await.map_err(|err| match err {
@@ -596,7 +622,8 @@ pub(super) async fn resume(
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/dispatch", tag = "Sessions", params(("id" = Uuid, Path)),
-    description = "Gives the session to the longest idle ONLINE supplier covering its point: assigned at once if the \
+    description = "Gives the session to the longest idle ONLINE supplier covering its point, of at least the session's \
+        minTrustTier and not cooling down: assigned at once if the \
         supplier auto-accepts, else offered to it. 503 NO_COVERAGE when nobody can take it.",
     responses((status = 200, body = SessionDto), (status = 503, body = lx_protocol::api::ErrorBody)),
     security(("apiKey" = [])))]

@@ -16,13 +16,12 @@ use uuid::Uuid;
 use super::auth::{issue_challenge, verify_challenge};
 use crate::app::App;
 use crate::auth::{self, Caller};
+use crate::config::CoverageCaps;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiOk, AppState, parse_id};
 use crate::store::{
     ApiKey, ChallengePurpose, CoverageArea, PatchError, StoreError, Workspace, WorkspacePatch,
 };
-
-const MAX_COVERAGE_RADIUS_M: u32 = 1_000_000;
 
 pub(super) fn workspace_dto(ws: &Workspace) -> WorkspaceDto {
     WorkspaceDto {
@@ -39,6 +38,8 @@ pub(super) fn workspace_dto(ws: &Workspace) -> WorkspaceDto {
         auto_accept: ws.auto_accept,
         offer_timeout_seconds: ws.offer_timeout_seconds,
         created_at: format_millis(ws.created_ms),
+        trust_tier: ws.trust_tier,
+        cooling_down_until: ws.cooling_down_until_ms.map(format_millis),
     }
 }
 
@@ -155,6 +156,8 @@ pub(super) async fn create(
         offer_timeout_seconds: app.config.dispatch.default_offer_timeout_seconds,
         idle_since_ms: now,
         created_ms: now,
+        trust_tier: lx_protocol::api::TRUST_TIER_WORKSPACE,
+        cooling_down_until_ms: None,
     };
     let ws = app
         .store
@@ -192,7 +195,11 @@ pub(super) async fn get_one(
     Ok(ApiOk::read(workspace_dto(&ws)))
 }
 
-fn validate_patch(req: UpdateWorkspaceRequest, current: &Workspace) -> ApiResult<WorkspacePatch> {
+fn validate_patch(
+    req: UpdateWorkspaceRequest,
+    current: &Workspace,
+    caps: &CoverageCaps,
+) -> ApiResult<WorkspacePatch> {
     if let Some(name) = &req.name {
         check_name("name", name)?;
     }
@@ -224,10 +231,10 @@ fn validate_patch(req: UpdateWorkspaceRequest, current: &Workspace) -> ApiResult
             })?;
         check_lat(lat).map_err(|m| ApiError::invalid("coverageLat", m))?;
         check_lng(lng).map_err(|m| ApiError::invalid("coverageLng", m))?;
-        if radius == 0 || radius > MAX_COVERAGE_RADIUS_M {
+        if radius == 0 {
             return Err(ApiError::invalid(
                 "coverageRadiusMeters",
-                format!("must be 1 to {MAX_COVERAGE_RADIUS_M}"),
+                "must be at least 1",
             ));
         }
         Some(CoverageArea {
@@ -238,6 +245,24 @@ fn validate_patch(req: UpdateWorkspaceRequest, current: &Workspace) -> ApiResult
     } else {
         None
     };
+    // The cap of the kind the workspace will have, checked whenever either
+    // changes (a radius stored before the cap counts only up to it anyway).
+    if coverage.is_some() || req.device_kind.is_some() {
+        let kind = req.device_kind.or(current.device_kind);
+        let cap = caps.for_kind(kind);
+        if let Some(radius) = coverage.or(current.coverage).map(|c| c.radius_m)
+            && radius > cap
+        {
+            let kind = kind.map_or_else(
+                || "a workspace without a deviceKind".to_owned(),
+                |k| format!("deviceKind {}", k.as_str()),
+            );
+            return Err(ApiError::invalid(
+                "coverageRadiusMeters",
+                format!("{radius} is above the cap of {cap} metres for {kind}"),
+            ));
+        }
+    }
     if let Some(t) = req.offer_timeout_seconds
         && !(5..=600).contains(&t)
     {
@@ -266,7 +291,11 @@ pub(super) async fn patch(
     if !caller.is_wallet() {
         caller.require(Scope::OperatorsWrite)?;
     }
-    let patch = validate_patch(req, &current)?;
+    let patch = validate_patch(
+        req,
+        &current,
+        &app.config.dispatch.max_coverage_radius_meters,
+    )?;
     let ws = app
         .store
         .patch_workspace(current.id, patch, app.now())

@@ -8,16 +8,22 @@
 //!
 //! ```text
 //! REQUESTED ─accept/assign─▶ ASSIGNED ─first frame─▶ LIVE ◀─resume/pause─▶ PAUSED
-//!     │                          │                     │                     │
+//!     │  ▲                       │                     │                     │
+//!     │  └──not LIVE in time─────┘ (the supplier cools down)                 │
 //!     └──cancel / end / wait timeout──▶ CANCELLED|EXPIRED   └─end / max duration─▶ ENDED|EXPIRED
 //! ```
+//!
+//! Trust tiers: an assignment without a device is tier 0, with one tier 1;
+//! a session is never assigned below its `min_trust_tier`.
 
-use lx_protocol::api::{ExpiryReason, SessionState, WindowReason};
+use lx_protocol::api::{
+    ExpiryReason, SessionState, TRUST_TIER_DEVICE, TRUST_TIER_WORKSPACE, WindowReason,
+};
 use lx_protocol::time::UnixMillis;
 use uuid::Uuid;
 
 use super::meter::{self, Fix, MeterInput, TelemetryRules};
-use crate::store::{Offer, Session, Transition};
+use crate::store::{CoolDown, Offer, Session, Transition};
 
 use SessionState::*;
 
@@ -44,6 +50,14 @@ pub enum Action {
     /// The offer ran out without an answer.
     OfferTimedOut {
         now: UnixMillis,
+    },
+    /// The assigned supplier is not LIVE `timeout_ms` after the assignment:
+    /// the session goes back to REQUESTED and the supplier (and its device)
+    /// cools down for `cooldown_ms`.
+    LiveTimedOut {
+        now: UnixMillis,
+        timeout_ms: i64,
+        cooldown_ms: i64,
     },
     /// The media plane decoded the first frame.
     FirstFrame {
@@ -99,6 +113,7 @@ impl Action {
             Self::Offer { .. } => "dispatch",
             Self::Accept { .. } => "accept",
             Self::OfferTimedOut { .. } => "offerTimeout",
+            Self::LiveTimedOut { .. } => "liveTimeout",
             Self::FirstFrame { .. } => "firstFrame",
             Self::MediaLost { .. } => "mediaLost",
             Self::MediaResumed { .. } => "mediaResumed",
@@ -127,6 +142,29 @@ pub enum LifecycleError {
     OfferExpired,
     #[error("the session is not due")]
     NotDue,
+    #[error("the session asks for trust tier {required}; this supplier is tier {offered}")]
+    BelowMinTrustTier { required: u8, offered: u8 },
+}
+
+/// The tier of an assignment: an enrolled device signs its telemetry.
+pub fn tier_of(device: Option<Uuid>) -> u8 {
+    if device.is_some() {
+        TRUST_TIER_DEVICE
+    } else {
+        TRUST_TIER_WORKSPACE
+    }
+}
+
+/// Refuses an assignment below the session's minimum tier.
+fn check_tier(session: &Session, device: Option<Uuid>) -> Result<u8, LifecycleError> {
+    let offered = tier_of(device);
+    if offered < session.min_trust_tier {
+        return Err(LifecycleError::BelowMinTrustTier {
+            required: session.min_trust_tier,
+            offered,
+        });
+    }
+    Ok(offered)
 }
 
 /// What the meter sees besides the session: its verified fixes (sorted by
@@ -175,6 +213,7 @@ pub fn plan_with(
             claim: device.is_none().then_some(workspace),
             claim_operator: device,
             record_attempt: Some(workspace),
+            trust_tier: Some(check_tier(session, device)?),
             ..base
         }),
         (
@@ -204,6 +243,7 @@ pub fn plan_with(
                 None => Err(LifecycleError::NotOffered),
                 Some(o) if o.expires_ms <= now => Err(LifecycleError::OfferExpired),
                 Some(_) => Ok(Transition {
+                    trust_tier: Some(check_tier(session, device)?),
                     to: Some(Assigned),
                     expected_offer: Some(workspace),
                     operator_workspace_id: Some(workspace),
@@ -224,6 +264,36 @@ pub fn plan_with(
             }),
             _ => Err(LifecycleError::NotDue),
         },
+        (
+            Assigned,
+            Action::LiveTimedOut {
+                now,
+                timeout_ms,
+                cooldown_ms,
+            },
+        ) => {
+            let assigned = session.assigned_ms.unwrap_or(session.created_ms);
+            if timeout_ms <= 0 || now < assigned + timeout_ms {
+                return Err(LifecycleError::NotDue);
+            }
+            let Some(workspace) = session.operator_workspace_id else {
+                return Err(refuse());
+            };
+            Ok(Transition {
+                to: Some(Requested),
+                unassign: true,
+                release: release(now),
+                release_operator,
+                release_media: session.media.clone(),
+                record_attempt: Some(workspace),
+                cool_down: Some(CoolDown {
+                    workspace,
+                    operator: session.operator_id,
+                    until: now.saturating_add(cooldown_ms.max(0)),
+                }),
+                ..base
+            })
+        }
         (Assigned, Action::FirstFrame { at }) => Ok(Transition {
             to: Some(Live),
             started_ms: Some(at),
@@ -418,6 +488,8 @@ pub(crate) mod tests {
             meter: None,
             meter_final: false,
             windows: Vec::new(),
+            min_trust_tier: 0,
+            trust_tier: None,
         }
     }
 
@@ -554,6 +626,107 @@ pub(crate) mod tests {
         assert_eq!(t.meter.unwrap().clean_seconds, 10);
         s.meter_final = true;
         assert!(plan(&s, Action::FinalizeMeter { fee_bps: 0 }).is_err());
+    }
+
+    #[test]
+    fn a_session_asking_for_tier_1_is_never_assigned_to_a_workspace_without_a_device() {
+        let mut s = build_session(Requested);
+        s.min_trust_tier = TRUST_TIER_DEVICE;
+        let ws = Uuid::from_u128(3);
+        let alone = Action::Assign {
+            workspace: ws,
+            device: None,
+            now: 5,
+        };
+        assert_eq!(
+            plan(&s, alone),
+            Err(LifecycleError::BelowMinTrustTier {
+                required: 1,
+                offered: 0
+            })
+        );
+        let device = Uuid::from_u128(77);
+        let t = plan(
+            &s,
+            Action::Assign {
+                workspace: ws,
+                device: Some(device),
+                now: 5,
+            },
+        )
+        .unwrap();
+        assert_eq!(t.trust_tier, Some(TRUST_TIER_DEVICE));
+        // An offer accepted without a device is refused the same way.
+        s.offer = Some(Offer {
+            workspace_id: ws,
+            expires_ms: 2_000_000,
+        });
+        let accept = |device| Action::Accept {
+            workspace: ws,
+            device,
+            now: 1_500_000,
+        };
+        assert!(matches!(
+            plan(&s, accept(None)),
+            Err(LifecycleError::BelowMinTrustTier { .. })
+        ));
+        assert_eq!(plan(&s, accept(Some(device))).unwrap().trust_tier, Some(1));
+        // A tier-0 session takes either, and records which.
+        s.min_trust_tier = 0;
+        assert_eq!(plan(&s, accept(None)).unwrap().trust_tier, Some(0));
+    }
+
+    #[test]
+    fn a_supplier_not_live_in_time_gives_the_session_back_and_cools_down() {
+        let mut s = build_session(Assigned);
+        s.assigned_ms = Some(1_005_000);
+        s.trust_tier = Some(0);
+        s.media = Some(crate::store::MediaEndpoints {
+            backend_ref: "r".into(),
+            whip_url: "w".into(),
+            whep_url: "v".into(),
+        });
+        let timeout = |now| Action::LiveTimedOut {
+            now,
+            timeout_ms: 30_000,
+            cooldown_ms: 300_000,
+        };
+        assert_eq!(plan(&s, timeout(1_034_999)), Err(LifecycleError::NotDue));
+        let t = plan(&s, timeout(1_035_000)).unwrap();
+        let ws = Uuid::from_u128(3);
+        assert_eq!((t.expected, t.to), (Some(Assigned), Some(Requested)));
+        assert!(t.unassign);
+        assert_eq!(
+            t.release,
+            Some((ws, 1_035_000)),
+            "the workspace is free again"
+        );
+        assert_eq!(t.release_media, s.media, "its media is torn down");
+        assert_eq!(t.record_attempt, Some(ws), "and the attempt kept");
+        assert_eq!(
+            t.cool_down,
+            Some(CoolDown {
+                workspace: ws,
+                operator: None,
+                until: 1_335_000
+            })
+        );
+        // With a device: the device is freed, and both cool down.
+        let device = Uuid::from_u128(77);
+        s.operator_id = Some(device);
+        let t = plan(&s, timeout(1_040_000)).unwrap();
+        assert_eq!((t.release, t.release_operator), (None, Some(device)));
+        assert_eq!(t.cool_down.unwrap().operator, Some(device));
+        // Off when the timeout is 0; never from another state.
+        let off = Action::LiveTimedOut {
+            now: i64::MAX,
+            timeout_ms: 0,
+            cooldown_ms: 1,
+        };
+        assert_eq!(plan(&s, off), Err(LifecycleError::NotDue));
+        for state in [Requested, Live, Paused, Ended] {
+            assert!(plan(&build_session(state), timeout(i64::MAX / 2)).is_err());
+        }
     }
 
     #[test]

@@ -17,6 +17,11 @@
 //! The charge is `clean × rate`, the fee `charge × feeBps / 10000` rounded
 //! down, and the operator earns the rest: integers throughout. Runs of failed
 //! seconds become the windows shown on the session.
+//!
+//! The fixes are whatever evidence the supplier's trust tier gives (a
+//! device's signed samples, or a tier-0 workspace's location heartbeats),
+//! already through the no-backdating filter of [`super::evidence`]: the
+//! meter judges them, it does not decide which count.
 
 use lx_protocol::api::WindowReason;
 use lx_protocol::geo::Point;

@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_mqtt.sql"),
     include_str!("migrations/0005_webhooks.sql"),
     include_str!("migrations/0006_money.sql"),
+    include_str!("migrations/0007_trust.sql"),
 ];
 
 const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
@@ -39,11 +40,18 @@ const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
 const SESSION_COLUMNS: &str = "id, state, lat, lng, geofence_m, max_duration_s, wait_timeout_s, \
     rate, consumer_ws, consumer_wallet, operator_ws, quote_id, offer_ws, offer_expires_ms, \
     created_ms, assigned_ms, started_ms, ended_ms, expiry_reason, media_ref, whip_url, whep_url, \
-    clean_s, failed_s, charged, fee, earned, fee_bps, operator_id, meter_final";
+    clean_s, failed_s, charged, fee, earned, fee_bps, operator_id, meter_final, min_trust_tier, trust_tier";
 
 const WORKSPACE_COLUMNS: &str = "id, slug, name, wallet, roles, availability, coverage_lat, \
     coverage_lng, coverage_radius_m, device_kind, auto_accept, offer_timeout_s, idle_since_ms, \
     created_ms";
+
+/// What a workspace row is read with: its columns, then its cool-down and
+/// its trust tier (derived: whether it has an enrolled device).
+const WORKSPACE_SELECT: &str = "id, slug, name, wallet, roles, availability, coverage_lat, \
+    coverage_lng, coverage_radius_m, device_kind, auto_accept, offer_timeout_s, idle_since_ms, \
+    created_ms, cooling_down_until_ms, \
+    EXISTS (SELECT 1 FROM operators o WHERE o.workspace_id = workspaces.id)";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -333,6 +341,12 @@ fn workspace_row(row: &Row<'_>) -> Sql<Workspace> {
         offer_timeout_seconds: u32_col(row, 11)?,
         idle_since_ms: row.get(12)?,
         created_ms: row.get(13)?,
+        cooling_down_until_ms: row.get(14)?,
+        trust_tier: if row.get::<_, bool>(15)? {
+            lx_protocol::api::TRUST_TIER_DEVICE
+        } else {
+            lx_protocol::api::TRUST_TIER_WORKSPACE
+        },
     })
 }
 
@@ -393,6 +407,11 @@ fn session_row(row: &Row<'_>) -> Sql<Session> {
         operator_id: opt_uuid_col(row, 28)?,
         meter_final: row.get(29)?,
         windows: Vec::new(),
+        min_trust_tier: u8::try_from(row.get::<_, i64>(30)?).map_err(conversion)?,
+        trust_tier: row
+            .get::<_, Option<i64>>(31)?
+            .map(|t| u8::try_from(t).map_err(conversion))
+            .transpose()?,
     })
 }
 
@@ -437,7 +456,7 @@ fn query_sessions(
 }
 
 fn load_workspace(conn: &Connection, id: Uuid) -> Sql<Option<Workspace>> {
-    let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?1");
+    let sql = format!("SELECT {WORKSPACE_SELECT} FROM workspaces WHERE id = ?1");
     one(conn, &sql, [id.to_string()], workspace_row)
 }
 
@@ -476,7 +495,8 @@ fn quote_row(row: &Row<'_>) -> Sql<Quote> {
 }
 
 const OPERATOR_COLUMNS: &str = "id, workspace_id, name, device_kind, address, public_key, availability, \
-    battery_pct, last_seen_ms, last_sequence, fix_lat_e7, fix_lng_e7, fix_acc_cm, fix_ms, created_ms, disconnected_ms";
+    battery_pct, last_seen_ms, last_sequence, fix_lat_e7, fix_lng_e7, fix_acc_cm, fix_ms, created_ms, disconnected_ms, \
+    cooling_down_until_ms";
 
 fn operator_row(row: &Row<'_>) -> Sql<Operator> {
     let fix = match (
@@ -510,6 +530,7 @@ fn operator_row(row: &Row<'_>) -> Sql<Operator> {
         fix,
         created_ms: row.get(14)?,
         disconnected_ms: row.get(15)?,
+        cooling_down_until_ms: row.get(16)?,
     })
 }
 
@@ -568,6 +589,33 @@ fn sample_row(row: &Row<'_>) -> Sql<Sample> {
     })
 }
 
+/// A contact with the device at `now`: closes its open outage, or records
+/// the silence since its last contact as one when it lasted longer than
+/// `silent_after_ms`.
+fn note_contact(
+    conn: &Connection,
+    id: &str,
+    last_seen_ms: Option<UnixMillis>,
+    now: UnixMillis,
+    silent_after_ms: i64,
+) -> Sql<()> {
+    let closed = conn
+        .prepare_cached(
+            "UPDATE operator_outages SET closed_ms = ?2
+             WHERE operator_id = ?1 AND closed_ms IS NULL AND opened_ms <= ?2",
+        )?
+        .execute(params![id, now])?;
+    if closed == 0
+        && let Some(seen) = last_seen_ms.filter(|&seen| now - seen > silent_after_ms)
+    {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO operator_outages (operator_id, opened_ms, closed_ms) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![id, seen, now])?;
+    }
+    Ok(())
+}
+
 fn subsystem_parse(text: &str) -> Sql<Subsystem> {
     enum_parse(text)
 }
@@ -598,10 +646,10 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
         .prepare_cached(
             "UPDATE sessions SET
                 state = COALESCE(?2, state),
-                operator_ws = COALESCE(?3, operator_ws),
+                operator_ws = CASE WHEN ?21 THEN NULL ELSE COALESCE(?3, operator_ws) END,
                 offer_ws = CASE WHEN ?4 THEN NULL WHEN ?5 IS NOT NULL THEN ?5 ELSE offer_ws END,
                 offer_expires_ms = CASE WHEN ?4 THEN NULL WHEN ?5 IS NOT NULL THEN ?6 ELSE offer_expires_ms END,
-                assigned_ms = COALESCE(?7, assigned_ms),
+                assigned_ms = CASE WHEN ?21 THEN NULL ELSE COALESCE(?7, assigned_ms) END,
                 started_ms = COALESCE(?8, started_ms),
                 ended_ms = COALESCE(?9, ended_ms),
                 expiry_reason = COALESCE(?10, expiry_reason),
@@ -611,8 +659,12 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
                 fee = COALESCE(?14, fee),
                 earned = COALESCE(?15, earned),
                 fee_bps = COALESCE(?16, fee_bps),
-                operator_id = COALESCE(?19, operator_id),
-                meter_final = meter_final OR ?20
+                operator_id = CASE WHEN ?21 THEN NULL ELSE COALESCE(?19, operator_id) END,
+                meter_final = meter_final OR ?20,
+                trust_tier = CASE WHEN ?21 THEN NULL ELSE COALESCE(?22, trust_tier) END,
+                media_ref = CASE WHEN ?21 THEN NULL ELSE media_ref END,
+                whip_url = CASE WHEN ?21 THEN NULL ELSE whip_url END,
+                whep_url = CASE WHEN ?21 THEN NULL ELSE whep_url END
              WHERE id = ?1
                AND (?17 IS NULL OR state = ?17)
                AND (?18 IS NULL OR offer_ws = ?18)",
@@ -639,6 +691,8 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
                 t.expected_offer.map(|u| u.to_string()),
                 t.operator_id.map(|u| u.to_string()),
                 t.meter_final,
+                t.unassign,
+                t.trust_tier.map(i64::from),
             ])
         })
         .map_err(StoreError::from)?;
@@ -708,6 +762,20 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
             params![id, enum_text(&reason), at],
         )
         .map_err(StoreError::from)?;
+    }
+    if let Some(cool) = t.cool_down {
+        tx.execute(
+            "UPDATE workspaces SET cooling_down_until_ms = MAX(COALESCE(cooling_down_until_ms, 0), ?2) WHERE id = ?1",
+            params![cool.workspace.to_string(), cool.until],
+        )
+        .map_err(StoreError::from)?;
+        if let Some(op) = cool.operator {
+            tx.execute(
+                "UPDATE operators SET cooling_down_until_ms = MAX(COALESCE(cooling_down_until_ms, 0), ?2) WHERE id = ?1",
+                params![op.to_string(), cool.until],
+            )
+            .map_err(StoreError::from)?;
+        }
     }
     if let Some(ws) = t.record_attempt {
         tx.execute(
@@ -875,7 +943,7 @@ impl Store for SqliteStore {
 
     async fn workspaces_of_wallet(&self, wallet: Address) -> StoreResult<Vec<Workspace>> {
         self.run(move |c| {
-            let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE wallet = ?1 ORDER BY created_ms, id");
+            let sql = format!("SELECT {WORKSPACE_SELECT} FROM workspaces WHERE wallet = ?1 ORDER BY created_ms, id");
             Ok(all(c, &sql, [wallet_text(&wallet)], workspace_row)?)
         })
         .await
@@ -947,7 +1015,7 @@ impl Store for SqliteStore {
     async fn online_suppliers(&self) -> StoreResult<Vec<Workspace>> {
         self.run(|c| {
             let sql = format!(
-                "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE availability = 'ONLINE' AND coverage_lat IS NOT NULL AND instr(roles, 'SUPPLIER') > 0"
+                "SELECT {WORKSPACE_SELECT} FROM workspaces WHERE availability = 'ONLINE' AND coverage_lat IS NOT NULL AND instr(roles, 'SUPPLIER') > 0"
             );
             let rows = c.prepare(&sql)?.query_map([], workspace_row)?.collect::<Sql<Vec<_>>>()?;
             Ok(rows)
@@ -1155,8 +1223,8 @@ impl Store for SqliteStore {
                 }
                 tx.execute(
                     "INSERT INTO sessions (id, state, lat, lng, geofence_m, max_duration_s, wait_timeout_s, rate,
-                        consumer_ws, consumer_wallet, quote_id, created_ms)
-                     VALUES (?1, 'REQUESTED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        consumer_ws, consumer_wallet, quote_id, created_ms, min_trust_tier)
+                     VALUES (?1, 'REQUESTED', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         new.id.to_string(),
                         new.point.lat,
@@ -1169,6 +1237,7 @@ impl Store for SqliteStore {
                         wallet_text(&new.consumer_wallet),
                         new.quote_id.map(|q| q.to_string()),
                         new.created_ms,
+                        i64::from(new.min_trust_tier),
                     ],
                 )
                 .map_err(StoreError::from)?;
@@ -1285,6 +1354,7 @@ impl Store for SqliteStore {
         &self,
         now: UnixMillis,
         settle_delay_ms: i64,
+        live_timeout_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<Session>> {
         self.run(move |c| {
@@ -1292,7 +1362,8 @@ impl Store for SqliteStore {
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE (state IN {OPEN_STATES} AND (
                     (state IN ('REQUESTED','ASSIGNED') AND created_ms + wait_timeout_s * 1000 <= ?1)
                  OR (state IN ('LIVE','PAUSED') AND started_ms + max_duration_s * 1000 <= ?1)
-                 OR (state = 'REQUESTED' AND offer_expires_ms <= ?1)))
+                 OR (state = 'REQUESTED' AND offer_expires_ms <= ?1)
+                 OR (state = 'ASSIGNED' AND ?4 > 0 AND assigned_ms + ?4 <= ?1)))
                  OR (state IN ('ENDED','EXPIRED') AND meter_final = 0 AND clean_s IS NOT NULL
                      AND ended_ms + ?3 <= ?1)
                  ORDER BY created_ms LIMIT ?2"
@@ -1300,7 +1371,7 @@ impl Store for SqliteStore {
             Ok(query_sessions(
                 c,
                 &sql,
-                &[&now, &i64::from(limit), &settle_delay_ms],
+                &[&now, &i64::from(limit), &settle_delay_ms, &live_timeout_ms],
             )?)
         })
         .await
@@ -1561,6 +1632,7 @@ impl Store for SqliteStore {
         now: UnixMillis,
         battery_pct: Option<u8>,
         availability: Option<Availability>,
+        silent_after_ms: i64,
     ) -> StoreResult<Option<Operator>> {
         let op = self
             .run(move |c| {
@@ -1569,6 +1641,7 @@ impl Store for SqliteStore {
                 if availability.is_some() && current.availability == Availability::Busy {
                     return Ok(None);
                 }
+                note_contact(&tx, &id.to_string(), current.last_seen_ms, now, silent_after_ms)?;
                 tx.execute(
                     "UPDATE operators SET last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2),
                         battery_pct = COALESCE(?3, battery_pct), availability = COALESCE(?4, availability) WHERE id = ?1",
@@ -1586,14 +1659,44 @@ impl Store for SqliteStore {
     async fn mark_operator_disconnected(&self, id: Uuid, now: UnixMillis) -> StoreResult<bool> {
         let n = self
             .run(move |c| {
-                Ok(c.execute(
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let n = tx.execute(
                     "UPDATE operators SET disconnected_ms = MAX(COALESCE(disconnected_ms, 0), ?2) WHERE id = ?1",
                     params![id.to_string(), now],
-                )?)
+                )?;
+                // Out of reach since its last contact, until it is heard from again.
+                tx.execute(
+                    "INSERT OR IGNORE INTO operator_outages (operator_id, opened_ms)
+                     SELECT id, MIN(COALESCE(last_seen_ms, ?2), ?2) FROM operators
+                     WHERE id = ?1 AND NOT EXISTS (
+                         SELECT 1 FROM operator_outages WHERE operator_id = ?1 AND closed_ms IS NULL)",
+                    params![id.to_string(), now],
+                )?;
+                tx.commit()?;
+                Ok(n)
             })
             .await?;
         self.wrote();
         Ok(n > 0)
+    }
+
+    async fn operator_outages(
+        &self,
+        id: Uuid,
+        from_ms: UnixMillis,
+        to_ms: UnixMillis,
+    ) -> StoreResult<Vec<Outage>> {
+        self.run(move |c| {
+            Ok(all(
+                c,
+                "SELECT opened_ms, closed_ms FROM operator_outages
+                 WHERE operator_id = ?1 AND opened_ms <= ?3 AND (closed_ms IS NULL OR closed_ms >= ?2)
+                 ORDER BY opened_ms",
+                params![id.to_string(), from_ms, to_ms],
+                |r| Ok(Outage { opened_ms: r.get(0)?, closed_ms: r.get(1)? }),
+            )?)
+        })
+        .await
     }
 
     async fn put_mqtt_account(&self, account: MqttAccount) -> StoreResult<()> {
@@ -1735,12 +1838,15 @@ impl Store for SqliteStore {
         operator_id: Uuid,
         samples: Vec<StoredSample>,
         now: UnixMillis,
+        silent_after_ms: i64,
     ) -> Result<u64, IngestError> {
         let last = self
             .run_with(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
                 let op = load_operator(&tx, operator_id).map_err(StoreError::from)?.ok_or(IngestError::NotFound)?;
                 let mut last = op.last_sequence;
+                // The device's newest capture is its last sample's: capture
+                // times grow with the sequence.
                 let mut newest = op.fix;
                 {
                     let mut insert = tx
@@ -1753,6 +1859,10 @@ impl Store for SqliteStore {
                         let s = &stored.sample;
                         if let Some(prev) = last.filter(|&prev| s.sequence <= prev) {
                             return Err(IngestError::Replayed { index, sequence: s.sequence, last: prev });
+                        }
+                        let captured = to_i64(s.captured_at_ms);
+                        if let Some(prev) = newest.map(|f| f.captured_ms).filter(|&prev| captured <= prev) {
+                            return Err(IngestError::CapturedNotIncreasing { index, captured_ms: captured, last_ms: prev });
                         }
                         insert
                             .execute(params![
@@ -1769,12 +1879,11 @@ impl Store for SqliteStore {
                             ])
                             .map_err(StoreError::from)?;
                         last = Some(s.sequence);
-                        let captured = to_i64(s.captured_at_ms);
-                        if newest.is_none_or(|f| captured >= f.captured_ms) {
-                            newest = Some(DeviceFix { lat_e7: s.lat_e7, lng_e7: s.lng_e7, accuracy_cm: s.accuracy_cm, captured_ms: captured });
-                        }
+                        newest = Some(DeviceFix { lat_e7: s.lat_e7, lng_e7: s.lng_e7, accuracy_cm: s.accuracy_cm, captured_ms: captured });
                     }
                 }
+                note_contact(&tx, &operator_id.to_string(), op.last_seen_ms, now, silent_after_ms)
+                    .map_err(StoreError::from)?;
                 tx.execute(
                     "UPDATE operators SET last_sequence = ?2, last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?3),
                         fix_lat_e7 = ?4, fix_lng_e7 = ?5, fix_acc_cm = ?6, fix_ms = ?7 WHERE id = ?1",
@@ -1803,20 +1912,86 @@ impl Store for SqliteStore {
         sequence: u64,
         point: Point,
         accuracy_m: f64,
+        session_id: Option<Uuid>,
         now: UnixMillis,
     ) -> StoreResult<bool> {
         let stored = self
             .run(move |c| {
-                let n = c.execute(
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let n = tx.execute(
                     "UPDATE workspaces SET loc_lat = ?2, loc_lng = ?3, loc_accuracy_m = ?4, loc_sequence = ?5, loc_ms = ?6
                      WHERE id = ?1 AND (loc_sequence IS NULL OR loc_sequence < ?5)",
                     params![workspace_id.to_string(), point.lat, point.lng, accuracy_m, to_i64(sequence), now],
                 )?;
+                if n == 1 {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO workspace_locations
+                            (workspace_id, sequence, lat, lng, accuracy_m, session_id, received_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            workspace_id.to_string(),
+                            to_i64(sequence),
+                            point.lat,
+                            point.lng,
+                            accuracy_m,
+                            session_id.map(|s| s.to_string()),
+                            now
+                        ],
+                    )?;
+                }
+                tx.commit()?;
                 Ok(n == 1)
             })
             .await?;
         self.wrote();
         Ok(stored)
+    }
+
+    async fn workspace_locations(
+        &self,
+        workspace_id: Uuid,
+        from_ms: UnixMillis,
+        to_ms: UnixMillis,
+    ) -> StoreResult<Vec<LocationFix>> {
+        self.run(move |c| {
+            Ok(all(
+                c,
+                "SELECT sequence, lat, lng, accuracy_m, received_ms FROM workspace_locations
+                 WHERE workspace_id = ?1 AND received_ms BETWEEN ?2 AND ?3 ORDER BY received_ms, sequence",
+                params![workspace_id.to_string(), from_ms, to_ms],
+                |r| {
+                    Ok(LocationFix {
+                        sequence: u64_col(r, 0)?,
+                        point: Point::new(r.get(1)?, r.get(2)?),
+                        accuracy_m: r.get(3)?,
+                        received_ms: r.get(4)?,
+                    })
+                },
+            )?)
+        })
+        .await
+    }
+
+    async fn session_stored_samples(&self, session_id: Uuid) -> StoreResult<Vec<StoredSample>> {
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT session_id, sequence, captured_ms, lat_e7, lng_e7, accuracy_cm, operator_id, source,
+                        signature, received_ms
+                 FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence",
+            )?;
+            let rows = stmt
+                .query_map([session_id.to_string()], |row| {
+                    let signature: Vec<u8> = row.get(8)?;
+                    Ok(StoredSample {
+                        sample: sample_row(row)?,
+                        signature: signature.try_into().map_err(|_| conversion(std::fmt::Error))?,
+                        received_ms: row.get(9)?,
+                    })
+                })?
+                .collect::<Sql<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
     }
 
     async fn session_samples(&self, session_id: Uuid) -> StoreResult<Vec<Sample>> {

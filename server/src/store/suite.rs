@@ -35,6 +35,8 @@ pub fn build_workspace(slug: &str, roles: &[Role], online_at: Option<Point>) -> 
         offer_timeout_seconds: 15,
         idle_since_ms: 1_000,
         created_ms: 1_000,
+        trust_tier: 0,
+        cooling_down_until_ms: None,
     }
 }
 
@@ -50,6 +52,7 @@ pub fn build_session(consumer: &Workspace, rate: u64, max_duration: u32) -> NewS
         consumer_wallet: consumer.wallet,
         quote_id: None,
         created_ms: 10_000,
+        min_trust_tier: 0,
     }
 }
 
@@ -428,14 +431,14 @@ pub async fn due_sessions_are_the_ones_past_a_deadline(store: &dyn Store) {
         .unwrap();
     assert!(
         store
-            .due_sessions(s.wait_deadline_ms() - 1, 15_000, 10)
+            .due_sessions(s.wait_deadline_ms() - 1, 15_000, 0, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
         store
-            .due_sessions(s.wait_deadline_ms(), 15_000, 10)
+            .due_sessions(s.wait_deadline_ms(), 15_000, 0, 10)
             .await
             .unwrap()[0]
             .id,
@@ -464,7 +467,11 @@ pub async fn due_sessions_are_the_ones_past_a_deadline(store: &dyn Store) {
             .is_empty()
     );
     assert_eq!(
-        store.due_sessions(10_500, 15_000, 10).await.unwrap().len(),
+        store
+            .due_sessions(10_500, 15_000, 0, 10)
+            .await
+            .unwrap()
+            .len(),
         1
     );
     assert_eq!(
@@ -945,6 +952,325 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(s
     );
 }
 
+pub async fn an_assignment_taken_back_frees_the_supplier_and_cools_it_down(store: &dyn Store) {
+    let consumer = store
+        .insert_workspace(build_workspace("silent-c", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let supplier = store
+        .insert_workspace(build_workspace(
+            "silent-s",
+            &[Role::Supplier],
+            Some(Point::new(1.0, 2.0)),
+        ))
+        .await
+        .unwrap();
+    let new = NewSession {
+        min_trust_tier: 0,
+        ..build_session(&consumer, 10, 100)
+    };
+    let s = store.create_session(new, u64::MAX, 1).await.unwrap();
+    store
+        .apply(Transition {
+            session_id: s.id,
+            expected: Some(SessionState::Requested),
+            to: Some(SessionState::Assigned),
+            operator_workspace_id: Some(supplier.id),
+            assigned_ms: Some(20_000),
+            claim: Some(supplier.id),
+            record_attempt: Some(supplier.id),
+            trust_tier: Some(0),
+            ..Transition::default()
+        })
+        .await
+        .unwrap();
+    let media = MediaEndpoints {
+        backend_ref: "ref".into(),
+        whip_url: "whip".into(),
+        whep_url: "whep".into(),
+    };
+    let assigned = store.attach_media(s.id, media).await.unwrap();
+    assert_eq!(assigned.trust_tier, Some(0));
+    // Due 30 s after the assignment, not before; never with the timeout off.
+    let due = |now, timeout| async move {
+        store
+            .due_sessions(now, 15_000, timeout, 10)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(due(49_999, 30_000).await, 0);
+    assert_eq!(due(50_000, 30_000).await, 1);
+    assert_eq!(due(50_000, 0).await, 0);
+    let back = store
+        .apply(Transition {
+            session_id: s.id,
+            expected: Some(SessionState::Assigned),
+            to: Some(SessionState::Requested),
+            unassign: true,
+            release: Some((supplier.id, 50_000)),
+            record_attempt: Some(supplier.id),
+            cool_down: Some(CoolDown {
+                workspace: supplier.id,
+                operator: None,
+                until: 350_000,
+            }),
+            ..Transition::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(back.state, SessionState::Requested);
+    assert_eq!(
+        (
+            back.operator_workspace_id,
+            back.operator_id,
+            back.assigned_ms,
+            back.trust_tier,
+            back.media
+        ),
+        (None, None, None, None, None),
+        "nothing of the assignment is left"
+    );
+    let ws = store.workspace(supplier.id).await.unwrap().unwrap();
+    assert_eq!(
+        (ws.availability, ws.idle_since_ms, ws.cooling_down_until_ms),
+        (Availability::Online, 50_000, Some(350_000))
+    );
+    assert!(ws.cooling_down(349_999) && !ws.cooling_down(350_000));
+    assert_eq!(
+        store.attempted_workspaces(s.id).await.unwrap(),
+        vec![supplier.id]
+    );
+    assert_eq!(due(60_000, 30_000).await, 0, "REQUESTED again, not due");
+}
+
+pub async fn location_heartbeats_are_kept_and_found_by_workspace_and_time(store: &dyn Store) {
+    let supplier = store
+        .insert_workspace(build_workspace(
+            "phone-s",
+            &[Role::Supplier],
+            Some(Point::new(1.0, 2.0)),
+        ))
+        .await
+        .unwrap();
+    let other = store
+        .insert_workspace(build_workspace("phone-o", &[Role::Supplier], None))
+        .await
+        .unwrap();
+    let at = Point::new(1.0, 2.0);
+    for (seq, now) in [(1, 1_000), (2, 6_000), (3, 11_000)] {
+        assert!(
+            store
+                .record_location(supplier.id, seq, at, 8.0, None, now)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .record_location(supplier.id, 3, at, 8.0, None, 12_000)
+            .await
+            .unwrap(),
+        "a replay is refused and not kept"
+    );
+    assert!(
+        store
+            .record_location(other.id, 1, at, 8.0, None, 6_000)
+            .await
+            .unwrap()
+    );
+    let found = store
+        .workspace_locations(supplier.id, 5_000, 11_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|l| (l.sequence, l.received_ms))
+            .collect::<Vec<_>>(),
+        vec![(2, 6_000), (3, 11_000)]
+    );
+    assert_eq!(found[0].accuracy_m, 8.0);
+}
+
+async fn enrolled_device(store: &dyn Store, ws: &Workspace) -> Operator {
+    let token = [ws.slug.len() as u8; 32];
+    store
+        .insert_enrollment_token(EnrollmentToken {
+            hash: token,
+            workspace_id: ws.id,
+            created_ms: 1,
+            expires_ms: i64::MAX,
+        })
+        .await
+        .unwrap();
+    let op = Operator {
+        id: Uuid::new_v4(),
+        workspace_id: Uuid::nil(),
+        name: "d".into(),
+        device_kind: lx_protocol::api::DeviceKind::Drone,
+        address: Address([9; 20]),
+        public_key: vec![2; 33],
+        availability: Availability::Online,
+        battery_pct: None,
+        last_seen_ms: None,
+        last_sequence: None,
+        fix: None,
+        created_ms: 1,
+        disconnected_ms: None,
+        cooling_down_until_ms: None,
+    };
+    store
+        .enroll_operator(token, op, [7; 32], None, 1)
+        .await
+        .unwrap()
+}
+
+fn build_sample(sequence: u64, captured_ms: i64, received_ms: i64) -> StoredSample {
+    StoredSample {
+        sample: Sample::from_position(
+            None,
+            sequence,
+            captured_ms as u64,
+            Point::new(1.0, 2.0),
+            3.0,
+            lx_protocol::telemetry::Source::Gps,
+        )
+        .unwrap(),
+        signature: [1; 65],
+        received_ms,
+    }
+}
+
+pub async fn device_capture_times_grow_and_its_outages_are_recorded(store: &dyn Store) {
+    let ws = store
+        .insert_workspace(build_workspace(
+            "fleet-s",
+            &[Role::Supplier],
+            Some(Point::new(1.0, 2.0)),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ws.trust_tier, 0);
+    let op = enrolled_device(store, &ws).await;
+    assert_eq!(
+        store.workspace(ws.id).await.unwrap().unwrap().trust_tier,
+        1,
+        "a workspace with a device is tier 1"
+    );
+    let silent = 10_000;
+    let ingest = |samples: Vec<StoredSample>, now| async move {
+        store.ingest_samples(op.id, samples, now, silent).await
+    };
+    ingest(
+        vec![build_sample(1, 1_000, 1_100), build_sample(2, 2_000, 2_100)],
+        2_100,
+    )
+    .await
+    .unwrap();
+    // A higher sequence captured earlier (or at the same instant) is refused, all or none.
+    assert_eq!(
+        ingest(
+            vec![build_sample(3, 3_000, 3_100), build_sample(4, 3_000, 3_100)],
+            3_100
+        )
+        .await,
+        Err(IngestError::CapturedNotIncreasing {
+            index: 1,
+            captured_ms: 3_000,
+            last_ms: 3_000
+        })
+    );
+    assert_eq!(
+        ingest(vec![build_sample(3, 1_500, 3_100)], 3_100).await,
+        Err(IngestError::CapturedNotIncreasing {
+            index: 0,
+            captured_ms: 1_500,
+            last_ms: 2_000
+        })
+    );
+    assert!(
+        store
+            .operator_outages(op.id, 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Heard from again 30 s after its last contact: that silence is an outage.
+    ingest(vec![build_sample(3, 3_000, 32_100)], 32_100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.operator_outages(op.id, 0, i64::MAX).await.unwrap(),
+        vec![Outage {
+            opened_ms: 2_100,
+            closed_ms: Some(32_100)
+        }]
+    );
+    // The broker announces it gone: open from its last contact until the next.
+    assert!(
+        store
+            .mark_operator_disconnected(op.id, 50_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.operator_outages(op.id, 40_000, 40_000).await.unwrap(),
+        vec![Outage {
+            opened_ms: 32_100,
+            closed_ms: None
+        }]
+    );
+    store
+        .touch_operator(op.id, 55_000, None, None, silent)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .operator_outages(op.id, 40_000, i64::MAX)
+            .await
+            .unwrap(),
+        vec![Outage {
+            opened_ms: 32_100,
+            closed_ms: Some(55_000)
+        }]
+    );
+    assert!(
+        store
+            .operator_outages(op.id, 56_000, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty(),
+        "only the outages overlapping the range"
+    );
+}
+
+pub async fn stored_samples_keep_when_they_were_received(store: &dyn Store) {
+    let consumer = store
+        .insert_workspace(build_workspace("rx-c", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let ws = store
+        .insert_workspace(build_workspace("rx-s", &[Role::Supplier], None))
+        .await
+        .unwrap();
+    let op = enrolled_device(store, &ws).await;
+    let s = store
+        .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
+        .await
+        .unwrap();
+    let mut sample = build_sample(1, 1_000, 45_000);
+    sample.sample.session_id = *s.id.as_bytes();
+    store
+        .ingest_samples(op.id, vec![sample.clone()], 45_000, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session_stored_samples(s.id).await.unwrap(),
+        vec![sample]
+    );
+}
+
 /// Generates one `#[tokio::test]` per suite case for a backend.
 #[macro_export]
 macro_rules! store_suite {
@@ -960,6 +1286,10 @@ macro_rules! store_suite {
             due_sessions_are_the_ones_past_a_deadline,
             final_charged_sessions_are_queued_once_in_sequence,
             webhook_events_are_queued_once_with_their_change_and_due_in_order,
+            an_assignment_taken_back_frees_the_supplier_and_cools_it_down,
+            location_heartbeats_are_kept_and_found_by_workspace_and_time,
+            device_capture_times_grow_and_its_outages_are_recorded,
+            stored_samples_keep_when_they_were_received,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

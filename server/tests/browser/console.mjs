@@ -4,7 +4,10 @@
 //   node console.mjs '<json config>'
 //
 // config: {origin, sessionId, signer, operator: {address, workspace},
-// consumer: {address}, codec, camera (a .y4m clip), shots (a folder)}.
+// consumer: {address}, codec, camera (a .y4m clip), shots (a folder),
+// geolocation? (the operator's browser position, {latitude, longitude,
+// accuracy}: granted to its pages), devices? (false: the supplier has none,
+// the devices phase is skipped)}.
 //
 // Each browser context gets an injected EIP-1193 wallet (`window.ethereum`)
 // for one address; its personal_sign calls a function exposed from Node,
@@ -67,8 +70,9 @@ function injectWallet({ address }) {
   };
 }
 
-async function walletContext(browser, name, address) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+async function walletContext(browser, name, address, geolocation) {
+  const located = geolocation ? { geolocation, permissions: ['geolocation'] } : {};
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, ...located });
   await context.exposeFunction('lxWalletSign', (from, message) => signature(from, message));
   await context.addInitScript(injectWallet, { address });
   context.on('page', (page) => watch(page, name));
@@ -137,7 +141,7 @@ try {
   await walletless.close();
 
   // ---- the operator: sign in, pick the workspace, open the session, publish.
-  const operatorContext = await walletContext(browser, 'operator', config.operator.address);
+  const operatorContext = await walletContext(browser, 'operator', config.operator.address, config.geolocation);
   const operator = await operatorContext.newPage();
   await operator.goto(`${origin}/console/`);
   await operator.locator('#sign-in').waitFor();
@@ -166,7 +170,15 @@ try {
     const s = document.getElementById('publisher-status');
     return Number(s.dataset.framesEncoded || 0) > 0 ? s.dataset : null;
   });
-  say({ phase: 'publishing', listed: listedState === 'ASSIGNED', codec: encoded.codec });
+  // A workspace serving its own session proves where it is: with a
+  // position granted, the page's first location heartbeat goes out.
+  const location = config.geolocation
+    ? await until(operator, 'a location heartbeat', () => {
+      const s = document.getElementById('location-status');
+      return s.dataset.state === 'sent' ? s.dataset.state : null;
+    })
+    : await operator.evaluate(() => document.getElementById('location-status').dataset.state || null);
+  say({ phase: 'publishing', listed: listedState === 'ASSIGNED', codec: encoded.codec, location });
   await untilState(operator, 'LIVE');
   await shot(operator, '5-session-operator-live.png');
 
@@ -207,26 +219,30 @@ try {
   say({ phase: 'played', frameShown, ...played });
 
   // ---- the operator's devices, in a second tab (the first keeps publishing).
-  const devicesTab = await operatorContext.newPage();
-  await devicesTab.goto(`${origin}/console/#/devices`);
-  const dot = await until(devicesTab, 'the device on the plot', () => {
-    const g = document.querySelector('#plot .plot-device');
-    const centre = document.querySelector('#plot .plot-centre');
-    const coverage = document.querySelector('#plot .plot-coverage');
-    if (!g || !centre || !coverage) return null;
-    const d = g.querySelector('.plot-dot');
-    return {
-      device: g.dataset.device,
-      connected: g.dataset.connected,
-      coverageRadiusMeters: coverage.dataset.radiusMeters,
-      // East and north on screen, in view-box units.
-      dotOffset: [Number(d.getAttribute('cx')) - Number(centre.getAttribute('cx')),
-        Number(centre.getAttribute('cy')) - Number(d.getAttribute('cy'))],
-    };
-  });
-  await until(devicesTab, 'the devices table', () => document.querySelector('#devices tr[data-device]') !== null);
-  await shot(devicesTab, '7-devices.png');
-  say({ phase: 'devices', ...dot });
+  if (config.devices === false) {
+    say({ phase: 'devices', skipped: true });
+  } else {
+    const devicesTab = await operatorContext.newPage();
+    await devicesTab.goto(`${origin}/console/#/devices`);
+    const dot = await until(devicesTab, 'the device on the plot', () => {
+      const g = document.querySelector('#plot .plot-device');
+      const centre = document.querySelector('#plot .plot-centre');
+      const coverage = document.querySelector('#plot .plot-coverage');
+      if (!g || !centre || !coverage) return null;
+      const d = g.querySelector('.plot-dot');
+      return {
+        device: g.dataset.device,
+        connected: g.dataset.connected,
+        coverageRadiusMeters: coverage.dataset.radiusMeters,
+        // East and north on screen, in view-box units.
+        dotOffset: [Number(d.getAttribute('cx')) - Number(centre.getAttribute('cx')),
+          Number(centre.getAttribute('cy')) - Number(d.getAttribute('cy'))],
+      };
+    });
+    await until(devicesTab, 'the devices table', () => document.querySelector('#devices tr[data-device]') !== null);
+    await shot(devicesTab, '7-devices.png');
+    say({ phase: 'devices', ...dot });
+  }
 
   // ---- once the test has checked /frame: the operator stops publishing
   // (its DELETE hangs up the WHIP resource) and the consumer ends the session.

@@ -301,6 +301,27 @@ impl TestApp {
     pub fn clock_now(&self) -> i64 {
         self.app.now()
     }
+
+    /// Moves the manual clock on by `ms`, with `supplier` (a workspace
+    /// without devices, trust tier 0) sending its location heartbeat at `at`
+    /// now and every 2 s on the way: the evidence its seconds are metered by.
+    pub async fn advance_heartbeating(&self, supplier: &Actor, at: (f64, f64), ms: i64) {
+        let end = self.clock_now() + ms;
+        self.heartbeat(supplier, at).await;
+        while self.clock_now() < end {
+            self.clock.set_ms((self.clock_now() + 2_000).min(end));
+            self.heartbeat(supplier, at).await;
+        }
+    }
+}
+
+/// A background task sending a supplier's location heartbeats; stops when dropped.
+pub struct Heartbeats(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::ops::Deref for TestApp {
@@ -510,6 +531,36 @@ impl Api {
             .ok()
             .data()
             .clone()
+    }
+
+    /// One location heartbeat of `supplier`'s workspace at `at`; each is
+    /// numbered above every earlier one (one counter for the process).
+    pub async fn heartbeat(&self, supplier: &Actor, at: (f64, f64)) -> Resp {
+        self.send_heartbeat(supplier, at).await.ok()
+    }
+
+    fn send_heartbeat(&self, supplier: &Actor, at: (f64, f64)) -> RespFuture<'_> {
+        static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.post(
+            format!("/workspaces/{}/location", supplier.workspace_id),
+            supplier.auth(),
+            json!({"lat": at.0, "lng": at.1, "accuracyMeters": 5.0, "sequence": sequence}),
+        )
+    }
+
+    /// Heartbeats of `supplier` at `at` every second, for a server on the
+    /// wall clock, until the returned guard is dropped.
+    pub fn heartbeat_every_second(&self, supplier: &Actor, at: (f64, f64)) -> Heartbeats {
+        let api = self.clone();
+        let supplier = supplier.clone();
+        Heartbeats(tokio::spawn(async move {
+            loop {
+                let sent = api.send_heartbeat(&supplier, at).await;
+                assert!(sent.status.is_success(), "heartbeat refused: {}", sent.body);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }))
     }
 
     pub async fn wait_for_state(&self, actor: &Actor, id: &str, state: &str) {

@@ -122,6 +122,8 @@ async fn a_metered_session(
     seconds: u64,
 ) -> String {
     let id = t.request(consumer, BOGOTA, 600).await;
+    // The supplier has no devices: its location heartbeats are its evidence.
+    let _heartbeats = t.heartbeat_every_second(supplier, BOGOTA);
     t.make_live(consumer, supplier, &id).await;
     tokio::time::sleep(std::time::Duration::from_millis(seconds * 1000 + 100)).await;
     t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))

@@ -562,6 +562,79 @@ async fn the_console_publishes_h264_from_the_operator_page_and_plays_it_to_the_c
     the_console_publishes_and_plays("h264").await;
 }
 
+/// A workspace without devices (trust tier 0) publishing from the console:
+/// the page sends the browser's position as location heartbeats while it
+/// publishes, and those are what its seconds are paid on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_publisher_of_a_workspace_without_devices_is_paid_on_its_browsers_position() {
+    let t = TestApp::spawn_with_media(|_| {}).await;
+    let consumer = t.consumer("phone-consumer").await;
+    let supplier = t.supplier("console-phone", BOGOTA, true).await;
+    t.create_workspace(&supplier.key, "console-phone-buyer", &["CONSUMER"])
+        .await;
+    let id = t.request(&consumer, BOGOTA, 600).await;
+    let dispatched = t
+        .post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(dispatched.data()["trustTier"], 0);
+    assert!(dispatched.data()["operatorId"].is_null());
+
+    let shots = artifacts().join("tier0");
+    std::fs::create_dir_all(&shots).unwrap();
+    let clip = shots.join("smpte-640x480.y4m");
+    std::fs::write(&clip, lx_media::testpattern::smpte_bars_y4m(640, 480, 30)).expect("clip");
+    let signer = spawn_signer(&[&supplier.key, &consumer.key]).await;
+    let mut script = Script::spawn(
+        &json!({
+            "origin": origin_of(&t),
+            "sessionId": id,
+            "signer": signer,
+            "operator": {"address": supplier.wallet.to_checksum(), "workspace": "console-phone"},
+            "consumer": {"address": consumer.wallet.to_checksum()},
+            "codec": "vp8",
+            "camera": clip,
+            "shots": shots,
+            "geolocation": {"latitude": BOGOTA.0, "longitude": BOGOTA.1, "accuracy": 8},
+            "devices": false,
+        }),
+        &shots.join("console.stderr.log"),
+    );
+    let published = script.phase("publishing", Duration::from_secs(90)).await;
+    assert_eq!(published["location"], "sent", "{published}");
+    t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(30))
+        .await;
+    script.phase("played", Duration::from_secs(90)).await;
+    script.phase("devices", Duration::from_secs(30)).await;
+    // A few more heartbeats (every 5 s) while LIVE.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    script.resume().await;
+    script.phase("ended", Duration::from_secs(60)).await;
+    let session = t.session(&consumer, &id).await;
+    assert_eq!(session["state"], "ENDED");
+    assert_eq!(session["trustTier"], 0);
+    assert!(
+        session["meter"]["cleanSeconds"].as_u64().unwrap() > 0,
+        "paid on the browser's position: {session}"
+    );
+    assert!(
+        !session["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["reason"] == "OUTSIDE_GEOFENCE"),
+        "{session}"
+    );
+    let done = script.phase("done", Duration::from_secs(30)).await;
+    assert_eq!(done["pageErrors"], json!([]), "{done}");
+    let status = script.child.wait().await.expect("node exits");
+    assert!(status.success(), "{status}");
+}
+
 impl crate::common::Api {
     /// `GET /sessions/{id}/frame` with an API key; the JPEG.
     async fn get_frame(&self, key: &str, id: &str) -> Vec<u8> {

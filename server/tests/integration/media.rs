@@ -353,6 +353,8 @@ async fn a_viewer_that_negotiates_badly_or_vanishes_stops_neither_the_ingest_nor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_publisher_opens_a_network_error_window_that_the_meter_skips_exactly() {
     let live = started_session().await;
+    // A workspace without devices proves its place with location heartbeats.
+    let _heartbeats = live.t.heartbeat_every_second(&live.supplier, BOGOTA);
     let (first, _) = publish(&live.whip, Codec::Vp8).await;
     live.t
         .wait_for_state_within(&live.consumer, &live.id, "LIVE", Duration::from_secs(10))
