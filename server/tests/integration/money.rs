@@ -33,6 +33,8 @@ async fn a_final_session(
     seconds: u64,
 ) -> (String, Value) {
     let id = t.request(consumer, BOGOTA, 600).await;
+    // The supplier has no devices: its location heartbeats are its evidence.
+    let _heartbeats = t.heartbeat_every_second(supplier, BOGOTA);
     t.make_live(consumer, supplier, &id).await;
     tokio::time::sleep(Duration::from_millis(seconds * 1000 + 100)).await;
     t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
@@ -152,6 +154,7 @@ async fn a_withdrawal_requested_while_live_ends_the_session_and_the_seconds_serv
     ));
 
     let id = t.request(&consumer, BOGOTA, 600).await;
+    let heartbeats = t.heartbeat_every_second(&supplier, BOGOTA);
     t.make_live(&consumer, &supplier, &id).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The attack: everything back while the session runs.
@@ -166,6 +169,7 @@ async fn a_withdrawal_requested_while_live_ends_the_session_and_the_seconds_serv
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let noticed = asked.elapsed();
+    drop(heartbeats);
     assert_eq!(ended["state"], "EXPIRED", "{ended}");
     assert_eq!(ended["expiryReason"], "INSUFFICIENT_CREDIT", "{ended}");
     assert!(
