@@ -109,13 +109,62 @@ async fn the_wallet_reads_the_pool_the_balance_and_the_cap_from_the_chain() {
     assert_eq!(resp.detail(), "chain:none");
 }
 
-fn evm_of(actor: &Actor) -> EvmAddress {
+/// A chain with the contracts, a server on it (its relayer funded, not
+/// running), a consumer with `minted` µUSDC of which `pool` is in its pool,
+/// and an auto-accepting supplier without devices at BOGOTA.
+pub(crate) struct Market {
+    pub d: Deployed,
+    pub t: TestApp,
+    pub consumer: Actor,
+    pub supplier: Actor,
+}
+
+pub(crate) async fn market(name: &str, minted: u64, pool: u64) -> Market {
+    let d = deployed().await;
+    d.fund_relayer().await;
+    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
+    let consumer = t.consumer(&format!("{name}-consumer")).await;
+    let supplier = t.supplier(&format!("{name}-supplier"), BOGOTA, true).await;
+    d.fund(&consumer.key, minted, pool).await;
+    Market {
+        d,
+        t,
+        consumer,
+        supplier,
+    }
+}
+
+/// The relayer running on its own, as the server runs it.
+pub(crate) struct Relayer {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relayer {
+    pub(crate) async fn spawn(d: &Deployed, t: &TestApp) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(lx_server::settlement::run(
+            Arc::clone(&t.app),
+            Arc::new(d.settler().await),
+            relayer_config(),
+            stopped,
+        ));
+        Self { stop, task }
+    }
+
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.task.await.expect("the relayer stops");
+    }
+}
+
+pub(crate) fn evm_of(actor: &Actor) -> EvmAddress {
     EvmAddress::from(actor.wallet.0)
 }
 
 /// A session of `consumer` at BOGOTA, LIVE through the media double for
 /// about `seconds`, then ended by the consumer; returns its id.
-async fn a_metered_session(
+pub(crate) async fn a_metered_session(
     t: &TestApp,
     consumer: &Actor,
     supplier: &Actor,
@@ -159,19 +208,13 @@ async fn settlement_state(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_session_is_settled_on_chain_and_the_operator_and_fee_wallet_get_exactly_the_meter()
  {
-    let d = deployed().await;
-    d.fund_relayer().await;
-    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
-    let consumer = t.consumer("settle-consumer").await;
-    let supplier = t.supplier("settle-supplier", BOGOTA, true).await;
-    d.fund(&consumer.key, 10_000_000, 5_000_000).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let relayer = tokio::spawn(lx_server::settlement::run(
-        Arc::clone(&t.app),
-        Arc::new(d.settler().await),
-        relayer_config(),
-        stopped,
-    ));
+    let Market {
+        d,
+        t,
+        consumer,
+        supplier,
+    } = market("settle", 10_000_000, 5_000_000).await;
+    let relayer = Relayer::spawn(&d, &t).await;
 
     let id = a_metered_session(&t, &consumer, &supplier, 3).await;
     let pending = t
@@ -228,15 +271,14 @@ async fn an_ended_session_is_settled_on_chain_and_the_operator_and_fee_wallet_ge
     assert_eq!(settle["amountMicroUsdc"], charged);
     assert_eq!(settle["counterparty"], supplier.wallet.to_checksum());
     assert_eq!(settle["txHash"], confirmed["txHash"]);
-    let _ = stop.send(true);
-    relayer.await.unwrap();
+    relayer.stop().await;
 }
 
 /// Relayer passes at `at` until nothing is in flight or due: the node
 /// mines at once but may answer for a receipt a moment later.
-async fn drain(t: &TestApp, settler: &dyn lx_server::chain::Settler, at: i64) {
+pub(crate) async fn drain(t: &TestApp, settler: &dyn lx_server::chain::Settler, at: i64) {
     let config = relayer_config();
-    for i in 0..60 {
+    for i in 0..80 {
         lx_server::settlement::pass(&t.app, settler, &config, at + i)
             .await
             .unwrap();
@@ -252,12 +294,16 @@ async fn drain(t: &TestApp, settler: &dyn lx_server::chain::Settler, at: i64) {
     panic!("the relayer did not settle down");
 }
 
-async fn rpc(d: &Deployed, method: &str, params: serde_json::Value) {
+/// A JSON-RPC call to the node; its answer.
+pub(crate) async fn rpc(
+    d: &Deployed,
+    method: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
     let p = ProviderBuilder::new().connect_http(d.anvil.url.parse().expect("url"));
-    let _: serde_json::Value = p
-        .raw_request(method.to_owned().into(), params)
+    p.raw_request(method.to_owned().into(), params)
         .await
-        .unwrap_or_else(|e| panic!("{method}: {e}"));
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
 /// A session metered and final, its settlement queued; returns its id and meter.
@@ -277,12 +323,12 @@ async fn a_final_session(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relayer_killed_between_submit_and_confirm_settles_once_after_its_restart() {
     use lx_server::settlement::pass;
-    let d = deployed().await;
-    d.fund_relayer().await;
-    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
-    let consumer = t.consumer("restart-consumer").await;
-    let supplier = t.supplier("restart-supplier", BOGOTA, true).await;
-    d.fund(&consumer.key, 10_000_000, 5_000_000).await;
+    let Market {
+        d,
+        t,
+        consumer,
+        supplier,
+    } = market("restart", 10_000_000, 5_000_000).await;
     let (id, meter) = a_final_session(&t, &consumer, &supplier).await;
     let earned = meter["operatorEarnedMicroUsdc"].as_u64().unwrap();
     let config = relayer_config();
@@ -335,12 +381,12 @@ async fn a_relayer_killed_between_submit_and_confirm_settles_once_after_its_rest
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_transaction_is_sent_again_with_its_nonce_and_settles_once() {
     use lx_server::settlement::pass;
-    let d = deployed().await;
-    d.fund_relayer().await;
-    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
-    let consumer = t.consumer("lost-consumer").await;
-    let supplier = t.supplier("lost-supplier", BOGOTA, true).await;
-    d.fund(&consumer.key, 10_000_000, 5_000_000).await;
+    let Market {
+        d,
+        t,
+        consumer,
+        supplier,
+    } = market("lost", 10_000_000, 5_000_000).await;
     let (id, meter) = a_final_session(&t, &consumer, &supplier).await;
     let earned = meter["operatorEarnedMicroUsdc"].as_u64().unwrap();
     let config = relayer_config();

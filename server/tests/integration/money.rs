@@ -5,24 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::Address as EvmAddress;
-use alloy::providers::{Provider, ProviderBuilder};
 use lx_server::chain::Settler;
 use serde_json::{Value, json};
 
-use crate::chain_support::{Deployed, WITHDRAWAL_NOTICE_SECONDS, deployed, relayer_config};
+use crate::chain::{Market, Relayer, a_metered_session, drain, evm_of, market, rpc};
+use crate::chain_support::{WITHDRAWAL_NOTICE_SECONDS, deployed, relayer_config};
 use crate::common::{Actor, BOGOTA, TestApp};
-
-fn evm_of(actor: &Actor) -> EvmAddress {
-    EvmAddress::from(actor.wallet.0)
-}
-
-async fn rpc(d: &Deployed, method: &str, params: Value) -> Value {
-    let p = ProviderBuilder::new().connect_http(d.anvil.url.parse().expect("url"));
-    p.raw_request(method.to_owned().into(), params)
-        .await
-        .unwrap_or_else(|e| panic!("{method}: {e}"))
-}
 
 /// A session LIVE for about `seconds`, ended by the consumer, its meter made
 /// final by a sweep past the settle delay; returns its id and final meter.
@@ -32,14 +20,7 @@ async fn a_final_session(
     supplier: &Actor,
     seconds: u64,
 ) -> (String, Value) {
-    let id = t.request(consumer, BOGOTA, 600).await;
-    // The supplier has no devices: its location heartbeats are its evidence.
-    let _heartbeats = t.heartbeat_every_second(supplier, BOGOTA);
-    t.make_live(consumer, supplier, &id).await;
-    tokio::time::sleep(Duration::from_millis(seconds * 1000 + 100)).await;
-    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
-        .await
-        .ok();
+    let id = a_metered_session(t, consumer, supplier, seconds).await;
     finalize(t, consumer, &id).await
 }
 
@@ -58,25 +39,6 @@ async fn settlement(t: &TestApp, consumer: &Actor, id: &str) -> Value {
         .ok()
         .data()
         .clone()
-}
-
-/// Relayer passes from `at` on until nothing is in flight or due.
-async fn drain(t: &TestApp, settler: &dyn lx_server::chain::Settler, at: i64) {
-    let config = relayer_config();
-    for i in 0..80 {
-        lx_server::settlement::pass(&t.app, settler, &config, at + i)
-            .await
-            .unwrap();
-        let open = t.app.store.open_settlements(1000).await.unwrap();
-        let busy = open.iter().any(|r| {
-            r.state == lx_server::store::SettlementState::Submitted || r.next_attempt_ms <= at + i
-        });
-        if !busy {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the relayer did not settle down");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,20 +100,14 @@ async fn a_consumer_capping_its_rate_below_the_market_gets_no_quote_no_session_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_requested_while_live_ends_the_session_and_the_seconds_served_are_paid_first()
 {
-    let d = deployed().await;
-    d.fund_relayer().await;
-    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
-    let consumer = t.consumer("withdraw-consumer").await;
-    let supplier = t.supplier("withdraw-supplier", BOGOTA, true).await;
     let deposit = 5_000_000;
-    d.fund(&consumer.key, 10_000_000, deposit).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let relayer = tokio::spawn(lx_server::settlement::run(
-        Arc::clone(&t.app),
-        Arc::new(d.settler().await),
-        relayer_config(),
-        stopped,
-    ));
+    let Market {
+        d,
+        t,
+        consumer,
+        supplier,
+    } = market("withdraw", 10_000_000, deposit).await;
+    let relayer = Relayer::spawn(&d, &t).await;
 
     let id = t.request(&consumer, BOGOTA, 600).await;
     let heartbeats = t.heartbeat_every_second(&supplier, BOGOTA);
@@ -232,20 +188,19 @@ async fn a_withdrawal_requested_while_live_ends_the_session_and_the_seconds_serv
         before + deposit - charged
     );
     assert_eq!(d.pool_of(evm_of(&consumer)).await, 0);
-    stop.send(true).unwrap();
-    relayer.await.unwrap();
+    relayer.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settlement_whose_pool_was_emptied_is_a_debt_that_blocks_new_sessions_until_a_deposit_pays_it()
  {
-    let d = deployed().await;
-    d.fund_relayer().await;
-    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
-    let consumer = t.consumer("debt-consumer").await;
-    let supplier = t.supplier("debt-supplier", BOGOTA, true).await;
     let deposit = 5_000_000;
-    d.fund(&consumer.key, 20_000_000, deposit).await;
+    let Market {
+        d,
+        t,
+        consumer,
+        supplier,
+    } = market("debt", 20_000_000, deposit).await;
     let settler = d.settler().await;
     let (id, meter) = a_final_session(&t, &consumer, &supplier, 2).await;
     let charged = meter["chargedMicroUsdc"].as_u64().unwrap();
@@ -314,12 +269,12 @@ async fn a_settlement_whose_pool_was_emptied_is_a_debt_that_blocks_new_sessions_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequence_n_backing_off_keeps_n_plus_one_waiting_and_both_settle_in_order() {
-    let d = deployed().await;
-    d.fund_relayer().await;
-    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
-    let consumer = t.consumer("order-consumer").await;
-    let supplier = t.supplier("order-supplier", BOGOTA, true).await;
-    d.fund(&consumer.key, 20_000_000, 10_000_000).await;
+    let Market {
+        d,
+        t,
+        consumer,
+        supplier,
+    } = market("order", 20_000_000, 10_000_000).await;
     let settler = d.settler().await;
     let config = relayer_config();
     let (first, _) = a_final_session(&t, &consumer, &supplier, 1).await;
@@ -365,12 +320,12 @@ async fn sequence_n_backing_off_keeps_n_plus_one_waiting_and_both_settle_in_orde
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restore_the_relayer_numbers_after_the_chain_and_pays_no_session_twice() {
-    let d = deployed().await;
-    d.fund_relayer().await;
-    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
-    let consumer = t.consumer("restore-consumer").await;
-    let supplier = t.supplier("restore-supplier", BOGOTA, true).await;
-    d.fund(&consumer.key, 20_000_000, 10_000_000).await;
+    let Market {
+        d,
+        t,
+        consumer,
+        supplier,
+    } = market("restore", 20_000_000, 10_000_000).await;
     let settler = d.settler().await;
     let (settled, meter) = a_final_session(&t, &consumer, &supplier, 1).await;
     let earned_first = meter["operatorEarnedMicroUsdc"].as_u64().unwrap();
@@ -409,12 +364,12 @@ async fn after_a_restore_the_relayer_numbers_after_the_chain_and_pays_no_session
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settlement_stuck_in_the_mempool_is_replaced_with_the_same_nonce_and_a_higher_fee() {
-    let d = deployed().await;
-    d.fund_relayer().await;
-    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
-    let consumer = t.consumer("stuck-consumer").await;
-    let supplier = t.supplier("stuck-supplier", BOGOTA, true).await;
-    d.fund(&consumer.key, 10_000_000, 5_000_000).await;
+    let Market {
+        d,
+        t,
+        consumer,
+        supplier,
+    } = market("stuck", 10_000_000, 5_000_000).await;
     let (id, meter) = a_final_session(&t, &consumer, &supplier, 2).await;
     let earned = meter["operatorEarnedMicroUsdc"].as_u64().unwrap();
     let settler = d.settler().await;
