@@ -235,6 +235,7 @@ pub struct WebhooksConfig {
     pub timeout_ms: u64,
     pub poll_interval_ms: u64,
     pub max_per_workspace: u32,
+    pub allowed_targets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -456,6 +457,8 @@ impl Config {
         if w.poll_interval_ms < 10 {
             bail!("webhooks.poll_interval_ms must be at least 10");
         }
+        crate::webhooks::target::TargetPolicy::from_config(&w.allowed_targets)
+            .map_err(anyhow::Error::msg)?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }

@@ -32,6 +32,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+pub mod target;
+
 use crate::app::App;
 use crate::config::WebhooksConfig;
 use crate::store::{Delivery, DueDelivery, Session};
@@ -48,8 +50,6 @@ const MAX_URL_LEN: usize = 2048;
 const PASS_LIMIT: u32 = 64;
 /// Attempts in flight at once, across webhooks (one per webhook at most).
 const MAX_IN_FLIGHT: usize = 64;
-/// A network error is kept to this many characters in the delivery log.
-const MAX_ERROR_LEN: usize = 300;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -110,15 +110,48 @@ pub fn backoff_ms(policy: &DeliveryPolicy, failed: u32) -> i64 {
     i64::try_from(wait).unwrap_or(i64::MAX)
 }
 
+/// Why an attempt got no answer, as the delivery log shows it: a coarse
+/// class, never the network's own words (they name addresses and ports of
+/// the server's side, which the log would otherwise hand to its reader).
+/// The full error goes to the server's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The target is an address webhooks may not reach.
+    Forbidden,
+    Unresolved,
+    Refused,
+    TimedOut,
+    Tls,
+    Connection,
+    /// The payload could not be built.
+    Payload,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forbidden => {
+                "target not allowed (a loopback, private, link-local or other inner address)"
+            }
+            Self::Unresolved => "the host does not resolve",
+            Self::Refused => "connection refused",
+            Self::TimedOut => "timed out",
+            Self::Tls => "TLS handshake failed",
+            Self::Connection => "connection failed",
+            Self::Payload => "payload unreadable",
+        }
+    }
+}
+
 /// How one attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
     /// The receiver answered with this HTTP status.
     Answered(u16),
     /// No answer: refused, reset, timed out, a DNS failure.
-    Unreachable(String),
+    Unreachable(Failure),
     /// The request could not be made at all, and never will be: FAILED now.
-    Unsendable(String),
+    Unsendable(Failure),
 }
 
 /// The delivery after one more attempt at `now`.
@@ -142,14 +175,14 @@ pub fn after_attempt(
             delivery.last_status = Some(*status);
             delivery.last_error = Some(format!("answered HTTP {status}"));
         }
-        Attempt::Unreachable(why) => {
+        Attempt::Unreachable(class) => {
             delivery.last_status = None;
-            delivery.last_error = Some(why.chars().take(MAX_ERROR_LEN).collect());
+            delivery.last_error = Some(class.as_str().to_owned());
         }
-        Attempt::Unsendable(why) => {
+        Attempt::Unsendable(class) => {
             delivery.state = DeliveryState::Failed;
             delivery.last_status = None;
-            delivery.last_error = Some(why.chars().take(MAX_ERROR_LEN).collect());
+            delivery.last_error = Some(class.as_str().to_owned());
             return delivery;
         }
     }
@@ -208,20 +241,65 @@ pub fn check_url(text: &str) -> Result<String, String> {
     Ok(url.to_string())
 }
 
-/// A reqwest error with its causes: "error sending request: … Connection refused".
-fn describe(err: &reqwest::Error) -> String {
-    let mut text = if err.is_timeout() {
-        "timed out".to_owned()
+/// A reqwest error with its causes ("error sending request: … Connection
+/// refused"), for the server's log, and its class, for the delivery log.
+fn classify(err: &reqwest::Error) -> (Failure, String) {
+    let mut text = err.to_string();
+    let mut class = if err.is_timeout() {
+        Failure::TimedOut
     } else {
-        err.to_string()
+        Failure::Connection
     };
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
+        if let Some(target) = cause.downcast_ref::<target::TargetError>() {
+            class = match target {
+                target::TargetError::Forbidden { .. } => Failure::Forbidden,
+                target::TargetError::Unresolved(_) => Failure::Unresolved,
+            };
+        } else if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+            && class == Failure::Connection
+        {
+            class = Failure::Refused;
+        }
         source = cause.source();
     }
-    text
+    if class == Failure::Connection {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            class = Failure::Tls;
+        } else if lower.contains("connection refused") {
+            class = Failure::Refused;
+        }
+    }
+    (class, text)
+}
+
+/// The policy `webhooks.allowed_targets` makes (validated when the config
+/// was loaded).
+pub fn target_policy(config: &WebhooksConfig) -> target::TargetPolicy {
+    target::TargetPolicy::from_config(&config.allowed_targets).unwrap_or_default()
+}
+
+/// Refuses a URL whose host is, or resolves to, an address webhooks may not
+/// reach: the check at registration. A name that does not resolve now is
+/// taken (its receiver may not be up yet): every connection is judged
+/// again anyway.
+pub async fn check_target(policy: &target::TargetPolicy, url: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(url).map_err(|e| format!("is not a URL ({e})"))?;
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(80);
+    match policy.resolve(host, port).await {
+        Ok(_) | Err(target::TargetError::Unresolved(_)) => Ok(()),
+        Err(forbidden) => Err(forbidden.to_string()),
+    }
+}
+
+fn policy_refuses(app: &App, ip: std::net::IpAddr) -> Option<&'static str> {
+    target_policy(&app.config.webhooks).refuses(ip)
 }
 
 /// Makes one attempt at a due delivery and writes its outcome; returns the
@@ -233,7 +311,22 @@ async fn deliver(
     due: DueDelivery,
 ) -> Uuid {
     let webhook = due.delivery.webhook_id;
+    // A name goes through the pinned resolver; an address written in the
+    // URL reaches no resolver, so it is judged here.
+    let literal = reqwest::Url::parse(&due.url).ok().and_then(|u| {
+        let host = u.host_str()?;
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok()
+    });
+    let refused = literal.and_then(|ip| policy_refuses(&app, ip));
     let attempt = match event_body(&due) {
+        _ if refused.is_some() => {
+            tracing::warn!(%webhook, url = %due.url, why = refused.unwrap_or_default(),
+                "webhook delivery refused: the target address is not allowed");
+            Attempt::Unsendable(Failure::Forbidden)
+        }
         Ok(body) => {
             let timestamp = app.now().div_euclid(1000);
             let sent = client
@@ -247,14 +340,22 @@ async fn deliver(
                 .await;
             match sent {
                 Ok(response) => Attempt::Answered(response.status().as_u16()),
-                Err(err) => Attempt::Unreachable(describe(&err)),
+                Err(err) => {
+                    let (class, text) = classify(&err);
+                    tracing::info!(%webhook, event = %due.delivery.event_id, error = %text, "webhook attempt failed");
+                    if class == Failure::Forbidden {
+                        Attempt::Unsendable(class)
+                    } else {
+                        Attempt::Unreachable(class)
+                    }
+                }
             }
         }
         // The payload was written by this server; one that does not parse
         // will not parse on the next attempt either.
         Err(err) => {
             tracing::error!(event = %due.delivery.event_id, %err, "webhook payload unreadable");
-            Attempt::Unsendable(format!("payload unreadable: {err}"))
+            Attempt::Unsendable(Failure::Payload)
         }
     };
     let updated = after_attempt(due.delivery, &attempt, &policy, app.now());
@@ -347,6 +448,11 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         // A redirect is not a 2xx; following one would let a receiver point
         // our signed requests elsewhere.
         .redirect(reqwest::redirect::Policy::none())
+        // Names resolve only to addresses the target policy allows, and the
+        // connection uses exactly those.
+        .dns_resolver(Arc::new(target::PinnedResolver(Arc::new(target_policy(
+            &app.config.webhooks,
+        )))))
         .user_agent(concat!("lx-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
     {
@@ -457,7 +563,7 @@ mod tests {
         let mut d = build_delivery();
         let mut now = 10_000;
         for expected_wait in [1_000, 2_000, 4_000] {
-            d = after_attempt(d, &Attempt::Unreachable("refused".into()), &p, now);
+            d = after_attempt(d, &Attempt::Unreachable(Failure::Refused), &p, now);
             assert_eq!(d.state, DeliveryState::Pending);
             assert_eq!(d.next_attempt_ms, now + expected_wait);
             now = d.next_attempt_ms;
@@ -472,7 +578,7 @@ mod tests {
     fn an_unsendable_delivery_fails_at_once() {
         let d = after_attempt(
             build_delivery(),
-            &Attempt::Unsendable("payload unreadable".into()),
+            &Attempt::Unsendable(Failure::Payload),
             &build_policy(),
             7,
         );

@@ -91,6 +91,9 @@ pub(super) async fn create(
 ) -> ApiResult<ApiOk<WebhookCreated>> {
     let ws = writer(&caller)?;
     let url = webhooks::check_url(&req.url).map_err(|problem| ApiError::invalid("url", problem))?;
+    webhooks::check_target(&webhooks::target_policy(&app.config.webhooks), &url)
+        .await
+        .map_err(|problem| ApiError::invalid("url", problem))?;
     let events: Vec<WebhookEventType> = match req.events {
         None => WebhookEventType::ALL.to_vec(),
         Some(list) if list.is_empty() => {

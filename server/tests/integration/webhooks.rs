@@ -220,6 +220,7 @@ async fn webhook_writer(api: &Api, actor: &Actor) -> Auth {
 #[tokio::test]
 async fn a_receiver_down_for_30_s_gets_every_event_once_signed_and_in_order() {
     let t = TestApp::spawn_realtime_with(|c| {
+        c.webhooks.allowed_targets = vec!["127.0.0.1".into()];
         c.webhooks.backoff_initial_ms = 200;
         c.webhooks.backoff_max_ms = 2_000;
         c.webhooks.max_attempts = 100;
@@ -283,9 +284,9 @@ async fn a_receiver_down_for_30_s_gets_every_event_once_signed_and_in_order() {
         live["attempts"].as_u64().unwrap() > 5,
         "retried while down: {live}"
     );
-    assert!(
-        live["lastError"].as_str().unwrap().contains("refused"),
-        "{live}"
+    assert_eq!(
+        live["lastError"], "connection refused",
+        "a class, not the network's words: {live}"
     );
     assert!(live["nextAttemptAt"].is_string(), "{live}");
     assert_eq!(
@@ -492,6 +493,7 @@ async fn webhooks_are_validated_scoped_and_private_to_their_workspace() {
 #[tokio::test]
 async fn a_receiver_that_always_fails_ends_failed_and_the_next_event_still_goes() {
     let t = TestApp::spawn_realtime_with(|c| {
+        c.webhooks.allowed_targets = vec!["127.0.0.1".into()];
         c.webhooks.max_attempts = 3;
         c.webhooks.backoff_initial_ms = 50;
         c.webhooks.backoff_max_ms = 100;
@@ -561,7 +563,7 @@ async fn a_receiver_that_always_fails_ends_failed_and_the_next_event_still_goes(
 async fn deliveries_pending_when_the_server_is_killed_are_made_after_its_restart() {
     let dir = tempfile::tempdir().unwrap();
     let port = super::free_port();
-    let fast = "[webhooks]\nbackoff_initial_ms = 100\nbackoff_max_ms = 300\npoll_interval_ms = 50\nmax_attempts = 1000\n";
+    let fast = "[webhooks]\nbackoff_initial_ms = 100\nbackoff_max_ms = 300\npoll_interval_ms = 50\nmax_attempts = 1000\nallowed_targets = [\"127.0.0.1\"]\n";
     let server = super::ServerProcess::start_with(dir.path(), port, fast).await;
     let consumer = server.api.consumer("restart-hooks").await;
     let writer = webhook_writer(&server.api, &consumer).await;
@@ -605,4 +607,111 @@ async fn deliveries_pending_when_the_server_is_killed_are_made_after_its_restart
     assert_eq!(got[0].body["data"]["id"], session.as_str());
     let log = deliveries(&server.api, writer, &hook_id).await;
     assert_eq!(log[0]["state"], "DELIVERED", "{log:?}");
+}
+
+#[tokio::test]
+async fn webhook_targets_inside_the_servers_network_are_refused_at_registration() {
+    let t = TestApp::spawn().await;
+    let owner = t.consumer("ssrf-owner").await;
+    let writer = webhook_writer(&t, &owner).await;
+    for (url, class) in [
+        ("http://127.0.0.1:9/hook", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://localhost:8080/hook", "loopback"),
+        ("http://[::1]/hook", "loopback"),
+        ("http://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("http://[::ffff:a9fe:a9fe]/hook", "link-local"),
+        ("http://10.0.0.1/hook", "private"),
+        ("http://192.168.1.1/hook", "private"),
+        ("http://100.64.0.1/hook", "carrier-grade NAT"),
+        ("http://224.0.0.1/hook", "multicast"),
+        ("http://0.0.0.0:80/hook", "this network"),
+        ("http://2130706433/hook", "loopback"),
+    ] {
+        let refused = t
+            .post("/webhooks", writer.clone(), json!({ "url": url }))
+            .await
+            .expect(400, "INVALID_INPUT");
+        assert!(
+            refused.message().starts_with("url") && refused.message().contains(class),
+            "{url} → {}",
+            refused.message()
+        );
+    }
+    assert!(
+        t.get("/webhooks", writer.clone())
+            .await
+            .ok()
+            .data()
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "none registered"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_aimed_inside_is_never_connected_to_and_its_log_names_only_a_class() {
+    let t = TestApp::spawn_realtime_with(|c| {
+        c.webhooks.poll_interval_ms = 20;
+        c.webhooks.backoff_initial_ms = 20;
+        c.webhooks.backoff_max_ms = 50;
+    })
+    .await;
+    let consumer = t.consumer("pinned-consumer").await;
+    let writer = webhook_writer(&t, &consumer).await;
+    // A listener inside: it must never see a connection.
+    let inside = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = inside.local_addr().unwrap().port();
+    let reached = Arc::new(AtomicU16::new(0));
+    let counter = Arc::clone(&reached);
+    tokio::spawn(async move {
+        while inside.accept().await.is_ok() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    // Two webhooks already stored with inner targets (registered before the
+    // operator narrowed the allow-list, or a name that now resolves inside):
+    // one by address, one by a name the pinned resolver must judge.
+    let mut hooks = Vec::new();
+    for url in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+    ] {
+        let hook = lx_server::store::Webhook {
+            id: uuid::Uuid::new_v4(),
+            workspace_id: consumer.workspace_id,
+            url,
+            events: lx_protocol::api::WebhookEventType::ALL.to_vec(),
+            secret: "whsec_inner".into(),
+            created_ms: t.clock_now(),
+        };
+        t.app.store.insert_webhook(hook.clone()).await.unwrap();
+        hooks.push(hook.id.to_string());
+    }
+    let session = t.request(&consumer, BOGOTA, 60).await;
+    t.call(
+        Method::DELETE,
+        format!("/sessions/{session}"),
+        consumer.auth(),
+        None,
+    )
+    .await
+    .ok();
+    for hook in &hooks {
+        let log = wait_for_log(&t, &writer, hook, Duration::from_secs(5), |log| {
+            log.first().is_some_and(|d| d["state"] == "FAILED")
+        })
+        .await;
+        assert_eq!(log[0]["state"], "FAILED", "{log:?}");
+        assert_eq!(log[0]["attempts"], 1, "not retried: {log:?}");
+        let error = log[0]["lastError"].as_str().unwrap();
+        assert!(error.starts_with("target not allowed"), "{error}");
+        assert!(
+            !error.contains(&port.to_string()),
+            "no address leaks: {error}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "nothing reached inside");
 }
