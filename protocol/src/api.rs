@@ -790,6 +790,14 @@ pub struct WebhookDto {
     pub url: String,
     pub events: Vec<WebhookEventType>,
     pub created_at: String,
+    /// Events FAILED since the last one delivered.
+    #[serde(default)]
+    pub failed_events_in_a_row: u32,
+    /// When the webhook was switched off for failing
+    /// `webhooks.disable_after_failed_events` events in a row; absent while
+    /// it is on. `POST /webhooks/{id}/enable` turns it on again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -235,6 +235,8 @@ pub struct WebhooksConfig {
     pub timeout_ms: u64,
     pub poll_interval_ms: u64,
     pub max_per_workspace: u32,
+    pub disable_after_failed_events: u32,
+    pub max_in_flight_per_workspace: u32,
     pub allowed_targets: Vec<String>,
 }
 
@@ -456,6 +458,12 @@ impl Config {
         }
         if w.poll_interval_ms < 10 {
             bail!("webhooks.poll_interval_ms must be at least 10");
+        }
+        if w.disable_after_failed_events == 0 {
+            bail!("webhooks.disable_after_failed_events must be at least 1");
+        }
+        if w.max_in_flight_per_workspace == 0 {
+            bail!("webhooks.max_in_flight_per_workspace must be at least 1");
         }
         crate::webhooks::target::TargetPolicy::from_config(&w.allowed_targets)
             .map_err(anyhow::Error::msg)?;

@@ -44,7 +44,7 @@ use crate::http::{self, AppState};
         operators::fleet_credentials,
         operators::telemetry, operators::track, operators::location,
         wallet::wallet, wallet::events, wallet::settlement,
-        webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries,
+        webhooks::create, webhooks::list, webhooks::delete, webhooks::enable, webhooks::deliveries,
     ),
     components(schemas(lx_protocol::api::ErrorBody, lx_protocol::ErrorCode, lx_protocol::api::WebhookEvent)),
     modifiers(&BearerAuth),
@@ -152,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/webhooks/{id}", delete(webhooks::delete))
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/{id}/enable", post(webhooks::enable))
         .route("/operators/{id}/lock", post(operators::lock))
         .route("/operators/{id}/unlock", post(operators::unlock))
         .route(

@@ -526,6 +526,11 @@ pub struct Webhook {
     /// Signs each delivery; kept as given because signing needs it.
     pub secret: String,
     pub created_ms: UnixMillis,
+    /// Events FAILED since the last one DELIVERED.
+    pub failed_in_a_row: u32,
+    /// Switched off after too many failed events in a row; its workspace
+    /// enables it again.
+    pub disabled_ms: Option<UnixMillis>,
 }
 
 /// One event's delivery to one webhook: a row of the outbox.
@@ -556,6 +561,9 @@ pub struct DueDelivery {
     pub secret: String,
     /// The event's `data`, as JSON text.
     pub payload: String,
+    /// The webhook's workspace: in-flight deliveries are shared between
+    /// workspaces.
+    pub workspace_id: Uuid,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -800,10 +808,16 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<bool>;
     /// The webhook's deliveries, newest first.
     async fn webhook_deliveries(&self, webhook_id: Uuid, limit: u32) -> StoreResult<Vec<Delivery>>;
-    /// For each webhook, its oldest PENDING delivery if that is due at `now`:
-    /// a later event waits until the one before is delivered or FAILED.
+    /// For each enabled webhook, its oldest PENDING delivery if that is due
+    /// at `now`: a later event waits until the one before is delivered or
+    /// FAILED. Round robin over workspaces: each workspace's first before
+    /// any workspace's second.
     async fn due_deliveries(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<DueDelivery>>;
     /// Writes back a PENDING delivery's outcome; `false` if it is gone or no
-    /// longer PENDING (its webhook was deleted meanwhile).
-    async fn save_delivery(&self, delivery: Delivery) -> StoreResult<bool>;
+    /// longer PENDING (its webhook was deleted meanwhile). A FAILED one
+    /// counts against its webhook, which is disabled at `disable_after`
+    /// failed events in a row; a DELIVERED one clears the count.
+    async fn save_delivery(&self, delivery: Delivery, disable_after: u32) -> StoreResult<bool>;
+    /// Enables the workspace's webhook again; `false` if it has no such webhook.
+    async fn enable_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<bool>;
 }

@@ -81,6 +81,10 @@ pub fn session_event(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryPolicy {
     pub max_attempts: u32,
+    /// Failed events in a row that disable a webhook.
+    pub disable_after: u32,
+    /// Deliveries in flight for one workspace.
+    pub max_in_flight_per_workspace: usize,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub timeout: Duration,
@@ -91,6 +95,8 @@ impl DeliveryPolicy {
     pub fn from_config(c: &WebhooksConfig) -> Self {
         Self {
             max_attempts: c.max_attempts.max(1),
+            disable_after: c.disable_after_failed_events.max(1),
+            max_in_flight_per_workspace: c.max_in_flight_per_workspace.max(1) as usize,
             backoff_initial_ms: c.backoff_initial_ms.max(1),
             backoff_max_ms: c.backoff_max_ms.max(c.backoff_initial_ms.max(1)),
             timeout: Duration::from_millis(c.timeout_ms.max(100)),
@@ -373,7 +379,7 @@ async fn deliver(
             error = ?updated.last_error, "webhook delivery retried later"
         ),
     }
-    if let Err(err) = app.store.save_delivery(updated).await {
+    if let Err(err) = app.store.save_delivery(updated, policy.disable_after).await {
         // The delivery stays PENDING as stored and is attempted again.
         tracing::warn!(%webhook, %err, "webhook delivery outcome not saved");
     }
@@ -381,12 +387,15 @@ async fn deliver(
 }
 
 /// The deliveries in flight: at most one per webhook, which keeps each
-/// webhook's events in order while a slow receiver holds up no other.
+/// webhook's events in order while a slow receiver holds up no other, and
+/// at most `max_in_flight_per_workspace` per workspace, so that one tenant's
+/// dead receivers cannot hold every slot.
 #[derive(Debug, Default)]
 struct InFlight {
     tasks: JoinSet<Uuid>,
     webhooks: HashSet<Uuid>,
-    by_task: HashMap<tokio::task::Id, Uuid>,
+    per_workspace: HashMap<Uuid, usize>,
+    by_task: HashMap<tokio::task::Id, (Uuid, Uuid)>,
 }
 
 impl InFlight {
@@ -408,13 +417,17 @@ impl InFlight {
                 break;
             }
             let webhook = d.delivery.webhook_id;
-            if !self.webhooks.insert(webhook) {
+            let workspace = d.workspace_id;
+            let busy = self.per_workspace.get(&workspace).copied().unwrap_or(0);
+            if busy >= policy.max_in_flight_per_workspace || self.webhooks.contains(&webhook) {
                 continue;
             }
+            self.webhooks.insert(webhook);
+            *self.per_workspace.entry(workspace).or_default() += 1;
             let task = self
                 .tasks
                 .spawn(deliver(Arc::clone(app), client.clone(), policy, d));
-            self.by_task.insert(task.id(), webhook);
+            self.by_task.insert(task.id(), (webhook, workspace));
         }
     }
 
@@ -426,8 +439,14 @@ impl InFlight {
                 err.id()
             }
         };
-        if let Some(webhook) = self.by_task.remove(&task) {
+        if let Some((webhook, workspace)) = self.by_task.remove(&task) {
             self.webhooks.remove(&webhook);
+            if let Some(busy) = self.per_workspace.get_mut(&workspace) {
+                *busy = busy.saturating_sub(1);
+                if *busy == 0 {
+                    self.per_workspace.remove(&workspace);
+                }
+            }
         }
     }
 }
@@ -509,6 +528,8 @@ mod tests {
     fn build_policy() -> DeliveryPolicy {
         DeliveryPolicy {
             max_attempts: 4,
+            disable_after: 3,
+            max_in_flight_per_workspace: 8,
             backoff_initial_ms: 1_000,
             backoff_max_ms: 5_000,
             timeout: Duration::from_secs(10),

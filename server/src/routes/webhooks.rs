@@ -50,6 +50,8 @@ fn webhook_dto(w: &Webhook) -> WebhookDto {
         url: w.url.clone(),
         events: w.events.clone(),
         created_at: format_millis(w.created_ms),
+        failed_events_in_a_row: w.failed_in_a_row,
+        disabled_at: w.disabled_ms.map(format_millis),
     }
 }
 
@@ -123,6 +125,8 @@ pub(super) async fn create(
         events,
         secret: auth::generate_token(webhooks::SECRET_PREFIX),
         created_ms: app.now(),
+        failed_in_a_row: 0,
+        disabled_ms: None,
     };
     app.store.insert_webhook(webhook.clone()).await?;
     Ok(ApiOk::created(
@@ -161,6 +165,25 @@ pub(super) async fn delete(
     if !app.store.delete_webhook(ws.id, webhook.id).await? {
         return Err(webhook_not_found());
     }
+    Ok(ApiOk::wrote(&app, webhook_dto(&webhook)))
+}
+
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/enable", tag = "Webhooks", params(("id" = Uuid, Path)),
+    description = "Turns a webhook that was disabled for failing too many events in a row on again (its events \
+        from now on are delivered; those queued before it was disabled are tried again). Needs `webhooks:write`.",
+    responses((status = 200, body = WebhookDto), (status = 404, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = [])))]
+pub(super) async fn enable(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<WebhookDto>> {
+    let ws = writer(&caller)?;
+    let webhook = own(&app, ws, &id).await?;
+    if !app.store.enable_webhook(ws.id, webhook.id).await? {
+        return Err(webhook_not_found());
+    }
+    let webhook = own(&app, ws, &id).await?;
     Ok(ApiOk::wrote(&app, webhook_dto(&webhook)))
 }
 

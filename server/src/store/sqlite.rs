@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_webhooks.sql"),
     include_str!("migrations/0006_money.sql"),
     include_str!("migrations/0007_trust.sql"),
+    include_str!("migrations/0008_webhook_health.sql"),
 ];
 
 const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
@@ -813,7 +814,7 @@ fn enqueue_event(
     let [first, second] = parties.map(|p| p.map(|u| u.to_string()));
     let hooks: Vec<String> = all(
         tx,
-        "SELECT id FROM webhooks WHERE workspace_id IN (?1, ?2)
+        "SELECT id FROM webhooks WHERE workspace_id IN (?1, ?2) AND disabled_ms IS NULL
            AND instr(',' || events || ',', ',' || ?3 || ',') > 0 ORDER BY created_ms, id",
         params![first, second, event.as_str()],
         |r| r.get(0),
@@ -848,7 +849,8 @@ fn enqueue_event(
     Ok(())
 }
 
-const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, events, secret, created_ms";
+const WEBHOOK_COLUMNS: &str =
+    "id, workspace_id, url, events, secret, created_ms, failed_in_a_row, disabled_ms";
 
 fn webhook_row(row: &Row<'_>) -> Sql<Webhook> {
     Ok(Webhook {
@@ -858,6 +860,8 @@ fn webhook_row(row: &Row<'_>) -> Sql<Webhook> {
         events: list_parse(&row.get::<_, String>(3)?)?,
         secret: row.get(4)?,
         created_ms: row.get(5)?,
+        failed_in_a_row: u32_col(row, 6)?,
+        disabled_ms: row.get(7)?,
     })
 }
 
@@ -2010,7 +2014,7 @@ impl Store for SqliteStore {
         self.run(move |c| {
             c.execute(
                 &format!(
-                    "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                    "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                 ),
                 params![
                     w.id.to_string(),
@@ -2018,7 +2022,9 @@ impl Store for SqliteStore {
                     w.url,
                     list_text(&w.events),
                     w.secret,
-                    w.created_ms
+                    w.created_ms,
+                    w.failed_in_a_row,
+                    w.disabled_ms,
                 ],
             )?;
             Ok(())
@@ -2078,14 +2084,19 @@ impl Store for SqliteStore {
 
     async fn due_deliveries(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<DueDelivery>> {
         self.run(move |c| {
+            // Round robin over workspaces: every workspace's first due
+            // delivery comes before any workspace's second, so one tenant's
+            // backlog cannot fill a pass.
             let sql = format!(
-                "SELECT {DELIVERY_COLUMNS}, w.url, w.secret, e.payload
+                "SELECT {DELIVERY_COLUMNS}, w.url, w.secret, e.payload, w.workspace_id
                  FROM webhook_deliveries d
                  JOIN webhook_events e ON e.id = d.event_id
                  JOIN webhooks w ON w.id = d.webhook_id
                  WHERE d.seq IN (SELECT MIN(seq) FROM webhook_deliveries WHERE state = 'PENDING' GROUP BY webhook_id)
-                   AND d.next_attempt_ms <= ?1
-                 ORDER BY d.next_attempt_ms, d.seq LIMIT ?2"
+                   AND d.next_attempt_ms <= ?1 AND w.disabled_ms IS NULL
+                 ORDER BY ROW_NUMBER() OVER (PARTITION BY w.workspace_id ORDER BY d.next_attempt_ms, d.seq),
+                    d.next_attempt_ms, d.seq
+                 LIMIT ?2"
             );
             let due = |row: &Row<'_>| {
                 Ok(DueDelivery {
@@ -2093,6 +2104,7 @@ impl Store for SqliteStore {
                     url: row.get(13)?,
                     secret: row.get(14)?,
                     payload: row.get(15)?,
+                    workspace_id: uuid_col(row, 16)?,
                 })
             };
             Ok(all(c, &sql, params![now, i64::from(limit)], due)?)
@@ -2100,10 +2112,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_delivery(&self, d: Delivery) -> StoreResult<bool> {
+    async fn save_delivery(&self, d: Delivery, disable_after: u32) -> StoreResult<bool> {
         let saved = self
             .run(move |c| {
-                let n = c.execute(
+                let tx = c.transaction()?;
+                let n = tx.execute(
                     "UPDATE webhook_deliveries SET state = ?2, attempts = ?3, last_status = ?4, last_error = ?5,
                         next_attempt_ms = ?6, delivered_ms = ?7, updated_ms = ?8
                      WHERE seq = ?1 AND state = 'PENDING'",
@@ -2118,11 +2131,46 @@ impl Store for SqliteStore {
                         d.updated_ms
                     ],
                 )?;
+                if n > 0 {
+                    match d.state {
+                        DeliveryState::Delivered => {
+                            tx.execute(
+                                "UPDATE webhooks SET failed_in_a_row = 0 WHERE id = ?1",
+                                [d.webhook_id.to_string()],
+                            )?;
+                        }
+                        DeliveryState::Failed => {
+                            tx.execute(
+                                "UPDATE webhooks SET failed_in_a_row = failed_in_a_row + 1,
+                                    disabled_ms = CASE WHEN disabled_ms IS NULL AND failed_in_a_row + 1 >= ?2
+                                                  THEN ?3 ELSE disabled_ms END
+                                 WHERE id = ?1",
+                                params![d.webhook_id.to_string(), disable_after, d.updated_ms],
+                            )?;
+                        }
+                        DeliveryState::Pending => {}
+                    }
+                }
+                tx.commit()?;
                 Ok(n > 0)
             })
             .await?;
         self.wrote();
         Ok(saved)
+    }
+
+    async fn enable_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let enabled = self
+            .run(move |c| {
+                Ok(c.execute(
+                    "UPDATE webhooks SET disabled_ms = NULL, failed_in_a_row = 0
+                     WHERE id = ?1 AND workspace_id = ?2",
+                    params![id.to_string(), workspace_id.to_string()],
+                )? > 0)
+            })
+            .await?;
+        self.wrote();
+        Ok(enabled)
     }
 
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>> {

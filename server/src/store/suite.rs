@@ -702,6 +702,8 @@ fn build_webhook(ws: &Workspace, events: &[WebhookEventType]) -> Webhook {
         events: events.to_vec(),
         secret: "whsec_test".into(),
         created_ms: 5,
+        failed_in_a_row: 0,
+        disabled_ms: None,
     }
 }
 
@@ -837,7 +839,7 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(s
         updated_ms: 1_000,
         ..head.delivery.clone()
     };
-    assert!(store.save_delivery(retry.clone()).await.unwrap());
+    assert!(store.save_delivery(retry.clone(), 10).await.unwrap());
     assert!(
         store
             .due_deliveries(4_999, 10)
@@ -856,9 +858,9 @@ pub async fn webhook_events_are_queued_once_with_their_change_and_due_in_order(s
         updated_ms: 5_000,
         ..retry
     };
-    assert!(store.save_delivery(delivered.clone()).await.unwrap());
+    assert!(store.save_delivery(delivered.clone(), 10).await.unwrap());
     assert!(
-        !store.save_delivery(delivered).await.unwrap(),
+        !store.save_delivery(delivered, 10).await.unwrap(),
         "a delivered row is final"
     );
     let next = store.due_deliveries(5_000, 10).await.unwrap();
@@ -1271,6 +1273,116 @@ pub async fn stored_samples_keep_when_they_were_received(store: &dyn Store) {
     );
 }
 
+pub async fn a_webhook_failing_events_in_a_row_is_disabled_and_workspaces_take_turns(
+    store: &dyn Store,
+) {
+    use WebhookEventType::*;
+    let busy = store
+        .insert_workspace(build_workspace("busy-tenant", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let quiet = store
+        .insert_workspace(build_workspace("quiet-tenant", &[Role::Consumer], None))
+        .await
+        .unwrap();
+    let supplier = store
+        .insert_workspace(build_workspace(
+            "turns-supplier",
+            &[Role::Supplier],
+            Some(Point::new(1.0, 2.0)),
+        ))
+        .await
+        .unwrap();
+    let busy_hooks: Vec<Webhook> = (0..3)
+        .map(|_| build_webhook(&busy, &WebhookEventType::ALL))
+        .collect();
+    let quiet_hook = build_webhook(&quiet, &WebhookEventType::ALL);
+    for w in busy_hooks.iter().chain([&quiet_hook]) {
+        store.insert_webhook(w.clone()).await.unwrap();
+    }
+    let mut sessions = Vec::new();
+    for (consumer, at) in [(&busy, 20), (&quiet, 30)] {
+        let s = store
+            .create_session(build_session(consumer, 10, 100), u64::MAX, 1)
+            .await
+            .unwrap();
+        store
+            .apply(Transition {
+                session_id: s.id,
+                expected: Some(SessionState::Requested),
+                to: Some(SessionState::Assigned),
+                operator_workspace_id: Some(supplier.id),
+                assigned_ms: Some(at),
+                ..Transition::default()
+            })
+            .await
+            .unwrap();
+        sessions.push(s.id);
+    }
+    // The busy tenant's three are older, but the quiet one's comes second.
+    let due = store.due_deliveries(1_000, 2).await.unwrap();
+    let workspaces: Vec<Uuid> = due.iter().map(|d| d.workspace_id).collect();
+    assert!(
+        workspaces.contains(&quiet.id) && workspaces.contains(&busy.id),
+        "one each: {workspaces:?}"
+    );
+
+    // Failed events in a row disable the webhook at the threshold.
+    let dead = &busy_hooks[0];
+    let head = store
+        .due_deliveries(1_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.delivery.webhook_id == dead.id)
+        .unwrap();
+    let failed = Delivery {
+        state: DeliveryState::Failed,
+        attempts: 12,
+        last_error: Some("connection refused".into()),
+        updated_ms: 2_000,
+        ..head.delivery
+    };
+    assert!(store.save_delivery(failed, 1).await.unwrap());
+    let stored = store.webhook(busy.id, dead.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.failed_in_a_row, stored.disabled_ms),
+        (1, Some(2_000))
+    );
+    // Disabled: nothing due, nothing new queued for it.
+    store
+        .apply(Transition {
+            session_id: sessions[0],
+            expected: Some(SessionState::Assigned),
+            to: Some(SessionState::Live),
+            started_ms: Some(100),
+            ..Transition::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_deliveries(10_000, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.delivery.webhook_id != dead.id)
+    );
+    assert!(pending_types(store, dead.id).await.is_empty());
+    assert_eq!(
+        pending_types(store, busy_hooks[1].id).await,
+        vec![SessionAssigned, SessionLive]
+    );
+    // Enabled again: counted afresh, and later events reach it.
+    assert!(store.enable_webhook(busy.id, dead.id).await.unwrap());
+    assert!(
+        !store.enable_webhook(quiet.id, dead.id).await.unwrap(),
+        "not theirs"
+    );
+    let stored = store.webhook(busy.id, dead.id).await.unwrap().unwrap();
+    assert_eq!((stored.failed_in_a_row, stored.disabled_ms), (0, None));
+}
+
 /// Generates one `#[tokio::test]` per suite case for a backend.
 #[macro_export]
 macro_rules! store_suite {
@@ -1290,6 +1402,7 @@ macro_rules! store_suite {
             location_heartbeats_are_kept_and_found_by_workspace_and_time,
             device_capture_times_grow_and_its_outages_are_recorded,
             stored_samples_keep_when_they_were_received,
+            a_webhook_failing_events_in_a_row_is_disabled_and_workspaces_take_turns,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -685,6 +685,8 @@ async fn a_webhook_aimed_inside_is_never_connected_to_and_its_log_names_only_a_c
             events: lx_protocol::api::WebhookEventType::ALL.to_vec(),
             secret: "whsec_inner".into(),
             created_ms: t.clock_now(),
+            failed_in_a_row: 0,
+            disabled_ms: None,
         };
         t.app.store.insert_webhook(hook.clone()).await.unwrap();
         hooks.push(hook.id.to_string());
@@ -714,4 +716,149 @@ async fn a_webhook_aimed_inside_is_never_connected_to_and_its_log_names_only_a_c
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(reached.load(Ordering::SeqCst), 0, "nothing reached inside");
+}
+
+#[tokio::test]
+async fn a_tenant_with_dead_receivers_cannot_hold_up_another_tenants_events() {
+    let t = TestApp::spawn_realtime_with(|c| {
+        c.webhooks.allowed_targets = vec!["127.0.0.1".into()];
+        c.webhooks.max_per_workspace = 100;
+        c.webhooks.max_attempts = 1;
+        c.webhooks.timeout_ms = 4_000;
+        c.webhooks.poll_interval_ms = 20;
+    })
+    .await;
+    // The attack: 80 webhooks at a receiver that takes the connection and
+    // never answers, each holding a delivery slot until the timeout.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole = format!("http://{}/hook", black_hole.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holder = Arc::clone(&held);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = black_hole.accept().await {
+            holder.lock().unwrap().push(socket);
+        }
+    });
+    let attacker = t.consumer("dead-tenant").await;
+    let attacker_writer = webhook_writer(&t, &attacker).await;
+    for _ in 0..80 {
+        register(&t, attacker_writer.clone(), &hole, None).await;
+    }
+    let session = t.request(&attacker, BOGOTA, 60).await;
+    t.call(
+        Method::DELETE,
+        format!("/sessions/{session}"),
+        attacker.auth(),
+        None,
+    )
+    .await
+    .ok();
+    let started = Instant::now();
+    while held.lock().unwrap().len() < 8 && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        held.lock().unwrap().len(),
+        8,
+        "the dead tenant holds only its share of the slots"
+    );
+
+    // The honest tenant's event goes out at once, not after the timeout.
+    let honest = t.consumer("live-tenant").await;
+    let honest_writer = webhook_writer(&t, &honest).await;
+    let receiver = Receiver::start(200).await;
+    register(&t, honest_writer, &receiver.url(), None).await;
+    let session = t.request(&honest, BOGOTA, 60).await;
+    let sent = Instant::now();
+    t.call(
+        Method::DELETE,
+        format!("/sessions/{session}"),
+        honest.auth(),
+        None,
+    )
+    .await
+    .ok();
+    let got = receiver.wait_for(1, Duration::from_secs(3)).await;
+    let waited = sent.elapsed();
+    assert_eq!(got.len(), 1);
+    assert!(
+        waited < Duration::from_secs(1),
+        "delivered after {waited:?} while the dead tenant's 80 receivers hang"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_whose_events_keep_failing_is_disabled_and_says_so_until_enabled() {
+    let t = TestApp::spawn_realtime_with(|c| {
+        c.webhooks.allowed_targets = vec!["127.0.0.1".into()];
+        c.webhooks.max_attempts = 1;
+        c.webhooks.disable_after_failed_events = 2;
+        c.webhooks.poll_interval_ms = 20;
+    })
+    .await;
+    let consumer = t.consumer("failing-hooks").await;
+    let writer = webhook_writer(&t, &consumer).await;
+    let receiver = Receiver::start(500).await;
+    let hook = register(&t, writer.clone(), &receiver.url(), None).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let session = t.request(&consumer, BOGOTA, 60).await;
+        t.call(
+            Method::DELETE,
+            format!("/sessions/{session}"),
+            consumer.auth(),
+            None,
+        )
+        .await
+        .ok();
+    }
+    wait_for_log(&t, &writer, &id, Duration::from_secs(5), |log| {
+        log.len() == 2 && log.iter().all(|d| d["state"] == "FAILED")
+    })
+    .await;
+    let listed = t.get("/webhooks", writer.clone()).await.ok();
+    let shown = &listed.data()[0];
+    assert_eq!(shown["failedEventsInARow"], 2, "{shown}");
+    assert!(shown["disabledAt"].is_string(), "{shown}");
+    // Disabled: a third event is neither queued nor sent.
+    let session = t.request(&consumer, BOGOTA, 60).await;
+    t.call(
+        Method::DELETE,
+        format!("/sessions/{session}"),
+        consumer.auth(),
+        None,
+    )
+    .await
+    .ok();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(deliveries(&t, writer.clone(), &id).await.len(), 2);
+    assert_eq!(receiver.requests().len(), 2);
+
+    // Another workspace cannot turn it on; its own can.
+    let other = t.consumer("failing-other").await;
+    let other_writer = webhook_writer(&t, &other).await;
+    t.post(format!("/webhooks/{id}/enable"), other_writer, json!({}))
+        .await
+        .expect(404, "NOT_FOUND");
+    let enabled = t
+        .post(format!("/webhooks/{id}/enable"), writer.clone(), json!({}))
+        .await
+        .ok();
+    assert!(
+        enabled.data().get("disabledAt").is_none(),
+        "{}",
+        enabled.data()
+    );
+    assert_eq!(enabled.data()["failedEventsInARow"], 0);
+    let session = t.request(&consumer, BOGOTA, 60).await;
+    t.call(
+        Method::DELETE,
+        format!("/sessions/{session}"),
+        consumer.auth(),
+        None,
+    )
+    .await
+    .ok();
+    receiver.wait_for(3, Duration::from_secs(3)).await;
+    assert_eq!(receiver.requests().len(), 3, "sent again once enabled");
 }
