@@ -117,7 +117,7 @@ impl FromRequestParts<Arc<App>> for Caller {
                 .trim();
             return api_key_caller(app, token, now).await;
         }
-        if let Some(cookie) = cookie_value(parts, COOKIE_NAME) {
+        if let Some(cookie) = cookie_value(&parts.headers, COOKIE_NAME) {
             return wallet_caller(app, &cookie, now).await;
         }
         Err(ApiError::unauthenticated(
@@ -178,6 +178,11 @@ async fn api_key_caller(app: &App, token: &str, now: UnixMillis) -> ApiResult<Ca
 async fn wallet_caller(app: &App, cookie: &str, now: UnixMillis) -> ApiResult<Caller> {
     let claims = decode_cookie(&app.cookie_key, cookie, now)
         .ok_or_else(|| ApiError::unauthenticated("Session expired or missing"))?;
+    if let Some(id) = claims.id
+        && app.store.cookie_revoked(id).await?
+    {
+        return Err(ApiError::unauthenticated("Session ended by a logout"));
+    }
     let wallet: Address = claims
         .wallet
         .parse()
@@ -201,9 +206,9 @@ async fn wallet_caller(app: &App, cookie: &str, now: UnixMillis) -> ApiResult<Ca
     })
 }
 
-fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
+/// The value of the cookie `name` the request carries.
+pub(crate) fn cookie_value(headers: &header::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -270,6 +275,10 @@ pub struct CookieClaims {
     pub workspace: Option<Uuid>,
     #[serde(rename = "exp")]
     pub expires_ms: UnixMillis,
+    /// Names the cookie so that a logout can revoke it; cookies issued
+    /// before ids existed have none and live out their time.
+    #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
 }
 
 pub fn encode_cookie(key: &[u8; 32], claims: &CookieClaims) -> String {
@@ -291,8 +300,12 @@ pub fn decode_cookie(key: &[u8; 32], value: &str, now: UnixMillis) -> Option<Coo
     (claims.expires_ms > now).then_some(claims)
 }
 
+/// `Secure` whenever the server is reached over HTTPS (its public URL says
+/// so), or when `auth.secure_cookie` insists (a TLS proxy in front of a
+/// server whose public URL is not set).
 pub fn set_cookie_header(app: &App, value: &str, max_age_seconds: u32) -> String {
-    let secure = if app.config.auth.secure_cookie {
+    let https = app.config.http.public_url.starts_with("https://");
+    let secure = if https || app.config.auth.secure_cookie {
         "; Secure"
     } else {
         ""
@@ -343,6 +356,7 @@ mod tests {
             wallet: "0xab".into(),
             workspace: Some(Uuid::from_u128(5)),
             expires_ms: 1000,
+            id: Some(Uuid::from_u128(6)),
         };
         let cookie = encode_cookie(&key, &claims);
         assert_eq!(decode_cookie(&key, &cookie, 999), Some(claims.clone()));

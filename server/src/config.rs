@@ -250,6 +250,7 @@ pub struct MediaConfig {
     pub media_timeout_ms: u32,
     pub jitter_latency_ms: u32,
     pub max_viewers_per_session: u32,
+    pub token_secret: String,
     pub edge_api_token: String,
     pub ice: IceSettings,
     pub external: ExternalSettings,

@@ -18,11 +18,28 @@ use crate::media::{self, MediaBackend, MediaEvent, NoMedia};
 use crate::routes;
 use crate::store::sqlite::SqliteStore;
 
-/// The cookie secret from the config, or one generated once beside the database.
-pub fn cookie_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+/// Shorter configured secrets are refused: a key that can be guessed or
+/// brute-forced signs sessions and media URLs for anyone.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A 32-byte key: from the configured secret when it is set (at least
+/// [`MIN_SECRET_BYTES`] long, hashed to the key), else generated once into
+/// `file` beside the database so that it survives restarts.
+fn secret_key(
+    config: &Config,
+    secret: &str,
+    setting: &str,
+    file: &str,
+) -> anyhow::Result<[u8; 32]> {
     use sha2::{Digest, Sha256};
-    if !config.auth.cookie_secret.is_empty() {
-        return Ok(Sha256::digest(config.auth.cookie_secret.as_bytes()).into());
+    if !secret.is_empty() {
+        if secret.len() < MIN_SECRET_BYTES {
+            anyhow::bail!(
+                "{setting} is {} bytes long; it must be at least {MIN_SECRET_BYTES} (or empty, for a random key kept in {file})",
+                secret.len()
+            );
+        }
+        return Ok(Sha256::digest(secret.as_bytes()).into());
     }
     let dir = config
         .store
@@ -30,7 +47,7 @@ pub fn cookie_key(config: &Config) -> anyhow::Result<[u8; 32]> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let path = dir.join("cookie.key");
+    let path = dir.join(file);
     if let Ok(bytes) = std::fs::read(&path) {
         if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
             return Ok(key);
@@ -45,6 +62,28 @@ pub fn cookie_key(config: &Config) -> anyhow::Result<[u8; 32]> {
     rand::thread_rng().fill_bytes(&mut key);
     write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
     Ok(key)
+}
+
+/// The key that signs `lx_session` cookies (`auth.cookie_secret`, or `cookie.key`).
+pub fn cookie_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    secret_key(
+        config,
+        &config.auth.cookie_secret,
+        "auth.cookie_secret",
+        "cookie.key",
+    )
+}
+
+/// The key of the WHIP and WHEP URLs' tokens (`media.token_secret`, or
+/// `media.key`): its own, so that a leaked cookie secret mints no media URLs
+/// and the other way round.
+pub fn media_token_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    secret_key(
+        config,
+        &config.media.token_secret,
+        "media.token_secret",
+        "media.key",
+    )
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -236,7 +275,7 @@ pub async fn run(
     let (media_tx, media_rx) = media::channel();
     let cookie_key = cookie_key(&config)?;
     let clock = Arc::new(SystemClock);
-    let media = media_backend(&config, &cookie_key, clock.clone(), media_tx)?;
+    let media = media_backend(&config, &media_token_key(&config)?, clock.clone(), media_tx)?;
     let app = App::new(
         Arc::clone(&config),
         Arc::new(store),

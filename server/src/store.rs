@@ -610,6 +610,15 @@ pub trait Store: Send + Sync + 'static {
         nonce: &str,
         purpose: ChallengePurpose,
     ) -> StoreResult<Option<Challenge>>;
+    /// A logged-out sign-in cookie: refused from now on. Rows of cookies
+    /// expired before `now` are dropped on the way.
+    async fn revoke_cookie(
+        &self,
+        id: Uuid,
+        expires_ms: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<()>;
+    async fn cookie_revoked(&self, id: Uuid) -> StoreResult<bool>;
     async fn insert_api_key(&self, key: ApiKey) -> StoreResult<()>;
     async fn api_key_by_hash(&self, hash: [u8; 32]) -> StoreResult<Option<ApiKey>>;
     async fn api_keys_of(&self, workspace_id: Uuid) -> StoreResult<Vec<ApiKey>>;

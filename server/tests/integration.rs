@@ -15,6 +15,8 @@ mod common;
 mod console;
 #[path = "integration/contracts.rs"]
 mod contracts;
+#[path = "integration/hostile.rs"]
+mod hostile;
 #[path = "integration/media.rs"]
 mod media;
 #[path = "integration/money.rs"]

@@ -145,6 +145,7 @@ pub(super) async fn wallet_login(
         wallet: req.wallet_address.to_checksum(),
         workspace,
         expires_ms,
+        id: Some(uuid::Uuid::new_v4()),
     };
     let cookie = auth::set_cookie_header(&app, &auth::encode_cookie(&app.cookie_key, &claims), ttl);
     let body = WalletLoginResponse {
@@ -185,6 +186,7 @@ pub(super) async fn select_workspace(
         wallet: wallet.to_checksum(),
         workspace: Some(req.workspace_id),
         expires_ms,
+        id: Some(uuid::Uuid::new_v4()),
     };
     let cookie = auth::set_cookie_header(&app, &auth::encode_cookie(&app.cookie_key, &claims), ttl);
     let body = WalletLoginResponse {
@@ -197,13 +199,28 @@ pub(super) async fn select_workspace(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "Authentication",
-    responses((status = 200, description = "The cookie is cleared.")))]
-pub(super) async fn logout(State(app): State<AppState>) -> Response {
+    description = "Clears the `lx_session` cookie and revokes it: a copy kept elsewhere is refused from now on.",
+    responses((status = 200, description = "The cookie is cleared and revoked.")))]
+pub(super) async fn logout(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    let now = app.now();
+    let presented = auth::cookie_value(&headers, auth::COOKIE_NAME)
+        .and_then(|value| auth::decode_cookie(&app.cookie_key, &value, now));
+    if let Some(CookieClaims {
+        id: Some(id),
+        expires_ms,
+        ..
+    }) = presented
+    {
+        app.store.revoke_cookie(id, expires_ms, now).await?;
+    }
     let cookie = auth::set_cookie_header(&app, "", 0);
-    with_cookie(
+    Ok(with_cookie(
         ApiOk::read(serde_json::json!({"loggedOut": true})).into_response(),
         &cookie,
-    )
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "Me", responses((status = 200, body = MeDto)),

@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_money.sql"),
     include_str!("migrations/0007_trust.sql"),
     include_str!("migrations/0008_webhook_health.sql"),
+    include_str!("migrations/0009_cookie_revocations.sql"),
 ];
 
 const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
@@ -1062,6 +1063,41 @@ impl Store for SqliteStore {
             .await?;
         self.wrote();
         Ok(taken)
+    }
+
+    async fn revoke_cookie(
+        &self,
+        id: Uuid,
+        expires_ms: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO revoked_cookies (id, expires_ms) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                params![id.to_string(), expires_ms],
+            )?;
+            // Rows of cookies that expired on their own are of no more use.
+            tx.execute("DELETE FROM revoked_cookies WHERE expires_ms < ?1", [now])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn cookie_revoked(&self, id: Uuid) -> StoreResult<bool> {
+        self.run(move |c| {
+            Ok(one(
+                c,
+                "SELECT 1 FROM revoked_cookies WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get::<_, i64>(0),
+            )?
+            .is_some())
+        })
+        .await
     }
 
     async fn insert_api_key(&self, key: ApiKey) -> StoreResult<()> {

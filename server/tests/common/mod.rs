@@ -201,7 +201,11 @@ impl TestApp {
             .await
             .expect("bind");
         let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
-        config.http.public_url = base.trim_end_matches("/api/v1").to_owned();
+        // A test that sets an https:// public URL keeps it (what the cookie's
+        // Secure attribute follows); every other one is served where it is bound.
+        if !config.http.public_url.starts_with("https://") {
+            config.http.public_url = base.trim_end_matches("/api/v1").to_owned();
+        }
         let config = Arc::new(config);
         let store = SqliteStore::open(&config.store.path).expect("store");
         let clock = ManualClock::new(1_800_000_000_000);
