@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod geo;
 pub mod mqtt;
+pub mod redact;
 pub mod telemetry;
 pub mod time;
 pub mod wallet;

@@ -16,7 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, header};
 use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 
 use crate::http::{self, AppState};
@@ -198,7 +198,16 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(http::panic_response))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                // Tower's default span names the whole URI, and a WHIP or
+                // WHEP URI is a bearer token.
+                .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        uri = %lx_protocol::redact::media_url(&request.uri().to_string()),
+                        version = ?request.version(),
+                    )
+                })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
                 // 503 NO_COVERAGE or VIDEO_ERROR are answers, not faults; real
                 // faults are logged where they happen (store, media, panics).

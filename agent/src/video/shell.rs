@@ -267,7 +267,7 @@ async fn send(http: &reqwest::Client, request: &Request) -> Input {
                 .map(str::to_owned);
             let body = resp.text().await.unwrap_or_default();
             if status >= 400 {
-                tracing::warn!(status, %body, url = %request.url, "WHIP request refused");
+                tracing::warn!(status, %body, url = %lx_protocol::redact::media_url(&request.url), "WHIP request refused");
             }
             Input::Response {
                 status,
@@ -277,7 +277,7 @@ async fn send(http: &reqwest::Client, request: &Request) -> Input {
             }
         }
         Err(err) => {
-            tracing::warn!(%err, url = %request.url, "WHIP request failed");
+            tracing::warn!(err = %err.without_url(), url = %lx_protocol::redact::media_url(&request.url), "WHIP request failed");
             Input::Unreachable {
                 now: Instant::now(),
             }

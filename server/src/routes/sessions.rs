@@ -696,12 +696,12 @@ pub(super) async fn accept(
     Ok(ApiOk::wrote(&app, session_dto(&session)))
 }
 
+/// The media backend's own words (an edge's URL, its answer) go to the
+/// server's log; the client gets a fixed message and the code.
 fn media_unavailable(err: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        ErrorCode::VideoError,
-        format!("Video service unavailable: {err}"),
-    )
-    .with_detail("video:unavailable")
+    tracing::warn!(%err, "media provisioning failed");
+    ApiError::new(ErrorCode::VideoError, "Video service unavailable; retry")
+        .with_detail("video:unavailable")
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/start", tag = "Sessions", params(("id" = Uuid, Path)),

@@ -106,3 +106,90 @@ fn short_secrets_are_refused_at_start_and_the_media_key_is_its_own() {
     config.auth.cookie_secret = "a".repeat(32);
     assert!(lx_server::serve::cookie_key(&config).is_ok());
 }
+
+/// Every span and event at INFO and above, as text: what a log would show.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<String>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CapturedLog {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if *attrs.metadata().level() <= tracing::Level::INFO {
+            let mut line = format!("\nspan {}", attrs.metadata().name());
+            attrs.record(&mut Fields(&mut line));
+            self.0.lock().unwrap().push_str(&line);
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() <= tracing::Level::INFO {
+            let mut line = format!("\nevent {}", event.metadata().target());
+            event.record(&mut Fields(&mut line));
+            self.0.lock().unwrap().push_str(&line);
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_whip_or_whep_token_reaches_a_log_line_at_info() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let log = CapturedLog::default();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(log.clone()))
+        .expect("this test process's only subscriber");
+    let t = TestApp::spawn_with_media(|_| {}).await;
+    let consumer = t.consumer("log-consumer").await;
+    let supplier = t
+        .supplier("log-supplier", crate::common::BOGOTA, true)
+        .await;
+    let id = t.request(&consumer, crate::common::BOGOTA, 60).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    let started = t
+        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
+        .await
+        .ok();
+    let mut tokens = Vec::new();
+    for field in ["whipUrl", "whepUrl"] {
+        let url = started.data()[field].as_str().unwrap().to_owned();
+        let token = url.rsplit('/').next().unwrap().to_owned();
+        assert!(token.len() >= 32, "{url}");
+        // Hit the media URL itself: the request span names its path.
+        let client = reqwest::Client::new();
+        let _ = client
+            .post(&url)
+            .header("content-type", "application/sdp")
+            .body("v=0\r\n")
+            .send()
+            .await
+            .unwrap();
+        let _ = client.delete(format!("{url}/resource/x")).send().await;
+        tokens.push(token);
+    }
+    let text = log.0.lock().unwrap().clone();
+    assert!(
+        text.contains("/media/whip/[token]"),
+        "the span is there: {text}"
+    );
+    assert!(text.contains("/media/whep/[token]"), "{text}");
+    for token in tokens {
+        assert!(!text.contains(&token), "token {token} in the log:{text}");
+    }
+}
