@@ -103,6 +103,19 @@ fn item(r: &SettlementRecord) -> SettleItem {
     }
 }
 
+/// What `GET /settlements/{id}` may show of a chain error: its kind, not its
+/// text, which can carry the RPC URL (and a provider's key in it). The text
+/// goes to the server's log.
+fn shown(err: &ChainError) -> String {
+    tracing::warn!(%err, "settlement chain call failed");
+    match err {
+        ChainError::Unreachable(_) => "the settlement chain did not answer; retried".to_owned(),
+        ChainError::Config(_) => {
+            "the relayer's chain configuration is wrong; see the server log".to_owned()
+        }
+    }
+}
+
 /// A passing fault (transport, a reverted transaction): PENDING again after a backoff.
 fn retry(r: &mut SettlementRecord, now: UnixMillis, why: String) {
     r.state = SettlementState::Pending;
@@ -186,7 +199,7 @@ pub async fn pass(
                 }
                 Ok(None) => r.verify_onchain = false,
                 Err(err) => {
-                    retry(&mut r, now, err.to_string());
+                    retry(&mut r, now, shown(&err));
                     updated.push(r);
                     break;
                 }
@@ -210,7 +223,7 @@ pub async fn pass(
                         done.failed += 1;
                     }
                     Err(err) => {
-                        retry(&mut r, now, err.to_string());
+                        retry(&mut r, now, shown(&err));
                         updated.push(r);
                         break;
                     }
@@ -242,7 +255,7 @@ pub async fn pass(
                 updated.push(r);
             }
             Err(err) => {
-                retry(&mut r, now, err.to_string());
+                retry(&mut r, now, shown(&err));
                 updated.push(r);
                 break;
             }
@@ -266,7 +279,7 @@ pub async fn pass(
             Err(err) => {
                 tracing::warn!(%err, "settlement not sent");
                 for mut r in batch {
-                    retry(&mut r, now, err.to_string());
+                    retry(&mut r, now, shown(&err));
                     updated.push(r);
                 }
             }
@@ -371,7 +384,8 @@ async fn follow(
                         tracing::warn!(%err, tx = %hash, "could not replace the unmined settlement transaction");
                         for mut r in records {
                             r.last_error = Some(format!(
-                                "transaction {hash} was not mined and could not be replaced yet: {err}"
+                                "transaction {hash} was not mined and could not be replaced yet: {}",
+                                shown(&err)
                             ));
                             updated.push(r);
                         }
