@@ -2,9 +2,8 @@
 //! never leaving the device), the enrollment, and the telemetry sequence.
 //! Secrets are written 0600 inside a 0700 directory.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -32,20 +31,9 @@ pub struct Enrollment {
     pub mqtt: Option<lx_protocol::api::MqttCredentialsDto>,
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, 0600.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    lx_protocol::private_file::write(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 impl StateDir {

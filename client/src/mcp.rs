@@ -118,11 +118,8 @@ impl LxTools {
                 .headers
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(|k| k.trim().to_owned());
+                .and_then(lx_protocol::bearer::token)
+                .map(str::to_owned);
             return self.client.with_api_key(key);
         }
         let _ = ctx;

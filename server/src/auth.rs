@@ -110,11 +110,8 @@ impl FromRequestParts<Arc<App>> for Caller {
             let text = value
                 .to_str()
                 .map_err(|_| ApiError::unauthenticated("Authorization header is not text"))?;
-            let token = text
-                .strip_prefix("Bearer ")
-                .or_else(|| text.strip_prefix("bearer "))
-                .ok_or_else(|| ApiError::unauthenticated("Authorization must be 'Bearer <key>'"))?
-                .trim();
+            let token = lx_protocol::bearer::token(text)
+                .ok_or_else(|| ApiError::unauthenticated("Authorization must be 'Bearer <key>'"))?;
             return api_key_caller(app, token, now).await;
         }
         if let Some(cookie) = cookie_value(&parts.headers, COOKIE_NAME) {

@@ -60,7 +60,8 @@ fn secret_key(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut key);
-    write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+    lx_protocol::private_file::write(&path, &key)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(key)
 }
 
@@ -84,17 +85,6 @@ pub fn media_token_key(config: &Config) -> anyhow::Result<[u8; 32]> {
         "media.token_secret",
         "media.key",
     )
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
 }
 
 /// The settlement chain of `[chain]`, if `chain.rpc_url` names one.

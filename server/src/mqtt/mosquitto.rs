@@ -176,19 +176,8 @@ impl MosquittoFiles {
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+    lx_protocol::private_file::write(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// SIGHUP to the broker of `pid_file`: Mosquitto reads its password file

@@ -187,7 +187,7 @@ fn edge_caller(app: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(lx_protocol::bearer::token)
         .unwrap_or("");
     // Hashes of equal length compare in time independent of the token.
     if Sha256::digest(given) != Sha256::digest(expected.as_bytes()) {
