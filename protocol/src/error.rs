@@ -25,6 +25,8 @@ pub enum ErrorCode {
     VideoError,
     RevokedApiKey,
     RateLimited,
+    /// The request was not answered in the server's request timeout.
+    RequestTimeout,
     QuoteExpired,
     /// A telemetry sample's signature does not verify against the device key.
     InvalidSignature,
@@ -63,6 +65,7 @@ impl ErrorCode {
             | Self::FrameNotAvailable => 404,
             Self::InvalidState | Self::Conflict | Self::ReplayedSequence | Self::Locked => 409,
             Self::RateLimited => 429,
+            Self::RequestTimeout => 408,
             Self::Internal => 500,
             Self::NoCoverage | Self::VideoError | Self::UpstreamUnavailable => 503,
         }
@@ -92,6 +95,7 @@ impl ErrorCode {
             Self::VideoError => "VIDEO_ERROR",
             Self::RevokedApiKey => "REVOKED_API_KEY",
             Self::RateLimited => "RATE_LIMITED",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::QuoteExpired => "QUOTE_EXPIRED",
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::WrongDevice => "WRONG_DEVICE",

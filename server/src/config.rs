@@ -39,6 +39,9 @@ pub struct HttpConfig {
     pub listen: String,
     pub public_url: String,
     pub max_body_bytes: usize,
+    pub max_connections: u32,
+    pub header_read_timeout_ms: u64,
+    pub request_timeout_ms: u64,
     /// Origins besides this server the web console may connect to (an
     /// external media edge's WHIP/WHEP host); they go into its CSP.
     #[serde(default)]

@@ -186,6 +186,29 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal().into_response()
 }
 
+/// An API request not answered within `limit` (`http.request_timeout_ms`)
+/// gets 408 `REQUEST_TIMEOUT` (retryable) instead of holding its connection:
+/// a slow store or chain call cannot pile requests up without bound.
+pub async fn request_timeout(
+    limit: std::time::Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => crate::error::ApiError::new(
+            lx_protocol::ErrorCode::RequestTimeout,
+            format!(
+                "the request took longer than {} ms; retry",
+                limit.as_millis()
+            ),
+        )
+        .with_detail("http:timeout")
+        .into_response(),
+    }
+}
+
 pub type AppState = Arc<App>;
 
 #[cfg(test)]
@@ -227,6 +250,44 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_time_gets_408_in_the_envelope() {
+        use axum::body::Body;
+        use axum::routing::get;
+        use tower::ServiceExt;
+        let limit = std::time::Duration::from_millis(50);
+        let router = axum::Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/fast", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(move |request, next| {
+                request_timeout(limit, request, next)
+            }));
+        let call = |path: &'static str| {
+            let router = router.clone();
+            async move {
+                router
+                    .oneshot(axum::http::Request::get(path).body(Body::empty()).unwrap())
+                    .await
+                    .unwrap()
+            }
+        };
+        let slow = call("/slow").await;
+        assert_eq!(slow.status(), 408);
+        let body = axum::body::to_bytes(slow.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["code"], "REQUEST_TIMEOUT");
+        assert_eq!(json["detail"], "http:timeout");
+        assert_eq!(call("/fast").await.status(), 200);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod credit;
 pub mod credit_watch;
 pub mod dispatch;
 pub mod dto;
+pub mod edge;
 pub mod error;
 pub mod http;
 pub mod mcp;

@@ -75,6 +75,8 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.http.max_body_bytes;
+    let request_limit =
+        std::time::Duration::from_millis(state.config.http.request_timeout_ms.max(100));
     let api = Router::new()
         .route("/health", get(public::health))
         .route("/config", get(public::config))
@@ -163,7 +165,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::console::same_origin_cookie_writes,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            http::request_timeout(request_limit, request, next)
+        }));
     // Browsers publish and play from pages of any origin (WHIP and WHEP
     // players); the URL is the credential, so no cookie is involved.
     let cors = tower_http::cors::CorsLayer::new()
@@ -178,7 +183,10 @@ pub fn router(state: AppState) -> Router {
     let media = Router::new()
         .route("/live_inputs", post(media::create_live_input))
         .route("/live_inputs/{uid}", delete(media::delete_live_input))
-        .route("/{kind}/{token}", post(media::offer))
+        .route(
+            "/{kind}/{token}",
+            post(media::offer).layer(DefaultBodyLimit::max(media::MAX_OFFER_BYTES)),
+        )
         .route(
             "/{kind}/{token}/{resource}",
             delete(media::hang_up).patch(media::patch),

@@ -311,13 +311,16 @@ pub async fn run(
         )));
     }
     let closing = Arc::clone(&app);
-    axum::serve(listener, routes::router(Arc::clone(&app)))
-        .with_graceful_shutdown(async move {
+    crate::edge::serve(
+        listener,
+        routes::router(Arc::clone(&app)),
+        crate::edge::EdgeLimits::from_config(&config),
+        async move {
             shutdown.await;
             closing.mcp.close();
-        })
-        .await
-        .context("serving HTTP")?;
+        },
+    )
+    .await;
     let _ = stop_tx.send(true);
     for task in tasks {
         let _ = task.await;

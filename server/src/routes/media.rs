@@ -92,6 +92,11 @@ fn media_error(endpoint: Endpoint, err: &MediaError) -> Response {
     response
 }
 
+/// The largest WHIP/WHEP offer taken, bytes; a real one is a few KiB.
+pub(super) const MAX_OFFER_BYTES: usize = 64 * 1024;
+/// m-sections an offer may carry.
+const MAX_MEDIA_SECTIONS: usize = 8;
+
 pub(super) async fn offer(
     State(app): State<AppState>,
     Path((kind, token)): Path<(String, String)>,
@@ -123,6 +128,19 @@ pub(super) async fn offer(
             .with_detail(format!("{kind}:offer"))
             .into_response()
     })?;
+    // A publisher sends video (and maybe audio and data): thousands of
+    // m-sections are work for webrtcbin and nothing for the session.
+    let sections = offer.lines().filter(|l| l.starts_with("m=")).count();
+    if sections > MAX_MEDIA_SECTIONS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "the SDP offer has {sections} m-sections; at most {MAX_MEDIA_SECTIONS} are taken"
+            ),
+        )
+        .with_detail(format!("{kind}:offer"))
+        .into_response());
+    }
     let negotiated = app
         .media
         .negotiate(endpoint, session_id, offer)

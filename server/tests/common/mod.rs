@@ -262,15 +262,16 @@ impl TestApp {
             None
         };
         let router = lx_server::routes::router(Arc::clone(&app));
+        let limits = lx_server::edge::EdgeLimits::from_config(&config);
         let mut shutdown = stop_rx;
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.changed().await;
-                })
-                .await
-                .expect("serve");
-        });
+        tokio::spawn(lx_server::edge::serve(
+            listener,
+            router,
+            limits,
+            async move {
+                let _ = shutdown.changed().await;
+            },
+        ));
         Self {
             api: Api::new(base),
             app,

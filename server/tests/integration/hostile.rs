@@ -193,3 +193,127 @@ async fn no_whip_or_whep_token_reaches_a_log_line_at_info() {
         assert!(!text.contains(&token), "token {token} in the log:{text}");
     }
 }
+
+/// Whether the server closed the connection within `limit` (EOF or reset).
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // An answer (408 or 400) before the close is fine; keep reading.
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn host_of(t: &TestApp) -> String {
+    t.app
+        .config
+        .http
+        .public_url
+        .trim_start_matches("http://")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_slow_loris_connection_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestApp::spawn_with(|c| c.http.header_read_timeout_ms = 500).await;
+    let mut loris = tokio::net::TcpStream::connect(host_of(&t)).await.unwrap();
+    let started = std::time::Instant::now();
+    // Headers that never end, a byte at a time.
+    loris
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut dripping = true;
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if loris.write_all(b"X").await.is_err() {
+            dripping = false;
+            break;
+        }
+    }
+    assert!(
+        !dripping || closed_within(&mut loris, std::time::Duration::from_secs(3)).await,
+        "the connection is still open"
+    );
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+    // An honest request on a new connection is served.
+    t.get("/health", Auth::None).await.ok();
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_and_the_server_serves_again_once_they_go() {
+    let t = TestApp::spawn_with(|c| {
+        c.http.max_connections = 2;
+        c.http.header_read_timeout_ms = 60_000;
+    })
+    .await;
+    let host = host_of(&t);
+    let first = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let second = tokio::net::TcpStream::connect(&host).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(&host).await.unwrap();
+    assert!(
+        closed_within(&mut third, std::time::Duration::from_secs(2)).await,
+        "a third connection is refused"
+    );
+    drop((first, second));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    t.get("/health", Auth::None).await.ok();
+}
+
+#[tokio::test]
+async fn an_sdp_offer_too_large_or_with_too_many_sections_is_refused_by_name() {
+    let t = TestApp::spawn_with_media(|_| {}).await;
+    let consumer = t.consumer("sdp-consumer").await;
+    let supplier = t
+        .supplier("sdp-supplier", crate::common::BOGOTA, true)
+        .await;
+    let id = t.request(&consumer, crate::common::BOGOTA, 60).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    let started = t
+        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
+        .await
+        .ok();
+    let whip = started.data()["whipUrl"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let send = |body: String| {
+        client
+            .post(&whip)
+            .header("content-type", "application/sdp")
+            .body(body)
+            .send()
+    };
+    let huge = send(format!("v=0\r\n{}", "a=x\r\n".repeat(20_000)))
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413, "over 64 KiB");
+    let many = format!(
+        "v=0\r\n{}",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n".repeat(1_000)
+    );
+    let resp = send(many).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("1000 m-sections"),
+        "{body}"
+    );
+}
