@@ -622,7 +622,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_api_key(&self, key: ApiKey) -> StoreResult<()>;
     async fn api_key_by_hash(&self, hash: [u8; 32]) -> StoreResult<Option<ApiKey>>;
     async fn api_keys_of(&self, workspace_id: Uuid) -> StoreResult<Vec<ApiKey>>;
-    /// Marks the key revoked at `now` unless it already was; returns it.
+    /// Marks the key revoked at `now` unless it already was, and releases
+    /// the device locks it holds; returns it.
     async fn revoke_api_key(
         &self,
         workspace_id: Uuid,

@@ -6,7 +6,7 @@ use lx_protocol::ErrorCode;
 use lx_protocol::api::{
     Availability, CallerKind, EnrollmentTokenDto, HeartbeatRequest, LocationRequest, LockDto,
     LockRequest, MqttCredentialsDto, OperatorDto, PositionDto, RegisterOperatorRequest,
-    RegisterOperatorResponse, SessionState, TelemetryAck,
+    RegisterOperatorResponse, Scope, SessionState, TelemetryAck,
 };
 use lx_protocol::telemetry::SampleJson;
 use lx_protocol::time::format_millis;
@@ -104,6 +104,20 @@ async fn own_operator(app: &App, caller: &Caller, id: &str) -> ApiResult<Operato
         Ok(op)
     } else {
         Err(operator_not_found())
+    }
+}
+
+/// Who may take or release a device's locks: a key or wallet with
+/// `operators:write`, or the device itself for its own subsystems. A
+/// sibling device, or a key with some other scope, may not.
+fn may_lock(caller: &Caller, op: &Operator) -> ApiResult<()> {
+    match &caller.operator {
+        Some(device) if device.id == op.id => Ok(()),
+        Some(_) => Err(ApiError::forbidden(
+            "a device locks only its own subsystems",
+            "lock:notOwnDevice",
+        )),
+        None => caller.require(Scope::OperatorsWrite).map(|_| ()),
     }
 }
 
@@ -405,6 +419,7 @@ pub(super) async fn lock(
     ApiJson(req): ApiJson<LockRequest>,
 ) -> ApiResult<ApiOk<LockDto>> {
     let op = own_operator(&app, &caller, &id).await?;
+    may_lock(&caller, &op)?;
     let lock = app
         .store
         .lock(op.id, req.subsystem, &caller.holder(), app.now())
@@ -429,6 +444,7 @@ pub(super) async fn unlock(
     ApiJson(req): ApiJson<LockRequest>,
 ) -> ApiResult<ApiOk<serde_json::Value>> {
     let op = own_operator(&app, &caller, &id).await?;
+    may_lock(&caller, &op)?;
     app.store
         .unlock(op.id, req.subsystem, Some(&caller.holder()))
         .await

@@ -51,7 +51,15 @@ fn side_of(session: &Session, ws: &Workspace) -> Option<Side> {
 }
 
 /// Loads a session the caller's workspace may see; anyone else gets 404.
-pub(super) async fn visible(app: &App, ws: &Workspace, id: &str) -> ApiResult<(Session, Side)> {
+/// A device token sees less than its workspace: the sessions it serves and
+/// those offered to its workspace (so that it can accept one), never the
+/// workspace's consumer sessions or another device's.
+pub(super) async fn visible(
+    app: &App,
+    caller: &Caller,
+    ws: &Workspace,
+    id: &str,
+) -> ApiResult<(Session, Side)> {
     let id = parse_id("id", id)?;
     let session = app
         .store
@@ -59,6 +67,12 @@ pub(super) async fn visible(app: &App, ws: &Workspace, id: &str) -> ApiResult<(S
         .await?
         .ok_or_else(ApiError::session_not_found)?;
     let side = side_of(&session, ws).ok_or_else(ApiError::session_not_found)?;
+    if let Some(device) = &caller.operator {
+        let serves = side == Side::Operator && session.operator_id == Some(device.id);
+        if !(serves || side == Side::Offered) {
+            return Err(ApiError::session_not_found());
+        }
+    }
     Ok((session, side))
 }
 
@@ -475,7 +489,19 @@ pub(super) async fn list(
             },
         )
         .await?;
-    Ok(ApiOk::read(sessions.iter().map(session_dto).collect()))
+    // A device lists the sessions it serves, not its workspace's others
+    // (nor, if the workspace also consumes, its consumer sessions).
+    let device = caller.operator.as_ref().map(|op| op.id);
+    Ok(ApiOk::read(
+        sessions
+            .iter()
+            .filter(|s| {
+                device.is_none()
+                    || (device == s.operator_id && s.operator_workspace_id == Some(ws.id))
+            })
+            .map(session_dto)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/offers", tag = "Sessions",
@@ -557,7 +583,7 @@ pub(super) async fn get_one(
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<SessionDto>> {
     let ws = caller.require_any(&[Scope::SessionsRead, Scope::SessionsOperate])?;
-    let (session, _) = visible(&app, ws, &id).await?;
+    let (session, _) = visible(&app, &caller, ws, &id).await?;
     Ok(ApiOk::read(session_dto(&session)))
 }
 
@@ -570,7 +596,7 @@ async fn consumer_action(
     action: impl FnOnce(&App) -> Action,
 ) -> ApiResult<ApiOk<SessionDto>> {
     let ws = caller.require(Scope::SessionsCreate)?;
-    let (session, side) = visible(app, ws, id).await?;
+    let (session, side) = visible(app, caller, ws, id).await?;
     only(side, Side::Consumer, operation)?;
     let session = app
         .act(&session, action(app))
@@ -633,7 +659,7 @@ pub(super) async fn dispatch(
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<SessionDto>> {
     let ws = caller.require(Scope::SessionsCreate)?;
-    let (session, side) = visible(&app, ws, &id).await?;
+    let (session, side) = visible(&app, &caller, ws, &id).await?;
     only(side, Side::Consumer, "dispatch")?;
     // The cap can have been set since the session was created.
     check_cap(
@@ -663,7 +689,7 @@ pub(super) async fn accept(
             "session:notSupplier",
         ));
     }
-    let (session, side) = visible(&app, ws, &id).await?;
+    let (session, side) = visible(&app, &caller, ws, &id).await?;
     if side == Side::Consumer {
         return Err(ApiError::forbidden(
             "only the operator of the session may do this",
@@ -715,7 +741,7 @@ pub(super) async fn start(
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<StartResponse>> {
     let ws = caller.require(Scope::SessionsOperate)?;
-    let (session, side) = visible(&app, ws, &id).await?;
+    let (session, side) = visible(&app, &caller, ws, &id).await?;
     own_device(&caller, &session)?;
     only(side, Side::Operator, "start")?;
     if !matches!(
@@ -770,7 +796,7 @@ pub(super) async fn end(
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<SessionDto>> {
     let ws = caller.require_any(&[Scope::SessionsOperate, Scope::SessionsCreate])?;
-    let (session, side) = visible(&app, ws, &id).await?;
+    let (session, side) = visible(&app, &caller, ws, &id).await?;
     own_device(&caller, &session)?;
     if side == Side::Offered {
         return Err(ApiError::session_not_found());
@@ -796,7 +822,7 @@ pub(super) async fn producer_token(
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<ProducerTokenDto>> {
     let ws = caller.require(Scope::SessionsOperate)?;
-    let (session, side) = visible(&app, ws, &id).await?;
+    let (session, side) = visible(&app, &caller, ws, &id).await?;
     own_device(&caller, &session)?;
     only(side, Side::Operator, "producerToken")?;
     match (&session.media, session.state) {
@@ -819,7 +845,7 @@ pub(super) async fn viewer_token(
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<ViewerTokenDto>> {
     let ws = caller.require_any(&[Scope::SessionsRead, Scope::SessionsOperate])?;
-    let (session, side) = visible(&app, ws, &id).await?;
+    let (session, side) = visible(&app, &caller, ws, &id).await?;
     if side == Side::Offered {
         return Err(ApiError::session_not_found());
     }
@@ -846,7 +872,7 @@ pub(super) async fn frame(
     use axum::http::header;
     use axum::response::IntoResponse;
     let ws = caller.require_any(&[Scope::SessionsRead, Scope::SessionsOperate])?;
-    let (session, _) = visible(&app, ws, &id).await?;
+    let (session, _) = visible(&app, &caller, ws, &id).await?;
     let live = matches!(session.state, SessionState::Live | SessionState::Paused);
     if let Some(frame) = live.then(|| app.media.latest_frame(session.id)).flatten() {
         return Ok((

@@ -92,7 +92,7 @@ pub(super) async fn settlement(
         Scope::WalletRead,
         Scope::SessionsOperate,
     ])?;
-    let (session, side) = super::sessions::visible(&app, ws, &id).await?;
+    let (session, side) = super::sessions::visible(&app, &caller, ws, &id).await?;
     if matches!(side, super::sessions::Side::Offered) {
         return Err(ApiError::session_not_found());
     }

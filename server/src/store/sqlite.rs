@@ -1147,13 +1147,25 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<ApiKey>> {
         let key = self
             .run(move |c| {
-                c.execute(
+                let tx = c.transaction()?;
+                let revoked = tx.execute(
                     "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?3) WHERE id = ?1 AND workspace_id = ?2",
                     params![key_id.to_string(), workspace_id.to_string(), now],
                 )?;
+                if revoked > 0 {
+                    // The locks the key holds go with it: nobody else could
+                    // release them but an administrator.
+                    tx.execute(
+                        "DELETE FROM operator_locks WHERE holder = ?1",
+                        [format!("apiKey:{key_id}")],
+                    )?;
+                }
                 let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND workspace_id = ?2");
-                Ok(c.query_row(&sql, params![key_id.to_string(), workspace_id.to_string()], api_key_row)
-                    .optional()?)
+                let key = tx
+                    .query_row(&sql, params![key_id.to_string(), workspace_id.to_string()], api_key_row)
+                    .optional()?;
+                tx.commit()?;
+                Ok(key)
             })
             .await?;
         self.wrote();

@@ -317,3 +317,159 @@ async fn an_sdp_offer_too_large_or_with_too_many_sections_is_refused_by_name() {
         "{body}"
     );
 }
+
+/// A supplier workspace that also consumes, with two located drones.
+async fn fleet_of_two(
+    t: &TestApp,
+) -> (
+    crate::common::Actor,
+    crate::common::Device,
+    crate::common::Device,
+) {
+    let both = t
+        .actor(
+            "both-sides",
+            &["CONSUMER", "SUPPLIER"],
+            &[
+                "sessions:read",
+                "sessions:create",
+                "sessions:operate",
+                "operators:write",
+                "pricing:read",
+            ],
+        )
+        .await;
+    t.call(
+        reqwest::Method::PATCH,
+        format!("/workspaces/{}", both.workspace_id),
+        both.auth(),
+        Some(
+            json!({"availabilityState": "ONLINE", "coverageLat": crate::common::BOGOTA.0,
+            "coverageLng": crate::common::BOGOTA.1, "coverageRadiusMeters": 2000,
+            "deviceKind": "DRONE", "autoAccept": true}),
+        ),
+    )
+    .await
+    .ok();
+    let a = t.enroll(&both, "drone-a").await;
+    let b = t.enroll(&both, "drone-b").await;
+    (both, a, b)
+}
+
+#[tokio::test]
+async fn a_pricing_key_and_a_sibling_device_cannot_lock_and_a_revoked_key_lets_go() {
+    let t = TestApp::spawn().await;
+    let (owner, a, b) = fleet_of_two(&t).await;
+    let lock = |who: Auth, device: &crate::common::Device| {
+        t.post(
+            format!("/operators/{}/lock", device.operator_id),
+            who,
+            json!({"subsystem": "camera"}),
+        )
+    };
+    let pricing = t
+        .mint_key(&owner.cookie, owner.workspace_id, &["pricing:read"])
+        .await;
+    lock(Auth::Key(pricing), &a)
+        .await
+        .expect(403, "NOT_AUTHORIZED");
+    let sibling = lock(b.auth(), &a).await.expect(403, "NOT_AUTHORIZED");
+    assert_eq!(sibling.detail(), "lock:notOwnDevice");
+    t.post(
+        format!("/operators/{}/unlock", a.operator_id),
+        b.auth(),
+        json!({"subsystem": "camera"}),
+    )
+    .await
+    .expect(403, "NOT_AUTHORIZED");
+    // The device itself, and a key with operators:write, may.
+    lock(a.auth(), &a).await.ok();
+    t.post(
+        format!("/operators/{}/unlock", a.operator_id),
+        a.auth(),
+        json!({"subsystem": "camera"}),
+    )
+    .await
+    .ok();
+    let writer = t
+        .mint_key(&owner.cookie, owner.workspace_id, &["operators:write"])
+        .await;
+    let held = lock(Auth::Key(writer.clone()), &a).await.ok();
+    let holder = held.data()["holder"].as_str().unwrap().to_owned();
+    lock(a.auth(), &a).await.expect(409, "LOCKED");
+    // The holder's key is revoked: its locks go with it.
+    let key_id = holder.trim_start_matches("apiKey:").to_owned();
+    t.post(
+        format!("/workspaces/{}/api-keys/{key_id}/revoke", owner.workspace_id),
+        Auth::Cookie(owner.cookie.clone()),
+        json!({}),
+    )
+    .await
+    .ok();
+    lock(a.auth(), &a).await.ok();
+}
+
+#[tokio::test]
+async fn a_device_sees_only_the_sessions_it_serves() {
+    let t = TestApp::spawn().await;
+    let (owner, a, b) = fleet_of_two(&t).await;
+    // Only B is located: it serves the session.
+    let fix = b.sample(None, t.clock_now(), crate::common::BOGOTA, 3.0);
+    t.post("/operators/heartbeat", b.auth(), json!({"sample": fix}))
+        .await
+        .ok();
+    let consumer = t.consumer("device-view-consumer").await;
+    let served = t.request(&consumer, crate::common::BOGOTA, 60).await;
+    let dispatched = t
+        .post(
+            format!("/sessions/{served}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(dispatched.data()["operatorId"], b.operator_id.to_string());
+    t.post(format!("/sessions/{served}/start"), b.auth(), json!({}))
+        .await
+        .ok();
+    // The workspace's own consumer session (served elsewhere or not at all).
+    let own = t.request(&owner, crate::common::BOGOTA, 60).await;
+
+    let listed_ids = |resp: &crate::common::Resp| -> Vec<String> {
+        resp.data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let by_a = t.get("/sessions", a.auth()).await.ok();
+    assert!(
+        listed_ids(&by_a).is_empty(),
+        "device A sees nothing: {:?}",
+        listed_ids(&by_a)
+    );
+    let by_b = t.get("/sessions", b.auth()).await.ok();
+    assert_eq!(listed_ids(&by_b), vec![served.clone()]);
+    for id in [&served, &own] {
+        t.get(format!("/sessions/{id}/viewer-token"), a.auth())
+            .await
+            .expect(404, "SESSION_NOT_FOUND");
+        t.get(format!("/sessions/{id}"), a.auth())
+            .await
+            .expect(404, "SESSION_NOT_FOUND");
+    }
+    t.get(format!("/sessions/{own}"), b.auth())
+        .await
+        .expect(404, "SESSION_NOT_FOUND");
+    t.get(format!("/sessions/{served}/viewer-token"), b.auth())
+        .await
+        .ok();
+    // The workspace's owner still sees both sides.
+    let by_owner = t.get("/sessions", owner.auth()).await.ok();
+    let mut all = listed_ids(&by_owner);
+    all.sort();
+    let mut expected = vec![served, own];
+    expected.sort();
+    assert_eq!(all, expected);
+}
