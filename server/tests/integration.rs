@@ -1775,11 +1775,13 @@ mod devices {
     async fn a_subsystem_lock_is_exclusive_until_released_or_forced() {
         let t = TestApp::spawn().await;
         let (supplier, drone) = fleet(&t, BOGOTA).await;
+        // Locks are taken with operators:write (issue 15): the pilot's key
+        // has it, and so does the supplier's other key.
         let pilot = t
             .mint_key(
                 &supplier.cookie,
                 supplier.workspace_id,
-                &["sessions:operate"],
+                &["sessions:operate", "operators:write"],
             )
             .await;
         let path = |verb: &str| format!("/operators/{}/{verb}", drone.operator_id);
@@ -1802,7 +1804,7 @@ mod devices {
         t.post(path("unlock"), supplier.auth(), cam.clone())
             .await
             .expect(409, "LOCKED");
-        t.post(path("force-unlock"), Auth::Key(pilot.clone()), cam.clone())
+        t.post(path("force-unlock"), drone.auth(), cam.clone())
             .await
             .expect(403, "NOT_AUTHORIZED");
         t.post(path("force-unlock"), supplier.auth(), cam.clone())
