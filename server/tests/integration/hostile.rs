@@ -143,16 +143,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CapturedLog {
     }
 }
 
-#[tokio::test]
-async fn no_whip_or_whep_token_reaches_a_log_line_at_info() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let log = CapturedLog::default();
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(log.clone()))
-        .expect("this test process's only subscriber");
-    let t = TestApp::spawn_with_media(|_| {}).await;
-    let consumer = t.consumer("log-consumer").await;
+/// A session dispatched and started: its media URLs in `data`.
+async fn started_session(t: &TestApp, name: &str) -> crate::common::Resp {
+    let consumer = t.consumer(&format!("{name}-consumer")).await;
     let supplier = t
-        .supplier("log-supplier", crate::common::BOGOTA, true)
+        .supplier(&format!("{name}-supplier"), crate::common::BOGOTA, true)
         .await;
     let id = t.request(&consumer, crate::common::BOGOTA, 60).await;
     t.post(
@@ -162,10 +157,19 @@ async fn no_whip_or_whep_token_reaches_a_log_line_at_info() {
     )
     .await
     .ok();
-    let started = t
-        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
+    t.post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
         .await
-        .ok();
+        .ok()
+}
+
+#[tokio::test]
+async fn no_whip_or_whep_token_reaches_a_log_line_at_info() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let log = CapturedLog::default();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(log.clone()))
+        .expect("this test process's only subscriber");
+    let t = TestApp::spawn_with_media(|_| {}).await;
+    let started = started_session(&t, "log").await;
     let mut tokens = Vec::new();
     for field in ["whipUrl", "whepUrl"] {
         let url = started.data()[field].as_str().unwrap().to_owned();
@@ -273,22 +277,7 @@ async fn connections_past_the_cap_are_closed_and_the_server_serves_again_once_th
 #[tokio::test]
 async fn an_sdp_offer_too_large_or_with_too_many_sections_is_refused_by_name() {
     let t = TestApp::spawn_with_media(|_| {}).await;
-    let consumer = t.consumer("sdp-consumer").await;
-    let supplier = t
-        .supplier("sdp-supplier", crate::common::BOGOTA, true)
-        .await;
-    let id = t.request(&consumer, crate::common::BOGOTA, 60).await;
-    t.post(
-        format!("/sessions/{id}/dispatch"),
-        consumer.auth(),
-        json!({}),
-    )
-    .await
-    .ok();
-    let started = t
-        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
-        .await
-        .ok();
+    let started = started_session(&t, "sdp").await;
     let whip = started.data()["whipUrl"].as_str().unwrap().to_owned();
     let client = reqwest::Client::new();
     let send = |body: String| {
@@ -400,7 +389,10 @@ async fn a_pricing_key_and_a_sibling_device_cannot_lock_and_a_revoked_key_lets_g
     // The holder's key is revoked: its locks go with it.
     let key_id = holder.trim_start_matches("apiKey:").to_owned();
     t.post(
-        format!("/workspaces/{}/api-keys/{key_id}/revoke", owner.workspace_id),
+        format!(
+            "/workspaces/{}/api-keys/{key_id}/revoke",
+            owner.workspace_id
+        ),
         Auth::Cookie(owner.cookie.clone()),
         json!({}),
     )
