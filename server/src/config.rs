@@ -30,7 +30,23 @@ pub struct Config {
     pub media: MediaConfig,
     pub mqtt: MqttConfig,
     pub webhooks: WebhooksConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
+}
+
+/// `[retention]`: how long rows that only grow are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub interval_seconds: u64,
+    pub challenges_seconds: u64,
+    pub quotes_seconds: u64,
+    pub heartbeat_samples_seconds: u64,
+    pub locations_seconds: u64,
+    pub dispatch_attempts_seconds: u64,
+    pub enrollment_tokens_seconds: u64,
+    pub webhook_rows_seconds: u64,
+    pub outages_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

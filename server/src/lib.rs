@@ -20,6 +20,7 @@ pub mod mcp;
 pub mod media;
 pub mod mqtt;
 pub mod pricing;
+pub mod retention;
 pub mod routes;
 pub mod serve;
 pub mod session;

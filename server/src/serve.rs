@@ -297,6 +297,10 @@ pub async fn run(
         Arc::clone(&app),
         stop_rx.clone(),
     )));
+    tasks.push(tokio::spawn(crate::retention::run(
+        Arc::clone(&app),
+        stop_rx.clone(),
+    )));
     if app.config.mqtt.enabled() {
         let (_, fleet) = crate::mqtt::start(&app, stop_rx.clone()).await?;
         tasks.extend(fleet);

@@ -582,9 +582,26 @@ pub struct SessionFilter {
     pub before_ms: Option<UnixMillis>,
 }
 
+/// What a retention pass may drop: rows older than each cutoff (unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneBefore {
+    pub challenges_ms: UnixMillis,
+    pub quotes_ms: UnixMillis,
+    pub heartbeat_samples_ms: UnixMillis,
+    pub locations_ms: UnixMillis,
+    pub dispatch_attempts_ms: UnixMillis,
+    pub enrollment_tokens_ms: UnixMillis,
+    pub webhook_rows_ms: UnixMillis,
+    pub outages_ms: UnixMillis,
+    /// Revoked cookies expired before this are of no more use.
+    pub cookies_ms: UnixMillis,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend_name(&self) -> &'static str;
+    /// Drops the rows past their retention; returns how many.
+    async fn prune(&self, before: PruneBefore) -> StoreResult<u64>;
     /// A token that orders writes; a read presenting it sees at least that write.
     fn consistency_token(&self) -> String;
     async fn ping(&self) -> StoreResult<()>;

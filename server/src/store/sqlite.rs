@@ -892,6 +892,56 @@ fn delivery_row(row: &Row<'_>) -> Sql<Delivery> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn prune(&self, b: PruneBefore) -> StoreResult<u64> {
+        let pruned = self
+            .run(move |c| {
+                let tx = c.transaction()?;
+                let mut n = 0usize;
+                n += tx.execute("DELETE FROM challenges WHERE expires_ms < ?1", [b.challenges_ms])?;
+                // A used quote is the record of a session's rate: it stays.
+                n += tx.execute(
+                    "DELETE FROM quotes WHERE used_ms IS NULL AND expires_ms < ?1
+                       AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.quote_id = quotes.id)",
+                    [b.quotes_ms],
+                )?;
+                n += tx.execute(
+                    "DELETE FROM telemetry WHERE session_id IS NULL AND received_ms < ?1",
+                    [b.heartbeat_samples_ms],
+                )?;
+                n += tx.execute("DELETE FROM workspace_locations WHERE received_ms < ?1", [b.locations_ms])?;
+                n += tx.execute(
+                    "DELETE FROM dispatch_attempts WHERE session_id IN (SELECT id FROM sessions
+                       WHERE state IN ('ENDED', 'EXPIRED', 'CANCELLED') AND ended_ms < ?1)",
+                    [b.dispatch_attempts_ms],
+                )?;
+                n += tx.execute(
+                    "DELETE FROM enrollment_tokens WHERE COALESCE(used_ms, expires_ms) < ?1",
+                    [b.enrollment_tokens_ms],
+                )?;
+                n += tx.execute(
+                    "DELETE FROM webhook_deliveries WHERE state IN ('DELIVERED', 'FAILED') AND updated_ms < ?1",
+                    [b.webhook_rows_ms],
+                )?;
+                n += tx.execute(
+                    "DELETE FROM webhook_events WHERE created_ms < ?1
+                       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
+                    [b.webhook_rows_ms],
+                )?;
+                n += tx.execute(
+                    "DELETE FROM operator_outages WHERE closed_ms IS NOT NULL AND closed_ms < ?1",
+                    [b.outages_ms],
+                )?;
+                n += tx.execute("DELETE FROM revoked_cookies WHERE expires_ms < ?1", [b.cookies_ms])?;
+                tx.commit()?;
+                Ok(n as u64)
+            })
+            .await?;
+        if pruned > 0 {
+            self.wrote();
+        }
+        Ok(pruned)
+    }
+
     fn backend_name(&self) -> &'static str {
         "sqlite"
     }

@@ -1383,6 +1383,114 @@ pub async fn a_webhook_failing_events_in_a_row_is_disabled_and_workspaces_take_t
     assert_eq!((stored.failed_in_a_row, stored.disabled_ms), (0, None));
 }
 
+pub async fn retention_drops_only_what_can_no_longer_matter(store: &dyn Store) {
+    let ws = store
+        .insert_workspace(build_workspace(
+            "kept-or-pruned",
+            &[Role::Consumer, Role::Supplier],
+            None,
+        ))
+        .await
+        .unwrap();
+    let challenge = |nonce: &str, expires_ms| Challenge {
+        nonce: nonce.into(),
+        wallet: Address([2; 20]),
+        purpose: ChallengePurpose::SignIn,
+        message: "m".into(),
+        expires_ms,
+    };
+    store
+        .insert_challenge(challenge("oldnonce01", 100))
+        .await
+        .unwrap();
+    store
+        .insert_challenge(challenge("newnonce01", 9_000))
+        .await
+        .unwrap();
+    let quote = |expires_ms| Quote {
+        id: Uuid::new_v4(),
+        workspace_id: ws.id,
+        point: Point::new(1.0, 2.0),
+        duration_seconds: 60,
+        rate_micro_usdc: 10,
+        supply_bps: 10_000,
+        demand_bps: 10_000,
+        corridor_bps: 10_000,
+        created_ms: 1,
+        expires_ms,
+        used_ms: None,
+    };
+    let (unused, used, fresh) = (quote(100), quote(100), quote(9_000));
+    for q in [&unused, &used, &fresh] {
+        store.insert_quote(q.clone()).await.unwrap();
+    }
+    store
+        .create_session(
+            NewSession {
+                quote_id: Some(used.id),
+                ..build_session(&ws, 10, 100)
+            },
+            u64::MAX,
+            50,
+        )
+        .await
+        .unwrap();
+    let (old_cookie, live_cookie) = (Uuid::new_v4(), Uuid::new_v4());
+    store.revoke_cookie(old_cookie, 100, 0).await.unwrap();
+    store.revoke_cookie(live_cookie, 9_000, 0).await.unwrap();
+    for (sequence, at) in [(1, 100), (2, 9_000)] {
+        assert!(
+            store
+                .record_location(ws.id, sequence, Point::new(1.0, 2.0), 5.0, None, at)
+                .await
+                .unwrap()
+        );
+    }
+
+    let pruned = store
+        .prune(PruneBefore {
+            challenges_ms: 5_000,
+            quotes_ms: 5_000,
+            heartbeat_samples_ms: 5_000,
+            locations_ms: 5_000,
+            dispatch_attempts_ms: 5_000,
+            enrollment_tokens_ms: 5_000,
+            webhook_rows_ms: 5_000,
+            outages_ms: 5_000,
+            cookies_ms: 5_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(pruned, 4, "a challenge, a quote, a cookie, a location");
+    assert!(
+        store
+            .take_challenge("oldnonce01", ChallengePurpose::SignIn)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .take_challenge("newnonce01", ChallengePurpose::SignIn)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.quote(unused.id).await.unwrap().is_none());
+    assert!(
+        store.quote(used.id).await.unwrap().is_some(),
+        "a used quote stays with its session"
+    );
+    assert!(store.quote(fresh.id).await.unwrap().is_some());
+    assert!(!store.cookie_revoked(old_cookie).await.unwrap());
+    assert!(
+        store.cookie_revoked(live_cookie).await.unwrap(),
+        "still revoked while it could be used"
+    );
+    let kept = store.workspace_locations(ws.id, 0, 20_000).await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+}
+
 /// Generates one `#[tokio::test]` per suite case for a backend.
 #[macro_export]
 macro_rules! store_suite {
@@ -1403,6 +1511,7 @@ macro_rules! store_suite {
             device_capture_times_grow_and_its_outages_are_recorded,
             stored_samples_keep_when_they_were_received,
             a_webhook_failing_events_in_a_row_is_disabled_and_workspaces_take_turns,
+            retention_drops_only_what_can_no_longer_matter,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
