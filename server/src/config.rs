@@ -31,7 +31,23 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub webhooks: WebhooksConfig,
     pub retention: RetentionConfig,
+    pub rate_limits: RateLimitsConfig,
     pub log: LogConfig,
+}
+
+/// `[rate_limits]`: requests per minute per client address, by kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    pub challenges_per_minute: u32,
+    pub sign_in_per_minute: u32,
+    pub workspaces_per_minute: u32,
+    pub registrations_per_minute: u32,
+    pub webhooks_per_minute: u32,
+    pub telemetry_per_minute: u32,
+    pub media_offers_per_minute: u32,
+    pub quotes_per_minute: u32,
+    pub mcp_per_minute: u32,
 }
 
 /// `[retention]`: how long rows that only grow are kept.

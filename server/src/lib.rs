@@ -16,6 +16,7 @@ pub mod dto;
 pub mod edge;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod mcp;
 pub mod media;
 pub mod mqtt;

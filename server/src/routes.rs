@@ -11,6 +11,8 @@ mod workspaces;
 
 pub(crate) use operators::ingest_device_samples;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, header};
@@ -71,6 +73,24 @@ impl utoipa::Modify for BearerAuth {
 
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
+}
+
+/// Keeps the limiters' maps to the addresses seen lately (a task ended when
+/// the router is dropped, with the last clone of the limits).
+fn spawn_forgetting(limits: &Arc<crate::limits::RateLimits>) {
+    let weak = Arc::downgrade(limits);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(limits) => limits.forget_idle(),
+                    None => break,
+                }
+            }
+        });
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -200,9 +220,16 @@ pub fn router(state: AppState) -> Router {
     if state.config.mcp.enabled {
         root = root.nest_service("/mcp", crate::mcp::service(&state));
     }
+    let limits = Arc::new(crate::limits::RateLimits::from_config(
+        &state.config.rate_limits,
+    ));
+    spawn_forgetting(&limits);
     root.fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::limits::enforce(Arc::clone(&limits), request, next)
+        }))
         .layer(CatchPanicLayer::custom(http::panic_response))
         .layer(
             TraceLayer::new_for_http()

@@ -126,6 +126,22 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.store.path = dir.join("lx.db");
     // Tests drive the sweeper by hand with the manual clock.
     config.sessions.sweep_interval_ms = 3_600_000;
+    // Every test client is 127.0.0.1 and many make dozens of accounts; the
+    // rate-limit tests set their own limits.
+    let r = &mut config.rate_limits;
+    for limit in [
+        &mut r.challenges_per_minute,
+        &mut r.sign_in_per_minute,
+        &mut r.workspaces_per_minute,
+        &mut r.registrations_per_minute,
+        &mut r.webhooks_per_minute,
+        &mut r.telemetry_per_minute,
+        &mut r.media_offers_per_minute,
+        &mut r.quotes_per_minute,
+        &mut r.mcp_per_minute,
+    ] {
+        *limit = 1_000_000;
+    }
     config
 }
 

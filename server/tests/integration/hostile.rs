@@ -465,3 +465,55 @@ async fn a_device_sees_only_the_sessions_it_serves() {
     expected.sort();
     assert_eq!(all, expected);
 }
+
+#[tokio::test]
+async fn a_flood_of_challenges_from_one_address_gets_429s_and_the_table_stays_small() {
+    let t = TestApp::spawn_with(|c| c.rate_limits.challenges_per_minute = 20).await;
+    let wallet =
+        lx_protocol::wallet::Address::from_signing_key(&SigningKey::random(&mut rand::rngs::OsRng));
+    let body = json!({"walletAddress": wallet.to_checksum()});
+    let (mut ok, mut limited, mut retry_after) = (0, 0, 0);
+    let calls = 2_000;
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    use futures_util::StreamExt;
+    for i in 0..calls {
+        let path = if i % 2 == 0 {
+            "/auth/wallet/challenge"
+        } else {
+            "/workspaces/challenge"
+        };
+        pending.push(t.post(path, Auth::None, body.clone()));
+        if pending.len() >= 16 {
+            let resp = pending.next().await.unwrap();
+            match resp.status.as_u16() {
+                200 | 201 => ok += 1,
+                429 => {
+                    limited += 1;
+                    if resp.headers.get("retry-after").is_some() && resp.code() == "RATE_LIMITED" {
+                        retry_after += 1;
+                    }
+                }
+                other => panic!("{other}: {}", resp.body),
+            }
+        }
+    }
+    while let Some(resp) = pending.next().await {
+        match resp.status.as_u16() {
+            200 | 201 => ok += 1,
+            _ => limited += 1,
+        }
+    }
+    assert!(
+        ok <= 25,
+        "{ok} challenges got through a limit of 20 a minute"
+    );
+    assert!(limited >= calls - 25, "{limited} of {calls} refused");
+    assert!(retry_after >= limited - 20, "429s say when to come back");
+    let db = rusqlite::Connection::open(t.dir.path().join("lx.db")).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM challenges", [], |r| r.get(0))
+        .unwrap();
+    assert!(rows <= 25, "{rows} challenges stored");
+    // Other routes and other kinds of calls are not held up.
+    t.get("/health", Auth::None).await.ok();
+}

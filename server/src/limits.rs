@@ -1,0 +1,213 @@
+//! Rate limits per client address on what a stranger can call cheaply and
+//! make the server work for: challenges and sign-in, workspace creation,
+//! device registration, webhook creation, telemetry, WHIP/WHEP offers,
+//! quotes and `/mcp`. Each class has its own GCRA limiter keyed by the
+//! client's IP (`[rate_limits]`, requests per minute, the same number as
+//! burst); past it the answer is `429 RATE_LIMITED` with `Retry-After`, and
+//! nothing behind it runs. The address comes from the connection (the edge
+//! puts it on every request); behind a proxy that is the proxy's.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use lx_protocol::ErrorCode;
+
+use crate::config::RateLimitsConfig;
+use crate::error::ApiError;
+
+type Limiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
+
+/// What a request costs, as the limits see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Challenge,
+    SignIn,
+    WorkspaceCreate,
+    Register,
+    Webhook,
+    Telemetry,
+    MediaOffer,
+    Quote,
+    Mcp,
+}
+
+/// The class of a request, if it has one.
+pub fn classify(method: &Method, path: &str) -> Option<Class> {
+    let api = path.strip_prefix("/api/v1");
+    match (method, api) {
+        (&Method::POST, Some("/auth/wallet/challenge" | "/workspaces/challenge")) => {
+            Some(Class::Challenge)
+        }
+        (&Method::POST, Some("/auth/wallet/login" | "/auth/workspace/select")) => {
+            Some(Class::SignIn)
+        }
+        (&Method::POST, Some("/workspaces")) => Some(Class::WorkspaceCreate),
+        (&Method::POST, Some("/operators/register")) => Some(Class::Register),
+        (&Method::POST, Some("/webhooks")) => Some(Class::Webhook),
+        (&Method::POST, Some(p)) if p.starts_with("/sessions/") && p.ends_with("/telemetry") => {
+            Some(Class::Telemetry)
+        }
+        (&Method::GET, Some("/pricing/quote")) => Some(Class::Quote),
+        (&Method::POST, None)
+            if (path.starts_with("/media/whip/") || path.starts_with("/media/whep/"))
+                && path.matches('/').count() == 3 =>
+        {
+            Some(Class::MediaOffer)
+        }
+        (_, None) if path == "/mcp" || path.starts_with("/mcp/") => Some(Class::Mcp),
+        _ => None,
+    }
+}
+
+pub struct RateLimits {
+    limiters: Vec<(Class, Limiter)>,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits").finish_non_exhaustive()
+    }
+}
+
+impl RateLimits {
+    pub fn from_config(c: &RateLimitsConfig) -> Self {
+        let quota = |per_minute: u32| {
+            Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN))
+        };
+        let limiters = [
+            (Class::Challenge, c.challenges_per_minute),
+            (Class::SignIn, c.sign_in_per_minute),
+            (Class::WorkspaceCreate, c.workspaces_per_minute),
+            (Class::Register, c.registrations_per_minute),
+            (Class::Webhook, c.webhooks_per_minute),
+            (Class::Telemetry, c.telemetry_per_minute),
+            (Class::MediaOffer, c.media_offers_per_minute),
+            (Class::Quote, c.quotes_per_minute),
+            (Class::Mcp, c.mcp_per_minute),
+        ]
+        .into_iter()
+        .map(|(class, n)| (class, RateLimiter::keyed(quota(n))))
+        .collect();
+        Self { limiters }
+    }
+
+    /// `Ok` if `ip` may make one more request of `class` now, else how long
+    /// until it may.
+    pub fn check(&self, class: Class, ip: IpAddr) -> Result<(), Duration> {
+        let Some((_, limiter)) = self.limiters.iter().find(|(c, _)| *c == class) else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets addresses whose limits are full again: the maps stay small.
+    pub fn forget_idle(&self) {
+        for (_, limiter) in &self.limiters {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// The middleware: refuses a request over its class's limit.
+pub async fn enforce(limits: Arc<RateLimits>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let class = classify(request.method(), request.uri().path());
+    if let (Some(ip), Some(class)) = (peer, class)
+        && let Err(wait) = limits.check(class, ip)
+    {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = ApiError::new(
+            ErrorCode::RateLimited,
+            format!("too many requests of this kind from {ip}; retry in {seconds} s"),
+        )
+        .with_detail(format!("rateLimit:{class:?}"))
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_costly_calls_have_a_class_and_the_rest_none() {
+        let post = Method::POST;
+        assert_eq!(
+            classify(&post, "/api/v1/auth/wallet/challenge"),
+            Some(Class::Challenge)
+        );
+        assert_eq!(
+            classify(&post, "/api/v1/workspaces/challenge"),
+            Some(Class::Challenge)
+        );
+        assert_eq!(
+            classify(&post, "/api/v1/operators/register"),
+            Some(Class::Register)
+        );
+        assert_eq!(
+            classify(&post, "/api/v1/sessions/x/telemetry"),
+            Some(Class::Telemetry)
+        );
+        assert_eq!(classify(&post, "/media/whep/abc"), Some(Class::MediaOffer));
+        assert_eq!(
+            classify(&Method::DELETE, "/media/whep/abc/r1"),
+            None,
+            "hanging up is free"
+        );
+        assert_eq!(
+            classify(&Method::GET, "/api/v1/pricing/quote"),
+            Some(Class::Quote)
+        );
+        assert_eq!(classify(&post, "/mcp"), Some(Class::Mcp));
+        assert_eq!(classify(&Method::GET, "/api/v1/sessions"), None);
+        assert_eq!(classify(&Method::GET, "/api/v1/health"), None);
+    }
+
+    #[test]
+    fn an_address_past_its_burst_waits_and_another_does_not() {
+        let config = RateLimitsConfig {
+            challenges_per_minute: 3,
+            sign_in_per_minute: 3,
+            workspaces_per_minute: 3,
+            registrations_per_minute: 3,
+            webhooks_per_minute: 3,
+            telemetry_per_minute: 3,
+            media_offers_per_minute: 3,
+            quotes_per_minute: 3,
+            mcp_per_minute: 3,
+        };
+        let limits = RateLimits::from_config(&config);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limits.check(Class::Challenge, a).is_ok());
+        }
+        let wait = limits.check(Class::Challenge, a).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(10) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(limits.check(Class::Challenge, b).is_ok(), "another address");
+        assert!(limits.check(Class::Quote, a).is_ok(), "another class");
+    }
+}
