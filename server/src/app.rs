@@ -36,7 +36,7 @@ pub struct App {
     /// listener); a listener that falls behind misses changes, not commits.
     pub events: broadcast::Sender<Session>,
     /// The broker accounts the server issues, when the fleet link is on.
-    pub broker_accounts: Option<crate::mqtt::BrokerAccounts>,
+    pub broker_accounts: Option<Arc<crate::mqtt::BrokerAccounts>>,
     /// `/mcp`'s view of this server: its own address and shutdown.
     pub mcp: crate::mcp::McpEndpoint,
 }
@@ -90,7 +90,7 @@ impl App {
         let dispatcher =
             Dispatcher::from_suppliers(&suppliers, config.dispatch.max_coverage_radius_meters);
         tracing::info!(suppliers = dispatcher.len(), "dispatch index loaded");
-        let broker_accounts = crate::mqtt::BrokerAccounts::from_config(&config.mqtt);
+        let broker_accounts = crate::mqtt::BrokerAccounts::from_config(&config.mqtt).map(Arc::new);
         Ok(Arc::new(Self {
             config,
             store,

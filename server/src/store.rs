@@ -735,6 +735,13 @@ pub trait Store: Send + Sync + 'static {
 
     // operators (devices)
     async fn insert_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()>;
+    /// Whether an enrollment token could be used at `now`, without using
+    /// it: the cheap check made before any signature or hash work.
+    async fn check_enrollment_token(
+        &self,
+        token_hash: [u8; 32],
+        now: UnixMillis,
+    ) -> Result<(), EnrollError>;
     /// Consumes the token and inserts the operator, atomically.
     async fn enroll_operator(
         &self,

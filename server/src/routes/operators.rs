@@ -107,6 +107,19 @@ async fn own_operator(app: &App, caller: &Caller, id: &str) -> ApiResult<Operato
     }
 }
 
+fn enroll_error(err: EnrollError) -> ApiError {
+    match err {
+        EnrollError::UnknownToken => ApiError::invalid("enrollmentToken", "unknown"),
+        EnrollError::UsedToken => ApiError::invalid("enrollmentToken", "already used"),
+        EnrollError::ExpiredToken => ApiError::invalid("enrollmentToken", "expired"),
+        EnrollError::AddressTaken => {
+            ApiError::new(ErrorCode::Conflict, "this device key is already enrolled")
+                .with_detail("operator:addressTaken")
+        }
+        EnrollError::Store(e) => e.into(),
+    }
+}
+
 /// Who may take or release a device's locks: a key or wallet with
 /// `operators:write`, or the device itself for its own subsystems. A
 /// sibling device, or a key with some other scope, may not.
@@ -173,10 +186,20 @@ pub(super) async fn register(
     if name_len == 0 || name_len > 100 {
         return Err(ApiError::invalid("name", "must be 1 to 100 characters"));
     }
-    let key = recover_key_prehash(
-        &personal_message_hash(req.enrollment_token.as_bytes()),
-        &req.proof,
-    )
+    // Cheap before costly: a token that cannot be used is refused before
+    // any key recovery or password hashing, and those run off the async
+    // workers.
+    let token_hash = auth::hash_key(&req.enrollment_token);
+    app.store
+        .check_enrollment_token(token_hash, app.now())
+        .await
+        .map_err(enroll_error)?;
+    let (token, proof) = (req.enrollment_token.clone(), req.proof.clone());
+    let key = tokio::task::spawn_blocking(move || {
+        recover_key_prehash(&personal_message_hash(token.as_bytes()), &proof)
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
     .map_err(|e| ApiError::invalid("proof", e))?;
     if Address::from_verifying_key(&key) != req.address {
         return Err(ApiError::new(
@@ -203,13 +226,17 @@ pub(super) async fn register(
         disconnected_ms: None,
         cooling_down_until_ms: None,
     };
-    let token_hash = auth::hash_key(&req.enrollment_token);
     // The device logs in to the broker with its operator id: the ACL's
-    // patterns then give it its own topics.
-    let (account, mqtt) = match &app.broker_accounts {
+    // patterns then give it its own topics. Issuing hashes the password
+    // (PBKDF2): off the async workers.
+    let (account, mqtt) = match app.broker_accounts.clone() {
         Some(accounts) => {
-            let (account, dto) =
-                accounts.issue(operator.id.to_string(), Uuid::nil(), Some(operator.id), now);
+            let id = operator.id;
+            let (account, dto) = tokio::task::spawn_blocking(move || {
+                accounts.issue(id.to_string(), Uuid::nil(), Some(id), now)
+            })
+            .await
+            .map_err(|_| ApiError::internal())?;
             (account, Some(dto))
         }
         None => (None, None),
@@ -224,16 +251,7 @@ pub(super) async fn register(
             now,
         )
         .await
-        .map_err(|err| match err {
-            EnrollError::UnknownToken => ApiError::invalid("enrollmentToken", "unknown"),
-            EnrollError::UsedToken => ApiError::invalid("enrollmentToken", "already used"),
-            EnrollError::ExpiredToken => ApiError::invalid("enrollmentToken", "expired"),
-            EnrollError::AddressTaken => {
-                ApiError::new(ErrorCode::Conflict, "this device key is already enrolled")
-                    .with_detail("operator:addressTaken")
-            }
-            EnrollError::Store(e) => e.into(),
-        })?;
+        .map_err(enroll_error)?;
     reindex_workspace(&app, op.workspace_id).await;
     sync_broker_accounts(&app).await?;
     Ok(ApiOk::created(

@@ -1644,6 +1644,29 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn check_enrollment_token(
+        &self,
+        token_hash: [u8; 32],
+        now: UnixMillis,
+    ) -> Result<(), EnrollError> {
+        self.run_with(move |c| {
+            let token: Option<(i64, Option<i64>)> = one(
+                c,
+                "SELECT expires_ms, used_ms FROM enrollment_tokens WHERE hash = ?1",
+                [token_hash.to_vec()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(StoreError::from)?;
+            match token {
+                None => Err(EnrollError::UnknownToken),
+                Some((_, Some(_))) => Err(EnrollError::UsedToken),
+                Some((expires_ms, None)) if expires_ms <= now => Err(EnrollError::ExpiredToken),
+                Some(_) => Ok(()),
+            }
+        })
+        .await
+    }
+
     async fn enroll_operator(
         &self,
         token_hash: [u8; 32],

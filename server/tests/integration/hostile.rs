@@ -517,3 +517,64 @@ async fn a_flood_of_challenges_from_one_address_gets_429s_and_the_table_stays_sm
     // Other routes and other kinds of calls are not held up.
     t.get("/health", Auth::None).await.ok();
 }
+
+#[tokio::test]
+async fn a_registration_without_a_usable_token_is_refused_before_any_signature_work() {
+    let t = TestApp::spawn().await;
+    let supplier = t.supplier("cheap-first", crate::common::BOGOTA, true).await;
+    let device = SigningKey::random(&mut rand::rngs::OsRng);
+    let address = lx_protocol::wallet::Address::from_signing_key(&device).to_checksum();
+    // The attacker's registration: a made-up token and a well-formed proof
+    // that signs nothing (recovering a key from it is the costly part). The
+    // token is judged first, by name.
+    let bogus = format!("0x{}1b", "11".repeat(64));
+    let refused = t
+        .post(
+            "/operators/register",
+            Auth::None,
+            json!({"enrollmentToken": "lxen_madeup", "name": "x", "deviceKind": "DRONE",
+                "address": address, "proof": bogus}),
+        )
+        .await
+        .expect(400, "INVALID_INPUT");
+    assert!(
+        refused.message().starts_with("enrollmentToken"),
+        "{}",
+        refused.message()
+    );
+    // A spent token is refused the same way, before its proof.
+    let enrolled = t.enroll(&supplier, "first").await;
+    assert!(!enrolled.operator_id.is_nil());
+    let token = t
+        .post(
+            format!("/workspaces/{}/enrollment-tokens", supplier.workspace_id),
+            supplier.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    let token = token.data()["token"].as_str().unwrap().to_owned();
+    let proof = lx_protocol::wallet::sign_personal(&device, token.as_bytes()).to_string();
+    t.post(
+        "/operators/register",
+        Auth::None,
+        json!({"enrollmentToken": token, "name": "second", "deviceKind": "DRONE",
+            "address": address, "proof": proof}),
+    )
+    .await
+    .ok();
+    let again = t
+        .post(
+            "/operators/register",
+            Auth::None,
+            json!({"enrollmentToken": token, "name": "third", "deviceKind": "DRONE",
+                "address": address, "proof": bogus}),
+        )
+        .await
+        .expect(400, "INVALID_INPUT");
+    assert!(
+        again.message().contains("already used"),
+        "{}",
+        again.message()
+    );
+}
