@@ -194,7 +194,7 @@ pub(super) async fn register(
         .check_enrollment_token(token_hash, app.now())
         .await
         .map_err(enroll_error)?;
-    let (token, proof) = (req.enrollment_token.clone(), req.proof.clone());
+    let (token, proof) = (req.enrollment_token.clone(), req.proof);
     let key = tokio::task::spawn_blocking(move || {
         recover_key_prehash(&personal_message_hash(token.as_bytes()), &proof)
     })
