@@ -304,16 +304,13 @@ pub async fn check_target(policy: &target::TargetPolicy, url: &str) -> Result<()
     }
 }
 
-fn policy_refuses(app: &App, ip: std::net::IpAddr) -> Option<&'static str> {
-    target_policy(&app.config.webhooks).refuses(ip)
-}
-
 /// Makes one attempt at a due delivery and writes its outcome; returns the
 /// webhook, free for its next delivery.
 async fn deliver(
     app: Arc<App>,
     client: reqwest::Client,
     policy: DeliveryPolicy,
+    targets: Arc<target::TargetPolicy>,
     due: DueDelivery,
 ) -> Uuid {
     let webhook = due.delivery.webhook_id;
@@ -326,7 +323,7 @@ async fn deliver(
             .parse::<std::net::IpAddr>()
             .ok()
     });
-    let refused = literal.and_then(|ip| policy_refuses(&app, ip));
+    let refused = literal.and_then(|ip| targets.refuses(ip));
     let attempt = match event_body(&due) {
         _ if refused.is_some() => {
             tracing::warn!(%webhook, url = %due.url, why = refused.unwrap_or_default(),
@@ -396,6 +393,8 @@ struct InFlight {
     webhooks: HashSet<Uuid>,
     per_workspace: HashMap<Uuid, usize>,
     by_task: HashMap<tokio::task::Id, (Uuid, Uuid)>,
+    /// `webhooks.allowed_targets`, parsed once for every delivery.
+    targets: Arc<target::TargetPolicy>,
 }
 
 impl InFlight {
@@ -424,9 +423,13 @@ impl InFlight {
             }
             self.webhooks.insert(webhook);
             *self.per_workspace.entry(workspace).or_default() += 1;
-            let task = self
-                .tasks
-                .spawn(deliver(Arc::clone(app), client.clone(), policy, d));
+            let task = self.tasks.spawn(deliver(
+                Arc::clone(app),
+                client.clone(),
+                policy,
+                Arc::clone(&self.targets),
+                d,
+            ));
             self.by_task.insert(task.id(), (webhook, workspace));
         }
     }
@@ -462,6 +465,7 @@ impl InFlight {
 /// latency, and is logged.
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let policy = DeliveryPolicy::from_config(&app.config.webhooks);
+    let targets = Arc::new(target_policy(&app.config.webhooks));
     let client = match reqwest::Client::builder()
         .timeout(policy.timeout)
         // A redirect is not a 2xx; following one would let a receiver point
@@ -469,9 +473,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         .redirect(reqwest::redirect::Policy::none())
         // Names resolve only to addresses the target policy allows, and the
         // connection uses exactly those.
-        .dns_resolver(Arc::new(target::PinnedResolver(Arc::new(target_policy(
-            &app.config.webhooks,
-        )))))
+        .dns_resolver(Arc::new(target::PinnedResolver(Arc::clone(&targets))))
         .user_agent(concat!("lx-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
     {
@@ -485,7 +487,10 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut changes_open = true;
     let mut tick = tokio::time::interval(policy.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut in_flight = InFlight::default();
+    let mut in_flight = InFlight {
+        targets,
+        ..InFlight::default()
+    };
     loop {
         tokio::select! {
             _ = tick.tick() => {}
