@@ -93,6 +93,7 @@ pub struct McpConfig {
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    pub read_connections: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -365,6 +366,9 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.store.read_connections == 0 {
+            bail!("store.read_connections must be at least 1");
+        }
         let s = &self.sessions;
         if s.min_wait_timeout_seconds == 0
             || s.min_wait_timeout_seconds > s.max_wait_timeout_seconds

@@ -258,8 +258,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let store = SqliteStore::open(&config.store.path)
-        .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+    let store = SqliteStore::open_with_readers(
+        &config.store.path,
+        usize::from(config.store.read_connections),
+    )
+    .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
     let chain = chain_reader(&config).await?;
     let credit = credit_source(&config, chain.as_ref())?;
     let (media_tx, media_rx) = media::channel();

@@ -1,14 +1,19 @@
 //! The embedded store: one SQLite file in WAL mode, schema migrations
 //! compiled in and applied on open.
 //!
-//! One connection serves every call on a blocking thread; SQLite serializes
-//! writers anyway, and `BEGIN IMMEDIATE` makes each transition one atomic
-//! compare-and-swap. A process killed at any point loses no committed write
-//! (WAL with `synchronous = NORMAL` is durable against process crashes).
+//! One writer connection serves every write on a blocking thread; SQLite
+//! serializes writers anyway, and `BEGIN IMMEDIATE` makes each transition one
+//! atomic compare-and-swap. Reads go to a pool of read-only connections beside
+//! it (WAL lets readers see the last commit while a write is under way), so a
+//! long write never queues a read. Every call waits for its connection without
+//! holding an async worker, then runs on a blocking thread. A process killed at
+//! any point loses no committed write (WAL with `synchronous = NORMAL` is
+//! durable against process crashes).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lx_protocol::api::{
@@ -55,10 +60,72 @@ const WORKSPACE_SELECT: &str = "id, slug, name, wallet, roles, availability, cov
     created_ms, cooling_down_until_ms, \
     EXISTS (SELECT 1 FROM operators o WHERE o.workspace_id = workspaces.id)";
 
+/// How many read connections a file store opens unless told otherwise.
+pub const DEFAULT_READ_CONNECTIONS: usize = 4;
+
+/// How long a connection waits for SQLite's own file lock (another process,
+/// or a checkpoint) before the call fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<tokio::sync::Mutex<Connection>>,
+    /// `None` for an in-memory store: a private in-memory database has one
+    /// connection, so reads share the writer's.
+    readers: Option<Arc<ReadPool>>,
     write_seq: Arc<AtomicU64>,
+}
+
+/// Read-only connections to the same file, each lent to one call at a time.
+#[derive(Debug)]
+struct ReadPool {
+    idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl ReadPool {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        // A panic while the list was held cannot leave it half-changed.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lend(self: Arc<Self>) -> Option<LentReader> {
+        let conn = self.idle().pop()?;
+        Some(LentReader {
+            pool: self,
+            conn: Some(conn),
+        })
+    }
+}
+
+/// A read connection out of the pool; it goes back when dropped, even if the
+/// call using it panicked.
+struct LentReader {
+    pool: Arc<ReadPool>,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for LentReader {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for LentReader {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for LentReader {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.idle().push(conn);
+        }
+    }
 }
 
 type Sql<T> = Result<T, rusqlite::Error>;
@@ -74,36 +141,59 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) the database file with
+    /// [`DEFAULT_READ_CONNECTIONS`] readers and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<Self> {
+        Self::open_with_readers(path, DEFAULT_READ_CONNECTIONS)
+    }
+
+    /// Opens the database file with `readers` read-only connections beside
+    /// the writer (at least one).
+    pub fn open_with_readers(path: &Path, readers: usize) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| backend(format!("creating {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| backend(format!("opening {}: {e}", path.display())))?;
-        Self::from_connection(conn)
+        let opening = |e: rusqlite::Error| backend(format!("opening {}: {e}", path.display()));
+        let writer = Connection::open(path).map_err(opening)?;
+        let mut store = Self::from_writer(writer)?;
+        // The schema exists now (the writer migrated it): readers only read.
+        let idle = (0..readers.max(1))
+            .map(|_| {
+                let conn = Connection::open(path).map_err(opening)?;
+                conn.pragma_update(None, "query_only", "ON")?;
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                Ok(conn)
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        store.readers = Some(Arc::new(ReadPool {
+            permits: tokio::sync::Semaphore::new(idle.len()),
+            idle: Mutex::new(idle),
+        }));
+        Ok(store)
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> StoreResult<Self> {
-        Self::from_connection(Connection::open_in_memory()?)
+        Self::from_writer(Connection::open_in_memory()?)
     }
 
-    fn from_connection(mut conn: Connection) -> StoreResult<Self> {
+    fn from_writer(mut conn: Connection) -> StoreResult<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         migrate(&mut conn)?;
         // Tokens keep growing across restarts: start above anything issued before.
         let start = u64::try_from(crate::clock::wall_now_ms()).unwrap_or(0) * 1000;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(tokio::sync::Mutex::new(conn)),
+            readers: None,
             write_seq: Arc::new(AtomicU64::new(start)),
         })
     }
 
+    /// Runs `f` on the writer connection.
     async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> StoreResult<R> + Send + 'static,
@@ -119,15 +209,51 @@ impl SqliteStore {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| E::from(backend("connection lock poisoned")))?;
-            f(&mut guard)
+        // Waiting for the writer happens here, on the async side: a queue of
+        // writes holds no blocking threads.
+        let mut conn = Arc::clone(&self.writer).lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&mut conn))
+            .await
+            .map_err(|e| E::from(backend(format!("store task failed: {e}"))))?
+    }
+
+    /// Runs `f`, which only reads, on a read connection (the writer's for an
+    /// in-memory store). A reader is `query_only`: a write through one fails.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<R> + Send + 'static,
+    ) -> StoreResult<R> {
+        self.read_with(f).await
+    }
+
+    async fn read_with<R, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let Some(pool) = &self.readers else {
+            return self.run_with(f).await;
+        };
+        let permit = pool
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| E::from(backend("the read pool is closed")))?;
+        let pool = Arc::clone(pool);
+        let result = tokio::task::spawn_blocking(move || {
+            // A permit guarantees an idle connection.
+            let mut lent = pool
+                .lend()
+                .ok_or_else(|| E::from(backend("no idle read connection")))?;
+            f(&mut lent)
         })
         .await
-        .map_err(|e| E::from(backend(format!("store task failed: {e}"))))?
+        .map_err(|e| E::from(backend(format!("store task failed: {e}"))));
+        drop(permit);
+        result?
     }
 
     fn wrote(&self) {
@@ -951,7 +1077,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
     }
 
@@ -993,11 +1119,11 @@ impl Store for SqliteStore {
     }
 
     async fn workspace(&self, id: Uuid) -> StoreResult<Option<Workspace>> {
-        self.run(move |c| Ok(load_workspace(c, id)?)).await
+        self.read(move |c| Ok(load_workspace(c, id)?)).await
     }
 
     async fn workspaces_of_wallet(&self, wallet: Address) -> StoreResult<Vec<Workspace>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!("SELECT {WORKSPACE_SELECT} FROM workspaces WHERE wallet = ?1 ORDER BY created_ms, id");
             Ok(all(c, &sql, [wallet_text(&wallet)], workspace_row)?)
         })
@@ -1068,7 +1194,7 @@ impl Store for SqliteStore {
     }
 
     async fn online_suppliers(&self) -> StoreResult<Vec<Workspace>> {
-        self.run(|c| {
+        self.read(|c| {
             let sql = format!(
                 "SELECT {WORKSPACE_SELECT} FROM workspaces WHERE availability = 'ONLINE' AND coverage_lat IS NOT NULL AND instr(roles, 'SUPPLIER') > 0"
             );
@@ -1138,7 +1264,7 @@ impl Store for SqliteStore {
     }
 
     async fn cookie_revoked(&self, id: Uuid) -> StoreResult<bool> {
-        self.run(move |c| {
+        self.read(move |c| {
             Ok(one(
                 c,
                 "SELECT 1 FROM revoked_cookies WHERE id = ?1",
@@ -1174,7 +1300,7 @@ impl Store for SqliteStore {
     }
 
     async fn api_key_by_hash(&self, hash: [u8; 32]) -> StoreResult<Option<ApiKey>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = ?1");
             Ok(one(c, &sql, [hash.to_vec()], api_key_row)?)
         })
@@ -1182,7 +1308,7 @@ impl Store for SqliteStore {
     }
 
     async fn api_keys_of(&self, workspace_id: Uuid) -> StoreResult<Vec<ApiKey>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_ms, id");
             Ok(all(c, &sql, [workspace_id.to_string()], api_key_row)?)
         })
@@ -1250,7 +1376,7 @@ impl Store for SqliteStore {
     }
 
     async fn quote(&self, id: Uuid) -> StoreResult<Option<Quote>> {
-        self.run(move |c| {
+        self.read(move |c| {
             Ok(c.query_row(
                 "SELECT id, workspace_id, lat, lng, duration_s, rate, supply_bps, demand_bps, corridor_bps, created_ms, expires_ms, used_ms FROM quotes WHERE id = ?1",
                 [id.to_string()],
@@ -1262,7 +1388,7 @@ impl Store for SqliteStore {
     }
 
     async fn open_session_points(&self, min: Point, max: Point) -> StoreResult<Vec<Point>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!(
                 "SELECT lat, lng FROM sessions WHERE state IN {OPEN_STATES} AND lat BETWEEN ?1 AND ?2 AND lng BETWEEN ?3 AND ?4"
             );
@@ -1277,7 +1403,7 @@ impl Store for SqliteStore {
         since_ms: UnixMillis,
         cell_degrees: f64,
     ) -> StoreResult<Vec<(i64, i64, u32)>> {
-        self.run(move |c| {
+        self.read(move |c| {
             // CAST truncates toward zero; the offset keeps it a floor for negative coordinates.
             let rows = c
                 .prepare_cached(
@@ -1355,15 +1481,15 @@ impl Store for SqliteStore {
     }
 
     async fn session(&self, id: Uuid) -> StoreResult<Option<Session>> {
-        self.run(move |c| Ok(load_session(c, id)?)).await
+        self.read(move |c| Ok(load_session(c, id)?)).await
     }
 
     async fn obligations(&self, wallet: Address) -> StoreResult<crate::credit::Obligations> {
-        self.run(move |c| Ok(obligations_in(c, &wallet)?)).await
+        self.read(move |c| Ok(obligations_in(c, &wallet)?)).await
     }
 
     async fn live_sessions(&self, limit: u32) -> StoreResult<Vec<Session>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE state IN ('LIVE','PAUSED')
                  ORDER BY consumer_wallet, started_ms LIMIT ?1"
@@ -1379,7 +1505,7 @@ impl Store for SqliteStore {
         party: Party,
         filter: SessionFilter,
     ) -> StoreResult<Vec<Session>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let who = match party {
                 Party::Consumer => "consumer_ws = ?1",
                 Party::Operator => "operator_ws = ?1",
@@ -1408,7 +1534,7 @@ impl Store for SqliteStore {
     }
 
     async fn offers_for(&self, workspace_id: Uuid, now: UnixMillis) -> StoreResult<Vec<Session>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'REQUESTED' AND offer_ws = ?1 AND offer_expires_ms > ?2 ORDER BY created_ms"
             );
@@ -1459,7 +1585,7 @@ impl Store for SqliteStore {
         live_timeout_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<Session>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE (state IN {OPEN_STATES} AND (
                     (state IN ('REQUESTED','ASSIGNED') AND created_ms + wait_timeout_s * 1000 <= ?1)
@@ -1480,7 +1606,7 @@ impl Store for SqliteStore {
     }
 
     async fn media_sessions(&self) -> StoreResult<Vec<Session>> {
-        self.run(|c| {
+        self.read(|c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions
                  WHERE state IN ('ASSIGNED','LIVE','PAUSED') AND whip_url IS NOT NULL ORDER BY created_ms"
@@ -1491,7 +1617,7 @@ impl Store for SqliteStore {
     }
 
     async fn unqueued_consumers(&self) -> StoreResult<Vec<(Address, u64)>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT DISTINCT s.consumer_wallet,
                     COALESCE((SELECT MAX(x.sequence) FROM settlements x WHERE x.consumer = s.consumer_wallet), 0)
@@ -1555,7 +1681,7 @@ impl Store for SqliteStore {
     }
 
     async fn settlement(&self, session_id: Uuid) -> StoreResult<Option<SettlementRecord>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!("SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE session_id = ?1");
             Ok(one(c, &sql, [session_id.to_string()], settlement_row)?)
         })
@@ -1563,7 +1689,7 @@ impl Store for SqliteStore {
     }
 
     async fn open_settlements(&self, limit: u32) -> StoreResult<Vec<SettlementRecord>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!(
                 "SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE state IN ('PENDING', 'SUBMITTED', 'UNPAID')
                  ORDER BY consumer, sequence LIMIT ?1"
@@ -1649,7 +1775,7 @@ impl Store for SqliteStore {
         token_hash: [u8; 32],
         now: UnixMillis,
     ) -> Result<(), EnrollError> {
-        self.run_with(move |c| {
+        self.read_with(move |c| {
             let token: Option<(i64, Option<i64>)> = one(
                 c,
                 "SELECT expires_ms, used_ms FROM enrollment_tokens WHERE hash = ?1",
@@ -1732,11 +1858,11 @@ impl Store for SqliteStore {
     }
 
     async fn operator(&self, id: Uuid) -> StoreResult<Option<Operator>> {
-        self.run(move |c| Ok(load_operator(c, id)?)).await
+        self.read(move |c| Ok(load_operator(c, id)?)).await
     }
 
     async fn operator_by_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<Operator>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE token_hash = ?1");
             Ok(one(c, &sql, [token_hash.to_vec()], operator_row)?)
         })
@@ -1744,7 +1870,7 @@ impl Store for SqliteStore {
     }
 
     async fn operators_of(&self, workspace_id: Uuid) -> StoreResult<Vec<Operator>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE workspace_id = ?1 ORDER BY created_ms, id");
             Ok(all(c, &sql, [workspace_id.to_string()], operator_row)?)
         })
@@ -1811,7 +1937,7 @@ impl Store for SqliteStore {
         from_ms: UnixMillis,
         to_ms: UnixMillis,
     ) -> StoreResult<Vec<Outage>> {
-        self.run(move |c| {
+        self.read(move |c| {
             Ok(all(
                 c,
                 "SELECT opened_ms, closed_ms FROM operator_outages
@@ -1832,7 +1958,7 @@ impl Store for SqliteStore {
     }
 
     async fn mqtt_accounts(&self) -> StoreResult<Vec<MqttAccount>> {
-        self.run(move |c| {
+        self.read(move |c| {
             Ok(all(
                 c,
                 "SELECT username, password_hash, workspace_id, operator_id, created_ms FROM mqtt_accounts ORDER BY username",
@@ -1944,7 +2070,7 @@ impl Store for SqliteStore {
     }
 
     async fn locks_of(&self, operator_id: Uuid) -> StoreResult<Vec<Lock>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT subsystem, holder, acquired_ms FROM operator_locks WHERE operator_id = ?1 ORDER BY subsystem",
             )?;
@@ -2078,7 +2204,7 @@ impl Store for SqliteStore {
         from_ms: UnixMillis,
         to_ms: UnixMillis,
     ) -> StoreResult<Vec<LocationFix>> {
-        self.run(move |c| {
+        self.read(move |c| {
             Ok(all(
                 c,
                 "SELECT sequence, lat, lng, accuracy_m, received_ms FROM workspace_locations
@@ -2098,7 +2224,7 @@ impl Store for SqliteStore {
     }
 
     async fn session_stored_samples(&self, session_id: Uuid) -> StoreResult<Vec<StoredSample>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT session_id, sequence, captured_ms, lat_e7, lng_e7, accuracy_cm, operator_id, source,
                         signature, received_ms
@@ -2120,7 +2246,7 @@ impl Store for SqliteStore {
     }
 
     async fn session_samples(&self, session_id: Uuid) -> StoreResult<Vec<Sample>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT session_id, sequence, captured_ms, lat_e7, lng_e7, accuracy_cm, operator_id, source
                  FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence",
@@ -2156,7 +2282,7 @@ impl Store for SqliteStore {
     }
 
     async fn webhooks_of(&self, workspace_id: Uuid) -> StoreResult<Vec<Webhook>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = ?1 ORDER BY created_ms, id");
             Ok(all(c, &sql, [workspace_id.to_string()], webhook_row)?)
         })
@@ -2164,7 +2290,7 @@ impl Store for SqliteStore {
     }
 
     async fn webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Option<Webhook>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!(
                 "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?1 AND workspace_id = ?2"
             );
@@ -2193,7 +2319,7 @@ impl Store for SqliteStore {
     }
 
     async fn webhook_deliveries(&self, webhook_id: Uuid, limit: u32) -> StoreResult<Vec<Delivery>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let sql = format!(
                 "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
                  WHERE d.webhook_id = ?1 ORDER BY d.seq DESC LIMIT ?2"
@@ -2204,7 +2330,7 @@ impl Store for SqliteStore {
     }
 
     async fn due_deliveries(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<DueDelivery>> {
-        self.run(move |c| {
+        self.read(move |c| {
             // Round robin over workspaces: every workspace's first due
             // delivery comes before any workspace's second, so one tenant's
             // backlog cannot fill a pass.
@@ -2295,7 +2421,7 @@ impl Store for SqliteStore {
     }
 
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let rows = c
                 .prepare_cached("SELECT workspace_id FROM dispatch_attempts WHERE session_id = ?1")?
                 .query_map([session_id.to_string()], |r| uuid_col(r, 0))?
@@ -2310,7 +2436,60 @@ impl Store for SqliteStore {
 mod tests {
     use super::SqliteStore;
 
-    crate::store_suite!(SqliteStore::in_memory().expect("in-memory store"));
+    crate::store_suite!((SqliteStore::in_memory().expect("in-memory store"), ()));
+
+    /// A store on a file in a fresh directory, with its read pool.
+    fn file_store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store =
+            SqliteStore::open_with_readers(&dir.path().join("lx.db"), 2).expect("file store");
+        (store, dir)
+    }
+
+    /// The whole suite again on a file, where reads go through the pool.
+    mod on_a_file {
+        use super::file_store;
+
+        crate::store_suite!(file_store());
+    }
+
+    #[tokio::test]
+    async fn a_read_does_not_wait_for_the_writer() {
+        use crate::store::Store;
+
+        let (store, _dir) = file_store();
+        let ws = crate::store::suite::build_workspace("reader", &[], None);
+        store.insert_workspace(ws.clone()).await.unwrap();
+        // A write in progress: the writer is taken and not given back.
+        let writing = store.writer.clone().lock_owned().await;
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), store.workspace(ws.id))
+            .await
+            .expect("the read finished while the writer was busy")
+            .unwrap();
+        assert_eq!(read.map(|w| w.id), Some(ws.id));
+        // And a write does wait for it.
+        let ws2 = crate::store::suite::build_workspace("writer", &[], None);
+        let write = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            store.insert_workspace(ws2),
+        )
+        .await;
+        assert!(
+            write.is_err(),
+            "a write went through while the writer was held"
+        );
+        drop(writing);
+    }
+
+    #[tokio::test]
+    async fn a_reader_cannot_write() {
+        let (store, _dir) = file_store();
+        let err = store
+            .read(|c| Ok(c.execute("DELETE FROM workspaces", [])?))
+            .await
+            .expect_err("a write through a read connection");
+        assert!(err.to_string().contains("readonly"), "{err}");
+    }
 
     #[test]
     fn a_file_store_reopens_with_its_schema() {

@@ -1518,7 +1518,9 @@ macro_rules! store_suite {
         $(
             #[tokio::test]
             async fn $case() {
-                let store = $make;
+                // `$make` gives the store and whatever must outlive it (a
+                // temporary directory, say).
+                let (store, _keep) = $make;
                 $crate::store::suite::$case(&store).await;
             }
         )*
