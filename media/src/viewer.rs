@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gst::prelude::*;
-use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection, WebRTCSDPType};
+use gst_webrtc::{
+    WebRTCICEConnectionState, WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection,
+    WebRTCSDPType,
+};
 
 use crate::MediaError;
 use crate::codec::Codec;
@@ -25,6 +28,8 @@ pub struct Viewer {
     codec: Codec,
     started: AtomicBool,
     failed: Arc<AtomicBool>,
+    /// ICE found a working pair: the viewer is really there.
+    connected: Arc<AtomicBool>,
 }
 
 impl Viewer {
@@ -87,6 +92,19 @@ impl Viewer {
                 }
             });
         }
+        let connected = Arc::new(AtomicBool::new(false));
+        {
+            let connected = Arc::clone(&connected);
+            webrtc.connect_notify(Some("ice-connection-state"), move |w, _| {
+                let state = w.property::<WebRTCICEConnectionState>("ice-connection-state");
+                if matches!(
+                    state,
+                    WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed
+                ) {
+                    connected.store(true, Ordering::Relaxed);
+                }
+            });
+        }
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|_| MediaError::Pipeline("the viewer pipeline does not start".into()))?;
@@ -96,6 +114,7 @@ impl Viewer {
             codec,
             started: AtomicBool::new(false),
             failed,
+            connected,
         };
         webrtc::set_remote(&webrtc, &offer).await?;
         webrtc::create_local(&webrtc, WebRTCSDPType::Answer).await?;
@@ -138,6 +157,12 @@ impl Viewer {
     /// The connection or the pipeline failed: drop this viewer.
     pub fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// ICE connected at least once. A viewer that never gets here (an
+    /// offer without reachable candidates) only holds a slot.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 }
 

@@ -142,7 +142,8 @@ async fn a_viewer_fed_from_the_ingest_reaches_a_whep_subscriber() {
             .await
             .expect("subscriber answer");
         assert_eq!(subscriber.codec(), Some(codec));
-        ingest_frames.forward_to(Arc::new(viewer));
+        let viewer = Arc::new(viewer);
+        ingest_frames.forward_to(Arc::clone(&viewer));
 
         let keyframe = seen
             .wait_keyframe(Duration::from_secs(10))
@@ -162,6 +163,10 @@ async fn a_viewer_fed_from_the_ingest_reaches_a_whep_subscriber() {
             deltas.is_some(),
             "{codec}: {} frames reached the subscriber",
             seen.count()
+        );
+        assert!(
+            viewer.is_connected(),
+            "{codec}: media flows, so ICE connected"
         );
     }
 }

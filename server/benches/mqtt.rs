@@ -113,6 +113,7 @@ async fn enroll(app: &App, ws: &Workspace, i: usize) -> Device {
             }],
             now,
             app.late_sample_bound_ms(),
+            u64::MAX,
         )
         .await
         .unwrap();

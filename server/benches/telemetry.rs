@@ -111,7 +111,8 @@ async fn setup_device(
         id: Uuid::new_v4(),
         point: AT,
         geofence_radius_m: 150,
-        max_duration_seconds: 3600,
+        // Room for SAMPLES_PER_DEVICE under the per-session sample cap.
+        max_duration_seconds: 7200,
         wait_timeout_seconds: 300,
         rate_micro_usdc: 1000,
         consumer_workspace_id: consumer.id,

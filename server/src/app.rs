@@ -168,11 +168,18 @@ impl App {
         );
         let transition = if metered {
             let (fixes, rules) = self.meter_evidence(session).await?;
-            let evidence = Evidence {
-                fixes: &fixes,
-                rules: Some(rules),
-            };
-            lifecycle::plan_with(session, action, evidence)?
+            // A long session's meter is seconds of CPU work at worst: off
+            // the async workers, like every other costly step.
+            let session = session.clone();
+            tokio::task::spawn_blocking(move || {
+                let evidence = Evidence {
+                    fixes: &fixes,
+                    rules: Some(rules),
+                };
+                lifecycle::plan_with(&session, action, evidence)
+            })
+            .await
+            .map_err(|err| ApplyError::Store(StoreError::Backend(format!("meter task: {err}"))))??
         } else {
             lifecycle::plan(session, action)?
         };

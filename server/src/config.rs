@@ -35,7 +35,8 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-/// `[rate_limits]`: requests per minute per client address, by kind.
+/// `[rate_limits]`: requests per minute per client address and per
+/// credential, by kind.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitsConfig {
@@ -286,6 +287,7 @@ pub struct MediaConfig {
     pub media_timeout_ms: u32,
     pub jitter_latency_ms: u32,
     pub max_viewers_per_session: u32,
+    pub viewer_connect_timeout_ms: u32,
     pub token_secret: String,
     pub edge_api_token: String,
     pub ice: IceSettings,
@@ -480,6 +482,9 @@ impl Config {
         }
         if m.media_timeout_ms < 500 {
             bail!("media.media_timeout_ms must be at least 500");
+        }
+        if m.viewer_connect_timeout_ms < 1000 {
+            bail!("media.viewer_connect_timeout_ms must be at least 1000");
         }
         if m.max_viewers_per_session == 0 {
             bail!("media.max_viewers_per_session must be positive");

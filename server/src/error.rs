@@ -71,6 +71,12 @@ impl ApiError {
         .with_detail(format!("session:{operation}:{actual}"))
     }
 
+    /// `409 LOCKED`: another controller holds the subsystem.
+    pub fn locked(holder: &str) -> Self {
+        Self::new(ErrorCode::Locked, format!("locked by {holder}"))
+            .with_detail(format!("lock:heldBy:{holder}"))
+    }
+
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "Internal error").with_detail("internal")
     }

@@ -1,12 +1,18 @@
-//! Rate limits per client address on what a stranger can call cheaply and
-//! make the server work for: challenges and sign-in, workspace creation,
-//! device registration, webhook creation, telemetry, WHIP/WHEP offers,
-//! quotes and `/mcp`. Each class has its own GCRA limiter keyed by the
-//! client's IP (`[rate_limits]`, requests per minute, the same number as
-//! burst); past it the answer is `429 RATE_LIMITED` with `Retry-After`, and
+//! Rate limits per client address and per credential on what a stranger can
+//! call cheaply and make the server work for: challenges and sign-in,
+//! workspace creation, device registration, webhook creation, telemetry,
+//! WHIP/WHEP offers, quotes and `/mcp`. Each class has two GCRA limiters
+//! (`[rate_limits]`, requests per minute, the same number as burst): one
+//! keyed by the client's IP, one by the credential the request presents (its
+//! bearer token, its sign-in cookie, or the token of a WHIP/WHEP URL), so a
+//! key shared across many addresses is held to the same pace as one address.
+//! Past either the answer is `429 RATE_LIMITED` with `Retry-After`, and
 //! nothing behind it runs. The address comes from the connection (the edge
 //! puts it on every request); behind a proxy that is the proxy's.
+//! Credentials are only hashed here (with a per-process key), never judged:
+//! a forged one is limited like a real one, and refused later.
 
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -25,6 +31,8 @@ use crate::config::RateLimitsConfig;
 use crate::error::ApiError;
 
 type Limiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
+/// Keyed by a keyed hash of the credential.
+type CredentialLimiter = RateLimiter<u64, DefaultKeyedStateStore<u64>, DefaultClock>;
 
 /// What a request costs, as the limits see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +77,8 @@ pub fn classify(method: &Method, path: &str) -> Option<Class> {
 }
 
 pub struct RateLimits {
-    limiters: Vec<(Class, Limiter)>,
+    limiters: Vec<(Class, Limiter, CredentialLimiter)>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -95,29 +104,76 @@ impl RateLimits {
             (Class::Mcp, c.mcp_per_minute),
         ]
         .into_iter()
-        .map(|(class, n)| (class, RateLimiter::keyed(quota(n))))
+        .map(|(class, n)| {
+            (
+                class,
+                RateLimiter::keyed(quota(n)),
+                RateLimiter::keyed(quota(n)),
+            )
+        })
         .collect();
-        Self { limiters }
-    }
-
-    /// `Ok` if `ip` may make one more request of `class` now, else how long
-    /// until it may.
-    pub fn check(&self, class: Class, ip: IpAddr) -> Result<(), Duration> {
-        let Some((_, limiter)) = self.limiters.iter().find(|(c, _)| *c == class) else {
-            return Ok(());
-        };
-        limiter
-            .check_key(&ip)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
-    }
-
-    /// Forgets addresses whose limits are full again: the maps stay small.
-    pub fn forget_idle(&self) {
-        for (_, limiter) in &self.limiters {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+        Self {
+            limiters,
+            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
+
+    /// `Ok` if `ip`, presenting `credential` (if any), may make one more
+    /// request of `class` now, else how long until it may.
+    pub fn check(
+        &self,
+        class: Class,
+        ip: IpAddr,
+        credential: Option<&str>,
+    ) -> Result<(), Duration> {
+        let Some((_, by_address, by_credential)) =
+            self.limiters.iter().find(|(c, _, _)| *c == class)
+        else {
+            return Ok(());
+        };
+        let wait = |not_until: governor::NotUntil<_>| {
+            not_until.wait_time_from(DefaultClock::default().now())
+        };
+        by_address.check_key(&ip).map_err(wait)?;
+        if let Some(credential) = credential {
+            by_credential
+                .check_key(&self.hasher.hash_one(credential))
+                .map_err(wait)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets addresses and credentials whose limits are full again: the
+    /// maps stay small.
+    pub fn forget_idle(&self) {
+        for (_, by_address, by_credential) in &self.limiters {
+            by_address.retain_recent();
+            by_address.shrink_to_fit();
+            by_credential.retain_recent();
+            by_credential.shrink_to_fit();
+        }
+    }
+}
+
+/// The credential a request presents: its bearer token, else its sign-in
+/// cookie, else the token in a WHIP/WHEP URL.
+fn credential_of(request: &Request) -> Option<String> {
+    let headers = request.headers();
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(lx_protocol::bearer::token)
+    {
+        return Some(token.to_owned());
+    }
+    if let Some(cookie) = crate::auth::cookie_value(headers, crate::auth::COOKIE_NAME) {
+        return Some(cookie);
+    }
+    let path = request.uri().path();
+    path.strip_prefix("/media/whip/")
+        .or_else(|| path.strip_prefix("/media/whep/"))
+        .and_then(|rest| rest.split('/').next())
+        .map(str::to_owned)
 }
 
 /// The middleware: refuses a request over its class's limit.
@@ -128,12 +184,14 @@ pub async fn enforce(limits: Arc<RateLimits>, request: Request, next: Next) -> R
         .map(|ConnectInfo(addr)| addr.ip());
     let class = classify(request.method(), request.uri().path());
     if let (Some(ip), Some(class)) = (peer, class)
-        && let Err(wait) = limits.check(class, ip)
+        && let Err(wait) = limits.check(class, ip, credential_of(&request).as_deref())
     {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let mut response = ApiError::new(
             ErrorCode::RateLimited,
-            format!("too many requests of this kind from {ip}; retry in {seconds} s"),
+            format!(
+                "too many requests of this kind from {ip} or with this credential; retry in {seconds} s"
+            ),
         )
         .with_detail(format!("rateLimit:{class:?}"))
         .into_response();
@@ -200,14 +258,53 @@ mod tests {
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "127.0.0.3".parse().unwrap();
         for _ in 0..3 {
-            assert!(limits.check(Class::Challenge, a).is_ok());
+            assert!(limits.check(Class::Challenge, a, None).is_ok());
         }
-        let wait = limits.check(Class::Challenge, a).unwrap_err();
+        let wait = limits.check(Class::Challenge, a, None).unwrap_err();
         assert!(
             wait > Duration::from_secs(10) && wait <= Duration::from_secs(20),
             "{wait:?}"
         );
-        assert!(limits.check(Class::Challenge, b).is_ok(), "another address");
-        assert!(limits.check(Class::Quote, a).is_ok(), "another class");
+        assert!(
+            limits.check(Class::Challenge, b, None).is_ok(),
+            "another address"
+        );
+        assert!(limits.check(Class::Quote, a, None).is_ok(), "another class");
+    }
+
+    #[test]
+    fn one_key_from_many_addresses_is_held_to_the_pace_of_one() {
+        let config = RateLimitsConfig {
+            challenges_per_minute: 1000,
+            sign_in_per_minute: 1000,
+            workspaces_per_minute: 1000,
+            registrations_per_minute: 1000,
+            webhooks_per_minute: 1000,
+            telemetry_per_minute: 1000,
+            media_offers_per_minute: 1000,
+            quotes_per_minute: 3,
+            mcp_per_minute: 1000,
+        };
+        let limits = RateLimits::from_config(&config);
+        let address = |n: u8| IpAddr::from([127, 0, 0, n]);
+        for n in 1..=3 {
+            assert!(
+                limits
+                    .check(Class::Quote, address(n), Some("lxxn_k1"))
+                    .is_ok()
+            );
+        }
+        assert!(
+            limits
+                .check(Class::Quote, address(4), Some("lxxn_k1"))
+                .is_err(),
+            "a fourth address with the same key"
+        );
+        assert!(
+            limits
+                .check(Class::Quote, address(5), Some("lxxn_k2"))
+                .is_ok(),
+            "another key"
+        );
     }
 }

@@ -47,6 +47,9 @@ pub struct BrokerAccounts {
     device_url: String,
     /// One writer of the files at a time.
     writing: Mutex<()>,
+    /// Wakes the background writer after a failed write.
+    rewrite: Arc<tokio::sync::Notify>,
+    rewriter_started: std::sync::atomic::AtomicBool,
 }
 
 impl BrokerAccounts {
@@ -67,6 +70,8 @@ impl BrokerAccounts {
             server_hash: mosquitto::new_hash(&config.password),
             device_url: config.device_url().to_owned(),
             writing: Mutex::new(()),
+            rewrite: Arc::default(),
+            rewriter_started: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -121,6 +126,58 @@ impl BrokerAccounts {
             .await
             .context("writing the broker's files")??;
         Ok(())
+    }
+
+    /// [`Self::sync`] after an account changed in the store. The store is
+    /// the truth, so a failed write loses nothing: it is retried in the
+    /// background (1 s, doubling to a minute) until the files are written,
+    /// and the account just stored works from then on. Returns whether the
+    /// files are written now.
+    pub async fn sync_or_retry(self: &Arc<Self>, store: &Arc<dyn Store>) -> bool {
+        match self.sync(store.as_ref()).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::error!(
+                    error = %format!("{err:#}"),
+                    "the broker's accounts could not be written; retrying in the background"
+                );
+                self.start_rewriter(store);
+                self.rewrite.notify_one();
+                false
+            }
+        }
+    }
+
+    fn start_rewriter(self: &Arc<Self>, store: &Arc<dyn Store>) {
+        use std::sync::atomic::Ordering;
+        if self.rewriter_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let accounts = Arc::downgrade(self);
+        let rewrite = Arc::clone(&self.rewrite);
+        let store = Arc::clone(store);
+        tokio::spawn(async move {
+            loop {
+                rewrite.notified().await;
+                let mut wait = Duration::from_secs(1);
+                loop {
+                    tokio::time::sleep(wait).await;
+                    let Some(accounts) = accounts.upgrade() else {
+                        return;
+                    };
+                    match accounts.sync(store.as_ref()).await {
+                        Ok(()) => {
+                            tracing::info!("the broker's accounts are written");
+                            break;
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %format!("{err:#}"), retry_in = ?wait * 2, "the broker's accounts still cannot be written");
+                            wait = (wait * 2).min(Duration::from_secs(60));
+                        }
+                    }
+                }
+            }
+        });
     }
 }
 

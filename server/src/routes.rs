@@ -57,16 +57,43 @@ struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
+        // Each operation names the scopes it takes (any one of its
+        // requirements); a device token (lxdv_…) holds sessions:read and
+        // sessions:operate, the wallet's cookie every scope.
         components.add_security_scheme(
             "apiKey",
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("lxxn_*")
+                    .bearer_format("lxxn_* (API key) or lxdv_* (device token)")
+                    .description(Some(
+                        "An API key, which holds the scopes it was minted with, or a device token",
+                    ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "deviceToken",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("lxdv_*")
+                    .description(Some(
+                        "An enrolled device's token: its own device and the sessions it serves",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "walletCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::COOKIE_NAME,
+                "The workspace owner's wallet, signed in with SIWE: every scope",
+            ))),
         );
     }
 }

@@ -318,6 +318,9 @@ pub struct Transition {
     /// Replaces the session's STALE_TELEMETRY and OUTSIDE_GEOFENCE windows.
     pub derived_windows: Option<Vec<Window>>,
     pub open_window: Option<(WindowReason, UnixMillis)>,
+    /// Opens the latest closed window of this reason again (a session at
+    /// its cap of recorded windows: the new gap joins the last one).
+    pub reopen_window: Option<WindowReason>,
     /// Closes the open window of each reason at its instant.
     pub close_windows: Vec<(WindowReason, UnixMillis)>,
     /// Flip this supplier ONLINE → BUSY in the same transaction, or fail.
@@ -510,6 +513,9 @@ pub enum IngestError {
         captured_ms: UnixMillis,
         last_ms: UnixMillis,
     },
+    /// The session already holds as many samples as it may.
+    #[error("the session holds {held} samples; it may hold {cap}")]
+    SessionFull { held: u64, cap: u64 },
     #[error("operator not found")]
     NotFound,
     #[error(transparent)]
@@ -798,14 +804,16 @@ pub trait Store: Send + Sync + 'static {
     async fn locks_of(&self, operator_id: Uuid) -> StoreResult<Vec<Lock>>;
     /// Stores verified samples of one device, all or none: every sequence
     /// must exceed the device's last, and every capture time the capture
-    /// time of its last stored sample. Updates its last fix and last seen,
-    /// and its outages as [`Store::touch_operator`] does.
+    /// time of its last stored sample, and a session may hold at most
+    /// `max_session_samples`. Updates its last fix and last seen, and its
+    /// outages as [`Store::touch_operator`] does.
     async fn ingest_samples(
         &self,
         operator_id: Uuid,
         samples: Vec<StoredSample>,
         now: UnixMillis,
         silent_after_ms: i64,
+        max_session_samples: u64,
     ) -> Result<u64, IngestError>;
     /// Records a workspace's unsigned location, received at `now`, if
     /// `sequence` is above the last one; `false` when it is not (a replay

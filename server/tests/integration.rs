@@ -19,6 +19,8 @@ mod contracts;
 mod hostile;
 #[path = "integration/media.rs"]
 mod media;
+#[path = "integration/media_hostile.rs"]
+mod media_hostile;
 #[path = "integration/money.rs"]
 mod money;
 #[path = "integration/mqtt.rs"]

@@ -12,6 +12,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("media", "lx-server", "test-support"),
     ("settle", "lx-server", "test-support"),
     ("mqtt", "lx-server", "test-support"),
+    ("abuse", "lx-server", "test-support"),
 ];
 
 pub(crate) fn run(name: &str) -> anyhow::Result<()> {

@@ -50,7 +50,7 @@ enum Task {
         #[arg(long, default_value_t = 600)]
         seconds: u64,
     },
-    /// Run one benchmark by name (known: dispatch, telemetry, agent, media, settle, mqtt).
+    /// Run one benchmark by name (known: dispatch, telemetry, agent, media, settle, mqtt, abuse).
     Bench {
         /// The benchmark to run.
         name: String,

@@ -34,6 +34,7 @@ pub struct BuiltinConfig {
     pub jpeg_quality: u8,
     pub media_timeout_ms: i64,
     pub max_viewers: usize,
+    pub viewer_connect_timeout_ms: i64,
 }
 
 impl BuiltinConfig {
@@ -57,6 +58,7 @@ impl BuiltinConfig {
             jpeg_quality: m.jpeg_quality,
             media_timeout_ms: i64::from(m.media_timeout_ms),
             max_viewers: m.max_viewers_per_session as usize,
+            viewer_connect_timeout_ms: i64::from(m.viewer_connect_timeout_ms),
         })
     }
 
@@ -69,6 +71,7 @@ impl BuiltinConfig {
             frame_interval_ms: self.frame_interval_ms,
             jpeg_quality: self.jpeg_quality,
             media_timeout_ms: self.media_timeout_ms,
+            viewer_connect_timeout_ms: self.viewer_connect_timeout_ms,
         }
     }
 }
@@ -149,16 +152,13 @@ impl BuiltinMedia {
 
     async fn view(&self, session_id: Uuid, offer: &str) -> Result<Negotiated, MediaError> {
         let feed = self.feeds.get(session_id).ok_or(MediaError::NoPublisher)?;
-        let viewers = feed.viewer_count();
-        if viewers >= self.config.max_viewers {
-            return Err(MediaError::TooManyViewers(viewers));
-        }
         let codec = feed.codec().ok_or(MediaError::NoPublisher)?;
+        let slot = feed.reserve_viewer(self.config.max_viewers)?;
         let (viewer, answer) = Viewer::answer(offer, codec, self.config.ice())
             .await
             .map_err(from_media)?;
         let resource = random_resource();
-        feed.add_viewer(resource.clone(), viewer);
+        slot.fill(resource.clone(), viewer);
         Ok(Negotiated { answer, resource })
     }
 }

@@ -7,7 +7,14 @@
 //! Everything GStreamer's streaming threads touch is behind one short lock;
 //! pipelines are stopped off the async workers ([`dispose`]) and never from
 //! their own threads.
+//!
+//! Viewers are bounded: a slot is reserved before an offer is negotiated
+//! (so concurrent offers cannot overshoot the cap), and a viewer whose ICE
+//! has not connected within the connect timeout is dropped. Media events are
+//! never lost: what the bounded channel cannot take now waits in the feed's
+//! [`Outbox`], in order, for the monitor's next pass.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -18,6 +25,7 @@ use lx_media::viewer::Viewer;
 use lx_protocol::time::UnixMillis;
 use rand::RngCore;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 
 use super::flow::{Flow, FlowMonitor};
@@ -34,6 +42,8 @@ pub(crate) struct FeedSettings {
     pub(crate) jpeg_quality: u8,
     /// No media for longer than this opens a NETWORK_ERROR window.
     pub(crate) media_timeout_ms: i64,
+    /// A viewer not ICE-connected this long after its answer is dropped.
+    pub(crate) viewer_connect_timeout_ms: i64,
 }
 
 /// What the feed's frames come from.
@@ -54,7 +64,7 @@ pub(crate) struct Feed {
     pub(crate) session_id: Uuid,
     settings: FeedSettings,
     clock: Arc<dyn Clock>,
-    events: mpsc::Sender<MediaEvent>,
+    outbox: Outbox,
     state: Mutex<FeedState>,
     /// Written by the decoder's thread, read by the frame endpoint.
     latest: Arc<Mutex<Option<Frame>>>,
@@ -71,7 +81,104 @@ struct FeedState {
     last_decode_ms: Option<UnixMillis>,
     last_keyframe_ms: Option<UnixMillis>,
     last_keyframe_request_ms: Option<UnixMillis>,
-    viewers: Vec<(String, Viewer)>,
+    viewers: Vec<Watcher>,
+    /// Slots promised to offers being negotiated.
+    reserved: usize,
+}
+
+/// A WHEP viewer of the feed.
+struct Watcher {
+    resource: String,
+    viewer: Viewer,
+    answered_ms: UnixMillis,
+}
+
+/// A viewer slot held while an offer is negotiated; given back when dropped
+/// unless [`ViewerSlot::fill`] took it.
+pub(crate) struct ViewerSlot {
+    feed: Arc<Feed>,
+    held: bool,
+}
+
+impl ViewerSlot {
+    /// The negotiated viewer takes the slot.
+    pub(crate) fn fill(mut self, resource: String, viewer: Viewer) {
+        let answered_ms = self.feed.clock.now_ms();
+        let mut st = lock(&self.feed.state);
+        st.reserved -= 1;
+        st.viewers.push(Watcher {
+            resource,
+            viewer,
+            answered_ms,
+        });
+        self.held = false;
+    }
+}
+
+impl Drop for ViewerSlot {
+    fn drop(&mut self) {
+        if self.held {
+            lock(&self.feed.state).reserved -= 1;
+        }
+    }
+}
+
+/// Media events on their way to the app. The channel is bounded; an event
+/// it cannot take now waits here, behind any earlier one, and goes at the
+/// monitor's next [`Outbox::flush`]: late, never dropped. A feed makes a
+/// handful of events in its life (one first frame, a loss and a resume per
+/// gap), so what waits stays small.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    events: mpsc::Sender<MediaEvent>,
+    waiting: Arc<Mutex<VecDeque<MediaEvent>>>,
+}
+
+impl Outbox {
+    pub(crate) fn new(events: mpsc::Sender<MediaEvent>) -> Self {
+        Self {
+            events,
+            waiting: Arc::default(),
+        }
+    }
+
+    pub(crate) fn send(&self, event: MediaEvent) {
+        let mut waiting = lock(&self.waiting);
+        if waiting.is_empty() {
+            match self.events.try_send(event) {
+                Ok(()) | Err(TrySendError::Closed(_)) => return,
+                Err(TrySendError::Full(_)) => {
+                    tracing::warn!(
+                        ?event,
+                        "media event queue full: the event waits for the next pass"
+                    );
+                }
+            }
+        }
+        waiting.push_back(event);
+    }
+
+    /// Sends what waits, in order, as far as the channel takes it.
+    pub(crate) fn flush(&self) {
+        let mut waiting = lock(&self.waiting);
+        while let Some(event) = waiting.front().copied() {
+            match self.events.try_send(event) {
+                Ok(()) => {
+                    waiting.pop_front();
+                }
+                Err(TrySendError::Full(_)) => break,
+                Err(TrySendError::Closed(_)) => {
+                    waiting.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        lock(&self.waiting).len()
+    }
 }
 
 /// Hands one source's frames to its feed. It holds the feed weakly: the
@@ -91,12 +198,6 @@ pub(crate) fn random_resource() -> String {
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic on a streaming thread must not take the feed down with it.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn send(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
-    if let Err(err) = events.try_send(event) {
-        tracing::warn!(?event, %err, "media event dropped");
-    }
 }
 
 /// Stops pipelines off the async workers (setting a pipeline to NULL waits
@@ -143,7 +244,7 @@ impl Feed {
             session_id,
             settings,
             clock,
-            events,
+            outbox: Outbox::new(events),
             state: Mutex::new(FeedState {
                 flow: FlowMonitor::new(settings.media_timeout_ms),
                 source: None,
@@ -154,6 +255,7 @@ impl Feed {
                 last_keyframe_ms: None,
                 last_keyframe_request_ms: None,
                 viewers: Vec::new(),
+                reserved: 0,
             }),
             latest: Arc::new(Mutex::new(None)),
             first_frame: Arc::new(AtomicBool::new(false)),
@@ -221,8 +323,19 @@ impl Feed {
         lock(&self.state).viewers.len()
     }
 
-    pub(crate) fn add_viewer(&self, resource: String, viewer: Viewer) {
-        lock(&self.state).viewers.push((resource, viewer));
+    /// Holds one of `max` viewer slots for an offer about to be negotiated,
+    /// counting the slots other offers hold meanwhile.
+    pub(crate) fn reserve_viewer(self: &Arc<Self>, max: usize) -> Result<ViewerSlot, MediaError> {
+        let mut st = lock(&self.state);
+        let taken = st.viewers.len() + st.reserved;
+        if taken >= max {
+            return Err(MediaError::TooManyViewers(taken));
+        }
+        st.reserved += 1;
+        Ok(ViewerSlot {
+            feed: Arc::clone(self),
+            held: true,
+        })
     }
 
     /// Ends the source with this WHIP resource.
@@ -242,7 +355,7 @@ impl Feed {
         let at = st
             .viewers
             .iter()
-            .position(|(r, _)| r == resource)
+            .position(|w| w.resource == resource)
             .ok_or(MediaError::NoResource)?;
         let viewer = st.viewers.remove(at);
         drop(st);
@@ -254,27 +367,33 @@ impl Feed {
         lock(&self.latest).clone()
     }
 
-    /// Lost media, and dead sources and viewers, at `now`. Returns whether
-    /// the source failed (and was dropped).
+    /// Lost media, and dead sources and viewers, at `now`: sends what waits
+    /// in the outbox first. Returns whether the source failed (and was
+    /// dropped).
     pub(crate) fn check(&self, now: UnixMillis) -> bool {
+        self.outbox.flush();
         let mut st = lock(&self.state);
         if let Some(Flow::Lost { last_media_ms }) = st.flow.poll(now) {
             tracing::info!(session = %self.session_id, "media lost");
-            send(
-                &self.events,
-                MediaEvent::MediaLost {
-                    session_id: self.session_id,
-                    at_ms: last_media_ms,
-                },
-            );
+            self.outbox.send(MediaEvent::MediaLost {
+                session_id: self.session_id,
+                at_ms: last_media_ms,
+            });
         }
         let dead_source = if st.source.as_ref().is_some_and(Source::failed) {
             st.source.take()
         } else {
             None
         };
-        let (gone, kept): (Vec<_>, Vec<_>) = st.viewers.drain(..).partition(|(_, v)| v.is_failed());
+        let connect_timeout = self.settings.viewer_connect_timeout_ms;
+        let (gone, kept): (Vec<_>, Vec<_>) = st.viewers.drain(..).partition(|w| {
+            w.viewer.is_failed()
+                || (!w.viewer.is_connected() && now - w.answered_ms > connect_timeout)
+        });
         st.viewers = kept;
+        if !gone.is_empty() {
+            tracing::info!(session = %self.session_id, viewers = gone.len(), "viewers failed or never connected: dropped");
+        }
         drop(st);
         let failed = dead_source.is_some();
         if failed || !gone.is_empty() {
@@ -304,19 +423,16 @@ impl Feed {
             return;
         }
         if let Some(Flow::Resumed { at_ms }) = st.flow.on_media(now) {
-            send(
-                &self.events,
-                MediaEvent::MediaResumed {
-                    session_id: self.session_id,
-                    at_ms,
-                },
-            );
+            self.outbox.send(MediaEvent::MediaResumed {
+                session_id: self.session_id,
+                at_ms,
+            });
         }
         st.codec = Some(frame.codec);
-        for (_, viewer) in &st.viewers {
-            viewer.push(frame);
+        for w in &st.viewers {
+            w.viewer.push(frame);
         }
-        let mut want_keyframe = st.viewers.iter().any(|(_, v)| v.needs_keyframe());
+        let mut want_keyframe = st.viewers.iter().any(|w| w.viewer.needs_keyframe());
         if frame.keyframe {
             st.last_keyframe_ms = Some(now);
             // A little early is fine: key frames come about once an interval.
@@ -349,7 +465,7 @@ impl Feed {
             let latest = Arc::clone(&self.latest);
             let first = Arc::clone(&self.first_frame);
             let clock = Arc::clone(&self.clock);
-            let events = self.events.clone();
+            let outbox = self.outbox.clone();
             let session_id = self.session_id;
             let made = Decoder::new(
                 frame.codec,
@@ -365,13 +481,10 @@ impl Feed {
                         decoded_ms,
                     });
                     if !first.swap(true, Ordering::Relaxed) {
-                        send(
-                            &events,
-                            MediaEvent::FirstFrame {
-                                session_id,
-                                at_ms: decoded_ms,
-                            },
-                        );
+                        outbox.send(MediaEvent::FirstFrame {
+                            session_id,
+                            at_ms: decoded_ms,
+                        });
                     }
                 },
             );
@@ -483,6 +596,7 @@ mod tests {
             frame_interval_ms: 1000,
             jpeg_quality: 80,
             media_timeout_ms: 2000,
+            viewer_connect_timeout_ms: 10_000,
         };
         let map = FeedMap::start(settings, clock.clone(), tx);
         let id = Uuid::new_v4();
@@ -499,6 +613,52 @@ mod tests {
                 session_id: id,
                 at_ms: 1_010_000
             })
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_the_full_queue_cannot_take_waits_and_goes_in_order() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let other = Uuid::new_v4();
+        for at_ms in [1, 2] {
+            tx.try_send(MediaEvent::MediaLost {
+                session_id: other,
+                at_ms,
+            })
+            .unwrap();
+        }
+        let outbox = Outbox::new(tx);
+        let id = Uuid::new_v4();
+        let first = MediaEvent::FirstFrame {
+            session_id: id,
+            at_ms: 10,
+        };
+        let lost = MediaEvent::MediaLost {
+            session_id: id,
+            at_ms: 20,
+        };
+        outbox.send(first);
+        outbox.send(lost);
+        assert_eq!(outbox.waiting(), 2, "the queue is full: both wait");
+        outbox.flush();
+        assert_eq!(outbox.waiting(), 2, "still full");
+        rx.recv().await.unwrap();
+        outbox.flush();
+        assert_eq!(outbox.waiting(), 1, "one slot, the earlier event");
+        rx.recv().await.unwrap();
+        assert_eq!(rx.recv().await, Some(first));
+        outbox.flush();
+        assert_eq!(rx.recv().await, Some(lost));
+        assert_eq!(outbox.waiting(), 0);
+        let resumed = MediaEvent::MediaResumed {
+            session_id: id,
+            at_ms: 30,
+        };
+        outbox.send(resumed);
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(resumed),
+            "nothing waits: straight through"
         );
     }
 }

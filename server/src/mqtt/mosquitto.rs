@@ -182,7 +182,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// SIGHUP to the broker of `pid_file`: Mosquitto reads its password file
 /// and ACL again. A missing pid file means no broker runs yet: it reads
-/// the files when it starts.
+/// the files when it starts. So does a stale one, left by a broker that
+/// died: its pid names no process, or (reused) one that is not Mosquitto,
+/// which must not get the signal.
 fn reload(pid_file: &Path) -> anyhow::Result<()> {
     let text = match std::fs::read_to_string(pid_file) {
         Ok(text) => text,
@@ -192,17 +194,33 @@ fn reload(pid_file: &Path) -> anyhow::Result<()> {
     let pid: i32 = text
         .trim()
         .parse()
+        .ok()
+        .filter(|pid| *pid > 0)
         .with_context(|| format!("{} does not hold a pid", pid_file.display()))?;
-    nix::sys::signal::kill(
+    if !is_mosquitto(pid) {
+        tracing::info!(pid, pid_file = %pid_file.display(), "stale broker pid file: no broker to reload");
+        return Ok(());
+    }
+    match nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGHUP,
-    )
+    ) {
+        // It died between the look and the signal.
+        Err(nix::errno::Errno::ESRCH) => Ok(()),
+        other => other,
+    }
     .with_context(|| {
         format!(
             "signalling the broker (pid {pid} from {})",
             pid_file.display()
         )
     })
+}
+
+/// Whether `pid` is a running Mosquitto, by its command name.
+fn is_mosquitto(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim_end().starts_with("mosquitto"))
 }
 
 #[cfg(test)]
@@ -258,5 +276,43 @@ mod tests {
         let passwords = password_file(("lx-server", "$7$h"), &accounts);
         assert_eq!(passwords.lines().count(), 5);
         assert!(passwords.starts_with("lx-server:$7$h\n"));
+    }
+
+    #[test]
+    fn a_stale_pid_file_is_no_broker_and_its_pid_gets_no_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("mosquitto.pid");
+        // A broker that died: its pid names no process any more.
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        std::fs::write(&pid_file, format!("{dead_pid}\n")).unwrap();
+        reload(&pid_file).expect("a dead broker's pid file is no broker");
+        // Its pid reused by another program: that one must not get SIGHUP.
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(&pid_file, format!("{}\n", other.id())).unwrap();
+        reload(&pid_file).expect("a pid that is not Mosquitto is no broker");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "the other program still runs"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+        // A file that holds no pid is a configuration error, named.
+        std::fs::write(&pid_file, "not a pid").unwrap();
+        let err = reload(&pid_file).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("does not hold a pid"),
+            "{err:#}"
+        );
+        std::fs::write(&pid_file, "0").unwrap();
+        assert!(
+            reload(&pid_file).is_err(),
+            "pid 0 would signal our own group"
+        );
     }
 }

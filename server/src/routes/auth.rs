@@ -161,7 +161,7 @@ pub(super) async fn wallet_login(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/workspace/select", tag = "Authentication",
-    request_body = SelectWorkspaceRequest, responses((status = 200, body = WalletLoginResponse)))]
+    request_body = SelectWorkspaceRequest, responses((status = 200, body = WalletLoginResponse)), security(("walletCookie" = [])))]
 pub(super) async fn select_workspace(
     State(app): State<AppState>,
     caller: Caller,
@@ -200,7 +200,7 @@ pub(super) async fn select_workspace(
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "Authentication",
     description = "Clears the `lx_session` cookie and revokes it: a copy kept elsewhere is refused from now on.",
-    responses((status = 200, description = "The cookie is cleared and revoked.")))]
+    responses((status = 200, description = "The cookie is cleared and revoked.")), security(("walletCookie" = [])))]
 pub(super) async fn logout(
     State(app): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -224,7 +224,7 @@ pub(super) async fn logout(
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "Me", responses((status = 200, body = MeDto)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = []), ("walletCookie" = [])))]
 pub(super) async fn me(caller: Caller) -> ApiOk<MeDto> {
     ApiOk::read(MeDto {
         kind: caller.kind,

@@ -134,6 +134,9 @@ fn may_lock(caller: &Caller, op: &Operator) -> ApiResult<()> {
     }
 }
 
+/// Who may read a fleet's devices (their positions and locks).
+const FLEET_READERS: [Scope; 2] = [Scope::OperatorsWrite, Scope::SessionsOperate];
+
 fn device_of(caller: &Caller) -> ApiResult<&Operator> {
     caller.operator.as_ref().ok_or_else(|| {
         ApiError::forbidden(
@@ -145,7 +148,7 @@ fn device_of(caller: &Caller) -> ApiResult<&Operator> {
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/enrollment-tokens", tag = "Operators",
     params(("id" = Uuid, Path)), description = "Mints a one-time token for `lx-agent enroll --token`.",
-    responses((status = 201, body = EnrollmentTokenDto)), security(("apiKey" = [])))]
+    responses((status = 201, body = EnrollmentTokenDto)), security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
 pub(super) async fn create_enrollment_token(
     State(app): State<AppState>,
     caller: Caller,
@@ -253,7 +256,7 @@ pub(super) async fn register(
         .await
         .map_err(enroll_error)?;
     reindex_workspace(&app, op.workspace_id).await;
-    sync_broker_accounts(&app).await?;
+    sync_broker_accounts(&app).await;
     Ok(ApiOk::created(
         &app,
         RegisterOperatorResponse {
@@ -266,27 +269,21 @@ pub(super) async fn register(
     ))
 }
 
-/// Has the broker read its accounts again after one changed. A failure
-/// leaves the account stored but not yet usable, so it is reported.
-async fn sync_broker_accounts(app: &App) -> ApiResult<()> {
-    let Some(accounts) = &app.broker_accounts else {
-        return Ok(());
-    };
-    accounts.sync(app.store.as_ref()).await.map_err(|err| {
-        tracing::error!(error = %format!("{err:#}"), "the broker's accounts could not be written");
-        ApiError::new(
-            ErrorCode::Internal,
-            "stored, but the MQTT broker's accounts could not be updated; see the server log",
-        )
-        .with_detail("mqtt:accountsNotWritten")
-    })
+/// Has the broker read its accounts again after one changed. The change
+/// is committed: a write that fails is retried in the background (see
+/// [`crate::mqtt::BrokerAccounts::sync_or_retry`]), so the caller still gets
+/// what it was issued, a device its token.
+async fn sync_broker_accounts(app: &App) {
+    if let Some(accounts) = &app.broker_accounts {
+        accounts.sync_or_retry(&app.store).await;
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/mqtt-credentials", tag = "Operators",
     params(("id" = Uuid, Path)),
     description = "Issues the workspace's fleet-manager account on the MQTT broker: it reads the workspace's events \
         and its devices' status, telemetry and command acks, and sends them commands. Issuing again replaces the password.",
-    responses((status = 201, body = MqttCredentialsDto)), security(("apiKey" = [])))]
+    responses((status = 201, body = MqttCredentialsDto)), security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
 pub(super) async fn fleet_credentials(
     State(app): State<AppState>,
     caller: Caller,
@@ -311,13 +308,13 @@ pub(super) async fn fleet_credentials(
         .with_detail("mqtt:unmanaged"));
     };
     app.store.put_mqtt_account(account).await?;
-    sync_broker_accounts(&app).await?;
+    sync_broker_accounts(&app).await;
     Ok(ApiOk::created(&app, dto))
 }
 
 #[utoipa::path(post, path = "/api/v1/operators/heartbeat", tag = "Operators", request_body = HeartbeatRequest,
     description = "A device says it is alive (every ~5 s), with its battery, its availability and a signed position.",
-    responses((status = 200, body = OperatorDto)), security(("apiKey" = [])))]
+    responses((status = 200, body = OperatorDto)), security(("deviceToken" = ["sessions:operate"])))]
 pub(super) async fn heartbeat(
     State(app): State<AppState>,
     caller: Caller,
@@ -334,7 +331,15 @@ pub(super) async fn heartbeat(
         return Err(ApiError::invalid("batteryPercent", "must be 0 to 100"));
     }
     if let Some(sample) = &req.sample {
-        ingest(&app, &op, None, std::slice::from_ref(sample), None).await?;
+        ingest(
+            &app,
+            &op,
+            None,
+            std::slice::from_ref(sample),
+            None,
+            u64::MAX,
+        )
+        .await?;
     }
     let now = app.now();
     let op = app
@@ -358,12 +363,13 @@ pub(super) async fn heartbeat(
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{id}/operators", tag = "Operators", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<OperatorDto>)), security(("apiKey" = [])))]
+    responses((status = 200, body = Vec<OperatorDto>)), security(("apiKey" = ["operators:write"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<Vec<OperatorDto>>> {
+    caller.require_any(&FLEET_READERS)?;
     let workspace_id = parse_id("id", &id)?;
     if caller
         .workspace
@@ -374,29 +380,38 @@ pub(super) async fn list(
     }
     let mut out = Vec::new();
     for op in app.store.operators_of(workspace_id).await? {
+        // A device sees itself, not its siblings.
+        if caller.operator.as_ref().is_some_and(|me| me.id != op.id) {
+            continue;
+        }
         out.push(operator_dto(&app, &op).await?);
     }
     Ok(ApiOk::read(out))
 }
 
 #[utoipa::path(get, path = "/api/v1/operators/{id}", tag = "Operators", params(("id" = Uuid, Path)),
-    responses((status = 200, body = OperatorDto)), security(("apiKey" = [])))]
+    responses((status = 200, body = OperatorDto)), security(("apiKey" = ["operators:write"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn get_one(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<OperatorDto>> {
+    caller.require_any(&FLEET_READERS)?;
     let op = own_operator(&app, &caller, &id).await?;
+    if caller.operator.as_ref().is_some_and(|me| me.id != op.id) {
+        return Err(operator_not_found());
+    }
     Ok(ApiOk::read(operator_dto(&app, &op).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/operators/{id}", tag = "Operators", params(("id" = Uuid, Path)),
-    responses((status = 200, body = OperatorDto)), security(("apiKey" = [])))]
+    responses((status = 200, body = OperatorDto)), security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
 pub(super) async fn delete(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<OperatorDto>> {
+    caller.require(Scope::OperatorsWrite)?;
     let op = own_operator(&app, &caller, &id).await?;
     require_admin(&caller, op.workspace_id)?;
     if op.availability == Availability::Busy {
@@ -409,16 +424,13 @@ pub(super) async fn delete(
     let dto = operator_dto(&app, &op).await?;
     app.store.delete_operator(op.id).await?;
     reindex_workspace(&app, op.workspace_id).await;
-    sync_broker_accounts(&app).await?;
+    sync_broker_accounts(&app).await;
     Ok(ApiOk::wrote(&app, dto))
 }
 
 fn lock_error(err: LockError) -> ApiError {
     match err {
-        LockError::HeldBy(holder) => {
-            ApiError::new(ErrorCode::Locked, format!("locked by {holder}"))
-                .with_detail(format!("lock:heldBy:{holder}"))
-        }
+        LockError::HeldBy(holder) => ApiError::locked(&holder),
         LockError::NotLocked => {
             ApiError::new(ErrorCode::InvalidState, "not locked").with_detail("lock:notLocked")
         }
@@ -429,13 +441,16 @@ fn lock_error(err: LockError) -> ApiError {
 
 #[utoipa::path(post, path = "/api/v1/operators/{id}/lock", tag = "Operators", params(("id" = Uuid, Path)),
     request_body = LockRequest, description = "Takes control of a subsystem; 409 LOCKED while another controller holds it.",
-    responses((status = 200, body = LockDto)), security(("apiKey" = [])))]
+    responses((status = 200, body = LockDto)), security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
 pub(super) async fn lock(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<LockRequest>,
 ) -> ApiResult<ApiOk<LockDto>> {
+    if caller.operator.is_none() {
+        caller.require(Scope::OperatorsWrite)?;
+    }
     let op = own_operator(&app, &caller, &id).await?;
     may_lock(&caller, &op)?;
     let lock = app
@@ -454,13 +469,16 @@ pub(super) async fn lock(
 }
 
 #[utoipa::path(post, path = "/api/v1/operators/{id}/unlock", tag = "Operators", params(("id" = Uuid, Path)),
-    request_body = LockRequest, responses((status = 200)), security(("apiKey" = [])))]
+    request_body = LockRequest, responses((status = 200)), security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
 pub(super) async fn unlock(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<LockRequest>,
 ) -> ApiResult<ApiOk<serde_json::Value>> {
+    if caller.operator.is_none() {
+        caller.require(Scope::OperatorsWrite)?;
+    }
     let op = own_operator(&app, &caller, &id).await?;
     may_lock(&caller, &op)?;
     app.store
@@ -475,13 +493,14 @@ pub(super) async fn unlock(
 
 #[utoipa::path(post, path = "/api/v1/operators/{id}/force-unlock", tag = "Operators", params(("id" = Uuid, Path)),
     request_body = LockRequest, description = "An administrator releases a lock whoever holds it.",
-    responses((status = 200)), security(("apiKey" = [])))]
+    responses((status = 200)), security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
 pub(super) async fn force_unlock(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<LockRequest>,
 ) -> ApiResult<ApiOk<serde_json::Value>> {
+    caller.require(Scope::OperatorsWrite)?;
     let op = own_operator(&app, &caller, &id).await?;
     require_admin(&caller, op.workspace_id)?;
     app.store
@@ -521,6 +540,7 @@ async fn ingest(
     session: Option<Uuid>,
     samples: &[SampleJson],
     not_before_ms: Option<i64>,
+    max_session_samples: u64,
 ) -> ApiResult<u64> {
     let key = crate::verify::DeviceKey::from_sec1(&op.public_key).ok_or_else(|| {
         tracing::error!(operator = %op.id, "stored device key does not parse");
@@ -597,7 +617,7 @@ async fn ingest(
         });
     }
     let bound = app.late_sample_bound_ms();
-    app.store.ingest_samples(op.id, verified, now, bound).await.map_err(|err| match err {
+    app.store.ingest_samples(op.id, verified, now, bound, max_session_samples).await.map_err(|err| match err {
         IngestError::Replayed { index, sequence, last } => ApiError::new(
             ErrorCode::ReplayedSequence,
             format!("sequence {sequence} (sample {index}) is not above the device's last accepted {last}"),
@@ -614,6 +634,11 @@ async fn ingest(
             ),
         )
         .with_detail("telemetry:capturedAtNotIncreasing"),
+        IngestError::SessionFull { held, cap } => ApiError::new(
+            ErrorCode::InvalidState,
+            format!("the session holds {held} samples, the most it may ({cap}): two a second of its maximum duration"),
+        )
+        .with_detail("telemetry:sessionFull"),
         IngestError::NotFound => operator_not_found(),
         IngestError::Store(e) => e.into(),
     })
@@ -623,7 +648,7 @@ async fn ingest(
     request_body = SampleJson,
     description = "Signed position samples of the session's device: one, or an array in sequence order. All are \
         verified before any is stored. Accepted while ASSIGNED, LIVE or PAUSED, and up to settleDelaySeconds after the end.",
-    responses((status = 200, body = TelemetryAck)), security(("apiKey" = [])))]
+    responses((status = 200, body = TelemetryAck)), security(("deviceToken" = ["sessions:operate"])))]
 pub(super) async fn telemetry(
     State(app): State<AppState>,
     caller: Caller,
@@ -659,7 +684,7 @@ pub(crate) async fn ingest_device_samples(
         ));
     }
     let Some(session_id) = session_id else {
-        return ingest(app, op, None, samples, None).await;
+        return ingest(app, op, None, samples, None, u64::MAX).await;
     };
     let session = app
         .store
@@ -687,7 +712,8 @@ pub(crate) async fn ingest_device_samples(
     if !open && !late_ok {
         return Err(ApiError::invalid_state("telemetry", session.state));
     }
-    ingest(app, op, Some(session.id), samples, session.assigned_ms).await
+    let cap = crate::session::evidence::max_samples(session.max_duration_seconds);
+    ingest(app, op, Some(session.id), samples, session.assigned_ms, cap).await
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/location", tag = "Workspaces", params(("id" = Uuid, Path)),
@@ -696,7 +722,7 @@ pub(crate) async fn ingest_device_samples(
         stamped when received. While the workspace serves a session itself (trust tier 0), these are the meter's \
         evidence: a second is clean only with a heartbeat received within `heartbeatFreshSeconds` before its end, \
         accurate to `maxAccuracyMeters` and inside the geofence.",
-    responses((status = 200)), security(("apiKey" = [])))]
+    responses((status = 200)), security(("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn location(
     State(app): State<AppState>,
     caller: Caller,
@@ -704,7 +730,7 @@ pub(super) async fn location(
     ApiJson(req): ApiJson<LocationRequest>,
 ) -> ApiResult<ApiOk<serde_json::Value>> {
     let workspace_id = parse_id("id", &id)?;
-    let ws = caller.workspace()?;
+    let ws = caller.require(Scope::SessionsOperate)?;
     if ws.id != workspace_id || caller.kind == CallerKind::Device {
         return Err(ApiError::workspace_not_found());
     }
@@ -754,7 +780,7 @@ pub(super) struct TrackQuery {
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/telemetry", tag = "Sessions", params(("id" = Uuid, Path),
         ("after" = Option<u64>, Query), ("limit" = Option<u32>, Query)),
     description = "The session's verified positions, oldest first: where the device was, second by second.",
-    responses((status = 200, body = Vec<lx_protocol::api::TelemetryPointDto>)), security(("apiKey" = [])))]
+    responses((status = 200, body = Vec<lx_protocol::api::TelemetryPointDto>)), security(("apiKey" = ["sessions:read"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn track(
     State(app): State<AppState>,
     caller: Caller,

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use lx_protocol::ErrorCode;
 use lx_protocol::api::{
     CancelAllResponse, CreateSessionRequest, ExpiryReason, MAX_TRUST_TIER, OfferDto,
-    ProducerTokenDto, QuoteDto, Role, Scope, SessionDto, SessionState, StartResponse,
+    ProducerTokenDto, QuoteDto, Role, Scope, SessionDto, SessionState, StartResponse, Subsystem,
     ViewerTokenDto,
 };
 use lx_protocol::geo::{METRES_PER_DEGREE, Point, check_lat, check_lng};
@@ -88,6 +88,36 @@ fn own_device(caller: &Caller, session: &Session) -> ApiResult<()> {
     }
 }
 
+/// A `stream` lock on the device serving the session covers the supplier
+/// side's stream actions (start, the WHIP URL, end): while a controller
+/// holds it, anyone else of the fleet gets `409 LOCKED`. The holder acts,
+/// and so does the device itself, whose stream it is. The consumer's own
+/// actions are never locked out: it pays for the session.
+async fn stream_unlocked(
+    app: &App,
+    caller: &Caller,
+    session: &Session,
+    side: Side,
+) -> ApiResult<()> {
+    let Some(device) = session.operator_id else {
+        return Ok(());
+    };
+    if side != Side::Operator || caller.operator.as_ref().is_some_and(|op| op.id == device) {
+        return Ok(());
+    }
+    let me = caller.holder();
+    let held = app
+        .store
+        .locks_of(device)
+        .await?
+        .into_iter()
+        .find(|lock| lock.subsystem == Subsystem::Stream && lock.holder != me);
+    match held {
+        Some(lock) => Err(ApiError::locked(&lock.holder)),
+        None => Ok(()),
+    }
+}
+
 fn only(side: Side, wanted: Side, operation: &str) -> ApiResult<()> {
     if side == wanted {
         return Ok(());
@@ -129,6 +159,10 @@ fn act_error(operation: &str, err: ActError) -> ApiError {
                 ),
             )
             .with_detail(format!("session:{operation}:BELOW_MIN_TRUST_TIER"))
+        }
+        ActError::Lifecycle(err @ LifecycleError::TooManyWindows(_)) => {
+            ApiError::new(ErrorCode::InvalidState, err.to_string())
+                .with_detail(format!("session:{operation}:TOO_MANY_WINDOWS"))
         }
         ActError::Apply(ApplyError::SupplierUnavailable) => ApiError::new(
             ErrorCode::InvalidState,
@@ -236,7 +270,7 @@ fn bps_factor(bps: u32) -> f64 {
     params(("lat" = f64, Query), ("lng" = f64, Query), ("durationSeconds" = u32, Query)),
     description = "Prices a session at a point and locks the rate for a single use within 30 s. `trustTier` is the best \
         tier among the suppliers covering the point now (absent when none does).",
-    responses((status = 200, body = QuoteDto)), security(("apiKey" = [])))]
+    responses((status = 200, body = QuoteDto)), security(("apiKey" = ["pricing:read"]), ("walletCookie" = [])))]
 pub(super) async fn quote(
     State(app): State<AppState>,
     caller: Caller,
@@ -293,7 +327,7 @@ pub(super) async fn quote(
     description = "Creates a REQUESTED session at a locked rate, after checking that the consumer's credit covers \
         its worst case plus the worst case of the consumer's other open sessions. `minTrustTier` (0 or 1, default \
         `dispatch.default_min_trust_tier`) bounds who may serve it: 1 only an enrolled device signing its telemetry.",
-    responses((status = 201, body = SessionDto)), security(("apiKey" = [])))]
+    responses((status = 201, body = SessionDto)), security(("apiKey" = ["sessions:create"]), ("walletCookie" = [])))]
 pub(super) async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -437,7 +471,7 @@ pub(super) struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "Sessions",
     params(("state" = Option<String>, Query, description = "One or more states, comma-separated"), ("limit" = Option<u32>, Query),
         ("before" = Option<String>, Query), ("side" = Option<String>, Query, description = "CONSUMER, OPERATOR or ALL")),
-    responses((status = 200, body = Vec<SessionDto>)), security(("apiKey" = [])))]
+    responses((status = 200, body = Vec<SessionDto>)), security(("apiKey" = ["sessions:read"]), ("walletCookie" = [])))]
 pub(super) async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -506,7 +540,7 @@ pub(super) async fn list(
 
 #[utoipa::path(get, path = "/api/v1/sessions/offers", tag = "Sessions",
     description = "Sessions offered to the caller's supplier workspace and not yet expired.",
-    responses((status = 200, body = Vec<OfferDto>)), security(("apiKey" = [])))]
+    responses((status = 200, body = Vec<OfferDto>)), security(("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn offers(
     State(app): State<AppState>,
     caller: Caller,
@@ -534,7 +568,7 @@ pub(super) async fn offers(
 #[utoipa::path(post, path = "/api/v1/sessions/cancel-all-assignments", tag = "Sessions",
     description = "Cancels every ASSIGNED session the caller's workspace operates (a device token: the device's own) and \
         frees the supplier. LIVE sessions are not touched.",
-    responses((status = 200, body = CancelAllResponse)), security(("apiKey" = [])))]
+    responses((status = 200, body = CancelAllResponse)), security(("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn cancel_all(
     State(app): State<AppState>,
     caller: Caller,
@@ -576,7 +610,7 @@ pub(super) async fn cancel_all(
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "Sessions", params(("id" = Uuid, Path)),
     responses((status = 200, body = SessionDto), (status = 404, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:read"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn get_one(
     State(app): State<AppState>,
     caller: Caller,
@@ -608,7 +642,7 @@ async fn consumer_action(
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "Sessions", params(("id" = Uuid, Path)),
     description = "Cancels a REQUESTED or ASSIGNED session (no charge). A LIVE session is ended with POST /end instead.",
     responses((status = 200, body = SessionDto), (status = 409, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:create"]), ("walletCookie" = [])))]
 pub(super) async fn cancel(
     State(app): State<AppState>,
     caller: Caller,
@@ -622,7 +656,7 @@ pub(super) async fn cancel(
 
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/pause", tag = "Sessions", params(("id" = Uuid, Path)),
     description = "LIVE → PAUSED: the meter stops until resume.",
-    responses((status = 200, body = SessionDto)), security(("apiKey" = [])))]
+    responses((status = 200, body = SessionDto)), security(("apiKey" = ["sessions:create"]), ("walletCookie" = [])))]
 pub(super) async fn pause(
     State(app): State<AppState>,
     caller: Caller,
@@ -635,7 +669,7 @@ pub(super) async fn pause(
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/resume", tag = "Sessions", params(("id" = Uuid, Path)),
-    responses((status = 200, body = SessionDto)), security(("apiKey" = [])))]
+    responses((status = 200, body = SessionDto)), security(("apiKey" = ["sessions:create"]), ("walletCookie" = [])))]
 pub(super) async fn resume(
     State(app): State<AppState>,
     caller: Caller,
@@ -652,7 +686,7 @@ pub(super) async fn resume(
         minTrustTier and not cooling down: assigned at once if the \
         supplier auto-accepts, else offered to it. 503 NO_COVERAGE when nobody can take it.",
     responses((status = 200, body = SessionDto), (status = 503, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:create"]), ("walletCookie" = [])))]
 pub(super) async fn dispatch(
     State(app): State<AppState>,
     caller: Caller,
@@ -676,7 +710,7 @@ pub(super) async fn dispatch(
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/accept", tag = "Sessions", params(("id" = Uuid, Path)),
     description = "The offered supplier takes the session: REQUESTED → ASSIGNED, the workspace turns BUSY.",
     responses((status = 200, body = SessionDto), (status = 409, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn accept(
     State(app): State<AppState>,
     caller: Caller,
@@ -734,7 +768,7 @@ fn media_unavailable(err: impl std::fmt::Display) -> ApiError {
     description = "Provisions the session's media and returns the WHIP and WHEP URLs. Idempotent; the state stays \
         ASSIGNED until the server decodes the first frame.",
     responses((status = 200, body = StartResponse), (status = 503, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn start(
     State(app): State<AppState>,
     caller: Caller,
@@ -744,6 +778,7 @@ pub(super) async fn start(
     let (session, side) = visible(&app, &caller, ws, &id).await?;
     own_device(&caller, &session)?;
     only(side, Side::Operator, "start")?;
+    stream_unlocked(&app, &caller, &session, side).await?;
     if !matches!(
         session.state,
         SessionState::Assigned | SessionState::Live | SessionState::Paused
@@ -789,7 +824,7 @@ pub(super) async fn start(
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/end", tag = "Sessions", params(("id" = Uuid, Path)),
     description = "Either side ends the session. LIVE or PAUSED → ENDED with the meter; before LIVE it is a cancel.",
     responses((status = 200, body = SessionDto), (status = 409, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:operate"]), ("apiKey" = ["sessions:create"]), ("walletCookie" = [])))]
 pub(super) async fn end(
     State(app): State<AppState>,
     caller: Caller,
@@ -801,6 +836,7 @@ pub(super) async fn end(
     if side == Side::Offered {
         return Err(ApiError::session_not_found());
     }
+    stream_unlocked(&app, &caller, &session, side).await?;
     let action = Action::End {
         now: app.now(),
         fee_bps: app.fee_bps(),
@@ -815,7 +851,7 @@ pub(super) async fn end(
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/producer-token", tag = "Sessions", params(("id" = Uuid, Path)),
     description = "The WHIP URL again, for the operator only.",
     responses((status = 200, body = ProducerTokenDto), (status = 409, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn producer_token(
     State(app): State<AppState>,
     caller: Caller,
@@ -825,6 +861,7 @@ pub(super) async fn producer_token(
     let (session, side) = visible(&app, &caller, ws, &id).await?;
     own_device(&caller, &session)?;
     only(side, Side::Operator, "producerToken")?;
+    stream_unlocked(&app, &caller, &session, side).await?;
     match (&session.media, session.state) {
         (Some(m), SessionState::Assigned | SessionState::Live | SessionState::Paused) => {
             Ok(ApiOk::read(ProducerTokenDto {
@@ -838,7 +875,7 @@ pub(super) async fn producer_token(
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/viewer-token", tag = "Sessions", params(("id" = Uuid, Path)),
     responses((status = 200, body = ViewerTokenDto), (status = 409, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:read"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn viewer_token(
     State(app): State<AppState>,
     caller: Caller,
@@ -863,7 +900,7 @@ pub(super) async fn viewer_token(
     description = "The latest decoded frame as image/jpeg (`Cache-Control: no-store`; `x-lx-frame-decoded-at` tells \
         when it was decoded). 404 FRAME_NOT_AVAILABLE until the session is LIVE and the media plane has a frame.",
     responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 404, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:read"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn frame(
     State(app): State<AppState>,
     caller: Caller,

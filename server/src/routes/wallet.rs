@@ -40,7 +40,7 @@ fn chain_error(err: impl std::fmt::Display) -> ApiError {
         requested withdrawal, read from the chain now, with what the server holds against it (open sessions, \
         unsettled charges, debts) and the credit left for a new session. 503 UPSTREAM_UNAVAILABLE without a chain (chain.rpc_url) or when it does not answer.",
     responses((status = 200, body = WalletDto), (status = 503, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["wallet:read"]), ("walletCookie" = [])))]
 pub(super) async fn wallet(
     State(app): State<AppState>,
     caller: Caller,
@@ -81,7 +81,7 @@ pub(super) async fn wallet(
         when it charged nothing, then PENDING → SUBMITTED → CONFIRMED; UNPAID while it is a debt of the consumer \
         (its pool no longer covers it; retried when the pool grows), FAILED for a fault on the server's side.",
     responses((status = 200, body = SettlementDto), (status = 404, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["sessions:read"]), ("apiKey" = ["wallet:read"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn settlement(
     State(app): State<AppState>,
     caller: Caller,
@@ -144,7 +144,7 @@ fn parse_cursor(text: &str) -> ApiResult<(u64, u64)> {
     description = "The workspace wallet's DEPOSIT, WITHDRAWAL_REQUESTED, WITHDRAWAL, SETTLE and APPROVAL events from the chain, oldest \
         first, a page at a time.",
     responses((status = 200, body = WalletEventsDto), (status = 503, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["wallet:read"]), ("walletCookie" = [])))]
 pub(super) async fn events(
     State(app): State<AppState>,
     caller: Caller,

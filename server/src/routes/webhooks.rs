@@ -85,7 +85,7 @@ async fn own(app: &AppState, ws: &Workspace, id: &str) -> ApiResult<Webhook> {
         Every delivery is a signed POST of `{id, type, createdAt, data}`; the `secret` that signs them is in this \
         response only. Needs `webhooks:write`.",
     responses((status = 201, body = WebhookCreated), (status = 400, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["webhooks:write"]), ("walletCookie" = [])))]
 pub(super) async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -141,7 +141,7 @@ pub(super) async fn create(
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "Webhooks",
     description = "The caller's workspace's webhooks, oldest first, without their secrets. \
         Needs `webhooks:write` or `sessions:read`.",
-    responses((status = 200, body = Vec<WebhookDto>)), security(("apiKey" = [])))]
+    responses((status = 200, body = Vec<WebhookDto>)), security(("apiKey" = ["webhooks:write"]), ("apiKey" = ["sessions:read"]), ("walletCookie" = [])))]
 pub(super) async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -154,7 +154,7 @@ pub(super) async fn list(
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "Webhooks", params(("id" = Uuid, Path)),
     description = "Deletes the webhook; its deliveries not made yet are dropped. Needs `webhooks:write`.",
     responses((status = 200, body = WebhookDto), (status = 404, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["webhooks:write"]), ("walletCookie" = [])))]
 pub(super) async fn delete(
     State(app): State<AppState>,
     caller: Caller,
@@ -172,7 +172,7 @@ pub(super) async fn delete(
     description = "Turns a webhook that was disabled for failing too many events in a row on again (its events \
         from now on are delivered; those queued before it was disabled are tried again). Needs `webhooks:write`.",
     responses((status = 200, body = WebhookDto), (status = 404, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["webhooks:write"]), ("walletCookie" = [])))]
 pub(super) async fn enable(
     State(app): State<AppState>,
     caller: Caller,
@@ -199,7 +199,7 @@ pub(super) struct DeliveriesQuery {
     description = "The webhook's delivery log, newest event first: each event's state (PENDING, DELIVERED, \
         FAILED), attempts, last status or error, and when it is tried next. Needs `webhooks:write` or `sessions:read`.",
     responses((status = 200, body = Vec<WebhookDeliveryDto>), (status = 404, body = lx_protocol::api::ErrorBody)),
-    security(("apiKey" = [])))]
+    security(("apiKey" = ["webhooks:write"]), ("apiKey" = ["sessions:read"]), ("walletCookie" = [])))]
 pub(super) async fn deliveries(
     State(app): State<AppState>,
     caller: Caller,

@@ -172,7 +172,7 @@ pub(super) async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces", tag = "Workspaces",
-    responses((status = 200, body = Vec<WorkspaceDto>)), security(("apiKey" = [])))]
+    responses((status = 200, body = Vec<WorkspaceDto>)), security(("apiKey" = []), ("walletCookie" = [])))]
 pub(super) async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -185,7 +185,7 @@ pub(super) async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{id}", tag = "Workspaces",
-    params(("id" = Uuid, Path)), responses((status = 200, body = WorkspaceDto)), security(("apiKey" = [])))]
+    params(("id" = Uuid, Path)), responses((status = 200, body = WorkspaceDto)), security(("apiKey" = []), ("walletCookie" = [])))]
 pub(super) async fn get_one(
     State(app): State<AppState>,
     caller: Caller,
@@ -280,7 +280,7 @@ fn validate_patch(
 
 #[utoipa::path(patch, path = "/api/v1/workspaces/{id}", tag = "Workspaces",
     params(("id" = Uuid, Path)), request_body = UpdateWorkspaceRequest,
-    responses((status = 200, body = WorkspaceDto)), security(("apiKey" = [])))]
+    responses((status = 200, body = WorkspaceDto)), security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
 pub(super) async fn patch(
     State(app): State<AppState>,
     caller: Caller,
@@ -320,7 +320,7 @@ pub(super) async fn patch(
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/api-keys", tag = "API keys",
     params(("id" = Uuid, Path)), request_body = CreateApiKeyRequest,
     description = "Mints a key; the plaintext `secret` is in this response only.",
-    responses((status = 201, body = ApiKeyCreated)))]
+    responses((status = 201, body = ApiKeyCreated)), security(("walletCookie" = [])))]
 pub(super) async fn create_key(
     State(app): State<AppState>,
     caller: Caller,
@@ -357,7 +357,7 @@ pub(super) async fn create_key(
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{id}/api-keys", tag = "API keys",
-    params(("id" = Uuid, Path)), responses((status = 200, body = Vec<ApiKeyDto>)))]
+    params(("id" = Uuid, Path)), responses((status = 200, body = Vec<ApiKeyDto>)), security(("walletCookie" = [])))]
 pub(super) async fn list_keys(
     State(app): State<AppState>,
     caller: Caller,
@@ -372,7 +372,7 @@ pub(super) async fn list_keys(
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/api-keys/{keyId}/revoke", tag = "API keys",
     params(("id" = Uuid, Path), ("keyId" = Uuid, Path)),
     description = "Revokes a key. It keeps working for the grace period (60 s by default), then answers REVOKED_API_KEY.",
-    responses((status = 200, body = ApiKeyDto)))]
+    responses((status = 200, body = ApiKeyDto)), security(("walletCookie" = [])))]
 pub(super) async fn revoke_key(
     State(app): State<AppState>,
     caller: Caller,

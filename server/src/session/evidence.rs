@@ -21,6 +21,13 @@ use lx_protocol::api::WindowReason;
 use super::meter::Fix;
 use crate::store::{LocationFix, Outage, StoredSample, Window};
 
+/// Samples one session may hold: two a second of its longest run, and ten
+/// minutes' worth more for the time before LIVE and the settle delay. An
+/// honest device sends one a second; a session is never paid for more.
+pub fn max_samples(max_duration_seconds: u32) -> u64 {
+    2 * u64::from(max_duration_seconds) + 1200
+}
+
 /// The outages a late sample of the session may fill: the device's own,
 /// then the session's NETWORK_ERROR windows.
 pub fn outages(device: &[Outage], session_windows: &[Window]) -> Vec<Outage> {

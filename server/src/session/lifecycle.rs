@@ -144,6 +144,21 @@ pub enum LifecycleError {
     NotDue,
     #[error("the session asks for trust tier {required}; this supplier is tier {offered}")]
     BelowMinTrustTier { required: u8, offered: u8 },
+    #[error("the session has had {0} pauses and media gaps, the most one may have")]
+    TooManyWindows(usize),
+}
+
+/// PAUSED and NETWORK_ERROR windows one session may record. Past it a pause
+/// is refused and a new media gap joins the last one (its seconds between
+/// count as failed: the supplier's flapping is not billed).
+pub const MAX_RECORDED_WINDOWS: usize = 1000;
+
+fn recorded_windows(session: &Session) -> usize {
+    session
+        .windows
+        .iter()
+        .filter(|w| matches!(w.reason, WindowReason::Paused | WindowReason::NetworkError))
+        .count()
 }
 
 /// The tier of an assignment: an enrolled device signs its telemetry.
@@ -299,19 +314,39 @@ pub fn plan_with(
             started_ms: Some(at),
             ..base
         }),
-        (Live | Paused, Action::MediaLost { at }) => Ok(Transition {
-            open_window: Some((WindowReason::NetworkError, at)),
-            ..base
-        }),
+        (Live | Paused, Action::MediaLost { at }) => {
+            let at_cap = recorded_windows(session) >= MAX_RECORDED_WINDOWS
+                && session
+                    .windows
+                    .iter()
+                    .any(|w| w.reason == WindowReason::NetworkError);
+            Ok(if at_cap {
+                Transition {
+                    reopen_window: Some(WindowReason::NetworkError),
+                    ..base
+                }
+            } else {
+                Transition {
+                    open_window: Some((WindowReason::NetworkError, at)),
+                    ..base
+                }
+            })
+        }
         (Live | Paused, Action::MediaResumed { at }) => Ok(Transition {
             close_windows: vec![(WindowReason::NetworkError, at)],
             ..base
         }),
-        (Live, Action::Pause { now }) => Ok(Transition {
-            to: Some(Paused),
-            open_window: Some((WindowReason::Paused, now)),
-            ..base
-        }),
+        (Live, Action::Pause { now }) => {
+            let recorded = recorded_windows(session);
+            if recorded >= MAX_RECORDED_WINDOWS {
+                return Err(LifecycleError::TooManyWindows(recorded));
+            }
+            Ok(Transition {
+                to: Some(Paused),
+                open_window: Some((WindowReason::Paused, now)),
+                ..base
+            })
+        }
         (Paused, Action::Resume { now }) => Ok(Transition {
             to: Some(Live),
             close_windows: vec![(WindowReason::Paused, now)],
@@ -801,6 +836,37 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(t.close_windows, vec![(WindowReason::Paused, 1_040_000)]);
         assert_eq!(t.meter.unwrap().clean_seconds, 10);
+    }
+
+    #[test]
+    fn at_the_window_cap_a_pause_is_refused_and_a_new_gap_joins_the_last() {
+        let mut s = build_session(Live);
+        for i in 0..MAX_RECORDED_WINDOWS as i64 {
+            s.windows.push(crate::store::Window {
+                reason: if i % 2 == 0 {
+                    WindowReason::NetworkError
+                } else {
+                    WindowReason::Paused
+                },
+                opened_ms: 1_010_000 + i * 10,
+                closed_ms: Some(1_010_000 + i * 10 + 5),
+            });
+        }
+        assert_eq!(
+            plan(&s, Action::Pause { now: 1_030_000 }),
+            Err(LifecycleError::TooManyWindows(MAX_RECORDED_WINDOWS))
+        );
+        let t = plan(&s, Action::MediaLost { at: 1_030_000 }).unwrap();
+        assert_eq!(t.open_window, None);
+        assert_eq!(t.reopen_window, Some(WindowReason::NetworkError));
+        s.windows.pop();
+        let t = plan(&s, Action::MediaLost { at: 1_030_000 }).unwrap();
+        assert_eq!(
+            t.open_window,
+            Some((WindowReason::NetworkError, 1_030_000)),
+            "under the cap, a gap is its own window"
+        );
+        assert!(plan(&s, Action::Pause { now: 1_030_000 }).is_ok());
     }
 
     #[test]

@@ -16,7 +16,13 @@
 //!
 //! The charge is `clean × rate`, the fee `charge × feeBps / 10000` rounded
 //! down, and the operator earns the rest: integers throughout. Runs of failed
-//! seconds become the windows shown on the session.
+//! seconds become the windows shown on the session, at most
+//! [`MAX_DERIVED_WINDOWS`]: past that, later runs are folded into the last
+//! one shown (the counts stay exact).
+//!
+//! One pass over the seconds with a cursor into the fixes and a sweep over
+//! the windows sorted by opening: linear in seconds plus fixes plus windows
+//! (times the windows open at once, which do not overlap in practice).
 //!
 //! The fixes are whatever evidence the supplier's trust tier gives (a
 //! device's signed samples, or a tier-0 workspace's location heartbeats),
@@ -74,11 +80,20 @@ enum Second {
     Failed(WindowReason),
 }
 
-fn judge(input: &MeterInput<'_>, from: UnixMillis, to: UnixMillis, cursor: &mut usize) -> Second {
+/// STALE_TELEMETRY and OUTSIDE_GEOFENCE windows shown on one session.
+pub const MAX_DERIVED_WINDOWS: usize = 1000;
+
+/// `active`: the recorded windows that touch `[from, to)`.
+fn judge(
+    input: &MeterInput<'_>,
+    active: &[&Window],
+    from: UnixMillis,
+    to: UnixMillis,
+    cursor: &mut usize,
+) -> Second {
     let ended = input.ended_ms;
-    let touches = |w: &&Window| w.opened_ms < to && w.closed_ms.unwrap_or(ended) > from;
     let mut without_media_ms = 0;
-    for w in input.windows.iter().filter(touches) {
+    for w in active {
         match w.reason {
             WindowReason::Paused => return Second::Paused,
             WindowReason::NetworkError => {
@@ -121,10 +136,19 @@ pub fn compute(input: MeterInput<'_>) -> MeterOutput {
     let mut windows: Vec<Window> = Vec::new();
     let mut open: Option<Window> = None;
     let mut cursor = 0usize;
+    let mut by_opening: Vec<&Window> = input.windows.iter().collect();
+    by_opening.sort_by_key(|w| w.opened_ms);
+    let mut next_window = 0usize;
+    let mut active: Vec<&Window> = Vec::new();
     for i in 0..seconds {
         let from = input.started_ms + i * 1000;
         let to = from + 1000;
-        let second = judge(&input, from, to, &mut cursor);
+        while next_window < by_opening.len() && by_opening[next_window].opened_ms < to {
+            active.push(by_opening[next_window]);
+            next_window += 1;
+        }
+        active.retain(|w| w.closed_ms.unwrap_or(input.ended_ms) > from);
+        let second = judge(&input, &active, from, to, &mut cursor);
         let derived = match second {
             Second::Failed(r @ (WindowReason::StaleTelemetry | WindowReason::OutsideGeofence)) => {
                 Some(r)
@@ -133,6 +157,12 @@ pub fn compute(input: MeterInput<'_>) -> MeterOutput {
         };
         match (&mut open, derived) {
             (Some(w), Some(r)) if w.reason == r => w.closed_ms = Some(to),
+            // Past the cap, a new run extends the last window shown.
+            (None, Some(_)) if windows.len() >= MAX_DERIVED_WINDOWS => {
+                if let Some(last) = windows.last_mut() {
+                    last.closed_ms = Some(to);
+                }
+            }
             (slot, next) => {
                 if let Some(done) = slot.take() {
                     windows.push(done);
@@ -357,6 +387,72 @@ mod tests {
         assert_eq!(out.meter.failed_seconds, 2);
     }
 
+    /// The meter's rule read literally: every window and every fix looked at
+    /// for every second. The sweep must agree with it.
+    fn literal_counts(input: &MeterInput<'_>) -> (u64, u64) {
+        let seconds = ((input.ended_ms - input.started_ms).max(0) / 1000)
+            .min(i64::from(input.max_duration_seconds));
+        let (mut clean, mut failed) = (0, 0);
+        for i in 0..seconds {
+            let from = input.started_ms + i * 1000;
+            let to = from + 1000;
+            let touching: Vec<&Window> = input
+                .windows
+                .iter()
+                .filter(|w| w.opened_ms < to && w.closed_ms.unwrap_or(input.ended_ms) > from)
+                .collect();
+            if touching.iter().any(|w| w.reason == WindowReason::Paused) {
+                continue;
+            }
+            let gap: i64 = touching
+                .iter()
+                .map(|w| {
+                    (w.closed_ms.unwrap_or(input.ended_ms).min(to) - w.opened_ms.max(from)).max(0)
+                })
+                .sum();
+            let rules = input.telemetry.unwrap();
+            let latest = input.fixes.iter().rfind(|f| f.captured_ms < to);
+            let good = gap * 2 < 1000
+                && latest.is_some_and(|f| {
+                    f.captured_ms >= to - rules.fresh_ms
+                        && f.accuracy_cm <= rules.max_accuracy_cm
+                        && f.point.distance_m(rules.requested) <= rules.geofence_radius_m
+                });
+            if good {
+                clean += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        (clean, failed)
+    }
+
+    #[test]
+    fn past_the_window_cap_runs_fold_into_the_last_window_and_counts_stay_exact() {
+        // Inside and outside the fence every other second: a run per second.
+        let seconds = 2 * MAX_DERIVED_WINDOWS as i64 + 200;
+        let fixes = build_fixes(
+            seconds + 1,
+            |i| if i % 2 == 0 { HOME } else { north(500.0) },
+        );
+        let input = MeterInput {
+            ended_ms: START + seconds * 1000,
+            max_duration_seconds: u32::MAX,
+            ..build_input(&[], &fixes, Some(rules()))
+        };
+        let out = compute(input);
+        assert_eq!(out.windows.len(), MAX_DERIVED_WINDOWS);
+        assert_eq!(
+            out.windows.last().unwrap().closed_ms,
+            Some(START + seconds * 1000),
+            "the last window runs to the last failed second"
+        );
+        assert_eq!(
+            (out.meter.clean_seconds, out.meter.failed_seconds),
+            literal_counts(&input)
+        );
+    }
+
     /// (duration ms, max seconds, windows (at, len, kind), fixes (at, metres north, accuracy cm)).
     type Timeline = (i64, u32, Vec<(i64, i64, u8)>, Vec<(i64, f64, u32)>);
 
@@ -399,6 +495,7 @@ mod tests {
             let outside: Vec<Fix> = fixes.iter().map(|f| Fix { point: north(151.0), ..*f }).collect();
             let none = compute(MeterInput { fixes: &outside, ..input });
             prop_assert_eq!(none.meter.clean_seconds, 0);
+            prop_assert_eq!((m.clean_seconds, m.failed_seconds), literal_counts(&input));
         }
 
         #[test]

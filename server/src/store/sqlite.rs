@@ -891,6 +891,14 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
         )
         .map_err(StoreError::from)?;
     }
+    if let Some(reason) = t.reopen_window {
+        tx.execute(
+            "UPDATE session_windows SET closed_ms = NULL WHERE session_id = ?1 AND reason = ?2 \
+             AND opened_ms = (SELECT MAX(opened_ms) FROM session_windows WHERE session_id = ?1 AND reason = ?2)",
+            params![id, enum_text(&reason)],
+        )
+        .map_err(StoreError::from)?;
+    }
     if let Some(cool) = t.cool_down {
         tx.execute(
             "UPDATE workspaces SET cooling_down_until_ms = MAX(COALESCE(cooling_down_until_ms, 0), ?2) WHERE id = ?1",
@@ -2090,11 +2098,34 @@ impl Store for SqliteStore {
         samples: Vec<StoredSample>,
         now: UnixMillis,
         silent_after_ms: i64,
+        max_session_samples: u64,
     ) -> Result<u64, IngestError> {
         let last = self
             .run_with(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
                 let op = load_operator(&tx, operator_id).map_err(StoreError::from)?.ok_or(IngestError::NotFound)?;
+                let mut per_session: Vec<(Uuid, u64)> = Vec::new();
+                for stored in &samples {
+                    if let Some(id) = stored.sample.session() {
+                        match per_session.iter_mut().find(|(s, _)| *s == id) {
+                            Some((_, n)) => *n += 1,
+                            None => per_session.push((id, 1)),
+                        }
+                    }
+                }
+                for (session_id, adding) in per_session {
+                    let held: i64 = tx
+                        .query_row(
+                            "SELECT COUNT(*) FROM telemetry WHERE session_id = ?1",
+                            params![session_id.to_string()],
+                            |r| r.get(0),
+                        )
+                        .map_err(StoreError::from)?;
+                    let held = u64::try_from(held).unwrap_or(0);
+                    if held.saturating_add(adding) > max_session_samples {
+                        return Err(IngestError::SessionFull { held, cap: max_session_samples });
+                    }
+                }
                 let mut last = op.last_sequence;
                 // The device's newest capture is its last sample's: capture
                 // times grow with the sequence.

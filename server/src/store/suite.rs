@@ -401,6 +401,39 @@ pub async fn media_is_attached_once_and_windows_open_and_close(store: &dyn Store
             closed_ms: Some(300)
         }]
     );
+    // Two media gaps; at the cap the second is reopened, not duplicated.
+    let gap = |opened| Transition {
+        open_window: Some((lx_protocol::api::WindowReason::NetworkError, opened)),
+        ..to(SessionState::Live, SessionState::Live)
+    };
+    let close = |at| Transition {
+        close_windows: vec![(lx_protocol::api::WindowReason::NetworkError, at)],
+        ..to(SessionState::Live, SessionState::Live)
+    };
+    store.apply(gap(310)).await.unwrap();
+    store.apply(close(320)).await.unwrap();
+    store.apply(gap(330)).await.unwrap();
+    store.apply(close(340)).await.unwrap();
+    let s = store
+        .apply(Transition {
+            reopen_window: Some(lx_protocol::api::WindowReason::NetworkError),
+            ..to(SessionState::Live, SessionState::Live)
+        })
+        .await
+        .unwrap();
+    let gaps: Vec<_> = s
+        .windows
+        .iter()
+        .filter(|w| w.reason == lx_protocol::api::WindowReason::NetworkError)
+        .map(|w| (w.opened_ms, w.closed_ms))
+        .collect();
+    assert_eq!(
+        gaps,
+        vec![(310, Some(320)), (330, None)],
+        "the latest reopened"
+    );
+    let s = store.apply(close(390)).await.unwrap();
+    assert_eq!(s.windows.len(), 3);
     // It carries media until it ends.
     let carrying: Vec<Uuid> = store
         .media_sessions()
@@ -1162,7 +1195,9 @@ pub async fn device_capture_times_grow_and_its_outages_are_recorded(store: &dyn 
     );
     let silent = 10_000;
     let ingest = |samples: Vec<StoredSample>, now| async move {
-        store.ingest_samples(op.id, samples, now, silent).await
+        store
+            .ingest_samples(op.id, samples, now, silent, u64::MAX)
+            .await
     };
     ingest(
         vec![build_sample(1, 1_000, 1_100), build_sample(2, 2_000, 2_100)],
@@ -1264,7 +1299,7 @@ pub async fn stored_samples_keep_when_they_were_received(store: &dyn Store) {
     let mut sample = build_sample(1, 1_000, 45_000);
     sample.sample.session_id = *s.id.as_bytes();
     store
-        .ingest_samples(op.id, vec![sample.clone()], 45_000, 10_000)
+        .ingest_samples(op.id, vec![sample.clone()], 45_000, 10_000, u64::MAX)
         .await
         .unwrap();
     assert_eq!(

@@ -467,6 +467,75 @@ async fn a_device_sees_only_the_sessions_it_serves() {
 }
 
 #[tokio::test]
+async fn a_stream_lock_keeps_the_rest_of_the_fleet_off_the_stream_but_not_the_consumer() {
+    let t = TestApp::spawn().await;
+    let (owner, _a, b) = fleet_of_two(&t).await;
+    let fix = b.sample(None, t.clock_now(), crate::common::BOGOTA, 3.0);
+    t.post("/operators/heartbeat", b.auth(), json!({"sample": fix}))
+        .await
+        .ok();
+    let pilot = t
+        .mint_key(
+            &owner.cookie,
+            owner.workspace_id,
+            &["operators:write", "sessions:operate"],
+        )
+        .await;
+    let held = t
+        .post(
+            format!("/operators/{}/lock", b.operator_id),
+            Auth::Key(pilot.clone()),
+            json!({"subsystem": "stream"}),
+        )
+        .await
+        .ok();
+    let holder = held.data()["holder"].as_str().unwrap().to_owned();
+    let consumer = t.consumer("locked-stream-consumer").await;
+    let id = t.request(&consumer, crate::common::BOGOTA, 60).await;
+    let dispatched = t
+        .post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(dispatched.data()["operatorId"], b.operator_id.to_string());
+    // The fleet's other controller (the owner's key) is held off the stream.
+    let refused = t
+        .post(format!("/sessions/{id}/start"), owner.auth(), json!({}))
+        .await
+        .expect(409, "LOCKED");
+    assert_eq!(refused.detail(), format!("lock:heldBy:{holder}"));
+    t.get(format!("/sessions/{id}/producer-token"), owner.auth())
+        .await
+        .expect(409, "LOCKED");
+    // The holder and the device itself act.
+    t.post(
+        format!("/sessions/{id}/start"),
+        Auth::Key(pilot.clone()),
+        json!({}),
+    )
+    .await
+    .ok();
+    t.post(format!("/sessions/{id}/start"), b.auth(), json!({}))
+        .await
+        .ok();
+    t.media
+        .first_frame(id.parse().unwrap(), t.clock_now())
+        .await;
+    t.wait_for_state(&consumer, &id, "LIVE").await;
+    t.post(format!("/sessions/{id}/end"), owner.auth(), json!({}))
+        .await
+        .expect(409, "LOCKED");
+    assert_eq!(t.session(&consumer, &id).await["state"], "LIVE");
+    // The consumer, who pays, is never locked out of ending it.
+    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+}
+
+#[tokio::test]
 async fn a_flood_of_challenges_from_one_address_gets_429s_and_the_table_stays_small() {
     let t = TestApp::spawn_with(|c| c.rate_limits.challenges_per_minute = 20).await;
     let wallet =
@@ -577,4 +646,226 @@ async fn a_registration_without_a_usable_token_is_refused_before_any_signature_w
         "{}",
         again.message()
     );
+}
+
+/// A server whose fleet link manages the broker's files under `dir`, with
+/// no broker running.
+async fn with_broker_files(
+    dir: &std::path::Path,
+) -> (TestApp, lx_server::mqtt::test_broker::TestBroker) {
+    let broker = lx_server::mqtt::test_broker::TestBroker::configure(dir).unwrap();
+    let t = TestApp::spawn_realtime_with(|c| broker.apply(c)).await;
+    (t, broker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_broker_pid_file_does_not_stop_an_enrollment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, broker) = with_broker_files(dir.path()).await;
+    // The broker died and left its pid file behind.
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    std::fs::write(
+        broker.files.pid_file.as_ref().unwrap(),
+        format!("{dead_pid}\n"),
+    )
+    .unwrap();
+    let supplier = t.supplier("stale-pid", crate::common::BOGOTA, true).await;
+    let device = t.enroll(&supplier, "drone").await;
+    assert!(device.mqtt.is_some(), "its broker account is issued");
+    let passwords = std::fs::read_to_string(&broker.files.password_file).unwrap();
+    assert!(
+        passwords.contains(&device.operator_id.to_string()),
+        "the account is written for the broker's next start"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrollment_whose_broker_files_cannot_be_written_keeps_its_token_and_is_synced_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts_dir = dir.path().join("accounts");
+    std::fs::create_dir(&accounts_dir).unwrap();
+    let mut broker = lx_server::mqtt::test_broker::TestBroker::configure(dir.path()).unwrap();
+    broker.files.password_file = accounts_dir.join("passwords");
+    let password_file = broker.files.password_file.clone();
+    let t = TestApp::spawn_realtime_with(|c| broker.apply(c)).await;
+    // The broker's directory breaks: its password file cannot be written.
+    std::fs::remove_dir_all(&accounts_dir).unwrap();
+    std::fs::write(&accounts_dir, "in the way").unwrap();
+    let supplier = t
+        .supplier("broken-broker", crate::common::BOGOTA, true)
+        .await;
+    let device = t.enroll(&supplier, "drone").await;
+    assert!(device.mqtt.is_some(), "its broker account is issued");
+    // The device has its token all the same, and it works.
+    t.post("/operators/heartbeat", device.auth(), json!({}))
+        .await
+        .ok();
+    // The directory is mended; the background writer catches up.
+    std::fs::remove_file(&accounts_dir).unwrap();
+    std::fs::create_dir(&accounts_dir).unwrap();
+    let operator = device.operator_id.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let written = std::fs::read_to_string(&password_file).unwrap_or_default();
+        if written.contains(&operator) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the password file was never rewritten"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Routes open to anyone by design: what a client needs before it has a
+/// key (sign-in, a workspace, a device's enrollment) and what the public
+/// map shows.
+const PUBLIC_ROUTES: [&str; 9] = [
+    "get /api/v1/health",
+    "get /api/v1/config",
+    "get /api/v1/coverage",
+    "get /api/v1/demand",
+    "post /api/v1/auth/wallet/challenge",
+    "post /api/v1/auth/wallet/login",
+    "post /api/v1/workspaces/challenge",
+    "post /api/v1/workspaces",
+    "post /api/v1/operators/register",
+];
+
+/// Routes about the caller itself: any credential, no scope.
+const IDENTITY_ROUTES: [&str; 3] = [
+    "get /api/v1/me",
+    "get /api/v1/workspaces",
+    "get /api/v1/workspaces/{id}",
+];
+
+const ALL_SCOPES: [&str; 7] = [
+    "sessions:read",
+    "sessions:create",
+    "sessions:operate",
+    "pricing:read",
+    "wallet:read",
+    "operators:write",
+    "webhooks:write",
+];
+
+#[tokio::test]
+async fn every_route_names_its_scopes_and_a_key_without_them_is_refused() {
+    let t = TestApp::spawn().await;
+    let owner = t
+        .actor("scope-owner", &["CONSUMER", "SUPPLIER"], &["sessions:read"])
+        .await;
+    let doc = t.get("/openapi.json", Auth::None).await.ok();
+    let paths = doc.body["paths"].as_object().unwrap();
+    let mut checked = 0;
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap() {
+            let name = format!("{method} {path}");
+            let Some(requirements) = operation["security"].as_array() else {
+                assert!(
+                    PUBLIC_ROUTES.contains(&name.as_str()),
+                    "{name} names no security and is not a public route"
+                );
+                continue;
+            };
+            assert!(!PUBLIC_ROUTES.contains(&name.as_str()), "{name}");
+            let scopes: Vec<&str> = requirements
+                .iter()
+                .filter_map(|r| r.get("apiKey").or_else(|| r.get("deviceToken")))
+                .flat_map(|s| s.as_array().unwrap())
+                .map(|s| s.as_str().unwrap())
+                .collect();
+            let cookie_only = requirements.iter().all(|r| r.get("walletCookie").is_some());
+            if cookie_only || IDENTITY_ROUTES.contains(&name.as_str()) {
+                assert!(scopes.is_empty(), "{name}: {scopes:?}");
+                continue;
+            }
+            assert!(!scopes.is_empty(), "{name} names no scope");
+            for scope in &scopes {
+                assert!(ALL_SCOPES.contains(scope), "{name}: unknown scope {scope}");
+            }
+            // A key holding every scope but the route's.
+            let others: Vec<&str> = ALL_SCOPES
+                .iter()
+                .copied()
+                .filter(|s| !scopes.contains(s))
+                .collect();
+            let key = t.mint_key(&owner.cookie, owner.workspace_id, &others).await;
+            let mut url = path.trim_start_matches("/api/v1").replace(
+                "/workspaces/{id}",
+                &format!("/workspaces/{}", owner.workspace_id),
+            );
+            for param in ["{id}", "{sessionId}", "{keyId}"] {
+                url = url.replace(param, &uuid::Uuid::new_v4().to_string());
+            }
+            if url == "/pricing/quote" {
+                url.push_str("?lat=4.7&lng=-74.07&durationSeconds=60");
+            }
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = (method != reqwest::Method::GET && method != reqwest::Method::DELETE)
+                .then(|| json!({}));
+            let resp = t.call(method, &url, Auth::Key(key), body).await;
+            // A route whose body `{}` cannot be read may say so first; none
+            // may answer anything else but the refusal.
+            let body_refused = resp.status == 400 && operation.get("requestBody").is_some();
+            assert!(
+                resp.status == 403 || body_refused,
+                "{name} without {scopes:?}: {} {}",
+                resp.status,
+                resp.body
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 35, "only {checked} routes checked");
+}
+
+#[tokio::test]
+async fn a_device_cannot_stuff_a_session_past_its_sample_cap() {
+    let t = TestApp::spawn().await;
+    let (_owner, _a, b) = fleet_of_two(&t).await;
+    let located = t.clock_now();
+    let fix = b.sample(None, located, crate::common::BOGOTA, 3.0);
+    t.post("/operators/heartbeat", b.auth(), json!({"sample": fix}))
+        .await
+        .ok();
+    let consumer = t.consumer("stuffed-consumer").await;
+    // Ten seconds at most: 2 × 10 + 1,200 samples.
+    let id = t.request(&consumer, crate::common::BOGOTA, 10).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    let cap = 2 * 10 + 1200;
+    t.clock.advance_ms(1_500);
+    let sid: uuid::Uuid = id.parse().unwrap();
+    let path = format!("/sessions/{id}/telemetry");
+    let batch = |from: i64, n: i64| -> Vec<serde_json::Value> {
+        (from..from + n)
+            .map(|i| b.sample(Some(sid), located + 1 + i, crate::common::BOGOTA, 3.0))
+            .collect()
+    };
+    t.post(&path, b.auth(), json!(batch(0, 1000))).await.ok();
+    t.post(&path, b.auth(), json!(batch(1000, cap - 1000)))
+        .await
+        .ok();
+    let full = t
+        .post(&path, b.auth(), json!(batch(cap, 1)))
+        .await
+        .expect(409, "INVALID_STATE");
+    assert_eq!(full.detail(), "telemetry:sessionFull");
+    let track = t
+        .get(
+            format!("/sessions/{id}/telemetry?limit=10000"),
+            consumer.auth(),
+        )
+        .await
+        .ok();
+    assert_eq!(track.data().as_array().unwrap().len() as i64, cap);
 }

@@ -46,7 +46,14 @@ pub(crate) struct Live {
 
 /// A session dispatched and started on a server with the real media plane.
 pub(crate) async fn started_session() -> Live {
-    let t = TestApp::spawn_with_media(|_| {}).await;
+    started_session_with(|_| {}).await
+}
+
+/// [`started_session`] on a server with a tweaked configuration.
+pub(crate) async fn started_session_with(
+    tweak: impl FnOnce(&mut lx_server::config::Config),
+) -> Live {
+    let t = TestApp::spawn_with_media(tweak).await;
     let consumer = t.consumer("media-consumer").await;
     let supplier = t.supplier("media-supplier", BOGOTA, true).await;
     let id = t.request(&consumer, BOGOTA, 600).await;
@@ -80,7 +87,7 @@ pub(crate) async fn started_session() -> Live {
 }
 
 /// POSTs an offer; returns (status, Location, body).
-async fn post_sdp(url: &str, sdp: &str) -> (u16, Option<String>, String) {
+pub(crate) async fn post_sdp(url: &str, sdp: &str) -> (u16, Option<String>, String) {
     let resp = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/sdp")
@@ -243,7 +250,7 @@ async fn whip_refuses_bad_offers_and_closed_sessions_by_name() {
 
 /// Counts frames a WHEP subscriber receives.
 #[derive(Default)]
-struct Count(std::sync::atomic::AtomicUsize);
+pub(crate) struct Count(std::sync::atomic::AtomicUsize);
 
 impl FrameSink for Count {
     fn on_frame(&self, _: EncodedFrame) {
@@ -258,7 +265,7 @@ impl Count {
     }
 }
 
-async fn subscribe(whep: &str) -> (Receiver, std::sync::Arc<Count>, String) {
+pub(crate) async fn subscribe(whep: &str) -> (Receiver, std::sync::Arc<Count>, String) {
     let count = std::sync::Arc::new(Count::default());
     let config = ReceiverConfig {
         ice: loopback(),
@@ -273,7 +280,7 @@ async fn subscribe(whep: &str) -> (Receiver, std::sync::Arc<Count>, String) {
     (receiver, count, location.expect("Location"))
 }
 
-async fn grows(count: &Count, by: usize, limit: Duration) -> bool {
+pub(crate) async fn grows(count: &Count, by: usize, limit: Duration) -> bool {
     let start = count.get();
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
