@@ -49,6 +49,10 @@ pub struct RateLimitsConfig {
     pub media_offers_per_minute: u32,
     pub quotes_per_minute: u32,
     pub mcp_per_minute: u32,
+    /// A refusal is answered after this long: a client that ignores
+    /// Retry-After and calls again at once is slowed to a few calls a
+    /// second per connection, instead of costing the server its CPU.
+    pub refusal_delay_ms: u32,
 }
 
 /// `[retention]`: how long rows that only grow are kept.

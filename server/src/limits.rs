@@ -10,7 +10,9 @@
 //! nothing behind it runs. The address comes from the connection (the edge
 //! puts it on every request); behind a proxy that is the proxy's.
 //! Credentials are only hashed here (with a per-process key), never judged:
-//! a forged one is limited like a real one, and refused later.
+//! a forged one is limited like a real one, and refused later. A refusal is
+//! answered after `refusal_delay_ms`, so a client that does not wait as told
+//! is slowed down rather than answered as fast as it can ask.
 
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -79,6 +81,7 @@ pub fn classify(method: &Method, path: &str) -> Option<Class> {
 pub struct RateLimits {
     limiters: Vec<(Class, Limiter, CredentialLimiter)>,
     hasher: std::collections::hash_map::RandomState,
+    refusal_delay: Duration,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -115,6 +118,7 @@ impl RateLimits {
         Self {
             limiters,
             hasher: std::collections::hash_map::RandomState::new(),
+            refusal_delay: Duration::from_millis(u64::from(c.refusal_delay_ms)),
         }
     }
 
@@ -198,6 +202,9 @@ pub async fn enforce(limits: Arc<RateLimits>, request: Request, next: Next) -> R
         if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        // A sleeping future costs nothing; a client answered at once would
+        // be back at once, thousands of times a second.
+        tokio::time::sleep(limits.refusal_delay).await;
         return response;
     }
     next.run(request).await
@@ -253,6 +260,7 @@ mod tests {
             media_offers_per_minute: 3,
             quotes_per_minute: 3,
             mcp_per_minute: 3,
+            refusal_delay_ms: 0,
         };
         let limits = RateLimits::from_config(&config);
         let a: IpAddr = "127.0.0.2".parse().unwrap();
@@ -284,6 +292,7 @@ mod tests {
             media_offers_per_minute: 1000,
             quotes_per_minute: 3,
             mcp_per_minute: 1000,
+            refusal_delay_ms: 0,
         };
         let limits = RateLimits::from_config(&config);
         let address = |n: u8| IpAddr::from([127, 0, 0, n]);
