@@ -339,6 +339,14 @@ enum Attack {
     WhepOffer,
 }
 
+const ATTACKS: [Attack; 5] = [
+    Attack::Challenge,
+    Attack::Registration,
+    Attack::Telemetry,
+    Attack::Webhook,
+    Attack::WhepOffer,
+];
+
 struct Arsenal {
     base: String,
     /// A key of the attackers' own workspace, with webhooks:write.
@@ -392,7 +400,7 @@ async fn fire(http: &reqwest::Client, arsenal: &Arsenal, attack: Attack, n: u64)
 /// Every attacker address floods every kind of attack until `stop`.
 fn unleash(
     arsenal: &Arc<Arsenal>,
-    tally: &Arc<Tally>,
+    tallies: &Arc<[Tally; 5]>,
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -403,25 +411,19 @@ fn unleash(
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        for attack in [
-            Attack::Challenge,
-            Attack::Registration,
-            Attack::Telemetry,
-            Attack::Webhook,
-            Attack::WhepOffer,
-        ] {
+        for (kind, attack) in ATTACKS.into_iter().enumerate() {
             for lane in 0..IN_FLIGHT {
-                let (http, arsenal, tally, stop) = (
+                let (http, arsenal, tallies, stop) = (
                     http.clone(),
                     Arc::clone(arsenal),
-                    Arc::clone(tally),
+                    Arc::clone(tallies),
                     Arc::clone(stop),
                 );
                 tasks.push(tokio::spawn(async move {
                     let mut n = lane as u64;
                     while !stop.load(Ordering::Relaxed) {
                         match fire(&http, &arsenal, attack, n).await {
-                            Some(status) => tally.count(status),
+                            Some(status) => tallies[kind].count(status),
                             None => tokio::time::sleep(Duration::from_millis(20)).await,
                         }
                         n += IN_FLIGHT as u64;
@@ -490,11 +492,11 @@ async fn main() {
 
     let (leak, target) = tokio::sync::watch::channel(None);
     let arsenal = arm(&api, &server.base, target).await;
-    let tally = Arc::new(Tally::default());
+    let tallies: Arc<[Tally; 5]> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let db_before = server.db_bytes();
     let attack_started = Instant::now();
-    let attackers = unleash(&Arc::new(arsenal), &tally, &stop);
+    let attackers = unleash(&Arc::new(arsenal), &tallies, &stop);
     let attacked = honest_session(&api, &consumer, &supplier, &leak).await;
     stop.store(true, Ordering::Relaxed);
     for attacker in attackers {
@@ -504,12 +506,22 @@ async fn main() {
     report("under attack", &attacked);
     let db_growth_mb = server.db_bytes().saturating_sub(db_before) as f64 / 1e6;
 
-    let total = tally.total.load(Ordering::Relaxed);
-    let limited = tally.limited.load(Ordering::Relaxed);
+    let sum = |f: fn(&Tally) -> &AtomicU64| -> u64 {
+        tallies.iter().map(|t| f(t).load(Ordering::Relaxed)).sum()
+    };
+    let total = sum(|t| &t.total);
+    let limited = sum(|t| &t.limited);
+    for (attack, tally) in ATTACKS.iter().zip(tallies.iter()) {
+        println!(
+            "  {attack:?}: {} calls, {} refused with 429",
+            tally.total.load(Ordering::Relaxed),
+            tally.limited.load(Ordering::Relaxed)
+        );
+    }
     println!(
         "attackers: {ATTACKERS} addresses × 5 kinds × {IN_FLIGHT} in flight for {attack_seconds:.0} s: {total} calls ({:.0}/s), {limited} refused with 429, {} server errors",
         total as f64 / attack_seconds,
-        tally.server_errors.load(Ordering::Relaxed)
+        sum(|t| &t.server_errors)
     );
     assert!(attacked.charged > 0, "the honest session was not charged");
     let ratio = attacked.timings.p99() / alone.timings.p99();

@@ -53,6 +53,9 @@ pub struct RateLimitsConfig {
     /// Retry-After and calls again at once is slowed to a few calls a
     /// second per connection, instead of costing the server its CPU.
     pub refusal_delay_ms: u32,
+    /// Requests refused 401 from one address a minute (a burst as large);
+    /// past it the address gets 429 on everything until it would be under.
+    pub auth_failures_per_minute: u32,
 }
 
 /// `[retention]`: how long rows that only grow are kept.

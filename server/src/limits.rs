@@ -82,6 +82,10 @@ pub struct RateLimits {
     limiters: Vec<(Class, Limiter, CredentialLimiter)>,
     hasher: std::collections::hash_map::RandomState,
     refusal_delay: Duration,
+    /// 401s per address; an address past its budget is `shut_out` until
+    /// the instant the limiter names.
+    auth_failures: Limiter,
+    shut_out: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -119,6 +123,8 @@ impl RateLimits {
             limiters,
             hasher: std::collections::hash_map::RandomState::new(),
             refusal_delay: Duration::from_millis(u64::from(c.refusal_delay_ms)),
+            auth_failures: RateLimiter::keyed(quota(c.auth_failures_per_minute)),
+            shut_out: std::sync::Mutex::default(),
         }
     }
 
@@ -147,9 +153,43 @@ impl RateLimits {
         Ok(())
     }
 
+    /// How long `ip` is still shut out for its failed credentials, if it is.
+    pub fn shut_out_for(&self, ip: IpAddr) -> Option<Duration> {
+        let mut shut_out = self
+            .shut_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let until = *shut_out.get(&ip)?;
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            shut_out.remove(&ip);
+            return None;
+        }
+        Some(left)
+    }
+
+    /// Counts a request of `ip` refused for its credential; past the budget
+    /// the address is shut out.
+    pub fn note_auth_failure(&self, ip: IpAddr) {
+        if let Err(not_until) = self.auth_failures.check_key(&ip) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            self.shut_out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(ip, std::time::Instant::now() + wait);
+        }
+    }
+
     /// Forgets addresses and credentials whose limits are full again: the
     /// maps stay small.
     pub fn forget_idle(&self) {
+        self.auth_failures.retain_recent();
+        self.auth_failures.shrink_to_fit();
+        let now = std::time::Instant::now();
+        self.shut_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, until| *until > now);
         for (_, by_address, by_credential) in &self.limiters {
             by_address.retain_recent();
             by_address.shrink_to_fit();
@@ -180,34 +220,61 @@ fn credential_of(request: &Request) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The middleware: refuses a request over its class's limit.
+/// The middleware: refuses a request over its class's limit, and every
+/// request of an address shut out for its failed credentials; counts the
+/// 401s it lets through.
 pub async fn enforce(limits: Arc<RateLimits>, request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
+    let Some(ip) = peer else {
+        return next.run(request).await;
+    };
+    if let Some(wait) = limits.shut_out_for(ip) {
+        return refuse(
+            &limits,
+            wait,
+            format!("too many requests with bad credentials from {ip}"),
+            "rateLimit:AuthFailures".to_owned(),
+        )
+        .await;
+    }
     let class = classify(request.method(), request.uri().path());
-    if let (Some(ip), Some(class)) = (peer, class)
+    if let Some(class) = class
         && let Err(wait) = limits.check(class, ip, credential_of(&request).as_deref())
     {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut response = ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "too many requests of this kind from {ip} or with this credential; retry in {seconds} s"
-            ),
+        return refuse(
+            &limits,
+            wait,
+            format!("too many requests of this kind from {ip} or with this credential"),
+            format!("rateLimit:{class:?}"),
         )
-        .with_detail(format!("rateLimit:{class:?}"))
-        .into_response();
-        if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        // A sleeping future costs nothing; a client answered at once would
-        // be back at once, thousands of times a second.
-        tokio::time::sleep(limits.refusal_delay).await;
-        return response;
+        .await;
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        limits.note_auth_failure(ip);
+    }
+    response
+}
+
+/// `429 RATE_LIMITED` with `Retry-After`, answered after the refusal delay:
+/// a sleeping future costs nothing, and a client answered at once would be
+/// back at once, thousands of times a second.
+async fn refuse(limits: &RateLimits, wait: Duration, why: String, detail: String) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = ApiError::new(
+        ErrorCode::RateLimited,
+        format!("{why}; retry in {seconds} s"),
+    )
+    .with_detail(detail)
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    tokio::time::sleep(limits.refusal_delay).await;
+    response
 }
 
 #[cfg(test)]
@@ -261,6 +328,7 @@ mod tests {
             quotes_per_minute: 3,
             mcp_per_minute: 3,
             refusal_delay_ms: 0,
+            auth_failures_per_minute: 1000,
         };
         let limits = RateLimits::from_config(&config);
         let a: IpAddr = "127.0.0.2".parse().unwrap();
@@ -293,6 +361,7 @@ mod tests {
             quotes_per_minute: 3,
             mcp_per_minute: 1000,
             refusal_delay_ms: 0,
+            auth_failures_per_minute: 1000,
         };
         let limits = RateLimits::from_config(&config);
         let address = |n: u8| IpAddr::from([127, 0, 0, n]);
@@ -315,5 +384,31 @@ mod tests {
                 .is_ok(),
             "another key"
         );
+    }
+
+    #[test]
+    fn an_address_past_its_bad_credentials_budget_is_shut_out_and_another_is_not() {
+        let config = RateLimitsConfig {
+            challenges_per_minute: 1000,
+            sign_in_per_minute: 1000,
+            workspaces_per_minute: 1000,
+            registrations_per_minute: 1000,
+            webhooks_per_minute: 1000,
+            telemetry_per_minute: 1000,
+            media_offers_per_minute: 1000,
+            quotes_per_minute: 1000,
+            mcp_per_minute: 1000,
+            refusal_delay_ms: 0,
+            auth_failures_per_minute: 2,
+        };
+        let limits = RateLimits::from_config(&config);
+        let guesser = IpAddr::from([127, 0, 0, 9]);
+        limits.note_auth_failure(guesser);
+        limits.note_auth_failure(guesser);
+        assert_eq!(limits.shut_out_for(guesser), None, "within the budget");
+        limits.note_auth_failure(guesser);
+        let left = limits.shut_out_for(guesser).expect("shut out");
+        assert!(left <= Duration::from_secs(30), "{left:?}");
+        assert_eq!(limits.shut_out_for(IpAddr::from([127, 0, 0, 10])), None);
     }
 }

@@ -145,6 +145,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     // The flood tests count refusals by the thousand; the delay before a
     // refusal has its own test.
     config.rate_limits.refusal_delay_ms = 0;
+    config.rate_limits.auth_failures_per_minute = 1_000_000;
     config
 }
 

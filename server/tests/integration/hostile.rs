@@ -899,3 +899,36 @@ async fn a_device_cannot_stuff_a_session_past_its_sample_cap() {
         .ok();
     assert_eq!(track.data().as_array().unwrap().len() as i64, cap);
 }
+
+#[tokio::test]
+async fn an_address_guessing_credentials_is_shut_out_of_every_route_and_others_are_not() {
+    let t = TestApp::spawn_with(|c| c.rate_limits.auth_failures_per_minute = 5).await;
+    let honest = t.consumer("guessed-at").await;
+    for n in 0..6 {
+        t.get("/sessions", Auth::Key(format!("lxxn_test_guess{n}")))
+            .await
+            .expect(401, "NOT_AUTHENTICATED");
+    }
+    // Past the budget: 429 on everything from that address, a good key included.
+    let shut = t
+        .get("/sessions", honest.auth())
+        .await
+        .expect(429, "RATE_LIMITED");
+    assert_eq!(shut.detail(), "rateLimit:AuthFailures");
+    assert!(shut.headers.get("retry-after").is_some());
+    t.get("/health", Auth::None)
+        .await
+        .expect(429, "RATE_LIMITED");
+    // Another address is served.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let resp = other
+        .get(format!("{}/sessions", t.base))
+        .bearer_auth(&honest.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
