@@ -17,7 +17,8 @@
 //! It prints `BENCH abuse.honest_p99_ratio` (the honest client's API p99
 //! under attack ÷ alone), `abuse.attack_429_share` (attacker calls refused
 //! with 429), `abuse.db_growth_mb` (database and WAL growth over the
-//! attack) and panics when the honest session does not reach LIVE or its
+//! attack; `abuse.db_growth_mb_alone` is the same session's without) and
+//! panics when the honest session does not reach LIVE or its
 //! final meter during the attack.
 
 // A benchmark fails by panicking, helpers included.
@@ -43,8 +44,10 @@ use serde_json::json;
 /// How long the honest session stays LIVE in each run.
 const LIVE_FOR: Duration = Duration::from_secs(20);
 const ATTACKERS: u8 = 4;
-/// Calls each attacker keeps in flight per kind of attack.
-const IN_FLIGHT: usize = 2;
+/// Calls each attacker keeps in flight per kind of attack: a refusal comes
+/// after rate_limits.refusal_delay_ms, so an attacker's best rate is many
+/// connections at once.
+const IN_FLIGHT: usize = 8;
 
 fn loopback() -> IceConfig {
     IceConfig {
@@ -487,7 +490,9 @@ async fn main() {
     let supplier = api.supplier("bench-honest-supplier", BOGOTA, true).await;
 
     let (nobody, _) = tokio::sync::watch::channel(None);
+    let db_before_alone = server.db_bytes();
     let alone = honest_session(&api, &consumer, &supplier, &nobody).await;
+    let db_growth_alone_mb = server.db_bytes().saturating_sub(db_before_alone) as f64 / 1e6;
     report("alone", &alone);
 
     let (leak, target) = tokio::sync::watch::channel(None);
@@ -540,4 +545,5 @@ async fn main() {
         total as f64 / attack_seconds
     );
     println!("BENCH abuse.db_growth_mb={db_growth_mb:.2}");
+    println!("BENCH abuse.db_growth_mb_alone={db_growth_alone_mb:.2}");
 }

@@ -31,6 +31,9 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// Offers listed to a supplier at once (`GET /sessions/offers`).
+pub const MAX_OFFERS_LISTED: u32 = 500;
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -689,6 +692,8 @@ pub trait Store: Send + Sync + 'static {
         party: Party,
         filter: SessionFilter,
     ) -> StoreResult<Vec<Session>>;
+    /// The sessions offered to the workspace and not expired, oldest first,
+    /// at most [`MAX_OFFERS_LISTED`].
     async fn offers_for(&self, workspace_id: Uuid, now: UnixMillis) -> StoreResult<Vec<Session>>;
     /// Applies the transition; the webhook event it causes (see
     /// [`crate::webhooks::session_event`]) is queued for every subscribed

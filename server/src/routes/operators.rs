@@ -362,12 +362,24 @@ pub(super) async fn heartbeat(
     Ok(ApiOk::wrote(&app, operator_dto(&app, &op).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/workspaces/{id}/operators", tag = "Operators", params(("id" = Uuid, Path)),
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct DevicePage {
+    /// The last device id of the previous page.
+    after: Option<Uuid>,
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{id}/operators", tag = "Operators",
+    params(("id" = Uuid, Path), ("after" = Option<Uuid>, Query, description = "the last id of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000; 500 by default")),
+    description = "The workspace's devices, oldest enrollment first, a page at a time.",
     responses((status = 200, body = Vec<OperatorDto>)), security(("apiKey" = ["operators:write"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    crate::http::ApiQuery(page): crate::http::ApiQuery<DevicePage>,
 ) -> ApiResult<ApiOk<Vec<OperatorDto>>> {
     caller.require_any(&FLEET_READERS)?;
     let workspace_id = parse_id("id", &id)?;
@@ -378,13 +390,27 @@ pub(super) async fn list(
     {
         return Err(ApiError::workspace_not_found());
     }
+    let limit = page.limit.unwrap_or(500);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
+    }
+    let devices = app.store.operators_of(workspace_id).await?;
+    let start = match page.after {
+        Some(after) => devices
+            .iter()
+            .position(|op| op.id == after)
+            .map(|i| i + 1)
+            .ok_or_else(|| ApiError::invalid("after", "not a device of this workspace"))?,
+        None => 0,
+    };
     let mut out = Vec::new();
-    for op in app.store.operators_of(workspace_id).await? {
-        // A device sees itself, not its siblings.
-        if caller.operator.as_ref().is_some_and(|me| me.id != op.id) {
-            continue;
-        }
-        out.push(operator_dto(&app, &op).await?);
+    // A device sees itself, not its siblings.
+    let visible = devices[start..]
+        .iter()
+        .filter(|op| caller.operator.as_ref().is_none_or(|me| me.id == op.id))
+        .take(limit as usize);
+    for op in visible {
+        out.push(operator_dto(&app, op).await?);
     }
     Ok(ApiOk::read(out))
 }

@@ -539,7 +539,7 @@ pub(super) async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/offers", tag = "Sessions",
-    description = "Sessions offered to the caller's supplier workspace and not yet expired.",
+    description = "Sessions offered to the caller's supplier workspace and not yet expired, oldest first, at most 500.",
     responses((status = 200, body = Vec<OfferDto>)), security(("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn offers(
     State(app): State<AppState>,

@@ -1542,9 +1542,10 @@ impl Store for SqliteStore {
     }
 
     async fn offers_for(&self, workspace_id: Uuid, now: UnixMillis) -> StoreResult<Vec<Session>> {
+        use crate::store::MAX_OFFERS_LISTED;
         self.read(move |c| {
             let sql = format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'REQUESTED' AND offer_ws = ?1 AND offer_expires_ms > ?2 ORDER BY created_ms"
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'REQUESTED' AND offer_ws = ?1 AND offer_expires_ms > ?2 ORDER BY created_ms LIMIT {MAX_OFFERS_LISTED}"
             );
             Ok(query_sessions(c, &sql, &[&workspace_id.to_string(), &now])?)
         })

@@ -932,3 +932,47 @@ async fn an_address_guessing_credentials_is_shut_out_of_every_route_and_others_a
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn a_fleet_is_listed_a_bounded_page_at_a_time() {
+    let t = TestApp::spawn().await;
+    let (owner, a, b) = fleet_of_two(&t).await;
+    let path = format!("/workspaces/{}/operators", owner.workspace_id);
+    let ids = |resp: &crate::common::Resp| -> Vec<String> {
+        resp.data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = t.get(format!("{path}?limit=1"), owner.auth()).await.ok();
+    assert_eq!(ids(&first), vec![a.operator_id.to_string()]);
+    let next = t
+        .get(
+            format!("{path}?limit=1&after={}", a.operator_id),
+            owner.auth(),
+        )
+        .await
+        .ok();
+    assert_eq!(ids(&next), vec![b.operator_id.to_string()]);
+    let last = t
+        .get(format!("{path}?after={}", b.operator_id), owner.auth())
+        .await
+        .ok();
+    assert!(ids(&last).is_empty());
+    for bad in ["limit=0", "limit=1001", "after=not-an-id"] {
+        t.get(format!("{path}?{bad}"), owner.auth())
+            .await
+            .expect(400, "INVALID_INPUT");
+    }
+    t.get(
+        format!("{path}?after={}", uuid::Uuid::new_v4()),
+        owner.auth(),
+    )
+    .await
+    .expect(400, "INVALID_INPUT");
+    // A device pages through itself only.
+    let own = t.get(path.clone(), b.auth()).await.ok();
+    assert_eq!(ids(&own), vec![b.operator_id.to_string()]);
+}
