@@ -26,9 +26,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/process.rs"]
+mod process;
 
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +40,7 @@ use lx_media::publish::{Publisher, PublisherConfig, VideoSource};
 use lx_media::receive::{EncodedFrame, FrameSink, Receiver, ReceiverConfig};
 use lx_media::{Codec, IceConfig};
 use lx_protocol::wallet::{Address, sign_personal};
+use process::LxServer;
 use serde_json::json;
 
 /// How long the honest session stays LIVE in each run.
@@ -56,79 +58,10 @@ fn loopback() -> IceConfig {
     }
 }
 
-struct Server {
-    child: Child,
-    base: String,
-    db: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn spawn() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let base = format!("http://127.0.0.1:{port}");
-        let db = dir.path().join("lx.db");
-        let config = dir.path().join("server.toml");
-        // The shipped [rate_limits]; a short settle delay so that the final
-        // meter comes within the run.
-        std::fs::write(
-            &config,
-            format!(
-                "[http]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n\
-                 [store]\npath = \"{}\"\n[credit]\ndefault_micro_usdc = 100000000000\n\
-                 [telemetry]\nsettle_delay_seconds = 2\n\
-                 [media]\nbackend = \"builtin\"\n[media.ice]\nlocal_addresses = [\"127.0.0.1\"]\n\
-                 [log]\nfilter = \"error\"\n",
-                db.display()
-            ),
-        )
-        .expect("config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lx-server"))
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("lx-server starts");
-        let http = reqwest::Client::new();
-        for _ in 0..200 {
-            if http
-                .get(format!("{base}/api/v1/health"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Self {
-                    child,
-                    base,
-                    db,
-                    _dir: dir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("lx-server did not come up");
-    }
-
-    /// The database and its WAL, bytes.
-    fn db_bytes(&self) -> u64 {
-        let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-        let wal = self.db.with_extension("db-wal");
-        size(self.db.clone()) + size(wal)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The database and its WAL, bytes.
+fn db_bytes(server: &LxServer) -> u64 {
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    size(&server.db) + size(&server.db.with_extension("db-wal"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -484,22 +417,25 @@ fn report(label: &str, outcome: &Outcome) {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     lx_media::init().expect("GStreamer");
-    let server = Server::spawn().await;
+    // The shipped [rate_limits]; a short settle delay so that the final
+    // meter comes within the run.
+    let server =
+        LxServer::spawn("[telemetry]\nsettle_delay_seconds = 2\n[log]\nfilter = \"error\"\n").await;
     let api = Api::new(format!("{}/api/v1", server.base));
     let consumer = api.consumer("bench-honest-consumer").await;
     let supplier = api.supplier("bench-honest-supplier", BOGOTA, true).await;
 
     let (nobody, _) = tokio::sync::watch::channel(None);
-    let db_before_alone = server.db_bytes();
+    let db_before_alone = db_bytes(&server);
     let alone = honest_session(&api, &consumer, &supplier, &nobody).await;
-    let db_growth_alone_mb = server.db_bytes().saturating_sub(db_before_alone) as f64 / 1e6;
+    let db_growth_alone_mb = db_bytes(&server).saturating_sub(db_before_alone) as f64 / 1e6;
     report("alone", &alone);
 
     let (leak, target) = tokio::sync::watch::channel(None);
     let arsenal = arm(&api, &server.base, target).await;
     let tallies: Arc<[Tally; 5]> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let db_before = server.db_bytes();
+    let db_before = db_bytes(&server);
     let attack_started = Instant::now();
     let attackers = unleash(&Arc::new(arsenal), &tallies, &stop);
     let attacked = honest_session(&api, &consumer, &supplier, &leak).await;
@@ -509,7 +445,7 @@ async fn main() {
     }
     let attack_seconds = attack_started.elapsed().as_secs_f64();
     report("under attack", &attacked);
-    let db_growth_mb = server.db_bytes().saturating_sub(db_before) as f64 / 1e6;
+    let db_growth_mb = db_bytes(&server).saturating_sub(db_before) as f64 / 1e6;
 
     let sum = |f: fn(&Tally) -> &AtomicU64| -> u64 {
         tallies.iter().map(|t| f(t).load(Ordering::Relaxed)).sum()

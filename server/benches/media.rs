@@ -20,8 +20,9 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/process.rs"]
+mod process;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ use lx_media::receive::{EncodedFrame, FrameSink, Receiver, ReceiverConfig};
 use lx_media::{Codec, IceConfig, barcode};
 use lx_protocol::time::parse_millis;
 use lx_server::clock::wall_now_ms;
+use process::LxServer;
 use serde_json::json;
 
 const START_SESSIONS: usize = 20;
@@ -68,70 +70,8 @@ fn camera(stamp_time: bool) -> PublisherConfig {
     }
 }
 
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn spawn() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let base = format!("http://127.0.0.1:{port}");
-        let config = dir.path().join("server.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[http]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n\
-                 [store]\npath = \"{}\"\n[credit]\ndefault_micro_usdc = 100000000000\n\
-                 [media]\nbackend = \"builtin\"\n[media.ice]\nlocal_addresses = [\"127.0.0.1\"]\n\
-                 [log]\nfilter = \"warn\"\n",
-                dir.path().join("lx.db").display()
-            ),
-        )
-        .expect("config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lx-server"))
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("lx-server starts");
-        let http = reqwest::Client::new();
-        for _ in 0..200 {
-            if http
-                .get(format!("{base}/api/v1/health"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Self {
-                    child,
-                    base,
-                    _dir: dir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("lx-server did not come up");
-    }
-
-    fn cpu_ticks(&self) -> u64 {
-        cpu_ticks(&format!("/proc/{}/stat", self.child.id()))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn server_cpu_ticks(server: &LxServer) -> u64 {
+    cpu_ticks(&format!("/proc/{}/stat", server.child.id()))
 }
 
 /// utime + stime of the process whose `stat` file this is.
@@ -413,7 +353,7 @@ struct Step {
     oldest_ms: Option<i64>,
 }
 
-async fn concurrency(server: &Server, fleet: &mut Fleet, consumer: &Actor) -> (usize, f64) {
+async fn concurrency(server: &LxServer, fleet: &mut Fleet, consumer: &Actor) -> (usize, f64) {
     let clip = Clip::record(&camera(false), 60).expect("clip");
     let mut publishers = Vec::new();
     let mut sessions: Vec<Started> = Vec::new();
@@ -427,7 +367,7 @@ async fn concurrency(server: &Server, fleet: &mut Fleet, consumer: &Actor) -> (u
             sessions.push(s);
         }
         tokio::time::sleep(SETTLE).await;
-        let (server0, self0, t0) = (server.cpu_ticks(), self_cpu_ticks(), Instant::now());
+        let (server0, self0, t0) = (server_cpu_ticks(server), self_cpu_ticks(), Instant::now());
         let mut oldest = Some(0);
         let until = Instant::now() + MEASURE;
         while Instant::now() < until {
@@ -443,7 +383,8 @@ async fn concurrency(server: &Server, fleet: &mut Fleet, consumer: &Actor) -> (u
         let secs = t0.elapsed().as_secs_f64();
         let step = Step {
             ingests: sessions.len(),
-            server_cpu_pct: (server.cpu_ticks() - server0) as f64 / TICKS_PER_S / secs * 100.0,
+            server_cpu_pct: (server_cpu_ticks(server) - server0) as f64 / TICKS_PER_S / secs
+                * 100.0,
             bench_cpu_pct: (self_cpu_ticks() - self0) as f64 / TICKS_PER_S / secs * 100.0,
             oldest_ms: oldest,
         };
@@ -488,7 +429,7 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         lx_media::init().expect("GStreamer");
-        let server = Server::spawn().await;
+        let server = LxServer::spawn("[log]\nfilter = \"warn\"\n").await;
         let api = Api::new(format!("{}/api/v1", server.base));
         let consumer = api.consumer("bench-consumer").await;
         let mut fleet = Fleet {

@@ -281,6 +281,23 @@ async fn refuse(limits: &RateLimits, wait: Duration, why: String, detail: String
 mod tests {
     use super::*;
 
+    /// Every class at `per_minute`, refusals at once, 401s as many.
+    fn every_limit(per_minute: u32) -> RateLimitsConfig {
+        RateLimitsConfig {
+            challenges_per_minute: per_minute,
+            sign_in_per_minute: per_minute,
+            workspaces_per_minute: per_minute,
+            registrations_per_minute: per_minute,
+            webhooks_per_minute: per_minute,
+            telemetry_per_minute: per_minute,
+            media_offers_per_minute: per_minute,
+            quotes_per_minute: per_minute,
+            mcp_per_minute: per_minute,
+            refusal_delay_ms: 0,
+            auth_failures_per_minute: per_minute,
+        }
+    }
+
     #[test]
     fn the_costly_calls_have_a_class_and_the_rest_none() {
         let post = Method::POST;
@@ -317,19 +334,7 @@ mod tests {
 
     #[test]
     fn an_address_past_its_burst_waits_and_another_does_not() {
-        let config = RateLimitsConfig {
-            challenges_per_minute: 3,
-            sign_in_per_minute: 3,
-            workspaces_per_minute: 3,
-            registrations_per_minute: 3,
-            webhooks_per_minute: 3,
-            telemetry_per_minute: 3,
-            media_offers_per_minute: 3,
-            quotes_per_minute: 3,
-            mcp_per_minute: 3,
-            refusal_delay_ms: 0,
-            auth_failures_per_minute: 1000,
-        };
+        let config = every_limit(3);
         let limits = RateLimits::from_config(&config);
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "127.0.0.3".parse().unwrap();
@@ -351,17 +356,8 @@ mod tests {
     #[test]
     fn one_key_from_many_addresses_is_held_to_the_pace_of_one() {
         let config = RateLimitsConfig {
-            challenges_per_minute: 1000,
-            sign_in_per_minute: 1000,
-            workspaces_per_minute: 1000,
-            registrations_per_minute: 1000,
-            webhooks_per_minute: 1000,
-            telemetry_per_minute: 1000,
-            media_offers_per_minute: 1000,
             quotes_per_minute: 3,
-            mcp_per_minute: 1000,
-            refusal_delay_ms: 0,
-            auth_failures_per_minute: 1000,
+            ..every_limit(1000)
         };
         let limits = RateLimits::from_config(&config);
         let address = |n: u8| IpAddr::from([127, 0, 0, n]);
@@ -389,17 +385,8 @@ mod tests {
     #[test]
     fn an_address_past_its_bad_credentials_budget_is_shut_out_and_another_is_not() {
         let config = RateLimitsConfig {
-            challenges_per_minute: 1000,
-            sign_in_per_minute: 1000,
-            workspaces_per_minute: 1000,
-            registrations_per_minute: 1000,
-            webhooks_per_minute: 1000,
-            telemetry_per_minute: 1000,
-            media_offers_per_minute: 1000,
-            quotes_per_minute: 1000,
-            mcp_per_minute: 1000,
-            refusal_delay_ms: 0,
             auth_failures_per_minute: 2,
+            ..every_limit(1000)
         };
         let limits = RateLimits::from_config(&config);
         let guesser = IpAddr::from([127, 0, 0, 9]);
