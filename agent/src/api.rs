@@ -149,6 +149,16 @@ impl ServerApi {
         .await
     }
 
+    /// This device as the server sees it: availability, position, locks.
+    pub async fn operator(&self, id: Uuid) -> Result<OperatorDto, ApiFailure> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/operators/{id}"),
+            None::<&()>,
+        )
+        .await
+    }
+
     pub async fn offers(&self) -> Result<Vec<OfferDto>, ApiFailure> {
         self.call(reqwest::Method::GET, "/sessions/offers", None::<&()>)
             .await

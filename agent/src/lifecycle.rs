@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lx_protocol::api::{Availability, HeartbeatRequest, OfferDto, SessionDto, SessionState};
+use lx_protocol::api::{
+    Availability, HeartbeatRequest, OfferDto, SessionDto, SessionState, Subsystem,
+};
 use lx_protocol::mqtt::{Command, CommandAck};
 use tokio::sync::{Mutex, mpsc, watch};
 use uuid::Uuid;
@@ -271,6 +273,25 @@ async fn next(inbox: &mut Option<mpsc::Receiver<Inbound>>) -> Option<Inbound> {
     }
 }
 
+/// A controller's `stream` lock on this device holds the fleet's session
+/// commands off: the server cannot tell a command relayed by the device
+/// from the device's own doing, the device can.
+async fn stream_free(api: &ServerApi, me: Uuid) -> Result<(), String> {
+    let device = api.operator(me).await.map_err(|e| e.to_string())?;
+    let own = format!("device:{me}");
+    match device
+        .locks
+        .iter()
+        .find(|lock| lock.subsystem == Subsystem::Stream && lock.holder != own)
+    {
+        Some(lock) => Err(format!(
+            "the stream is locked by {}; the lock is released with POST /operators/{me}/unlock",
+            lock.holder
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Carries out a fleet command; the error is what the ack says.
 async fn execute(
     api: &ServerApi,
@@ -280,6 +301,12 @@ async fn execute(
     links: &Links,
 ) -> Result<(), String> {
     let said = |e: ApiFailure| e.to_string();
+    if matches!(
+        command,
+        Command::Accept(_) | Command::Start(_) | Command::End(_) | Command::Cancel(_)
+    ) {
+        stream_free(api, me).await?;
+    }
     match command {
         Command::Accept(id) => api.accept(id).await.map(|_| ()).map_err(said),
         Command::Start(id) => {

@@ -179,6 +179,46 @@ async fn the_fleet_manager_sees_the_agent_and_drives_it_with_mosquittos_clients(
         })
         .await;
 
+    // A pilot holds the device's stream: the fleet's session commands are
+    // refused by the device, not carried out behind the lock.
+    let held =
+        f.t.post(
+            format!("/operators/{device}/lock"),
+            f.supplier.auth(),
+            json!({"subsystem": "stream"}),
+        )
+        .await
+        .ok();
+    let holder = held.data()["holder"].as_str().unwrap().to_owned();
+    let ack = command(
+        &f,
+        &mut watch,
+        device,
+        "c5",
+        json!({"cmd": "end", "args": {"sessionId": id}}),
+    )
+    .await;
+    assert_eq!(ack["ok"], false, "{ack}");
+    assert!(
+        ack["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("locked by {holder}")),
+        "{ack}"
+    );
+    let state = f.t.session(&consumer, &id).await["state"].clone();
+    assert!(
+        state == "ASSIGNED" || state == "LIVE",
+        "the session goes on: {state}"
+    );
+    f.t.post(
+        format!("/operators/{device}/unlock"),
+        f.supplier.auth(),
+        json!({"subsystem": "stream"}),
+    )
+    .await
+    .ok();
+
     // A clean stop says offline itself (a will is not sent on DISCONNECT).
     let _ = stop.send(true);
     task.await.unwrap().unwrap();
