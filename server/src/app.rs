@@ -36,9 +36,7 @@ pub struct App {
     /// listener); a listener that falls behind misses changes, not commits.
     pub events: broadcast::Sender<Session>,
     /// The broker accounts the server issues, when the fleet link is on.
-    pub broker_accounts: Option<Arc<crate::mqtt::BrokerAccounts>>,
-    /// `/mcp`'s view of this server: its own address and shutdown.
-    pub mcp: crate::mcp::McpEndpoint,
+    pub broker_accounts: Option<Arc<crate::broker::BrokerAccounts>>,
 }
 
 impl std::fmt::Debug for App {
@@ -90,7 +88,8 @@ impl App {
         let dispatcher =
             Dispatcher::from_suppliers(&suppliers, config.dispatch.max_coverage_radius_meters);
         tracing::info!(suppliers = dispatcher.len(), "dispatch index loaded");
-        let broker_accounts = crate::mqtt::BrokerAccounts::from_config(&config.mqtt).map(Arc::new);
+        let broker_accounts =
+            crate::broker::BrokerAccounts::from_config(&config.mqtt).map(Arc::new);
         Ok(Arc::new(Self {
             config,
             store,
@@ -102,7 +101,6 @@ impl App {
             cookie_key,
             events: broadcast::channel(4096).0,
             broker_accounts,
-            mcp: crate::mcp::McpEndpoint::default(),
         }))
     }
 
@@ -496,8 +494,10 @@ impl App {
         changed
     }
 
-    /// Starts the sweeper, the media event loop and the webhook deliveries;
-    /// each stops when `shutdown` turns true.
+    /// Starts the sweeper and the media event loop, the core's own
+    /// background work; each stops when `shutdown` turns true. The services
+    /// around the core (webhook deliveries, the relayer, the fleet link, the
+    /// credit watch, retention) are started by `serve`.
     pub fn spawn_background(
         self: &Arc<Self>,
         mut media_events: mpsc::Receiver<MediaEvent>,
@@ -518,7 +518,6 @@ impl App {
                 }
             })
         };
-        let webhooks = tokio::spawn(crate::webhooks::run(Arc::clone(self), shutdown.clone()));
         let media = {
             let app = Arc::clone(self);
             let mut shutdown = shutdown;
@@ -534,7 +533,7 @@ impl App {
                 }
             })
         };
-        vec![sweeper, media, webhooks]
+        vec![sweeper, media]
     }
 }
 

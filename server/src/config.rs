@@ -517,8 +517,7 @@ impl Config {
         if w.max_in_flight_per_workspace == 0 {
             bail!("webhooks.max_in_flight_per_workspace must be at least 1");
         }
-        crate::webhooks::target::TargetPolicy::from_config(&w.allowed_targets)
-            .map_err(anyhow::Error::msg)?;
+        crate::egress::TargetPolicy::from_config(&w.allowed_targets).map_err(anyhow::Error::msg)?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }
@@ -526,7 +525,7 @@ impl Config {
             bail!("http.public_url is not a URL: {}", self.http.public_url);
         }
         for origin in &self.http.console_connect_origins {
-            if crate::console::origin_of(origin).is_none() {
+            if origin_of(origin).is_none() {
                 bail!("http.console_connect_origins: '{origin}' is not an http(s) origin");
             }
         }
@@ -574,6 +573,22 @@ impl Config {
     pub fn default_text() -> &'static str {
         DEFAULT_TOML
     }
+}
+
+/// `scheme://host[:port]` of an http(s) URL, or `None` when `url` is not one.
+/// Only this shape goes into the policy, so no configured text can add a
+/// directive to it.
+pub fn origin_of(url: &str) -> Option<String> {
+    let uri: axum::http::Uri = url.parse().ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
+    let authority = uri.authority()?.as_str();
+    // An authority with credentials (`user@host`) is not an origin.
+    if authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use lx_protocol::ErrorCode;
 
-use crate::config::Config;
+use crate::config::{Config, origin_of};
 use crate::error::ApiError;
 use crate::http::AppState;
 
@@ -81,22 +81,6 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../console/pages.js"),
     },
 ];
-
-/// `scheme://host[:port]` of an http(s) URL, or `None` when `url` is not one.
-/// Only this shape goes into the policy, so no configured text can add a
-/// directive to it.
-pub fn origin_of(url: &str) -> Option<String> {
-    let uri: axum::http::Uri = url.parse().ok()?;
-    let scheme = uri
-        .scheme_str()
-        .filter(|s| matches!(*s, "http" | "https"))?;
-    let authority = uri.authority()?.as_str();
-    // An authority with credentials (`user@host`) is not an origin.
-    if authority.contains('@') {
-        return None;
-    }
-    Some(format!("{scheme}://{authority}"))
-}
 
 /// The policy of every console response.
 ///

@@ -57,6 +57,10 @@ impl ApiError {
         Self::new(ErrorCode::SessionNotFound, "Session not found").with_detail("session:notFound")
     }
 
+    pub fn operator_not_found() -> Self {
+        Self::new(ErrorCode::NotFound, "Operator not found").with_detail("operator:notFound")
+    }
+
     pub fn workspace_not_found() -> Self {
         Self::new(ErrorCode::WorkspaceNotFound, "Workspace not found")
             .with_detail("workspace:notFound")

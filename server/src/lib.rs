@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod broker;
 pub mod chain;
 pub mod clock;
 pub mod config;
@@ -12,10 +13,11 @@ pub mod console;
 pub mod credit;
 pub mod credit_watch;
 pub mod dispatch;
-pub mod dto;
 pub mod edge;
+pub mod egress;
 pub mod error;
 pub mod http;
+pub mod ingest;
 pub mod limits;
 pub mod mcp;
 pub mod media;

@@ -65,14 +65,14 @@ async fn main() -> anyhow::Result<()> {
                     "set mqtt.mosquitto.password_file and acl_file (and pid_file) first: the broker reads the accounts the server writes there"
                 );
             }
-            let files = lx_server::mqtt::mosquitto::MosquittoFiles {
+            let files = lx_server::broker::mosquitto::MosquittoFiles {
                 password_file: m.password_file.clone(),
                 acl_file: m.acl_file.clone(),
                 pid_file: (!m.pid_file.as_os_str().is_empty()).then(|| m.pid_file.clone()),
             };
             print!(
                 "{}",
-                lx_server::mqtt::mosquitto::broker_config(
+                lx_server::broker::mosquitto::broker_config(
                     listen,
                     &files,
                     &persistence_dir,

@@ -69,22 +69,24 @@ fn allowed_hosts(config: &Config, mcp: &McpConfig) -> Vec<String> {
     hosts
 }
 
-/// The `/mcp` service for `app`.
+/// The `/mcp` service for `app`, reaching its API where `endpoint` says.
 pub fn service(
     app: &std::sync::Arc<crate::app::App>,
+    endpoint: &std::sync::Arc<McpEndpoint>,
 ) -> rmcp::transport::StreamableHttpService<
     lx_client::mcp::LxTools,
     rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
 > {
     let config = rmcp::transport::StreamableHttpServerConfig::default()
         .with_allowed_hosts(allowed_hosts(&app.config, &app.config.mcp))
-        .with_cancellation_token(app.mcp.closing.child_token());
+        .with_cancellation_token(endpoint.closing.child_token());
     let weak = std::sync::Arc::downgrade(app);
+    let endpoint = std::sync::Arc::clone(endpoint);
     let make = move || {
         let app = weak
             .upgrade()
             .ok_or_else(|| std::io::Error::other("the server is shutting down"))?;
-        lx_client::Client::new(&app.mcp.api_url(&app.config), None)
+        lx_client::Client::new(&endpoint.api_url(&app.config), None)
             .map(lx_client::mcp::LxTools::new)
             .map_err(|e| std::io::Error::other(e.to_string()))
     };

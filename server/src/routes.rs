@@ -9,8 +9,6 @@ mod wallet;
 mod webhooks;
 mod workspaces;
 
-pub(crate) use operators::ingest_device_samples;
-
 use std::sync::Arc;
 
 use axum::Router;
@@ -120,7 +118,15 @@ fn spawn_forgetting(limits: &Arc<crate::limits::RateLimits>) {
     }
 }
 
+/// The whole HTTP surface of `state`; `/mcp` reaches the API through the
+/// configured public URL.
 pub fn router(state: AppState) -> Router {
+    router_with_mcp(state, &Arc::default())
+}
+
+/// [`router`], with `/mcp` reaching the API where `mcp` says (`serve` tells
+/// it the bound address, and closes its streams at shutdown).
+pub fn router_with_mcp(state: AppState, mcp: &Arc<crate::mcp::McpEndpoint>) -> Router {
     let max_body = state.config.http.max_body_bytes;
     let request_limit =
         std::time::Duration::from_millis(state.config.http.request_timeout_ms.max(100));
@@ -245,7 +251,7 @@ pub fn router(state: AppState) -> Router {
         .merge(console)
         .nest("/media", media);
     if state.config.mcp.enabled {
-        root = root.nest_service("/mcp", crate::mcp::service(&state));
+        root = root.nest_service("/mcp", crate::mcp::service(&state, mcp));
     }
     let limits = Arc::new(crate::limits::RateLimits::from_config(
         &state.config.rate_limits,

@@ -293,9 +293,14 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
     tracing::info!(addr = %listener.local_addr()?, store = %config.store.path.display(), "lx-server listening");
-    app.mcp.serving_at(listener.local_addr()?);
+    let mcp = Arc::new(crate::mcp::McpEndpoint::default());
+    mcp.serving_at(listener.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = app.spawn_background(media_rx, stop_rx.clone());
+    tasks.push(tokio::spawn(crate::webhooks::run(
+        Arc::clone(&app),
+        stop_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::credit_watch::run(
         Arc::clone(&app),
         stop_rx.clone(),
@@ -317,14 +322,14 @@ pub async fn run(
             stop_rx,
         )));
     }
-    let closing = Arc::clone(&app);
+    let closing = Arc::clone(&mcp);
     crate::edge::serve(
         listener,
-        routes::router(Arc::clone(&app)),
+        routes::router_with_mcp(Arc::clone(&app), &mcp),
         crate::edge::EdgeLimits::from_config(&config),
         async move {
             shutdown.await;
-            closing.mcp.close();
+            closing.close();
         },
     )
     .await;

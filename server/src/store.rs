@@ -6,6 +6,8 @@
 //! [`Transition`] and the store applies it as one compare-and-swap, with the
 //! supplier's BUSY flip or release in the same transaction.
 
+pub mod dto;
+pub mod events;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-support"))]
 pub mod suite;
@@ -696,7 +698,7 @@ pub trait Store: Send + Sync + 'static {
     /// at most [`MAX_OFFERS_LISTED`].
     async fn offers_for(&self, workspace_id: Uuid, now: UnixMillis) -> StoreResult<Vec<Session>>;
     /// Applies the transition; the webhook event it causes (see
-    /// [`crate::webhooks::session_event`]) is queued for every subscribed
+    /// [`crate::store::events::session_event`]) is queued for every subscribed
     /// webhook of the session's consumer and operator in the same transaction.
     async fn apply(&self, transition: Transition) -> Result<Session, ApplyError>;
     /// Stores the media endpoints once; a second call returns the first ones.

@@ -15,7 +15,7 @@
 //! - Success is any 2xx. Otherwise the attempt is retried after
 //!   [`backoff_ms`], until `max_attempts`, then FAILED and logged.
 //!
-//! The decisions ([`session_event`], [`backoff_ms`], [`after_attempt`],
+//! The decisions ([`crate::store::events::session_event`], [`backoff_ms`], [`after_attempt`],
 //! [`signature`]) are pure and take `now`; [`run`] is the shell that reads
 //! the app clock, talks HTTP and writes the outcome back.
 
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use lx_protocol::api::{DeliveryState, SessionState, WebhookEvent, WebhookEventType};
+use lx_protocol::api::{DeliveryState, WebhookEvent};
 use lx_protocol::time::{UnixMillis, format_millis};
 use sha2::Sha256;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -32,11 +32,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-pub mod target;
-
 use crate::app::App;
 use crate::config::WebhooksConfig;
-use crate::store::{Delivery, DueDelivery, Session};
+use crate::store::{Delivery, DueDelivery};
 
 /// The event's id, the same in every attempt.
 pub const ID_HEADER: &str = "x-lx-webhook-id";
@@ -52,30 +50,6 @@ const PASS_LIMIT: u32 = 64;
 const MAX_IN_FLIGHT: usize = 64;
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// The event a committed session change is, if any, and when it happened.
-/// `before` is the state the change was made from. Resuming from PAUSED is
-/// not `session.live`: that event means the first frame arrived.
-pub fn session_event(
-    before: SessionState,
-    after: &Session,
-) -> Option<(WebhookEventType, UnixMillis)> {
-    use SessionState::{Assigned, Cancelled, Ended, Expired, Live};
-    if before == after.state {
-        return None;
-    }
-    // The lifecycle stamps each of these instants with the transition; the
-    // creation time only stands in for a transition made without one.
-    let at = |t: Option<UnixMillis>| t.unwrap_or(after.created_ms);
-    match (before, after.state) {
-        (_, Assigned) => Some((WebhookEventType::SessionAssigned, at(after.assigned_ms))),
-        (Assigned, Live) => Some((WebhookEventType::SessionLive, at(after.started_ms))),
-        (_, Ended) => Some((WebhookEventType::SessionEnded, at(after.ended_ms))),
-        (_, Expired) => Some((WebhookEventType::SessionExpired, at(after.ended_ms))),
-        (_, Cancelled) => Some((WebhookEventType::SessionCancelled, at(after.ended_ms))),
-        _ => None,
-    }
-}
 
 /// `[webhooks]` in the form the worker uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,10 +234,10 @@ fn classify(err: &reqwest::Error) -> (Failure, String) {
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
-        if let Some(target) = cause.downcast_ref::<target::TargetError>() {
+        if let Some(target) = cause.downcast_ref::<crate::egress::TargetError>() {
             class = match target {
-                target::TargetError::Forbidden { .. } => Failure::Forbidden,
-                target::TargetError::Unresolved(_) => Failure::Unresolved,
+                crate::egress::TargetError::Forbidden { .. } => Failure::Forbidden,
+                crate::egress::TargetError::Unresolved(_) => Failure::Unresolved,
             };
         } else if let Some(io) = cause.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::ConnectionRefused
@@ -286,20 +260,20 @@ fn classify(err: &reqwest::Error) -> (Failure, String) {
 
 /// The policy `webhooks.allowed_targets` makes (validated when the config
 /// was loaded).
-pub fn target_policy(config: &WebhooksConfig) -> target::TargetPolicy {
-    target::TargetPolicy::from_config(&config.allowed_targets).unwrap_or_default()
+pub fn target_policy(config: &WebhooksConfig) -> crate::egress::TargetPolicy {
+    crate::egress::TargetPolicy::from_config(&config.allowed_targets).unwrap_or_default()
 }
 
 /// Refuses a URL whose host is, or resolves to, an address webhooks may not
 /// reach: the check at registration. A name that does not resolve now is
 /// taken (its receiver may not be up yet): every connection is judged
 /// again anyway.
-pub async fn check_target(policy: &target::TargetPolicy, url: &str) -> Result<(), String> {
+pub async fn check_target(policy: &crate::egress::TargetPolicy, url: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(url).map_err(|e| format!("is not a URL ({e})"))?;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(80);
     match policy.resolve(host, port).await {
-        Ok(_) | Err(target::TargetError::Unresolved(_)) => Ok(()),
+        Ok(_) | Err(crate::egress::TargetError::Unresolved(_)) => Ok(()),
         Err(forbidden) => Err(forbidden.to_string()),
     }
 }
@@ -310,7 +284,7 @@ async fn deliver(
     app: Arc<App>,
     client: reqwest::Client,
     policy: DeliveryPolicy,
-    targets: Arc<target::TargetPolicy>,
+    targets: Arc<crate::egress::TargetPolicy>,
     due: DueDelivery,
 ) -> Uuid {
     let webhook = due.delivery.webhook_id;
@@ -394,7 +368,7 @@ struct InFlight {
     per_workspace: HashMap<Uuid, usize>,
     by_task: HashMap<tokio::task::Id, (Uuid, Uuid)>,
     /// `webhooks.allowed_targets`, parsed once for every delivery.
-    targets: Arc<target::TargetPolicy>,
+    targets: Arc<crate::egress::TargetPolicy>,
 }
 
 impl InFlight {
@@ -473,7 +447,9 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         .redirect(reqwest::redirect::Policy::none())
         // Names resolve only to addresses the target policy allows, and the
         // connection uses exactly those.
-        .dns_resolver(Arc::new(target::PinnedResolver(Arc::clone(&targets))))
+        .dns_resolver(Arc::new(crate::egress::PinnedResolver(Arc::clone(
+            &targets,
+        ))))
         .user_agent(concat!("lx-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
     {
@@ -529,6 +505,8 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 mod tests {
     use super::*;
     use crate::store::Delivery;
+    use crate::store::events::session_event;
+    use lx_protocol::api::{SessionState, WebhookEventType};
 
     fn build_policy() -> DeliveryPolicy {
         DeliveryPolicy {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::mosquitto::{MosquittoFiles, broker_config};
+use crate::broker::mosquitto::{MosquittoFiles, broker_config};
 use crate::config::Config;
 
 /// The password the server's own account gets in tests.

@@ -6,7 +6,7 @@ use lx_protocol::ErrorCode;
 use lx_protocol::api::{
     Availability, CallerKind, EnrollmentTokenDto, HeartbeatRequest, LocationRequest, LockDto,
     LockRequest, MqttCredentialsDto, OperatorDto, PositionDto, RegisterOperatorRequest,
-    RegisterOperatorResponse, Scope, SessionState, TelemetryAck,
+    RegisterOperatorResponse, Scope, TelemetryAck,
 };
 use lx_protocol::telemetry::SampleJson;
 use lx_protocol::time::format_millis;
@@ -17,11 +17,7 @@ use crate::app::App;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiOk, AppState, parse_id};
-use crate::store::{EnrollError, EnrollmentToken, IngestError, LockError, Operator, StoredSample};
-
-/// Most samples accepted in one request (a store-and-forward replay sends
-/// its backlog in batches).
-const MAX_BATCH: usize = 1000;
+use crate::store::{EnrollError, EnrollmentToken, LockError, Operator};
 
 async fn operator_dto(app: &App, op: &Operator) -> ApiResult<OperatorDto> {
     let connected_after =
@@ -85,7 +81,7 @@ fn require_admin(caller: &Caller, workspace_id: Uuid) -> ApiResult<()> {
 }
 
 fn operator_not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "Operator not found").with_detail("operator:notFound")
+    ApiError::operator_not_found()
 }
 
 /// The operator `id` if it belongs to the caller's workspace.
@@ -271,7 +267,7 @@ pub(super) async fn register(
 
 /// Has the broker read its accounts again after one changed. The change
 /// is committed: a write that fails is retried in the background (see
-/// [`crate::mqtt::BrokerAccounts::sync_or_retry`]), so the caller still gets
+/// [`crate::broker::BrokerAccounts::sync_or_retry`]), so the caller still gets
 /// what it was issued, a device its token.
 async fn sync_broker_accounts(app: &App) {
     if let Some(accounts) = &app.broker_accounts {
@@ -298,7 +294,7 @@ pub(super) async fn fleet_credentials(
         )
         .with_detail("mqtt:disabled"));
     };
-    let username = crate::mqtt::mosquitto::fleet_username(workspace_id);
+    let username = crate::broker::mosquitto::fleet_username(workspace_id);
     let (account, dto) = accounts.issue(username, workspace_id, None, app.now());
     let Some(account) = account else {
         return Err(ApiError::new(
@@ -331,7 +327,7 @@ pub(super) async fn heartbeat(
         return Err(ApiError::invalid("batteryPercent", "must be 0 to 100"));
     }
     if let Some(sample) = &req.sample {
-        ingest(
+        crate::ingest::verify_and_store(
             &app,
             &op,
             None,
@@ -559,117 +555,6 @@ fn parse_samples(body: &[u8]) -> ApiResult<Vec<SampleJson>> {
     }
 }
 
-/// Verifies every sample, then stores all or none.
-async fn ingest(
-    app: &App,
-    op: &Operator,
-    session: Option<Uuid>,
-    samples: &[SampleJson],
-    not_before_ms: Option<i64>,
-    max_session_samples: u64,
-) -> ApiResult<u64> {
-    let key = crate::verify::DeviceKey::from_sec1(&op.public_key).ok_or_else(|| {
-        tracing::error!(operator = %op.id, "stored device key does not parse");
-        ApiError::internal()
-    })?;
-    let now = app.now();
-    let chain_id = app.config.chain.chain_id;
-    let skew = i64::from(app.config.telemetry.max_future_skew_ms);
-    let at = |i: usize, field: &str| {
-        if samples.len() == 1 {
-            field.to_owned()
-        } else {
-            format!("[{i}].{field}")
-        }
-    };
-    let mut decoded = Vec::with_capacity(samples.len());
-    for (i, json) in samples.iter().enumerate() {
-        let (sample, signature) = json.decode(session).map_err(|e| match e {
-            lx_protocol::telemetry::TelemetryError::Field { field, problem } => {
-                ApiError::invalid(&at(i, field), problem)
-            }
-            other => ApiError::invalid(&at(i, "signature"), other),
-        })?;
-        decoded.push((sample, signature));
-    }
-    // Signatures are checked on every core, off the async threads.
-    let domain = lx_protocol::telemetry::domain_separator(chain_id);
-    let items: Vec<crate::verify::SignedDigest> = decoded
-        .iter()
-        .map(|(s, sig)| (s.digest_in(&domain), sig.0))
-        .collect();
-    let bad = tokio::task::spawn_blocking(move || crate::verify::first_invalid(&key, &items))
-        .await
-        .map_err(|_| ApiError::internal())?;
-    if let Some(i) = bad {
-        return Err(ApiError::new(
-            ErrorCode::InvalidSignature,
-            format!(
-                "{}: does not verify against the device key",
-                at(i, "signature")
-            ),
-        )
-        .with_detail("telemetry:badSignature"));
-    }
-    let mut verified = Vec::with_capacity(decoded.len());
-    for (i, (sample, signature)) in decoded.into_iter().enumerate() {
-        let captured = i64::try_from(sample.captured_at_ms).unwrap_or(i64::MAX);
-        if captured > now + skew {
-            return Err(ApiError::new(
-                ErrorCode::FutureTimestamp,
-                format!(
-                    "{}: captured {} ms in the future",
-                    at(i, "capturedAt"),
-                    captured - now
-                ),
-            )
-            .with_detail("telemetry:future"));
-        }
-        if let Some(floor) = not_before_ms.filter(|&f| captured < f) {
-            return Err(ApiError::new(
-                ErrorCode::StaleTimestamp,
-                format!(
-                    "{}: captured {} ms before the session was assigned",
-                    at(i, "capturedAt"),
-                    floor - captured
-                ),
-            )
-            .with_detail("telemetry:beforeAssigned"));
-        }
-        verified.push(StoredSample {
-            sample,
-            signature: signature.0,
-            received_ms: now,
-        });
-    }
-    let bound = app.late_sample_bound_ms();
-    app.store.ingest_samples(op.id, verified, now, bound, max_session_samples).await.map_err(|err| match err {
-        IngestError::Replayed { index, sequence, last } => ApiError::new(
-            ErrorCode::ReplayedSequence,
-            format!("sequence {sequence} (sample {index}) is not above the device's last accepted {last}"),
-        )
-        .with_detail(lx_protocol::telemetry::replayed_detail(last)),
-        IngestError::CapturedNotIncreasing { index, captured_ms, last_ms } => ApiError::new(
-            ErrorCode::StaleTimestamp,
-            format!(
-                "{}: {} is not after the capture of the device's last stored sample ({}); \
-                 capture times must increase with the sequence",
-                at(index, "capturedAt"),
-                format_millis(captured_ms),
-                format_millis(last_ms),
-            ),
-        )
-        .with_detail("telemetry:capturedAtNotIncreasing"),
-        IngestError::SessionFull { held, cap } => ApiError::new(
-            ErrorCode::InvalidState,
-            format!("the session holds {held} samples, the most it may ({cap}): two a second of its maximum duration"),
-        )
-        .with_detail("telemetry:sessionFull"),
-        IngestError::NotFound => operator_not_found(),
-        IngestError::Store(e) => e.into(),
-    })
-}
-
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/telemetry", tag = "Sessions", params(("id" = Uuid, Path)),
     request_body = SampleJson,
     description = "Signed position samples of the session's device: one, or an array in sequence order. All are \
@@ -684,7 +569,7 @@ pub(super) async fn telemetry(
     let op = device_of(&caller)?;
     let session_id = parse_id("id", &id)?;
     let samples = parse_samples(&body)?;
-    let last = ingest_device_samples(&app, op, Some(session_id), &samples).await?;
+    let last = crate::ingest::device_samples(&app, op, Some(session_id), &samples).await?;
     Ok(ApiOk::wrote(
         &app,
         TelemetryAck {
@@ -692,54 +577,6 @@ pub(super) async fn telemetry(
             last_sequence: last,
         },
     ))
-}
-
-/// Verifies and stores a device's samples, of one session or (`None`) of
-/// none: the one path of HTTP and MQTT telemetry. Returns the device's
-/// last stored sequence.
-pub(crate) async fn ingest_device_samples(
-    app: &App,
-    op: &Operator,
-    session_id: Option<Uuid>,
-    samples: &[SampleJson],
-) -> ApiResult<u64> {
-    if samples.is_empty() || samples.len() > MAX_BATCH {
-        return Err(ApiError::invalid(
-            "body",
-            format!("must hold 1 to {MAX_BATCH} samples"),
-        ));
-    }
-    let Some(session_id) = session_id else {
-        return ingest(app, op, None, samples, None, u64::MAX).await;
-    };
-    let session = app
-        .store
-        .session(session_id)
-        .await?
-        .ok_or_else(ApiError::session_not_found)?;
-    if session.operator_id != Some(op.id) {
-        if session.operator_workspace_id == Some(op.workspace_id) {
-            return Err(ApiError::new(
-                ErrorCode::WrongDevice,
-                "another device of this workspace serves the session",
-            )
-            .with_detail("telemetry:wrongDevice"));
-        }
-        return Err(ApiError::session_not_found());
-    }
-    let late_ok = session
-        .ended_ms
-        .is_some_and(|e| app.now() <= e + app.settle_delay_ms())
-        && !session.meter_final;
-    let open = matches!(
-        session.state,
-        SessionState::Assigned | SessionState::Live | SessionState::Paused
-    );
-    if !open && !late_ok {
-        return Err(ApiError::invalid_state("telemetry", session.state));
-    }
-    let cap = crate::session::evidence::max_samples(session.max_duration_seconds);
-    ingest(app, op, Some(session.id), samples, session.assigned_ms, cap).await
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/location", tag = "Workspaces", params(("id" = Uuid, Path)),

@@ -25,7 +25,7 @@ use crate::store::{
 
 const MAX_GEOFENCE_RADIUS_M: u32 = 100_000;
 
-pub(super) use crate::dto::session_dto;
+pub(super) use crate::store::dto::session_dto;
 
 /// How the caller's workspace relates to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

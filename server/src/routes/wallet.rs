@@ -98,7 +98,7 @@ pub(super) async fn settlement(
     }
     let record = app.store.settlement(session.id).await?;
     let dto = match record {
-        Some(r) => crate::dto::settlement_dto(&r),
+        Some(r) => crate::store::dto::settlement_dto(&r),
         None => {
             let nothing_due =
                 session.meter_final && session.meter.is_some_and(|m| m.charged_micro_usdc == 0);

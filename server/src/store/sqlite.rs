@@ -923,12 +923,12 @@ fn apply_in(conn: &mut Connection, t: &Transition) -> Result<Session, ApplyError
     let session = load_session(&tx, t.session_id)
         .map_err(StoreError::from)?
         .ok_or(ApplyError::SessionNotFound)?;
-    if let Some((event, at)) = crate::webhooks::session_event(before, &session) {
+    if let Some((event, at)) = crate::store::events::session_event(before, &session) {
         let parties = [
             Some(session.consumer_workspace_id),
             session.operator_workspace_id,
         ];
-        let payload = || serde_json::to_string(&crate::dto::session_dto(&session));
+        let payload = || serde_json::to_string(&crate::store::dto::session_dto(&session));
         enqueue_event(&tx, event, session.id, at, parties, payload).map_err(StoreError::from)?;
     }
     tx.commit().map_err(StoreError::from)?;
@@ -1749,7 +1749,7 @@ impl Store for SqliteStore {
                         |row| Ok([opt_uuid_col(row, 0)?, opt_uuid_col(row, 1)?]),
                     )?
                     .unwrap_or([None, None]);
-                    let payload = || serde_json::to_string(&crate::dto::settlement_dto(r));
+                    let payload = || serde_json::to_string(&crate::store::dto::settlement_dto(r));
                     enqueue_event(
                         &tx,
                         WebhookEventType::SettlementConfirmed,

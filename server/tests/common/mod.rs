@@ -269,6 +269,7 @@ impl TestApp {
         .expect("app");
         let (stop, stop_rx) = watch::channel(false);
         app.spawn_background(rx, stop_rx.clone());
+        tokio::spawn(lx_server::webhooks::run(Arc::clone(&app), stop_rx.clone()));
         tokio::spawn(lx_server::credit_watch::run(
             Arc::clone(&app),
             stop_rx.clone(),
