@@ -8,6 +8,8 @@
 
 pub mod dto;
 pub mod events;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-support"))]
 pub mod suite;

@@ -38,6 +38,11 @@ pub(crate) const CHROMIUM_BINARY: &str = "/usr/bin/chromium";
 /// clients (the interop tests and the demo's fleet view use them).
 pub(crate) const MOSQUITTO: &[&str] = &["mosquitto", "mosquitto-clients"];
 
+/// PostgreSQL (15 on bookworm), the store several lx-server replicas share:
+/// the tests start throwaway clusters of it on loopback (`initdb`, run as
+/// the package's `postgres` user through util-linux's `setpriv`).
+pub(crate) const POSTGRESQL: &[&str] = &["postgresql"];
+
 /// OpenSSL's headers: the agent's MQTT over TLS links the system's OpenSSL;
 /// the `openssl` command makes the TLS tests' certificates.
 pub(crate) const OPENSSL: &[&str] = &["pkg-config", "libssl-dev", "openssl"];

@@ -20,6 +20,7 @@ pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     header("checking tools");
     crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
     crate::debian::ensure("Mosquitto (MQTT broker)", crate::debian::MOSQUITTO)?;
+    crate::debian::ensure("PostgreSQL (shared store)", crate::debian::POSTGRESQL)?;
     crate::debian::ensure("OpenSSL headers (MQTT over TLS)", crate::debian::OPENSSL)?;
     crate::debian::ensure("Chromium (browser tests)", crate::debian::CHROMIUM)?;
     crate::debian::ensure("systemd-analyze (unit checks)", crate::debian::SYSTEMD)?;

@@ -174,6 +174,30 @@ impl SqliteStore {
     }
 
     /// A private in-memory database, for tests.
+    /// Every table of the schema with its columns (what the PostgreSQL
+    /// store's schema is held to).
+    #[cfg(any(test, feature = "test-support"))]
+    pub async fn columns(
+        &self,
+    ) -> StoreResult<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>> {
+        self.read(|c| {
+            let tables: Vec<String> = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut out = std::collections::BTreeMap::new();
+            for table in tables {
+                let columns = c
+                    .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<_, _>>()?;
+                out.insert(table, columns);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     pub fn in_memory() -> StoreResult<Self> {
         Self::from_writer(Connection::open_in_memory()?)
     }
