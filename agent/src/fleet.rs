@@ -28,9 +28,9 @@ use uuid::Uuid;
 
 use crate::config::MqttConfig;
 use crate::hardware::Battery;
-use crate::lifecycle::LifecycleStats;
 use crate::position::PositionSource;
-use crate::telemetry::TelemetryStats;
+use crate::status::LifecycleStats;
+use crate::status::TelemetryStats;
 use crate::video::VideoStats;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);

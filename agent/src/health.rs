@@ -9,9 +9,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 
 use crate::fleet::FleetStats;
-use crate::lifecycle::LifecycleStats;
 use crate::position::PositionSource;
-use crate::telemetry::TelemetryStats;
+use crate::status::LifecycleStats;
+use crate::status::TelemetryStats;
 use crate::video::VideoStats;
 
 #[derive(Debug, Serialize)]

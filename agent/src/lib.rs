@@ -13,6 +13,7 @@ pub mod position;
 pub mod queue;
 pub mod run;
 pub mod state;
+pub mod status;
 pub mod telemetry;
 pub mod video;
 pub mod whip;

@@ -22,16 +22,9 @@ use crate::api::{ApiFailure, ServerApi};
 use crate::fleet::{FleetHandle, Inbound};
 use crate::hardware::Battery;
 use crate::position::PositionSource;
+use crate::status::{LifecycleStats, Serving};
 use crate::video::Stream;
 use crate::wall_now_ms;
-
-/// The session the device serves, as telemetry needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Serving {
-    pub id: Uuid,
-    /// Samples observed before this are refused by the server.
-    pub assigned_ms: i64,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -174,20 +167,6 @@ impl Lifecycle {
     pub fn retry_start(&mut self, id: Uuid, at: Instant) {
         self.started.insert(id, Some(at));
     }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LifecycleStats {
-    pub serving: Option<Uuid>,
-    pub serving_state: Option<SessionState>,
-    pub taking_offers: bool,
-    pub auto_accept: bool,
-    /// Offers and commands from the fleet link.
-    pub fleet_messages: u64,
-    pub accepted: u64,
-    pub polls: u64,
-    pub last_error: Option<String>,
 }
 
 /// What the lifecycle task works with.

@@ -85,7 +85,7 @@ pub async fn run(
     let (video_tx, video_rx) = watch::channel(None);
     let video_stats = Arc::new(Mutex::new(crate::video::VideoStats::default()));
     let telemetry_stats = Arc::new(Mutex::new(Default::default()));
-    let lifecycle_stats = Arc::new(Mutex::new(crate::lifecycle::LifecycleStats {
+    let lifecycle_stats = Arc::new(Mutex::new(crate::status::LifecycleStats {
         taking_offers: true,
         auto_accept: config.lifecycle.auto_accept,
         ..Default::default()

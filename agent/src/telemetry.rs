@@ -16,10 +16,10 @@ use uuid::Uuid;
 
 use crate::api::{ApiFailure, ServerApi};
 use crate::fleet::{FleetHandle, LinkState};
-use crate::lifecycle::Serving;
 use crate::position::PositionSource;
 use crate::queue::Queue;
 use crate::state::Sequence;
+use crate::status::{Serving, TelemetryStats};
 use crate::wall_now_ms;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
@@ -114,22 +114,6 @@ pub fn judge(result: &Result<(), ApiFailure>, sequences: &[u64]) -> Verdict {
         // keeping it would block everything behind it.
         Err(ApiFailure::Refused { .. }) => Verdict::Ack(all),
     }
-}
-
-/// Counters for the health endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TelemetryStats {
-    pub signed: u64,
-    pub sent: u64,
-    pub refused: u64,
-    pub queued: usize,
-    /// Of `sent`, those the fleet link carried.
-    pub sent_over_link: u64,
-    pub dropped: u64,
-    /// Ticks with nothing to sign: no fresh fix, or a fix older than the assignment.
-    pub skipped: u64,
-    pub last_error: Option<String>,
 }
 
 pub struct Telemetry {
