@@ -24,6 +24,8 @@
 // A benchmark fails by panicking, helpers included.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/camera.rs"]
+mod camera;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "support/process.rs"]
@@ -34,11 +36,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use camera::{camera, loopback, percentile};
 use common::{Actor, Api, BOGOTA};
 use k256::ecdsa::SigningKey;
-use lx_media::publish::{Publisher, PublisherConfig, VideoSource};
+use lx_media::publish::Publisher;
 use lx_media::receive::{EncodedFrame, FrameSink, Receiver, ReceiverConfig};
-use lx_media::{Codec, IceConfig};
 use lx_protocol::wallet::{Address, sign_personal};
 use process::LxServer;
 use serde_json::json;
@@ -51,25 +53,10 @@ const ATTACKERS: u8 = 4;
 /// connections at once.
 const IN_FLIGHT: usize = 8;
 
-fn loopback() -> IceConfig {
-    IceConfig {
-        local_addresses: vec!["127.0.0.1".into()],
-        ..IceConfig::default()
-    }
-}
-
 /// The database and its WAL, bytes.
 fn db_bytes(server: &LxServer) -> u64 {
     let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
     size(&server.db) + size(&server.db.with_extension("db-wal"))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// The honest client's calls, timed.
@@ -154,20 +141,7 @@ async fn honest_session(
     let whip = started.data()["whipUrl"].as_str().unwrap().to_owned();
     let whep = started.data()["whepUrl"].as_str().unwrap().to_owned();
     leak.send_replace(Some((id.clone(), whep)));
-    let publisher = Publisher::start(&PublisherConfig {
-        source: VideoSource::TestPattern {
-            pattern: "ball".into(),
-        },
-        codec: Codec::Vp8,
-        width: 640,
-        height: 480,
-        fps: 30,
-        bitrate_kbps: 1000,
-        keyframe_interval_frames: 30,
-        ice: loopback(),
-        ..PublisherConfig::default()
-    })
-    .expect("publisher");
+    let publisher = Publisher::start(&camera(false)).expect("publisher");
     let offer = publisher.offer().await.expect("offer");
     let answer = reqwest::Client::new()
         .post(&whip)

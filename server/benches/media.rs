@@ -18,6 +18,8 @@
 // A benchmark fails by panicking, helpers included.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/camera.rs"]
+mod camera;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "support/process.rs"]
@@ -26,11 +28,12 @@ mod process;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use camera::{camera, loopback, percentile};
 use common::{Actor, Api, BOGOTA};
 use lx_media::decode::{DecodeTo, Decoder};
-use lx_media::publish::{Clip, Publisher, PublisherConfig, VideoSource};
+use lx_media::publish::{Clip, Publisher};
 use lx_media::receive::{EncodedFrame, FrameSink, Receiver, ReceiverConfig};
-use lx_media::{Codec, IceConfig, barcode};
+use lx_media::barcode;
 use lx_protocol::time::parse_millis;
 use lx_server::clock::wall_now_ms;
 use process::LxServer;
@@ -45,30 +48,6 @@ const SETTLE: Duration = Duration::from_secs(5);
 const MEASURE: Duration = Duration::from_secs(10);
 /// Linux's USER_HZ: the unit of utime and stime in /proc/<pid>/stat.
 const TICKS_PER_S: f64 = 100.0;
-
-fn loopback() -> IceConfig {
-    IceConfig {
-        local_addresses: vec!["127.0.0.1".into()],
-        ..IceConfig::default()
-    }
-}
-
-fn camera(stamp_time: bool) -> PublisherConfig {
-    PublisherConfig {
-        source: VideoSource::TestPattern {
-            pattern: "ball".into(),
-        },
-        codec: Codec::Vp8,
-        width: 640,
-        height: 480,
-        fps: 30,
-        bitrate_kbps: 1000,
-        keyframe_interval_frames: 30,
-        ice: loopback(),
-        stamp_time,
-        ..PublisherConfig::default()
-    }
-}
 
 fn server_cpu_ticks(server: &LxServer) -> u64 {
     cpu_ticks(&format!("/proc/{}/stat", server.child.id()))
@@ -193,14 +172,6 @@ async fn connect(publisher: &Publisher, whip: &str) {
         .accept_answer(&answer)
         .await
         .expect("answer applies");
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 async fn start_to_live(fleet: &mut Fleet, consumer: &Actor) -> (f64, f64) {

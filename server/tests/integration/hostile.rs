@@ -946,18 +946,22 @@ async fn a_fleet_is_listed_a_bounded_page_at_a_time() {
             .map(|d| d["id"].as_str().unwrap().to_owned())
             .collect()
     };
+    // Enrolled in the same millisecond: the order is the id's after that.
+    let all = ids(&t.get(path.clone(), owner.auth()).await.ok());
+    let mut both = vec![a.operator_id.to_string(), b.operator_id.to_string()];
+    both.sort();
+    let mut listed = all.clone();
+    listed.sort();
+    assert_eq!(listed, both);
     let first = t.get(format!("{path}?limit=1"), owner.auth()).await.ok();
-    assert_eq!(ids(&first), vec![a.operator_id.to_string()]);
+    assert_eq!(ids(&first), vec![all[0].clone()]);
     let next = t
-        .get(
-            format!("{path}?limit=1&after={}", a.operator_id),
-            owner.auth(),
-        )
+        .get(format!("{path}?limit=1&after={}", all[0]), owner.auth())
         .await
         .ok();
-    assert_eq!(ids(&next), vec![b.operator_id.to_string()]);
+    assert_eq!(ids(&next), vec![all[1].clone()]);
     let last = t
-        .get(format!("{path}?after={}", b.operator_id), owner.auth())
+        .get(format!("{path}?after={}", all[1]), owner.auth())
         .await
         .ok();
     assert!(ids(&last).is_empty());
