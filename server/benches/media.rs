@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use camera::{camera, loopback, percentile};
 use common::{Actor, Api, BOGOTA};
+use lx_media::barcode;
 use lx_media::decode::{DecodeTo, Decoder};
 use lx_media::publish::{Clip, Publisher};
 use lx_media::receive::{EncodedFrame, FrameSink, Receiver, ReceiverConfig};
-use lx_media::barcode;
 use lx_protocol::time::parse_millis;
 use lx_server::clock::wall_now_ms;
 use process::LxServer;
