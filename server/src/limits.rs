@@ -9,6 +9,10 @@
 //! Past either the answer is `429 RATE_LIMITED` with `Retry-After`, and
 //! nothing behind it runs. The address comes from the connection (the edge
 //! puts it on every request); behind a proxy that is the proxy's.
+//! An address whose presented credentials are refused (401) more than
+//! `auth_failures_per_minute` times a minute is shut out of every route for
+//! a while; 127.0.0.1 and ::1 never are (this host: the server's own `/mcp`
+//! tools, or a reverse proxy).
 //! Credentials are only hashed here (with a per-process key), never judged:
 //! a forged one is limited like a real one, and refused later. A refusal is
 //! answered after `refusal_delay_ms`, so a client that does not wait as told
@@ -241,8 +245,9 @@ pub async fn enforce(limits: Arc<RateLimits>, request: Request, next: Next) -> R
         .await;
     }
     let class = classify(request.method(), request.uri().path());
+    let credential = credential_of(&request);
     if let Some(class) = class
-        && let Err(wait) = limits.check(class, ip, credential_of(&request).as_deref())
+        && let Err(wait) = limits.check(class, ip, credential.as_deref())
     {
         return refuse(
             &limits,
@@ -253,10 +258,22 @@ pub async fn enforce(limits: Arc<RateLimits>, request: Request, next: Next) -> R
         .await;
     }
     let response = next.run(request).await;
-    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+    // Only a credential that was presented and refused counts: a page
+    // asking `/me` before sign-in is not guessing.
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED
+        && credential.is_some()
+        && !is_this_host(ip)
+    {
         limits.note_auth_failure(ip);
     }
     response
+}
+
+/// 127.0.0.1 and ::1 are this host: the server's own `/mcp` tools calling
+/// its API for every client, or a reverse proxy in front of it. Shutting
+/// them out for bad credentials would shut out everyone.
+fn is_this_host(ip: IpAddr) -> bool {
+    ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
 }
 
 /// `429 RATE_LIMITED` with `Retry-After`, answered after the refusal delay:

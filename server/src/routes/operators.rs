@@ -390,7 +390,14 @@ pub(super) async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1 to 1000"));
     }
-    let devices = app.store.operators_of(workspace_id).await?;
+    // A device sees itself, not its siblings (nor whether an id is one).
+    let devices: Vec<Operator> = app
+        .store
+        .operators_of(workspace_id)
+        .await?
+        .into_iter()
+        .filter(|op| caller.operator.as_ref().is_none_or(|me| me.id == op.id))
+        .collect();
     let start = match page.after {
         Some(after) => devices
             .iter()
@@ -400,12 +407,7 @@ pub(super) async fn list(
         None => 0,
     };
     let mut out = Vec::new();
-    // A device sees itself, not its siblings.
-    let visible = devices[start..]
-        .iter()
-        .filter(|op| caller.operator.as_ref().is_none_or(|me| me.id == op.id))
-        .take(limit as usize);
-    for op in visible {
+    for op in devices[start..].iter().take(limit as usize) {
         out.push(operator_dto(&app, op).await?);
     }
     Ok(ApiOk::read(out))

@@ -144,20 +144,22 @@ pub enum LifecycleError {
     NotDue,
     #[error("the session asks for trust tier {required}; this supplier is tier {offered}")]
     BelowMinTrustTier { required: u8, offered: u8 },
-    #[error("the session has had {0} pauses and media gaps, the most one may have")]
+    #[error("the session has had {0} pauses, the most one may have")]
     TooManyWindows(usize),
 }
 
-/// PAUSED and NETWORK_ERROR windows one session may record. Past it a pause
-/// is refused and a new media gap joins the last one (its seconds between
-/// count as failed: the supplier's flapping is not billed).
+/// PAUSED windows, and apart NETWORK_ERROR windows, one session may
+/// record. Past the first a pause is refused; past the second a new media
+/// gap joins the last one (its seconds between count as failed: the
+/// supplier's flapping is not billed, and cannot use up the consumer's
+/// pauses).
 pub const MAX_RECORDED_WINDOWS: usize = 1000;
 
-fn recorded_windows(session: &Session) -> usize {
+fn recorded_windows(session: &Session, reason: WindowReason) -> usize {
     session
         .windows
         .iter()
-        .filter(|w| matches!(w.reason, WindowReason::Paused | WindowReason::NetworkError))
+        .filter(|w| w.reason == reason)
         .count()
 }
 
@@ -315,11 +317,8 @@ pub fn plan_with(
             ..base
         }),
         (Live | Paused, Action::MediaLost { at }) => {
-            let at_cap = recorded_windows(session) >= MAX_RECORDED_WINDOWS
-                && session
-                    .windows
-                    .iter()
-                    .any(|w| w.reason == WindowReason::NetworkError);
+            let at_cap =
+                recorded_windows(session, WindowReason::NetworkError) >= MAX_RECORDED_WINDOWS;
             Ok(if at_cap {
                 Transition {
                     reopen_window: Some(WindowReason::NetworkError),
@@ -337,7 +336,7 @@ pub fn plan_with(
             ..base
         }),
         (Live, Action::Pause { now }) => {
-            let recorded = recorded_windows(session);
+            let recorded = recorded_windows(session, WindowReason::Paused);
             if recorded >= MAX_RECORDED_WINDOWS {
                 return Err(LifecycleError::TooManyWindows(recorded));
             }
@@ -839,23 +838,19 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn at_the_window_cap_a_pause_is_refused_and_a_new_gap_joins_the_last() {
+    fn at_the_window_caps_a_pause_is_refused_and_a_new_gap_joins_the_last() {
+        let window = |reason, i: i64| crate::store::Window {
+            reason,
+            opened_ms: 1_010_000 + i * 10,
+            closed_ms: Some(1_010_000 + i * 10 + 5),
+        };
+        // A supplier whose media flapped a thousand times: the consumer
+        // still pauses, and the next gap joins the last.
         let mut s = build_session(Live);
         for i in 0..MAX_RECORDED_WINDOWS as i64 {
-            s.windows.push(crate::store::Window {
-                reason: if i % 2 == 0 {
-                    WindowReason::NetworkError
-                } else {
-                    WindowReason::Paused
-                },
-                opened_ms: 1_010_000 + i * 10,
-                closed_ms: Some(1_010_000 + i * 10 + 5),
-            });
+            s.windows.push(window(WindowReason::NetworkError, i));
         }
-        assert_eq!(
-            plan(&s, Action::Pause { now: 1_030_000 }),
-            Err(LifecycleError::TooManyWindows(MAX_RECORDED_WINDOWS))
-        );
+        assert!(plan(&s, Action::Pause { now: 1_030_000 }).is_ok());
         let t = plan(&s, Action::MediaLost { at: 1_030_000 }).unwrap();
         assert_eq!(t.open_window, None);
         assert_eq!(t.reopen_window, Some(WindowReason::NetworkError));
@@ -866,7 +861,17 @@ pub(crate) mod tests {
             Some((WindowReason::NetworkError, 1_030_000)),
             "under the cap, a gap is its own window"
         );
-        assert!(plan(&s, Action::Pause { now: 1_030_000 }).is_ok());
+        // A consumer who paused a thousand times pauses no more.
+        let mut s = build_session(Live);
+        for i in 0..MAX_RECORDED_WINDOWS as i64 {
+            s.windows.push(window(WindowReason::Paused, i));
+        }
+        assert_eq!(
+            plan(&s, Action::Pause { now: 1_030_000 }),
+            Err(LifecycleError::TooManyWindows(MAX_RECORDED_WINDOWS))
+        );
+        let t = plan(&s, Action::MediaLost { at: 1_030_000 }).unwrap();
+        assert_eq!(t.open_window, Some((WindowReason::NetworkError, 1_030_000)));
     }
 
     #[test]

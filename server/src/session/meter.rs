@@ -157,21 +157,26 @@ pub fn compute(input: MeterInput<'_>) -> MeterOutput {
         };
         match (&mut open, derived) {
             (Some(w), Some(r)) if w.reason == r => w.closed_ms = Some(to),
-            // Past the cap, a new run extends the last window shown.
-            (None, Some(_)) if windows.len() >= MAX_DERIVED_WINDOWS => {
-                if let Some(last) = windows.last_mut() {
-                    last.closed_ms = Some(to);
-                }
-            }
             (slot, next) => {
                 if let Some(done) = slot.take() {
                     windows.push(done);
                 }
-                *slot = next.map(|reason| Window {
-                    reason,
-                    opened_ms: from,
-                    closed_ms: Some(to),
-                });
+                match next {
+                    // Past the cap, a new run (of either reason) extends
+                    // the last window shown.
+                    Some(_) if windows.len() >= MAX_DERIVED_WINDOWS => {
+                        if let Some(last) = windows.last_mut() {
+                            last.closed_ms = Some(to);
+                        }
+                    }
+                    next => {
+                        *slot = next.map(|reason| Window {
+                            reason,
+                            opened_ms: from,
+                            closed_ms: Some(to),
+                        });
+                    }
+                }
             }
         }
         match second {
@@ -425,6 +430,25 @@ mod tests {
             }
         }
         (clean, failed)
+    }
+
+    #[test]
+    fn runs_of_alternating_reasons_fold_past_the_window_cap_too() {
+        // Out of the fence, then too inaccurate, every other second: a new
+        // run each second and never a clean one between.
+        let seconds = 2 * MAX_DERIVED_WINDOWS as i64 + 200;
+        let mut fixes = build_fixes(seconds + 1, |_| north(500.0));
+        for f in fixes.iter_mut().skip(1).step_by(2) {
+            f.accuracy_cm = 90_000;
+        }
+        let input = MeterInput {
+            ended_ms: START + seconds * 1000,
+            max_duration_seconds: u32::MAX,
+            ..build_input(&[], &fixes, Some(rules()))
+        };
+        let out = compute(input);
+        assert_eq!(out.windows.len(), MAX_DERIVED_WINDOWS);
+        assert_eq!(out.meter.failed_seconds, seconds as u64);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct ReadPool {
     idle: Mutex<Vec<Connection>>,
-    permits: tokio::sync::Semaphore,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl ReadPool {
@@ -167,7 +167,7 @@ impl SqliteStore {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         store.readers = Some(Arc::new(ReadPool {
-            permits: tokio::sync::Semaphore::new(idle.len()),
+            permits: Arc::new(tokio::sync::Semaphore::new(idle.len())),
             idle: Mutex::new(idle),
         }));
         Ok(store)
@@ -261,13 +261,16 @@ impl SqliteStore {
         let Some(pool) = &self.readers else {
             return self.run_with(f).await;
         };
-        let permit = pool
-            .permits
-            .acquire()
+        let permit = Arc::clone(&pool.permits)
+            .acquire_owned()
             .await
             .map_err(|_| E::from(backend("the read pool is closed")))?;
         let pool = Arc::clone(pool);
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
+            // The permit lives as long as the lent connection (dropped after
+            // it, in reverse order): a caller that goes away while the query
+            // runs does not hand its permit to a reader with no connection.
+            let _permit = permit;
             // A permit guarantees an idle connection.
             let mut lent = pool
                 .lend()
@@ -275,9 +278,7 @@ impl SqliteStore {
             f(&mut lent)
         })
         .await
-        .map_err(|e| E::from(backend(format!("store task failed: {e}"))));
-        drop(permit);
-        result?
+        .map_err(|e| E::from(backend(format!("store task failed: {e}"))))?
     }
 
     fn wrote(&self) {

@@ -904,33 +904,53 @@ async fn a_device_cannot_stuff_a_session_past_its_sample_cap() {
 async fn an_address_guessing_credentials_is_shut_out_of_every_route_and_others_are_not() {
     let t = TestApp::spawn_with(|c| c.rate_limits.auth_failures_per_minute = 5).await;
     let honest = t.consumer("guessed-at").await;
+    let from = |n: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+            .build()
+            .unwrap()
+    };
+    let (guesser, other) = (from(2), from(3));
+    let get = |client: &reqwest::Client, path: &str, key: Option<String>| {
+        let mut request = client.get(format!("{}{path}", t.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    // Asking without any credential is not guessing.
+    for _ in 0..10 {
+        let resp = get(&guesser, "/me", None).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+    }
     for n in 0..6 {
-        t.get("/sessions", Auth::Key(format!("lxxn_test_guess{n}")))
+        let resp = get(&guesser, "/sessions", Some(format!("lxxn_test_guess{n}")))
             .await
-            .expect(401, "NOT_AUTHENTICATED");
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
     }
     // Past the budget: 429 on everything from that address, a good key included.
-    let shut = t
-        .get("/sessions", honest.auth())
+    let shut = get(&guesser, "/sessions", Some(honest.api_key.clone()))
         .await
-        .expect(429, "RATE_LIMITED");
-    assert_eq!(shut.detail(), "rateLimit:AuthFailures");
-    assert!(shut.headers.get("retry-after").is_some());
-    t.get("/health", Auth::None)
-        .await
-        .expect(429, "RATE_LIMITED");
-    // Another address is served.
-    let other = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
-        .build()
         .unwrap();
-    let resp = other
-        .get(format!("{}/sessions", t.base))
-        .bearer_auth(&honest.api_key)
-        .send()
+    assert_eq!(shut.status().as_u16(), 429);
+    assert!(shut.headers().get("retry-after").is_some());
+    let body: serde_json::Value = shut.json().await.unwrap();
+    assert_eq!(body["detail"], "rateLimit:AuthFailures", "{body}");
+    let health = get(&guesser, "/health", None).await.unwrap();
+    assert_eq!(health.status().as_u16(), 429);
+    // Another address is served, and so is this host (127.0.0.1), which
+    // the server's own /mcp tools and a reverse proxy share.
+    let resp = get(&other, "/sessions", Some(honest.api_key.clone()))
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+    for n in 0..10 {
+        t.get("/sessions", Auth::Key(format!("lxxn_test_local{n}")))
+            .await
+            .expect(401, "NOT_AUTHENTICATED");
+    }
+    t.get("/sessions", honest.auth()).await.ok();
 }
 
 #[tokio::test]
@@ -979,4 +999,8 @@ async fn a_fleet_is_listed_a_bounded_page_at_a_time() {
     // A device pages through itself only.
     let own = t.get(path.clone(), b.auth()).await.ok();
     assert_eq!(ids(&own), vec![b.operator_id.to_string()]);
+    // And cannot tell a sibling's id from a made-up one.
+    t.get(format!("{path}?after={}", a.operator_id), b.auth())
+        .await
+        .expect(400, "INVALID_INPUT");
 }

@@ -20,16 +20,29 @@ pub struct TestCluster {
     child: Mutex<Child>,
 }
 
-/// The cluster of this process, started on first use.
+/// The cluster of this process, started on first use. It is started from
+/// a thread that lives as long as the process: the parent-death signal
+/// follows the thread that spawned the server, and a test's thread ends
+/// with the test.
 pub fn shared() -> &'static TestCluster {
     static SHARED: OnceLock<TestCluster> = OnceLock::new();
     SHARED.get_or_init(|| {
-        TestCluster::start().unwrap_or_else(|e| {
-            panic!(
-                "a PostgreSQL cluster for the tests: {e:#} (cargo xtask test installs \
-                 Debian's postgresql package)"
-            )
-        })
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(TestCluster::start());
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv()
+            .map_err(anyhow::Error::from)
+            .and_then(|started| started)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "a PostgreSQL cluster for the tests: {e:#} (cargo xtask test installs \
+                     Debian's postgresql package)"
+                )
+            })
     })
 }
 
