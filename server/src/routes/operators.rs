@@ -80,10 +80,6 @@ fn require_admin(caller: &Caller, workspace_id: Uuid) -> ApiResult<()> {
     Err(ApiError::workspace_not_found())
 }
 
-fn operator_not_found() -> ApiError {
-    ApiError::operator_not_found()
-}
-
 /// The operator `id` if it belongs to the caller's workspace.
 async fn own_operator(app: &App, caller: &Caller, id: &str) -> ApiResult<Operator> {
     let id = parse_id("id", id)?;
@@ -91,7 +87,7 @@ async fn own_operator(app: &App, caller: &Caller, id: &str) -> ApiResult<Operato
         .store
         .operator(id)
         .await?
-        .ok_or_else(operator_not_found)?;
+        .ok_or_else(ApiError::operator_not_found)?;
     if caller
         .workspace
         .as_ref()
@@ -99,7 +95,7 @@ async fn own_operator(app: &App, caller: &Caller, id: &str) -> ApiResult<Operato
     {
         Ok(op)
     } else {
-        Err(operator_not_found())
+        Err(ApiError::operator_not_found())
     }
 }
 
@@ -118,10 +114,11 @@ fn enroll_error(err: EnrollError) -> ApiError {
 
 /// Who may take or release a device's locks: a key or wallet with
 /// `operators:write`, or the device itself for its own subsystems. A
-/// sibling device, or a key with some other scope, may not.
-fn may_lock(caller: &Caller, op: &Operator) -> ApiResult<()> {
+/// sibling device, or a key with some other scope, may not. Judged before
+/// any lookup, so a refusal says nothing of whether the device exists.
+fn may_lock(caller: &Caller, id: &str) -> ApiResult<()> {
     match &caller.operator {
-        Some(device) if device.id == op.id => Ok(()),
+        Some(device) if parse_id("id", id)? == device.id => Ok(()),
         Some(_) => Err(ApiError::forbidden(
             "a device locks only its own subsystems",
             "lock:notOwnDevice",
@@ -423,7 +420,7 @@ pub(super) async fn get_one(
     caller.require_any(&FLEET_READERS)?;
     let op = own_operator(&app, &caller, &id).await?;
     if caller.operator.as_ref().is_some_and(|me| me.id != op.id) {
-        return Err(operator_not_found());
+        return Err(ApiError::operator_not_found());
     }
     Ok(ApiOk::read(operator_dto(&app, &op).await?))
 }
@@ -458,7 +455,7 @@ fn lock_error(err: LockError) -> ApiError {
         LockError::NotLocked => {
             ApiError::new(ErrorCode::InvalidState, "not locked").with_detail("lock:notLocked")
         }
-        LockError::NotFound => operator_not_found(),
+        LockError::NotFound => ApiError::operator_not_found(),
         LockError::Store(e) => e.into(),
     }
 }
@@ -472,11 +469,8 @@ pub(super) async fn lock(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<LockRequest>,
 ) -> ApiResult<ApiOk<LockDto>> {
-    if caller.operator.is_none() {
-        caller.require(Scope::OperatorsWrite)?;
-    }
+    may_lock(&caller, &id)?;
     let op = own_operator(&app, &caller, &id).await?;
-    may_lock(&caller, &op)?;
     let lock = app
         .store
         .lock(op.id, req.subsystem, &caller.holder(), app.now())
@@ -500,11 +494,8 @@ pub(super) async fn unlock(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<LockRequest>,
 ) -> ApiResult<ApiOk<serde_json::Value>> {
-    if caller.operator.is_none() {
-        caller.require(Scope::OperatorsWrite)?;
-    }
+    may_lock(&caller, &id)?;
     let op = own_operator(&app, &caller, &id).await?;
-    may_lock(&caller, &op)?;
     app.store
         .unlock(op.id, req.subsystem, Some(&caller.holder()))
         .await

@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_trust.sql"),
     include_str!("migrations/0008_webhook_health.sql"),
     include_str!("migrations/0009_cookie_revocations.sql"),
+    include_str!("migrations/0010_session_samples.sql"),
 ];
 
 const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
@@ -2130,28 +2131,6 @@ impl Store for SqliteStore {
             .run_with(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
                 let op = load_operator(&tx, operator_id).map_err(StoreError::from)?.ok_or(IngestError::NotFound)?;
-                let mut per_session: Vec<(Uuid, u64)> = Vec::new();
-                for stored in &samples {
-                    if let Some(id) = stored.sample.session() {
-                        match per_session.iter_mut().find(|(s, _)| *s == id) {
-                            Some((_, n)) => *n += 1,
-                            None => per_session.push((id, 1)),
-                        }
-                    }
-                }
-                for (session_id, adding) in per_session {
-                    let held: i64 = tx
-                        .query_row(
-                            "SELECT COUNT(*) FROM telemetry WHERE session_id = ?1",
-                            params![session_id.to_string()],
-                            |r| r.get(0),
-                        )
-                        .map_err(StoreError::from)?;
-                    let held = u64::try_from(held).unwrap_or(0);
-                    if held.saturating_add(adding) > max_session_samples {
-                        return Err(IngestError::SessionFull { held, cap: max_session_samples });
-                    }
-                }
                 let mut last = op.last_sequence;
                 // The device's newest capture is its last sample's: capture
                 // times grow with the sequence.
@@ -2188,6 +2167,39 @@ impl Store for SqliteStore {
                             .map_err(StoreError::from)?;
                         last = Some(s.sequence);
                         newest = Some(DeviceFix { lat_e7: s.lat_e7, lng_e7: s.lng_e7, accuracy_cm: s.accuracy_cm, captured_ms: captured });
+                    }
+                }
+                // Within each session's cap, counted as stored (after the
+                // replay checks above, so a replay is refused as one).
+                let mut per_session: Vec<(String, i64)> = Vec::new();
+                for stored in &samples {
+                    if let Some(id) = stored.sample.session().map(|u| u.to_string()) {
+                        match per_session.iter_mut().find(|(s, _)| *s == id) {
+                            Some((_, n)) => *n += 1,
+                            None => per_session.push((id, 1)),
+                        }
+                    }
+                }
+                let cap = to_i64(max_session_samples);
+                for (session_id, adding) in per_session {
+                    let within = tx
+                        .execute(
+                            "UPDATE sessions SET samples_stored = samples_stored + ?2 WHERE id = ?1 AND samples_stored + ?2 <= ?3",
+                            params![session_id, adding, cap],
+                        )
+                        .map_err(StoreError::from)?;
+                    if within == 0 {
+                        let held: Option<i64> = tx
+                            .query_row("SELECT samples_stored FROM sessions WHERE id = ?1", [&session_id], |r| r.get(0))
+                            .optional()
+                            .map_err(StoreError::from)?;
+                        // A sample naming no session of ours has no cap to keep.
+                        if let Some(held) = held {
+                            return Err(IngestError::SessionFull {
+                                held: u64::try_from(held).unwrap_or(0),
+                                cap: max_session_samples,
+                            });
+                        }
                     }
                 }
                 note_contact(&tx, &operator_id.to_string(), op.last_seen_ms, now, silent_after_ms)

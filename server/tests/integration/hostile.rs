@@ -890,6 +890,11 @@ async fn a_device_cannot_stuff_a_session_past_its_sample_cap() {
         .await
         .expect(409, "INVALID_STATE");
     assert_eq!(full.detail(), "telemetry:sessionFull");
+    // A replay of what it holds is still a replay, not a full session.
+    let again = b.sample_with_sequence(Some(sid), 5, located + 1 + 4, crate::common::BOGOTA, 3.0);
+    t.post(&path, b.auth(), again)
+        .await
+        .expect(409, "REPLAYED_SEQUENCE");
     let track = t
         .get(
             format!("/sessions/{id}/telemetry?limit=10000"),

@@ -1,4 +1,4 @@
--- The whole schema of the SQLite store's migrations 0001-0009, for
+-- The whole schema of the SQLite store's migrations 0001-0010, for
 -- PostgreSQL: the same tables and columns (a test holds the two to it),
 -- with PostgreSQL's types. Ids stay text, as the queries of both stores
 -- bind them; instants are Unix milliseconds; money is integer µUSDC.
@@ -95,7 +95,8 @@ CREATE TABLE sessions (
     operator_id      TEXT,
     meter_final      BOOLEAN NOT NULL DEFAULT false,
     min_trust_tier   BIGINT NOT NULL DEFAULT 0,
-    trust_tier       BIGINT
+    trust_tier       BIGINT,
+    samples_stored   BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX sessions_consumer ON sessions (consumer_ws, created_ms);
 CREATE INDEX sessions_operator ON sessions (operator_ws, created_ms);
