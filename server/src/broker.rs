@@ -113,20 +113,15 @@ impl BrokerAccounts {
     /// [`Self::sync`] after an account changed in the store. The store is
     /// the truth, so a failed write loses nothing: it is retried in the
     /// background (1 s, doubling to a minute) until the files are written,
-    /// and the account just stored works from then on. Returns whether the
-    /// files are written now.
-    pub async fn sync_or_retry(self: &Arc<Self>, store: &Arc<dyn Store>) -> bool {
-        match self.sync(store.as_ref()).await {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::error!(
-                    error = %format!("{err:#}"),
-                    "the broker's accounts could not be written; retrying in the background"
-                );
-                self.start_rewriter(store);
-                self.rewrite.notify_one();
-                false
-            }
+    /// and the account just stored works from then on.
+    pub async fn sync_or_retry(self: &Arc<Self>, store: &Arc<dyn Store>) {
+        if let Err(err) = self.sync(store.as_ref()).await {
+            tracing::error!(
+                error = %format!("{err:#}"),
+                "the broker's accounts could not be written; retrying in the background"
+            );
+            self.start_rewriter(store);
+            self.rewrite.notify_one();
         }
     }
 

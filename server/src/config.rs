@@ -378,6 +378,10 @@ impl Config {
         if self.store.read_connections == 0 {
             bail!("store.read_connections must be at least 1");
         }
+        if self.rate_limits.refusal_delay_ms > 5_000 {
+            // Each refusal holds its connection this long.
+            bail!("rate_limits.refusal_delay_ms must be at most 5000");
+        }
         let s = &self.sessions;
         if s.min_wait_timeout_seconds == 0
             || s.min_wait_timeout_seconds > s.max_wait_timeout_seconds
@@ -686,5 +690,19 @@ mod tests {
             format!("{err:#}").contains("webhooks.backoff_initial_ms"),
             "{err:#}"
         );
+        for (text, named) in [
+            ("[store]\nread_connections = 0\n", "store.read_connections"),
+            (
+                "[rate_limits]\nrefusal_delay_ms = 60000\n",
+                "rate_limits.refusal_delay_ms",
+            ),
+            (
+                "[media]\nviewer_connect_timeout_ms = 10\n",
+                "media.viewer_connect_timeout_ms",
+            ),
+        ] {
+            let err = Config::from_layers(Some(text), []).unwrap_err();
+            assert!(format!("{err:#}").contains(named), "{err:#}");
+        }
     }
 }

@@ -345,6 +345,48 @@ async fn fleet_of_two(
     (both, a, b)
 }
 
+/// `device` heard from over BOGOTA now (the clock's): the one located
+/// device of its fleet, so dispatch picks it. Returns that instant.
+async fn locate(t: &TestApp, device: &crate::common::Device) -> i64 {
+    let now = t.clock_now();
+    let fix = device.sample(None, now, crate::common::BOGOTA, 3.0);
+    t.post(
+        "/operators/heartbeat",
+        device.auth(),
+        json!({"sample": fix}),
+    )
+    .await
+    .ok();
+    now
+}
+
+/// A new consumer's session of at most `max_duration` seconds, dispatched
+/// to `device`; the consumer and the session's id.
+async fn session_for(
+    t: &TestApp,
+    device: &crate::common::Device,
+    slug: &str,
+    max_duration: u32,
+) -> (crate::common::Actor, String) {
+    let consumer = t.consumer(slug).await;
+    let id = t
+        .request(&consumer, crate::common::BOGOTA, max_duration)
+        .await;
+    let dispatched = t
+        .post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        dispatched.data()["operatorId"],
+        device.operator_id.to_string()
+    );
+    (consumer, id)
+}
+
 #[tokio::test]
 async fn a_pricing_key_and_a_sibling_device_cannot_lock_and_a_revoked_key_lets_go() {
     let t = TestApp::spawn().await;
@@ -406,21 +448,8 @@ async fn a_device_sees_only_the_sessions_it_serves() {
     let t = TestApp::spawn().await;
     let (owner, a, b) = fleet_of_two(&t).await;
     // Only B is located: it serves the session.
-    let fix = b.sample(None, t.clock_now(), crate::common::BOGOTA, 3.0);
-    t.post("/operators/heartbeat", b.auth(), json!({"sample": fix}))
-        .await
-        .ok();
-    let consumer = t.consumer("device-view-consumer").await;
-    let served = t.request(&consumer, crate::common::BOGOTA, 60).await;
-    let dispatched = t
-        .post(
-            format!("/sessions/{served}/dispatch"),
-            consumer.auth(),
-            json!({}),
-        )
-        .await
-        .ok();
-    assert_eq!(dispatched.data()["operatorId"], b.operator_id.to_string());
+    locate(&t, &b).await;
+    let (_consumer, served) = session_for(&t, &b, "device-view-consumer", 60).await;
     t.post(format!("/sessions/{served}/start"), b.auth(), json!({}))
         .await
         .ok();
@@ -470,10 +499,7 @@ async fn a_device_sees_only_the_sessions_it_serves() {
 async fn a_stream_lock_keeps_the_rest_of_the_fleet_off_the_stream_but_not_the_consumer() {
     let t = TestApp::spawn().await;
     let (owner, _a, b) = fleet_of_two(&t).await;
-    let fix = b.sample(None, t.clock_now(), crate::common::BOGOTA, 3.0);
-    t.post("/operators/heartbeat", b.auth(), json!({"sample": fix}))
-        .await
-        .ok();
+    locate(&t, &b).await;
     let pilot = t
         .mint_key(
             &owner.cookie,
@@ -490,17 +516,7 @@ async fn a_stream_lock_keeps_the_rest_of_the_fleet_off_the_stream_but_not_the_co
         .await
         .ok();
     let holder = held.data()["holder"].as_str().unwrap().to_owned();
-    let consumer = t.consumer("locked-stream-consumer").await;
-    let id = t.request(&consumer, crate::common::BOGOTA, 60).await;
-    let dispatched = t
-        .post(
-            format!("/sessions/{id}/dispatch"),
-            consumer.auth(),
-            json!({}),
-        )
-        .await
-        .ok();
-    assert_eq!(dispatched.data()["operatorId"], b.operator_id.to_string());
+    let (consumer, id) = session_for(&t, &b, "locked-stream-consumer", 60).await;
     // The fleet's other controller (the owner's key) is held off the stream.
     let refused = t
         .post(format!("/sessions/{id}/start"), owner.auth(), json!({}))
@@ -857,21 +873,9 @@ async fn every_route_names_its_scopes_and_a_key_without_them_is_refused() {
 async fn a_device_cannot_stuff_a_session_past_its_sample_cap() {
     let t = TestApp::spawn().await;
     let (_owner, _a, b) = fleet_of_two(&t).await;
-    let located = t.clock_now();
-    let fix = b.sample(None, located, crate::common::BOGOTA, 3.0);
-    t.post("/operators/heartbeat", b.auth(), json!({"sample": fix}))
-        .await
-        .ok();
-    let consumer = t.consumer("stuffed-consumer").await;
+    let located = locate(&t, &b).await;
     // Ten seconds at most: 2 × 10 + 1,200 samples.
-    let id = t.request(&consumer, crate::common::BOGOTA, 10).await;
-    t.post(
-        format!("/sessions/{id}/dispatch"),
-        consumer.auth(),
-        json!({}),
-    )
-    .await
-    .ok();
+    let (consumer, id) = session_for(&t, &b, "stuffed-consumer", 10).await;
     let cap = 2 * 10 + 1200;
     t.clock.advance_ms(1_500);
     let sid: uuid::Uuid = id.parse().unwrap();
