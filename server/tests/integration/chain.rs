@@ -226,6 +226,13 @@ async fn an_ended_session_is_settled_on_chain_and_the_operator_and_fee_wallet_ge
         "NOT_READY",
         "the meter is final only after the settle delay"
     );
+    // Balances before the meter is final: nothing can be settled before it,
+    // and once it is, the relayer may settle between two reads.
+    let before = (
+        d.usdc_of(evm_of(&supplier)).await,
+        d.usdc_of(d.platform).await,
+        d.pool_of(evm_of(&consumer)).await,
+    );
     // The test config settles after the default delay; the sweeper runs by hand.
     let ended = t.session(&consumer, &id).await;
     let ended_ms = lx_protocol::time::parse_millis(ended["endedAt"].as_str().unwrap()).unwrap();
@@ -236,11 +243,6 @@ async fn an_ended_session_is_settled_on_chain_and_the_operator_and_fee_wallet_ge
     let charged = meter["chargedMicroUsdc"].as_u64().unwrap();
     assert!(charged > 0 && earned + fee == charged, "{meter}");
 
-    let before = (
-        d.usdc_of(evm_of(&supplier)).await,
-        d.usdc_of(d.platform).await,
-        d.pool_of(evm_of(&consumer)).await,
-    );
     let confirmed = settlement_state(&t, &consumer, &id, "CONFIRMED").await;
     assert!(
         confirmed["txHash"].as_str().unwrap().starts_with("0x"),
