@@ -1,7 +1,7 @@
 //! The store: every durable fact of the server behind one trait.
 //!
-//! SQLite (one file, WAL) is the embedded backend; PostgreSQL is meant to be
-//! a second implementation passing the same suite (`store::suite`). Nothing
+//! SQLite (one file, WAL) is the embedded backend; PostgreSQL is the store
+//! several replicas share; both pass the same suite (`store::suite`). Nothing
 //! outside this module knows which backend runs: the cores hand the store a
 //! [`Transition`] and the store applies it as one compare-and-swap, with the
 //! supplier's BUSY flip or release in the same transaction.
@@ -10,6 +10,7 @@ pub mod dto;
 pub mod events;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod schema;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-support"))]
 pub mod suite;

@@ -24,10 +24,14 @@ use lx_protocol::telemetry::{Sample, Source};
 use lx_protocol::time::UnixMillis;
 use lx_protocol::wallet::Address;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::schema::{
+    API_KEY_COLUMNS, DELIVERY_COLUMNS, MQTT_ACCOUNT_COLUMNS, OPEN_STATES, OPERATOR_COLUMNS,
+    QUOTE_COLUMNS, SAMPLE_COLUMNS, SESSION_COLUMNS, SETTLEMENT_COLUMNS, WEBHOOK_COLUMNS,
+    WORKSPACE_COLUMNS, WORKSPACE_SELECT, enum_text, list_text, wallet_text,
+};
 use super::*;
 
 const MIGRATIONS: &[&str] = &[
@@ -42,24 +46,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_cookie_revocations.sql"),
     include_str!("migrations/0010_session_samples.sql"),
 ];
-
-const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
-
-const SESSION_COLUMNS: &str = "id, state, lat, lng, geofence_m, max_duration_s, wait_timeout_s, \
-    rate, consumer_ws, consumer_wallet, operator_ws, quote_id, offer_ws, offer_expires_ms, \
-    created_ms, assigned_ms, started_ms, ended_ms, expiry_reason, media_ref, whip_url, whep_url, \
-    clean_s, failed_s, charged, fee, earned, fee_bps, operator_id, meter_final, min_trust_tier, trust_tier";
-
-const WORKSPACE_COLUMNS: &str = "id, slug, name, wallet, roles, availability, coverage_lat, \
-    coverage_lng, coverage_radius_m, device_kind, auto_accept, offer_timeout_s, idle_since_ms, \
-    created_ms";
-
-/// What a workspace row is read with: its columns, then its cool-down and
-/// its trust tier (derived: whether it has an enrolled device).
-const WORKSPACE_SELECT: &str = "id, slug, name, wallet, roles, availability, coverage_lat, \
-    coverage_lng, coverage_radius_m, device_kind, auto_accept, offer_timeout_s, idle_since_ms, \
-    created_ms, cooling_down_until_ms, \
-    EXISTS (SELECT 1 FROM operators o WHERE o.workspace_id = workspaces.id)";
 
 /// How many read connections a file store opens unless told otherwise.
 pub const DEFAULT_READ_CONNECTIONS: usize = 4;
@@ -304,10 +290,6 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
-const SETTLEMENT_COLUMNS: &str = "session_id, consumer, operator, sequence, rate, seconds, to_amount, \
-    fee_amount, state, tx_hash, nonce, block, attempts, last_error, next_attempt_ms, queued_ms, updated_ms, \
-    verify_onchain";
-
 fn settlement_row(row: &Row<'_>) -> Sql<SettlementRecord> {
     let opt_u64 = |i: usize| -> Sql<Option<u64>> {
         let v: Option<i64> = row.get(i)?;
@@ -383,28 +365,12 @@ fn obligations_in(conn: &Connection, wallet: &Address) -> Sql<crate::credit::Obl
 
 // ------------------------------------------------------------- encodings
 
-fn enum_text<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn enum_parse<T: DeserializeOwned>(text: &str) -> Sql<T> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn list_text<T: Serialize>(items: &[T]) -> String {
-    items.iter().map(enum_text).collect::<Vec<_>>().join(",")
+    schema::enum_parse(text).map_err(conversion)
 }
 
 fn list_parse<T: DeserializeOwned>(text: &str) -> Sql<Vec<T>> {
-    text.split(',')
-        .filter(|s| !s.is_empty())
-        .map(enum_parse)
-        .collect()
+    schema::list_parse(text).map_err(conversion)
 }
 
 fn conversion(err: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
@@ -425,10 +391,6 @@ fn opt_uuid_col(row: &Row<'_>, idx: usize) -> Sql<Option<Uuid>> {
 fn address_col(row: &Row<'_>, idx: usize) -> Sql<Address> {
     let text: String = row.get(idx)?;
     text.parse::<Address>().map_err(conversion)
-}
-
-fn wallet_text(wallet: &Address) -> String {
-    wallet.to_lower_hex()
 }
 
 fn u32_col(row: &Row<'_>, idx: usize) -> Sql<u32> {
@@ -629,9 +591,6 @@ fn api_key_row(row: &Row<'_>) -> Sql<ApiKey> {
     })
 }
 
-const API_KEY_COLUMNS: &str =
-    "id, workspace_id, hash, prefix, label, environment, scopes, created_ms, revoked_ms";
-
 fn quote_row(row: &Row<'_>) -> Sql<Quote> {
     Ok(Quote {
         id: uuid_col(row, 0)?,
@@ -647,10 +606,6 @@ fn quote_row(row: &Row<'_>) -> Sql<Quote> {
         used_ms: row.get(11)?,
     })
 }
-
-const OPERATOR_COLUMNS: &str = "id, workspace_id, name, device_kind, address, public_key, availability, \
-    battery_pct, last_seen_ms, last_sequence, fix_lat_e7, fix_lng_e7, fix_acc_cm, fix_ms, created_ms, disconnected_ms, \
-    cooling_down_until_ms";
 
 fn operator_row(row: &Row<'_>) -> Sql<Operator> {
     let fix = match (
@@ -1010,9 +965,6 @@ fn enqueue_event(
     Ok(())
 }
 
-const WEBHOOK_COLUMNS: &str =
-    "id, workspace_id, url, events, secret, created_ms, failed_in_a_row, disabled_ms";
-
 fn webhook_row(row: &Row<'_>) -> Sql<Webhook> {
     Ok(Webhook {
         id: uuid_col(row, 0)?,
@@ -1025,9 +977,6 @@ fn webhook_row(row: &Row<'_>) -> Sql<Webhook> {
         disabled_ms: row.get(7)?,
     })
 }
-
-const DELIVERY_COLUMNS: &str = "d.seq, d.webhook_id, d.event_id, e.type, e.session_id, e.created_ms, \
-    d.state, d.attempts, d.last_status, d.last_error, d.next_attempt_ms, d.delivered_ms, d.updated_ms";
 
 fn delivery_row(row: &Row<'_>) -> Sql<Delivery> {
     Ok(Delivery {
@@ -1385,8 +1334,10 @@ impl Store for SqliteStore {
     async fn insert_quote(&self, q: Quote) -> StoreResult<()> {
         self.run(move |c| {
             c.execute(
-                "INSERT INTO quotes (id, workspace_id, lat, lng, duration_s, rate, supply_bps, demand_bps, corridor_bps, created_ms, expires_ms, used_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                &format!(
+                    "INSERT INTO quotes ({QUOTE_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ),
                 params![
                     q.id.to_string(),
                     q.workspace_id.to_string(),
@@ -1412,7 +1363,7 @@ impl Store for SqliteStore {
     async fn quote(&self, id: Uuid) -> StoreResult<Option<Quote>> {
         self.read(move |c| {
             Ok(c.query_row(
-                "SELECT id, workspace_id, lat, lng, duration_s, rate, supply_bps, demand_bps, corridor_bps, created_ms, expires_ms, used_ms FROM quotes WHERE id = ?1",
+                &format!("SELECT {QUOTE_COLUMNS} FROM quotes WHERE id = ?1"),
                 [id.to_string()],
                 quote_row,
             )
@@ -1996,7 +1947,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             Ok(all(
                 c,
-                "SELECT username, password_hash, workspace_id, operator_id, created_ms FROM mqtt_accounts ORDER BY username",
+                &format!("SELECT {MQTT_ACCOUNT_COLUMNS} FROM mqtt_accounts ORDER BY username"),
                 [],
                 mqtt_account_row,
             )?)
@@ -2294,11 +2245,9 @@ impl Store for SqliteStore {
 
     async fn session_stored_samples(&self, session_id: Uuid) -> StoreResult<Vec<StoredSample>> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT session_id, sequence, captured_ms, lat_e7, lng_e7, accuracy_cm, operator_id, source,
-                        signature, received_ms
-                 FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {SAMPLE_COLUMNS} FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence"
+            ))?;
             let rows = stmt
                 .query_map([session_id.to_string()], |row| {
                     let signature: Vec<u8> = row.get(8)?;
@@ -2316,10 +2265,9 @@ impl Store for SqliteStore {
 
     async fn session_samples(&self, session_id: Uuid) -> StoreResult<Vec<Sample>> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT session_id, sequence, captured_ms, lat_e7, lng_e7, accuracy_cm, operator_id, source
-                 FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {SAMPLE_COLUMNS} FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence"
+            ))?;
             let rows = stmt.query_map([session_id.to_string()], sample_row)?.collect::<Sql<Vec<_>>>()?;
             Ok(rows)
         })

@@ -1,19 +1,20 @@
 -- The whole schema of the SQLite store's migrations 0001-0010, for
 -- PostgreSQL: the same tables and columns (a test holds the two to it),
 -- with PostgreSQL's types. Ids stay text, as the queries of both stores
--- bind them; instants are Unix milliseconds; money is integer µUSDC.
+-- bind them, in byte order (COLLATE "C", as SQLite compares them);
+-- instants are Unix milliseconds; money is integer µUSDC.
 
 CREATE TABLE workspaces (
-    id                    TEXT PRIMARY KEY,
-    slug                  TEXT NOT NULL UNIQUE,
-    name                  TEXT NOT NULL,
-    wallet                TEXT NOT NULL,
-    roles                 TEXT NOT NULL,
-    availability          TEXT NOT NULL,
+    id                    TEXT COLLATE "C" PRIMARY KEY,
+    slug                  TEXT COLLATE "C" NOT NULL UNIQUE,
+    name                  TEXT COLLATE "C" NOT NULL,
+    wallet                TEXT COLLATE "C" NOT NULL,
+    roles                 TEXT COLLATE "C" NOT NULL,
+    availability          TEXT COLLATE "C" NOT NULL,
     coverage_lat          DOUBLE PRECISION,
     coverage_lng          DOUBLE PRECISION,
     coverage_radius_m     BIGINT,
-    device_kind           TEXT,
+    device_kind           TEXT COLLATE "C",
     auto_accept           BOOLEAN NOT NULL,
     offer_timeout_s       BIGINT NOT NULL,
     idle_since_ms         BIGINT NOT NULL,
@@ -28,29 +29,29 @@ CREATE TABLE workspaces (
 CREATE INDEX workspaces_wallet ON workspaces (wallet);
 
 CREATE TABLE challenges (
-    nonce      TEXT PRIMARY KEY,
-    wallet     TEXT NOT NULL,
-    purpose    TEXT NOT NULL,
-    message    TEXT NOT NULL,
+    nonce      TEXT COLLATE "C" PRIMARY KEY,
+    wallet     TEXT COLLATE "C" NOT NULL,
+    purpose    TEXT COLLATE "C" NOT NULL,
+    message    TEXT COLLATE "C" NOT NULL,
     expires_ms BIGINT NOT NULL
 );
 
 CREATE TABLE api_keys (
-    id           TEXT PRIMARY KEY,
-    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    id           TEXT COLLATE "C" PRIMARY KEY,
+    workspace_id TEXT COLLATE "C" NOT NULL REFERENCES workspaces (id),
     hash         BYTEA NOT NULL UNIQUE,
-    prefix       TEXT NOT NULL,
-    label        TEXT NOT NULL,
-    environment  TEXT NOT NULL,
-    scopes       TEXT NOT NULL,
+    prefix       TEXT COLLATE "C" NOT NULL,
+    label        TEXT COLLATE "C" NOT NULL,
+    environment  TEXT COLLATE "C" NOT NULL,
+    scopes       TEXT COLLATE "C" NOT NULL,
     created_ms   BIGINT NOT NULL,
     revoked_ms   BIGINT
 );
 CREATE INDEX api_keys_workspace ON api_keys (workspace_id);
 
 CREATE TABLE quotes (
-    id           TEXT PRIMARY KEY,
-    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    id           TEXT COLLATE "C" PRIMARY KEY,
+    workspace_id TEXT COLLATE "C" NOT NULL REFERENCES workspaces (id),
     lat          DOUBLE PRECISION NOT NULL,
     lng          DOUBLE PRECISION NOT NULL,
     duration_s   BIGINT NOT NULL,
@@ -64,35 +65,35 @@ CREATE TABLE quotes (
 );
 
 CREATE TABLE sessions (
-    id               TEXT PRIMARY KEY,
-    state            TEXT NOT NULL,
+    id               TEXT COLLATE "C" PRIMARY KEY,
+    state            TEXT COLLATE "C" NOT NULL,
     lat              DOUBLE PRECISION NOT NULL,
     lng              DOUBLE PRECISION NOT NULL,
     geofence_m       BIGINT NOT NULL,
     max_duration_s   BIGINT NOT NULL,
     wait_timeout_s   BIGINT NOT NULL,
     rate             BIGINT NOT NULL,
-    consumer_ws      TEXT NOT NULL REFERENCES workspaces (id),
-    consumer_wallet  TEXT NOT NULL,
-    operator_ws      TEXT REFERENCES workspaces (id),
-    quote_id         TEXT REFERENCES quotes (id),
-    offer_ws         TEXT,
+    consumer_ws      TEXT COLLATE "C" NOT NULL REFERENCES workspaces (id),
+    consumer_wallet  TEXT COLLATE "C" NOT NULL,
+    operator_ws      TEXT COLLATE "C" REFERENCES workspaces (id),
+    quote_id         TEXT COLLATE "C" REFERENCES quotes (id),
+    offer_ws         TEXT COLLATE "C",
     offer_expires_ms BIGINT,
     created_ms       BIGINT NOT NULL,
     assigned_ms      BIGINT,
     started_ms       BIGINT,
     ended_ms         BIGINT,
-    expiry_reason    TEXT,
-    media_ref        TEXT,
-    whip_url         TEXT,
-    whep_url         TEXT,
+    expiry_reason    TEXT COLLATE "C",
+    media_ref        TEXT COLLATE "C",
+    whip_url         TEXT COLLATE "C",
+    whep_url         TEXT COLLATE "C",
     clean_s          BIGINT,
     failed_s         BIGINT,
     charged          BIGINT,
     fee              BIGINT,
     earned           BIGINT,
     fee_bps          BIGINT,
-    operator_id      TEXT,
+    operator_id      TEXT COLLATE "C",
     meter_final      BOOLEAN NOT NULL DEFAULT false,
     min_trust_tier   BIGINT NOT NULL DEFAULT 0,
     trust_tier       BIGINT,
@@ -112,36 +113,36 @@ CREATE INDEX sessions_wallet_charged ON sessions (consumer_wallet)
     WHERE state IN ('ENDED', 'EXPIRED') AND charged > 0;
 
 CREATE TABLE session_windows (
-    session_id TEXT NOT NULL REFERENCES sessions (id),
-    reason     TEXT NOT NULL,
+    session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions (id),
+    reason     TEXT COLLATE "C" NOT NULL,
     opened_ms  BIGINT NOT NULL,
     closed_ms  BIGINT,
     PRIMARY KEY (session_id, reason, opened_ms)
 );
 
 CREATE TABLE dispatch_attempts (
-    session_id   TEXT NOT NULL REFERENCES sessions (id),
-    workspace_id TEXT NOT NULL,
+    session_id   TEXT COLLATE "C" NOT NULL REFERENCES sessions (id),
+    workspace_id TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (session_id, workspace_id)
 );
 
 CREATE TABLE enrollment_tokens (
     hash         BYTEA PRIMARY KEY,
-    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    workspace_id TEXT COLLATE "C" NOT NULL REFERENCES workspaces (id),
     created_ms   BIGINT NOT NULL,
     expires_ms   BIGINT NOT NULL,
     used_ms      BIGINT
 );
 
 CREATE TABLE operators (
-    id                    TEXT PRIMARY KEY,
-    workspace_id          TEXT NOT NULL REFERENCES workspaces (id),
-    name                  TEXT NOT NULL,
-    device_kind           TEXT NOT NULL,
-    address               TEXT NOT NULL UNIQUE,
+    id                    TEXT COLLATE "C" PRIMARY KEY,
+    workspace_id          TEXT COLLATE "C" NOT NULL REFERENCES workspaces (id),
+    name                  TEXT COLLATE "C" NOT NULL,
+    device_kind           TEXT COLLATE "C" NOT NULL,
+    address               TEXT COLLATE "C" NOT NULL UNIQUE,
     public_key            BYTEA NOT NULL,
     token_hash            BYTEA NOT NULL UNIQUE,
-    availability          TEXT NOT NULL,
+    availability          TEXT COLLATE "C" NOT NULL,
     battery_pct           BIGINT,
     last_seen_ms          BIGINT,
     last_sequence         BIGINT,
@@ -156,17 +157,17 @@ CREATE TABLE operators (
 CREATE INDEX operators_workspace ON operators (workspace_id);
 
 CREATE TABLE operator_locks (
-    operator_id TEXT NOT NULL REFERENCES operators (id) ON DELETE CASCADE,
-    subsystem   TEXT NOT NULL,
-    holder      TEXT NOT NULL,
+    operator_id TEXT COLLATE "C" NOT NULL REFERENCES operators (id) ON DELETE CASCADE,
+    subsystem   TEXT COLLATE "C" NOT NULL,
+    holder      TEXT COLLATE "C" NOT NULL,
     acquired_ms BIGINT NOT NULL,
     PRIMARY KEY (operator_id, subsystem)
 );
 
 CREATE TABLE telemetry (
-    operator_id TEXT NOT NULL,
+    operator_id TEXT COLLATE "C" NOT NULL,
     sequence    BIGINT NOT NULL,
-    session_id  TEXT,
+    session_id  TEXT COLLATE "C",
     captured_ms BIGINT NOT NULL,
     lat_e7      BIGINT NOT NULL,
     lng_e7      BIGINT NOT NULL,
@@ -181,21 +182,21 @@ CREATE INDEX telemetry_session ON telemetry (session_id, captured_ms) WHERE sess
 -- One row per ENDED or EXPIRED session whose final meter charged something:
 -- what the relayer settles from the consumer's pool on chain.
 CREATE TABLE settlements (
-    session_id      TEXT PRIMARY KEY REFERENCES sessions (id),
-    consumer        TEXT NOT NULL,
-    operator        TEXT NOT NULL,
+    session_id      TEXT COLLATE "C" PRIMARY KEY REFERENCES sessions (id),
+    consumer        TEXT COLLATE "C" NOT NULL,
+    operator        TEXT COLLATE "C" NOT NULL,
     -- Strictly increasing per consumer: the contract's replay guard.
     sequence        BIGINT NOT NULL,
     rate            BIGINT NOT NULL,
     seconds         BIGINT NOT NULL,
     to_amount       BIGINT NOT NULL,
     fee_amount      BIGINT NOT NULL,
-    state           TEXT NOT NULL,
-    tx_hash         TEXT,
+    state           TEXT COLLATE "C" NOT NULL,
+    tx_hash         TEXT COLLATE "C",
     nonce           BIGINT,
     block           BIGINT,
     attempts        BIGINT NOT NULL DEFAULT 0,
-    last_error      TEXT,
+    last_error      TEXT COLLATE "C",
     next_attempt_ms BIGINT NOT NULL,
     queued_ms       BIGINT NOT NULL,
     updated_ms      BIGINT NOT NULL,
@@ -206,20 +207,20 @@ CREATE INDEX settlements_open ON settlements (consumer, sequence)
     WHERE state IN ('PENDING', 'SUBMITTED', 'UNPAID');
 
 CREATE TABLE mqtt_accounts (
-    username      TEXT PRIMARY KEY,
-    password_hash TEXT NOT NULL,
-    workspace_id  TEXT NOT NULL REFERENCES workspaces (id),
-    operator_id   TEXT REFERENCES operators (id) ON DELETE CASCADE,
+    username      TEXT COLLATE "C" PRIMARY KEY,
+    password_hash TEXT COLLATE "C" NOT NULL,
+    workspace_id  TEXT COLLATE "C" NOT NULL REFERENCES workspaces (id),
+    operator_id   TEXT COLLATE "C" REFERENCES operators (id) ON DELETE CASCADE,
     created_ms    BIGINT NOT NULL
 );
 CREATE INDEX mqtt_accounts_workspace ON mqtt_accounts (workspace_id);
 
 CREATE TABLE webhooks (
-    id              TEXT PRIMARY KEY,
-    workspace_id    TEXT NOT NULL REFERENCES workspaces (id),
-    url             TEXT NOT NULL,
-    events          TEXT NOT NULL,
-    secret          TEXT NOT NULL,
+    id              TEXT COLLATE "C" PRIMARY KEY,
+    workspace_id    TEXT COLLATE "C" NOT NULL REFERENCES workspaces (id),
+    url             TEXT COLLATE "C" NOT NULL,
+    events          TEXT COLLATE "C" NOT NULL,
+    secret          TEXT COLLATE "C" NOT NULL,
     created_ms      BIGINT NOT NULL,
     failed_in_a_row BIGINT NOT NULL DEFAULT 0,
     disabled_ms     BIGINT
@@ -227,22 +228,22 @@ CREATE TABLE webhooks (
 CREATE INDEX webhooks_workspace ON webhooks (workspace_id);
 
 CREATE TABLE webhook_events (
-    id         TEXT PRIMARY KEY,
-    type       TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    payload    TEXT NOT NULL,
+    id         TEXT COLLATE "C" PRIMARY KEY,
+    type       TEXT COLLATE "C" NOT NULL,
+    session_id TEXT COLLATE "C" NOT NULL,
+    payload    TEXT COLLATE "C" NOT NULL,
     created_ms BIGINT NOT NULL,
     UNIQUE (session_id, type)
 );
 
 CREATE TABLE webhook_deliveries (
     seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    webhook_id      TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
-    event_id        TEXT NOT NULL REFERENCES webhook_events (id),
-    state           TEXT NOT NULL,
+    webhook_id      TEXT COLLATE "C" NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    event_id        TEXT COLLATE "C" NOT NULL REFERENCES webhook_events (id),
+    state           TEXT COLLATE "C" NOT NULL,
     attempts        BIGINT NOT NULL DEFAULT 0,
     last_status     BIGINT,
-    last_error      TEXT,
+    last_error      TEXT COLLATE "C",
     next_attempt_ms BIGINT NOT NULL,
     delivered_ms    BIGINT,
     updated_ms      BIGINT NOT NULL,
@@ -252,25 +253,25 @@ CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, seq)
     WHERE state = 'PENDING';
 
 CREATE TABLE workspace_locations (
-    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    workspace_id TEXT COLLATE "C" NOT NULL REFERENCES workspaces (id),
     sequence     BIGINT NOT NULL,
     lat          DOUBLE PRECISION NOT NULL,
     lng          DOUBLE PRECISION NOT NULL,
     accuracy_m   DOUBLE PRECISION NOT NULL,
-    session_id   TEXT,
+    session_id   TEXT COLLATE "C",
     received_ms  BIGINT NOT NULL,
     PRIMARY KEY (workspace_id, sequence)
 );
 CREATE INDEX workspace_locations_time ON workspace_locations (workspace_id, received_ms);
 
 CREATE TABLE operator_outages (
-    operator_id TEXT NOT NULL REFERENCES operators (id) ON DELETE CASCADE,
+    operator_id TEXT COLLATE "C" NOT NULL REFERENCES operators (id) ON DELETE CASCADE,
     opened_ms   BIGINT NOT NULL,
     closed_ms   BIGINT,
     PRIMARY KEY (operator_id, opened_ms)
 );
 
 CREATE TABLE revoked_cookies (
-    id         TEXT PRIMARY KEY,
+    id         TEXT COLLATE "C" PRIMARY KEY,
     expires_ms BIGINT NOT NULL
 );

@@ -1,0 +1,83 @@
+//! What the two SQL stores share: the column lists their row readers expect,
+//! in order, and how enums, lists of enums and wallets are written as text.
+//! The PostgreSQL schema is the SQLite schema column for column (a test holds
+//! them together), so one list serves both.
+
+use lx_protocol::wallet::Address;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub const OPEN_STATES: &str = "('REQUESTED','ASSIGNED','LIVE','PAUSED')";
+
+pub const SESSION_COLUMNS: &str = "id, state, lat, lng, geofence_m, max_duration_s, wait_timeout_s, \
+    rate, consumer_ws, consumer_wallet, operator_ws, quote_id, offer_ws, offer_expires_ms, \
+    created_ms, assigned_ms, started_ms, ended_ms, expiry_reason, media_ref, whip_url, whep_url, \
+    clean_s, failed_s, charged, fee, earned, fee_bps, operator_id, meter_final, min_trust_tier, trust_tier";
+
+pub const WORKSPACE_COLUMNS: &str = "id, slug, name, wallet, roles, availability, coverage_lat, \
+    coverage_lng, coverage_radius_m, device_kind, auto_accept, offer_timeout_s, idle_since_ms, \
+    created_ms";
+
+/// What a workspace row is read with: its columns, then its cool-down and
+/// its trust tier (derived: whether it has an enrolled device).
+pub const WORKSPACE_SELECT: &str = "id, slug, name, wallet, roles, availability, coverage_lat, \
+    coverage_lng, coverage_radius_m, device_kind, auto_accept, offer_timeout_s, idle_since_ms, \
+    created_ms, cooling_down_until_ms, \
+    EXISTS (SELECT 1 FROM operators o WHERE o.workspace_id = workspaces.id)";
+
+pub const SETTLEMENT_COLUMNS: &str = "session_id, consumer, operator, sequence, rate, seconds, to_amount, \
+    fee_amount, state, tx_hash, nonce, block, attempts, last_error, next_attempt_ms, queued_ms, updated_ms, \
+    verify_onchain";
+
+pub const API_KEY_COLUMNS: &str =
+    "id, workspace_id, hash, prefix, label, environment, scopes, created_ms, revoked_ms";
+
+pub const QUOTE_COLUMNS: &str = "id, workspace_id, lat, lng, duration_s, rate, supply_bps, \
+    demand_bps, corridor_bps, created_ms, expires_ms, used_ms";
+
+pub const OPERATOR_COLUMNS: &str = "id, workspace_id, name, device_kind, address, public_key, availability, \
+    battery_pct, last_seen_ms, last_sequence, fix_lat_e7, fix_lng_e7, fix_acc_cm, fix_ms, created_ms, disconnected_ms, \
+    cooling_down_until_ms";
+
+pub const MQTT_ACCOUNT_COLUMNS: &str =
+    "username, password_hash, workspace_id, operator_id, created_ms";
+
+pub const WEBHOOK_COLUMNS: &str =
+    "id, workspace_id, url, events, secret, created_ms, failed_in_a_row, disabled_ms";
+
+/// A delivery joined with its event (`d` and `e`).
+pub const DELIVERY_COLUMNS: &str = "d.seq, d.webhook_id, d.event_id, e.type, e.session_id, e.created_ms, \
+    d.state, d.attempts, d.last_status, d.last_error, d.next_attempt_ms, d.delivered_ms, d.updated_ms";
+
+/// A stored sample, then its signature and when it was received.
+pub const SAMPLE_COLUMNS: &str = "session_id, sequence, captured_ms, lat_e7, lng_e7, accuracy_cm, \
+    operator_id, source, signature, received_ms";
+
+/// An enum as its wire name (`"ONLINE"`).
+pub fn enum_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+pub fn enum_parse<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+}
+
+/// A list of enums as their wire names joined by commas.
+pub fn list_text<T: Serialize>(items: &[T]) -> String {
+    items.iter().map(enum_text).collect::<Vec<_>>().join(",")
+}
+
+pub fn list_parse<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, serde_json::Error> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(enum_parse)
+        .collect()
+}
+
+/// Wallets are compared as text: always lower-case hex.
+pub fn wallet_text(wallet: &Address) -> String {
+    wallet.to_lower_hex()
+}
