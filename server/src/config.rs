@@ -102,6 +102,32 @@ pub struct McpConfig {
 pub struct StoreConfig {
     pub path: PathBuf,
     pub read_connections: u16,
+    /// `postgres://…`: the PostgreSQL store several replicas share, instead
+    /// of the SQLite file at `path`. Empty: SQLite.
+    pub url: String,
+    /// The PostgreSQL pool's size.
+    pub max_connections: u16,
+}
+
+impl StoreConfig {
+    /// Whether `url` selects PostgreSQL.
+    pub fn postgres(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    /// Where the store is, for logs: never the URL's password.
+    pub fn location(&self) -> String {
+        if !self.postgres() {
+            return self.path.display().to_string();
+        }
+        match self.url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{host}")
+            }
+            None => "postgres".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -375,6 +401,15 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.store.postgres()
+            && !(self.store.url.starts_with("postgres://")
+                || self.store.url.starts_with("postgresql://"))
+        {
+            bail!("store.url must start with postgres:// (or be empty for the SQLite file)");
+        }
+        if self.store.postgres() && self.store.max_connections == 0 {
+            bail!("store.max_connections must be at least 1");
+        }
         if self.store.read_connections == 0 {
             bail!("store.read_connections must be at least 1");
         }
@@ -692,6 +727,11 @@ mod tests {
         );
         for (text, named) in [
             ("[store]\nread_connections = 0\n", "store.read_connections"),
+            ("[store]\nurl = \"mysql://db/lx\"\n", "store.url"),
+            (
+                "[store]\nurl = \"postgres://db/lx\"\nmax_connections = 0\n",
+                "store.max_connections",
+            ),
             (
                 "[rate_limits]\nrefusal_delay_ms = 60000\n",
                 "rate_limits.refusal_delay_ms",

@@ -103,6 +103,17 @@ impl Dispatcher {
         }
     }
 
+    /// Replaces the whole index with `suppliers` (after changes were missed).
+    pub fn reload(&self, suppliers: &[Workspace]) {
+        let fresh = Self::from_suppliers(suppliers, self.caps).inner;
+        let Ok(fresh) = fresh.into_inner() else {
+            return;
+        };
+        if let Ok(mut inner) = self.inner.write() {
+            *inner = fresh;
+        }
+    }
+
     /// Brings the index in line with a workspace as just stored.
     pub fn sync(&self, ws: &Workspace) {
         let Ok(mut inner) = self.inner.write() else {

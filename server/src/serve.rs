@@ -16,7 +16,6 @@ use crate::config::Config;
 use crate::credit::StaticCredit;
 use crate::media::{self, MediaBackend, MediaEvent, NoMedia};
 use crate::routes;
-use crate::store::sqlite::SqliteStore;
 
 /// Shorter configured secrets are refused: a key that can be guessed or
 /// brute-forced signs sessions and media URLs for anyone.
@@ -258,11 +257,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let store = SqliteStore::open_with_readers(
-        &config.store.path,
-        usize::from(config.store.read_connections),
-    )
-    .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+    let store = crate::store::open(&config.store)
+        .await
+        .with_context(|| format!("opening the store at {}", config.store.location()))?;
     let chain = chain_reader(&config).await?;
     let credit = credit_source(&config, chain.as_ref())?;
     let (media_tx, media_rx) = media::channel();
@@ -271,7 +268,7 @@ pub async fn run(
     let media = media_backend(&config, &media_token_key(&config)?, clock.clone(), media_tx)?;
     let app = App::new(
         Arc::clone(&config),
-        Arc::new(store),
+        store,
         clock,
         credit,
         media,
@@ -292,7 +289,7 @@ pub async fn run(
     let listener = TcpListener::bind(&config.http.listen)
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, store = %config.store.path.display(), "lx-server listening");
+    tracing::info!(addr = %listener.local_addr()?, store = %config.store.location(), "lx-server listening");
     let mcp = Arc::new(crate::mcp::McpEndpoint::default());
     mcp.serving_at(listener.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -306,6 +303,10 @@ pub async fn run(
         stop_rx.clone(),
     )));
     tasks.push(tokio::spawn(crate::retention::run(
+        Arc::clone(&app),
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::replicas::follow(
         Arc::clone(&app),
         stop_rx.clone(),
     )));

@@ -611,9 +611,43 @@ pub struct PruneBefore {
     pub cookies_ms: UnixMillis,
 }
 
+/// The SQLite file `store.path`, or the PostgreSQL database `store.url`
+/// names.
+pub async fn open(c: &crate::config::StoreConfig) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if !c.postgres() {
+        let store =
+            sqlite::SqliteStore::open_with_readers(&c.path, usize::from(c.read_connections))?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let store = postgres::PgStore::connect(&c.url, usize::from(c.max_connections)).await?;
+        Ok(std::sync::Arc::new(store))
+    }
+    #[cfg(not(feature = "postgres"))]
+    Err(StoreError::Backend(
+        "store.url names PostgreSQL, but lx-server was built without the postgres feature".into(),
+    ))
+}
+
+/// A change another replica committed to a workspace, as dispatch reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceChange {
+    /// This workspace changed: read it again.
+    Changed(Uuid),
+    /// Changes may have been missed (the feed was (re)connected): read
+    /// every supplier again.
+    Missed,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend_name(&self) -> &'static str;
+    /// The workspace changes other replicas sharing this store commit;
+    /// `None` for a store no other process shares.
+    fn workspace_changes(&self) -> Option<tokio::sync::broadcast::Receiver<WorkspaceChange>> {
+        None
+    }
     /// Drops the rows past their retention; returns how many.
     async fn prune(&self, before: PruneBefore) -> StoreResult<u64>;
     /// A token that orders writes; a read presenting it sees at least that write.

@@ -27,6 +27,8 @@ mod money;
 mod mqtt;
 #[path = "common/mqtt.rs"]
 mod mqtt_support;
+#[path = "integration/replicas.rs"]
+mod replicas;
 #[path = "integration/trust.rs"]
 mod trust;
 #[path = "integration/webhooks.rs"]

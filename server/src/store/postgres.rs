@@ -14,6 +14,7 @@
 //! credit, a consumer's settlement sequence) is taken under an advisory
 //! transaction lock.
 
+mod changes;
 #[cfg(any(test, feature = "test-support"))]
 pub mod cluster;
 mod rows;
@@ -121,9 +122,20 @@ async fn one<T>(
 
 pub struct PgStore {
     pool: Pool,
+    /// Names this replica in the changes it announces.
+    replica: Uuid,
+    workspace_changes: tokio::sync::broadcast::Sender<WorkspaceChange>,
+    /// The task following the other replicas' changes; stopped with the store.
+    follower: tokio::task::AbortHandle,
     /// Orders this replica's writes for its clients; every replica reads
     /// the one primary, so a read always sees every committed write.
     write_seq: AtomicU64,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -140,6 +152,14 @@ impl PgStore {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| backend(format!("store.url: {e}")))?;
+        let replica = Uuid::new_v4();
+        let workspace_changes = tokio::sync::broadcast::channel(1024).0;
+        let follower = tokio::spawn(changes::follow(
+            config.clone(),
+            replica,
+            workspace_changes.clone(),
+        ))
+        .abort_handle();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -155,6 +175,9 @@ impl PgStore {
         let start = u64::try_from(crate::clock::wall_now_ms()).unwrap_or(0) * 1000;
         let store = Self {
             pool,
+            replica,
+            workspace_changes,
+            follower,
             write_seq: AtomicU64::new(start),
         };
         store.migrate().await?;
@@ -463,6 +486,7 @@ async fn enqueue_event(
 async fn apply_in(
     tx: &deadpool_postgres::Transaction<'_>,
     t: &Transition,
+    replica: Uuid,
 ) -> Result<Session, ApplyError> {
     let id = t.session_id.to_string();
     // The session's row is held from here on: what it was is what it is
@@ -645,6 +669,16 @@ async fn apply_in(
         )
         .await?;
     }
+    // The other replicas' dispatch indexes follow the suppliers taken,
+    // freed and cooled down here.
+    let touched = [
+        t.claim,
+        t.release.map(|(ws, _)| ws),
+        t.cool_down.map(|c| c.workspace),
+    ];
+    for ws in touched.into_iter().flatten() {
+        changes::announce(tx, replica, ws).await?;
+    }
     let session = load_session(tx, t.session_id)
         .await?
         .ok_or(ApplyError::SessionNotFound)?;
@@ -663,6 +697,10 @@ async fn apply_in(
 impl Store for PgStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn workspace_changes(&self) -> Option<tokio::sync::broadcast::Receiver<WorkspaceChange>> {
+        Some(self.workspace_changes.subscribe())
     }
 
     async fn prune(&self, b: PruneBefore) -> StoreResult<u64> {
@@ -860,6 +898,7 @@ impl Store for PgStore {
             ],
         )
         .await?;
+        changes::announce(&tx, self.replica, id).await?;
         tx.commit().await.map_err(sql_error)?;
         Ok(ws)
     }
@@ -1230,7 +1269,7 @@ impl Store for PgStore {
     async fn apply(&self, transition: Transition) -> Result<Session, ApplyError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql_error)?;
-        let session = apply_in(&tx, &transition).await?;
+        let session = apply_in(&tx, &transition, self.replica).await?;
         tx.commit().await.map_err(sql_error)?;
         Ok(session)
     }
@@ -1557,6 +1596,8 @@ impl Store for PgStore {
         let stored = load_operator(&tx, operator.id, false)
             .await?
             .ok_or(StoreError::NotFound("operator"))?;
+        // Its workspace's trust tier is a device's now.
+        changes::announce(&tx, self.replica, workspace_id).await?;
         tx.commit().await.map_err(sql_error)?;
         Ok(stored)
     }
@@ -1696,9 +1737,18 @@ impl Store for PgStore {
             &[&key],
         )
         .await?;
-        let n = execute(&tx, "DELETE FROM operators WHERE id = $1", &[&key]).await?;
+        let deleted = query_opt(
+            &tx,
+            "DELETE FROM operators WHERE id = $1 RETURNING workspace_id",
+            &[&key],
+        )
+        .await?;
+        if let Some(row) = &deleted {
+            // Its workspace may have no device left: its trust tier falls.
+            changes::announce(&tx, self.replica, rows::uuid(row, 0)?).await?;
+        }
         tx.commit().await.map_err(sql_error)?;
-        Ok(n > 0)
+        Ok(deleted.is_some())
     }
 
     async fn lock(

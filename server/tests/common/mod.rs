@@ -15,7 +15,6 @@ use lx_server::credit::StaticCredit;
 use lx_server::media::builtin::{BuiltinConfig, BuiltinMedia};
 use lx_server::media::external::{ExternalConfig, ExternalMedia};
 use lx_server::media::{self, MediaBackend, ScriptedMedia};
-use lx_server::store::sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -227,7 +226,7 @@ impl TestApp {
             config.http.public_url = base.trim_end_matches("/api/v1").to_owned();
         }
         let config = Arc::new(config);
-        let store = SqliteStore::open(&config.store.path).expect("store");
+        let store = lx_server::store::open(&config.store).await.expect("store");
         let clock = ManualClock::new(1_800_000_000_000);
         let credit = Arc::new(StaticCredit::new(1_000_000_000));
         let (tx, rx) = media::channel();
@@ -255,7 +254,7 @@ impl TestApp {
         };
         let app = App::new(
             Arc::clone(&config),
-            Arc::new(store),
+            store,
             app_clock,
             match &chain {
                 Some(c) => Arc::new(lx_server::chain::OnchainCredit::new(Arc::clone(c))),
@@ -271,6 +270,10 @@ impl TestApp {
         app.spawn_background(rx, stop_rx.clone());
         tokio::spawn(lx_server::webhooks::run(Arc::clone(&app), stop_rx.clone()));
         tokio::spawn(lx_server::credit_watch::run(
+            Arc::clone(&app),
+            stop_rx.clone(),
+        ));
+        tokio::spawn(lx_server::replicas::follow(
             Arc::clone(&app),
             stop_rx.clone(),
         ));
