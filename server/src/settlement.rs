@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::chain::{ChainError, Revert, SettleItem, Settler};
-use crate::store::{SettlementRecord, SettlementState, StoreError};
+use crate::store::{Lease, SettlementRecord, SettlementState, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayerConfig {
@@ -410,6 +410,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                // One replica settles at a time: one key, one nonce sequence.
+                match app.store.hold_lease(Lease::Relayer).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(err) => {
+                        tracing::warn!(%err, "relayer lease not checked; next pass retries");
+                        continue;
+                    }
+                }
                 match pass(&app, settler.as_ref(), &config, app.now()).await {
                     Ok(p) if p != Pass::default() => tracing::debug!(?p, "relayer pass"),
                     Ok(_) => {}

@@ -630,6 +630,21 @@ pub async fn open(c: &crate::config::StoreConfig) -> StoreResult<std::sync::Arc<
     ))
 }
 
+/// Work only one replica does at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lease {
+    /// Sending settlements: one relayer key, one nonce sequence.
+    Relayer,
+}
+
+impl Lease {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Relayer => "relayer",
+        }
+    }
+}
+
 /// A change another replica committed to a workspace, as dispatch reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkspaceChange {
@@ -906,4 +921,20 @@ pub trait Store: Send + Sync + 'static {
     async fn save_delivery(&self, delivery: Delivery, disable_after: u32) -> StoreResult<bool>;
     /// Enables the workspace's webhook again; `false` if it has no such webhook.
     async fn enable_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<bool>;
+    /// Takes the delivery `seq`, due at `due_ms`, for one attempt: it is not
+    /// due again before `until_ms`, by when the attempt's outcome is saved
+    /// (or, if the worker died with it, another worker tries again). False
+    /// when another worker took it first.
+    async fn claim_delivery(
+        &self,
+        seq: i64,
+        due_ms: UnixMillis,
+        until_ms: UnixMillis,
+    ) -> StoreResult<bool>;
+    /// Whether this replica holds `lease`, taking it if it is free: at most
+    /// one replica sharing the store holds a lease, and it passes to another
+    /// when its holder dies. A store no other process shares grants it.
+    async fn hold_lease(&self, _lease: Lease) -> StoreResult<bool> {
+        Ok(true)
+    }
 }

@@ -357,6 +357,13 @@ async fn deliver(
     webhook
 }
 
+/// How long a claimed delivery is kept from other workers: its attempt's
+/// timeout and then some, so that only a worker that died with it is
+/// relieved.
+fn claim_lease_ms(policy: &DeliveryPolicy) -> i64 {
+    i64::try_from(policy.timeout.as_millis()).unwrap_or(i64::MAX / 2) + 30_000
+}
+
 /// The deliveries in flight: at most one per webhook, which keeps each
 /// webhook's events in order while a slow receiver holds up no other, and
 /// at most `max_in_flight_per_workspace` per workspace, so that one tenant's
@@ -394,6 +401,20 @@ impl InFlight {
             let busy = self.per_workspace.get(&workspace).copied().unwrap_or(0);
             if busy >= policy.max_in_flight_per_workspace || self.webhooks.contains(&webhook) {
                 continue;
+            }
+            // Another replica's worker may have read it too: one takes it.
+            let lease_until = app.now() + claim_lease_ms(&policy);
+            match app
+                .store
+                .claim_delivery(d.delivery.seq, d.delivery.next_attempt_ms, lease_until)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    tracing::warn!(%err, "webhook delivery not claimed; next pass retries");
+                    continue;
+                }
             }
             self.webhooks.insert(webhook);
             *self.per_workspace.entry(workspace).or_default() += 1;

@@ -17,6 +17,7 @@
 mod changes;
 #[cfg(any(test, feature = "test-support"))]
 pub mod cluster;
+mod leases;
 mod rows;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -125,6 +126,7 @@ pub struct PgStore {
     /// Names this replica in the changes it announces.
     replica: Uuid,
     workspace_changes: tokio::sync::broadcast::Sender<WorkspaceChange>,
+    leases: leases::Leases,
     /// The task following the other replicas' changes; stopped with the store.
     follower: tokio::task::AbortHandle,
     /// Orders this replica's writes for its clients; every replica reads
@@ -160,6 +162,7 @@ impl PgStore {
             workspace_changes.clone(),
         ))
         .abort_handle();
+        let leases = leases::Leases::new(config.clone());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -177,6 +180,7 @@ impl PgStore {
             pool,
             replica,
             workspace_changes,
+            leases,
             follower,
             write_seq: AtomicU64::new(start),
         };
@@ -2238,6 +2242,26 @@ impl Store for PgStore {
         Ok(n > 0)
     }
 
+    async fn claim_delivery(
+        &self,
+        seq: i64,
+        due_ms: UnixMillis,
+        until_ms: UnixMillis,
+    ) -> StoreResult<bool> {
+        let n = execute(
+            &self.client().await?,
+            "UPDATE webhook_deliveries SET next_attempt_ms = $3
+             WHERE seq = $1 AND state = 'PENDING' AND next_attempt_ms = $2",
+            &[&seq, &due_ms, &until_ms],
+        )
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn hold_lease(&self, lease: Lease) -> StoreResult<bool> {
+        self.leases.hold(lease).await
+    }
+
     async fn enable_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<bool> {
         let n = execute(
             &self.client().await?,
@@ -2278,6 +2302,82 @@ mod tests {
         // A restart finds everything applied.
         let again = PgStore::connect(&url, 1).await.unwrap();
         assert_eq!(again.applied_migrations().await.unwrap(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_lease_has_one_holder_and_passes_on_when_it_dies() {
+        let url = cluster::shared().fresh_database().await;
+        let first = PgStore::connect(&url, 1).await.unwrap();
+        let second = PgStore::connect(&url, 1).await.unwrap();
+        assert!(first.hold_lease(Lease::Relayer).await.unwrap());
+        assert!(
+            first.hold_lease(Lease::Relayer).await.unwrap(),
+            "still held"
+        );
+        assert!(!second.hold_lease(Lease::Relayer).await.unwrap());
+        // The holder gone, its connection closes and the lock with it.
+        drop(first);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !second.hold_lease(Lease::Relayer).await.unwrap() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the lease never passed on"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_hears_of_the_suppliers_others_change_but_not_its_own() {
+        let url = cluster::shared().fresh_database().await;
+        let (here, there) = (
+            PgStore::connect(&url, 2).await.unwrap(),
+            PgStore::connect(&url, 2).await.unwrap(),
+        );
+        let mut heard_here = here.workspace_changes().unwrap();
+        let mut heard_there = there.workspace_changes().unwrap();
+        let ws = crate::store::suite::build_workspace("changed", &[], None);
+        here.insert_workspace(ws.clone()).await.unwrap();
+        // Renamed until the other replica, listening by then, hears of it.
+        let mut heard = false;
+        for attempt in 0..20 {
+            let patch = WorkspacePatch {
+                name: Some(format!("renamed {attempt}")),
+                ..WorkspacePatch::default()
+            };
+            here.patch_workspace(ws.id, patch, 5).await.unwrap();
+            let wait = tokio::time::sleep(std::time::Duration::from_millis(500));
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    change = heard_there.recv() => match change.unwrap() {
+                        WorkspaceChange::Changed(id) => {
+                            assert_eq!(id, ws.id);
+                            heard = true;
+                            break;
+                        }
+                        WorkspaceChange::Missed => {}
+                    },
+                    _ = &mut wait => break,
+                }
+            }
+            if heard {
+                break;
+            }
+        }
+        assert!(heard, "the other replica never heard of the change");
+        while let Ok(change) = heard_here.try_recv() {
+            assert_eq!(change, WorkspaceChange::Missed, "nothing of its own");
+        }
+        while heard_there.try_recv().is_ok() {}
+        // A rolled-back change is never heard of.
+        let online = WorkspacePatch {
+            availability: Some(lx_protocol::api::Availability::Online),
+            ..WorkspacePatch::default()
+        };
+        assert!(here.patch_workspace(ws.id, online, 6).await.is_err());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(heard_there.try_recv().is_err(), "only the committed change");
     }
 
     #[tokio::test]

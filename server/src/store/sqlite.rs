@@ -2437,6 +2437,25 @@ impl Store for SqliteStore {
         Ok(enabled)
     }
 
+    async fn claim_delivery(
+        &self,
+        seq: i64,
+        due_ms: UnixMillis,
+        until_ms: UnixMillis,
+    ) -> StoreResult<bool> {
+        let claimed = self
+            .run(move |c| {
+                Ok(c.execute(
+                    "UPDATE webhook_deliveries SET next_attempt_ms = ?3
+                     WHERE seq = ?1 AND state = 'PENDING' AND next_attempt_ms = ?2",
+                    params![seq, due_ms, until_ms],
+                )? > 0)
+            })
+            .await?;
+        self.wrote();
+        Ok(claimed)
+    }
+
     async fn attempted_workspaces(&self, session_id: Uuid) -> StoreResult<Vec<Uuid>> {
         self.read(move |c| {
             let rows = c

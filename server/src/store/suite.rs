@@ -1416,6 +1416,43 @@ pub async fn a_webhook_failing_events_in_a_row_is_disabled_and_workspaces_take_t
     );
     let stored = store.webhook(busy.id, dead.id).await.unwrap().unwrap();
     assert_eq!((stored.failed_in_a_row, stored.disabled_ms), (0, None));
+
+    // Two workers read the same due delivery: one takes it, and it is not
+    // due again until its lease ends.
+    let quiet_head = store
+        .due_deliveries(10_000, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.delivery.webhook_id == quiet_hook.id)
+        .unwrap()
+        .delivery;
+    let due_ms = quiet_head.next_attempt_ms;
+    assert!(
+        store
+            .claim_delivery(quiet_head.seq, due_ms, 50_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_delivery(quiet_head.seq, due_ms, 50_000)
+            .await
+            .unwrap()
+    );
+    let due_of_quiet = |now| async move {
+        store
+            .due_deliveries(now, 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.delivery.webhook_id == quiet_hook.id)
+    };
+    assert!(!due_of_quiet(49_999).await, "leased");
+    assert!(
+        due_of_quiet(50_000).await,
+        "a worker that died with it is relieved"
+    );
 }
 
 pub async fn retention_drops_only_what_can_no_longer_matter(store: &dyn Store) {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
+use lx_server::config::Config;
+
 use crate::common::{BOGOTA, TestApp};
 
 /// Two servers on one fresh database.
@@ -17,6 +19,25 @@ async fn two_replicas() -> (TestApp, TestApp) {
     let a = TestApp::spawn_with(|c| c.store.url = url.clone()).await;
     let b = TestApp::spawn_with(|c| c.store.url = url.clone()).await;
     (a, b)
+}
+
+/// Two servers on the wall clock on one fresh database, configured alike.
+pub async fn two_realtime_replicas(tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
+    let url = lx_server::store::postgres::cluster::shared()
+        .fresh_database()
+        .await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        replicas.push(
+            TestApp::spawn_realtime_with(|c| {
+                c.store.url = url.clone();
+                tweak(c);
+            })
+            .await,
+        );
+    }
+    let b = replicas.pop().unwrap();
+    (replicas.pop().unwrap(), b)
 }
 
 /// Waits until `replica`'s dispatch index holds `n` suppliers.

@@ -33,6 +33,8 @@ struct Inbox {
     requests: Mutex<Vec<Received>>,
     /// The status every request is answered with.
     answer: AtomicU16,
+    /// How long each answer takes, in ms.
+    delay_ms: AtomicU16,
 }
 
 impl Inbox {
@@ -126,6 +128,8 @@ impl Receiver {
                         body: parsed,
                         verified,
                     });
+                    let delay = inbox.delay_ms.load(Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(u64::from(delay))).await;
                     StatusCode::from_u16(inbox.answer.load(Ordering::SeqCst)).unwrap()
                 }
             }),
@@ -861,4 +865,58 @@ async fn a_webhook_whose_events_keep_failing_is_disabled_and_says_so_until_enabl
     .ok();
     receiver.wait_for(3, Duration::from_secs(3)).await;
     assert_eq!(receiver.requests().len(), 3, "sent again once enabled");
+}
+
+#[tokio::test]
+async fn two_replicas_workers_deliver_each_event_once() {
+    let (a, b) = super::replicas::two_realtime_replicas(|c| {
+        c.webhooks.allowed_targets = vec!["127.0.0.1".into()];
+        c.webhooks.poll_interval_ms = 20;
+    })
+    .await;
+    let consumer = a.consumer("hook-consumer").await;
+    let writer = webhook_writer(&a, &consumer).await;
+    let receiver = Receiver::start(200).await;
+    // A slow receiver: each delivery stays in flight through many passes
+    // of the other replica's worker.
+    receiver.inbox.delay_ms.store(300, Ordering::SeqCst);
+    let hook = register(&b, writer, &receiver.url(), Some(&["session.cancelled"])).await;
+    *receiver.inbox.secret.lock().unwrap() = hook["secret"].as_str().unwrap().to_owned();
+    // Sessions made and cancelled through either replica: both workers see
+    // every event due.
+    let mut sessions = Vec::new();
+    for i in 0..12 {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let id = replica.request(&consumer, BOGOTA, 60).await;
+        let other = if i % 2 == 0 { &b } else { &a };
+        other
+            .call(
+                Method::DELETE,
+                format!("/sessions/{id}"),
+                consumer.auth(),
+                None,
+            )
+            .await
+            .ok();
+        sessions.push(id);
+    }
+    let got = receiver
+        .wait_for(sessions.len(), Duration::from_secs(20))
+        .await;
+    assert_eq!(got.len(), sessions.len());
+    // Time for a second delivery of any of them to arrive, if one were made.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = receiver.requests();
+    let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    let distinct: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        ids.len(),
+        "an event delivered twice: {ids:?}"
+    );
+    assert_eq!(got.len(), sessions.len());
+    assert!(
+        got.iter()
+            .all(|r| r.verified && r.event_type == "session.cancelled")
+    );
 }
