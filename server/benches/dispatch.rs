@@ -7,6 +7,10 @@
 //!     store reads, the index pick and the compare-and-swap that assigns the
 //!     session and flips the supplier ONLINE → BUSY in one transaction. One
 //!     client, sequential.
+//! (c) With `--store postgres` (`cargo xtask bench dispatch --store
+//!     postgres`), (b) again on PostgreSQL (a throwaway cluster on loopback),
+//!     its figures prefixed `pg_`; the SQLite figures of the same run beside
+//!     them.
 //!
 //! Besides the human-readable lines it prints one `BENCH dispatch.<metric>=<n>`
 //! line per figure, the unit in the metric's name.
@@ -37,6 +41,8 @@ const PICKS: usize = 10_000;
 /// Suppliers in the store for the assignment run, and sessions assigned.
 const STORE_SUPPLIERS: usize = 10_000;
 const ASSIGNS: usize = 5_000;
+/// Concurrent dispatching clients on PostgreSQL.
+const PG_CLIENTS: usize = 8;
 
 /// A rectangle of the Earth, degrees.
 #[derive(Clone, Copy)]
@@ -163,21 +169,54 @@ fn temp_dir() -> PathBuf {
     std::env::temp_dir().join(format!("lx-bench-dispatch-{}-{nanos}", std::process::id()))
 }
 
-/// (b) the full assignment through the store.
-async fn assign_benchmark() -> anyhow::Result<()> {
+/// (b) the full assignment through the store, then (c) on PostgreSQL.
+async fn assign_benchmark(postgres: bool) -> anyhow::Result<()> {
     let dir = temp_dir();
     std::fs::create_dir_all(&dir)?;
-    let result = assign_run(&dir).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-async fn assign_run(dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut rng = StdRng::seed_from_u64(0x6c78_0002);
     let db = dir.join("bench.db");
     let mut config = Config::defaults();
     config.store.path = db.clone();
-    let store = Arc::new(SqliteStore::open(&db)?);
+    let result = match SqliteStore::open(&db) {
+        Ok(store) => assign_run(Arc::new(store), config, "", 1).await,
+        Err(err) => Err(err.into()),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    if postgres {
+        let mut config = Config::defaults();
+        config.store.url = lx_server::store::postgres::cluster::shared()
+            .fresh_database()
+            .await;
+        config.store.max_connections = PG_CLIENTS as u16;
+        let store = lx_server::store::open(&config.store).await?;
+        // Several replicas, or one replica's concurrent requests, share
+        // PostgreSQL: its throughput is that of concurrent clients.
+        println!("assign on PostgreSQL (throwaway cluster on loopback, fsync off):");
+        assign_run(store, config, "pg_", PG_CLIENTS).await?;
+    }
+    Ok(())
+}
+
+/// Whether the command line asks for PostgreSQL too (`--store postgres`).
+fn wants_postgres() -> anyhow::Result<bool> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--store") {
+        None => Ok(false),
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("postgres") => Ok(true),
+            Some("sqlite") => Ok(false),
+            other => anyhow::bail!("--store takes sqlite or postgres, not {other:?}"),
+        },
+    }
+}
+
+async fn assign_run(
+    store: Arc<dyn Store>,
+    config: Config,
+    prefix: &str,
+    clients: usize,
+) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(0x6c78_0002);
     let now = wall_now_ms();
 
     let t = Instant::now();
@@ -249,27 +288,44 @@ async fn assign_run(dir: &std::path::Path) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
+    // Each client dispatches its share of the sessions one after another.
+    let started = Instant::now();
+    let shares: Vec<Vec<Uuid>> = sessions
+        .chunks(sessions.len().div_ceil(clients))
+        .map(<[Uuid]>::to_vec)
+        .collect();
+    let runs = shares.into_iter().map(|share| {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let mut outcomes = Vec::with_capacity(share.len());
+            for id in share {
+                let t = Instant::now();
+                let outcome = app.dispatch(id, true).await;
+                outcomes.push((id, t.elapsed(), outcome));
+            }
+            outcomes
+        })
+    });
     let mut samples = Vec::with_capacity(ASSIGNS);
     let mut operators = HashSet::with_capacity(ASSIGNS);
     let mut no_coverage = 0usize;
-    let started = Instant::now();
-    for id in &sessions {
-        let t = Instant::now();
-        let outcome = app.dispatch(*id, true).await;
-        samples.push(t.elapsed());
-        match outcome {
-            Ok(s) if s.state == SessionState::Assigned => {
-                let operator = s
-                    .operator_workspace_id
-                    .ok_or_else(|| anyhow::anyhow!("ASSIGNED without an operator"))?;
-                anyhow::ensure!(
-                    operators.insert(operator),
-                    "supplier {operator} was assigned twice"
-                );
+    for run in runs.collect::<Vec<_>>() {
+        for (id, took, outcome) in run.await? {
+            samples.push(took);
+            match outcome {
+                Ok(s) if s.state == SessionState::Assigned => {
+                    let operator = s
+                        .operator_workspace_id
+                        .ok_or_else(|| anyhow::anyhow!("ASSIGNED without an operator"))?;
+                    anyhow::ensure!(
+                        operators.insert(operator),
+                        "supplier {operator} was assigned twice"
+                    );
+                }
+                Ok(s) => anyhow::bail!("dispatch left session {id} {}", s.state),
+                Err(DispatchError::NoCoverage) => no_coverage += 1,
+                Err(err) => anyhow::bail!("dispatch of {id} failed: {err}"),
             }
-            Ok(s) => anyhow::bail!("dispatch left session {id} {}", s.state),
-            Err(DispatchError::NoCoverage) => no_coverage += 1,
-            Err(err) => anyhow::bail!("dispatch of {id} failed: {err}"),
         }
     }
     let total = started.elapsed();
@@ -278,13 +334,13 @@ async fn assign_run(dir: &std::path::Path) -> anyhow::Result<()> {
     let per_s = assigned as f64 / total.as_secs_f64();
     let (p50, p99) = (quantile_us(&samples, 0.50), quantile_us(&samples, 0.99));
     println!(
-        "assign: {assigned} of {ASSIGNS} sessions ASSIGNED to distinct suppliers ({no_coverage} NO_COVERAGE) in {:.2} s: \
+        "assign, {clients} client(s): {assigned} of {ASSIGNS} sessions ASSIGNED to distinct suppliers ({no_coverage} NO_COVERAGE) in {:.2} s: \
          {per_s:.0} assignments/s; one assign p50 {p50:.0} µs, p99 {p99:.0} µs, max {:.0} µs",
         total.as_secs_f64(),
         quantile_us(&samples, 1.0),
     );
-    bench("assign_per_s", per_s);
-    bench("assign_p99_us", p99);
+    bench(&format!("{prefix}assign_per_s"), per_s);
+    bench(&format!("{prefix}assign_p99_us"), p99);
     Ok(())
 }
 
@@ -296,7 +352,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(assign_benchmark())?;
+    runtime.block_on(assign_benchmark(wants_postgres()?))?;
     println!(
         "dispatch benchmark done in {:.1} s",
         started.elapsed().as_secs_f64()

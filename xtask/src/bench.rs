@@ -15,7 +15,10 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("abuse", "lx-server", "test-support"),
 ];
 
-pub(crate) fn run(name: &str) -> anyhow::Result<()> {
+/// Benchmarks that also run on PostgreSQL when asked (`--store postgres`).
+const ON_POSTGRES: &[&str] = &["dispatch", "telemetry"];
+
+pub(crate) fn run(name: &str, store: Option<&str>) -> anyhow::Result<()> {
     let Some(&(bench, package, features)) = BENCHES.iter().find(|(n, _, _)| *n == name) else {
         let known: Vec<&str> = BENCHES.iter().map(|(n, _, _)| *n).collect();
         bail!(
@@ -23,10 +26,24 @@ pub(crate) fn run(name: &str) -> anyhow::Result<()> {
             known.join(", ")
         );
     };
+    match store {
+        None | Some("sqlite") => {}
+        Some("postgres") if ON_POSTGRES.contains(&name) => {
+            crate::debian::ensure("PostgreSQL (shared store)", crate::debian::POSTGRESQL)?;
+        }
+        Some("postgres") => bail!(
+            "benchmark '{name}' has no PostgreSQL run; these have: {}",
+            ON_POSTGRES.join(", ")
+        ),
+        Some(other) => bail!("--store takes sqlite or postgres, not '{other}'"),
+    }
     let mut cmd = cargo();
     cmd.args(["bench", "-p", package, "--bench", bench]);
     if !features.is_empty() {
         cmd.args(["--features", features]);
+    }
+    if let Some(store) = store {
+        cmd.args(["--", "--store", store]);
     }
     let status = stream(
         &format!("cargo bench -p {package} --bench {bench} --features {features}"),

@@ -54,6 +54,10 @@ enum Task {
     Bench {
         /// The benchmark to run.
         name: String,
+        /// dispatch and telemetry: `postgres` also runs them on PostgreSQL
+        /// (a throwaway cluster), their figures prefixed `pg_`.
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Build lx-agent for the ARM boards with Debian's cross toolchains.
     Cross {
@@ -83,7 +87,7 @@ fn main() {
     let result = match cli.command {
         Task::Test => test::run(),
         Task::Demo { keep } => demo::run(keep),
-        Task::Bench { name } => bench::run(&name),
+        Task::Bench { name, store } => bench::run(&name, store.as_deref()),
         Task::Fuzz { name, seconds } => fuzz::run(&name, seconds),
         Task::Cross { target, test } => cross::run(&target, test),
         Task::InstallAgent {

@@ -20,7 +20,7 @@ pub mod cluster;
 mod leases;
 mod rows;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -289,45 +289,27 @@ async fn load_operator(
     one(c, &sql, &[&id.to_string()], rows::operator).await
 }
 
-/// The sessions `rows` hold, each with its windows.
-async fn with_windows(c: &impl GenericClient, found: Vec<Row>) -> StoreResult<Vec<Session>> {
-    let mut sessions = found
-        .iter()
-        .map(rows::session)
-        .collect::<StoreResult<Vec<_>>>()?;
-    if sessions.is_empty() {
-        return Ok(sessions);
-    }
-    let ids: Vec<String> = sessions.iter().map(|s| s.id.to_string()).collect();
-    let index: HashMap<Uuid, usize> = sessions
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id, i))
-        .collect();
-    let windows = query(
-        c,
-        "SELECT session_id, reason, opened_ms, closed_ms FROM session_windows
-         WHERE session_id = ANY($1) ORDER BY opened_ms, reason",
-        &[&ids],
-    )
-    .await?;
-    for row in &windows {
-        let (id, window) = rows::window(row)?;
-        if let Some(&i) = index.get(&id) {
-            sessions[i].windows.push(window);
-        }
-    }
-    Ok(sessions)
-}
+/// A session's columns, then its windows as three arrays in order: one
+/// round trip reads both.
+const SESSION_SELECT: &str =
+    "ARRAY(SELECT w.reason FROM session_windows w WHERE w.session_id = sessions.id
+        ORDER BY w.opened_ms, w.reason),
+    ARRAY(SELECT w.opened_ms FROM session_windows w WHERE w.session_id = sessions.id
+        ORDER BY w.opened_ms, w.reason),
+    ARRAY(SELECT w.closed_ms FROM session_windows w WHERE w.session_id = sessions.id
+        ORDER BY w.opened_ms, w.reason)";
 
 async fn sessions_where(
     c: &impl GenericClient,
     condition: &str,
     params: Params<'_>,
 ) -> StoreResult<Vec<Session>> {
-    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE {condition}");
-    let found = query(c, &sql, params).await?;
-    with_windows(c, found).await
+    let sql = format!("SELECT {SESSION_COLUMNS}, {SESSION_SELECT} FROM sessions WHERE {condition}");
+    query(c, &sql, params)
+        .await?
+        .iter()
+        .map(rows::session_with_windows)
+        .collect()
 }
 
 async fn load_session(c: &impl GenericClient, id: Uuid) -> StoreResult<Option<Session>> {
@@ -493,26 +475,18 @@ async fn apply_in(
     replica: Uuid,
 ) -> Result<Session, ApplyError> {
     let id = t.session_id.to_string();
-    // The session's row is held from here on: what it was is what it is
-    // until this transaction ends.
-    let before: SessionState = match query_opt(
-        tx,
-        "SELECT state FROM sessions WHERE id = $1 FOR UPDATE",
-        &[&id],
-    )
-    .await?
-    {
-        Some(row) => rows::enumeration(&row, 0)?,
-        None => return Err(ApplyError::SessionNotFound),
-    };
     let (set_offer_ws, set_offer_exp) = match t.set_offer {
         Some(o) => (Some(o.workspace_id.to_string()), Some(o.expires_ms)),
         None => (None, None),
     };
     let meter = t.meter;
-    let changed = execute(
+    // One statement locks the session's row (held until this transaction
+    // ends), reads what it was and changes it if it still is what the
+    // transition expects.
+    let updated = query_opt(
         tx,
-        "UPDATE sessions SET
+        "WITH before AS (SELECT state AS was FROM sessions WHERE id = $1 FOR UPDATE)
+         UPDATE sessions SET
             state = COALESCE($2, state),
             operator_ws = CASE WHEN $21 THEN NULL ELSE COALESCE($3, operator_ws) END,
             offer_ws = CASE WHEN $4 THEN NULL WHEN $5::text IS NOT NULL THEN $5 ELSE offer_ws END,
@@ -533,9 +507,11 @@ async fn apply_in(
             media_ref = CASE WHEN $21 THEN NULL ELSE media_ref END,
             whip_url = CASE WHEN $21 THEN NULL ELSE whip_url END,
             whep_url = CASE WHEN $21 THEN NULL ELSE whep_url END
+         FROM before
          WHERE id = $1
-           AND ($17::text IS NULL OR state = $17)
-           AND ($18::text IS NULL OR offer_ws = $18)",
+           AND ($17::text IS NULL OR sessions.state = $17)
+           AND ($18::text IS NULL OR offer_ws = $18)
+         RETURNING before.was",
         &[
             &id,
             &t.to.map(|s| s.as_str()),
@@ -562,19 +538,61 @@ async fn apply_in(
         ],
     )
     .await?;
-    if changed == 0 {
-        return Err(ApplyError::State(before));
-    }
-    if let Some(ws) = t.claim {
-        let claimed = execute(
-            tx,
-            "UPDATE workspaces SET availability = 'BUSY' WHERE id = $1 AND availability = 'ONLINE'",
-            &[&ws.to_string()],
-        )
-        .await?;
-        if claimed == 0 {
-            return Err(ApplyError::SupplierUnavailable);
+    let before: SessionState = match updated {
+        Some(row) => rows::enumeration(&row, 0)?,
+        None => {
+            // Not changed: the session is not what was expected, or is gone.
+            let now = query_opt(tx, "SELECT state FROM sessions WHERE id = $1", &[&id]).await?;
+            return match now {
+                Some(row) => Err(ApplyError::State(rows::enumeration(&row, 0)?)),
+                None => Err(ApplyError::SessionNotFound),
+            };
         }
+    };
+    // The supplier's claim, the attempt and the other replicas' notice are
+    // independent of each other: sent together, they cost one round trip.
+    let claim_workspace = async {
+        match t.claim {
+            Some(ws) => {
+                execute(
+                    tx,
+                    "UPDATE workspaces SET availability = 'BUSY' WHERE id = $1 AND availability = 'ONLINE'",
+                    &[&ws.to_string()],
+                )
+                .await
+            }
+            None => Ok(1),
+        }
+    };
+    let record_attempt = async {
+        match t.record_attempt {
+            Some(ws) => {
+                execute(
+                    tx,
+                    "INSERT INTO dispatch_attempts (session_id, workspace_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&id, &ws.to_string()],
+                )
+                .await
+            }
+            None => Ok(0),
+        }
+    };
+    // The other replicas' dispatch indexes follow the suppliers taken,
+    // freed and cooled down here.
+    let announce = async {
+        let touched = [
+            t.claim,
+            t.release.map(|(ws, _)| ws),
+            t.cool_down.map(|c| c.workspace),
+        ];
+        for ws in touched.into_iter().flatten() {
+            changes::announce(tx, replica, ws).await?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    let (claimed, _, ()) = tokio::try_join!(claim_workspace, record_attempt, announce)?;
+    if claimed == 0 {
+        return Err(ApplyError::SupplierUnavailable);
     }
     if let Some(windows) = &t.derived_windows {
         execute(
@@ -664,24 +682,6 @@ async fn apply_in(
             &[&op.to_string()],
         )
         .await?;
-    }
-    if let Some(ws) = t.record_attempt {
-        execute(
-            tx,
-            "INSERT INTO dispatch_attempts (session_id, workspace_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&id, &ws.to_string()],
-        )
-        .await?;
-    }
-    // The other replicas' dispatch indexes follow the suppliers taken,
-    // freed and cooled down here.
-    let touched = [
-        t.claim,
-        t.release.map(|(ws, _)| ws),
-        t.cool_down.map(|c| c.workspace),
-    ];
-    for ws in touched.into_iter().flatten() {
-        changes::announce(tx, replica, ws).await?;
     }
     let session = load_session(tx, t.session_id)
         .await?

@@ -22,7 +22,7 @@ async fn two_replicas() -> (TestApp, TestApp) {
 }
 
 /// Two servers on the wall clock on one fresh database, configured alike.
-pub async fn two_realtime_replicas(tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
+pub(crate) async fn two_realtime_replicas(tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
     let url = lx_server::store::postgres::cluster::shared()
         .fresh_database()
         .await;

@@ -102,8 +102,8 @@ pub(super) fn workspace(row: &Row) -> StoreResult<Workspace> {
     })
 }
 
-/// A session without its windows (read apart).
-pub(super) fn session(row: &Row) -> StoreResult<Session> {
+/// A session without its windows.
+fn session(row: &Row) -> StoreResult<Session> {
     let offer = match (opt_uuid(row, 12)?, get::<Option<i64>>(row, 13)?) {
         (Some(workspace_id), Some(expires_ms)) => Some(Offer {
             workspace_id,
@@ -162,16 +162,25 @@ pub(super) fn session(row: &Row) -> StoreResult<Session> {
     })
 }
 
-/// A window of `SELECT session_id, reason, opened_ms, closed_ms`.
-pub(super) fn window(row: &Row) -> StoreResult<(Uuid, Window)> {
-    Ok((
-        uuid(row, 0)?,
-        Window {
-            reason: enumeration(row, 1)?,
-            opened_ms: get(row, 2)?,
-            closed_ms: get(row, 3)?,
-        },
-    ))
+/// A session with its windows, read as three arrays after its columns.
+pub(super) fn session_with_windows(row: &Row) -> StoreResult<Session> {
+    let mut session = session(row)?;
+    let reasons: Vec<&str> = get(row, 32)?;
+    let opened: Vec<i64> = get(row, 33)?;
+    let closed: Vec<Option<i64>> = get(row, 34)?;
+    session.windows = reasons
+        .iter()
+        .zip(opened)
+        .zip(closed)
+        .map(|((reason, opened_ms), closed_ms)| {
+            Ok(Window {
+                reason: enum_parse(reason).map_err(|e| backend(format!("window reason: {e}")))?,
+                opened_ms,
+                closed_ms,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(session)
 }
 
 pub(super) fn settlement(row: &Row) -> StoreResult<SettlementRecord> {
