@@ -3,7 +3,8 @@
 //! Signed samples verified and stored per second through HTTP: a server on
 //! loopback (SQLite file store), eight enrolled devices each serving a LIVE
 //! session, one client per device posting batches of 100 pre-signed samples
-//! in sequence order. In the same run, the raw verify rate of the library
+//! in sequence order; with `--store postgres`, the same again on PostgreSQL
+//! (`telemetry.pg_…` lines). In the same run, the raw verify rate of the library
 //! the server verifies with, on one core and on all cores, and k256's for
 //! comparison. `BENCH telemetry.<metric>=<n>` lines carry the figures.
 
@@ -21,10 +22,9 @@ use lx_server::clock::{SystemClock, wall_now_ms};
 use lx_server::config::Config;
 use lx_server::credit::StaticCredit;
 use lx_server::media::{self, ScriptedMedia};
-use lx_server::store::sqlite::SqliteStore;
 use lx_server::store::suite::build_workspace;
 use lx_server::store::{
-    EnrollmentToken, NewSession, Operator, Party, SessionFilter, Transition, Workspace,
+    EnrollmentToken, NewSession, Operator, Party, SessionFilter, Store, Transition, Workspace,
 };
 use lx_server::verify::{DeviceKey, first_invalid, verify_k256};
 use uuid::Uuid;
@@ -225,6 +225,132 @@ impl RawSet {
     }
 }
 
+/// Eight devices' samples posted through HTTP to a server on `store`;
+/// returns the verified samples stored per second.
+async fn ingest_run(config: Arc<Config>, store: Arc<dyn Store>, label: &str) -> f64 {
+    let (tx, rx) = media::channel();
+    let app = App::new(
+        Arc::clone(&config),
+        store,
+        Arc::new(SystemClock),
+        Arc::new(StaticCredit::new(u64::MAX / 4)),
+        Arc::new(ScriptedMedia::new(tx)),
+        None,
+        [1; 32],
+    )
+    .await
+    .expect("app");
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    app.spawn_background(rx, stop_rx);
+    let _now = wall_now_ms();
+    let consumer = app
+        .store
+        .insert_workspace(build_workspace("bench-consumer", &[Role::Consumer], None))
+        .await
+        .expect("consumer");
+    let supplier = app
+        .store
+        .insert_workspace(build_workspace(
+            "bench-supplier",
+            &[Role::Supplier],
+            Some(AT),
+        ))
+        .await
+        .expect("supplier");
+    let mut devices = Vec::new();
+    let t = Instant::now();
+    for i in 0..DEVICES {
+        devices.push(setup_device(&app, &supplier, &consumer, i, config.chain.chain_id).await);
+    }
+    println!(
+        "signed {} samples on {DEVICES} devices in {:.1} s (the devices' work, not timed below)",
+        DEVICES * SAMPLES_PER_DEVICE,
+        t.elapsed().as_secs_f64()
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
+    tokio::spawn(axum::serve(listener, lx_server::routes::router(Arc::clone(&app))).into_future());
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    let cpu_before = process_cpu_seconds();
+    let clients: Vec<_> = devices
+        .into_iter()
+        .map(|d| {
+            let http = http.clone();
+            let url = format!("{base}/sessions/{}/telemetry", d.session);
+            tokio::spawn(async move {
+                for body in d.batches {
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(&d.token)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("post");
+                    assert!(
+                        r.status().is_success(),
+                        "{}",
+                        r.text().await.unwrap_or_default()
+                    );
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.expect("client");
+    }
+    let took = t.elapsed();
+    let busy = (process_cpu_seconds() - cpu_before) / took.as_secs_f64();
+    let total = DEVICES * SAMPLES_PER_DEVICE;
+    let ingest = rate(total, took);
+    let stored: usize = {
+        let mut n = 0;
+        let all = SessionFilter {
+            limit: 100,
+            ..SessionFilter::default()
+        };
+        for s in app
+            .store
+            .sessions_of(supplier.id, Party::Operator, all)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            n += app
+                .store
+                .session_samples(s.id)
+                .await
+                .map(|v| v.len())
+                .unwrap_or(0);
+        }
+        n
+    };
+    println!(
+        "{label}ingest: {total} samples in {:.2} s through HTTP, batches of {BATCH}, {DEVICES} clients: {ingest:.0}/s ({} stored); the process kept {busy:.2} cores busy",
+        took.as_secs_f64(),
+        stored
+    );
+    assert_eq!(stored, total, "every sample stored");
+    ingest
+}
+
+/// Whether the command line asks for PostgreSQL too (`--store postgres`).
+fn wants_postgres() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--store") {
+        None => false,
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("postgres") => true,
+            Some("sqlite") => false,
+            other => panic!("--store takes sqlite or postgres, not {other:?}"),
+        },
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -240,77 +366,16 @@ fn main() {
         let dir = tempfile::tempdir().expect("dir");
         let mut config = Config::defaults();
         config.store.path = dir.path().join("lx.db");
-        let config = Arc::new(config);
-        let store = SqliteStore::open(&config.store.path).expect("store");
-        let (tx, rx) = media::channel();
-        let app = App::new(
-            Arc::clone(&config),
-            Arc::new(store),
-            Arc::new(SystemClock),
-            Arc::new(StaticCredit::new(u64::MAX / 4)),
-            Arc::new(ScriptedMedia::new(tx)),
-            None,
-            [1; 32],
-        )
-        .await
-        .expect("app");
-        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-        app.spawn_background(rx, stop_rx);
-        let _now = wall_now_ms();
-        let consumer = app.store.insert_workspace(build_workspace("bench-consumer", &[Role::Consumer], None)).await.expect("consumer");
-        let supplier = app.store.insert_workspace(build_workspace("bench-supplier", &[Role::Supplier], Some(AT))).await.expect("supplier");
-        let mut devices = Vec::new();
-        let t = Instant::now();
-        for i in 0..DEVICES {
-            devices.push(setup_device(&app, &supplier, &consumer, i, config.chain.chain_id).await);
-        }
-        println!("signed {} samples on {DEVICES} devices in {:.1} s (the devices' work, not timed below)",
-            DEVICES * SAMPLES_PER_DEVICE, t.elapsed().as_secs_f64());
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}/api/v1", listener.local_addr().expect("addr"));
-        tokio::spawn(axum::serve(listener, lx_server::routes::router(Arc::clone(&app))).into_future());
-        let http = reqwest::Client::new();
-        let t = Instant::now();
-        let cpu_before = process_cpu_seconds();
-        let clients: Vec<_> = devices
-            .into_iter()
-            .map(|d| {
-                let http = http.clone();
-                let url = format!("{base}/sessions/{}/telemetry", d.session);
-                tokio::spawn(async move {
-                    for body in d.batches {
-                        let r = http
-                            .post(&url)
-                            .bearer_auth(&d.token)
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .send()
-                            .await
-                            .expect("post");
-                        assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
-                    }
-                })
-            })
-            .collect();
-        for c in clients {
-            c.await.expect("client");
-        }
-        let took = t.elapsed();
-        let busy = (process_cpu_seconds() - cpu_before) / took.as_secs_f64();
-        let total = DEVICES * SAMPLES_PER_DEVICE;
-        let ingest = rate(total, took);
-        let stored: usize = {
-            let mut n = 0;
-            let all = SessionFilter { limit: 100, ..SessionFilter::default() };
-            for s in app.store.sessions_of(supplier.id, Party::Operator, all).await.into_iter().flatten() {
-                n += app.store.session_samples(s.id).await.map(|v| v.len()).unwrap_or(0);
-            }
-            n
+        let store = lx_server::store::open(&config.store).await.expect("store");
+        let ingest = ingest_run(Arc::new(config), store, "").await;
+        let pg_ingest = if wants_postgres() {
+            let mut config = Config::defaults();
+            config.store.url = lx_server::store::postgres::cluster::shared().fresh_database().await;
+            let store = lx_server::store::open(&config.store).await.expect("PostgreSQL store");
+            Some(ingest_run(Arc::new(config), store, "PostgreSQL (throwaway cluster on loopback, fsync off) ").await)
+        } else {
+            None
         };
-        println!("ingest: {total} samples in {:.2} s through HTTP, batches of {BATCH}, {DEVICES} clients: {ingest:.0}/s ({} stored); the process kept {busy:.2} cores busy",
-            took.as_secs_f64(), stored);
-        assert_eq!(stored, total, "every sample stored");
         let after = raw.rates();
         let (one_core, all_cores, k256) =
             (before.0.max(after.0), before.1.max(after.1), before.2.max(after.2));
@@ -322,5 +387,9 @@ fn main() {
         println!("BENCH telemetry.raw_verify_one_core_per_s={one_core:.0}");
         println!("BENCH telemetry.k256_verify_one_core_per_s={k256:.0}");
         println!("BENCH telemetry.ingest_to_raw_ratio={:.3}", ingest / all_cores);
+        if let Some(pg_ingest) = pg_ingest {
+            println!("BENCH telemetry.pg_ingest_per_s={pg_ingest:.0}");
+            println!("BENCH telemetry.pg_ingest_to_raw_ratio={:.3}", pg_ingest / all_cores);
+        }
     });
 }
