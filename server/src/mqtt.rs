@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::config::MqttConfig;
 use crate::error::ApiError;
-use crate::store::Session;
+use crate::store::{Lease, Session};
 
 /// Most publishes taken from the broker in one ingest round.
 const INGEST_BATCH: usize = 512;
@@ -94,11 +94,13 @@ pub fn spawn(
     let (url, login) = login(&app.config.mqtt)?;
     let (options, network) =
         client::options(&url, &login).map_err(|e| anyhow::anyhow!("mqtt.url: {e}"))?;
+    let lease = Arc::new(IngestLease::default());
     let (client, mut eventloop) = AsyncClient::new(options, 4096);
     eventloop.set_network_options(network);
     let (inbound_tx, inbound_rx) = mpsc::channel::<rumqttc::Publish>(8192);
     let connection = {
         let client = client.clone();
+        let lease = Arc::clone(&lease);
         let stats = Arc::clone(&stats);
         let mut shutdown = shutdown.clone();
         let broker = format!("{}:{}", url.host, url.port);
@@ -119,6 +121,9 @@ pub fn spawn(
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::info!(%broker, "fleet link connected");
                         subscriptions_pending = 2;
+                        lease
+                            .subscribed
+                            .store(false, std::sync::atomic::Ordering::SeqCst);
                         for filter in [ALL_TELEMETRY, ALL_STATUS] {
                             if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
                                 tracing::warn!(%e, filter, "subscribe not queued");
@@ -134,8 +139,13 @@ pub fn spawn(
                         }
                         subscriptions_pending = subscriptions_pending.saturating_sub(1);
                         if subscriptions_pending == 0 {
-                            // Subscribed: devices may send telemetry now.
-                            publish_server_status(&client, true);
+                            lease
+                                .subscribed
+                                .store(true, std::sync::atomic::Ordering::SeqCst);
+                            if lease.held() {
+                                // Subscribed: devices may send telemetry now.
+                                publish_server_status(&client, true);
+                            }
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -154,16 +164,26 @@ pub fn spawn(
                     }
                 }
             }
-            // The will is not sent on a clean DISCONNECT: say it ourselves.
-            publish_server_status(&client, false);
+            // The will is not sent on a clean DISCONNECT: say it ourselves,
+            // if it was this replica that said it was there.
+            if lease.held() {
+                publish_server_status(&client, false);
+            }
             client::disconnect(&client, &mut eventloop).await;
         })
     };
+    let watch_lease = tokio::spawn(watch_ingest_lease(
+        Arc::clone(app),
+        client.clone(),
+        Arc::clone(&lease),
+        shutdown.clone(),
+    ));
     let ingest = tokio::spawn(ingest_loop(
         Arc::clone(app),
         client.clone(),
         stats,
         inbound_rx,
+        lease,
     ));
     let events = tokio::spawn(publish_loop(
         Arc::clone(app),
@@ -171,7 +191,7 @@ pub fn spawn(
         app.events.subscribe(),
         shutdown,
     ));
-    Ok(vec![connection, ingest, events])
+    Ok(vec![connection, watch_lease, ingest, events])
 }
 
 fn publish_server_status(client: &AsyncClient, online: bool) {
@@ -188,14 +208,88 @@ struct Run {
     samples: Vec<SampleJson>,
 }
 
+/// Whether this replica is the one storing what devices publish (the
+/// [`Lease::TelemetryIngest`] holder), asked of the store at most once a
+/// second. Every replica receives the devices' messages; the others drop
+/// them, and a device sends again what no ack covered, so a handover
+/// loses nothing. A store no other replica shares always grants it.
+#[derive(Debug, Default)]
+struct IngestLease {
+    held: std::sync::atomic::AtomicBool,
+    /// The link's subscriptions are in place: devices' messages reach us.
+    subscribed: std::sync::atomic::AtomicBool,
+    checked: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// How long a lease answer is taken as still true.
+const LEASE_RECHECK: Duration = Duration::from_secs(1);
+
+impl IngestLease {
+    fn held(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether this replica holds the lease now; `(held, newly)`.
+    async fn check(&self, app: &App) -> (bool, bool) {
+        let mut checked = self.checked.lock().await;
+        if checked.is_some_and(|at| at.elapsed() < LEASE_RECHECK) {
+            return (self.held(), false);
+        }
+        let held = match app.store.hold_lease(Lease::TelemetryIngest).await {
+            Ok(held) => held,
+            Err(err) => {
+                tracing::warn!(%err, "telemetry lease not checked; this replica stops ingesting");
+                false
+            }
+        };
+        *checked = Some(tokio::time::Instant::now());
+        let was = self.held.swap(held, std::sync::atomic::Ordering::SeqCst);
+        (held, held && !was)
+    }
+}
+
+/// Keeps the lease answer fresh; the replica that takes the lease says the
+/// server is there, and says it again every few seconds (another replica
+/// going away may have said otherwise with its last will).
+async fn watch_ingest_lease(
+    app: Arc<App>,
+    client: AsyncClient,
+    lease: Arc<IngestLease>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(LEASE_RECHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beats = 0u32;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let (held, newly) = lease.check(&app).await;
+        beats = if newly { 0 } else { beats + 1 };
+        if newly {
+            tracing::info!("this replica ingests the devices' telemetry");
+        }
+        let subscribed = lease.subscribed.load(std::sync::atomic::Ordering::SeqCst);
+        if held && subscribed && (newly || (beats % 5 == 0 && app.store.shared())) {
+            publish_server_status(&client, true);
+        }
+    }
+}
+
 async fn ingest_loop(
     app: Arc<App>,
     client: AsyncClient,
     stats: Arc<BridgeStats>,
     mut inbound: mpsc::Receiver<rumqttc::Publish>,
+    lease: Arc<IngestLease>,
 ) {
     let mut batch = Vec::with_capacity(INGEST_BATCH);
     while inbound.recv_many(&mut batch, INGEST_BATCH).await > 0 {
+        if !lease.check(&app).await.0 {
+            batch.clear();
+            continue;
+        }
         let mut runs: Vec<Run> = Vec::new();
         for publish in batch.drain(..) {
             match Topic::parse(&publish.topic) {

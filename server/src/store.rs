@@ -635,12 +635,16 @@ pub async fn open(c: &crate::config::StoreConfig) -> StoreResult<std::sync::Arc<
 pub enum Lease {
     /// Sending settlements: one relayer key, one nonce sequence.
     Relayer,
+    /// Ingesting the telemetry devices publish over MQTT: every replica
+    /// receives it, one stores it, in the order each device sent it.
+    TelemetryIngest,
 }
 
 impl Lease {
     pub fn name(self) -> &'static str {
         match self {
             Self::Relayer => "relayer",
+            Self::TelemetryIngest => "telemetry ingest",
         }
     }
 }
@@ -658,6 +662,10 @@ pub enum WorkspaceChange {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend_name(&self) -> &'static str;
+    /// Whether other replicas may share this store.
+    fn shared(&self) -> bool {
+        false
+    }
     /// The workspace changes other replicas sharing this store commit;
     /// `None` for a store no other process shares.
     fn workspace_changes(&self) -> Option<tokio::sync::broadcast::Receiver<WorkspaceChange>> {

@@ -703,6 +703,10 @@ impl Store for PgStore {
         "postgres"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn workspace_changes(&self) -> Option<tokio::sync::broadcast::Receiver<WorkspaceChange>> {
         Some(self.workspace_changes.subscribe())
     }

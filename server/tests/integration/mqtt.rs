@@ -337,3 +337,109 @@ async fn a_devices_last_will_marks_it_disconnected() {
     }
     panic!("the device still shows connected after its last will");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_store_each_devices_telemetry_once_and_hand_over() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut broker = TestBroker::configure(&dir).unwrap();
+    let (a, b) = crate::replicas::two_realtime_replicas(|c| broker.apply(c)).await;
+    broker.start().unwrap();
+    wait_for_server_online(&a).await;
+    wait_for_server_online(&b).await;
+    let supplier = a.supplier("fleet-co", BOGOTA, false).await;
+    let mut devices = Vec::new();
+    for i in 0..8 {
+        devices.push(a.enroll(&supplier, &format!("drone-{i}")).await);
+    }
+    let stored = |t: &TestApp| {
+        t.fleet
+            .as_ref()
+            .unwrap()
+            .samples_stored
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let shared_store = std::sync::Arc::clone(&a.app.store);
+    let last_sequence = |device: &Device| {
+        let store = std::sync::Arc::clone(&shared_store);
+        let id = device.operator_id;
+        async move { store.operator(id).await.unwrap().unwrap().last_sequence }
+    };
+    // Ten samples from each device, one message each, devices side by side.
+    let publish = |device: &Device, count: usize| {
+        let login = device_account(&broker, device);
+        let topic = Topic::Telemetry(device.operator_id).to_string();
+        // Captured one after another, 100 ms apart, ending now.
+        let now = lx_server::clock::wall_now_ms();
+        let samples: Vec<String> = (0..count)
+            .map(|i| {
+                let captured = now - 100 * (count - i) as i64;
+                device.sample(None, captured, BOGOTA, 3.0).to_string()
+            })
+            .collect();
+        async move {
+            for sample in samples {
+                login.publish(&topic, &sample).await;
+            }
+        }
+    };
+    futures_util::future::join_all(devices.iter().map(|d| publish(d, 10))).await;
+    for device in &devices {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while last_sequence(device).await != Some(10) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "device {} at {:?}; stored by A {}, by B {}",
+                device.operator_id,
+                last_sequence(device).await,
+                stored(&a),
+                stored(&b)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (by_a, by_b) = (stored(&a), stored(&b));
+    assert_eq!(
+        by_a + by_b,
+        80,
+        "stored once each: {by_a} by A, {by_b} by B"
+    );
+    assert_eq!(
+        by_a.min(by_b),
+        0,
+        "one replica ingests: {by_a} by A, {by_b} by B"
+    );
+
+    // The ingesting replica goes away: the other takes over.
+    let (gone, survivor) = if by_a > 0 { (a, b) } else { (b, a) };
+    // Gone for good: its store, and with it the lease's connection, closed.
+    let weak = std::sync::Arc::downgrade(&gone.app);
+    drop((gone, shared_store));
+    for _ in 0..100 {
+        if weak.strong_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(weak.strong_count(), 0, "the stopped replica still runs");
+    let before = stored(&survivor);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut sequence = 10;
+    while stored(&survivor) == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the survivor never took over the ingest"
+        );
+        // A device whose samples no ack covers sends on; so does this one.
+        publish(&devices[0], 1).await;
+        sequence += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let op = survivor
+        .app
+        .store
+        .operator(devices[0].operator_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(op.last_sequence.unwrap() > 10 && op.last_sequence.unwrap() <= sequence);
+}

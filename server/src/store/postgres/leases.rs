@@ -1,4 +1,5 @@
-//! Leases: work one replica does at a time (the relayer's nonces). A lease
+//! Leases: work one replica does at a time (the relayer's nonces, the
+//! telemetry devices publish over MQTT). A lease
 //! is a session-level advisory lock held on a connection of its own; when
 //! the holder dies its connection closes and PostgreSQL frees the lock at
 //! once, so the next replica that asks takes it.
@@ -21,6 +22,7 @@ fn key(lease: Lease) -> i64 {
     const BASE: i64 = 0x6c78_6c65_6173_6500;
     match lease {
         Lease::Relayer => BASE + 1,
+        Lease::TelemetryIngest => BASE + 2,
     }
 }
 
