@@ -271,7 +271,7 @@ async fn watch_ingest_lease(
             tracing::info!("this replica ingests the devices' telemetry");
         }
         let subscribed = lease.subscribed.load(std::sync::atomic::Ordering::SeqCst);
-        if held && subscribed && (newly || (beats % 5 == 0 && app.store.shared())) {
+        if held && subscribed && (newly || (beats.is_multiple_of(5) && app.store.shared())) {
             publish_server_status(&client, true);
         }
     }

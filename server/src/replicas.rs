@@ -42,3 +42,70 @@ pub async fn follow(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         }
     }
 }
+
+/// Marks a request one replica forwards to another: the receiver answers it
+/// itself and forwards nothing further.
+pub const FORWARDED_HEADER: &str = "x-lx-forwarded-by";
+
+/// How long a replica waits for the owner of a session's media.
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn origin(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+/// The replica carrying the session's media, when it is another one: the
+/// origin of its WHIP URL, which the built-in media plane makes from its
+/// replica's `http.public_url`. `None` when this replica carries it, or the
+/// media live outside the replicas (an external edge).
+pub fn media_owner(app: &App, media: &crate::store::MediaEndpoints) -> Option<String> {
+    if app.media.name() != "builtin" || !app.store.shared() {
+        return None;
+    }
+    let owner = origin(&media.whip_url)?;
+    (Some(&owner) != origin(&app.config.http.public_url).as_ref()).then_some(owner)
+}
+
+/// What the owner answers for the session's latest frame, asked with the
+/// caller's own credentials (the owner authorizes the caller again).
+pub async fn frame_from_owner(
+    owner: &str,
+    session: uuid::Uuid,
+    headers: &axum::http::HeaderMap,
+    by: &str,
+) -> Result<axum::response::Response, String> {
+    use axum::http::header;
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(FORWARD_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    });
+    let mut request = client
+        .get(format!("{owner}/api/v1/sessions/{session}/frame"))
+        .header(FORWARDED_HEADER, by);
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value.clone());
+        }
+    }
+    let answer = request.send().await.map_err(|e| e.to_string())?;
+    let mut response = axum::response::Response::builder().status(answer.status().as_u16());
+    for name in [
+        header::CONTENT_TYPE,
+        header::CACHE_CONTROL,
+        header::HeaderName::from_static("x-lx-frame-decoded-at"),
+    ] {
+        if let Some(value) = answer.headers().get(name.as_str()) {
+            response = response.header(name, value.as_bytes());
+        }
+    }
+    let body = answer.bytes().await.map_err(|e| e.to_string())?;
+    response
+        .body(axum::body::Body::from(body))
+        .map_err(|e| e.to_string())
+}

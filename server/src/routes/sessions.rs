@@ -905,6 +905,7 @@ pub(super) async fn frame(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<axum::response::Response> {
     use axum::http::header;
     use axum::response::IntoResponse;
@@ -924,6 +925,24 @@ pub(super) async fn frame(
             frame.jpeg.as_ref().clone(),
         )
             .into_response());
+    }
+    // Another replica carries the media: its frame, asked of it.
+    let forwarded = headers.contains_key(crate::replicas::FORWARDED_HEADER);
+    if let (true, false, Some(media)) = (live, forwarded, &session.media)
+        && let Some(owner) = crate::replicas::media_owner(&app, media)
+    {
+        let by = app.config.http.public_url.clone();
+        match crate::replicas::frame_from_owner(&owner, session.id, &headers, &by).await {
+            Ok(response) => return Ok(response),
+            Err(err) => {
+                tracing::warn!(session = %session.id, %owner, %err, "the media's replica did not answer for the frame");
+                return Err(ApiError::new(
+                    ErrorCode::FrameNotAvailable,
+                    "the replica carrying this session's media did not answer",
+                )
+                .with_detail("frame:ownerUnreachable"));
+            }
+        }
     }
     let detail = if session.expiry_reason == Some(ExpiryReason::WaitTimeout) {
         "expired"

@@ -155,3 +155,68 @@ async fn both_sweepers_expire_each_due_session_once() {
         assert_eq!(session["state"], "EXPIRED", "{session}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_asked_of_the_replica_without_the_media_comes_from_the_one_with_it() {
+    use crate::media::{Live, frame, publish};
+    let url = lx_server::store::postgres::cluster::shared()
+        .fresh_database()
+        .await;
+    let with_media = |url: String| TestApp::spawn_with_media(move |c| c.store.url = url);
+    let (a, b) = (with_media(url.clone()).await, with_media(url).await);
+    let consumer = a.consumer("media-consumer").await;
+    let supplier = a.supplier("media-supplier", BOGOTA, true).await;
+    let id = a.request(&consumer, BOGOTA, 600).await;
+    a.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    let started = a
+        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
+        .await
+        .ok();
+    let whip = started.data()["whipUrl"].as_str().unwrap().to_owned();
+    let whep = started.data()["whepUrl"].as_str().unwrap().to_owned();
+    let (publisher, _) = publish(&whip, lx_media::Codec::Vp8).await;
+    b.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(10))
+        .await;
+    // The consumer asks the replica that does not carry the media.
+    let through_b = Live {
+        t: b,
+        consumer,
+        supplier,
+        id,
+        whip,
+        whep,
+    };
+    let resp = frame(&through_b).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    assert!(resp.headers().contains_key("x-lx-frame-decoded-at"));
+    let jpeg = resp.bytes().await.unwrap();
+    let image = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .unwrap()
+        .to_rgb8();
+    lx_media::testpattern::smpte_bars_match(image.as_raw(), 320, 240)
+        .expect("the publisher's test pattern");
+    // The owner gone, the other replica says so by name.
+    drop(publisher);
+    drop(a);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = frame(&through_b).await;
+        if resp.status().as_u16() == 404 {
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["code"], "FRAME_NOT_AVAILABLE", "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "frames after the owner stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
