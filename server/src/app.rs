@@ -377,7 +377,9 @@ impl App {
     /// Hands the media plane the sessions that carried media before a
     /// restart: their frames and media gaps are watched again.
     pub async fn adopt_media(&self) -> Result<usize, StoreError> {
-        let sessions = self.store.media_sessions().await?;
+        let mut sessions = self.store.media_sessions().await?;
+        // Another replica's sessions are its own to watch.
+        sessions.retain(|s| s.media.as_ref().is_none_or(|m| self.carries_media(m)));
         for s in &sessions {
             if let Some(endpoints) = &s.media {
                 let live = matches!(s.state, SessionState::Live | SessionState::Paused);
@@ -385,6 +387,20 @@ impl App {
             }
         }
         Ok(sessions.len())
+    }
+
+    /// Whether this replica carries these media: always, but for the
+    /// built-in media plane of another replica sharing the store (its WHIP
+    /// URL names that replica's `http.public_url`).
+    pub fn carries_media(&self, media: &crate::store::MediaEndpoints) -> bool {
+        let origin = |url: &str| {
+            url.parse::<axum::http::Uri>()
+                .ok()
+                .and_then(|u| Some((u.scheme_str()?.to_owned(), u.authority()?.to_string())))
+        };
+        self.media.name() != "builtin"
+            || !self.store.shared()
+            || origin(&media.whip_url) == origin(&self.config.http.public_url)
     }
 
     pub async fn on_media_event(&self, event: MediaEvent) {

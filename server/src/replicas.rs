@@ -50,22 +50,16 @@ pub const FORWARDED_HEADER: &str = "x-lx-forwarded-by";
 /// How long a replica waits for the owner of a session's media.
 const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-fn origin(url: &str) -> Option<String> {
-    reqwest::Url::parse(url)
-        .ok()
-        .map(|u| u.origin().ascii_serialization())
-}
-
 /// The replica carrying the session's media, when it is another one: the
 /// origin of its WHIP URL, which the built-in media plane makes from its
-/// replica's `http.public_url`. `None` when this replica carries it, or the
-/// media live outside the replicas (an external edge).
+/// replica's `http.public_url`.
 pub fn media_owner(app: &App, media: &crate::store::MediaEndpoints) -> Option<String> {
-    if app.media.name() != "builtin" || !app.store.shared() {
+    if app.carries_media(media) {
         return None;
     }
-    let owner = origin(&media.whip_url)?;
-    (Some(&owner) != origin(&app.config.http.public_url).as_ref()).then_some(owner)
+    reqwest::Url::parse(&media.whip_url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
 }
 
 /// What the owner answers for the session's latest frame, asked with the
