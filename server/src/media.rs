@@ -140,6 +140,17 @@ pub trait MediaBackend: Send + Sync + 'static {
     /// was LIVE or PAUSED, so silence from now on is a media gap).
     fn adopt(&self, _session_id: Uuid, _endpoints: &MediaEndpoints, _live: bool) {}
 
+    /// The session's media move here from a replica that is gone, which
+    /// last carried media at `last_media_ms`: silence since then is a gap
+    /// that the session's next frame here closes.
+    fn take_over(
+        &self,
+        _session_id: Uuid,
+        _endpoints: &MediaEndpoints,
+        _last_media_ms: UnixMillis,
+    ) {
+    }
+
     /// Edge mode: whether `id` is a live input made through
     /// [`Self::create_live_input`] rather than a session of this server.
     fn is_live_input(&self, _id: Uuid) -> bool {

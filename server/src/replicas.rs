@@ -103,3 +103,65 @@ pub async fn frame_from_owner(
         .body(axum::body::Body::from(body))
         .map_err(|e| e.to_string())
 }
+
+/// Whether the replica at `owner` answers at all.
+pub async fn answers(owner: &str) -> bool {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(1))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    });
+    client
+        .get(format!("{owner}/api/v1/health"))
+        .send()
+        .await
+        .is_ok()
+}
+
+/// Moves the session's media here from `gone`, the endpoints of a replica
+/// that no longer answers: a device that asks `start` again after its WHIP
+/// connection failed publishes to this replica next. Media are counted as
+/// last seen one media timeout ago, so the gap becomes a NETWORK_ERROR
+/// window that the first frame here closes.
+pub async fn take_over_media(
+    app: &App,
+    session: crate::store::Session,
+    gone: &crate::store::MediaEndpoints,
+) -> Result<crate::store::Session, TakeOverError> {
+    let media = app
+        .media
+        .provision(session.id)
+        .await
+        .map_err(TakeOverError::Media)?;
+    let stored = app
+        .store
+        .replace_media(session.id, &gone.backend_ref, media.clone())
+        .await
+        .map_err(TakeOverError::Store)?;
+    if stored.media.as_ref() != Some(&media) {
+        // Another replica moved them first.
+        let _ = app.media.release(session.id, &media).await;
+        return Ok(stored);
+    }
+    tracing::warn!(session = %session.id, gone = %gone.whip_url, "the session's media replica is gone: its media move here");
+    if matches!(
+        stored.state,
+        lx_protocol::api::SessionState::Live | lx_protocol::api::SessionState::Paused
+    ) {
+        let timeout = i64::from(app.config.media.media_timeout_ms);
+        app.media
+            .take_over(session.id, &media, app.now() - timeout - 1);
+    }
+    Ok(stored)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TakeOverError {
+    #[error("media: {0}")]
+    Media(crate::media::MediaError),
+    #[error(transparent)]
+    Store(crate::store::ApplyError),
+}

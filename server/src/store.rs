@@ -761,6 +761,15 @@ pub trait Store: Send + Sync + 'static {
     /// [`crate::store::events::session_event`]) is queued for every subscribed
     /// webhook of the session's consumer and operator in the same transaction.
     async fn apply(&self, transition: Transition) -> Result<Session, ApplyError>;
+    /// Moves the session's media from `replaced` (its backend ref) to
+    /// `media`, once: a second call, or one after another replica's move,
+    /// returns the session with the media it holds.
+    async fn replace_media(
+        &self,
+        session_id: Uuid,
+        replaced: &str,
+        media: MediaEndpoints,
+    ) -> Result<Session, ApplyError>;
     /// Stores the media endpoints once; a second call returns the first ones.
     async fn attach_media(
         &self,

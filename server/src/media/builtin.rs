@@ -236,6 +236,15 @@ impl MediaBackend for BuiltinMedia {
         }
     }
 
+    fn take_over(
+        &self,
+        session_id: Uuid,
+        _: &MediaEndpoints,
+        last_media_ms: lx_protocol::time::UnixMillis,
+    ) {
+        self.feeds.feed(session_id).assume_media_at(last_media_ms);
+    }
+
     fn is_live_input(&self, id: Uuid) -> bool {
         lock(&self.inputs).contains(&id)
     }

@@ -785,8 +785,19 @@ pub(super) async fn start(
     ) {
         return Err(ApiError::invalid_state("start", session.state));
     }
-    let session = match session.media {
-        Some(_) => session,
+    let session = match session.media.clone() {
+        // Its replica is gone: the device asks again, the media move here.
+        Some(media) => match crate::replicas::media_owner(&app, &media) {
+            Some(owner) if !crate::replicas::answers(&owner).await => {
+                crate::replicas::take_over_media(&app, session, &media)
+                    .await
+                    .map_err(|e| match e {
+                        crate::replicas::TakeOverError::Media(e) => media_unavailable(e),
+                        crate::replicas::TakeOverError::Store(e) => act_error("start", e.into()),
+                    })?
+            }
+            _ => session,
+        },
         None => {
             let media = app
                 .media

@@ -1311,6 +1311,31 @@ impl Store for PgStore {
         Ok(session)
     }
 
+    async fn replace_media(
+        &self,
+        session_id: Uuid,
+        replaced: &str,
+        media: MediaEndpoints,
+    ) -> Result<Session, ApplyError> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "UPDATE sessions SET media_ref = $3, whip_url = $4, whep_url = $5
+             WHERE id = $1 AND media_ref = $2 AND state IN ('ASSIGNED','LIVE','PAUSED')",
+            &[
+                &session_id.to_string(),
+                &replaced,
+                &media.backend_ref,
+                &media.whip_url,
+                &media.whep_url,
+            ],
+        )
+        .await?;
+        load_session(&client, session_id)
+            .await?
+            .ok_or(ApplyError::SessionNotFound)
+    }
+
     async fn due_sessions(
         &self,
         now: UnixMillis,

@@ -1564,6 +1564,41 @@ impl Store for SqliteStore {
         Ok(session)
     }
 
+    async fn replace_media(
+        &self,
+        session_id: Uuid,
+        replaced: &str,
+        media: MediaEndpoints,
+    ) -> Result<Session, ApplyError> {
+        let replaced = replaced.to_owned();
+        let session = self
+            .run_with(move |c| {
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(StoreError::from)?;
+                tx.execute(
+                    "UPDATE sessions SET media_ref = ?3, whip_url = ?4, whep_url = ?5
+                     WHERE id = ?1 AND media_ref = ?2 AND state IN ('ASSIGNED','LIVE','PAUSED')",
+                    params![
+                        session_id.to_string(),
+                        replaced,
+                        media.backend_ref,
+                        media.whip_url,
+                        media.whep_url
+                    ],
+                )
+                .map_err(StoreError::from)?;
+                let session = load_session(&tx, session_id)
+                    .map_err(StoreError::from)?
+                    .ok_or(ApplyError::SessionNotFound)?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok::<_, ApplyError>(session)
+            })
+            .await?;
+        self.wrote();
+        Ok(session)
+    }
+
     async fn due_sessions(
         &self,
         now: UnixMillis,

@@ -376,6 +376,24 @@ pub async fn media_is_attached_once_and_windows_open_and_close(store: &dyn Store
         store.attach_media(s.id, media("b")).await.unwrap().media,
         Some(media("a"))
     );
+    // Moved once from the replica gone with "a": the second move, which
+    // still names "a", finds "b" in its place.
+    assert_eq!(
+        store
+            .replace_media(s.id, "a", media("b"))
+            .await
+            .unwrap()
+            .media,
+        Some(media("b"))
+    );
+    assert_eq!(
+        store
+            .replace_media(s.id, "a", media("c"))
+            .await
+            .unwrap()
+            .media,
+        Some(media("b"))
+    );
     store
         .apply(Transition {
             started_ms: Some(100),

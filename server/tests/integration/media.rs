@@ -133,7 +133,7 @@ pub(crate) async fn frame(live: &Live) -> reqwest::Response {
         .expect("GET frame")
 }
 
-fn windows(session: &Value, reason: &str) -> Vec<(i64, Option<i64>)> {
+pub(crate) fn windows(session: &Value, reason: &str) -> Vec<(i64, Option<i64>)> {
     session["windows"]
         .as_array()
         .into_iter()

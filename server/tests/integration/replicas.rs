@@ -10,6 +10,7 @@ use serde_json::json;
 use lx_server::config::Config;
 
 use crate::common::{BOGOTA, TestApp};
+use crate::media::{Live, frame, publish};
 
 /// Two servers on one fresh database.
 async fn two_replicas() -> (TestApp, TestApp) {
@@ -156,9 +157,9 @@ async fn both_sweepers_expire_each_due_session_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frame_asked_of_the_replica_without_the_media_comes_from_the_one_with_it() {
-    use crate::media::{Live, frame, publish};
+/// Two replicas with the built-in media plane and a session LIVE on the
+/// first: (the second, the session through the first, its publisher).
+async fn live_on_the_first_of_two() -> (TestApp, Live, lx_media::publish::Publisher) {
     let url = lx_server::store::postgres::cluster::shared()
         .fresh_database()
         .await;
@@ -183,6 +184,90 @@ async fn a_frame_asked_of_the_replica_without_the_media_comes_from_the_one_with_
     let (publisher, _) = publish(&whip, lx_media::Codec::Vp8).await;
     b.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(10))
         .await;
+    let live = Live {
+        t: a,
+        consumer,
+        supplier,
+        id,
+        whip,
+        whep,
+    };
+    (b, live, publisher)
+}
+
+/// Stops a replica and waits until nothing of it runs.
+async fn stop(replica: TestApp) {
+    let weak = std::sync::Arc::downgrade(&replica.app);
+    drop(replica);
+    for _ in 0..100 {
+        if weak.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the stopped replica still runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_media_replica_is_gone_the_device_publishes_through_the_other() {
+    let (b, live, publisher) = live_on_the_first_of_two().await;
+    let Live {
+        t: a,
+        consumer,
+        supplier,
+        id,
+        whip,
+        ..
+    } = live;
+    // A WHIP POST would fail now: the device asks to start again, of the
+    // replica that answers.
+    drop(publisher);
+    stop(a).await;
+    let started = b
+        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
+        .await
+        .ok();
+    let moved = started.data()["whipUrl"].as_str().unwrap().to_owned();
+    assert_ne!(moved, whip);
+    assert!(
+        moved.starts_with(b.base.trim_end_matches("/api/v1")),
+        "{moved}"
+    );
+    let (publisher, _) = publish(&moved, lx_media::Codec::Vp8).await;
+    // The gap is one NETWORK_ERROR window, closed by the first frame here.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let gap = loop {
+        let session = b.session(&consumer, &id).await;
+        let gaps = crate::media::windows(&session, "NETWORK_ERROR");
+        if let [(opened, Some(closed))] = gaps.as_slice() {
+            break closed - opened;
+        }
+        assert!(gaps.len() <= 1, "{session}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no closed gap: {session}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        gap >= 2_000,
+        "the gap counts from a media timeout before the move: {gap} ms"
+    );
+    assert_eq!(b.session(&consumer, &id).await["state"], "LIVE");
+    drop(publisher);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_asked_of_the_replica_without_the_media_comes_from_the_one_with_it() {
+    let (b, live, publisher) = live_on_the_first_of_two().await;
+    let Live {
+        t: a,
+        consumer,
+        supplier,
+        id,
+        whip,
+        whep,
+    } = live;
     // A replica restarting watches only the media it carries: the other's
     // silence is no gap in its sessions.
     assert_eq!(b.app.adopt_media().await.unwrap(), 0);
