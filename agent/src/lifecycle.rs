@@ -184,6 +184,9 @@ pub struct Shell {
     pub battery: Battery,
     /// Offers and commands from the fleet link, and the link for the acks.
     pub fleet: Option<(mpsc::Receiver<Inbound>, FleetHandle)>,
+    /// Sessions whose WHIP endpoint reaches no server (from the video task):
+    /// their `start` is asked again at once, for where their media are now.
+    pub video_gone: Option<mpsc::Receiver<Uuid>>,
 }
 
 /// Polls the server, takes the fleet's offers and commands, and applies the
@@ -200,6 +203,7 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
         stats,
         battery,
         fleet,
+        mut video_gone,
     } = shell;
     let links = Links {
         session: session_tx,
@@ -233,8 +237,26 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
                     link.ack(&ack);
                 }
             }
+            Some(id) = next_gone(&mut video_gone) => {
+                core.retry_start(id, Instant::now());
+            }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// The next session the video task found its endpoint gone for; never,
+/// without a video task.
+async fn next_gone(gone: &mut Option<mpsc::Receiver<Uuid>>) -> Option<Uuid> {
+    match gone {
+        Some(rx) => match rx.recv().await {
+            Some(id) => Some(id),
+            None => {
+                *gone = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -83,6 +83,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (session_tx, session_rx) = watch::channel(None);
     let (video_tx, video_rx) = watch::channel(None);
+    let (gone_tx, gone_rx) = tokio::sync::mpsc::channel(4);
     let video_stats = Arc::new(Mutex::new(crate::video::VideoStats::default()));
     let telemetry_stats = Arc::new(Mutex::new(Default::default()));
     let lifecycle_stats = Arc::new(Mutex::new(crate::status::LifecycleStats {
@@ -174,6 +175,7 @@ pub async fn run(
             stats: Arc::clone(&lifecycle_stats),
             battery: battery.clone(),
             fleet,
+            video_gone: Some(gone_rx),
         },
         Lifecycle::new(config.lifecycle.auto_accept)
             .with_min_battery(config.lifecycle.min_battery_percent),
@@ -191,11 +193,12 @@ pub async fn run(
                 http,
                 video_rx,
                 Arc::clone(&video_stats),
+                gone_tx,
                 stop_rx.clone(),
             )));
         }
         _ => {
-            drop(video_rx);
+            drop((video_rx, gone_tx));
             tracing::info!("video.enabled = false: telemetry only");
         }
     }

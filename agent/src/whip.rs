@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 pub const MAX_REDIRECTS: u32 = 3;
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// POSTs in a row that reach no server before the endpoint is reported
+/// gone: the replica that carried the session may have died, and the
+/// session's `start` names where its media are now.
+pub const GONE_AFTER_UNREACHABLE: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Method {
@@ -82,6 +86,9 @@ pub enum Output {
         after: Duration,
         reason: String,
     },
+    /// [`GONE_AFTER_UNREACHABLE`] POSTs in a row reached no server: ask
+    /// the session's `start` again (the core goes on retrying meanwhile).
+    EndpointGone,
     Stopped,
 }
 
@@ -111,6 +118,8 @@ pub struct WhipClient {
     endpoint: String,
     state: State,
     attempt: u32,
+    /// POSTs in a row that reached no server.
+    unreachable: u32,
     outputs: VecDeque<Output>,
 }
 
@@ -131,6 +140,7 @@ impl WhipClient {
             endpoint,
             state,
             attempt: 0,
+            unreachable: 0,
             outputs: VecDeque::new(),
         }
     }
@@ -164,6 +174,10 @@ impl WhipClient {
     }
 
     pub fn handle_input(&mut self, input: Input) {
+        if matches!(input, Input::Response { .. }) {
+            // A server answered: whatever it said, the endpoint is there.
+            self.unreachable = 0;
+        }
         match (std::mem::replace(&mut self.state, State::Stopped), input) {
             (State::Stopped, _) => self.state = State::Stopped,
             (State::Running { resource }, Input::Stop { .. }) => {
@@ -222,6 +236,10 @@ impl WhipClient {
                 _ => self.retry(now, format!("WHIP endpoint answered {status}")),
             },
             (State::Posting { .. }, Input::Unreachable { now }) => {
+                self.unreachable += 1;
+                if self.unreachable == GONE_AFTER_UNREACHABLE {
+                    self.outputs.push_back(Output::EndpointGone);
+                }
                 self.retry(now, "WHIP endpoint unreachable".into())
             }
             (State::Running { .. }, Input::MediaFailed { now }) => {
@@ -290,6 +308,42 @@ mod tests {
             ]
         );
         assert!(c.is_running());
+    }
+
+    #[test]
+    fn an_endpoint_unreachable_twice_in_a_row_is_reported_gone_once() {
+        let (mut c, t0) = build_client();
+        drain(&mut c);
+        let mut now = t0;
+        let mut gone = 0;
+        // Unreachable, answered, then unreachable twice and thrice.
+        for reachable in [false, true, false, false, false] {
+            if reachable {
+                c.handle_input(Input::Response {
+                    status: 503,
+                    location: None,
+                    body: String::new(),
+                    now,
+                });
+            } else {
+                c.handle_input(Input::Unreachable { now });
+            }
+            let outputs = drain(&mut c);
+            gone += outputs
+                .iter()
+                .filter(|o| **o == Output::EndpointGone)
+                .count();
+            // Back to posting after the backoff.
+            now += MAX_BACKOFF;
+            c.handle_input(Input::Tick { now });
+            drain(&mut c);
+            c.handle_input(Input::Offer {
+                sdp: "v=0".into(),
+                now,
+            });
+            drain(&mut c);
+        }
+        assert_eq!(gone, 1, "reported once, at the second unreachable in a row");
     }
 
     #[test]

@@ -10,6 +10,8 @@ mod common;
 mod fleet;
 #[path = "../../server/tests/common/mqtt.rs"]
 mod mqtt_support;
+#[path = "integration/replicas.rs"]
+mod replicas;
 #[path = "integration/supervise.rs"]
 mod supervise;
 

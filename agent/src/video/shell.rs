@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use lx_media::publish::{EncoderChoice, Publisher, PublisherConfig, VideoSource};
 use lx_media::{Codec, IceConfig};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, mpsc, watch};
+use uuid::Uuid;
 
 use super::{Stream, VideoStats};
 use crate::config::{CameraSource, VideoConfig};
@@ -63,6 +64,7 @@ pub async fn run(
     http: reqwest::Client,
     mut target: watch::Receiver<Option<Stream>>,
     stats: Arc<Mutex<VideoStats>>,
+    gone: mpsc::Sender<Uuid>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     stats.lock().await.codec = config.codec.to_string();
@@ -75,7 +77,16 @@ pub async fn run(
             s.bitrate_kbps = 0;
         }
         if let Some(stream) = current {
-            let done = publish(&config, &http, &stream, &mut target, &stats, &mut shutdown).await;
+            let done = publish(
+                &config,
+                &http,
+                &stream,
+                &mut target,
+                &stats,
+                &gone,
+                &mut shutdown,
+            )
+            .await;
             if done == Ended::Shutdown {
                 return;
             }
@@ -101,6 +112,7 @@ async fn publish(
     stream: &Stream,
     target: &mut watch::Receiver<Option<Stream>>,
     stats: &Mutex<VideoStats>,
+    gone: &mpsc::Sender<Uuid>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
     let mut core = WhipClient::new(stream.whip_url.clone());
@@ -179,6 +191,12 @@ async fn publish(
                     s.state = "retrying";
                     s.last_error = Some(reason);
                     s.bitrate_kbps = 0;
+                }
+                Output::EndpointGone => {
+                    // The lifecycle asks `start` again; a new URL retargets us.
+                    tracing::warn!(session = %stream.session_id, url = %stream.whip_url,
+                        "the WHIP endpoint reaches no server: asking where the session's media are now");
+                    let _ = gone.try_send(stream.session_id);
                 }
                 Output::Stopped => {
                     if let Some(old) = publisher.take() {

@@ -242,7 +242,8 @@ impl MediaBackend for BuiltinMedia {
         _: &MediaEndpoints,
         last_media_ms: lx_protocol::time::UnixMillis,
     ) {
-        self.feeds.feed(session_id).assume_media_at(last_media_ms);
+        let now = self.feeds.clock.now_ms();
+        self.feeds.feed(session_id).lost_since(last_media_ms, now);
     }
 
     fn is_live_input(&self, id: Uuid) -> bool {
