@@ -43,6 +43,36 @@ pub async fn follow(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// How often a replica says it is alive.
+const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The origin (`scheme://host:port`) of a URL, how replicas are named.
+pub fn origin(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+/// Says, every second until `shutdown`, that this replica is alive; returns
+/// at once for a store no other replica shares.
+pub async fn say_alive(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let Some(me) = origin(&app.config.http.public_url).filter(|_| app.store.shared()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(ALIVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(err) = app.store.replica_alive(&me, app.now()).await {
+                    tracing::warn!(%err, "could not say this replica is alive");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// Marks a request one replica forwards to another: the receiver answers it
 /// itself and forwards nothing further.
 pub const FORWARDED_HEADER: &str = "x-lx-forwarded-by";
@@ -57,9 +87,7 @@ pub fn media_owner(app: &App, media: &crate::store::MediaEndpoints) -> Option<St
     if app.carries_media(media) {
         return None;
     }
-    reqwest::Url::parse(&media.whip_url)
-        .ok()
-        .map(|u| u.origin().ascii_serialization())
+    origin(&media.whip_url)
 }
 
 /// What the owner answers for the session's latest frame, asked with the
@@ -124,8 +152,8 @@ pub async fn answers(owner: &str) -> bool {
 /// Moves the session's media here from `gone`, the endpoints of a replica
 /// that no longer answers: a device that asks `start` again after its WHIP
 /// connection failed publishes to this replica next. Media are counted as
-/// last seen one media timeout ago, so the gap becomes a NETWORK_ERROR
-/// window that the first frame here closes.
+/// lost since the gone replica last said it was alive, so the gap becomes a
+/// NETWORK_ERROR window that the first frame here closes.
 pub async fn take_over_media(
     app: &App,
     session: crate::store::Session,
@@ -151,9 +179,16 @@ pub async fn take_over_media(
         stored.state,
         lx_protocol::api::SessionState::Live | lx_protocol::api::SessionState::Paused
     ) {
+        // Silent since the gone replica last said it was alive, or one
+        // media timeout ago if that is earlier (or unknown).
         let timeout = i64::from(app.config.media.media_timeout_ms);
-        app.media
-            .take_over(session.id, &media, app.now() - timeout - 1);
+        let latest = app.now() - timeout - 1;
+        let seen = match origin(&gone.whip_url) {
+            Some(owner) => app.store.replica_seen(&owner).await.ok().flatten(),
+            None => None,
+        };
+        let silent_since = seen.map_or(latest, |seen| seen.min(latest));
+        app.media.take_over(session.id, &media, silent_since);
     }
     Ok(stored)
 }

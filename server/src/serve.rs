@@ -310,6 +310,10 @@ pub async fn run(
         Arc::clone(&app),
         stop_rx.clone(),
     )));
+    tasks.push(tokio::spawn(crate::replicas::say_alive(
+        Arc::clone(&app),
+        stop_rx.clone(),
+    )));
     if app.config.mqtt.enabled() {
         let (_, fleet) = crate::mqtt::start(&app, stop_rx.clone()).await?;
         tasks.extend(fleet);

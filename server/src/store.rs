@@ -662,6 +662,15 @@ pub enum WorkspaceChange {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend_name(&self) -> &'static str;
+    /// Notes that the replica at `origin` (its `http.public_url`'s) is
+    /// alive at `now`; a store no other replica shares keeps nothing.
+    async fn replica_alive(&self, _origin: &str, _now: UnixMillis) -> StoreResult<()> {
+        Ok(())
+    }
+    /// When the replica at `origin` last said it was alive.
+    async fn replica_seen(&self, _origin: &str) -> StoreResult<Option<UnixMillis>> {
+        Ok(None)
+    }
     /// Whether other replicas may share this store.
     fn shared(&self) -> bool {
         false

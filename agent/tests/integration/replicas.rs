@@ -112,6 +112,7 @@ async fn the_media_replica_gone_the_agent_publishes_through_the_other_and_the_ga
     let gone = replicas.remove(owner);
     let survivor = replicas.pop().unwrap();
     let weak = Arc::downgrade(&gone.app);
+    let stopped_ms = lx_server::clock::wall_now_ms();
     drop(gone);
     wait_until("the replica to be gone", 10, || {
         let weak = weak.clone();
@@ -131,6 +132,12 @@ async fn the_media_replica_gone_the_agent_publishes_through_the_other_and_the_ga
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (opened_ms, closed_ms) = closed.expect("the gap closes: media flow through the survivor");
+    // The gap counts from when the gone replica last said it was alive (each
+    // does every second), not from when the agent noticed, seconds later.
+    assert!(
+        (stopped_ms - 1_500..=stopped_ms).contains(&opened_ms),
+        "the gap opens at {opened_ms}, the replica stopped at {stopped_ms}"
+    );
     let (status, _) = frame_status(&survivor, &consumer, &id).await;
     assert_eq!(status, 200, "the survivor decodes the agent's frames");
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -43,7 +43,14 @@ use super::schema::{
 use super::*;
 
 /// The migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres/0001_schema.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("postgres/0001_schema.sql")),
+    (2, include_str!("postgres/0002_replicas.sql")),
+];
+
+/// Tables only a store shared by replicas has.
+#[cfg(test)]
+const REPLICA_TABLES: &[&str] = &["replicas"];
 
 /// The advisory lock migrations run under ("lxmigr" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6c78_6d69_6772;
@@ -705,6 +712,27 @@ impl Store for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    async fn replica_alive(&self, origin: &str, now: UnixMillis) -> StoreResult<()> {
+        execute(
+            &self.client().await?,
+            "INSERT INTO replicas (origin, seen_ms) VALUES ($1, $2)
+             ON CONFLICT (origin) DO UPDATE SET seen_ms = GREATEST(replicas.seen_ms, excluded.seen_ms)",
+            &[&origin, &now],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn replica_seen(&self, origin: &str) -> StoreResult<Option<UnixMillis>> {
+        one(
+            &self.client().await?,
+            "SELECT seen_ms FROM replicas WHERE origin = $1",
+            &[&origin],
+            |r| rows::get(r, 0),
+        )
+        .await
     }
 
     fn workspace_changes(&self) -> Option<tokio::sync::broadcast::Receiver<WorkspaceChange>> {
@@ -2324,13 +2352,17 @@ mod tests {
             PgStore::connect(&url, 2)
         );
         let (a, _b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
-        assert_eq!(a.applied_migrations().await.unwrap(), vec![1]);
+        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2]);
         let sqlite = SqliteStore::in_memory().unwrap().columns().await.unwrap();
         assert_eq!(sqlite.len(), 19, "{:?}", sqlite.keys());
-        assert_eq!(a.columns().await.unwrap(), sqlite);
+        let mut pg = a.columns().await.unwrap();
+        for table in REPLICA_TABLES {
+            assert!(pg.remove(*table).is_some(), "{table}");
+        }
+        assert_eq!(pg, sqlite);
         // A restart finds everything applied.
         let again = PgStore::connect(&url, 1).await.unwrap();
-        assert_eq!(again.applied_migrations().await.unwrap(), vec![1]);
+        assert_eq!(again.applied_migrations().await.unwrap(), vec![1, 2]);
     }
 
     #[tokio::test]

@@ -277,6 +277,10 @@ impl TestApp {
             Arc::clone(&app),
             stop_rx.clone(),
         ));
+        tokio::spawn(lx_server::replicas::say_alive(
+            Arc::clone(&app),
+            stop_rx.clone(),
+        ));
         let fleet = if config.mqtt.enabled() {
             let (stats, _) = lx_server::mqtt::start(&app, stop_rx.clone())
                 .await
