@@ -203,6 +203,14 @@ impl TestApp {
         Self::spawn_full(|_| {}, true, Plane::Scripted, Some(chain)).await
     }
 
+    /// The same with a tweaked configuration.
+    pub async fn spawn_with_chain_and(
+        chain: Arc<dyn lx_server::chain::ChainReader>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::spawn_full(tweak, true, Plane::Scripted, Some(chain)).await
+    }
+
     async fn spawn_inner(tweak: impl FnOnce(&mut Config), realtime: bool, plane: Plane) -> Self {
         Self::spawn_full(tweak, realtime, plane, None).await
     }

@@ -637,3 +637,56 @@ async fn the_relayer_key_comes_from_an_encrypted_keystore_and_a_wrong_password_i
         lx_protocol::wallet::Address(d.relayer.address().0.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_replicas_one_relayer_settles_each_session_once_and_the_other_takes_over() {
+    let d = deployed().await;
+    d.fund_relayer().await;
+    let url = lx_server::store::postgres::cluster::shared()
+        .fresh_database()
+        .await;
+    let replica = |url: String| async {
+        TestApp::spawn_with_chain_and(Arc::new(d.chain().await), move |c| c.store.url = url).await
+    };
+    let (a, b) = (replica(url.clone()).await, replica(url).await);
+    let consumer = a.consumer("replicas-consumer").await;
+    let supplier = a.supplier("replicas-supplier", BOGOTA, true).await;
+    d.fund(&consumer.key, 10_000_000, 5_000_000).await;
+    let earned_of = |meter: &serde_json::Value| meter["operatorEarnedMicroUsdc"].as_u64().unwrap();
+    let operator_before = d.usdc_of(evm_of(&supplier)).await;
+
+    // The first replica's relayer takes the lease with the first settlement;
+    // the second's then runs beside it.
+    let relayer_a = Relayer::spawn(&d, &a).await;
+    let (first, first_meter) = a_final_session(&a, &consumer, &supplier).await;
+    settlement_state(&a, &consumer, &first, "CONFIRMED").await;
+    let relayer_b = Relayer::spawn(&d, &b).await;
+    let (second, second_meter) = a_final_session(&b, &consumer, &supplier).await;
+    let confirmed = settlement_state(&b, &consumer, &second, "CONFIRMED").await;
+    assert_eq!(confirmed["sequence"], 2);
+
+    // The holder goes away: the other replica's relayer takes the lease.
+    relayer_a.stop().await;
+    let weak = Arc::downgrade(&a.app);
+    drop(a);
+    for _ in 0..100 {
+        if weak.strong_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(weak.strong_count(), 0, "the first replica still runs");
+    let (third, third_meter) = a_final_session(&b, &consumer, &supplier).await;
+    let queued = std::time::Instant::now();
+    let confirmed = settlement_state(&b, &consumer, &third, "CONFIRMED").await;
+    assert!(
+        queued.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        queued.elapsed()
+    );
+    assert_eq!(confirmed["sequence"], 3);
+    // Each settled exactly once: the operator got exactly the three shares.
+    let earned = earned_of(&first_meter) + earned_of(&second_meter) + earned_of(&third_meter);
+    assert_eq!(d.usdc_of(evm_of(&supplier)).await - operator_before, earned);
+    relayer_b.stop().await;
+}
