@@ -62,9 +62,18 @@ const MINTED_MICRO_USDC: u64 = 10_000_000;
 /// Metres per degree of latitude (mean Earth radius 6 371 008.8 m).
 const M_PER_DEG_LAT: f64 = 111_195.08;
 
-pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
+/// The names of the replicas in the step lines.
+const REPLICA_NAMES: [&str; 3] = ["server", "server-b", "server-c"];
+
+pub(crate) fn run(keep: bool, replicas: usize) -> anyhow::Result<()> {
+    if !(1..=REPLICA_NAMES.len()).contains(&replicas) {
+        bail!("--replicas takes 1 to {}", REPLICA_NAMES.len());
+    }
     let started = Instant::now();
     crate::header("checking tools");
+    if replicas > 1 {
+        crate::debian::ensure("PostgreSQL (shared store)", crate::debian::POSTGRESQL)?;
+    }
     crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
     crate::debian::ensure("Mosquitto (MQTT broker)", crate::debian::MOSQUITTO)?;
     crate::debian::ensure("OpenSSL headers (MQTT over TLS)", crate::debian::OPENSSL)?;
@@ -111,11 +120,55 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         chain.keystore.display(),
         short(&chain.platform.to_checksum()),
     );
-    let port = free_port()?;
-    let url = format!("http://127.0.0.1:{port}");
+    let ports = (0..replicas)
+        .map(|_| free_port())
+        .collect::<anyhow::Result<Vec<u16>>>()?;
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .collect();
+    let url = urls[0].clone();
     let mqtt = Broker::new(&dir)?;
-    let config = dir.join("server.toml");
-    write_config(&config, &dir, port, &chain, &mqtt)?;
+    // Several replicas share PostgreSQL and the secrets that sign cookies
+    // and media tokens; one keeps its SQLite file.
+    let (postgres, store) = if replicas > 1 {
+        let cluster = crate::postgres::Cluster::init(&dir, free_port()?)?;
+        let proc = Proc::spawn(
+            "postgres",
+            &mut cluster.command(),
+            &dir,
+            "postgres.log",
+            Piped::No,
+        )?;
+        let up = cluster.wait_listening()?;
+        println!(
+            "    PostgreSQL on 127.0.0.1:{} in {} (throwaway cluster in {})",
+            cluster.port,
+            fmt_dur(up),
+            cluster.data.display()
+        );
+        let secret = || {
+            let bytes: [u8; 32] = rand::random();
+            hex::encode(bytes)
+        };
+        (
+            Some(proc),
+            StoreSetting::Shared {
+                url: cluster.url(),
+                cookie_secret: secret(),
+                token_secret: secret(),
+            },
+        )
+    } else {
+        (None, StoreSetting::File)
+    };
+    let configs: Vec<PathBuf> = (0..replicas)
+        .map(|i| dir.join(format!("{}.toml", REPLICA_NAMES[i])))
+        .collect();
+    for (config, port) in configs.iter().zip(&ports) {
+        write_config(config, &dir, *port, &chain, &mqtt, &store)?;
+    }
+    let config = configs[0].clone();
     mqtt.write_conf(&bins, &config)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -127,17 +180,30 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     header(
         "lx demo: one session from request to its final meter, served by a simulated drone with a camera",
     );
-    let server = Proc::spawn(
-        "server",
-        Command::new(&bins.server)
-            .arg("--config")
-            .arg(&config)
-            .env(chain::PASSWORD_ENV, &chain.password)
-            .env(MQTT_PASSWORD_ENV, &mqtt.password),
-        &dir,
-        "server.log",
-        Piped::No,
-    )?;
+    let mut servers = configs
+        .iter()
+        .enumerate()
+        .map(|(i, config)| {
+            Proc::spawn(
+                REPLICA_NAMES[i],
+                Command::new(&bins.server)
+                    .arg("--config")
+                    .arg(config)
+                    .env(chain::PASSWORD_ENV, &chain.password)
+                    .env(MQTT_PASSWORD_ENV, &mqtt.password),
+                &dir,
+                &format!("{}.log", REPLICA_NAMES[i]),
+                Piped::No,
+            )
+        })
+        .collect::<anyhow::Result<Vec<Proc>>>()?;
+    let server = servers.remove(0);
+    if replicas > 1 {
+        println!(
+            "    {replicas} replicas of lx-server on one PostgreSQL: {}; the demo's API calls alternate between them",
+            urls.join(", ")
+        );
+    }
     let mut demo = Demo {
         dir,
         url,
@@ -149,15 +215,27 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
             replay: None,
             fleet_view: None,
             server,
+            replicas: servers,
             broker: None,
+            postgres,
             chain: Some(chain_proc),
         },
         mqtt,
     };
     let outcome = runtime.block_on(async {
-        let api = Api::new(&demo.url)?;
-        let ready = demo.procs.server.wait_ready(&api).await?;
-        walk(&api, ready, &mut demo).await
+        let mut ready = Duration::ZERO;
+        for (proc, url) in std::iter::once(&mut demo.procs.server)
+            .chain(demo.procs.replicas.iter_mut())
+            .zip(&urls)
+        {
+            ready = ready.max(proc.wait_ready(&Api::new(&[url.clone()])?).await?);
+        }
+        let api = Api::new(&urls)?;
+        let done = walk(&api, ready, &mut demo).await?;
+        if urls.len() > 1 {
+            report_replicas(&api, &demo)?;
+        }
+        Ok::<_, anyhow::Error>(done)
     });
     let done = match outcome {
         Ok(done) => done,
@@ -180,12 +258,19 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         procs.agent.as_mut(),
         procs.replay.as_mut(),
         Some(&mut procs.server),
-        procs.broker.as_mut(),
-        procs.chain.as_mut(),
     ]
     .into_iter()
     .flatten()
-    {
+    .chain(procs.replicas.iter_mut())
+    .chain(
+        [
+            procs.broker.as_mut(),
+            procs.postgres.as_mut(),
+            procs.chain.as_mut(),
+        ]
+        .into_iter()
+        .flatten(),
+    ) {
         let t = Instant::now();
         let how = proc.stop()?;
         line(proc.who, &format!("SIGTERM → {how}"), t.elapsed());
@@ -195,6 +280,41 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         fmt_dur(started.elapsed()),
         demo.dir.display()
     );
+    Ok(())
+}
+
+/// With `--replicas`: which replica did what, from the calls each answered
+/// and what each one's log says it took on.
+fn report_replicas(api: &Api, demo: &Demo) -> anyhow::Result<()> {
+    header("which replica did what");
+    let agent_log = std::fs::read_to_string(demo.dir.join("agent.log")).unwrap_or_default();
+    for (i, url) in api.bases.iter().enumerate() {
+        let name = REPLICA_NAMES[i];
+        let log = std::fs::read_to_string(demo.dir.join(format!("{name}.log")))
+            .with_context(|| format!("reading {name}.log"))?;
+        let mut did = vec![format!(
+            "answered {} of the walk's API calls",
+            api.served[i].load(std::sync::atomic::Ordering::Relaxed)
+        )];
+        if agent_log
+            .lines()
+            .any(|l| l.contains("video published") && l.contains(&format!("resource={url}/")))
+        {
+            did.push("carried the session's media (WHIP ingest, frames)".into());
+        }
+        if log.contains("this replica ingests the devices' telemetry") {
+            did.push(
+                "held the telemetry lease: stored the drone's signed samples from MQTT".into(),
+            );
+        }
+        if log
+            .lines()
+            .any(|l| l.contains("holding the lease") && l.contains("relayer"))
+        {
+            did.push("held the relayer lease: settled on chain".into());
+        }
+        println!("    {name:<9} {url}: {}", did.join("; "));
+    }
     Ok(())
 }
 
@@ -212,8 +332,25 @@ fn leave_running(demo: &mut Demo, done: &Done) {
         .map(Proc::detach)
         .unwrap_or_default();
     let chain = procs.chain.as_mut().map(Proc::detach).unwrap_or_default();
+    let replicas: Vec<String> = procs
+        .replicas
+        .iter_mut()
+        .map(|p| p.detach().to_string())
+        .collect();
+    let postgres = procs.postgres.as_mut().map(Proc::detach);
     header("left running (--keep)");
     println!("    server     {url}  (health: {url}/api/v1/health), pid {server}");
+    for (i, pid) in replicas.iter().enumerate() {
+        println!(
+            "    {:<10} pid {pid}, log {}.log",
+            REPLICA_NAMES[i + 1],
+            REPLICA_NAMES[i + 1]
+        );
+    }
+    if let Some(pid) = postgres {
+        println!("    postgres   pid {pid} (the replicas' store)");
+    }
+    let postgres = postgres.map(|p| p.to_string()).unwrap_or_default();
     println!("               OpenAPI {url}/api/v1/openapi.json");
     println!(
         "    agent      pid {agent}, device {}, health {}",
@@ -256,7 +393,10 @@ fn leave_running(demo: &mut Demo, done: &Done) {
         "    broker     {} (mosquitto, pid {broker}); fleet view pid {fleet_view} prints nothing more once detached",
         demo.mqtt.url()
     );
-    println!("    stop all   kill -TERM {agent} {fleet_view} {replay} {server} {broker} {chain}");
+    let replicas = replicas.join(" ");
+    println!(
+        "    stop all   kill -TERM {agent} {fleet_view} {replay} {server} {replicas} {broker} {postgres} {chain}"
+    );
 }
 
 /// What a finished walk hands back, for `--keep`.
@@ -294,8 +434,12 @@ struct Procs {
     fleet_view: Option<Proc>,
     replay: Option<Proc>,
     server: Proc,
+    /// The other replicas of the server, with `--replicas`.
+    replicas: Vec<Proc>,
     /// After the server, which says goodbye on it.
     broker: Option<Proc>,
+    /// The replicas' shared store, after them.
+    postgres: Option<Proc>,
     /// Last: the server settles on it until it stops.
     chain: Option<Proc>,
 }
@@ -306,12 +450,15 @@ impl Procs {
             self.agent.as_ref(),
             self.replay.as_ref(),
             Some(&self.server),
-            self.broker.as_ref(),
-            self.chain.as_ref(),
         ]
         .into_iter()
         .flatten()
-        {
+        .chain(&self.replicas)
+        .chain(
+            [self.broker.as_ref(), self.chain.as_ref()]
+                .into_iter()
+                .flatten(),
+        ) {
             proc.print_log_tail(lines);
         }
     }
@@ -587,6 +734,7 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
         .await?;
     let dispatched_at = Instant::now();
     let took = t.elapsed();
+    let dispatched_by = api.by();
     expect_state(&assigned, "ASSIGNED")?;
     let operator_ws = assigned
         .get("operatorWorkspaceId")
@@ -617,7 +765,7 @@ async fn walk(api: &Api, ready: Duration, demo: &mut Demo) -> anyhow::Result<Don
     line(
         consumer.who,
         &format!(
-            "dispatch → ASSIGNED to {supplier_slug}, device {DEVICE_NAME} (operatorId {operator}), its nearest connected ONLINE drone; supplier now {}, drone {}",
+            "dispatch{dispatched_by} → ASSIGNED to {supplier_slug}, device {DEVICE_NAME} (operatorId {operator}), its nearest connected ONLINE drone; supplier now {}, drone {}",
             str_of(&busy, "availabilityState")?,
             str_of(&drone, "availabilityState")?,
         ),
@@ -1708,9 +1856,15 @@ enum Auth<'a> {
     Key(&'a str),
 }
 
+/// The API of one server, or of several replicas taken in turn.
 struct Api {
     http: reqwest::Client,
-    base: String,
+    bases: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+    /// Which replica answered the latest call.
+    last: std::sync::atomic::AtomicUsize,
+    /// Calls each replica answered.
+    served: Vec<std::sync::atomic::AtomicUsize>,
 }
 
 struct Reply {
@@ -1772,7 +1926,7 @@ impl Reply {
 }
 
 impl Api {
-    fn new(base: &str) -> anyhow::Result<Self> {
+    fn new(bases: &[String]) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(15))
@@ -1780,8 +1934,23 @@ impl Api {
             .context("building the HTTP client")?;
         Ok(Self {
             http,
-            base: base.to_owned(),
+            bases: bases.to_vec(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+            last: std::sync::atomic::AtomicUsize::new(0),
+            served: bases
+                .iter()
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
         })
+    }
+
+    /// " (by server-b)" after a call with several replicas; nothing with one.
+    fn by(&self) -> String {
+        if self.bases.len() < 2 {
+            return String::new();
+        }
+        let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
+        format!(" (by {})", REPLICA_NAMES[last])
     }
 
     async fn send(
@@ -1791,9 +1960,12 @@ impl Api {
         auth: Auth<'_>,
         body: Option<Value>,
     ) -> anyhow::Result<Reply> {
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.bases.len();
+        self.last.store(turn, std::sync::atomic::Ordering::Relaxed);
+        self.served[turn].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut request = self
             .http
-            .request(method.clone(), format!("{}{path}", self.base));
+            .request(method.clone(), format!("{}{path}", self.bases[turn]));
         request = match auth {
             Auth::None => request,
             Auth::Cookie(cookie) => request.header(reqwest::header::COOKIE, cookie),
@@ -2143,20 +2315,46 @@ fn toml_str(path: &Path) -> anyhow::Result<String> {
     Ok(serde_json::to_string(text)?)
 }
 
+/// Where the demo's servers keep their facts.
+enum StoreSetting {
+    /// One server, one SQLite file.
+    File,
+    /// Replicas on one PostgreSQL database, with the secrets they share.
+    Shared {
+        url: String,
+        cookie_secret: String,
+        token_secret: String,
+    },
+}
+
 fn write_config(
     path: &Path,
     dir: &Path,
     port: u16,
     chain: &chain::DemoChain,
     mqtt: &Broker,
+    store: &StoreSetting,
 ) -> anyhow::Result<()> {
+    // Replicas share one PostgreSQL and the secrets of cookies and media
+    // tokens; one server keeps its SQLite file and draws its own.
+    let (store_url, cookie_secret, token_secret) = match store {
+        StoreSetting::File => ("", "", ""),
+        StoreSetting::Shared {
+            url,
+            cookie_secret,
+            token_secret,
+        } => (url.as_str(), cookie_secret.as_str(), token_secret.as_str()),
+    };
     let text = format!(
         "# Written by `cargo xtask demo`.\n\
          [http]\n\
          listen = \"127.0.0.1:{port}\"\n\
          public_url = \"http://127.0.0.1:{port}\"\n\n\
          [store]\n\
-         path = {db}\n\n\
+         path = {db}\n\
+         url = \"{store_url}\"\n\n\
+         [auth]\n\
+         cookie_secret = \"{cookie_secret}\"\n\n\
          [credit]\n\
          # The consumer's pool in the settlement contract.\n\
          source = \"onchain\"\n\n\
@@ -2171,7 +2369,8 @@ fn write_config(
          # The meter is final this long after the end (default 15 s).\n\
          settle_delay_seconds = {SETTLE_DELAY_S}\n\n\
          [media]\n\
-         backend = \"builtin\"\n\n\
+         backend = \"builtin\"\n\
+         token_secret = \"{token_secret}\"\n\n\
          [media.ice]\n\
          # Hermetic: ICE on loopback only.\n\
          local_addresses = [\"127.0.0.1\"]\n\n\

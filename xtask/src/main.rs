@@ -17,6 +17,7 @@ mod fixtures;
 mod fuzz;
 mod install_agent;
 mod npm;
+mod postgres;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ enum Task {
         /// Leave the server running at the end and print its URL.
         #[arg(long)]
         keep: bool,
+        /// Run this many replicas of lx-server on one PostgreSQL (1-3); the
+        /// walk's API calls alternate between them.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
     },
     /// Run a fuzz target (known: nmea) for a while.
     Fuzz {
@@ -86,7 +91,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Test => test::run(),
-        Task::Demo { keep } => demo::run(keep),
+        Task::Demo { keep, replicas } => demo::run(keep, replicas),
         Task::Bench { name, store } => bench::run(&name, store.as_deref()),
         Task::Fuzz { name, seconds } => fuzz::run(&name, seconds),
         Task::Cross { target, test } => cross::run(&target, test),

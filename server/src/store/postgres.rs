@@ -206,7 +206,22 @@ impl PgStore {
     /// migration lock: a replica starting beside another waits for it and
     /// then finds them applied.
     async fn migrate(&self) -> StoreResult<()> {
-        let mut client = self.client().await?;
+        // A database starting beside the replicas takes a moment to accept
+        // connections: wait for it rather than fail the start.
+        let patience = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut said = false;
+        let mut client = loop {
+            match self.client().await {
+                Ok(client) => break client,
+                Err(err) if std::time::Instant::now() < patience => {
+                    if !std::mem::replace(&mut said, true) {
+                        tracing::info!(%err, "waiting up to 30 s for the database");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        };
         let tx = client.transaction().await.map_err(sql_error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
