@@ -228,7 +228,10 @@ pub(crate) fn run(keep: bool, replicas: usize) -> anyhow::Result<()> {
             .chain(demo.procs.replicas.iter_mut())
             .zip(&urls)
         {
-            ready = ready.max(proc.wait_ready(&Api::new(&[url.clone()])?).await?);
+            ready = ready.max(
+                proc.wait_ready(&Api::new(std::slice::from_ref(url))?)
+                    .await?,
+            );
         }
         let api = Api::new(&urls)?;
         let done = walk(&api, ready, &mut demo).await?;
