@@ -141,8 +141,8 @@ pub trait MediaBackend: Send + Sync + 'static {
     fn adopt(&self, _session_id: Uuid, _endpoints: &MediaEndpoints, _live: bool) {}
 
     /// The session's media move here from a replica that is gone, which
-    /// last carried media at `last_media_ms`: silence since then is a gap
-    /// that the session's next frame here closes.
+    /// last carried media at `last_media_ms`: they are lost since then, a
+    /// gap that the session's next frame here closes.
     fn take_over(
         &self,
         _session_id: Uuid,

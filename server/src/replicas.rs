@@ -179,15 +179,14 @@ pub async fn take_over_media(
         stored.state,
         lx_protocol::api::SessionState::Live | lx_protocol::api::SessionState::Paused
     ) {
-        // Silent since the gone replica last said it was alive, or one
-        // media timeout ago if that is earlier (or unknown).
+        // Silent since the gone replica last said it was alive (at most a
+        // second before it died), or one media timeout ago if it never did.
         let timeout = i64::from(app.config.media.media_timeout_ms);
-        let latest = app.now() - timeout - 1;
         let seen = match origin(&gone.whip_url) {
             Some(owner) => app.store.replica_seen(&owner).await.ok().flatten(),
             None => None,
         };
-        let silent_since = seen.map_or(latest, |seen| seen.min(latest));
+        let silent_since = seen.map_or(app.now() - timeout, |seen| seen.min(app.now()));
         app.media.take_over(session.id, &media, silent_since);
     }
     Ok(stored)

@@ -1093,9 +1093,16 @@ impl ServerProcess {
             ),
         )
         .unwrap();
+        Self::start_exactly(&config, port, &[]).await
+    }
+
+    /// Starts it on the configuration file `config`, listening on `port`,
+    /// with `env` set.
+    async fn start_exactly(config: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Self {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_lx-server"))
             .arg("--config")
-            .arg(&config)
+            .arg(config)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start lx-server");

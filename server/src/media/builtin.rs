@@ -242,8 +242,7 @@ impl MediaBackend for BuiltinMedia {
         _: &MediaEndpoints,
         last_media_ms: lx_protocol::time::UnixMillis,
     ) {
-        let now = self.feeds.clock.now_ms();
-        self.feeds.feed(session_id).lost_since(last_media_ms, now);
+        self.feeds.feed(session_id).lost_since(last_media_ms);
     }
 
     fn is_live_input(&self, id: Uuid) -> bool {

@@ -310,13 +310,14 @@ impl Feed {
         lock(&self.state).flow.on_media(now);
     }
 
-    /// Counts media as lost since `last_media_ms` (a moment longer ago than
-    /// the media timeout), now: the session's media moved here from a
-    /// replica that is gone. The next frame resumes them.
-    pub(crate) fn lost_since(&self, last_media_ms: UnixMillis, now: UnixMillis) {
+    /// Counts media as lost since `last_media_ms`: the session's media moved
+    /// here from a replica that is gone. The next frame resumes them.
+    pub(crate) fn lost_since(&self, last_media_ms: UnixMillis) {
         let mut st = lock(&self.state);
-        st.flow.on_media(last_media_ms);
-        if let Some(Flow::Lost { last_media_ms }) = st.flow.poll(now) {
+        if st.flow.is_lost() {
+            return;
+        }
+        if let Flow::Lost { last_media_ms } = st.flow.lost_since(last_media_ms) {
             self.outbox.send(MediaEvent::MediaLost {
                 session_id: self.session_id,
                 at_ms: last_media_ms,

@@ -56,6 +56,14 @@ impl FlowMonitor {
         None
     }
 
+    /// Media are known lost since `last_media_ms`, however recent: they
+    /// moved here from a replica that is gone.
+    pub fn lost_since(&mut self, last_media_ms: UnixMillis) -> Flow {
+        self.last_media_ms = Some(last_media_ms);
+        self.lost = true;
+        Flow::Lost { last_media_ms }
+    }
+
     pub fn is_lost(&self) -> bool {
         self.lost
     }
