@@ -92,6 +92,41 @@ pub struct WorkspacePatch {
     pub offer_timeout_seconds: Option<u32>,
 }
 
+impl WorkspacePatch {
+    /// The patch applied to `ws` as stored, at `now`: a BUSY workspace's
+    /// availability is the system's, and ONLINE takes a coverage area.
+    pub fn apply_to(self, ws: &mut Workspace, now: UnixMillis) -> Result<(), PatchError> {
+        if let Some(name) = self.name {
+            ws.name = name;
+        }
+        if let Some(coverage) = self.coverage {
+            ws.coverage = Some(coverage);
+        }
+        if let Some(kind) = self.device_kind {
+            ws.device_kind = Some(kind);
+        }
+        if let Some(auto) = self.auto_accept {
+            ws.auto_accept = auto;
+        }
+        if let Some(t) = self.offer_timeout_seconds {
+            ws.offer_timeout_seconds = t;
+        }
+        if let Some(target) = self.availability {
+            if ws.availability == Availability::Busy {
+                return Err(PatchError::Busy);
+            }
+            if target == Availability::Online && ws.availability != Availability::Online {
+                ws.idle_since_ms = now;
+            }
+            ws.availability = target;
+        }
+        if ws.availability == Availability::Online && ws.coverage.is_none() {
+            return Err(PatchError::MissingCoverage);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
     #[error("workspace not found")]

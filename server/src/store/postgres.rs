@@ -903,33 +903,7 @@ impl Store for PgStore {
         )
         .await?;
         let mut ws = load_workspace(&tx, id).await?.ok_or(PatchError::NotFound)?;
-        if let Some(name) = patch.name {
-            ws.name = name;
-        }
-        if let Some(coverage) = patch.coverage {
-            ws.coverage = Some(coverage);
-        }
-        if let Some(kind) = patch.device_kind {
-            ws.device_kind = Some(kind);
-        }
-        if let Some(auto) = patch.auto_accept {
-            ws.auto_accept = auto;
-        }
-        if let Some(t) = patch.offer_timeout_seconds {
-            ws.offer_timeout_seconds = t;
-        }
-        if let Some(target) = patch.availability {
-            if ws.availability == Availability::Busy {
-                return Err(PatchError::Busy);
-            }
-            if target == Availability::Online && ws.availability != Availability::Online {
-                ws.idle_since_ms = now;
-            }
-            ws.availability = target;
-        }
-        if ws.availability == Availability::Online && ws.coverage.is_none() {
-            return Err(PatchError::MissingCoverage);
-        }
+        patch.apply_to(&mut ws, now)?;
         execute(
             &tx,
             "UPDATE workspaces SET name = $2, availability = $3, coverage_lat = $4, coverage_lng = $5,

@@ -1123,33 +1123,7 @@ impl Store for SqliteStore {
             .run_with(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
                 let mut ws = load_workspace(&tx, id).map_err(StoreError::from)?.ok_or(PatchError::NotFound)?;
-                if let Some(name) = patch.name {
-                    ws.name = name;
-                }
-                if let Some(coverage) = patch.coverage {
-                    ws.coverage = Some(coverage);
-                }
-                if let Some(kind) = patch.device_kind {
-                    ws.device_kind = Some(kind);
-                }
-                if let Some(auto) = patch.auto_accept {
-                    ws.auto_accept = auto;
-                }
-                if let Some(t) = patch.offer_timeout_seconds {
-                    ws.offer_timeout_seconds = t;
-                }
-                if let Some(target) = patch.availability {
-                    if ws.availability == Availability::Busy {
-                        return Err(PatchError::Busy);
-                    }
-                    if target == Availability::Online && ws.availability != Availability::Online {
-                        ws.idle_since_ms = now;
-                    }
-                    ws.availability = target;
-                }
-                if ws.availability == Availability::Online && ws.coverage.is_none() {
-                    return Err(PatchError::MissingCoverage);
-                }
+                patch.apply_to(&mut ws, now)?;
                 tx.execute(
                     "UPDATE workspaces SET name = ?2, availability = ?3, coverage_lat = ?4, coverage_lng = ?5,
                         coverage_radius_m = ?6, device_kind = ?7, auto_accept = ?8, offer_timeout_s = ?9,
@@ -1169,7 +1143,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(StoreError::from)?;
                 tx.commit().map_err(StoreError::from)?;
-                Ok(ws)
+                Ok::<_, PatchError>(ws)
             })
             .await?;
         self.wrote();

@@ -195,6 +195,29 @@ async fn live_on_the_first_of_two() -> (TestApp, Live, lx_media::publish::Publis
     (b, live, publisher)
 }
 
+/// The session's one NETWORK_ERROR window, once it is closed (within
+/// 15 s): (opened, closed).
+async fn the_closed_gap(
+    api: &crate::common::Api,
+    consumer: &crate::common::Actor,
+    id: &str,
+) -> (i64, i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let session = api.session(consumer, id).await;
+        let gaps = crate::media::windows(&session, "NETWORK_ERROR");
+        if let [(opened, Some(closed))] = gaps.as_slice() {
+            return (*opened, *closed);
+        }
+        assert!(gaps.len() <= 1, "more than one gap: {session}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no closed gap: {session}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Stops a replica and waits until nothing of it runs.
 async fn stop(replica: TestApp) {
     let weak = std::sync::Arc::downgrade(&replica.app);
@@ -236,20 +259,7 @@ async fn when_the_media_replica_is_gone_the_device_publishes_through_the_other()
     );
     let (publisher, _) = publish(&moved, lx_media::Codec::Vp8).await;
     // The gap is one NETWORK_ERROR window, closed by the first frame here.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let opened = loop {
-        let session = b.session(&consumer, &id).await;
-        let gaps = crate::media::windows(&session, "NETWORK_ERROR");
-        if let [(opened, Some(_))] = gaps.as_slice() {
-            break *opened;
-        }
-        assert!(gaps.len() <= 1, "{session}");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no closed gap: {session}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (opened, _) = the_closed_gap(&b, &consumer, &id).await;
     // From the gone replica's last sign of life (every second), not from
     // when the device asked again.
     assert!(
@@ -427,20 +437,7 @@ async fn kill_9_of_the_replica_with_the_media_and_the_relayer_lease_loses_no_sec
         "{moved}"
     );
     let (publisher, _) = publish(&moved, lx_media::Codec::Vp8).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let (opened, closed) = loop {
-        let session = b.api.session(&consumer, &id).await;
-        if let [(opened, Some(closed))] =
-            crate::media::windows(&session, "NETWORK_ERROR").as_slice()
-        {
-            break (*opened, *closed);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no closed gap: {session}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (opened, closed) = the_closed_gap(&b.api, &consumer, &id).await;
     assert!(
         (killed_ms - 1_500..=killed_ms).contains(&opened),
         "the gap opens at {opened}, the replica was killed at {killed_ms}"
