@@ -233,16 +233,23 @@ pub fn router_with_mcp(state: AppState, mcp: &Arc<crate::mcp::McpEndpoint>) -> R
             header::IF_MATCH,
         ])
         .expose_headers([header::LOCATION, header::LINK, header::ETAG]);
+    // OPTIONS is routed on purpose: a method a route lacks is answered by the
+    // root's 405 fallback, outside this router's CORS layer, so a preflight
+    // must find a route for the layer to answer it.
     let media = Router::new()
         .route("/live_inputs", post(media::create_live_input))
         .route("/live_inputs/{uid}", delete(media::delete_live_input))
         .route(
             "/{kind}/{token}",
-            post(media::offer).layer(DefaultBodyLimit::max(media::MAX_OFFER_BYTES)),
+            post(media::offer)
+                .layer(DefaultBodyLimit::max(media::MAX_OFFER_BYTES))
+                .options(media::preflight),
         )
         .route(
             "/{kind}/{token}/{resource}",
-            delete(media::hang_up).patch(media::patch),
+            delete(media::hang_up)
+                .patch(media::patch)
+                .options(media::preflight),
         )
         .layer(cors);
     let console = crate::console::router(&state.config);

@@ -3,6 +3,10 @@
 //   node webrtc.mjs play    <page-origin> <whep-url> <frames> [screenshot.png]
 //   node webrtc.mjs publish <page-origin> <whip-url> <seconds> <vp8|h264> [camera.y4m]
 //
+// <page-origin> `elsewhere`: the page comes from a server of this script on
+// another loopback port, so every WHIP/WHEP request is cross-origin (CORS
+// preflights included), as from a third-party player's page.
+//
 // `play` plays a WHEP URL and prints {framesDecoded, width, height, codec,
 // rgb} once <frames> frames are decoded (rgb: the picture shown, base64). `publish` publishes the fake camera (or
 // the .y4m file) over WHIP for <seconds>, DELETEs the resource and prints
@@ -11,6 +15,7 @@
 // LX_PLAYWRIGHT_CORE: the playwright-core package folder; LX_CHROMIUM: the
 // browser binary. `cargo xtask test` sets both.
 
+import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,22 +44,35 @@ const browser = await chromium.launch({
   args,
 });
 let code = 0;
+let pageServer;
 try {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on('console', (m) => console.error(`[page] ${m.text()}`));
-  // Any page of the server: a secure (loopback) context of that origin.
-  await page.goto(`${origin}/api/v1/health`);
+  if (origin === 'elsewhere') {
+    // A page of another origin (a loopback one: still a secure context).
+    pageServer = createServer((_, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<!doctype html><title>a player elsewhere</title>');
+    });
+    await new Promise((ready) => pageServer.listen(0, '127.0.0.1', ready));
+    await page.goto(`http://127.0.0.1:${pageServer.address().port}/`);
+  } else {
+    // Any page of the server: a secure (loopback) context of that origin.
+    await page.goto(`${origin}/api/v1/health`);
+  }
   const result = mode === 'play'
     ? await page.evaluate(play, { url, frames: Number(amount) })
     : await page.evaluate(publish, { url, seconds: Number(amount), codec: extra });
   if (mode === 'play' && extra) await page.screenshot({ path: extra });
+  result.pageOrigin = await page.evaluate(() => location.origin);
   console.log(JSON.stringify(result));
   if (result.error) code = 1;
 } catch (e) {
   console.log(JSON.stringify({ error: String(e) }));
   code = 1;
 } finally {
+  pageServer?.close();
   await browser.close();
 }
 process.exit(code);

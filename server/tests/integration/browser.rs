@@ -76,9 +76,22 @@ async fn chromium_plays_over_whep(codec: Codec) {
     live.t
         .wait_for_state_within(&live.consumer, &live.id, "LIVE", Duration::from_secs(10))
         .await;
+    // From a page of another origin, as a third-party player would.
     let origin = live.t.base.trim_end_matches("/api/v1").to_owned();
     let shot = artifacts().join(format!("whep-{codec}.png"));
-    let played = chromium(&["play", &origin, &live.whep, "30", shot.to_str().unwrap()]).await;
+    let played = chromium(&[
+        "play",
+        "elsewhere",
+        &live.whep,
+        "30",
+        shot.to_str().unwrap(),
+    ])
+    .await;
+    let page = played["pageOrigin"].as_str().unwrap();
+    assert!(
+        page.starts_with("http://127.0.0.1:") && page != origin,
+        "{page}"
+    );
     assert!(
         played["framesDecoded"].as_u64().unwrap() >= 30,
         "{}",
@@ -116,12 +129,12 @@ async fn chromium_publishes_over_whip(codec: Codec) {
     let live = started_session().await;
     let clip = artifacts().join("smpte-640x480.y4m");
     std::fs::write(&clip, lx_media::testpattern::smpte_bars_y4m(640, 480, 30)).expect("clip");
-    let origin = live.t.base.trim_end_matches("/api/v1").to_owned();
+    // From a page of another origin: every WHIP request is cross-origin.
     let whip = live.whip.clone();
     let codec_name = codec.to_string();
     let clip_path = clip.to_str().unwrap().to_owned();
     let browser = tokio::spawn(async move {
-        chromium(&["publish", &origin, &whip, "8", &codec_name, &clip_path]).await
+        chromium(&["publish", "elsewhere", &whip, "8", &codec_name, &clip_path]).await
     });
     live.t
         .wait_for_state_within(&live.consumer, &live.id, "LIVE", Duration::from_secs(20))
