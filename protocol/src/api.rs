@@ -207,6 +207,16 @@ pub struct SessionDto {
     pub windows: Vec<WindowDto>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meter: Option<MeterDto>,
+    /// `meter.cleanSeconds` again, where the reference's clients read it;
+    /// absent until the session is metered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_seconds: Option<u64>,
+    /// `meter.failedSeconds` again, at the top level as in the reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_seconds: Option<u64>,
+    /// `meter.chargedMicroUsdc` again, at the top level as in the reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charged_micro_usdc: Option<u64>,
     /// False until `settleDelaySeconds` after the end: late samples may still change the meter.
     #[serde(default)]
     pub meter_final: bool,

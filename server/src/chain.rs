@@ -65,6 +65,11 @@ pub trait ChainReader: Send + Sync + 'static {
     /// The contract's withdrawal notice, seconds: how long a requested
     /// withdrawal stays settleable.
     async fn withdrawal_notice_seconds(&self) -> Result<u64, ChainError>;
+    /// The settlement contract's and the USDC token's addresses, when the
+    /// reader knows them.
+    fn contracts(&self) -> Option<(Address, Address)> {
+        None
+    }
 }
 
 /// Credit as the settlement contract holds it: the consumer's pool.

@@ -144,6 +144,10 @@ impl EvmChain {
 
 #[async_trait]
 impl ChainReader for EvmChain {
+    fn contracts(&self) -> Option<(Address, Address)> {
+        Some((Address(self.settlement.0.0), Address(self.usdc.0.0)))
+    }
+
     async fn wallet_events(
         &self,
         wallet: Address,

@@ -31,11 +31,12 @@ pub(super) async fn health(State(app): State<AppState>) -> ApiResult<ApiOk<Healt
 #[utoipa::path(get, path = "/api/v1/config", tag = "Health", responses((status = 200, body = ConfigDto)))]
 pub(super) async fn config(State(app): State<AppState>) -> ApiOk<ConfigDto> {
     let c = &app.config;
+    let contracts = app.chain.as_ref().and_then(|chain| chain.contracts());
     ApiOk::read(ConfigDto {
         version: env!("CARGO_PKG_VERSION").into(),
         chain_id: c.chain.chain_id,
-        settlement_contract: None,
-        usdc_contract: None,
+        settlement_contract: contracts.map(|(settlement, _)| settlement.to_checksum()),
+        usdc_contract: contracts.map(|(_, usdc)| usdc.to_checksum()),
         base_rate_per_second_micro_usdc: c.pricing.base_rate_micro_usdc,
         platform_fee_bps: c.pricing.platform_fee_bps,
         quote_ttl_seconds: c.pricing.quote_ttl_seconds,

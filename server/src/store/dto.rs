@@ -52,6 +52,9 @@ pub fn session_dto(s: &Session) -> SessionDto {
             operator_earned_micro_usdc: m.operator_earned_micro_usdc,
             fee_bps: m.fee_bps,
         }),
+        clean_seconds: s.meter.map(|m| m.clean_seconds),
+        failed_seconds: s.meter.map(|m| m.failed_seconds),
+        charged_micro_usdc: s.meter.map(|m| m.charged_micro_usdc),
         meter_final: s.meter_final,
     }
 }

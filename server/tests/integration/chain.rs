@@ -237,11 +237,16 @@ async fn an_ended_session_is_settled_on_chain_and_the_operator_and_fee_wallet_ge
     let ended = t.session(&consumer, &id).await;
     let ended_ms = lx_protocol::time::parse_millis(ended["endedAt"].as_str().unwrap()).unwrap();
     t.app.sweep(ended_ms + t.app.settle_delay_ms() + 1).await;
-    let meter = t.session(&consumer, &id).await["meter"].clone();
+    let session = t.session(&consumer, &id).await;
+    let meter = session["meter"].clone();
     let earned = meter["operatorEarnedMicroUsdc"].as_u64().unwrap();
     let fee = meter["feeMicroUsdc"].as_u64().unwrap();
     let charged = meter["chargedMicroUsdc"].as_u64().unwrap();
     assert!(charged > 0 && earned + fee == charged, "{meter}");
+    // The meter's three figures also at the top level, as the reference has them.
+    for figure in ["cleanSeconds", "failedSeconds", "chargedMicroUsdc"] {
+        assert_eq!(session[figure], meter[figure], "{figure}: {session}");
+    }
 
     let confirmed = settlement_state(&t, &consumer, &id, "CONFIRMED").await;
     assert!(
@@ -689,4 +694,22 @@ async fn with_two_replicas_one_relayer_settles_each_session_once_and_the_other_t
     let earned = earned_of(&first_meter) + earned_of(&second_meter) + earned_of(&third_meter);
     assert_eq!(d.usdc_of(evm_of(&supplier)).await - operator_before, earned);
     relayer_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_names_the_settlement_contract_and_the_usdc_token() {
+    let d = deployed().await;
+    let t = TestApp::spawn_with_chain(Arc::new(d.chain().await)).await;
+    let config = t.get("/config", crate::common::Auth::None).await.ok();
+    let named = |key: &str| config.data()[key].as_str().unwrap_or_default().to_owned();
+    assert_eq!(named("settlementContract"), d.settlement.to_checksum(None));
+    assert_eq!(named("usdcContract"), d.usdc.to_checksum(None));
+    // Without a chain there is nothing to name.
+    let none = TestApp::spawn().await;
+    let config = none.get("/config", crate::common::Auth::None).await.ok();
+    assert!(
+        config.data()["settlementContract"].is_null(),
+        "{}",
+        config.body
+    );
 }
