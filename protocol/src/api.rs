@@ -889,6 +889,9 @@ pub struct ConfigDto {
     pub chain_id: u64,
     pub settlement_contract: Option<String>,
     pub usdc_contract: Option<String>,
+    /// The EIP-712 domain of the devices' signed telemetry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry_domain: Option<TelemetryDomainDto>,
     pub base_rate_per_second_micro_usdc: u64,
     pub platform_fee_bps: u32,
     pub quote_ttl_seconds: u32,
@@ -1182,4 +1185,42 @@ pub struct TelemetryPointDto {
     pub lng: f64,
     pub accuracy_meters: f64,
     pub source: crate::telemetry::Source,
+    /// The device's EIP-712 signature of `signed` (65 bytes, hex, `0x…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The device's address (EIP-55): what any EIP-712 implementation
+    /// recovers from `signature` over `signed` in `GET /config`'s
+    /// `telemetryDomain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// The `Telemetry` message as signed, in integers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<SignedTelemetryDto>,
+}
+
+/// The EIP-712 `Telemetry` message of a sample, field for field:
+/// `Telemetry(bytes16 sessionId,uint64 sequence,uint64 capturedAtMs,int32
+/// latE7,int32 lngE7,uint32 accuracyCm,uint8 source)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SignedTelemetryDto {
+    /// 16 bytes, hex (`0x…`); zeros for a sample of no session.
+    pub session_id: String,
+    pub sequence: u64,
+    pub captured_at_ms: u64,
+    pub lat_e7: i32,
+    pub lng_e7: i32,
+    pub accuracy_cm: u32,
+    pub source: u8,
+}
+
+/// The EIP-712 domain devices sign their telemetry in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryDomainDto {
+    pub name: String,
+    pub version: String,
+    pub chain_id: u64,
 }

@@ -1636,6 +1636,94 @@ mod devices {
         .ok();
     }
 
+    /// What viem recovers from each point of `track` in `domain`.
+    async fn recovered_by_viem(
+        domain: &serde_json::Value,
+        track: &serde_json::Value,
+    ) -> Vec<String> {
+        use tokio::io::AsyncWriteExt;
+        let viem = crate::browser::tool(
+            "LX_VIEM",
+            crate::browser::root().join("tools/npm/node_modules/viem"),
+            "npm install in tools/npm",
+        );
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verify/track.mjs");
+        let mut node = tokio::process::Command::new("node")
+            .arg(&script)
+            .env("LX_VIEM", &viem)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let input = json!({"domain": domain, "points": track}).to_string();
+        let mut stdin = node.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = node.wait_with_output().await.unwrap();
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("viem said: {}", String::from_utf8_lossy(&out.stdout)));
+        result["recovered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_track_is_verified_by_an_independent_eip712_implementation() {
+        let t = TestApp::spawn().await;
+        let consumer = t.consumer("consumer-co").await;
+        let (_supplier, drone) = fleet(&t, BOGOTA).await;
+        t.clock.advance_ms(1_000);
+        let id = t.request(&consumer, BOGOTA, 60).await;
+        t.post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        let sid: Uuid = id.parse().unwrap();
+        let path = format!("/sessions/{id}/telemetry");
+        let now = t.clock_now();
+        let batch: Vec<_> = (0..3)
+            .map(|i| {
+                drone.sample(
+                    Some(sid),
+                    now + i,
+                    (BOGOTA.0 + 0.0001 * i as f64, BOGOTA.1),
+                    3.0,
+                )
+            })
+            .collect();
+        t.post(&path, drone.auth(), json!(batch)).await.ok();
+        let track = t.get(&path, consumer.auth()).await.ok().data().clone();
+        let domain = t.get("/config", Auth::None).await.ok().data()["telemetryDomain"].clone();
+        assert_eq!(domain["name"], "Luxxon Telemetry", "{domain}");
+        let points = track.as_array().unwrap();
+        assert_eq!(points.len(), 3, "{track}");
+        let device = lx_protocol::wallet::Address::from_signing_key(&drone.key).to_checksum();
+        assert!(
+            points.iter().all(|p| p["signer"] == device.as_str()),
+            "{track}"
+        );
+        // viem recovers the device from every signature over its message...
+        let recovered = recovered_by_viem(&domain, &track).await;
+        assert_eq!(recovered, vec![device.clone(); 3]);
+        // ...and not from a message with one coordinate changed.
+        let mut altered = track.clone();
+        altered[1]["signed"]["latE7"] = json!(points[1]["signed"]["latE7"].as_i64().unwrap() + 1);
+        let recovered = recovered_by_viem(&domain, &altered).await;
+        assert_eq!(recovered[0], device);
+        assert_ne!(
+            recovered[1], device,
+            "a changed coordinate recovers someone else"
+        );
+    }
+
     #[tokio::test]
     async fn bad_telemetry_is_refused_with_its_own_code_and_nothing_is_stored() {
         let t = TestApp::spawn().await;

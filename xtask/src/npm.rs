@@ -27,6 +27,7 @@ const FOUNDRY_TOOLS: &[(&str, &str)] = &[
 const NODE_PACKAGES: &[(&str, &str)] = &[
     ("LX_PLAYWRIGHT_CORE", "playwright-core"),
     ("LX_MCP_INSPECTOR", "@modelcontextprotocol/inspector"),
+    ("LX_VIEM", "viem"),
 ];
 
 /// The installed npm tools, as environment variables for the test run.

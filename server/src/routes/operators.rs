@@ -635,7 +635,9 @@ pub(super) struct TrackQuery {
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/telemetry", tag = "Sessions", params(("id" = Uuid, Path),
         ("after" = Option<u64>, Query), ("limit" = Option<u32>, Query)),
-    description = "The session's verified positions, oldest first: where the device was, second by second.",
+    description = "The session's verified positions, oldest first: where the device was, second by second. Each \
+        carries the device's signature, the message it signed and the device's address: any EIP-712 implementation \
+        recovers the address from the signature in `GET /config`'s `telemetryDomain`.",
     responses((status = 200, body = Vec<lx_protocol::api::TelemetryPointDto>)), security(("apiKey" = ["sessions:read"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
 pub(super) async fn track(
     State(app): State<AppState>,
@@ -661,14 +663,24 @@ pub(super) async fn track(
         return Err(ApiError::invalid("limit", "must be 1 to 10000"));
     }
     let after = q.after.unwrap_or(0);
+    // Whose key signed the track: anyone recovers it from each signature.
+    let signer = match session.operator_id {
+        Some(device) => app
+            .store
+            .operator(device)
+            .await?
+            .map(|op| op.address.to_checksum()),
+        None => None,
+    };
     let points = app
         .store
-        .session_samples(session.id)
+        .session_stored_samples(session.id)
         .await?
         .into_iter()
-        .filter(|s| s.sequence > after)
+        .filter(|s| s.sample.sequence > after)
         .take(limit as usize)
-        .map(|s| {
+        .map(|stored| {
+            let s = &stored.sample;
             let p = s.point();
             lx_protocol::api::TelemetryPointDto {
                 sequence: s.sequence,
@@ -677,6 +689,17 @@ pub(super) async fn track(
                 lng: p.lng,
                 accuracy_meters: s.accuracy_m(),
                 source: s.source,
+                signature: Some(format!("0x{}", hex::encode(stored.signature))),
+                signer: signer.clone(),
+                signed: Some(lx_protocol::api::SignedTelemetryDto {
+                    session_id: format!("0x{}", hex::encode(s.session_id)),
+                    sequence: s.sequence,
+                    captured_at_ms: s.captured_at_ms,
+                    lat_e7: s.lat_e7,
+                    lng_e7: s.lng_e7,
+                    accuracy_cm: s.accuracy_cm,
+                    source: s.source.code(),
+                }),
             }
         })
         .collect();

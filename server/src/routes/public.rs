@@ -37,6 +37,11 @@ pub(super) async fn config(State(app): State<AppState>) -> ApiOk<ConfigDto> {
         chain_id: c.chain.chain_id,
         settlement_contract: contracts.map(|(settlement, _)| settlement.to_checksum()),
         usdc_contract: contracts.map(|(_, usdc)| usdc.to_checksum()),
+        telemetry_domain: Some(lx_protocol::api::TelemetryDomainDto {
+            name: lx_protocol::telemetry::DOMAIN_NAME.into(),
+            version: lx_protocol::telemetry::DOMAIN_VERSION.into(),
+            chain_id: c.chain.chain_id,
+        }),
         base_rate_per_second_micro_usdc: c.pricing.base_rate_micro_usdc,
         platform_fee_bps: c.pricing.platform_fee_bps,
         quote_ttl_seconds: c.pricing.quote_ttl_seconds,
