@@ -726,6 +726,9 @@ pub struct MeDto {
     pub roles: Vec<Role>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_id: Option<Uuid>,
+    /// The device, when a device token calls: its operator id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_id: Option<Uuid>,
 }
 
 // ---------------------------------------------------------------- webhooks

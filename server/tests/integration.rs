@@ -1501,6 +1501,22 @@ mod devices {
     }
 
     #[tokio::test]
+    async fn me_names_a_devices_operator_id_and_no_other_callers() {
+        let t = TestApp::spawn().await;
+        let (supplier, drone) = fleet(&t, BOGOTA).await;
+        let me = t.get("/me", drone.auth()).await.ok();
+        assert_eq!(
+            me.data()["operatorId"],
+            drone.operator_id.to_string(),
+            "{}",
+            me.body
+        );
+        assert_eq!(me.data()["workspaceId"], supplier.workspace_id.to_string());
+        let admin = t.get("/me", supplier.auth()).await.ok();
+        assert!(admin.data().get("operatorId").is_none(), "{}", admin.body);
+    }
+
+    #[tokio::test]
     async fn an_enrolled_drone_is_listed_connected_with_its_verified_position() {
         let t = TestApp::spawn().await;
         let (supplier, drone) = fleet(&t, BOGOTA).await;

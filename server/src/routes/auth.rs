@@ -237,5 +237,6 @@ pub(super) async fn me(caller: Caller) -> ApiOk<MeDto> {
             .map(|w| w.roles.clone())
             .unwrap_or_default(),
         api_key_id: caller.key_id,
+        operator_id: caller.operator.as_ref().map(|op| op.id),
     })
 }
