@@ -1016,8 +1016,34 @@ mod tests {
 pub struct EnrollmentTokenDto {
     /// One-time token for `lx-agent enroll --token`. Shown once.
     pub token: String,
+    /// Names the token in the list and to revoke it (its SHA-256, hex).
+    #[serde(default)]
+    pub id: String,
     pub workspace_id: Uuid,
     pub expires_at: String,
+}
+
+/// Where an enrollment token stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EnrollmentTokenState {
+    Active,
+    Used,
+    Expired,
+}
+
+/// An enrollment token as its workspace lists it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct EnrollmentTokenInfoDto {
+    pub id: String,
+    pub workspace_id: Uuid,
+    pub state: EnrollmentTokenState,
+    pub created_at: String,
+    pub expires_at: String,
+    pub used_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,7 +39,8 @@ use crate::http::{self, AppState};
         sessions::create, sessions::list, sessions::offers, sessions::cancel_all, sessions::get_one,
         sessions::cancel, sessions::dispatch, sessions::accept, sessions::start, sessions::end,
         sessions::pause, sessions::resume, sessions::producer_token, sessions::viewer_token, sessions::frame,
-        operators::create_enrollment_token, operators::register, operators::heartbeat, operators::list,
+        operators::create_enrollment_token, operators::list_enrollment_tokens,
+        operators::revoke_enrollment_token, operators::register, operators::heartbeat, operators::list,
         operators::get_one, operators::delete, operators::lock, operators::unlock, operators::force_unlock,
         operators::fleet_credentials,
         operators::telemetry, operators::track, operators::location,
@@ -191,7 +192,11 @@ pub fn router_with_mcp(state: AppState, mcp: &Arc<crate::mcp::McpEndpoint>) -> R
         .route("/workspaces/{id}/location", post(operators::location))
         .route(
             "/workspaces/{id}/enrollment-tokens",
-            post(operators::create_enrollment_token),
+            post(operators::create_enrollment_token).get(operators::list_enrollment_tokens),
+        )
+        .route(
+            "/workspaces/{id}/enrollment-tokens/{token_id}",
+            delete(operators::revoke_enrollment_token),
         )
         .route("/workspaces/{id}/operators", get(operators::list))
         .route(

@@ -861,6 +861,18 @@ pub trait Store: Send + Sync + 'static {
 
     // operators (devices)
     async fn insert_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()>;
+    /// A workspace's enrollment tokens, newest first, with when each was
+    /// used.
+    async fn enrollment_tokens_of(
+        &self,
+        workspace_id: Uuid,
+    ) -> StoreResult<Vec<(EnrollmentToken, Option<UnixMillis>)>>;
+    /// Revokes an unused token of the workspace: false when there is none.
+    async fn revoke_enrollment_token(
+        &self,
+        workspace_id: Uuid,
+        hash: [u8; 32],
+    ) -> StoreResult<bool>;
     /// Whether an enrollment token could be used at `now`, without using
     /// it: the cheap check made before any signature or hash work.
     async fn check_enrollment_token(

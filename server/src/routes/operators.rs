@@ -163,9 +163,97 @@ pub(super) async fn create_enrollment_token(
     Ok(ApiOk::created(
         &app,
         EnrollmentTokenDto {
+            id: hex::encode(auth::hash_key(&token)),
             token,
             workspace_id,
             expires_at: format_millis(expires_ms),
+        },
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{id}/enrollment-tokens", tag = "Operators",
+    params(("id" = Uuid, Path)), description = "The workspace's enrollment tokens, newest first: each by its id (never \
+        the token), ACTIVE, USED or EXPIRED.",
+    responses((status = 200, body = Vec<lx_protocol::api::EnrollmentTokenInfoDto>)),
+    security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
+pub(super) async fn list_enrollment_tokens(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<Vec<lx_protocol::api::EnrollmentTokenInfoDto>>> {
+    use lx_protocol::api::EnrollmentTokenState;
+    let workspace_id = parse_id("id", &id)?;
+    require_admin(&caller, workspace_id)?;
+    let now = app.now();
+    let tokens = app
+        .store
+        .enrollment_tokens_of(workspace_id)
+        .await?
+        .into_iter()
+        .map(|(t, used_ms)| lx_protocol::api::EnrollmentTokenInfoDto {
+            id: hex::encode(t.hash),
+            workspace_id: t.workspace_id,
+            state: match used_ms {
+                Some(_) => EnrollmentTokenState::Used,
+                None if t.expires_ms <= now => EnrollmentTokenState::Expired,
+                None => EnrollmentTokenState::Active,
+            },
+            created_at: format_millis(t.created_ms),
+            expires_at: format_millis(t.expires_ms),
+            used_at: used_ms.map(format_millis),
+        })
+        .collect();
+    Ok(ApiOk::read(tokens))
+}
+
+#[utoipa::path(delete, path = "/api/v1/workspaces/{id}/enrollment-tokens/{tokenId}", tag = "Operators",
+    params(("id" = Uuid, Path), ("tokenId" = String, Path)),
+    description = "Revokes an unused enrollment token: no device can enroll with it any more. A used one has done its \
+        work (remove its device instead): 404.",
+    responses((status = 200, body = lx_protocol::api::EnrollmentTokenInfoDto), (status = 404, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
+pub(super) async fn revoke_enrollment_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, token_id)): Path<(String, String)>,
+) -> ApiResult<ApiOk<lx_protocol::api::EnrollmentTokenInfoDto>> {
+    let workspace_id = parse_id("id", &id)?;
+    require_admin(&caller, workspace_id)?;
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "No unused enrollment token with this id",
+        )
+        .with_detail("enrollmentToken:notFound")
+    };
+    let hash: [u8; 32] = hex::decode(&token_id)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| ApiError::invalid("tokenId", "must be 64 hex digits, as listed"))?;
+    let listed = app
+        .store
+        .enrollment_tokens_of(workspace_id)
+        .await?
+        .into_iter()
+        .find(|(t, used)| t.hash == hash && used.is_none())
+        .ok_or_else(not_found)?;
+    if !app
+        .store
+        .revoke_enrollment_token(workspace_id, hash)
+        .await?
+    {
+        return Err(not_found());
+    }
+    let (t, _) = listed;
+    Ok(ApiOk::wrote(
+        &app,
+        lx_protocol::api::EnrollmentTokenInfoDto {
+            id: token_id.to_ascii_lowercase(),
+            workspace_id,
+            state: lx_protocol::api::EnrollmentTokenState::Expired,
+            created_at: format_millis(t.created_ms),
+            expires_at: format_millis(app.now()),
+            used_at: None,
         },
     ))
 }

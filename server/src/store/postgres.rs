@@ -1556,6 +1556,47 @@ impl Store for PgStore {
         .map(drop)
     }
 
+    async fn enrollment_tokens_of(
+        &self,
+        workspace_id: Uuid,
+    ) -> StoreResult<Vec<(EnrollmentToken, Option<UnixMillis>)>> {
+        all(
+            &self.client().await?,
+            "SELECT hash, workspace_id, created_ms, expires_ms, used_ms FROM enrollment_tokens
+             WHERE workspace_id = $1 ORDER BY created_ms DESC, hash",
+            &[&workspace_id.to_string()],
+            |r| {
+                let hash: Vec<u8> = rows::get(r, 0)?;
+                Ok((
+                    EnrollmentToken {
+                        hash: hash
+                            .try_into()
+                            .map_err(|_| backend("a token hash is not 32 bytes"))?,
+                        workspace_id: rows::uuid(r, 1)?,
+                        created_ms: rows::get(r, 2)?,
+                        expires_ms: rows::get(r, 3)?,
+                    },
+                    rows::get(r, 4)?,
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn revoke_enrollment_token(
+        &self,
+        workspace_id: Uuid,
+        hash: [u8; 32],
+    ) -> StoreResult<bool> {
+        let n = execute(
+            &self.client().await?,
+            "DELETE FROM enrollment_tokens WHERE hash = $1 AND workspace_id = $2 AND used_ms IS NULL",
+            &[&hash.as_slice(), &workspace_id.to_string()],
+        )
+        .await?;
+        Ok(n > 0)
+    }
+
     async fn check_enrollment_token(
         &self,
         token_hash: [u8; 32],

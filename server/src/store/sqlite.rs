@@ -1765,6 +1765,50 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn enrollment_tokens_of(
+        &self,
+        workspace_id: Uuid,
+    ) -> StoreResult<Vec<(EnrollmentToken, Option<UnixMillis>)>> {
+        self.read(move |c| {
+            Ok(all(
+                c,
+                "SELECT hash, workspace_id, created_ms, expires_ms, used_ms FROM enrollment_tokens
+                 WHERE workspace_id = ?1 ORDER BY created_ms DESC, hash",
+                [workspace_id.to_string()],
+                |r| {
+                    let hash: Vec<u8> = r.get(0)?;
+                    Ok((
+                        EnrollmentToken {
+                            hash: hash.try_into().map_err(|_| conversion(std::fmt::Error))?,
+                            workspace_id: uuid_col(r, 1)?,
+                            created_ms: r.get(2)?,
+                            expires_ms: r.get(3)?,
+                        },
+                        r.get(4)?,
+                    ))
+                },
+            )?)
+        })
+        .await
+    }
+
+    async fn revoke_enrollment_token(
+        &self,
+        workspace_id: Uuid,
+        hash: [u8; 32],
+    ) -> StoreResult<bool> {
+        let n = self
+            .run(move |c| {
+                Ok(c.execute(
+                    "DELETE FROM enrollment_tokens WHERE hash = ?1 AND workspace_id = ?2 AND used_ms IS NULL",
+                    params![hash.to_vec(), workspace_id.to_string()],
+                )?)
+            })
+            .await?;
+        self.wrote();
+        Ok(n > 0)
+    }
+
     async fn check_enrollment_token(
         &self,
         token_hash: [u8; 32],

@@ -1582,6 +1582,69 @@ pub async fn retention_drops_only_what_can_no_longer_matter(store: &dyn Store) {
 }
 
 /// Generates one `#[tokio::test]` per suite case for a backend.
+pub async fn enrollment_tokens_are_listed_newest_first_and_revoked_by_their_workspace(
+    store: &dyn Store,
+) {
+    let mine = store
+        .insert_workspace(build_workspace("token-owner", &[Role::Supplier], None))
+        .await
+        .unwrap();
+    let theirs = store
+        .insert_workspace(build_workspace("token-stranger", &[Role::Supplier], None))
+        .await
+        .unwrap();
+    let token = |byte: u8, ws: &Workspace, created_ms| EnrollmentToken {
+        hash: [byte; 32],
+        workspace_id: ws.id,
+        created_ms,
+        expires_ms: created_ms + 60_000,
+    };
+    for t in [
+        token(1, &mine, 10),
+        token(2, &mine, 20),
+        token(3, &theirs, 30),
+    ] {
+        store.insert_enrollment_token(t).await.unwrap();
+    }
+    let listed = store.enrollment_tokens_of(mine.id).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![(token(2, &mine, 20), None), (token(1, &mine, 10), None)]
+    );
+    assert!(
+        !store
+            .revoke_enrollment_token(mine.id, [3; 32])
+            .await
+            .unwrap(),
+        "not its token"
+    );
+    assert!(
+        store
+            .revoke_enrollment_token(mine.id, [2; 32])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_enrollment_token(mine.id, [2; 32])
+            .await
+            .unwrap(),
+        "gone"
+    );
+    assert_eq!(
+        store.check_enrollment_token([2; 32], 15).await,
+        Err(EnrollError::UnknownToken)
+    );
+    assert_eq!(
+        store.enrollment_tokens_of(mine.id).await.unwrap(),
+        vec![(token(1, &mine, 10), None)]
+    );
+    assert_eq!(
+        store.enrollment_tokens_of(theirs.id).await.unwrap().len(),
+        1
+    );
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
@@ -1602,6 +1665,7 @@ macro_rules! store_suite {
             stored_samples_keep_when_they_were_received,
             a_webhook_failing_events_in_a_row_is_disabled_and_workspaces_take_turns,
             retention_drops_only_what_can_no_longer_matter,
+            enrollment_tokens_are_listed_newest_first_and_revoked_by_their_workspace,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
