@@ -1064,6 +1064,16 @@ pub struct RegisterOperatorRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(rename_all = "camelCase")]
+pub struct DeviceTokenDto {
+    pub operator_id: Uuid,
+    /// The device's new bearer token (`lxdv_…`), shown once; the previous
+    /// one no longer works.
+    pub device_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
 pub struct RegisterOperatorResponse {
     pub operator_id: Uuid,
     pub workspace_id: Uuid,

@@ -40,7 +40,7 @@ use crate::http::{self, AppState};
         sessions::cancel, sessions::dispatch, sessions::accept, sessions::start, sessions::end,
         sessions::pause, sessions::resume, sessions::producer_token, sessions::viewer_token, sessions::frame,
         operators::create_enrollment_token, operators::list_enrollment_tokens,
-        operators::revoke_enrollment_token, operators::register, operators::heartbeat, operators::list,
+        operators::revoke_enrollment_token, operators::rotate_token, operators::register, operators::heartbeat, operators::list,
         operators::get_one, operators::delete, operators::lock, operators::unlock, operators::force_unlock,
         operators::fleet_credentials,
         operators::telemetry, operators::track, operators::location,
@@ -213,6 +213,10 @@ pub fn router_with_mcp(state: AppState, mcp: &Arc<crate::mcp::McpEndpoint>) -> R
         .route("/webhooks/{id}", delete(webhooks::delete))
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/webhooks/{id}/enable", post(webhooks::enable))
+        .route(
+            "/operators/{id}/rotate-token",
+            post(operators::rotate_token),
+        )
         .route("/operators/{id}/lock", post(operators::lock))
         .route("/operators/{id}/unlock", post(operators::unlock))
         .route(

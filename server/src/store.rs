@@ -920,6 +920,9 @@ pub trait Store: Send + Sync + 'static {
     async fn mqtt_accounts(&self) -> StoreResult<Vec<MqttAccount>>;
     /// Deletes the device, its locks and its broker account.
     async fn delete_operator(&self, id: Uuid) -> StoreResult<bool>;
+    /// Replaces the device's token (by its hash): the old one stops working
+    /// at once. False when there is no such device.
+    async fn rotate_operator_token(&self, id: Uuid, token_hash: [u8; 32]) -> StoreResult<bool>;
     async fn lock(
         &self,
         operator_id: Uuid,

@@ -1591,6 +1591,64 @@ mod devices {
     }
 
     #[tokio::test]
+    async fn a_device_rotates_its_own_token_and_removes_itself_but_touches_no_sibling() {
+        let t = TestApp::spawn().await;
+        let (supplier, drone) = fleet(&t, BOGOTA).await;
+        let sibling = t.enroll(&supplier, "drone-2").await;
+        let rotate =
+            |id: Uuid, auth| t.post(format!("/operators/{id}/rotate-token"), auth, json!({}));
+        // A sibling's token reaches neither route for this device.
+        rotate(drone.operator_id, sibling.auth())
+            .await
+            .expect(404, "NOT_FOUND");
+        t.call(
+            Method::DELETE,
+            format!("/operators/{}", drone.operator_id),
+            sibling.auth(),
+            None,
+        )
+        .await
+        .expect(404, "NOT_FOUND");
+        // Rotated: the new token is the device, the old one nobody.
+        let rotated = rotate(drone.operator_id, drone.auth()).await.ok();
+        let fresh = Auth::Key(rotated.data()["deviceToken"].as_str().unwrap().to_owned());
+        assert_ne!(fresh, drone.auth());
+        let me = t.get("/me", fresh.clone()).await.ok();
+        assert_eq!(me.data()["operatorId"], drone.operator_id.to_string());
+        t.get("/me", drone.auth())
+            .await
+            .expect(401, "NOT_AUTHENTICATED");
+        // The admin rotates too; then the device removes itself.
+        let by_admin = rotate(drone.operator_id, supplier.auth()).await.ok();
+        let latest = Auth::Key(by_admin.data()["deviceToken"].as_str().unwrap().to_owned());
+        t.get("/me", fresh).await.expect(401, "NOT_AUTHENTICATED");
+        t.call(
+            Method::DELETE,
+            format!("/operators/{}", drone.operator_id),
+            latest.clone(),
+            None,
+        )
+        .await
+        .ok();
+        t.get("/me", latest).await.expect(401, "NOT_AUTHENTICATED");
+        let listed = t
+            .get(
+                format!("/workspaces/{}/operators", supplier.workspace_id),
+                supplier.auth(),
+            )
+            .await
+            .ok();
+        let ids: Vec<_> = listed
+            .data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].clone())
+            .collect();
+        assert_eq!(ids, vec![json!(sibling.operator_id.to_string())]);
+    }
+
+    #[tokio::test]
     async fn me_names_a_devices_operator_id_and_no_other_callers() {
         let t = TestApp::spawn().await;
         let (supplier, drone) = fleet(&t, BOGOTA).await;

@@ -514,15 +514,14 @@ pub(super) async fn get_one(
 }
 
 #[utoipa::path(delete, path = "/api/v1/operators/{id}", tag = "Operators", params(("id" = Uuid, Path)),
-    responses((status = 200, body = OperatorDto)), security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
+    description = "Removes a device: its workspace's admin, or the device itself (its own token), while it serves no session.",
+    responses((status = 200, body = OperatorDto)), security(("apiKey" = ["operators:write"]), ("walletCookie" = []), ("deviceToken" = [])))]
 pub(super) async fn delete(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<ApiOk<OperatorDto>> {
-    caller.require(Scope::OperatorsWrite)?;
-    let op = own_operator(&app, &caller, &id).await?;
-    require_admin(&caller, op.workspace_id)?;
+    let op = itself_or_administered(&app, &caller, &id).await?;
     if op.availability == Availability::Busy {
         return Err(ApiError::new(
             ErrorCode::InvalidState,
@@ -535,6 +534,53 @@ pub(super) async fn delete(
     reindex_workspace(&app, op.workspace_id).await;
     sync_broker_accounts(&app).await;
     Ok(ApiOk::wrote(&app, dto))
+}
+
+/// The device `id` for the device itself (its own token, no other
+/// device's), or for an admin of its workspace with `operators:write`.
+async fn itself_or_administered(app: &App, caller: &Caller, id: &str) -> ApiResult<Operator> {
+    if caller.operator.is_none() {
+        caller.require(Scope::OperatorsWrite)?;
+    }
+    let op = own_operator(app, caller, id).await?;
+    match &caller.operator {
+        Some(me) if me.id == op.id => Ok(op),
+        // A sibling device is as unknown to a device as any other.
+        Some(_) => Err(ApiError::operator_not_found()),
+        None => {
+            require_admin(caller, op.workspace_id)?;
+            Ok(op)
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/operators/{id}/rotate-token", tag = "Operators", params(("id" = Uuid, Path)),
+    description = "Issues the device a new bearer token; the previous one stops working at once. The device itself \
+        (its own token) or its workspace's admin.",
+    responses((status = 200, body = lx_protocol::api::DeviceTokenDto), (status = 404, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = ["operators:write"]), ("walletCookie" = []), ("deviceToken" = [])))]
+pub(super) async fn rotate_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<lx_protocol::api::DeviceTokenDto>> {
+    let op = itself_or_administered(&app, &caller, &id).await?;
+    let token = auth::generate_token(auth::DEVICE_TOKEN_PREFIX);
+    if !app
+        .store
+        .rotate_operator_token(op.id, auth::hash_key(&token))
+        .await?
+    {
+        return Err(ApiError::operator_not_found());
+    }
+    tracing::info!(operator = %op.id, "device token rotated");
+    Ok(ApiOk::wrote(
+        &app,
+        lx_protocol::api::DeviceTokenDto {
+            operator_id: op.id,
+            device_token: token,
+        },
+    ))
 }
 
 fn lock_error(err: LockError) -> ApiError {

@@ -1812,6 +1812,16 @@ impl Store for PgStore {
         all(&self.client().await?, &sql, &[], rows::mqtt_account).await
     }
 
+    async fn rotate_operator_token(&self, id: Uuid, token_hash: [u8; 32]) -> StoreResult<bool> {
+        let n = execute(
+            &self.client().await?,
+            "UPDATE operators SET token_hash = $2 WHERE id = $1",
+            &[&id.to_string(), &token_hash.as_slice()],
+        )
+        .await?;
+        Ok(n > 0)
+    }
+
     async fn delete_operator(&self, id: Uuid) -> StoreResult<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql_error)?;

@@ -2008,6 +2008,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn rotate_operator_token(&self, id: Uuid, token_hash: [u8; 32]) -> StoreResult<bool> {
+        let n = self
+            .run(move |c| {
+                Ok(c.execute(
+                    "UPDATE operators SET token_hash = ?2 WHERE id = ?1",
+                    params![id.to_string(), token_hash.to_vec()],
+                )?)
+            })
+            .await?;
+        self.wrote();
+        Ok(n > 0)
+    }
+
     async fn delete_operator(&self, id: Uuid) -> StoreResult<bool> {
         let deleted = self
             .run(move |c| {

@@ -1643,6 +1643,58 @@ pub async fn enrollment_tokens_are_listed_newest_first_and_revoked_by_their_work
         store.enrollment_tokens_of(theirs.id).await.unwrap().len(),
         1
     );
+
+    // A device enrolled with the remaining token rotates its own token.
+    let device = Operator {
+        id: Uuid::new_v4(),
+        workspace_id: mine.id,
+        name: "rotating".into(),
+        device_kind: lx_protocol::api::DeviceKind::Drone,
+        address: Address([9; 20]),
+        public_key: vec![2; 33],
+        availability: Availability::Offline,
+        battery_pct: None,
+        last_seen_ms: None,
+        last_sequence: None,
+        fix: None,
+        created_ms: 12,
+        disconnected_ms: None,
+        cooling_down_until_ms: None,
+    };
+    store
+        .enroll_operator([1; 32], device.clone(), [5; 32], None, 12)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .rotate_operator_token(device.id, [6; 32])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.operator_by_token([5; 32]).await.unwrap(),
+        None,
+        "the old token"
+    );
+    assert_eq!(
+        store
+            .operator_by_token([6; 32])
+            .await
+            .unwrap()
+            .map(|o| o.id),
+        Some(device.id)
+    );
+    assert!(
+        !store
+            .rotate_operator_token(Uuid::new_v4(), [7; 32])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.enrollment_tokens_of(mine.id).await.unwrap()[0].1,
+        Some(12),
+        "the token is used"
+    );
 }
 
 #[macro_export]

@@ -84,7 +84,7 @@ impl Resp {
 }
 
 /// How a request authenticates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
     None,
     Key(String),
