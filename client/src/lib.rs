@@ -129,7 +129,13 @@ pub struct Client {
     /// Ends in `/api/v1`, without a trailing slash.
     api: String,
     api_key: Option<String>,
+    /// The newest consistency token the server returned, sent back on every
+    /// later call, as the reference's SDK does, so a read sees the write.
+    consistency: std::sync::Arc<std::sync::Mutex<Option<reqwest::header::HeaderValue>>>,
 }
+
+/// The header a write's consistency token comes in and goes back in.
+pub const CONSISTENCY_HEADER: &str = "x-lx-consistency-token";
 
 /// The latest frame the server decoded, as a JPEG.
 #[derive(Debug, Clone)]
@@ -177,7 +183,17 @@ impl Client {
             http,
             api,
             api_key: api_key.filter(|k| !k.trim().is_empty()),
+            consistency: std::sync::Arc::default(),
         })
+    }
+
+    /// The consistency token the next call sends, if a call returned one.
+    pub fn consistency_token(&self) -> Option<String> {
+        self.consistency
+            .lock()
+            .ok()?
+            .as_ref()
+            .and_then(|v| v.to_str().ok().map(str::to_owned))
     }
 
     /// The same server with another key (the MCP endpoint acts for each
@@ -194,10 +210,13 @@ impl Client {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let builder = self
+        let mut builder = self
             .http
             .request(method, format!("{}{path}", self.api))
             .header(ACCEPT, "application/json");
+        if let Some(token) = self.consistency.lock().ok().and_then(|t| t.clone()) {
+            builder = builder.header(CONSISTENCY_HEADER, token);
+        }
         match &self.api_key {
             Some(key) => builder.bearer_auth(key),
             None => builder,
@@ -216,6 +235,12 @@ impl Client {
             .map_err(|e| transport(url.clone(), &e))?;
         let status = response.status().as_u16();
         if response.status().is_success() {
+            if let (Some(token), Ok(mut kept)) = (
+                response.headers().get(CONSISTENCY_HEADER),
+                self.consistency.lock(),
+            ) {
+                *kept = Some(token.clone());
+            }
             return Ok(response);
         }
         let body = response.bytes().await.unwrap_or_default();
@@ -427,6 +452,46 @@ fn api_error(url: &str, status: u16, body: &[u8]) -> Error {
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test]
+    async fn a_calls_consistency_token_goes_back_on_the_next_call() {
+        use std::sync::{Arc, Mutex};
+        let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let heard = Arc::clone(&seen);
+        let app = axum::Router::new().route(
+            "/api/v1/coverage",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let heard = Arc::clone(&heard);
+                async move {
+                    let mut heard = heard.lock().unwrap();
+                    heard.push(
+                        headers
+                            .get(CONSISTENCY_HEADER)
+                            .map(|v| v.to_str().unwrap().to_owned()),
+                    );
+                    let token = format!("t{}", heard.len());
+                    (
+                        [(CONSISTENCY_HEADER, token)],
+                        axum::Json(serde_json::json!({"statusCode": 200, "message": "ok",
+                            "data": {"circles": []}, "timestamp": "2026-01-01T00:00:00.000Z"})),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let client = Client::new(&url, None).unwrap();
+        for _ in 0..3 {
+            client.coverage().await.unwrap();
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![None, Some("t1".into()), Some("t2".into())]
+        );
+        assert_eq!(client.consistency_token().as_deref(), Some("t3"));
+    }
+
     use super::*;
 
     #[test]
