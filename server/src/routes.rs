@@ -40,7 +40,8 @@ use crate::http::{self, AppState};
         sessions::cancel, sessions::dispatch, sessions::accept, sessions::start, sessions::end,
         sessions::pause, sessions::resume, sessions::producer_token, sessions::viewer_token, sessions::frame,
         operators::create_enrollment_token, operators::list_enrollment_tokens,
-        operators::revoke_enrollment_token, operators::rotate_token, operators::register, operators::heartbeat, operators::list,
+        operators::revoke_enrollment_token, operators::rotate_token, operators::reconnect,
+        operators::register, operators::heartbeat, operators::list,
         operators::get_one, operators::delete, operators::lock, operators::unlock, operators::force_unlock,
         operators::fleet_credentials,
         operators::telemetry, operators::track, operators::location,
@@ -204,6 +205,7 @@ pub fn router_with_mcp(state: AppState, mcp: &Arc<crate::mcp::McpEndpoint>) -> R
             post(operators::fleet_credentials),
         )
         .route("/operators/register", post(operators::register))
+        .route("/operators/reconnect", post(operators::reconnect))
         .route("/operators/heartbeat", post(operators::heartbeat))
         .route(
             "/operators/{id}",

@@ -1649,6 +1649,41 @@ mod devices {
     }
 
     #[tokio::test]
+    async fn a_device_reconnects_with_its_saved_token_and_only_with_it() {
+        let t = TestApp::spawn().await;
+        let (supplier, drone) = fleet(&t, BOGOTA).await;
+        // Gone quiet long enough to be counted out of reach.
+        t.clock.advance_ms(120_000);
+        let back = t
+            .post("/operators/reconnect", drone.auth(), json!({}))
+            .await
+            .ok();
+        assert_eq!(
+            back.data()["id"],
+            drone.operator_id.to_string(),
+            "{}",
+            back.body
+        );
+        assert_eq!(
+            back.data()["workspaceId"],
+            supplier.workspace_id.to_string()
+        );
+        let seen = back.data()["lastSeenAt"]
+            .as_str()
+            .map(lx_protocol::time::parse_millis);
+        assert_eq!(seen, Some(Some(t.clock_now())), "{}", back.body);
+        for refused in [
+            Auth::None,
+            supplier.auth(),
+            Auth::Key("lxdv_not_a_device".into()),
+        ] {
+            t.post("/operators/reconnect", refused, json!({}))
+                .await
+                .expect(401, "NOT_AUTHENTICATED");
+        }
+    }
+
+    #[tokio::test]
     async fn me_names_a_devices_operator_id_and_no_other_callers() {
         let t = TestApp::spawn().await;
         let (supplier, drone) = fleet(&t, BOGOTA).await;

@@ -139,6 +139,26 @@ fn device_of(caller: &Caller) -> ApiResult<&Operator> {
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/operators/reconnect", tag = "Operators",
+    description = "A device back after a restart or a lost link, with its saved token: who it is, and it counts as \
+        heard from (its outage, if any, closes). 401 for a token that is missing, unknown or rotated away.",
+    responses((status = 200, body = OperatorDto), (status = 401, body = lx_protocol::api::ErrorBody)),
+    security(("deviceToken" = [])))]
+pub(super) async fn reconnect(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiOk<OperatorDto>> {
+    let me = caller.operator.as_ref().ok_or_else(|| {
+        ApiError::unauthenticated("reconnect takes the device's saved token (lxdv_…)")
+    })?;
+    let op = app
+        .store
+        .touch_operator(me.id, app.now(), None, None, app.late_sample_bound_ms())
+        .await?
+        .ok_or_else(ApiError::operator_not_found)?;
+    Ok(ApiOk::wrote(&app, operator_dto(&app, &op).await?))
+}
+
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/enrollment-tokens", tag = "Operators",
     params(("id" = Uuid, Path)), description = "Mints a one-time token for `lx-agent enroll --token`.",
     responses((status = 201, body = EnrollmentTokenDto)), security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
