@@ -782,8 +782,10 @@ const PUBLIC_ROUTES: [&str; 9] = [
 ];
 
 /// Routes about the caller itself: any credential, no scope.
-const IDENTITY_ROUTES: [&str; 3] = [
+const IDENTITY_ROUTES: [&str; 4] = [
     "get /api/v1/me",
+    // The device's own token says who it is; no API key reaches it.
+    "post /api/v1/operators/reconnect",
     "get /api/v1/workspaces",
     "get /api/v1/workspaces/{id}",
 ];
