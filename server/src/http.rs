@@ -103,15 +103,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let mut body: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid(
+            "body",
+            format!("not valid JSON ({})", strip_position(&e.to_string())),
+        )
+    })?;
+    integral_numbers_as_integers(&mut body);
+    serde_path_to_error::deserialize(body).map_err(|err| {
         let mut field = path_of(&err);
-        let inner = err.inner();
-        let mut problem = if inner.is_syntax() || inner.is_eof() {
-            format!("not valid JSON ({inner})")
-        } else {
-            strip_position(&inner.to_string())
-        };
+        let mut problem = strip_position(&err.inner().to_string());
         // serde names a missing field in its message, at the parent's path.
         if let Some(name) = problem
             .strip_prefix("missing field `")
@@ -125,10 +126,31 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             problem = "is required".to_owned();
         }
         ApiError::invalid(&field, problem)
-    })?;
-    de.end()
-        .map_err(|e| ApiError::invalid("body", format!("trailing characters ({e})")))?;
-    Ok(value)
+    })
+}
+
+/// `1486.0` is `1486`: clients and generators that write every number with
+/// a fraction are understood. A number with a real fraction still fails an
+/// integer field, by name; floats beyond 2^53 are left as they are.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0)
+                && f.abs() < 9_007_199_254_740_992.0
+            {
+                // Exact: an integral float under 2^53 converts without loss.
+                *n = if f < 0.0 {
+                    (f as i64).into()
+                } else {
+                    (f as u64).into()
+                };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// serde_json appends " at line 1 column 9"; the field name says more.
@@ -235,6 +257,38 @@ mod tests {
         let err = parse_json::<CreateSessionRequest>(br#"{"lat":1,"lng":1}"#).unwrap_err();
         assert!(
             err.message.contains("maxDurationSeconds"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn integral_numbers_are_accepted_however_written_and_fractions_refused_by_name() {
+        let ok = parse_json::<CreateSessionRequest>(
+            br#"{"lat":4.0,"lng":-74.0,"maxDurationSeconds":60.0,"geofenceRadiusMeters":1.5e2}"#,
+        )
+        .unwrap();
+        assert_eq!((ok.max_duration_seconds, ok.lat, ok.lng), (60, 4.0, -74.0));
+        assert_eq!(ok.geofence_radius_meters, Some(150));
+        let err =
+            parse_json::<CreateSessionRequest>(br#"{"lat":4,"lng":1,"maxDurationSeconds":60.5}"#)
+                .unwrap_err();
+        assert!(
+            err.message.starts_with("maxDurationSeconds:"),
+            "{}",
+            err.message
+        );
+        let err = parse_json::<CreateSessionRequest>(br#"{"lat":4,"#).unwrap_err();
+        assert!(
+            err.message.starts_with("body: not valid JSON"),
+            "{}",
+            err.message
+        );
+        let err =
+            parse_json::<CreateSessionRequest>(br#"{"lat":4,"lng":1,"maxDurationSeconds":6} x"#)
+                .unwrap_err();
+        assert!(
+            err.message.starts_with("body: not valid JSON"),
             "{}",
             err.message
         );
