@@ -1031,6 +1031,9 @@ pub enum EnrollmentTokenState {
     Active,
     Used,
     Expired,
+    /// Revoked by its workspace: in the revocation's answer only (a revoked
+    /// token is gone from the list).
+    Revoked,
 }
 
 /// An enrollment token as its workspace lists it (never the token itself).

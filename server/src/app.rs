@@ -393,11 +393,7 @@ impl App {
     /// built-in media plane of another replica sharing the store (its WHIP
     /// URL names that replica's `http.public_url`).
     pub fn carries_media(&self, media: &crate::store::MediaEndpoints) -> bool {
-        let origin = |url: &str| {
-            url.parse::<axum::http::Uri>()
-                .ok()
-                .and_then(|u| Some((u.scheme_str()?.to_owned(), u.authority()?.to_string())))
-        };
+        use crate::media::origin;
         self.media.name() != "builtin"
             || !self.store.shared()
             || origin(&media.whip_url) == origin(&self.config.http.public_url)

@@ -278,6 +278,16 @@ mod tests {
             "{}",
             err.message
         );
+        // Integral but out of every integer's range: refused, not wrapped.
+        for huge in ["1e20", "-60.0", "4294967296.0"] {
+            let body = format!(r#"{{"lat":4,"lng":1,"maxDurationSeconds":{huge}}}"#);
+            let err = parse_json::<CreateSessionRequest>(body.as_bytes()).unwrap_err();
+            assert!(
+                err.message.starts_with("maxDurationSeconds:"),
+                "{huge}: {}",
+                err.message
+            );
+        }
         let err = parse_json::<CreateSessionRequest>(br#"{"lat":4,"#).unwrap_err();
         assert!(
             err.message.starts_with("body: not valid JSON"),

@@ -260,3 +260,12 @@ impl MediaBackend for ScriptedMedia {
         Ok(())
     }
 }
+
+/// The origin (`scheme://host:port`) of a URL: how the replica carrying a
+/// session's media is named (the built-in plane's URLs start with its
+/// replica's `http.public_url`).
+pub fn origin(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}

@@ -10,6 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::media::origin;
 use crate::store::WorkspaceChange;
 
 /// Follows the store's workspace changes until `shutdown`; returns at once
@@ -46,11 +47,16 @@ pub async fn follow(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 /// How often a replica says it is alive.
 const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The origin (`scheme://host:port`) of a URL, how replicas are named.
-pub fn origin(url: &str) -> Option<String> {
-    reqwest::Url::parse(url)
-        .ok()
-        .map(|u| u.origin().ascii_serialization())
+/// The client replicas ask each other with: no redirects (a replica answers
+/// for itself), a timeout per request.
+fn peer_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    })
 }
 
 /// Says, every second until `shutdown`, that this replica is alive; returns
@@ -99,16 +105,9 @@ pub async fn frame_from_owner(
     by: &str,
 ) -> Result<axum::response::Response, String> {
     use axum::http::header;
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(FORWARD_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default()
-    });
-    let mut request = client
+    let mut request = peer_client()
         .get(format!("{owner}/api/v1/sessions/{session}/frame"))
+        .timeout(FORWARD_TIMEOUT)
         .header(FORWARDED_HEADER, by);
     for name in [header::AUTHORIZATION, header::COOKIE] {
         if let Some(value) = headers.get(&name) {
@@ -134,16 +133,9 @@ pub async fn frame_from_owner(
 
 /// Whether the replica at `owner` answers at all.
 pub async fn answers(owner: &str) -> bool {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(1))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default()
-    });
-    client
+    peer_client()
         .get(format!("{owner}/api/v1/health"))
+        .timeout(std::time::Duration::from_secs(1))
         .send()
         .await
         .is_ok()

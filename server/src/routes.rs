@@ -244,30 +244,29 @@ pub fn router_with_mcp(state: AppState, mcp: &Arc<crate::mcp::McpEndpoint>) -> R
             header::IF_MATCH,
         ])
         .expose_headers([header::LOCATION, header::LINK, header::ETAG]);
-    // OPTIONS is routed on purpose: a method a route lacks is answered by the
-    // root's 405 fallback, outside this router's CORS layer, so a preflight
-    // must find a route for the layer to answer it.
+    // The media routes are one service behind their CORS layer: a preflight
+    // is answered before any route is matched (nested as routes, a method a
+    // route lacks would reach the root's 405 fallback, outside the layer).
     let media = Router::new()
         .route("/live_inputs", post(media::create_live_input))
         .route("/live_inputs/{uid}", delete(media::delete_live_input))
         .route(
             "/{kind}/{token}",
-            post(media::offer)
-                .layer(DefaultBodyLimit::max(media::MAX_OFFER_BYTES))
-                .options(media::preflight),
+            post(media::offer).layer(DefaultBodyLimit::max(media::MAX_OFFER_BYTES)),
         )
         .route(
             "/{kind}/{token}/{resource}",
-            delete(media::hang_up)
-                .patch(media::patch)
-                .options(media::preflight),
+            delete(media::hang_up).patch(media::patch),
         )
-        .layer(cors);
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .with_state(state.clone());
+    let media = tower::Layer::layer(&cors, media);
     let console = crate::console::router(&state.config);
     let mut root = Router::new()
         .nest("/api/v1", api)
         .merge(console)
-        .nest("/media", media);
+        .nest_service("/media", media);
     if state.config.mcp.enabled {
         root = root.nest_service("/mcp", crate::mcp::service(&state, mcp));
     }

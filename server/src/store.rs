@@ -867,12 +867,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace_id: Uuid,
     ) -> StoreResult<Vec<(EnrollmentToken, Option<UnixMillis>)>>;
-    /// Revokes an unused token of the workspace: false when there is none.
+    /// Revokes an unused token of the workspace; the token revoked, or
+    /// `None` when there is no such unused token.
     async fn revoke_enrollment_token(
         &self,
         workspace_id: Uuid,
         hash: [u8; 32],
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<EnrollmentToken>>;
     /// Whether an enrollment token could be used at `now`, without using
     /// it: the cheap check made before any signature or hash work.
     async fn check_enrollment_token(

@@ -1550,7 +1550,9 @@ mod devices {
                 None,
             )
         };
-        revoke(second["id"].as_str().unwrap()).await.ok();
+        let revoked = revoke(second["id"].as_str().unwrap()).await.ok();
+        assert_eq!(revoked.data()["state"], "REVOKED", "{}", revoked.body);
+        assert_eq!(revoked.data()["expiresAt"], second["expiresAt"]);
         let listed = t.get(&path, supplier.auth()).await.ok().data().clone();
         assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
         let key = k256::ecdsa::SigningKey::random(&mut rand::thread_rng());

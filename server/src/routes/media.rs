@@ -261,12 +261,3 @@ pub(super) async fn delete_live_input(
     )
     .into_response())
 }
-
-/// An OPTIONS that is no CORS preflight (the CORS layer answers those):
-/// what the resource allows.
-pub(super) async fn preflight() -> impl axum::response::IntoResponse {
-    (
-        axum::http::StatusCode::NO_CONTENT,
-        [(axum::http::header::ALLOW, "POST, PATCH, DELETE, OPTIONS")],
-    )
-}

@@ -250,29 +250,19 @@ pub(super) async fn revoke_enrollment_token(
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| ApiError::invalid("tokenId", "must be 64 hex digits, as listed"))?;
-    let listed = app
-        .store
-        .enrollment_tokens_of(workspace_id)
-        .await?
-        .into_iter()
-        .find(|(t, used)| t.hash == hash && used.is_none())
-        .ok_or_else(not_found)?;
-    if !app
+    let revoked = app
         .store
         .revoke_enrollment_token(workspace_id, hash)
         .await?
-    {
-        return Err(not_found());
-    }
-    let (t, _) = listed;
+        .ok_or_else(not_found)?;
     Ok(ApiOk::wrote(
         &app,
         lx_protocol::api::EnrollmentTokenInfoDto {
-            id: token_id.to_ascii_lowercase(),
+            id: hex::encode(revoked.hash),
             workspace_id,
-            state: lx_protocol::api::EnrollmentTokenState::Expired,
-            created_at: format_millis(t.created_ms),
-            expires_at: format_millis(app.now()),
+            state: lx_protocol::api::EnrollmentTokenState::Revoked,
+            created_at: format_millis(revoked.created_ms),
+            expires_at: format_millis(revoked.expires_ms),
             used_at: None,
         },
     ))

@@ -311,22 +311,24 @@ async fn load_operator(
     one(c, &sql, &[&id.to_string()], rows::operator).await
 }
 
-/// A session's columns, then its windows as three arrays in order: one
-/// round trip reads both.
-const SESSION_SELECT: &str =
-    "ARRAY(SELECT w.reason FROM session_windows w WHERE w.session_id = sessions.id
-        ORDER BY w.opened_ms, w.reason),
-    ARRAY(SELECT w.opened_ms FROM session_windows w WHERE w.session_id = sessions.id
-        ORDER BY w.opened_ms, w.reason),
-    ARRAY(SELECT w.closed_ms FROM session_windows w WHERE w.session_id = sessions.id
-        ORDER BY w.opened_ms, w.reason)";
+/// A session's windows as three arrays in order (reasons, opened, closed),
+/// aggregated beside its row: one round trip, one scan of its windows.
+const WINDOWS_JOIN: &str = "LEFT JOIN LATERAL (
+        SELECT array_agg(w.reason ORDER BY w.opened_ms, w.reason) AS reasons,
+               array_agg(w.opened_ms ORDER BY w.opened_ms, w.reason) AS opened,
+               array_agg(w.closed_ms ORDER BY w.opened_ms, w.reason) AS closed
+        FROM session_windows w WHERE w.session_id = sessions.id) windows ON true";
 
 async fn sessions_where(
     c: &impl GenericClient,
     condition: &str,
     params: Params<'_>,
 ) -> StoreResult<Vec<Session>> {
-    let sql = format!("SELECT {SESSION_COLUMNS}, {SESSION_SELECT} FROM sessions WHERE {condition}");
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS}, COALESCE(windows.reasons, '{{}}'), COALESCE(windows.opened, '{{}}'),
+                COALESCE(windows.closed, '{{}}')
+         FROM sessions {WINDOWS_JOIN} WHERE {condition}"
+    );
     query(c, &sql, params)
         .await?
         .iter()
@@ -758,70 +760,9 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql_error)?;
         let mut n = 0;
-        n += execute(
-            &tx,
-            "DELETE FROM challenges WHERE expires_ms < $1",
-            &[&b.challenges_ms],
-        )
-        .await?;
-        // A used quote is the record of a session's rate: it stays.
-        n += execute(
-            &tx,
-            "DELETE FROM quotes WHERE used_ms IS NULL AND expires_ms < $1
-               AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.quote_id = quotes.id)",
-            &[&b.quotes_ms],
-        )
-        .await?;
-        n += execute(
-            &tx,
-            "DELETE FROM telemetry WHERE session_id IS NULL AND received_ms < $1",
-            &[&b.heartbeat_samples_ms],
-        )
-        .await?;
-        n += execute(
-            &tx,
-            "DELETE FROM workspace_locations WHERE received_ms < $1",
-            &[&b.locations_ms],
-        )
-        .await?;
-        n += execute(
-            &tx,
-            "DELETE FROM dispatch_attempts WHERE session_id IN (SELECT id FROM sessions
-               WHERE state IN ('ENDED', 'EXPIRED', 'CANCELLED') AND ended_ms < $1)",
-            &[&b.dispatch_attempts_ms],
-        )
-        .await?;
-        n += execute(
-            &tx,
-            "DELETE FROM enrollment_tokens WHERE COALESCE(used_ms, expires_ms) < $1",
-            &[&b.enrollment_tokens_ms],
-        )
-        .await?;
-        n += execute(
-            &tx,
-            "DELETE FROM webhook_deliveries WHERE state IN ('DELIVERED', 'FAILED') AND updated_ms < $1",
-            &[&b.webhook_rows_ms],
-        )
-        .await?;
-        n += execute(
-            &tx,
-            "DELETE FROM webhook_events WHERE created_ms < $1
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
-            &[&b.webhook_rows_ms],
-        )
-        .await?;
-        n += execute(
-            &tx,
-            "DELETE FROM operator_outages WHERE closed_ms IS NOT NULL AND closed_ms < $1",
-            &[&b.outages_ms],
-        )
-        .await?;
-        n += execute(
-            &tx,
-            "DELETE FROM revoked_cookies WHERE expires_ms < $1",
-            &[&b.cookies_ms],
-        )
-        .await?;
+        for (sql, cutoff) in super::schema::prune_statements(&b) {
+            n += execute(&tx, sql, &[&cutoff]).await?;
+        }
         tx.commit().await.map_err(sql_error)?;
         Ok(n)
     }
@@ -1587,14 +1528,24 @@ impl Store for PgStore {
         &self,
         workspace_id: Uuid,
         hash: [u8; 32],
-    ) -> StoreResult<bool> {
-        let n = execute(
+    ) -> StoreResult<Option<EnrollmentToken>> {
+        let revoked = query_opt(
             &self.client().await?,
-            "DELETE FROM enrollment_tokens WHERE hash = $1 AND workspace_id = $2 AND used_ms IS NULL",
+            "DELETE FROM enrollment_tokens WHERE hash = $1 AND workspace_id = $2 AND used_ms IS NULL
+             RETURNING created_ms, expires_ms",
             &[&hash.as_slice(), &workspace_id.to_string()],
         )
         .await?;
-        Ok(n > 0)
+        revoked
+            .map(|r| {
+                Ok(EnrollmentToken {
+                    hash,
+                    workspace_id,
+                    created_ms: rows::get(&r, 0)?,
+                    expires_ms: rows::get(&r, 1)?,
+                })
+            })
+            .transpose()
     }
 
     async fn check_enrollment_token(

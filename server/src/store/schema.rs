@@ -3,6 +3,7 @@
 //! The PostgreSQL schema is the SQLite schema column for column (a test holds
 //! them together), so one list serves both.
 
+use lx_protocol::time::UnixMillis;
 use lx_protocol::wallet::Address;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,6 +53,51 @@ pub const DELIVERY_COLUMNS: &str = "d.seq, d.webhook_id, d.event_id, e.type, e.s
 /// A stored sample, then its signature and when it was received.
 pub const SAMPLE_COLUMNS: &str = "session_id, sequence, captured_ms, lat_e7, lng_e7, accuracy_cm, \
     operator_id, source, signature, received_ms";
+
+/// What a retention pass deletes, in order: each statement with the cutoff
+/// it binds as `$1` (both SQLite and PostgreSQL read `$1`).
+pub fn prune_statements(b: &super::PruneBefore) -> [(&'static str, UnixMillis); 10] {
+    [
+        ("DELETE FROM challenges WHERE expires_ms < $1", b.challenges_ms),
+        // A used quote is the record of a session's rate: it stays.
+        (
+            "DELETE FROM quotes WHERE used_ms IS NULL AND expires_ms < $1
+               AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.quote_id = quotes.id)",
+            b.quotes_ms,
+        ),
+        (
+            "DELETE FROM telemetry WHERE session_id IS NULL AND received_ms < $1",
+            b.heartbeat_samples_ms,
+        ),
+        (
+            "DELETE FROM workspace_locations WHERE received_ms < $1",
+            b.locations_ms,
+        ),
+        (
+            "DELETE FROM dispatch_attempts WHERE session_id IN (SELECT id FROM sessions
+               WHERE state IN ('ENDED', 'EXPIRED', 'CANCELLED') AND ended_ms < $1)",
+            b.dispatch_attempts_ms,
+        ),
+        (
+            "DELETE FROM enrollment_tokens WHERE COALESCE(used_ms, expires_ms) < $1",
+            b.enrollment_tokens_ms,
+        ),
+        (
+            "DELETE FROM webhook_deliveries WHERE state IN ('DELIVERED', 'FAILED') AND updated_ms < $1",
+            b.webhook_rows_ms,
+        ),
+        (
+            "DELETE FROM webhook_events WHERE created_ms < $1
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
+            b.webhook_rows_ms,
+        ),
+        (
+            "DELETE FROM operator_outages WHERE closed_ms IS NOT NULL AND closed_ms < $1",
+            b.outages_ms,
+        ),
+        ("DELETE FROM revoked_cookies WHERE expires_ms < $1", b.cookies_ms),
+    ]
+}
 
 /// An enum as its wire name (`"ONLINE"`).
 pub fn enum_text<T: Serialize>(value: &T) -> String {

@@ -1006,41 +1006,9 @@ impl Store for SqliteStore {
             .run(move |c| {
                 let tx = c.transaction()?;
                 let mut n = 0usize;
-                n += tx.execute("DELETE FROM challenges WHERE expires_ms < ?1", [b.challenges_ms])?;
-                // A used quote is the record of a session's rate: it stays.
-                n += tx.execute(
-                    "DELETE FROM quotes WHERE used_ms IS NULL AND expires_ms < ?1
-                       AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.quote_id = quotes.id)",
-                    [b.quotes_ms],
-                )?;
-                n += tx.execute(
-                    "DELETE FROM telemetry WHERE session_id IS NULL AND received_ms < ?1",
-                    [b.heartbeat_samples_ms],
-                )?;
-                n += tx.execute("DELETE FROM workspace_locations WHERE received_ms < ?1", [b.locations_ms])?;
-                n += tx.execute(
-                    "DELETE FROM dispatch_attempts WHERE session_id IN (SELECT id FROM sessions
-                       WHERE state IN ('ENDED', 'EXPIRED', 'CANCELLED') AND ended_ms < ?1)",
-                    [b.dispatch_attempts_ms],
-                )?;
-                n += tx.execute(
-                    "DELETE FROM enrollment_tokens WHERE COALESCE(used_ms, expires_ms) < ?1",
-                    [b.enrollment_tokens_ms],
-                )?;
-                n += tx.execute(
-                    "DELETE FROM webhook_deliveries WHERE state IN ('DELIVERED', 'FAILED') AND updated_ms < ?1",
-                    [b.webhook_rows_ms],
-                )?;
-                n += tx.execute(
-                    "DELETE FROM webhook_events WHERE created_ms < ?1
-                       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
-                    [b.webhook_rows_ms],
-                )?;
-                n += tx.execute(
-                    "DELETE FROM operator_outages WHERE closed_ms IS NOT NULL AND closed_ms < ?1",
-                    [b.outages_ms],
-                )?;
-                n += tx.execute("DELETE FROM revoked_cookies WHERE expires_ms < ?1", [b.cookies_ms])?;
+                for (sql, cutoff) in schema::prune_statements(&b) {
+                    n += tx.execute(sql, [cutoff])?;
+                }
                 tx.commit()?;
                 Ok(n as u64)
             })
@@ -1796,17 +1764,27 @@ impl Store for SqliteStore {
         &self,
         workspace_id: Uuid,
         hash: [u8; 32],
-    ) -> StoreResult<bool> {
-        let n = self
+    ) -> StoreResult<Option<EnrollmentToken>> {
+        let revoked = self
             .run(move |c| {
-                Ok(c.execute(
-                    "DELETE FROM enrollment_tokens WHERE hash = ?1 AND workspace_id = ?2 AND used_ms IS NULL",
+                Ok(one(
+                    c,
+                    "DELETE FROM enrollment_tokens WHERE hash = ?1 AND workspace_id = ?2 AND used_ms IS NULL
+                     RETURNING created_ms, expires_ms",
                     params![hash.to_vec(), workspace_id.to_string()],
+                    |r| {
+                        Ok(EnrollmentToken {
+                            hash,
+                            workspace_id,
+                            created_ms: r.get(0)?,
+                            expires_ms: r.get(1)?,
+                        })
+                    },
                 )?)
             })
             .await?;
         self.wrote();
-        Ok(n > 0)
+        Ok(revoked)
     }
 
     async fn check_enrollment_token(

@@ -1611,24 +1611,27 @@ pub async fn enrollment_tokens_are_listed_newest_first_and_revoked_by_their_work
         listed,
         vec![(token(2, &mine, 20), None), (token(1, &mine, 10), None)]
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .revoke_enrollment_token(mine.id, [3; 32])
             .await
             .unwrap(),
+        None,
         "not its token"
     );
-    assert!(
+    assert_eq!(
         store
             .revoke_enrollment_token(mine.id, [2; 32])
             .await
-            .unwrap()
+            .unwrap(),
+        Some(token(2, &mine, 20))
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .revoke_enrollment_token(mine.id, [2; 32])
             .await
             .unwrap(),
+        None,
         "gone"
     );
     assert_eq!(
