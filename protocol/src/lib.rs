@@ -9,7 +9,9 @@ pub mod api;
 pub mod bearer;
 pub mod config;
 pub mod error;
+pub mod evidence;
 pub mod geo;
+pub mod meter;
 pub mod mqtt;
 #[cfg(feature = "private-file")]
 pub mod private_file;

@@ -2,4 +2,5 @@
 
 pub mod evidence;
 pub mod lifecycle;
-pub mod meter;
+/// The meter is shared with anyone checking a proof bundle.
+pub use lx_protocol::meter;

@@ -205,22 +205,8 @@ pub struct Offer {
     pub expires_ms: UnixMillis,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub reason: WindowReason,
-    pub opened_ms: UnixMillis,
-    pub closed_ms: Option<UnixMillis>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Meter {
-    pub clean_seconds: u64,
-    pub failed_seconds: u64,
-    pub charged_micro_usdc: u64,
-    pub fee_micro_usdc: u64,
-    pub operator_earned_micro_usdc: u64,
-    pub fee_bps: u32,
-}
+pub use lx_protocol::evidence::Outage;
+pub use lx_protocol::meter::{Meter, Window};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
@@ -512,14 +498,6 @@ pub enum LockError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// A span during which a device was out of reach: from its last contact to
-/// its next one (`None` while it has not been heard from again).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outage {
-    pub opened_ms: UnixMillis,
-    pub closed_ms: Option<UnixMillis>,
 }
 
 /// An unsigned location heartbeat of a workspace, as stored.

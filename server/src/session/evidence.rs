@@ -1,61 +1,23 @@
 //! What the meter is shown: the positions a session's supplier proved, after
-//! the no-backdating rule. Pure: no clock, no store.
+//! the no-backdating rule ([`lx_protocol::evidence`], shared with anyone
+//! checking a proof bundle). Pure: no clock, no store.
 //!
-//! Contract:
-//! - A device's signed sample received at most `late_bound_ms` after its
-//!   capture is evidence.
-//! - A sample received later is evidence only if it was captured inside a
-//!   recorded outage: one of the device's disconnect windows (from its last
-//!   contact until its next one, as the store recorded them when they
-//!   happened) or one of the session's NETWORK_ERROR windows. An open window
-//!   runs on without end. Anything else signed long before it was sent is a
-//!   claim made after the fact, and does not count.
 //! - A tier-0 workspace's location heartbeats are stamped by the server when
 //!   received, so they cannot be late: each is a fix captured at its
 //!   reception.
 //! - The output keeps the input's order (the store hands both sorted by
 //!   capture or reception time, which is what the meter needs).
 
-use lx_protocol::api::WindowReason;
+pub use lx_protocol::evidence::{admissible, outages};
+use lx_protocol::meter::Fix;
 
-use super::meter::Fix;
-use crate::store::{LocationFix, Outage, StoredSample, Window};
+use crate::store::{LocationFix, Outage, StoredSample};
 
 /// Samples one session may hold: two a second of its longest run, and ten
 /// minutes' worth more for the time before LIVE and the settle delay. An
 /// honest device sends one a second; a session is never paid for more.
 pub fn max_samples(max_duration_seconds: u32) -> u64 {
     2 * u64::from(max_duration_seconds) + 1200
-}
-
-/// The outages a late sample of the session may fill: the device's own,
-/// then the session's NETWORK_ERROR windows.
-pub fn outages(device: &[Outage], session_windows: &[Window]) -> Vec<Outage> {
-    let media = session_windows
-        .iter()
-        .filter(|w| w.reason == WindowReason::NetworkError)
-        .map(|w| Outage {
-            opened_ms: w.opened_ms,
-            closed_ms: w.closed_ms,
-        });
-    device.iter().copied().chain(media).collect()
-}
-
-fn inside(outages: &[Outage], at_ms: i64) -> bool {
-    outages
-        .iter()
-        .any(|o| o.opened_ms <= at_ms && o.closed_ms.is_none_or(|closed| at_ms <= closed))
-}
-
-/// Whether a sample captured at `captured_ms` and received at `received_ms`
-/// is evidence.
-pub fn admissible(
-    captured_ms: i64,
-    received_ms: i64,
-    outages: &[Outage],
-    late_bound_ms: i64,
-) -> bool {
-    received_ms.saturating_sub(captured_ms) <= late_bound_ms || inside(outages, captured_ms)
 }
 
 /// The device's samples that count, as the meter's fixes.
@@ -91,6 +53,8 @@ pub fn heartbeat_fixes(locations: &[LocationFix]) -> Vec<Fix> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Window;
+    use lx_protocol::api::WindowReason;
     use lx_protocol::geo::Point;
     use lx_protocol::telemetry::{Sample, Source};
     use proptest::prelude::*;
@@ -153,23 +117,6 @@ mod tests {
             vec![1_000, 2_000],
             "without a recorded outage nothing late counts"
         );
-    }
-
-    #[test]
-    fn pauses_and_derived_windows_are_not_outages() {
-        let windows = [
-            Window {
-                reason: WindowReason::Paused,
-                opened_ms: 0,
-                closed_ms: None,
-            },
-            Window {
-                reason: WindowReason::OutsideGeofence,
-                opened_ms: 0,
-                closed_ms: None,
-            },
-        ];
-        assert!(outages(&[], &windows).is_empty());
     }
 
     #[test]

@@ -26,14 +26,33 @@
 //!
 //! The fixes are whatever evidence the supplier's trust tier gives (a
 //! device's signed samples, or a tier-0 workspace's location heartbeats),
-//! already through the no-backdating filter of [`super::evidence`]: the
+//! already through the no-backdating filter of [`crate::evidence`]: the
 //! meter judges them, it does not decide which count.
 
-use lx_protocol::api::WindowReason;
-use lx_protocol::geo::Point;
-use lx_protocol::time::UnixMillis;
+use crate::api::WindowReason;
+use crate::geo::Point;
+use crate::time::UnixMillis;
 
-use crate::store::{Meter, Window};
+/// A span of a session: PAUSED or NETWORK_ERROR as recorded, or a run of
+/// STALE_TELEMETRY or OUTSIDE_GEOFENCE seconds the meter derived. An open
+/// window runs to the end of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub reason: WindowReason,
+    pub opened_ms: UnixMillis,
+    pub closed_ms: Option<UnixMillis>,
+}
+
+/// What the meter found, in integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meter {
+    pub clean_seconds: u64,
+    pub failed_seconds: u64,
+    pub charged_micro_usdc: u64,
+    pub fee_micro_usdc: u64,
+    pub operator_earned_micro_usdc: u64,
+    pub fee_bps: u32,
+}
 
 /// A verified position, as the meter needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]
