@@ -356,6 +356,11 @@ impl Client {
     pub async fn settlement(&self, id: Uuid) -> Result<SettlementDto> {
         self.get(&format!("/settlements/{id}")).await
     }
+
+    /// The session's proof bundle, for [`lx_protocol::proof::verify`].
+    pub async fn proof(&self, id: Uuid) -> Result<lx_protocol::proof::ProofBundle> {
+        self.get(&format!("/sessions/{id}/proof")).await
+    }
 }
 
 /// The error and its causes on one line: reqwest's own message rarely says

@@ -449,6 +449,22 @@ impl LxTools {
         };
         reply(self.client_for(&ctx).settlement(id).await, Some(id))
     }
+
+    #[tool(
+        description = "Check an ended session's proof here, without trusting the server: fetches its bundle, recovers the device's signature on every position sample, looks for missing samples, recomputes the meter from the evidence and compares it and the settlement's amounts. Returns ok, the recomputed meter and every finding (failures name the sample or field)."
+    )]
+    async fn verify_session(
+        &self,
+        Parameters(args): Parameters<SessionArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let id = match session_id(&args.session_id) {
+            Ok(id) => id,
+            Err(e) => return Ok(failed(&e, None)),
+        };
+        let bundle = self.client_for(&ctx).proof(id).await;
+        reply(bundle.map(|b| lx_protocol::proof::verify(&b)), Some(id))
+    }
 }
 
 #[tool_handler(router = self.tool_router)]

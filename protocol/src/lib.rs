@@ -15,6 +15,7 @@ pub mod meter;
 pub mod mqtt;
 #[cfg(feature = "private-file")]
 pub mod private_file;
+pub mod proof;
 pub mod redact;
 pub mod telemetry;
 pub mod time;

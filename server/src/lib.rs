@@ -23,6 +23,7 @@ pub mod mcp;
 pub mod media;
 pub mod mqtt;
 pub mod pricing;
+pub mod proof;
 pub mod replicas;
 pub mod retention;
 pub mod routes;

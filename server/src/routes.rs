@@ -38,7 +38,7 @@ use crate::http::{self, AppState};
         sessions::quote,
         sessions::create, sessions::list, sessions::offers, sessions::cancel_all, sessions::get_one,
         sessions::cancel, sessions::dispatch, sessions::accept, sessions::start, sessions::end,
-        sessions::pause, sessions::resume, sessions::producer_token, sessions::viewer_token, sessions::frame,
+        sessions::pause, sessions::resume, sessions::producer_token, sessions::viewer_token, sessions::frame, sessions::proof,
         operators::create_enrollment_token, operators::list_enrollment_tokens,
         operators::revoke_enrollment_token, operators::rotate_token, operators::reconnect,
         operators::register, operators::heartbeat, operators::list,
@@ -186,6 +186,7 @@ pub fn router_with_mcp(state: AppState, mcp: &Arc<crate::mcp::McpEndpoint>) -> R
         )
         .route("/sessions/{id}/viewer-token", get(sessions::viewer_token))
         .route("/sessions/{id}/frame", get(sessions::frame))
+        .route("/sessions/{id}/proof", get(sessions::proof))
         .route(
             "/sessions/{id}/telemetry",
             post(operators::telemetry).get(operators::track),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use lx_client::{Client, Error, ListSessions, WaitOptions};
 use lx_protocol::api::{CreateSessionRequest, SessionDto, SessionState};
+use lx_protocol::proof::ProofBundle;
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -62,6 +63,22 @@ enum Command {
         /// Wait until it is CONFIRMED, UNPAID (a debt), FAILED or not required (at most this many seconds).
         #[arg(long, value_name = "SECONDS")]
         wait: Option<u64>,
+    },
+    /// Save a session's proof bundle: its terms, signed track, windows,
+    /// meter and settlement, for `lx verify` here or anywhere else.
+    Proof {
+        id: Uuid,
+        /// Where to write it (`-` for standard output).
+        #[arg(short, long, default_value = "-")]
+        output: PathBuf,
+    },
+    /// Check a session's proof offline: every signature of its track, the
+    /// sequence, and the meter recomputed from the evidence. Exits 1 when
+    /// anything fails.
+    Verify {
+        /// A session id (the bundle is fetched from the server) or a bundle
+        /// file saved by `lx proof`.
+        session: String,
     },
     /// Serve the lx tools to an MCP client over stdio (requests and answers
     /// on stdin/stdout, logs on stderr).
@@ -219,6 +236,8 @@ async fn main() -> ExitCode {
             }
         }),
         Command::Settlement { id, wait } => settlement(&client, id, wait, cli.json).await,
+        Command::Proof { id, output } => save_proof(&client, id, &output).await,
+        Command::Verify { session } => return verify(&client, &session, cli.json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -395,6 +414,91 @@ async fn frame(client: &Client, id: Uuid, output: &std::path::Path) -> Result<()
         eprintln!("wrote {} ({} bytes)", output.display(), frame.jpeg.len());
     }
     Ok(())
+}
+
+async fn save_proof(client: &Client, id: Uuid, output: &std::path::Path) -> Result<(), Error> {
+    let bundle = client.proof(id).await?;
+    let text = serde_json::to_string_pretty(&bundle).map_err(|e| Error::InvalidArgument {
+        field: "proof",
+        why: format!("cannot encode the bundle: {e}"),
+    })?;
+    if output.as_os_str() == "-" {
+        println!("{text}");
+        return Ok(());
+    }
+    std::fs::write(output, text + "\n").map_err(|e| Error::InvalidArgument {
+        field: "output",
+        why: format!("cannot write {}: {e}", output.display()),
+    })?;
+    eprintln!(
+        "wrote {} ({} samples, meter {})",
+        output.display(),
+        bundle.track.len(),
+        if bundle.meter_final {
+            "final"
+        } else {
+            "not final yet"
+        }
+    );
+    Ok(())
+}
+
+/// A session id fetches the bundle; anything else is a bundle file.
+async fn load_proof(client: &Client, session: &str) -> Result<ProofBundle, Error> {
+    if let Ok(id) = session.parse::<Uuid>() {
+        return client.proof(id).await;
+    }
+    let text = std::fs::read_to_string(session).map_err(|e| Error::InvalidArgument {
+        field: "session",
+        why: format!("{session} is neither a session id nor a readable bundle file: {e}"),
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::InvalidArgument {
+        field: "session",
+        why: format!("{session} is not a proof bundle: {e}"),
+    })
+}
+
+async fn verify(client: &Client, session: &str, json: bool) -> ExitCode {
+    let bundle = match load_proof(client, session).await {
+        Ok(b) => b,
+        Err(e) => return report(&e),
+    };
+    let verdict = lx_protocol::proof::verify(&bundle);
+    if json {
+        print_json(&verdict);
+    } else {
+        let m = &verdict.recomputed;
+        println!(
+            "session {}: {} samples, {} signed by the device {}",
+            verdict.session_id,
+            verdict.samples_checked,
+            verdict.samples_signed_by_device,
+            bundle.signer.as_deref().unwrap_or("(no device)")
+        );
+        println!(
+            "meter recomputed: {} clean s, {} failed s, charged {} µUSDC ({}), fee {} µUSDC, operator {} µUSDC",
+            m.clean_seconds,
+            m.failed_seconds,
+            m.charged_micro_usdc,
+            usdc(m.charged_micro_usdc),
+            m.fee_micro_usdc,
+            m.operator_earned_micro_usdc
+        );
+        for finding in &verdict.findings {
+            println!("{finding}");
+        }
+        let failures = verdict.findings.iter().filter(|f| f.failure).count();
+        if verdict.ok {
+            println!("VERIFIED: the track is the device's and the meter follows from it");
+        } else {
+            println!("NOT VERIFIED: {failures} failure(s)");
+        }
+    }
+    if verdict.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn settlement(client: &Client, id: Uuid, wait: Option<u64>, json: bool) -> Result<(), Error> {

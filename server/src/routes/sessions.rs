@@ -907,6 +907,34 @@ pub(super) async fn viewer_token(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/proof", tag = "Sessions", params(("id" = Uuid, Path)),
+    description = "Everything the session's meter judged it by, in one self-contained bundle: the terms, the device's \
+        signed track (each sample's EIP-712 message, signature and when it was received), the recorded PAUSED and \
+        NETWORK_ERROR windows, the device's outages, the meter's rules and result, and the settlement. \
+        `lx verify` recomputes every signature and the meter from it offline. 409 INVALID_STATE until the session \
+        has ended after going LIVE.",
+    responses((status = 200, body = lx_protocol::proof::ProofBundle), (status = 404, body = lx_protocol::api::ErrorBody),
+        (status = 409, body = lx_protocol::api::ErrorBody)),
+    security(("apiKey" = ["sessions:read"]), ("apiKey" = ["sessions:operate"]), ("walletCookie" = [])))]
+pub(super) async fn proof(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<lx_protocol::proof::ProofBundle>> {
+    let ws = caller.require_any(&[Scope::SessionsRead, Scope::SessionsOperate])?;
+    let (session, side) = visible(&app, &caller, ws, &id).await?;
+    if side == Side::Offered {
+        return Err(ApiError::session_not_found());
+    }
+    match app.proof_bundle(&session, app.clock.now_ms()).await {
+        Ok(bundle) => Ok(ApiOk::read(bundle)),
+        Err(crate::proof::ProofError::NotEnded) => {
+            Err(ApiError::invalid_state("proof", session.state))
+        }
+        Err(crate::proof::ProofError::Store(err)) => Err(err.into()),
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/frame", tag = "Sessions", params(("id" = Uuid, Path)),
     description = "The latest decoded frame as image/jpeg (`Cache-Control: no-store`; `x-lx-frame-decoded-at` tells \
         when it was decoded). 404 FRAME_NOT_AVAILABLE until the session is LIVE and the media plane has a frame.",

@@ -3,8 +3,7 @@
 use axum::extract::{Path, State};
 use lx_protocol::ErrorCode;
 use lx_protocol::api::{
-    DebtDto, Scope, SettlementDto, SettlementStatus, WalletDto, WalletEventDto, WalletEventType,
-    WalletEventsDto,
+    DebtDto, Scope, SettlementDto, WalletDto, WalletEventDto, WalletEventType, WalletEventsDto,
 };
 use serde::Deserialize;
 
@@ -97,29 +96,7 @@ pub(super) async fn settlement(
         return Err(ApiError::session_not_found());
     }
     let record = app.store.settlement(session.id).await?;
-    let dto = match record {
-        Some(r) => crate::store::dto::settlement_dto(&r),
-        None => {
-            let nothing_due =
-                session.meter_final && session.meter.is_some_and(|m| m.charged_micro_usdc == 0);
-            SettlementDto {
-                session_id: session.id,
-                state: if nothing_due {
-                    SettlementStatus::NotRequired
-                } else {
-                    SettlementStatus::NotReady
-                },
-                sequence: None,
-                to_amount_micro_usdc: None,
-                fee_amount_micro_usdc: None,
-                tx_hash: None,
-                block_number: None,
-                attempts: 0,
-                last_error: None,
-                updated_at: None,
-            }
-        }
-    };
+    let dto = crate::proof::settlement_view(&session, record.as_ref());
     Ok(ApiOk::read(dto))
 }
 

@@ -178,6 +178,35 @@ async fn a_withdrawal_requested_while_live_ends_the_session_and_the_seconds_serv
         earned,
         "the operator is paid"
     );
+    // The proof carries the settlement: anyone recomputes the meter from the
+    // supplier's heartbeats and finds the amounts paid on chain.
+    let proof = t
+        .get(format!("/sessions/{id}/proof"), consumer.auth())
+        .await
+        .ok();
+    let bundle: lx_protocol::proof::ProofBundle =
+        serde_json::from_value(proof.data().clone()).unwrap();
+    let verdict = lx_protocol::proof::verify(&bundle);
+    assert!(verdict.ok, "{:#?}", verdict.findings);
+    assert_eq!(verdict.recomputed.charged_micro_usdc, charged);
+    assert_eq!(
+        bundle.evidence,
+        lx_protocol::proof::EvidenceKind::LocationHeartbeats
+    );
+    let tx = confirmed["txHash"].as_str().unwrap();
+    assert!(
+        verdict.findings.iter().any(|f| f.message.contains(tx)),
+        "{:?}",
+        verdict.findings
+    );
+    assert!(
+        bundle
+            .chain
+            .as_ref()
+            .is_some_and(|c| c.settlement_contract.is_some()),
+        "{:?}",
+        bundle.chain
+    );
 
     // After the notice the consumer gets the rest, not the charge.
     d.advance(WITHDRAWAL_NOTICE_SECONDS).await;

@@ -453,6 +453,28 @@ async fn a_coverage_radius_above_the_kinds_cap_is_refused_by_name() {
 
 /// A drone LIVE on a 60 s session, sending on time from outside the fence
 /// for its first `outside` seconds; returns the session id and its start.
+/// The session's proof bundle as its consumer fetches it, checked offline:
+/// it verifies, and recomputes exactly the meter the server states.
+async fn proven(t: &TestApp, consumer: &Actor, id: &str) -> lx_protocol::proof::ProofBundle {
+    let r = t
+        .get(format!("/sessions/{id}/proof"), consumer.auth())
+        .await
+        .ok();
+    let bundle: lx_protocol::proof::ProofBundle =
+        serde_json::from_value(r.data().clone()).expect("a proof bundle");
+    let verdict = lx_protocol::proof::verify(&bundle);
+    assert!(verdict.ok, "{:#?}", verdict.findings);
+    let meter = &t.session(consumer, id).await["meter"];
+    for (field, value) in [
+        ("cleanSeconds", verdict.recomputed.clean_seconds),
+        ("failedSeconds", verdict.recomputed.failed_seconds),
+        ("chargedMicroUsdc", verdict.recomputed.charged_micro_usdc),
+    ] {
+        assert_eq!(meter[field].as_u64(), Some(value), "{field}: {meter}");
+    }
+    bundle
+}
+
 async fn live_drone_session(t: &TestApp, consumer: &Actor, drone: &Device) -> (String, Uuid, i64) {
     let id = t.request(consumer, BOGOTA, 600).await;
     dispatch(t, consumer, &id).await.ok();
@@ -571,6 +593,16 @@ async fn samples_withheld_while_the_device_was_heard_from_do_not_count_late() {
         "{}",
         final_["meter"]
     );
+    // The withheld samples are in the proof, and anyone recomputing the
+    // meter from it finds that they do not count either.
+    let bundle = proven(&t, &consumer, &id).await;
+    assert_eq!(bundle.track.len(), 60);
+    let late = bundle
+        .track
+        .iter()
+        .filter(|s| s.received_at_ms - s.signed.captured_at_ms as i64 > 10_000)
+        .count();
+    assert_eq!(late, 30, "the withheld half arrived late");
 }
 
 #[tokio::test]
@@ -616,6 +648,66 @@ async fn samples_buffered_through_a_recorded_outage_still_count() {
     t.app.sweep(t.clock_now()).await;
     let final_ = t.session(&consumer, &id).await;
     assert_eq!(final_["meter"]["cleanSeconds"], 60, "{}", final_["meter"]);
+    // The outage is in the proof: the late backlog counts for anyone.
+    let bundle = proven(&t, &consumer, &id).await;
+    assert_eq!(
+        bundle.device_outages.len(),
+        1,
+        "{:?}",
+        bundle.device_outages
+    );
+    assert_eq!(bundle.track.len(), 60);
+}
+
+#[tokio::test]
+async fn a_proof_is_the_parties_own_and_only_once_the_session_has_ended() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("proof-consumer").await;
+    let stranger = t.consumer("proof-stranger").await;
+    let (supplier, drone) = fleet(&t, "proof-co", BOGOTA).await;
+    let (id, sid, started) = live_drone_session(&t, &consumer, &drone).await;
+    let proof = format!("/sessions/{id}/proof");
+    let r = t
+        .get(&proof, consumer.auth())
+        .await
+        .expect(409, "INVALID_STATE");
+    assert_eq!(r.detail(), "session:proof:LIVE");
+    for i in 0..10 {
+        let at = started + i * 1000 + 100;
+        t.clock.set_ms(at);
+        let s = drone.sample(Some(sid), at, north(400.0 * (i % 2) as f64), 4.0);
+        t.post(format!("/sessions/{id}/telemetry"), drone.auth(), s)
+            .await
+            .ok();
+    }
+    t.clock.set_ms(started + 10_000);
+    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    t.get(&proof, stranger.auth())
+        .await
+        .expect(404, "SESSION_NOT_FOUND");
+    // Before the settle delay the meter is stated as not final.
+    let early = proven(&t, &consumer, &id).await;
+    assert!(!early.meter_final);
+    t.clock.set_ms(started + 30_000);
+    t.app.sweep(t.clock_now()).await;
+    let bundle = proven(&t, &consumer, &id).await;
+    assert!(bundle.meter_final);
+    assert_eq!(
+        bundle.evidence,
+        lx_protocol::proof::EvidenceKind::SignedTelemetry
+    );
+    let address = lx_protocol::wallet::Address::from_signing_key(&drone.key).to_checksum();
+    assert_eq!(bundle.signer.as_deref(), Some(address.as_str()));
+    // Every other second was 400 m out: the derived windows say so, and
+    // the operator's side gets the same bundle.
+    assert_eq!(bundle.derived_windows.len(), 5);
+    let theirs = t.get(&proof, supplier.auth()).await.ok();
+    assert_eq!(
+        theirs.data()["track"],
+        serde_json::to_value(&bundle.track).unwrap()
+    );
 }
 
 #[tokio::test]
