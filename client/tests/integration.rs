@@ -19,7 +19,7 @@ use lx_media::Codec;
 use lx_media::publish::{Publisher, PublisherConfig, VideoSource};
 use serde_json::{Value, json};
 
-const TOOLS: [&str; 12] = [
+const TOOLS: [&str; 13] = [
     "cancel_session",
     "end_session",
     "get_coverage",
@@ -31,6 +31,7 @@ const TOOLS: [&str; 12] = [
     "get_wallet",
     "list_sessions",
     "request_live_view",
+    "verify_session",
     "wait_for_live",
 ];
 
@@ -257,7 +258,30 @@ async fn live_view_through_inspector(
     )
     .await;
     assert!(ok, "{ended}");
-    assert_eq!(tool_json(&ended)["state"], "ENDED");
+    let ended = tool_json(&ended);
+    assert_eq!(ended["state"], "ENDED");
+
+    // The consumer's agent checks the charge without trusting the server.
+    let (verified, ok) = inspect(
+        target,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "verify_session",
+            "--tool-arg",
+            &format!("sessionId={id}"),
+        ],
+        env,
+    )
+    .await;
+    assert!(ok && verified["isError"] != true, "{verified}");
+    let verdict = tool_json(&verified);
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    assert_eq!(
+        verdict["recomputed"]["cleanSeconds"], ended["meter"]["cleanSeconds"],
+        "{verdict}"
+    );
 
     // Asking for signed telemetry (tier 1) where only a workspace without
     // devices supplies: the server's NO_COVERAGE, with the session it made.
@@ -523,4 +547,130 @@ async fn the_lx_command_line_requests_waits_saves_a_frame_and_ends() {
     let (ok, _, err) = lx(&t, &key, &args).await;
     assert!(!ok);
     assert!(err.contains("--min-trust-tier"), "{err}");
+}
+
+/// A drone's session of `seconds` signed samples, ended and made final.
+async fn a_signed_session(t: &TestApp, consumer: &Actor, seconds: i64) -> String {
+    let supplier = t.supplier("verify-supplier", BOGOTA, true).await;
+    let drone = t.enroll(&supplier, "drone-1").await;
+    t.post(
+        "/operators/heartbeat",
+        drone.auth(),
+        json!({"sample": drone.sample(None, t.clock_now(), BOGOTA, 3.0)}),
+    )
+    .await
+    .ok();
+    let id = t.request(consumer, BOGOTA, 600).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    t.post(format!("/sessions/{id}/start"), drone.auth(), json!({}))
+        .await
+        .ok();
+    let started = t.clock_now();
+    let sid: uuid::Uuid = id.parse().unwrap();
+    t.media.first_frame(sid, started).await;
+    t.wait_for_state(consumer, &id, "LIVE").await;
+    for i in 0..seconds {
+        let at = started + i * 1000 + 100;
+        t.clock.set_ms(at);
+        t.post(
+            format!("/sessions/{id}/telemetry"),
+            drone.auth(),
+            drone.sample(Some(sid), at, BOGOTA, 3.0),
+        )
+        .await
+        .ok();
+    }
+    t.clock.set_ms(started + seconds * 1000);
+    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    t.clock
+        .set_ms(started + seconds * 1000 + t.app.settle_delay_ms() + 1);
+    t.app.sweep(t.clock_now()).await;
+    id
+}
+
+#[tokio::test]
+async fn lx_verify_checks_a_session_offline_and_names_an_altered_or_dropped_sample() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("verify-consumer").await;
+    let key = consumer.api_key.clone();
+    let id = a_signed_session(&t, &consumer, 12).await;
+
+    let (ok, out, err) = lx(&t, &key, &["verify", &id]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("12 samples, 12 signed by the device"), "{out}");
+    assert!(out.contains("12 clean s, 0 failed s"), "{out}");
+    assert!(out.contains("VERIFIED"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("proof.json");
+    let (ok, _, err) = lx(&t, &key, &["proof", &id, "-o", saved.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("12 samples, meter final"), "{err}");
+    let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    // The saved bundle verifies with no server at all.
+    let offline = tokio::process::Command::new(env!("CARGO_BIN_EXE_lx"))
+        .args(["--server", "http://127.0.0.1:9", "verify"])
+        .arg(&saved)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        offline.status.success(),
+        "offline: {}",
+        String::from_utf8_lossy(&offline.stdout)
+    );
+
+    let tamper = |name: &str, change: &dyn Fn(&mut Value)| {
+        let mut altered = bundle.clone();
+        change(&mut altered);
+        let path = dir.path().join(name);
+        std::fs::write(&path, altered.to_string()).unwrap();
+        path
+    };
+    let fifth = bundle["track"][4]["signed"]["sequence"].as_u64().unwrap();
+    let moved = tamper("moved.json", &|b| {
+        let lat = b["track"][4]["signed"]["latE7"].as_i64().unwrap();
+        b["track"][4]["signed"]["latE7"] = json!(lat + 10);
+    });
+    let (ok, out, _) = lx(&t, &key, &["verify", moved.to_str().unwrap()]).await;
+    assert!(!ok, "an altered coordinate must fail: {out}");
+    assert!(
+        out.contains(&format!(
+            "FAIL: sample {fifth} (track[4]): the signature recovers"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("NOT VERIFIED"), "{out}");
+
+    let seventh = bundle["track"][6]["signed"]["sequence"].as_u64().unwrap();
+    let dropped = tamper("dropped.json", &|b| {
+        b["track"].as_array_mut().unwrap().remove(6);
+    });
+    let (ok, out, _) = lx(&t, &key, &["--json", "verify", dropped.to_str().unwrap()]).await;
+    assert!(!ok, "a dropped sample must fail: {out}");
+    let verdict: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(verdict["ok"], false);
+    assert_eq!(
+        verdict["findings"][0]["message"],
+        format!(
+            "sample {seventh} is missing between {} and {}",
+            seventh - 1,
+            seventh + 1
+        )
+    );
+
+    let (ok, _, err) = lx(&t, &key, &["verify", "no-such-file.json"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("neither a session id nor a readable bundle file"),
+        "{err}"
+    );
 }
