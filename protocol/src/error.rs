@@ -46,6 +46,36 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 26] = [
+        Self::InvalidInput,
+        Self::NotAuthenticated,
+        Self::NotAuthorized,
+        Self::SessionNotFound,
+        Self::WorkspaceNotFound,
+        Self::NotFound,
+        Self::InvalidState,
+        Self::Conflict,
+        Self::InsufficientCredit,
+        Self::PaymentRequired,
+        Self::RateAboveCap,
+        Self::NoCoverage,
+        Self::FrameNotAvailable,
+        Self::VideoError,
+        Self::RevokedApiKey,
+        Self::RateLimited,
+        Self::RequestTimeout,
+        Self::QuoteExpired,
+        Self::InvalidSignature,
+        Self::WrongDevice,
+        Self::ReplayedSequence,
+        Self::FutureTimestamp,
+        Self::StaleTimestamp,
+        Self::Locked,
+        Self::UpstreamUnavailable,
+        Self::Internal,
+    ];
+
     /// The HTTP status that carries this code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -118,6 +148,14 @@ impl std::fmt::Display for ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_code_once() {
+        let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+    }
 
     #[test]
     fn codes_serialize_as_their_wire_names() {

@@ -49,8 +49,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
-            use utoipa::OpenApi;
-            println!("{}", lx_server::routes::ApiDoc::openapi().to_pretty_json()?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(lx_server::routes::openapi::document())?
+            );
             Ok(())
         }
         Command::MosquittoConfig {

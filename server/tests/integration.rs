@@ -13,6 +13,8 @@ mod chain_support;
 mod common;
 #[path = "integration/console.rs"]
 mod console;
+#[path = "integration/contract.rs"]
+mod contract;
 #[path = "integration/contracts.rs"]
 mod contracts;
 #[path = "integration/hostile.rs"]
