@@ -93,12 +93,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             ApiError::new(ErrorCode::InvalidInput, format!("body: {}", e.body_text()))
                 .with_detail("input:body")
         })?;
-        parse_json(if bytes.iter().all(u8::is_ascii_whitespace) {
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
             &bytes
-        })
-        .map(ApiJson)
+        };
+        // serde would read a struct from an array of its fields in order:
+        // the document says object, and so does the server.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::invalid("body", "must be a JSON object"));
+        }
+        parse_json(bytes).map(ApiJson)
     }
 }
 

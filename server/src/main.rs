@@ -49,9 +49,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
+            let config = Config::load(cli.config.as_deref())?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(lx_server::routes::openapi::document())?
+                serde_json::to_string_pretty(&lx_server::routes::openapi::document(&config))?
             );
             Ok(())
         }

@@ -99,10 +99,6 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
-    axum::Json(openapi::document())
-}
-
 /// Keeps the limiters' maps to the addresses seen lately (a task ended when
 /// the router is dropped, with the last clone of the limits).
 fn spawn_forgetting(limits: &Arc<crate::limits::RateLimits>) {
@@ -138,7 +134,10 @@ pub fn router_with_mcp(state: AppState, mcp: &Arc<crate::mcp::McpEndpoint>) -> R
         .route("/config", get(public::config))
         .route("/coverage", get(public::coverage))
         .route("/demand", get(public::demand))
-        .route("/openapi.json", get(openapi_json))
+        .route("/openapi.json", {
+            let document = Arc::new(openapi::document(&state.config));
+            get(move || async move { axum::Json(document.as_ref().clone()) })
+        })
         .route("/auth/wallet/challenge", post(auth::wallet_challenge))
         .route("/auth/wallet/login", post(auth::wallet_login))
         .route("/auth/workspace/select", post(auth::select_workspace))

@@ -160,6 +160,16 @@ impl ChainReader for EvmChain {
         use alloy::sol_types::SolEvent;
         let who = evm(wallet).into_word();
         let from_block = after.map_or(0, |(block, _)| block);
+        // A cursor past the head (a chain reset, or a made-up cursor) has
+        // nothing after it; nodes refuse such a range instead of saying so.
+        let head = self
+            .provider
+            .get_block_number()
+            .await
+            .map_err(unreachable)?;
+        if from_block > head {
+            return Ok(Vec::new());
+        }
         let on = |address: EvmAddress, signature| {
             Filter::new()
                 .address(address)

@@ -200,7 +200,8 @@ pub(super) async fn select_workspace(
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "Authentication",
     description = "Clears the `lx_session` cookie and revokes it: a copy kept elsewhere is refused from now on.",
-    responses((status = 200, description = "The cookie is cleared and revoked.")), security(("walletCookie" = [])))]
+    responses((status = 200, description = "The cookie is cleared and revoked; without one there is nothing to do, and it is still 200.")),
+    security((), ("walletCookie" = [])))]
 pub(super) async fn logout(
     State(app): State<AppState>,
     headers: axum::http::HeaderMap,

@@ -11,23 +11,319 @@
 //!   request timeout, the rate limits and an unreachable store apply to every
 //!   route), and whatever the handler's annotation adds (402, 409, 503, …).
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
 use lx_protocol::ErrorCode;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use utoipa::OpenApi;
 
 use super::ApiDoc;
+use crate::config::Config;
 
-/// The document `/api/v1/openapi.json` serves, built once.
-pub fn document() -> &'static Value {
-    static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    DOCUMENT.get_or_init(|| {
-        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
-        complete(&mut doc);
-        doc
-    })
+/// The document `/api/v1/openapi.json` serves: the limits that depend on
+/// the configuration (the longest session) are this server's.
+pub fn document(config: &Config) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    complete(&mut doc);
+    constrain(&mut doc, config);
+    add_links(&mut doc);
+    doc
+}
+
+/// Every spelling `uuid::Uuid::parse_str` accepts: hyphenated, simple,
+/// braced and URN.
+const UUID_PATTERN: &str = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|\\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\\}|urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$";
+
+/// An address a request may carry: all lower- or all upper-case hex (no
+/// checksum), which is what the schema can say; a mixed-case address must
+/// be its exact EIP-55 checksum, which a pattern cannot say.
+const ADDRESS_PATTERN: &str = "^0x([0-9a-f]{40}|[0-9A-F]{40})$";
+/// An address the server writes: EIP-55.
+const CHECKSUM_ADDRESS_PATTERN: &str = "^0x[0-9a-fA-F]{40}$";
+/// r, s and v; v is 0, 1, 27 or 28.
+const SIGNATURE_PATTERN: &str = "^0x[0-9a-fA-F]{128}(00|01|1[bB]|1[cC])$";
+/// One session state, as `GET /sessions?state=` takes them.
+const STATE: &str = "(REQUESTED|ASSIGNED|LIVE|PAUSED|ENDED|CANCELLED|EXPIRED)";
+/// A name: 1 to 100 characters, not all blank.
+const NAME: &str = r#"{"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"}"#;
+
+fn name_schema() -> Value {
+    serde_json::from_str(NAME).unwrap_or_else(|_| json!({"type": "string"}))
+}
+
+fn range(min: f64, max: f64) -> Value {
+    json!({"minimum": min, "maximum": max})
+}
+
+fn int_range(min: u64, max: u64) -> Value {
+    json!({"minimum": min, "maximum": max})
+}
+
+fn pattern(p: &str) -> Value {
+    json!({"pattern": p})
+}
+
+/// Merges `patch` into the object at `pointer`, if there is one.
+fn merge(doc: &mut Value, pointer: &str, patch: Value) {
+    if let (Some(Value::Object(target)), Value::Object(patch)) = (doc.pointer_mut(pointer), patch) {
+        target.extend(patch);
+    }
+}
+
+/// Merges `patch` into the schema of the query or path parameter `name`.
+fn merge_param(doc: &mut Value, path: &str, method: &str, name: &str, patch: Value) {
+    let pointer = format!("/paths/{}/{method}/parameters", path.replace('/', "~1"));
+    let Some(Value::Array(params)) = doc.pointer_mut(&pointer) else {
+        return;
+    };
+    for param in params.iter_mut().filter(|p| p["name"] == name) {
+        if let (Some(Value::Object(schema)), Value::Object(patch)) =
+            (param.get_mut("schema"), patch.clone())
+        {
+            schema.extend(patch);
+        }
+    }
+}
+
+/// What the handlers enforce and utoipa cannot derive: ranges, patterns,
+/// lengths and the enum values a request may not set.
+fn constrain(doc: &mut Value, config: &Config) {
+    let max_duration = u64::from(config.sessions.max_duration_seconds);
+    let schemas = "/components/schemas";
+    let latitude = range(-90.0, 90.0);
+    let longitude = range(-180.0, 180.0);
+    for (schema, lat, lng) in [
+        ("CreateSessionRequest", "lat", "lng"),
+        ("LocationRequest", "lat", "lng"),
+        ("PointDto", "lat", "lng"),
+        ("UpdateWorkspaceRequest", "coverageLat", "coverageLng"),
+    ] {
+        merge(
+            doc,
+            &format!("{schemas}/{schema}/properties/{lat}"),
+            latitude.clone(),
+        );
+        merge(
+            doc,
+            &format!("{schemas}/{schema}/properties/{lng}"),
+            longitude.clone(),
+        );
+    }
+    let session = format!("{schemas}/CreateSessionRequest/properties");
+    merge(
+        doc,
+        &format!("{session}/maxDurationSeconds"),
+        int_range(1, max_duration),
+    );
+    merge(
+        doc,
+        &format!("{session}/geofenceRadiusMeters"),
+        int_range(1, u64::from(crate::routes::sessions::MAX_GEOFENCE_RADIUS_M)),
+    );
+    merge(doc, &format!("{session}/minTrustTier"), int_range(0, 1));
+    merge(
+        doc,
+        &format!("{schemas}/LocationRequest/properties/accuracyMeters"),
+        json!({"minimum": 0}),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/SampleJson/properties/accuracyMeters"),
+        range(0.0, 42_949_672.95),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/SampleJson/properties/signature"),
+        pattern(SIGNATURE_PATTERN),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/SampleJson/properties/capturedAt"),
+        json!({"format": "date-time"}),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/HeartbeatRequest/properties/batteryPercent"),
+        int_range(0, 100),
+    );
+    // BUSY is the system's to set.
+    let settable = json!({"enum": ["ONLINE", "OFFLINE", null], "type": ["string", "null"]});
+    for schema in ["HeartbeatRequest", "UpdateWorkspaceRequest"] {
+        let at = format!("{schemas}/{schema}/properties/availabilityState");
+        if let Some(v) = doc.pointer_mut(&at) {
+            *v = settable.clone();
+        }
+    }
+    let workspace = format!("{schemas}/UpdateWorkspaceRequest/properties");
+    merge(
+        doc,
+        &format!("{workspace}/coverageRadiusMeters"),
+        json!({"minimum": 1}),
+    );
+    merge(
+        doc,
+        &format!("{workspace}/offerTimeoutSeconds"),
+        int_range(5, 600),
+    );
+    for at in [
+        format!("{workspace}/name"),
+        format!("{schemas}/CreateWorkspaceRequest/properties/name"),
+        format!("{schemas}/RegisterOperatorRequest/properties/name"),
+    ] {
+        // The type stays as utoipa wrote it (a patch's name may be null).
+        let mut name = name_schema();
+        if let Some(o) = name.as_object_mut() {
+            o.remove("type");
+        }
+        merge(doc, &at, name);
+    }
+    merge(
+        doc,
+        &format!("{schemas}/CreateWorkspaceRequest/properties/slug"),
+        json!({"minLength": 3, "maxLength": 48, "pattern": "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"}),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/CreateWorkspaceRequest/properties/roles"),
+        json!({"minItems": 1, "maxItems": 2, "uniqueItems": true}),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/CreateApiKeyRequest/properties/scopes"),
+        json!({"minItems": 1}),
+    );
+    for (schema, field) in [
+        ("ChallengeRequest", "walletAddress"),
+        ("WalletLoginRequest", "walletAddress"),
+        ("CreateWorkspaceRequest", "walletAddress"),
+        ("RegisterOperatorRequest", "address"),
+    ] {
+        merge(
+            doc,
+            &format!("{schemas}/{schema}/properties/{field}"),
+            pattern(ADDRESS_PATTERN),
+        );
+    }
+    for (schema, field) in [
+        ("WalletLoginRequest", "signature"),
+        ("CreateWorkspaceRequest", "signature"),
+        ("RegisterOperatorRequest", "proof"),
+    ] {
+        merge(
+            doc,
+            &format!("{schemas}/{schema}/properties/{field}"),
+            pattern(SIGNATURE_PATTERN),
+        );
+    }
+    merge(
+        doc,
+        &format!("{schemas}/CreateWebhookRequest/properties/url"),
+        json!({"format": "uri", "pattern": "^https?://[^\\s/?#]+"}),
+    );
+    for (path, method, name, patch) in [
+        ("/api/v1/pricing/quote", "get", "lat", latitude.clone()),
+        ("/api/v1/pricing/quote", "get", "lng", longitude.clone()),
+        (
+            "/api/v1/pricing/quote",
+            "get",
+            "durationSeconds",
+            int_range(1, max_duration),
+        ),
+        ("/api/v1/sessions", "get", "limit", int_range(1, 500)),
+        (
+            "/api/v1/sessions",
+            "get",
+            "before",
+            json!({"format": "date-time"}),
+        ),
+        (
+            "/api/v1/sessions",
+            "get",
+            "side",
+            json!({"enum": ["CONSUMER", "OPERATOR", "ALL"]}),
+        ),
+        (
+            "/api/v1/sessions",
+            "get",
+            "state",
+            pattern(&format!("^({STATE}(,{STATE})*)?$")),
+        ),
+        (
+            "/api/v1/sessions/{id}/telemetry",
+            "get",
+            "limit",
+            int_range(1, 10_000),
+        ),
+        (
+            "/api/v1/workspaces/{id}/operators",
+            "get",
+            "limit",
+            int_range(1, 1000),
+        ),
+        ("/api/v1/wallet/events", "get", "limit", int_range(1, 200)),
+        (
+            "/api/v1/wallet/events",
+            "get",
+            "cursor",
+            pattern("^[0-9]+:[0-9]+$"),
+        ),
+        (
+            "/api/v1/webhooks/{id}/deliveries",
+            "get",
+            "limit",
+            int_range(1, 200),
+        ),
+        (
+            "/api/v1/workspaces/{id}/enrollment-tokens/{tokenId}",
+            "delete",
+            "tokenId",
+            pattern("^[0-9a-fA-F]{64}$"),
+        ),
+    ] {
+        merge_param(doc, path, method, name, patch);
+    }
+    patterns_for_formats(doc);
+}
+
+/// Every `format: uuid` string gets the pattern the server parses; every
+/// address the server writes, the EIP-55 shape.
+fn patterns_for_formats(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.get("format").and_then(Value::as_str) == Some("uuid")
+                && !map.contains_key("pattern")
+            {
+                map.insert("pattern".into(), json!(UUID_PATTERN));
+            }
+            // JSON Schema knows int32 and int64; the unsigned widths the
+            // server parses are said with their bounds.
+            // (utoipa spells them `u-int32`.)
+            let widest: Option<(&str, u64)> = match map.get("format").and_then(Value::as_str) {
+                Some("uint8" | "u-int8") => Some(("uint8", u8::MAX.into())),
+                Some("uint16" | "u-int16") => Some(("uint16", u16::MAX.into())),
+                Some("uint32" | "u-int32") => Some(("uint32", u32::MAX.into())),
+                Some("uint64" | "u-int64") => Some(("uint64", u64::MAX)),
+                _ => None,
+            };
+            if let Some((format, widest)) = widest {
+                map.insert("format".into(), json!(format));
+                map.entry("minimum").or_insert(json!(0));
+                map.entry("maximum").or_insert(json!(widest));
+            }
+            for (key, v) in map.iter_mut() {
+                if matches!(key.as_str(), "walletAddress" | "address" | "signer")
+                    && v.get("type").is_some()
+                    && v.get("pattern").is_none()
+                {
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("pattern".into(), json!(CHECKSUM_ADDRESS_PATTERN));
+                    }
+                }
+                patterns_for_formats(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(patterns_for_formats),
+        _ => {}
+    }
 }
 
 /// What each error status means here, beside the codes it carries.
@@ -114,7 +410,7 @@ fn envelope(status: u16, data: Value) -> Value {
 }
 
 /// The statuses every operation shares, by what it takes.
-fn shared_error_statuses(path: &str, operation: &Value) -> Vec<u16> {
+fn shared_error_statuses(path: &str, method: &str, operation: &Value) -> Vec<u16> {
     let mut statuses = vec![408, 429, 500, 503];
     let takes_input = operation["parameters"]
         .as_array()
@@ -132,11 +428,135 @@ fn shared_error_statuses(path: &str, operation: &Value) -> Vec<u16> {
     if path.contains('{') {
         statuses.push(404);
     }
+    if method != "get" {
+        // A write meets the resource in a state that may forbid it.
+        statuses.push(409);
+    }
+    // Signing in with a wallet signature: a signature by another wallet is
+    // a failed sign-in.
+    if method == "post" && matches!(path, "/api/v1/auth/wallet/login" | "/api/v1/workspaces") {
+        statuses.push(401);
+    }
     statuses
+}
+
+/// The parameter an operation's answer supplies to the operations below
+/// it: `POST /sessions` answers a session whose `id` every
+/// `/sessions/{id}/…` operation takes, and so on. Schemathesis's stateful
+/// phase follows these.
+const LINKS: &[(&str, &str, &str, &str)] = &[
+    (
+        "post",
+        "/api/v1/sessions",
+        "/api/v1/sessions/{id}",
+        "/data/id",
+    ),
+    (
+        "get",
+        "/api/v1/sessions",
+        "/api/v1/sessions/{id}",
+        "/data/0/id",
+    ),
+    (
+        "post",
+        "/api/v1/workspaces",
+        "/api/v1/workspaces/{id}",
+        "/data/id",
+    ),
+    (
+        "get",
+        "/api/v1/workspaces",
+        "/api/v1/workspaces/{id}",
+        "/data/0/id",
+    ),
+    (
+        "post",
+        "/api/v1/webhooks",
+        "/api/v1/webhooks/{id}",
+        "/data/id",
+    ),
+    (
+        "post",
+        "/api/v1/operators/heartbeat",
+        "/api/v1/operators/{id}",
+        "/data/id",
+    ),
+    (
+        "post",
+        "/api/v1/operators/register",
+        "/api/v1/operators/{id}",
+        "/data/operatorId",
+    ),
+];
+
+fn add_links(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object().cloned() else {
+        return;
+    };
+    for (method, from, below, id) in LINKS {
+        let mut links = Map::new();
+        for (path, item) in &paths {
+            if !(path == below || path.starts_with(&format!("{below}/"))) {
+                continue;
+            }
+            for target in item.as_object().map(|o| o.keys()).into_iter().flatten() {
+                let reference = format!("#/paths/{}/{target}", path.replace('/', "~1"));
+                let name = format!(
+                    "{target}{}",
+                    path.trim_start_matches(below).replace('/', "_")
+                );
+                links.insert(
+                    if name == *target {
+                        format!("{target}_one")
+                    } else {
+                        name
+                    },
+                    json!({
+                        "operationRef": reference,
+                        "parameters": {"id": format!("$response.body#{id}")},
+                    }),
+                );
+            }
+        }
+        let Some(responses) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/{method}/responses",
+                from.replace('/', "~1")
+            ))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for (status, response) in responses.iter_mut() {
+            if status.starts_with('2') && response.get("$ref").is_none() {
+                response["links"] = Value::Object(links.clone());
+            }
+        }
+    }
+}
+
+/// A body whose fields are all optional may be left out (`{}` is assumed).
+fn body_optional_when_nothing_required(operation: &mut Value, schemas: &Value) {
+    let Some(body) = operation.get_mut("requestBody") else {
+        return;
+    };
+    let schema = &body["content"]["application/json"]["schema"];
+    let resolved = match schema["$ref"].as_str() {
+        Some(r) => r
+            .strip_prefix("#/components/schemas/")
+            .map_or(&Value::Null, |name| &schemas[name]),
+        None => schema,
+    };
+    let nothing_required = resolved["type"] == "object"
+        && resolved["required"].as_array().is_none_or(|r| r.is_empty());
+    if nothing_required {
+        body["required"] = json!(false);
+    }
 }
 
 fn complete(doc: &mut Value) {
     let by_status = codes_by_status();
+    let schemas = doc["components"]["schemas"].clone();
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -144,8 +564,9 @@ fn complete(doc: &mut Value) {
         let Some(operations) = item.as_object_mut() else {
             continue;
         };
-        for (_method, operation) in operations.iter_mut() {
-            let shared = shared_error_statuses(path, operation);
+        for (method, operation) in operations.iter_mut() {
+            let shared = shared_error_statuses(path, method, operation);
+            body_optional_when_nothing_required(operation, &schemas);
             let Some(responses) = operation
                 .get_mut("responses")
                 .and_then(Value::as_object_mut)
@@ -191,7 +612,7 @@ mod tests {
 
     #[test]
     fn every_json_success_is_enveloped_and_every_error_refers_to_its_status() {
-        let doc = document();
+        let doc = document(&crate::config::Config::defaults());
         let quote = &doc["paths"]["/api/v1/pricing/quote"]["get"]["responses"];
         let ok = &quote["200"]["content"]["application/json"]["schema"];
         assert_eq!(ok["properties"]["statusCode"]["const"], 200);

@@ -23,7 +23,7 @@ use crate::store::{
     ApplyError, CreateSessionError, NewSession, Party, Quote, Session, SessionFilter, Workspace,
 };
 
-const MAX_GEOFENCE_RADIUS_M: u32 = 100_000;
+pub(super) const MAX_GEOFENCE_RADIUS_M: u32 = 100_000;
 
 pub(super) use crate::store::dto::session_dto;
 

@@ -101,6 +101,7 @@ pub(super) async fn settlement(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EventsQuery {
     /// `nextCursor` of the page before.

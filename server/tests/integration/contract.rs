@@ -5,8 +5,10 @@
 //! A failure is a place where the document and the server disagree.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::browser::{root, tool};
+use crate::chain_support::deployed;
 use crate::common::{BOGOTA, TestApp};
 
 fn schemathesis() -> PathBuf {
@@ -22,7 +24,9 @@ async fn schemathesis_finds_the_server_true_to_its_openapi_document() {
     let st = schemathesis();
     // Generous limits: the fuzzer is one client making thousands of calls,
     // and 429 is documented but not what this run is about.
-    let t = TestApp::spawn_realtime_with(|c| {
+    // A real chain: the wallet routes answer from it, as in production.
+    let d = deployed().await;
+    let t = TestApp::spawn_with_chain_and(Arc::new(d.chain().await), |c| {
         let l = &mut c.rate_limits;
         for limit in [
             &mut l.challenges_per_minute,
@@ -46,6 +50,7 @@ async fn schemathesis_finds_the_server_true_to_its_openapi_document() {
     let actor = t
         .actor("contract", &["CONSUMER", "SUPPLIER"], &scopes)
         .await;
+    d.fund(&actor.key, 50_000_000, 20_000_000).await;
     // Something to find: a supplier in range and a session of the actor's.
     let _supplier = t.supplier("contract-supplier", BOGOTA, false).await;
     let _session = t.request(&actor, BOGOTA, 60).await;
@@ -53,6 +58,8 @@ async fn schemathesis_finds_the_server_true_to_its_openapi_document() {
     let report = tempfile::tempdir().expect("report dir");
     let examples = std::env::var("LX_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "20".into());
     let out = tokio::process::Command::new(&st)
+        .arg("--config-file")
+        .arg(root().join("tools/schemathesis.toml"))
         .arg("run")
         .arg(format!("{origin}/api/v1/openapi.json"))
         .args(["--url", &origin])
