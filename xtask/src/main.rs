@@ -18,6 +18,7 @@ mod fuzz;
 mod install_agent;
 mod npm;
 mod postgres;
+mod python;
 mod test;
 
 use std::path::{Path, PathBuf};

@@ -12,10 +12,12 @@ pub(crate) struct Tools {
     /// `cargo nextest` works.
     pub(crate) nextest: bool,
     pub(crate) npm: crate::npm::NpmTools,
+    pub(crate) python: crate::python::PythonTools,
 }
 
 /// Installs what the tests need and is missing: GStreamer's Debian
-/// packages, the npm tools, the test runner, gpsd's receiver logs.
+/// packages, the npm tools, the Python tools, the test runner, gpsd's
+/// receiver logs.
 pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     header("checking tools");
     crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
@@ -27,6 +29,7 @@ pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     let mut tools = Tools {
         nextest: succeeds(cargo().args(["nextest", "--version"])),
         npm: crate::npm::ensure_npm_tools()?,
+        python: crate::python::ensure_python_tools()?,
     };
     if tools.nextest {
         println!("    cargo-nextest: present");
@@ -68,8 +71,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let status = stream(
         &format!("cargo {}", args.join(" ")),
         tools
-            .npm
-            .apply(cargo().args(args))
+            .python
+            .apply(tools.npm.apply(cargo().args(args)))
             .env("LX_CHROMIUM", crate::debian::CHROMIUM_BINARY),
     )?;
     if !status.success() {

@@ -14,8 +14,8 @@ use crate::common::{BOGOTA, TestApp};
 fn schemathesis() -> PathBuf {
     tool(
         "LX_SCHEMATHESIS",
-        root().join("tools/venv/bin/st"),
-        "pip install schemathesis into tools/venv",
+        root().join("tools/python/venv/bin/st"),
+        "pip install -r tools/python/requirements.txt into tools/python/venv",
     )
 }
 
@@ -59,7 +59,7 @@ async fn schemathesis_finds_the_server_true_to_its_openapi_document() {
     let examples = std::env::var("LX_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "20".into());
     let out = tokio::process::Command::new(&st)
         .arg("--config-file")
-        .arg(root().join("tools/schemathesis.toml"))
+        .arg(root().join("tools/python/schemathesis.toml"))
         .arg("run")
         .arg(format!("{origin}/api/v1/openapi.json"))
         .args(["--url", &origin])
