@@ -28,6 +28,9 @@ const NODE_PACKAGES: &[(&str, &str)] = &[
     ("LX_PLAYWRIGHT_CORE", "playwright-core"),
     ("LX_MCP_INSPECTOR", "@modelcontextprotocol/inspector"),
     ("LX_VIEM", "viem"),
+    ("LX_OPENAPI_TYPESCRIPT", "openapi-typescript"),
+    ("LX_OPENAPI_FETCH", "openapi-fetch"),
+    ("LX_TYPESCRIPT", "typescript"),
 ];
 
 /// The installed npm tools, as environment variables for the test run.

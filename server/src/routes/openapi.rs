@@ -26,6 +26,7 @@ pub fn document(config: &Config) -> Value {
     complete(&mut doc);
     constrain(&mut doc, config);
     add_links(&mut doc);
+    unique_operation_ids(&mut doc);
     doc
 }
 
@@ -440,6 +441,41 @@ fn shared_error_statuses(path: &str, method: &str, operation: &Value) -> Vec<u16
     statuses
 }
 
+/// Handlers in different modules share names (`create`, `list`, …); a
+/// generated client needs one name per operation. A name used more than
+/// once is prefixed with its tag: `sessions_create`, `webhooks_create`.
+fn unique_operation_ids(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    for operation in paths
+        .values()
+        .filter_map(Value::as_object)
+        .flat_map(|o| o.values())
+    {
+        if let Some(id) = operation["operationId"].as_str() {
+            *uses.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|o| o.values_mut())
+    {
+        let Some(id) = operation["operationId"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        if uses.get(&id).is_some_and(|&n| n > 1) {
+            let tag = operation["tags"][0]
+                .as_str()
+                .unwrap_or("api")
+                .to_lowercase();
+            operation["operationId"] = json!(format!("{tag}_{id}"));
+        }
+    }
+}
+
 /// The parameter an operation's answer supplies to the operations below
 /// it: `POST /sessions` answers a session whose `id` every
 /// `/sessions/{id}/…` operation takes, and so on. Schemathesis's stateful
@@ -633,5 +669,21 @@ mod tests {
             ["enum"];
         assert!(codes.as_array().unwrap().contains(&json!("INVALID_STATE")));
         assert!(!codes.as_array().unwrap().contains(&json!("INVALID_INPUT")));
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = document(&crate::config::Config::defaults());
+        let mut ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .map(|op| op["operationId"].as_str().unwrap())
+            .collect();
+        let all = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all, "{ids:?}");
     }
 }
