@@ -71,16 +71,16 @@ fn merge(doc: &mut Value, pointer: &str, patch: Value) {
 }
 
 /// Merges `patch` into the schema of the query or path parameter `name`.
-fn merge_param(doc: &mut Value, path: &str, method: &str, name: &str, patch: Value) {
+fn merge_param(doc: &mut Value, path: &str, method: &str, name: &str, patch: &Value) {
     let pointer = format!("/paths/{}/{method}/parameters", path.replace('/', "~1"));
     let Some(Value::Array(params)) = doc.pointer_mut(&pointer) else {
         return;
     };
     for param in params.iter_mut().filter(|p| p["name"] == name) {
         if let (Some(Value::Object(schema)), Value::Object(patch)) =
-            (param.get_mut("schema"), patch.clone())
+            (param.get_mut("schema"), patch)
         {
-            schema.extend(patch);
+            schema.extend(patch.clone());
         }
     }
 }
@@ -280,7 +280,7 @@ fn constrain(doc: &mut Value, config: &Config) {
             pattern("^[0-9a-fA-F]{64}$"),
         ),
     ] {
-        merge_param(doc, path, method, name, patch);
+        merge_param(doc, path, method, name, &patch);
     }
     patterns_for_formats(doc);
 }
@@ -314,10 +314,9 @@ fn patterns_for_formats(value: &mut Value) {
                 if matches!(key.as_str(), "walletAddress" | "address" | "signer")
                     && v.get("type").is_some()
                     && v.get("pattern").is_none()
+                    && let Some(o) = v.as_object_mut()
                 {
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert("pattern".into(), json!(CHECKSUM_ADDRESS_PATTERN));
-                    }
+                    o.insert("pattern".into(), json!(CHECKSUM_ADDRESS_PATTERN));
                 }
                 patterns_for_formats(v);
             }
@@ -393,7 +392,7 @@ fn error_responses(by_status: &BTreeMap<u16, Vec<&'static str>>) -> Map<String, 
 }
 
 /// The success envelope around `data`.
-fn envelope(status: u16, data: Value) -> Value {
+fn envelope(status: u16, data: &Value) -> Value {
     json!({
         "type": "object",
         "required": ["statusCode", "message", "data", "timestamp"],
@@ -618,7 +617,7 @@ fn complete(doc: &mut Value) {
                         .pointer_mut("/content/application~1json/schema")
                         .map(Value::take)
                     {
-                        response["content"]["application/json"]["schema"] = envelope(code, schema);
+                        response["content"]["application/json"]["schema"] = envelope(code, &schema);
                     }
                 } else if by_status.contains_key(&code) {
                     *response = json!({"$ref": format!("#/components/responses/{}", error_response_name(code))});

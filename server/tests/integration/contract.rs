@@ -218,7 +218,9 @@ async fn a_typescript_client_generated_from_the_document_drives_a_session_end_to
         "a write's consistency token: {result}"
     );
     assert!(
-        result["whip"].as_str().is_some_and(|u| u.starts_with("http")),
+        result["whip"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http")),
         "the supplier's WHIP URL: {result}"
     );
     assert_eq!(result["refusal"]["status"], 409, "{result}");
