@@ -283,6 +283,53 @@ fn constrain(doc: &mut Value, config: &Config) {
         merge_param(doc, path, method, name, &patch);
     }
     patterns_for_formats(doc);
+    for (schema, example) in [
+        (
+            "CreateSessionRequest",
+            json!({"lat": 4.711, "lng": -74.072, "maxDurationSeconds": 120, "minTrustTier": 1}),
+        ),
+        (
+            "UpdateWorkspaceRequest",
+            json!({"availabilityState": "ONLINE", "coverageLat": 4.711, "coverageLng": -74.072,
+                   "coverageRadiusMeters": 2000, "deviceKind": "DRONE", "autoAccept": true}),
+        ),
+        (
+            "ChallengeRequest",
+            json!({"walletAddress": "0x52908400098527886e0f7030069857d2e4169ee7"}),
+        ),
+        (
+            "CreateApiKeyRequest",
+            json!({"label": "agent", "environment": "LIVE",
+                   "scopes": ["sessions:read", "sessions:create", "pricing:read"]}),
+        ),
+        (
+            "CreateWebhookRequest",
+            json!({"url": "https://hooks.example.com/lx", "events": ["session.live", "session.ended"]}),
+        ),
+        (
+            "LocationRequest",
+            json!({"lat": 4.711, "lng": -74.072, "accuracyMeters": 4.5, "sequence": 1}),
+        ),
+    ] {
+        merge(
+            doc,
+            &format!("{schemas}/{schema}"),
+            json!({"examples": [example]}),
+        );
+    }
+    for (name, example) in [
+        ("lat", json!(4.711)),
+        ("lng", json!(-74.072)),
+        ("durationSeconds", json!(120)),
+    ] {
+        merge_param(
+            doc,
+            "/api/v1/pricing/quote",
+            "get",
+            name,
+            &json!({"examples": [example]}),
+        );
+    }
 }
 
 /// Every `format: uuid` string gets the pattern the server parses; every

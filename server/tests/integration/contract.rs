@@ -56,7 +56,9 @@ async fn schemathesis_finds_the_server_true_to_its_openapi_document() {
     let _session = t.request(&actor, BOGOTA, 60).await;
     let origin = t.api.base.trim_end_matches("/api/v1").to_owned();
     let report = tempfile::tempdir().expect("report dir");
+    // More examples or another seed, for a longer hunt by hand.
     let examples = std::env::var("LX_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "20".into());
+    let seed = std::env::var("LX_SCHEMATHESIS_SEED").unwrap_or_else(|_| "17".into());
     let out = tokio::process::Command::new(&st)
         .arg("--config-file")
         .arg(root().join("tools/python/schemathesis.toml"))
@@ -66,7 +68,7 @@ async fn schemathesis_finds_the_server_true_to_its_openapi_document() {
         .args(["--checks", "all"])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", &examples])
-        .args(["--seed", "17", "--no-color", "--workers", "1"])
+        .args(["--seed", &seed, "--no-color", "--workers", "1"])
         .args(["--generation-database", "none"])
         .args(["-H", &format!("Authorization: Bearer {}", actor.api_key)])
         .arg("--report-dir")
