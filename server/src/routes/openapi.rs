@@ -34,12 +34,13 @@ pub fn document(config: &Config) -> Value {
 /// braced and URN.
 const UUID_PATTERN: &str = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|\\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\\}|urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$";
 
-/// An address a request may carry: all lower- or all upper-case hex (no
-/// checksum), which is what the schema can say; a mixed-case address must
-/// be its exact EIP-55 checksum, which a pattern cannot say.
-const ADDRESS_PATTERN: &str = "^0x([0-9a-f]{40}|[0-9A-F]{40})$";
-/// An address the server writes: EIP-55.
-const CHECKSUM_ADDRESS_PATTERN: &str = "^0x[0-9a-fA-F]{40}$";
+/// An address, in a request or an answer: 40 hex digits. All lower- or all
+/// upper-case carries no checksum; mixed case must be the exact EIP-55
+/// checksum (the server refuses a mistyped one), which a pattern cannot say
+/// and the description does.
+const ADDRESS_PATTERN: &str = "^0x[0-9a-fA-F]{40}$";
+const ADDRESS_DESCRIPTION: &str =
+    "0x and 40 hex digits; in mixed case, exactly the EIP-55 checksum encoding.";
 /// r, s and v; v is 0, 1, 27 or 28.
 const SIGNATURE_PATTERN: &str = "^0x[0-9a-fA-F]{128}(00|01|1[bB]|1[cC])$";
 /// One session state, as `GET /sessions?state=` takes them.
@@ -363,7 +364,7 @@ fn patterns_for_formats(value: &mut Value) {
                     && v.get("pattern").is_none()
                     && let Some(o) = v.as_object_mut()
                 {
-                    o.insert("pattern".into(), json!(CHECKSUM_ADDRESS_PATTERN));
+                    o.insert("pattern".into(), json!(ADDRESS_PATTERN));
                 }
                 patterns_for_formats(v);
             }
