@@ -224,6 +224,40 @@ impl App {
         }
     }
 
+    /// The meter of a LIVE or PAUSED session as far as `now`: what its end
+    /// would charge, judged by the evidence so far. None in any other state
+    /// (before LIVE there is nothing to meter; after, the stored meter says).
+    pub async fn running_meter(
+        &self,
+        session: &Session,
+        now: UnixMillis,
+    ) -> Result<Option<crate::store::Meter>, ActError> {
+        use lx_protocol::api::WindowReason::{NetworkError, Paused};
+        let (Some(started), SessionState::Live | SessionState::Paused) =
+            (session.started_ms, session.state)
+        else {
+            return Ok(None);
+        };
+        let (fixes, rules) = self.meter_evidence(session).await?;
+        let recorded: Vec<_> = session
+            .windows
+            .iter()
+            .filter(|w| matches!(w.reason, Paused | NetworkError))
+            .copied()
+            .collect();
+        let out = crate::session::meter::compute(crate::session::meter::MeterInput {
+            started_ms: started,
+            ended_ms: now.max(started),
+            max_duration_seconds: session.max_duration_seconds,
+            rate_micro_usdc: session.rate_micro_usdc,
+            fee_bps: self.fee_bps(),
+            windows: &recorded,
+            fixes: &fixes,
+            telemetry: Some(rules),
+        });
+        Ok(Some(out.meter))
+    }
+
     pub fn telemetry_rules(&self, session: &Session, fresh_seconds: u32) -> TelemetryRules {
         let t = &self.config.telemetry;
         TelemetryRules {

@@ -202,7 +202,7 @@ fn constrain(doc: &mut Value, config: &Config) {
         merge(
             doc,
             &format!("{schemas}/{schema}/properties/{field}"),
-            pattern(ADDRESS_PATTERN),
+            json!({"pattern": ADDRESS_PATTERN, "description": ADDRESS_DESCRIPTION}),
         );
     }
     for (schema, field) in [

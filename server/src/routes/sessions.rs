@@ -618,7 +618,20 @@ pub(super) async fn get_one(
 ) -> ApiResult<ApiOk<SessionDto>> {
     let ws = caller.require_any(&[Scope::SessionsRead, Scope::SessionsOperate])?;
     let (session, _) = visible(&app, &caller, ws, &id).await?;
-    Ok(ApiOk::read(session_dto(&session)))
+    let mut dto = session_dto(&session);
+    // While LIVE the meter runs: what ending now would charge, not final.
+    if let Some(meter) = app
+        .running_meter(&session, app.now())
+        .await
+        .map_err(|e| act_error("read", e))?
+    {
+        dto.meter = Some(crate::store::dto::meter_dto(&meter));
+        dto.clean_seconds = Some(meter.clean_seconds);
+        dto.failed_seconds = Some(meter.failed_seconds);
+        dto.charged_micro_usdc = Some(meter.charged_micro_usdc);
+        dto.meter_final = false;
+    }
+    Ok(ApiOk::read(dto))
 }
 
 /// Consumer-side transitions share one shape.

@@ -6,7 +6,7 @@ use lx_protocol::api::{
 };
 use lx_protocol::time::format_millis;
 
-use crate::store::{Session, SettlementRecord, SettlementState};
+use crate::store::{Meter, Session, SettlementRecord, SettlementState};
 
 pub fn session_dto(s: &Session) -> SessionDto {
     SessionDto {
@@ -44,18 +44,22 @@ pub fn session_dto(s: &Session) -> SessionDto {
                 closed_at: w.closed_ms.map(format_millis),
             })
             .collect(),
-        meter: s.meter.map(|m| MeterDto {
-            clean_seconds: m.clean_seconds,
-            failed_seconds: m.failed_seconds,
-            charged_micro_usdc: m.charged_micro_usdc,
-            fee_micro_usdc: m.fee_micro_usdc,
-            operator_earned_micro_usdc: m.operator_earned_micro_usdc,
-            fee_bps: m.fee_bps,
-        }),
+        meter: s.meter.as_ref().map(meter_dto),
         clean_seconds: s.meter.map(|m| m.clean_seconds),
         failed_seconds: s.meter.map(|m| m.failed_seconds),
         charged_micro_usdc: s.meter.map(|m| m.charged_micro_usdc),
         meter_final: s.meter_final,
+    }
+}
+
+pub fn meter_dto(m: &Meter) -> MeterDto {
+    MeterDto {
+        clean_seconds: m.clean_seconds,
+        failed_seconds: m.failed_seconds,
+        charged_micro_usdc: m.charged_micro_usdc,
+        fee_micro_usdc: m.fee_micro_usdc,
+        operator_earned_micro_usdc: m.operator_earned_micro_usdc,
+        fee_bps: m.fee_bps,
     }
 }
 

@@ -747,3 +747,37 @@ async fn a_radius_stored_before_the_cap_reaches_only_as_far_as_the_cap() {
         wide.workspace_id.to_string()
     );
 }
+
+#[tokio::test]
+async fn a_live_session_shows_its_running_meter_and_ending_charges_exactly_that() {
+    let t = TestApp::spawn().await;
+    let consumer = t.consumer("running-consumer").await;
+    let (_, drone) = fleet(&t, "running-co", BOGOTA).await;
+    let (id, sid, started) = live_drone_session(&t, &consumer, &drone).await;
+    let path = format!("/sessions/{id}/telemetry");
+    // Ten seconds inside the fence, then five 400 m out.
+    for i in 0..15 {
+        let at = started + i * 1000 + 100;
+        t.clock.set_ms(at);
+        let here = if i < 10 { BOGOTA } else { north(400.0) };
+        t.post(&path, drone.auth(), drone.sample(Some(sid), at, here, 4.0))
+            .await
+            .ok();
+    }
+    t.clock.set_ms(started + 15_000);
+    let running = t.session(&consumer, &id).await;
+    assert_eq!(running["state"], "LIVE");
+    assert_eq!(running["meterFinal"], false);
+    assert_eq!(running["meter"]["cleanSeconds"], 10, "{running}");
+    assert_eq!(running["meter"]["failedSeconds"], 5, "{running}");
+    assert_eq!(running["cleanSeconds"], 10, "top level as well");
+    // The list is not metered on the fly (a page of them would cost that
+    // many meters); the session is.
+    let listed = t.get("/sessions", consumer.auth()).await.ok();
+    assert!(listed.data()[0]["meter"].is_null(), "{}", listed.data());
+    let ended = t
+        .post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    assert_eq!(ended.data()["meter"], running["meter"]);
+}
