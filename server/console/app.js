@@ -2,11 +2,12 @@
 // each page's lifetime (its timers stop and its media hang up when the
 // route changes).
 //
-// Routes: #/signin, #/workspaces, #/sessions, #/sessions/<id>, #/devices.
+// Routes: #/signin, #/workspaces, #/sessions, #/sessions/<id>, #/devices,
+// #/keys.
 
 import { asApiError, get, post } from './api.js';
 import {
-  devicesPage, h, sessionPage, sessionsPage, signInPage, stopAllMedia, workspacesPage,
+  devicesPage, h, keysPage, sessionPage, sessionsPage, signInPage, stopAllMedia, workspacesPage,
 } from './pages.js';
 
 // What the server says about the caller: /me, and the wallet's workspaces.
@@ -83,7 +84,7 @@ async function signOut() {
 function parseRoute() {
   const parts = (location.hash || '#/sessions').replace(/^#\/?/, '').split('/');
   if (parts[0] === 'sessions' && parts[1]) return { name: 'session', id: decodeURIComponent(parts[1]) };
-  if (['signin', 'workspaces', 'sessions', 'devices'].includes(parts[0])) return { name: parts[0] };
+  if (['signin', 'workspaces', 'sessions', 'devices', 'keys'].includes(parts[0])) return { name: parts[0] };
   return { name: 'sessions' };
 }
 
@@ -152,6 +153,7 @@ function route() {
       case 'workspaces': workspacesPage(current); break;
       case 'session': sessionPage(current, r.id); break;
       case 'devices': devicesPage(current); break;
+      case 'keys': keysPage(current); break;
       default: sessionsPage(current);
     }
   } catch (err) {

@@ -4,7 +4,7 @@
 
 import { asApiError, del, get, getBlob, post } from './api.js';
 import { CODECS, WhepPlayer, WhipPublisher, cameras } from './media.js';
-import { coveragePlot } from './plot.js';
+import { coveragePlot, pickerPlot } from './plot.js';
 import { provider, signIn } from './wallet.js';
 
 // ------------------------------------------------------------------ DOM
@@ -268,9 +268,10 @@ export function sessionsPage(ctx) {
   const offersBody = h('ul', { id: 'offers' });
   const supplier = ctx.state.workspace && ctx.state.workspace.roles.includes('SUPPLIER');
   const offers = h('section', { hidden: !supplier },
-    h('h2', {}, 'Offers to this workspace'), offersBody);
+    h('h2', {}, 'Offers to this workspace'), offersBody, cancelAllPanel());
+  const consumer = ctx.state.workspace && ctx.state.workspace.roles.includes('CONSUMER');
   ctx.mount(h('section', { class: 'page' },
-    h('h1', {}, 'Sessions'), error, offers, table, empty));
+    h('h1', {}, 'Sessions'), error, consumer ? requestPanel(ctx) : null, offers, table, empty));
   const workspaceId = ctx.state.me.workspaceId;
   ctx.every(5000, async () => {
     try {
@@ -288,6 +289,142 @@ export function sessionsPage(ctx) {
       if (ctx.alive()) showError(error, err);
     }
   });
+}
+
+// Eyes on a point: pick it on the plot of the suppliers' coverage (or type
+// it), then request and dispatch; the session's page follows it.
+function requestPanel(ctx) {
+  const error = errorBox('request-error');
+  const lat = h('input', { id: 'request-lat', type: 'number', step: 'any', min: -90, max: 90, placeholder: 'latitude' });
+  const lng = h('input', { id: 'request-lng', type: 'number', step: 'any', min: -180, max: 180, placeholder: 'longitude' });
+  const duration = h('input', { id: 'request-duration', type: 'number', min: 1, step: 1, value: '120' });
+  const tier = h('select', { id: 'request-tier' },
+    h('option', { value: '' }, "the server's default"),
+    h('option', { value: '0' }, 'any supplier'),
+    h('option', { value: '1' }, 'only a device signing its telemetry'));
+  const plotBox = h('div', { id: 'request-plot' });
+  let circles = [];
+  let picked = null;
+  const draw = () => plotBox.replaceChildren(pickerPlot(circles, picked, (p) => {
+    picked = p;
+    lat.value = String(p.lat);
+    lng.value = String(p.lng);
+    draw();
+  }));
+  const typed = () => {
+    const p = { lat: Number(lat.value), lng: Number(lng.value) };
+    if (lat.value !== '' && lng.value !== '' && Number.isFinite(p.lat) && Number.isFinite(p.lng)) {
+      picked = p;
+      draw();
+    }
+  };
+  lat.addEventListener('change', typed);
+  lng.addEventListener('change', typed);
+  const go = button('Request and dispatch', 'request', error, async () => {
+    if (lat.value === '' || lng.value === '') throw new Error('pick a point on the plot or type its latitude and longitude');
+    const body = { lat: Number(lat.value), lng: Number(lng.value), maxDurationSeconds: Number(duration.value) };
+    if (tier.value !== '') body.minTrustTier = Number(tier.value);
+    const created = await post('/sessions', body);
+    try {
+      await post(`/sessions/${created.id}/dispatch`);
+    } catch (err) {
+      // The session exists, REQUESTED: its page can dispatch it again.
+      const e = asApiError(err);
+      throw Object.assign(new Error(`session ${shortId(created.id)} was created but not dispatched: ${e.message}`),
+        { code: e.code });
+    }
+    ctx.go(`#/sessions/${created.id}`);
+  }, 'primary');
+  ctx.every(30000, async () => {
+    circles = (await get('/coverage')).circles;
+    if (ctx.alive()) draw();
+  });
+  return h('section', { id: 'request-panel' },
+    h('h2', {}, 'Request live video'),
+    h('p', { class: 'muted' }, 'Click the plot to pick the point (the circles are where suppliers cover), or type it.'),
+    h('div', { class: 'devices' }, plotBox, h('div', { class: 'form' },
+      h('label', {}, 'Latitude ', lat), h('label', {}, 'Longitude ', lng),
+      h('label', {}, 'Seconds, at most ', duration), h('label', {}, 'Supplier ', tier), go, error)));
+}
+
+// A supplier frees itself of every session assigned and not LIVE yet, in
+// two clicks.
+function cancelAllPanel() {
+  const error = errorBox('cancel-all-error');
+  const result = h('p', { id: 'cancel-all-result', class: 'muted' });
+  const confirm = button('Yes, cancel them all', 'cancel-all-confirm', error, async () => {
+    const done = await post('/sessions/cancel-all-assignments');
+    result.dataset.count = String(done.count);
+    result.textContent = `Cancelled ${done.count} assignment${done.count === 1 ? '' : 's'}; LIVE sessions go on.`;
+    confirm.hidden = true;
+  }, 'danger');
+  confirm.hidden = true;
+  const ask = button('Cancel all assignments', 'cancel-all', error, async () => {
+    confirm.hidden = false;
+  });
+  return h('div', { class: 'actions' }, ask, confirm, result, error);
+}
+
+// ----------------------------------------------------------------- keys
+
+const SCOPES = ['sessions:read', 'sessions:create', 'sessions:operate', 'pricing:read', 'wallet:read',
+  'operators:write', 'webhooks:write'];
+
+export function keysPage(ctx) {
+  const workspaceId = ctx.state.me.workspaceId;
+  const base = `/workspaces/${workspaceId}/api-keys`;
+  const error = errorBox('keys-error');
+  const mintError = errorBox('mint-error');
+  const label = h('input', { id: 'key-label', value: 'agent', maxlength: 100 });
+  const environment = h('select', { id: 'key-environment' },
+    h('option', { value: 'LIVE' }, 'LIVE'), h('option', { value: 'TEST' }, 'TEST'));
+  const scopes = SCOPES.map((scope) => h('label', { class: 'scope' },
+    h('input', { type: 'checkbox', name: 'scope', value: scope,
+      checked: ['sessions:read', 'sessions:create', 'pricing:read'].includes(scope) }), ` ${scope}`));
+  const secret = h('div', { id: 'key-secret', hidden: true });
+  const body = h('tbody', {});
+  const table = h('table', { id: 'keys' },
+    h('thead', {}, h('tr', {}, ['Label', 'Key', 'Environment', 'Scopes', 'Created', 'Revoked', '']
+      .map((c) => h('th', {}, c)))),
+    body);
+
+  async function load() {
+    const keys = await get(base);
+    if (!ctx.alive()) return;
+    clearError(error);
+    body.replaceChildren(...keys.map((k) => h('tr', { 'data-key': k.id, 'data-revoked': String(Boolean(k.revokedAt)) },
+      h('td', {}, k.label),
+      h('td', {}, h('code', {}, `${k.prefix}…`)),
+      h('td', {}, k.environment),
+      h('td', {}, k.scopes.join(', ')),
+      h('td', {}, time(k.createdAt)),
+      h('td', {}, time(k.revokedAt)),
+      h('td', {}, k.revokedAt ? '' : button('Revoke', `revoke-${k.id}`, error, async () => {
+        await post(`${base}/${k.id}/revoke`);
+        await load();
+      }, 'danger')))));
+  }
+
+  const mint = button('Mint key', 'mint-key', mintError, async () => {
+    const chosen = scopes.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
+    const made = await post(base, { label: label.value.trim(), environment: environment.value, scopes: chosen });
+    secret.dataset.keyId = made.id;
+    secret.replaceChildren(
+      h('p', {}, 'The key, shown this once (only its hash is kept): give it to the agent as LX_API_KEY.'),
+      h('code', { id: 'key-secret-value' }, made.secret));
+    secret.hidden = false;
+    await load();
+  }, 'primary');
+
+  ctx.mount(h('section', { class: 'page' },
+    h('h1', {}, 'API keys'),
+    h('p', { class: 'muted' }, 'Agents, scripts and the lx command line act for this workspace with a key; '
+      + 'each holds the scopes it was minted with.'),
+    h('section', { id: 'mint' }, h('h2', {}, 'Mint a key'),
+      h('div', { class: 'form' }, h('label', {}, 'Label ', label), h('label', {}, 'Environment ', environment)),
+      h('div', { class: 'scopes' }, scopes), mint, mintError, secret),
+    error, table));
+  ctx.every(10000, load);
 }
 
 // -------------------------------------------------------------- session
@@ -588,12 +725,16 @@ export function sessionPage(ctx, id) {
     set(v.started, time(s.startedAt));
     set(v.ended, time(s.endedAt));
     set(v.expires, TERMINAL.includes(s.state) || s.startedAt ? null : time(s.expiresAt));
-    // The server meters a session when it ends; until then say so rather
-    // than show an empty charge.
-    const pending = !s.meter && ['LIVE', 'PAUSED'].includes(s.state) ? 'metered when the session ends' : null;
-    set(v.clean, s.meter ? s.meter.cleanSeconds : pending);
-    set(v.failed, s.meter ? s.meter.failedSeconds : pending);
-    set(v.charge, s.meter ? `${usdc(s.meter.chargedMicroUsdc)}${s.meterFinal ? '' : ' (not final yet)'}` : pending);
+    // While LIVE the server's meter runs: what ending now would charge.
+    const running = ['LIVE', 'PAUSED'].includes(s.state);
+    const so = running ? ' so far' : '';
+    v.clean.dataset.running = String(running);
+    set(v.clean, s.meter ? `${s.meter.cleanSeconds}${so}` : null);
+    set(v.failed, s.meter ? `${s.meter.failedSeconds}${so}` : null);
+    v.clean.dataset.value = s.meter ? String(s.meter.cleanSeconds) : '';
+    v.failed.dataset.value = s.meter ? String(s.meter.failedSeconds) : '';
+    const finality = running ? ' (running)' : s.meterFinal ? '' : ' (not final yet)';
+    set(v.charge, s.meter ? `${usdc(s.meter.chargedMicroUsdc)}${finality}` : null);
     set(v.fee, s.meter ? usdc(s.meter.feeMicroUsdc) : null);
     set(v.earned, s.meter ? usdc(s.meter.operatorEarnedMicroUsdc) : null);
     set(v.windows, s.windows.length

@@ -20,113 +20,27 @@
 // stops publishing, the consumer ends the session) ended and done; or
 // {error} and exit 1.
 
-import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
-import { join } from 'node:path';
 
-const require = createRequire(import.meta.url);
-const { chromium } = require(process.env.LX_PLAYWRIGHT_CORE);
+import {
+  launch, pageErrors, say, shootFailures, shot as shotIn, sleep, until, untilState, walletContext as contextFor, watch,
+} from './console_lib.mjs';
 
 const config = JSON.parse(process.argv[2]);
 const { origin, sessionId, signer, codec, camera, shots } = config;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const say = (value) => console.log(JSON.stringify(value));
+const shot = (page, file) => shotIn(page, shots, file);
+const walletContext = (browser, name, address, geolocation) => contextFor(browser, signer, name, address, geolocation);
 
 const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
-// Script errors in the pages and CSP refusals: the test wants none.
-const pageErrors = [];
-const pages = {};
-
-async function signature(address, message) {
-  const resp = await fetch(signer, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ address, message }),
-  });
-  if (!resp.ok) throw new Error(`signer answered ${resp.status}: ${await resp.text()}`);
-  return (await resp.json()).signature;
-}
-
-// The page side of the wallet: enough of EIP-1193 for a SIWE sign-in.
-function injectWallet({ address }) {
-  const fail = (code, message) => Object.assign(new Error(message), { code });
-  window.ethereum = {
-    isLxTestWallet: true,
-    async request({ method, params }) {
-      switch (method) {
-        case 'eth_requestAccounts':
-        case 'eth_accounts':
-          return [address];
-        case 'personal_sign': {
-          const [message, from] = params;
-          if (String(from).toLowerCase() !== address.toLowerCase()) throw fail(4100, 'unknown account');
-          return window.lxWalletSign(from, message);
-        }
-        default:
-          throw fail(4200, `unsupported method ${method}`);
-      }
-    },
-  };
-}
-
-async function walletContext(browser, name, address, geolocation) {
-  const located = geolocation ? { geolocation, permissions: ['geolocation'] } : {};
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, ...located });
-  await context.exposeFunction('lxWalletSign', (from, message) => signature(from, message));
-  await context.addInitScript(injectWallet, { address });
-  context.on('page', (page) => watch(page, name));
-  return context;
-}
-
-function watch(page, name) {
-  pages[name] = pages[name] || page;
-  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
-  page.on('console', (m) => {
-    const text = m.text();
-    console.error(`[${name}] ${text}`);
-    if (text.includes('Content Security Policy')) pageErrors.push(`${name}: ${text}`);
-  });
-}
-
-async function shot(page, file) {
-  await page.screenshot({ path: join(shots, file), fullPage: true });
-}
-
-// Polls `fn` in the page until it returns something truthy.
-async function until(page, what, fn, arg, ms = 30000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const value = await page.evaluate(fn, arg);
-    if (value) return value;
-    await sleep(200);
-  }
-  const shown = await page.evaluate(() => [...document.querySelectorAll('.error:not([hidden])')]
-    .map((e) => `${e.id || 'error'}: ${e.textContent}`));
-  throw new Error(`timed out after ${ms} ms waiting for ${what}; errors on the page: ${JSON.stringify(shown)}`);
-}
-
-async function untilState(page, state, ms = 30000) {
-  await until(page, `the page to show ${state}`, (want) => {
-    const badge = document.querySelector('#session-fields [data-field=state] [data-state]');
-    return badge && badge.dataset.state === want;
-  }, state, ms);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.LX_CHROMIUM,
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    // WebRTC over loopback with plain addresses, as the server's ICE is on 127.0.0.1.
-    '--allow-loopback-in-peer-connection',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    `--use-file-for-fake-video-capture=${camera}`,
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch([
+  // WebRTC over loopback with plain addresses, as the server's ICE is on 127.0.0.1.
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  `--use-file-for-fake-video-capture=${camera}`,
+  '--autoplay-policy=no-user-gesture-required',
+]);
 
 let code = 0;
 try {
@@ -265,9 +179,7 @@ try {
   say({ phase: 'ended', deleted, settlementState });
   say({ phase: 'done', pageErrors });
 } catch (e) {
-  for (const [name, page] of Object.entries(pages)) {
-    await page.screenshot({ path: join(shots, `failure-${name}.png`), fullPage: true }).catch(() => {});
-  }
+  await shootFailures(shots);
   say({ error: String(e && e.stack ? e.stack : e), pageErrors });
   code = 1;
 } finally {

@@ -299,7 +299,8 @@ struct Script {
 }
 
 impl Script {
-    fn spawn(config: &Value, stderr: &Path) -> Self {
+    /// `script`: a page script in `tests/browser/`.
+    fn spawn(script: &str, config: &Value, stderr: &Path) -> Self {
         let chromium = tool(
             "LX_CHROMIUM",
             "/usr/bin/chromium".into(),
@@ -310,7 +311,9 @@ impl Script {
             root().join("tools/npm/node_modules/playwright-core"),
             "npm install in tools/npm",
         );
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.mjs");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/browser")
+            .join(script);
         let mut child = tokio::process::Command::new("node")
             .arg(&script)
             .arg(config.to_string())
@@ -437,6 +440,7 @@ async fn the_console_publishes_and_plays(codec: &str) {
     std::fs::write(&clip, lx_media::testpattern::smpte_bars_y4m(640, 480, 30)).expect("clip");
     let signer = spawn_signer(&[&supplier.key, &consumer.key]).await;
     let mut script = Script::spawn(
+        "console.mjs",
         &json!({
             "origin": origin_of(&t),
             "sessionId": id,
@@ -590,6 +594,7 @@ async fn the_console_publisher_of_a_workspace_without_devices_is_paid_on_its_bro
     std::fs::write(&clip, lx_media::testpattern::smpte_bars_y4m(640, 480, 30)).expect("clip");
     let signer = spawn_signer(&[&supplier.key, &consumer.key]).await;
     let mut script = Script::spawn(
+        "console.mjs",
         &json!({
             "origin": origin_of(&t),
             "sessionId": id,
@@ -649,4 +654,129 @@ impl crate::common::Api {
         assert_eq!(resp.headers()["content-type"], "image/jpeg");
         resp.bytes().await.expect("body").to_vec()
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_mints_and_revokes_keys_requests_at_a_picked_point_meters_live_and_cancels_assignments()
+ {
+    // Revoked means refused at once here (the grace a rotating agent gets
+    // is tested on its own).
+    // The real media plane: the consumer's page plays what a GStreamer
+    // publisher sends.
+    let t = TestApp::spawn_with_media(|c| c.auth.revoke_grace_seconds = 0).await;
+    let consumer = t.consumer("console-buyer").await;
+    let supplier = t.supplier("console-seller", BOGOTA, true).await;
+    let signer = spawn_signer(&[&consumer.key, &supplier.key]).await;
+    let shots = artifacts().join("actions");
+    std::fs::create_dir_all(&shots).expect("shots dir");
+    let config = json!({
+        "origin": origin_of(&t),
+        "signer": signer,
+        "shots": shots,
+        "consumer": {"address": consumer.wallet.to_checksum()},
+        "supplier": {"address": supplier.wallet.to_checksum()},
+    });
+    let mut script = Script::spawn(
+        "console_actions.mjs",
+        &config,
+        &shots.join("console.stderr.log"),
+    );
+    let long = Duration::from_secs(90);
+
+    // The key the page minted works, with the scopes it was given...
+    let minted = script.phase("minted", long).await;
+    let secret = minted["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("lxxn_"), "{minted}");
+    t.get("/sessions", Auth::Key(secret.clone())).await.ok();
+    t.get("/wallet", Auth::Key(secret.clone()))
+        .await
+        .expect(403, "NOT_AUTHORIZED");
+    script.resume().await;
+    // ...until the page revokes it.
+    script.phase("revoked", long).await;
+    t.get("/sessions", Auth::Key(secret))
+        .await
+        .expect(401, "REVOKED_API_KEY");
+    script.resume().await;
+
+    // The session is where the consumer clicked, inside the circle shown.
+    let requested = script.phase("requested", long).await;
+    let id = requested["sessionId"].as_str().unwrap().to_owned();
+    let session = t.session(&consumer, &id).await;
+    assert_eq!(session["state"], "ASSIGNED", "{session}");
+    assert_eq!(
+        session["operatorWorkspaceId"],
+        supplier.workspace_id.to_string()
+    );
+    let picked = (
+        requested["picked"]["lat"].as_f64().unwrap(),
+        requested["picked"]["lng"].as_f64().unwrap(),
+    );
+    assert_eq!(
+        (
+            session["lat"].as_f64().unwrap(),
+            session["lng"].as_f64().unwrap()
+        ),
+        picked
+    );
+    let from_centre =
+        lx_protocol::geo::Point::new(picked.0, picked.1).distance_m(lx_protocol::geo::Point::new(
+            requested["covered"]["lat"].as_f64().unwrap(),
+            requested["covered"]["lng"].as_f64().unwrap(),
+        ));
+    assert!(
+        (50.0..1000.0).contains(&from_centre),
+        "picked {from_centre:.0} m from the circle's centre, where the click was: {requested}"
+    );
+    // The supplier publishes there and says where it is every second.
+    let started = t
+        .post(format!("/sessions/{id}/start"), supplier.auth(), json!({}))
+        .await
+        .ok();
+    let whip = started.data()["whipUrl"].as_str().unwrap().to_owned();
+    let (publisher, _) = crate::media::publish(&whip, lx_media::Codec::Vp8).await;
+    let heartbeats = t.heartbeat_every_second(&supplier, picked);
+    script.resume().await;
+
+    // The page shows the meter as it runs, and it is the server's.
+    let metering = script.phase("metering", long).await;
+    assert!(
+        metering["cleanText"].as_str().unwrap().ends_with("so far"),
+        "{metering}"
+    );
+    assert!(
+        metering["chargeText"]
+            .as_str()
+            .unwrap()
+            .contains("(running)"),
+        "{metering}"
+    );
+    let now = t.session(&consumer, &id).await;
+    let clean = now["meter"]["cleanSeconds"].as_u64().unwrap();
+    assert!(
+        clean >= metering["clean"].as_u64().unwrap(),
+        "the server's {clean} clean seconds, the page's {metering}"
+    );
+    drop(heartbeats);
+    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    drop(publisher);
+    // Something for the supplier to cancel: a new assignment.
+    let waiting = t.request(&consumer, BOGOTA, 60).await;
+    t.post(
+        format!("/sessions/{waiting}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    assert_eq!(t.session(&consumer, &waiting).await["state"], "ASSIGNED");
+    script.resume().await;
+
+    let cancelled = script.phase("cancelled", long).await;
+    assert_eq!(cancelled["count"], 1, "{cancelled}");
+    assert_eq!(t.session(&consumer, &waiting).await["state"], "CANCELLED");
+    let done = script.phase("done", long).await;
+    assert_eq!(done["pageErrors"], json!([]), "{done}");
 }
