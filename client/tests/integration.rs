@@ -551,30 +551,8 @@ async fn the_lx_command_line_requests_waits_saves_a_frame_and_ends() {
 
 /// A drone's session of `seconds` signed samples, ended and made final.
 async fn a_signed_session(t: &TestApp, consumer: &Actor, seconds: i64) -> String {
-    let supplier = t.supplier("verify-supplier", BOGOTA, true).await;
-    let drone = t.enroll(&supplier, "drone-1").await;
-    t.post(
-        "/operators/heartbeat",
-        drone.auth(),
-        json!({"sample": drone.sample(None, t.clock_now(), BOGOTA, 3.0)}),
-    )
-    .await
-    .ok();
-    let id = t.request(consumer, BOGOTA, 600).await;
-    t.post(
-        format!("/sessions/{id}/dispatch"),
-        consumer.auth(),
-        json!({}),
-    )
-    .await
-    .ok();
-    t.post(format!("/sessions/{id}/start"), drone.auth(), json!({}))
-        .await
-        .ok();
-    let started = t.clock_now();
-    let sid: uuid::Uuid = id.parse().unwrap();
-    t.media.first_frame(sid, started).await;
-    t.wait_for_state(consumer, &id, "LIVE").await;
+    let (_, drone) = t.fleet("verify-supplier", BOGOTA).await;
+    let (id, sid, started) = t.live_device_session(consumer, &drone).await;
     for i in 0..seconds {
         let at = started + i * 1000 + 100;
         t.clock.set_ms(at);

@@ -835,15 +835,7 @@ pub(super) async fn track(
                 source: s.source,
                 signature: Some(format!("0x{}", hex::encode(stored.signature))),
                 signer: signer.clone(),
-                signed: Some(lx_protocol::api::SignedTelemetryDto {
-                    session_id: format!("0x{}", hex::encode(s.session_id)),
-                    sequence: s.sequence,
-                    captured_at_ms: s.captured_at_ms,
-                    lat_e7: s.lat_e7,
-                    lng_e7: s.lng_e7,
-                    accuracy_cm: s.accuracy_cm,
-                    source: s.source.code(),
-                }),
+                signed: Some(lx_protocol::api::SignedTelemetryDto::from(s)),
             }
         })
         .collect();

@@ -322,6 +322,46 @@ impl TestApp {
     }
 
     /// Drives a session to LIVE: dispatch, start, first frame.
+    /// A supplier workspace with one enrolled drone at `at`, heard from now.
+    pub async fn fleet(&self, slug: &str, at: (f64, f64)) -> (Actor, Device) {
+        let supplier = self.supplier(slug, at, true).await;
+        let drone = self.enroll(&supplier, "drone-1").await;
+        let sample = drone.sample(None, self.clock_now(), at, 3.0);
+        self.post(
+            "/operators/heartbeat",
+            drone.auth(),
+            json!({"sample": sample}),
+        )
+        .await
+        .ok();
+        (supplier, drone)
+    }
+
+    /// A 600 s session at Bogotá served by `device`, LIVE from now on the
+    /// scripted media plane: its id, as text and UUID, and when it started.
+    pub async fn live_device_session(
+        &self,
+        consumer: &Actor,
+        device: &Device,
+    ) -> (String, Uuid, i64) {
+        let id = self.request(consumer, BOGOTA, 600).await;
+        self.post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        self.post(format!("/sessions/{id}/start"), device.auth(), json!({}))
+            .await
+            .ok();
+        let started = self.clock_now();
+        let sid: Uuid = id.parse().expect("uuid");
+        self.media.first_frame(sid, started).await;
+        self.wait_for_state(consumer, &id, "LIVE").await;
+        (id, sid, started)
+    }
+
     pub async fn make_live(&self, consumer: &Actor, supplier: &Actor, id: &str) {
         self.post(
             format!("/sessions/{id}/dispatch"),

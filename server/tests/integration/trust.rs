@@ -24,19 +24,8 @@ fn reasons(session: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A supplier workspace with one enrolled drone at `at`, heard from now.
 async fn fleet(t: &TestApp, slug: &str, at: (f64, f64)) -> (Actor, Device) {
-    let supplier = t.supplier(slug, at, true).await;
-    let drone = t.enroll(&supplier, "drone-1").await;
-    let sample = drone.sample(None, t.clock_now(), at, 3.0);
-    t.post(
-        "/operators/heartbeat",
-        drone.auth(),
-        json!({"sample": sample}),
-    )
-    .await
-    .ok();
-    (supplier, drone)
+    t.fleet(slug, at).await
 }
 
 async fn create(t: &TestApp, consumer: &Actor, body: Value) -> String {
@@ -476,16 +465,7 @@ async fn proven(t: &TestApp, consumer: &Actor, id: &str) -> lx_protocol::proof::
 }
 
 async fn live_drone_session(t: &TestApp, consumer: &Actor, drone: &Device) -> (String, Uuid, i64) {
-    let id = t.request(consumer, BOGOTA, 600).await;
-    dispatch(t, consumer, &id).await.ok();
-    t.post(format!("/sessions/{id}/start"), drone.auth(), json!({}))
-        .await
-        .ok();
-    let started = t.clock_now();
-    let sid: Uuid = id.parse().unwrap();
-    t.media.first_frame(sid, started).await;
-    t.wait_for_state(consumer, &id, "LIVE").await;
-    (id, sid, started)
+    t.live_device_session(consumer, drone).await
 }
 
 #[tokio::test]
