@@ -45,6 +45,7 @@ pub struct DeviceConfig {
 #[serde(rename_all = "lowercase")]
 pub enum GpsSource {
     Serial,
+    Mavlink,
     Fixed,
     Simulated,
 }
@@ -58,8 +59,17 @@ pub struct GpsConfig {
     pub baud: toml::Value,
     pub uere_m: f64,
     pub max_fix_age_ms: u64,
+    pub mavlink: MavlinkConfig,
     pub fixed: FixedPosition,
     pub simulated: SimulatedPath,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MavlinkConfig {
+    pub endpoint: String,
+    pub signing_key: String,
+    pub allow_unsigned: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +252,13 @@ impl Config {
         }
         if self.lifecycle.min_battery_percent > 100 {
             bail!("lifecycle.min_battery_percent must be at most 100");
+        }
+        if self.gps.source == GpsSource::Mavlink {
+            let m = &self.gps.mavlink;
+            crate::mavlink::Endpoint::parse(&m.endpoint)
+                .map_err(|e| anyhow::anyhow!("gps.mavlink.endpoint: {e}"))?;
+            crate::mavlink::signing_key(&m.signing_key)
+                .map_err(|e| anyhow::anyhow!("gps.mavlink.signing_key: {e}"))?;
         }
         let f = &self.gps.fixed;
         if !(lx_protocol::geo::check_lat(f.lat).is_ok()

@@ -18,7 +18,8 @@ use lx_protocol::api::{Availability, MqttCredentialsDto, SessionState};
 use lx_protocol::mqtt::client::{self, Login};
 use lx_protocol::mqtt::{
     BrokerUrl, Command, CommandAck, DeviceState, FixStatus, OfferMessage, SERVER_STATUS,
-    ServerStatus, StatusMessage, StreamStatus, TelemetryAckMessage, Topic, parse_command,
+    ServerStatus, StatusMessage, StreamStatus, TelemetryAckMessage, Topic, VehicleStatus,
+    parse_command,
 };
 use lx_protocol::telemetry::SampleJson;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
@@ -341,6 +342,7 @@ pub struct StatusInputs {
     pub publishing: bool,
     pub taking_offers: bool,
     pub battery_percent: Option<u8>,
+    pub vehicle: Option<VehicleStatus>,
     pub stream: Option<StreamStatus>,
     pub queued_samples: u64,
     pub error: Option<String>,
@@ -368,6 +370,7 @@ pub fn compose_status(inputs: &StatusInputs, at: String) -> StatusMessage {
         session_id: inputs.serving.map(|(id, _)| id),
         fix: inputs.fix.clone(),
         battery_percent: inputs.battery_percent,
+        vehicle: inputs.vehicle.clone(),
         stream: inputs.stream.clone(),
         version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         queued_samples: Some(inputs.queued_samples),
@@ -388,6 +391,7 @@ pub fn worth_publishing(last: Option<&StatusMessage>, next: &StatusMessage) -> b
         || last.availability != next.availability
         || last.error != next.error
         || last.battery_percent != next.battery_percent
+        || last.vehicle.as_ref().map(|v| v.armed) != next.vehicle.as_ref().map(|v| v.armed)
 }
 
 /// Where the status is read from.
@@ -435,6 +439,14 @@ pub async fn status_task(
                 publishing: v.state == "publishing",
                 taking_offers: l.taking_offers,
                 battery_percent: battery.percent(),
+                vehicle: position.vehicle().and_then(|v| {
+                    v.armed.map(|armed| VehicleStatus {
+                        armed,
+                        altitude_meters: v.altitude_m,
+                        relative_altitude_meters: v.relative_altitude_m,
+                        satellites: v.satellites,
+                    })
+                }),
                 stream: (v.state == "publishing").then(|| StreamStatus {
                     encoder: v.encoder.clone(),
                     frames_sent: v.frames_sent,

@@ -22,10 +22,43 @@ struct Health {
     operator_id: String,
     has_fix: bool,
     receiver_connected: Option<bool>,
+    /// The flight controller, with a MAVLink position source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vehicle: Option<VehicleHealth>,
     telemetry: TelemetryStats,
     lifecycle: LifecycleStats,
     video: VideoStats,
     fleet: FleetStats,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VehicleHealth {
+    link_connected: bool,
+    armed: Option<bool>,
+    battery_percent: Option<u8>,
+    altitude_meters: Option<f64>,
+    relative_altitude_meters: Option<f64>,
+    fix_type: Option<u8>,
+    satellites: Option<u8>,
+    link: crate::mavlink::LinkCounters,
+    last_error: Option<String>,
+}
+
+impl From<crate::mavlink::VehicleState> for VehicleHealth {
+    fn from(v: crate::mavlink::VehicleState) -> Self {
+        Self {
+            link_connected: v.connected,
+            armed: v.armed,
+            battery_percent: v.battery_percent,
+            altitude_meters: v.altitude_m,
+            relative_altitude_meters: v.relative_altitude_m,
+            fix_type: v.fix_type,
+            satellites: v.satellites,
+            link: v.counters,
+            last_error: v.last_error,
+        }
+    }
 }
 
 pub struct HealthState {
@@ -54,6 +87,7 @@ impl HealthState {
             operator_id: self.operator_id.to_string(),
             has_fix,
             receiver_connected: self.position.receiver().map(|r| r.connected),
+            vehicle: self.position.vehicle().map(VehicleHealth::from),
             telemetry,
             lifecycle,
             video,

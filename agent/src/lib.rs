@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod hardware;
 pub mod health;
 pub mod lifecycle;
+pub mod mavlink;
 pub mod notify;
 pub mod position;
 pub mod queue;

@@ -1,5 +1,6 @@
 //! Where the device is: a GNSS receiver on a serial port (through lx-hal),
-//! a surveyed fixed position, or a synthetic path for demos and tests.
+//! a drone's flight controller over MAVLink, a surveyed fixed position, or
+//! a synthetic path for demos and tests.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use lx_protocol::telemetry::Source;
 use lx_protocol::time::UnixMillis;
 
 use crate::config::{Config, GpsSource, PathKind};
+use crate::hardware::Battery;
+use crate::mavlink::{Endpoint, LinkReader, VehicleState};
 
 /// Accuracy reported when the receiver gives neither GST nor HDOP: poor
 /// enough that the server's meter will not count it.
@@ -41,6 +44,11 @@ pub enum PositionSource {
         _reader: GpsReader,
         max_age: Duration,
     },
+    Mavlink {
+        state: Arc<Mutex<VehicleState>>,
+        _reader: LinkReader,
+        max_age: Duration,
+    },
     Fixed {
         point: Point,
         accuracy_m: f64,
@@ -55,6 +63,7 @@ impl std::fmt::Debug for PositionSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Serial { .. } => f.write_str("PositionSource::Serial"),
+            Self::Mavlink { .. } => f.write_str("PositionSource::Mavlink"),
             Self::Fixed { point, .. } => write!(f, "PositionSource::Fixed({point:?})"),
             Self::Simulated { path, .. } => write!(f, "PositionSource::Simulated({path:?})"),
         }
@@ -62,9 +71,27 @@ impl std::fmt::Debug for PositionSource {
 }
 
 impl PositionSource {
-    pub fn start(config: &Config) -> anyhow::Result<Self> {
+    /// `battery`: where a flight controller's battery reading goes.
+    pub fn start(config: &Config, battery: &Battery) -> anyhow::Result<Self> {
         let gps = &config.gps;
         match gps.source {
+            GpsSource::Mavlink => {
+                let m = &gps.mavlink;
+                let state = Arc::new(Mutex::new(VehicleState::default()));
+                let reader = LinkReader::spawn(
+                    Endpoint::parse(&m.endpoint)?,
+                    crate::mavlink::signing_key(&m.signing_key)?,
+                    m.allow_unsigned,
+                    gps.uere_m,
+                    Arc::clone(&state),
+                    battery.clone(),
+                )?;
+                Ok(Self::Mavlink {
+                    state,
+                    _reader: reader,
+                    max_age: Duration::from_millis(gps.max_fix_age_ms),
+                })
+            }
             GpsSource::Serial => {
                 let mut serial = SerialConfig::new(&gps.port);
                 serial.baud = config.baud()?.map_or(Baud::Auto, Baud::Fixed);
@@ -154,6 +181,20 @@ impl PositionSource {
                     },
                 })
             }
+            Self::Mavlink { state, max_age, .. } => {
+                let s = state.lock().ok()?;
+                let fix = s
+                    .fix
+                    .filter(|f| now.saturating_duration_since(f.received) <= *max_age)?;
+                let age_ms = i64::try_from(now.saturating_duration_since(fix.received).as_millis())
+                    .unwrap_or(i64::MAX);
+                Some(Observation {
+                    point: Point::new(f64::from(fix.lat_e7) / 1e7, f64::from(fix.lng_e7) / 1e7),
+                    accuracy_m: fix.accuracy_m.unwrap_or(UNKNOWN_ACCURACY_M),
+                    observed_ms: wall_now_ms - age_ms,
+                    source: Source::Mavlink,
+                })
+            }
             Self::Fixed { point, accuracy_m } => Some(Observation {
                 point: *point,
                 accuracy_m: *accuracy_m,
@@ -176,6 +217,20 @@ impl PositionSource {
     pub fn receiver(&self) -> Option<ReceiverState> {
         match self {
             Self::Serial { state, .. } => state.lock().ok().map(|s| s.clone()),
+            Self::Mavlink { state, .. } => state.lock().ok().map(|s| ReceiverState {
+                connected: s.connected,
+                baud: None,
+                fix: None,
+                last_error: s.last_error.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The flight controller's view of the vehicle, with a MAVLink source.
+    pub fn vehicle(&self) -> Option<VehicleState> {
+        match self {
+            Self::Mavlink { state, .. } => state.lock().ok().map(|s| s.clone()),
             _ => None,
         }
     }

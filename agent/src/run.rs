@@ -72,7 +72,9 @@ pub async fn run(
         Some(enrollment.device_token.clone()),
         timeout(&config),
     );
-    let position = Arc::new(PositionSource::start(&config)?);
+    // The battery's charge: the power monitor's, or the flight controller's.
+    let battery = crate::hardware::Battery::default();
+    let position = Arc::new(PositionSource::start(&config, &battery)?);
     let queue = Queue::open(&state, config.telemetry.queue_max_samples)?;
     if !queue.is_empty() {
         tracing::info!(
@@ -93,7 +95,6 @@ pub async fn run(
     }));
 
     let fleet_stats = Arc::new(Mutex::new(crate::fleet::FleetStats::default()));
-    let battery = crate::hardware::Battery::default();
     let mut tasks = Vec::new();
     // The status, for the fleet link and the LED.
     let (status_tx, status_rx) = watch::channel(lx_protocol::mqtt::StatusMessage::offline(env!(

@@ -194,6 +194,23 @@ pub struct FixStatus {
     pub source: crate::telemetry::Source,
 }
 
+/// The vehicle part of a status, from its flight controller (MAVLink).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct VehicleStatus {
+    pub armed: bool,
+    /// Above mean sea level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altitude_meters: Option<f64>,
+    /// Above the home position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_altitude_meters: Option<f64>,
+    /// GNSS satellites in view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satellites: Option<u8>,
+}
+
 /// The stream part of a status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -220,6 +237,9 @@ pub struct StatusMessage {
     pub fix: Option<FixStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub battery_percent: Option<u8>,
+    /// A drone's flight controller: armed, altitude.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vehicle: Option<VehicleStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,6 +263,7 @@ impl StatusMessage {
             session_id: None,
             fix: None,
             battery_percent: None,
+            vehicle: None,
             stream: None,
             version: Some(version.to_owned()),
             queued_samples: None,

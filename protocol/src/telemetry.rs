@@ -39,6 +39,8 @@ pub enum Source {
     Rtk,
     Network,
     Fixed,
+    /// The flight controller's fused position, read over MAVLink.
+    Mavlink,
 }
 
 impl Source {
@@ -48,13 +50,20 @@ impl Source {
             Self::Rtk => 1,
             Self::Network => 2,
             Self::Fixed => 3,
+            Self::Mavlink => 4,
         }
     }
 
     pub fn from_code(code: u8) -> Option<Self> {
-        [Self::Gps, Self::Rtk, Self::Network, Self::Fixed]
-            .into_iter()
-            .find(|s| s.code() == code)
+        [
+            Self::Gps,
+            Self::Rtk,
+            Self::Network,
+            Self::Fixed,
+            Self::Mavlink,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
     }
 }
 
