@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use crate::{root, stream_ok};
 
 /// Each installed command the tests run: (environment variable, command).
-const COMMANDS: &[(&str, &str)] = &[("LX_SCHEMATHESIS", "st")];
+const COMMANDS: &[(&str, &str)] = &[("LX_SCHEMATHESIS", "st"), ("LX_PYTHON", "python")];
 
 #[derive(Debug)]
 pub(crate) struct PythonTools {
