@@ -117,6 +117,8 @@ pub struct LifecycleConfig {
     pub poll_interval_ms: u64,
     pub auto_accept: bool,
     pub min_battery_percent: u8,
+    /// Offers are refused above this CPU temperature; 0 for no limit.
+    pub max_temperature_c: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -197,6 +199,9 @@ pub struct LedConfig {
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     pub listen: String,
+    /// Where sysfs and procfs are read from: `/` on a device.
+    pub sys_root: PathBuf,
+    pub read_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,6 +257,12 @@ impl Config {
         }
         if self.lifecycle.min_battery_percent > 100 {
             bail!("lifecycle.min_battery_percent must be at most 100");
+        }
+        if !(self.lifecycle.max_temperature_c >= 0.0 && self.lifecycle.max_temperature_c <= 150.0) {
+            bail!("lifecycle.max_temperature_c must be 0 (no limit) to 150");
+        }
+        if self.health.read_interval_ms == 0 {
+            bail!("health.read_interval_ms must be positive");
         }
         if self.gps.source == GpsSource::Mavlink {
             let m = &self.gps.mavlink;

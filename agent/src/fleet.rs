@@ -17,9 +17,9 @@ use anyhow::Context;
 use lx_protocol::api::{Availability, MqttCredentialsDto, SessionState};
 use lx_protocol::mqtt::client::{self, Login};
 use lx_protocol::mqtt::{
-    BrokerUrl, Command, CommandAck, DeviceState, FixStatus, OfferMessage, SERVER_STATUS,
-    ServerStatus, StatusMessage, StreamStatus, TelemetryAckMessage, Topic, VehicleStatus,
-    parse_command,
+    BrokerUrl, Command, CommandAck, DeviceHealth, DeviceState, FixStatus, OfferMessage,
+    SERVER_STATUS, ServerStatus, StatusMessage, StreamStatus, TelemetryAckMessage, Topic,
+    VehicleStatus, parse_command,
 };
 use lx_protocol::telemetry::SampleJson;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::config::MqttConfig;
+use crate::device_health::HealthReadings;
 use crate::hardware::Battery;
 use crate::position::PositionSource;
 use crate::status::LifecycleStats;
@@ -343,6 +344,7 @@ pub struct StatusInputs {
     pub taking_offers: bool,
     pub battery_percent: Option<u8>,
     pub vehicle: Option<VehicleStatus>,
+    pub health: Option<DeviceHealth>,
     pub stream: Option<StreamStatus>,
     pub queued_samples: u64,
     pub error: Option<String>,
@@ -371,6 +373,7 @@ pub fn compose_status(inputs: &StatusInputs, at: String) -> StatusMessage {
         fix: inputs.fix.clone(),
         battery_percent: inputs.battery_percent,
         vehicle: inputs.vehicle.clone(),
+        health: inputs.health.clone(),
         stream: inputs.stream.clone(),
         version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         queued_samples: Some(inputs.queued_samples),
@@ -402,6 +405,7 @@ pub struct StatusSources {
     pub telemetry: Arc<Mutex<TelemetryStats>>,
     pub video: Arc<Mutex<VideoStats>>,
     pub battery: Battery,
+    pub health: HealthReadings,
 }
 
 /// Recomposes the status every second and hands it on (to the link, the
@@ -418,6 +422,7 @@ pub async fn status_task(
         telemetry,
         video,
         battery,
+        health,
     } = sources;
     let mut last_sent: Option<(StatusMessage, Instant)> = None;
     loop {
@@ -447,6 +452,7 @@ pub async fn status_task(
                         satellites: v.satellites,
                     })
                 }),
+                health: health.latest(),
                 stream: (v.state == "publishing").then(|| StreamStatus {
                     encoder: v.encoder.clone(),
                     frames_sent: v.frames_sent,

@@ -25,6 +25,9 @@ struct Health {
     /// The flight controller, with a MAVLink position source.
     #[serde(skip_serializing_if = "Option::is_none")]
     vehicle: Option<VehicleHealth>,
+    /// The board: temperature, throttling, memory, disk, uptime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<lx_protocol::mqtt::DeviceHealth>,
     telemetry: TelemetryStats,
     lifecycle: LifecycleStats,
     video: VideoStats,
@@ -63,6 +66,7 @@ impl From<crate::mavlink::VehicleState> for VehicleHealth {
 
 pub struct HealthState {
     pub operator_id: uuid::Uuid,
+    pub device: crate::device_health::HealthReadings,
     pub position: Arc<PositionSource>,
     pub telemetry: Arc<Mutex<TelemetryStats>>,
     pub lifecycle: Arc<Mutex<LifecycleStats>>,
@@ -88,6 +92,7 @@ impl HealthState {
             has_fix,
             receiver_connected: self.position.receiver().map(|r| r.connected),
             vehicle: self.position.vehicle().map(VehicleHealth::from),
+            device: self.device.latest(),
             telemetry,
             lifecycle,
             video,

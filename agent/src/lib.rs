@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod device_health;
 pub mod fleet;
 pub mod hardware;
 pub mod health;

@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use uuid::Uuid;
 
 use crate::api::{ApiFailure, ServerApi};
+use crate::device_health::HealthReadings;
 use crate::fleet::{FleetHandle, Inbound};
 use crate::hardware::Battery;
 use crate::position::PositionSource;
@@ -49,6 +50,8 @@ pub struct View<'a> {
     pub can_serve: bool,
     /// The battery's charge, when the device has a power monitor.
     pub battery_percent: Option<u8>,
+    /// The CPU's temperature, when the board reports one.
+    pub temperature_c: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +60,8 @@ pub struct Lifecycle {
     /// The fleet's `online`/`offline`: an offline device takes no offers.
     taking_offers: bool,
     min_battery_percent: u8,
+    /// Offers are refused above this CPU temperature; 0: no limit.
+    max_temperature_c: f64,
     /// Sessions whose start was sent: `None` done, `Some(t)` try again at `t`.
     started: HashMap<Uuid, Option<Instant>>,
     first_look: bool,
@@ -69,6 +74,7 @@ impl Lifecycle {
             auto_accept,
             taking_offers: true,
             min_battery_percent: 0,
+            max_temperature_c: 0.0,
             started: HashMap::new(),
             first_look: true,
             serving: None,
@@ -107,6 +113,39 @@ impl Lifecycle {
         self
     }
 
+    /// Offers are refused above this CPU temperature (0: no limit).
+    pub fn with_max_temperature(mut self, celsius: f64) -> Self {
+        self.max_temperature_c = celsius;
+        self
+    }
+
+    /// Why the device takes no offer now, if it does not: a battery under
+    /// the floor or a CPU over its limit. Unknown figures refuse nothing.
+    pub fn refusal(
+        &self,
+        battery_percent: Option<u8>,
+        temperature_c: Option<f64>,
+    ) -> Option<String> {
+        if let Some(b) = battery_percent
+            && b < self.min_battery_percent
+        {
+            return Some(format!(
+                "battery at {b} % is under the floor of {} %",
+                self.min_battery_percent
+            ));
+        }
+        if let Some(t) = temperature_c
+            && self.max_temperature_c > 0.0
+            && t > self.max_temperature_c
+        {
+            return Some(format!(
+                "CPU at {t:.1} °C is over the limit of {:.1} °C",
+                self.max_temperature_c
+            ));
+        }
+        None
+    }
+
     pub fn decide(&mut self, view: &View<'_>, now: Instant) -> Vec<Step> {
         let mut steps = Vec::new();
         let first_look = std::mem::take(&mut self.first_look);
@@ -136,13 +175,13 @@ impl Lifecycle {
                 steps.push(Step::Start(s.id));
             }
         }
-        let charged = view
-            .battery_percent
-            .is_none_or(|b| b >= self.min_battery_percent);
+        let fit = self
+            .refusal(view.battery_percent, view.temperature_c)
+            .is_none();
         if current.is_none()
             && self.auto_accept
             && self.taking_offers
-            && charged
+            && fit
             && view.can_serve
             && let Some(offer) = view.offers.first()
         {
@@ -182,6 +221,7 @@ pub struct Shell {
     pub video_tx: watch::Sender<Option<Stream>>,
     pub stats: Arc<Mutex<LifecycleStats>>,
     pub battery: Battery,
+    pub health: HealthReadings,
     /// Offers and commands from the fleet link, and the link for the acks.
     pub fleet: Option<(mpsc::Receiver<Inbound>, FleetHandle)>,
     /// Sessions whose WHIP endpoint reaches no server (from the video task):
@@ -202,6 +242,7 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
         video_tx,
         stats,
         battery,
+        health,
         fleet,
         mut video_gone,
     } = shell;
@@ -214,7 +255,16 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
         None => (None, None),
     };
     loop {
-        let result = poll_once(&api, me, &mut core, &position, &battery, &links, &stats).await;
+        let result = poll_once(
+            &api,
+            me,
+            &mut core,
+            &position,
+            (&battery, &health),
+            &links,
+            &stats,
+        )
+        .await;
         {
             let mut s = stats.lock().await;
             s.polls += 1;
@@ -230,7 +280,8 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
             message = next(&mut inbox) => {
                 stats.lock().await.fleet_messages += 1;
                 if let (Some(Inbound::Command { id, command }), Some(link)) = (message, &link) {
-                    let ack = match execute(&api, me, &mut core, command, &links).await {
+                    let fitness = (battery.percent(), health.temperature_c());
+                    let ack = match execute(&api, me, &mut core, command, &links, fitness).await {
                         Ok(()) => CommandAck::ok(id),
                         Err(error) => CommandAck::failed(id, error),
                     };
@@ -300,6 +351,7 @@ async fn execute(
     core: &mut Lifecycle,
     command: Command,
     links: &Links,
+    (battery_percent, temperature_c): (Option<u8>, Option<f64>),
 ) -> Result<(), String> {
     let said = |e: ApiFailure| e.to_string();
     if matches!(
@@ -309,7 +361,12 @@ async fn execute(
         stream_free(api, me).await?;
     }
     match command {
-        Command::Accept(id) => api.accept(id).await.map(|_| ()).map_err(said),
+        Command::Accept(id) => {
+            if let Some(why) = core.refusal(battery_percent, temperature_c) {
+                return Err(format!("refused: {why}"));
+            }
+            api.accept(id).await.map(|_| ()).map_err(said)
+        }
         Command::Start(id) => {
             let media = api.start(id).await.map_err(said)?;
             core.started.insert(id, None);
@@ -372,7 +429,7 @@ async fn poll_once(
     me: Uuid,
     core: &mut Lifecycle,
     position: &PositionSource,
-    battery: &Battery,
+    (battery, health): (&Battery, &HealthReadings),
     links: &Links,
     stats: &Mutex<LifecycleStats>,
 ) -> Result<(), ApiFailure> {
@@ -393,6 +450,7 @@ async fn poll_once(
             mine: &mine,
             can_serve,
             battery_percent,
+            temperature_c: health.temperature_c(),
         },
         now,
     ) {
@@ -482,6 +540,7 @@ mod tests {
                 mine,
                 can_serve,
                 battery_percent: None,
+                temperature_c: None,
             },
             now,
         )
@@ -568,6 +627,7 @@ mod tests {
             mine: &[],
             can_serve: true,
             battery_percent: battery,
+            temperature_c: None,
         };
         let now = Instant::now();
         assert!(core.decide(&view(Some(29)), now).is_empty());
@@ -580,6 +640,37 @@ mod tests {
             vec![Step::Accept(Uuid::from_u128(5))],
             "no power monitor: no refusal"
         );
+    }
+
+    #[test]
+    fn offers_are_refused_over_the_temperature_limit_and_the_reason_says_which() {
+        let mut core = Lifecycle::new(true)
+            .with_min_battery(20)
+            .with_max_temperature(80.0);
+        let offers = [build_offer(5)];
+        let view = |celsius| View {
+            offers: &offers,
+            mine: &[],
+            can_serve: true,
+            battery_percent: Some(90),
+            temperature_c: celsius,
+        };
+        let now = Instant::now();
+        assert!(core.decide(&view(Some(85.5)), now).is_empty());
+        assert_eq!(
+            core.refusal(Some(90), Some(85.5)).as_deref(),
+            Some("CPU at 85.5 °C is over the limit of 80.0 °C")
+        );
+        assert_eq!(
+            core.refusal(Some(12), Some(50.0)).as_deref(),
+            Some("battery at 12 % is under the floor of 20 %")
+        );
+        assert_eq!(
+            core.decide(&view(Some(79.0)), now),
+            vec![Step::Accept(Uuid::from_u128(5))]
+        );
+        let unlimited = Lifecycle::new(true);
+        assert_eq!(unlimited.refusal(None, Some(120.0)), None, "0: no limit");
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub async fn run(
     // The battery's charge: the power monitor's, or the flight controller's.
     let battery = crate::hardware::Battery::default();
     let position = Arc::new(PositionSource::start(&config, &battery)?);
+    let device_health = crate::device_health::HealthReadings::default();
     let queue = Queue::open(&state, config.telemetry.queue_max_samples)?;
     if !queue.is_empty() {
         tracing::info!(
@@ -107,6 +108,7 @@ pub async fn run(
             telemetry: Arc::clone(&telemetry_stats),
             video: Arc::clone(&video_stats),
             battery: battery.clone(),
+            health: device_health.clone(),
         },
         status_tx,
         Duration::from_millis(config.mqtt.status_interval_ms),
@@ -175,11 +177,13 @@ pub async fn run(
             video_tx,
             stats: Arc::clone(&lifecycle_stats),
             battery: battery.clone(),
+            health: device_health.clone(),
             fleet,
             video_gone: Some(gone_rx),
         },
         Lifecycle::new(config.lifecycle.auto_accept)
-            .with_min_battery(config.lifecycle.min_battery_percent),
+            .with_min_battery(config.lifecycle.min_battery_percent)
+            .with_max_temperature(config.lifecycle.max_temperature_c),
         stop_rx.clone(),
     )));
     match config.video.enabled {
@@ -206,8 +210,16 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&config.health.listen)
         .await
         .with_context(|| format!("binding health.listen {}", config.health.listen))?;
+    tasks.push(tokio::spawn(crate::device_health::watch_health(
+        config.health.sys_root.clone(),
+        config.device.state_dir.clone(),
+        device_health.clone(),
+        Duration::from_millis(config.health.read_interval_ms),
+        stop_rx.clone(),
+    )));
     let health_state = Arc::new(HealthState {
         operator_id: enrollment.operator_id,
+        device: device_health,
         position,
         telemetry: telemetry_stats,
         lifecycle: lifecycle_stats,

@@ -8,6 +8,8 @@
 mod common;
 #[path = "integration/fleet.rs"]
 mod fleet;
+#[path = "integration/health.rs"]
+mod health;
 #[path = "integration/mavlink.rs"]
 mod mavlink;
 #[path = "../../server/tests/common/mqtt.rs"]

@@ -211,6 +211,27 @@ pub struct VehicleStatus {
     pub satellites: Option<u8>,
 }
 
+/// How the device itself is doing, where the board reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceHealth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_temperature_c: Option<f64>,
+    /// Under-voltage, frequency capped or throttled now (Raspberry Pi firmware).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_total_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_available_mb: Option<u64>,
+    /// Free where the agent keeps its queue and keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_seconds: Option<u64>,
+}
+
 /// The stream part of a status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -241,6 +262,8 @@ pub struct StatusMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vehicle: Option<VehicleStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<DeviceHealth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -264,6 +287,7 @@ impl StatusMessage {
             fix: None,
             battery_percent: None,
             vehicle: None,
+            health: None,
             stream: None,
             version: Some(version.to_owned()),
             queued_samples: None,

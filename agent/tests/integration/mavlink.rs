@@ -42,7 +42,7 @@ fn flight_controller(out: &str, log: &std::path::Path, extra: &[&str]) -> std::p
 }
 
 /// A loopback port nobody holds right now.
-fn free_port(udp: bool) -> u16 {
+pub(super) fn free_port(udp: bool) -> u16 {
     if udp {
         std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()
@@ -58,11 +58,12 @@ fn free_port(udp: bool) -> u16 {
     }
 }
 
-async fn healthz(port: u16) -> Value {
-    let resp = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-        .await
-        .expect("healthz answers");
-    resp.json().await.expect("healthz JSON")
+/// The agent's `/healthz`; null while it is not listening yet.
+pub(super) async fn healthz(port: u16) -> Value {
+    match reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+        Ok(resp) => resp.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
 }
 
 /// Runs the agent on `endpoint` while `fc` streams; returns the session's
