@@ -73,9 +73,11 @@ fn throttled(text: &str) -> Option<bool> {
 }
 
 /// Free space for the agent's files (its queue and keys), in MiB.
+// fsblkcnt_t and unsigned long are 32-bit on armv7, 64-bit here.
+#[allow(clippy::useless_conversion)]
 fn disk_free_mb(dir: &Path) -> Option<u64> {
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
-    let free = u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size());
+    let free = u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
     Some(free / (1024 * 1024))
 }
 
