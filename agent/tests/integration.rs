@@ -16,6 +16,8 @@ mod mavlink;
 mod mqtt_support;
 #[path = "integration/replicas.rs"]
 mod replicas;
+#[path = "integration/rtsp.rs"]
+mod rtsp;
 #[path = "integration/supervise.rs"]
 mod supervise;
 

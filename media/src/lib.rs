@@ -107,11 +107,18 @@ pub(crate) fn launch(description: &str) -> Result<gst::Pipeline, MediaError> {
                     package,
                 }
             }
-            _ => MediaError::Pipeline(format!("{}: {description}", e.message())),
+            _ => MediaError::Pipeline(format!(
+                "{}: {}",
+                e.message(),
+                lx_protocol::redact::url_credentials(description)
+            )),
         })?;
-    element
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| MediaError::Pipeline(format!("not a pipeline: {description}")))
+    element.downcast::<gst::Pipeline>().map_err(|_| {
+        MediaError::Pipeline(format!(
+            "not a pipeline: {}",
+            lx_protocol::redact::url_credentials(description)
+        ))
+    })
 }
 
 /// Turns the first error on a pipeline's bus (or the end of its stream)
@@ -130,7 +137,9 @@ pub(crate) fn watch_bus(
                     .src()
                     .map(|s| s.path_string().to_string())
                     .unwrap_or_default();
-                on_failure(format!("{source}: {}", err.error()));
+                // An RTSP source's errors may quote its URL, password and all.
+                let text = format!("{source}: {}", err.error());
+                on_failure(lx_protocol::redact::url_credentials(&text).into_owned());
             }
             MessageView::Eos(_) => on_failure("end of stream".into()),
             _ => {}

@@ -13,8 +13,8 @@ use crate::codec::Codec;
 use crate::webrtc::{self, IceConfig};
 use crate::{MediaError, barcode};
 
-/// Where the pictures come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the pictures come from. Its `Debug` hides an RTSP URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum VideoSource {
     /// `videotestsrc` with one of its patterns (`smpte`, `ball`, …).
     TestPattern { pattern: String },
@@ -26,6 +26,26 @@ pub enum VideoSource {
     Rtsp { url: String, latency_ms: u32 },
     /// Any `gst-launch` fragment that ends in raw video.
     Custom { pipeline: String },
+}
+
+impl std::fmt::Debug for VideoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TestPattern { pattern } => write!(f, "TestPattern({pattern})"),
+            Self::V4l2 { device } => write!(f, "V4l2({device})"),
+            Self::Libcamera { camera } => write!(f, "Libcamera({camera:?})"),
+            Self::Rtsp { url, latency_ms } => write!(
+                f,
+                "Rtsp({}, {latency_ms} ms)",
+                lx_protocol::redact::url_credentials(url)
+            ),
+            Self::Custom { pipeline } => write!(
+                f,
+                "Custom({})",
+                lx_protocol::redact::url_credentials(pipeline)
+            ),
+        }
+    }
 }
 
 /// Which encoder to use.
@@ -192,6 +212,19 @@ fn payloader(codec: Codec) -> String {
     }
 }
 
+/// The H.264 profile-level-id offered: constrained baseline (`42e0`, what
+/// every browser and hardware decoder plays) at the lowest level that
+/// carries the picture: 3.1 up to 720p30, 4.0 up to 1080p30, 5.1 above.
+pub fn h264_profile_level_id(width: u32, height: u32, fps: u32) -> &'static str {
+    let macroblocks_per_second =
+        u64::from(width.div_ceil(16)) * u64::from(height.div_ceil(16)) * u64::from(fps);
+    match macroblocks_per_second {
+        0..=108_000 => "42e01f",
+        108_001..=245_760 => "42e028",
+        _ => "42e033",
+    }
+}
+
 fn rtp_caps(codec: Codec) -> String {
     format!(
         "application/x-rtp,media=video,encoding-name={},payload={PAYLOAD_TYPE},clock-rate=90000{}",
@@ -227,6 +260,7 @@ pub fn pipeline_description(config: &PublisherConfig, encoder: &str) -> String {
 pub struct Clip {
     codec: Codec,
     fps: u32,
+    profile_level_id: &'static str,
     frames: Vec<gst::Buffer>,
 }
 
@@ -256,7 +290,10 @@ impl Clip {
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| MediaError::Pipeline("no clip appsink".into()))?;
         pipeline.set_state(gst::State::Playing).map_err(|_| {
-            MediaError::Pipeline(format!("the clip does not record: {description}"))
+            MediaError::Pipeline(format!(
+                "the clip does not record: {}",
+                lx_protocol::redact::url_credentials(&description)
+            ))
         })?;
         let mut recorded = Vec::with_capacity(frames);
         while recorded.len() < frames {
@@ -275,6 +312,7 @@ impl Clip {
         Ok(Arc::new(Self {
             codec: config.codec,
             fps: config.fps.max(1),
+            profile_level_id: h264_profile_level_id(config.width, config.height, config.fps),
             frames: recorded,
         }))
     }
@@ -319,6 +357,10 @@ pub struct Publisher {
     pipeline: gst::Pipeline,
     webrtc: gst::Element,
     encoder: String,
+    /// What the offer declares for H.264: webrtcbin writes no
+    /// profile-level-id before the encoder's first SPS, and answerers would
+    /// assume plain baseline.
+    h264_profile_level_id: Option<&'static str>,
     stats: Arc<PublishStats>,
     failed: watch::Receiver<Option<String>>,
 }
@@ -336,7 +378,10 @@ impl Publisher {
                 .ok_or_else(|| MediaError::Pipeline("no element stamp".into()))?;
             barcode::stamp_wall_clock(&stamp, config.width, config.height);
         }
-        Self::play(pipeline, &description, &config.ice, "encoder", encoder)
+        let mut publisher = Self::play(pipeline, &description, &config.ice, "encoder", encoder)?;
+        publisher.h264_profile_level_id = (config.codec == Codec::H264)
+            .then(|| h264_profile_level_id(config.width, config.height, config.fps));
+        Ok(publisher)
     }
 
     /// A publisher that loops an encoded [`Clip`] instead of encoding a
@@ -356,7 +401,9 @@ impl Publisher {
             .by_name("clip")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
             .ok_or_else(|| MediaError::Pipeline("no clip appsrc".into()))?;
-        let publisher = Self::play(pipeline, &description, ice, "clip", "clip".into())?;
+        let mut publisher = Self::play(pipeline, &description, ice, "clip", "clip".into())?;
+        publisher.h264_profile_level_id =
+            (clip.codec == Codec::H264).then_some(clip.profile_level_id);
         let weak = appsrc.downgrade();
         let clip = Arc::clone(clip);
         std::thread::Builder::new()
@@ -375,7 +422,7 @@ impl Publisher {
         counted: &str,
         encoder: String,
     ) -> Result<Self, MediaError> {
-        tracing::debug!(%description, "publisher pipeline");
+        tracing::debug!(description = %lx_protocol::redact::url_credentials(description), "publisher pipeline");
         let by_name = |name: &str| {
             pipeline
                 .by_name(name)
@@ -419,12 +466,16 @@ impl Publisher {
             transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
         }
         pipeline.set_state(gst::State::Playing).map_err(|_| {
-            MediaError::Pipeline(format!("the camera pipeline does not start: {description}"))
+            MediaError::Pipeline(format!(
+                "the camera pipeline does not start: {}",
+                lx_protocol::redact::url_credentials(description)
+            ))
         })?;
         Ok(Self {
             pipeline,
             webrtc,
             encoder,
+            h264_profile_level_id: None,
             stats,
             failed,
         })
@@ -438,7 +489,11 @@ impl Publisher {
     /// Creates the offer, gathers ICE and returns the SDP to POST.
     pub async fn offer(&self) -> Result<String, MediaError> {
         webrtc::create_local(&self.webrtc, WebRTCSDPType::Offer).await?;
-        webrtc::gathered_local_sdp(&self.webrtc).await
+        let sdp = webrtc::gathered_local_sdp(&self.webrtc).await?;
+        Ok(match self.h264_profile_level_id {
+            Some(id) => crate::sdp::declare_h264_profile(&sdp, id),
+            None => sdp,
+        })
     }
 
     /// Applies the WHIP endpoint's answer.

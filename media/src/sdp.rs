@@ -162,6 +162,36 @@ pub fn choose_video(sdp: &str, prefer: &[Codec]) -> Result<VideoPayload, SdpErro
 /// The SDP with section `payload.mline` carrying only `payload`'s type: the
 /// other formats leave the `m=` line with their `rtpmap`, `fmtp` and
 /// `rtcp-fb` lines. Other sections are untouched.
+/// `sdp` with `profile-level-id=id` on the fmtp line of every H.264 payload
+/// that does not say one.
+pub fn declare_h264_profile(sdp: &str, id: &str) -> String {
+    let (_, sections) = sections(sdp);
+    let h264: Vec<u8> = sections
+        .iter()
+        .flat_map(|s| rtpmaps(s))
+        .filter(|m| m.encoding.eq_ignore_ascii_case("H264"))
+        .map(|m| m.payload_type)
+        .collect();
+    let mut out = String::with_capacity(sdp.len() + 64);
+    for line in sdp.split_inclusive('\n') {
+        let text = line.trim_end_matches(['\r', '\n']);
+        match attribute_payload(text, "fmtp") {
+            Some(pt)
+                if h264.contains(&pt)
+                    && text.split_once(' ').is_some_and(|(_, params)| {
+                        fmtp_param(params, "profile-level-id").is_none()
+                    }) =>
+            {
+                out.push_str(text);
+                out.push_str(&format!(";profile-level-id={id}"));
+                out.push_str(&line[text.len()..]);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
+}
+
 pub fn keep_only(sdp: &str, payload: &VideoPayload) -> String {
     let (session, media) = sections(sdp);
     let keep = payload.payload_type;
@@ -194,6 +224,23 @@ pub fn keep_only(sdp: &str, payload: &VideoPayload) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_h264_offer_declares_its_profile_and_one_that_says_one_keeps_it() {
+        let offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 H264/90000\r\n\
+                     a=fmtp:96 packetization-mode=1\r\na=rtpmap:97 VP8/90000\r\na=fmtp:97 x=1\r\n";
+        let declared = declare_h264_profile(offer, "42e01f");
+        assert!(
+            declared.contains("a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n"),
+            "{declared}"
+        );
+        assert!(declared.contains("a=fmtp:97 x=1\r\n"), "VP8 untouched");
+        assert_eq!(
+            declare_h264_profile(&declared, "42e028"),
+            declared,
+            "already said"
+        );
+    }
 
     /// Shaped like Chromium's offer: VP8 with its RTX, two H.264 profiles
     /// in each packetization mode, and an audio section first.

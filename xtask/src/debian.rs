@@ -34,6 +34,10 @@ pub(crate) const CHROMIUM: &[&str] = &["chromium"];
 /// Where Debian's package puts it.
 pub(crate) const CHROMIUM_BINARY: &str = "/usr/bin/chromium";
 
+/// An IP camera for the agent's RTSP tests: GStreamer's RTSP server through
+/// Debian's Python and PyGObject (`agent/tests/rtsp/camera.py`).
+pub(crate) const RTSP_CAMERA: &[&str] = &["python3", "python3-gi", "gir1.2-gst-rtsp-server-1.0"];
+
 /// The MQTT broker the fleet link uses by default, and its command-line
 /// clients (the interop tests and the demo's fleet view use them).
 pub(crate) const MOSQUITTO: &[&str] = &["mosquitto", "mosquitto-clients"];
