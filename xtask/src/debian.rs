@@ -34,9 +34,16 @@ pub(crate) const CHROMIUM: &[&str] = &["chromium"];
 /// Where Debian's package puts it.
 pub(crate) const CHROMIUM_BINARY: &str = "/usr/bin/chromium";
 
-/// An IP camera for the agent's RTSP tests: GStreamer's RTSP server through
-/// Debian's Python and PyGObject (`agent/tests/rtsp/camera.py`).
-pub(crate) const RTSP_CAMERA: &[&str] = &["python3", "python3-gi", "gir1.2-gst-rtsp-server-1.0"];
+/// The cameras the tests meet: an IP camera for the agent's RTSP tests
+/// (GStreamer's RTSP server through Debian's Python and PyGObject,
+/// `agent/tests/rtsp/camera.py`), and libcamera's source element, whose
+/// pipeline is built and negotiated without a camera (`media/tests/cameras.rs`).
+pub(crate) const CAMERAS: &[&str] = &[
+    "python3",
+    "python3-gi",
+    "gir1.2-gst-rtsp-server-1.0",
+    "gstreamer1.0-libcamera",
+];
 
 /// The MQTT broker the fleet link uses by default, and its command-line
 /// clients (the interop tests and the demo's fleet view use them).

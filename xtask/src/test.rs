@@ -25,7 +25,7 @@ pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     crate::debian::ensure("PostgreSQL (shared store)", crate::debian::POSTGRESQL)?;
     crate::debian::ensure("OpenSSL headers (MQTT over TLS)", crate::debian::OPENSSL)?;
     crate::debian::ensure("Chromium (browser tests)", crate::debian::CHROMIUM)?;
-    crate::debian::ensure("an RTSP camera (agent tests)", crate::debian::RTSP_CAMERA)?;
+    crate::debian::ensure("cameras (RTSP server, libcamera)", crate::debian::CAMERAS)?;
     crate::debian::ensure("systemd-analyze (unit checks)", crate::debian::SYSTEMD)?;
     let mut tools = Tools {
         nextest: succeeds(cargo().args(["nextest", "--version"])),
