@@ -95,9 +95,9 @@ fn a_libcamera_module_pipeline_builds_fails_clearly_without_a_camera_and_negotia
         "libcamerasrc is missing: apt-get install gstreamer1.0-libcamera"
     );
     let source = VideoSource::Libcamera { camera: None };
-    let err = Publisher::start(&config(source.clone()))
-        .err()
-        .expect("no camera here: the pipeline must not start");
+    let Err(err) = Publisher::start(&config(source.clone())) else {
+        panic!("no camera here: the pipeline must not start");
+    };
     assert!(err.to_string().contains("libcamerasrc"), "{err}");
     // What a Pi camera module gives libcamerasrc at 1080p: NV12.
     let (caps, buffers) = negotiate(
