@@ -5,6 +5,12 @@
 //! lifecycle polling every second), and samples its resident memory and CPU
 //! time from /proc over 60 s. Prints `BENCH agent.rss_mb=…` and
 //! `BENCH agent.cpu_pct=…` (percent of one core).
+//!
+//! With `LX_PYTHON` (set by `cargo xtask bench agent`) the device is a
+//! drone: its position comes from a flight controller over MAVLink, the
+//! pymavlink stand-in of the tests streaming at 10 Hz over UDP (heartbeat,
+//! GPS_RAW_INT, GLOBAL_POSITION_INT: 30 messages a second); else from a
+//! fixed position.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -91,15 +97,39 @@ fn main() {
         let binary = env!("CARGO_BIN_EXE_lx-agent");
         let state = dir.path().join("agent");
         let health = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
-        let envs = [
+        let mut envs = vec![
             ("LX_AGENT__SERVER__URL", url.clone()),
             ("LX_AGENT__DEVICE__STATE_DIR", state.display().to_string()),
-            ("LX_AGENT__GPS__SOURCE", "fixed".to_owned()),
             ("LX_AGENT__HEALTH__LISTEN", health.to_string()),
             ("LX_AGENT__LOG__FILTER", "warn".to_owned()),
             // The target is for telemetry only; video costs what its encoder costs.
             ("LX_AGENT__VIDEO__ENABLED", "false".to_owned()),
         ];
+        let _flight = match std::env::var_os("LX_PYTHON") {
+            Some(python) => {
+                let port = std::net::UdpSocket::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+                envs.push(("LX_AGENT__GPS__SOURCE", "mavlink".to_owned()));
+                envs.push(("LX_AGENT__GPS__MAVLINK__ENDPOINT", format!("udpin:127.0.0.1:{port}")));
+                let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mavlink/flight_controller.py");
+                let seconds = (MEASURE.as_secs() + 30).to_string();
+                let log = dir.path().join("flown.json");
+                println!("position source: a MAVLink flight controller at 10 Hz over UDP (pymavlink)");
+                Some(Agent(
+                    Command::new(python)
+                        .arg(script)
+                        .args(["--out", &format!("udp:127.0.0.1:{port}"), "--seconds", &seconds])
+                        .arg("--log")
+                        .arg(log)
+                        .spawn()
+                        .expect("the flight controller stand-in runs"),
+                ))
+            }
+            None => {
+                println!("position source: fixed (set LX_PYTHON for a MAVLink flight controller)");
+                envs.push(("LX_AGENT__GPS__SOURCE", "fixed".to_owned()));
+                None
+            }
+        };
         let enrolled = Command::new(binary).arg("enroll").arg("--token").arg(&token).envs(envs.clone()).status().expect("enroll");
         assert!(enrolled.success(), "lx-agent enroll failed");
         let agent = Agent(Command::new(binary).arg("run").envs(envs).stdout(Stdio::null()).spawn().expect("run"));

@@ -39,6 +39,10 @@ pub(crate) fn run(name: &str, store: Option<&str>) -> anyhow::Result<()> {
     }
     let mut cmd = cargo();
     cmd.args(["bench", "-p", package, "--bench", bench]);
+    if name == "agent" {
+        // The drone's flight controller stand-in (pymavlink).
+        crate::python::ensure_python_tools()?.apply(&mut cmd);
+    }
     if !features.is_empty() {
         cmd.args(["--features", features]);
     }
