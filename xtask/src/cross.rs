@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::{cargo, header, stream_ok};
 
@@ -62,12 +62,8 @@ impl Target {
 
     /// Installs the cross toolchain and the target's dev packages.
     fn ensure_tools(self) -> anyhow::Result<()> {
-        let foreign = Command::new("dpkg")
-            .arg("--print-foreign-architectures")
-            .output()
-            .context("running dpkg")?;
-        if !String::from_utf8_lossy(&foreign.stdout)
-            .split_whitespace()
+        if !crate::debian::foreign_architectures()
+            .iter()
             .any(|a| a == self.arch)
         {
             if !crate::debian::is_root() {
@@ -82,6 +78,16 @@ impl Target {
                 Command::new("dpkg").args(["--add-architecture", self.arch]),
             )?;
             crate::debian::refresh_index_for_new_sources()?;
+            if !crate::debian::foreign_architectures()
+                .iter()
+                .any(|a| a == self.arch)
+            {
+                bail!(
+                    "the Debian mirror's package index for {} cannot be fetched (see apt-get's error above), so its \
+                     libraries cannot be installed; the architecture was removed again and apt works as before",
+                    self.arch
+                );
+            }
         }
         let gcc = format!("gcc-{}", self.gnu);
         let libc = format!("libc6-dev-{}-cross", self.arch);
@@ -211,23 +217,54 @@ pub(crate) fn run(target: &str, test: bool) -> anyhow::Result<()> {
     built.and(restored)
 }
 
+/// Builds every target it can; says which it could not, and why.
 fn build_all(target: &str, test: bool) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    let mut built = Vec::new();
     for t in Target::by_name(target)? {
-        let binary = t.build_agent()?;
-        let (stripped, size) = t.strip(&binary)?;
-        let file = Command::new("file").arg(&stripped).output();
-        header(&format!("{}: {}", t.triple, stripped.display()));
-        println!(
-            "    {:.1} MB stripped ({:.1} MB as built){}",
-            size as f64 / 1e6,
-            std::fs::metadata(&binary)?.len() as f64 / 1e6,
-            file.ok()
-                .map(|o| format!("\n    {}", String::from_utf8_lossy(&o.stdout).trim()))
-                .unwrap_or_default()
-        );
-        if test {
-            t.test_agent()?;
+        match build_one(t, test) {
+            Ok(()) => built.push(t.triple),
+            Err(e) => {
+                eprintln!("\n{}: not built: {e:#}", t.triple);
+                failed.push(format!("{}: {e:#}", t.triple));
+            }
         }
+    }
+    header(&format!(
+        "cross builds: built {}; not built {}",
+        if built.is_empty() {
+            "none".to_owned()
+        } else {
+            built.join(", ")
+        },
+        if failed.is_empty() {
+            "none".to_owned()
+        } else {
+            failed.len().to_string()
+        }
+    ));
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("could not build: {}", failed.join("; "))
+    }
+}
+
+fn build_one(t: Target, test: bool) -> anyhow::Result<()> {
+    let binary = t.build_agent()?;
+    let (stripped, size) = t.strip(&binary)?;
+    let file = Command::new("file").arg(&stripped).output();
+    header(&format!("{}: {}", t.triple, stripped.display()));
+    println!(
+        "    {:.1} MB stripped ({:.1} MB as built){}",
+        size as f64 / 1e6,
+        std::fs::metadata(&binary)?.len() as f64 / 1e6,
+        file.ok()
+            .map(|o| format!("\n    {}", String::from_utf8_lossy(&o.stdout).trim()))
+            .unwrap_or_default()
+    );
+    if test {
+        t.test_agent()?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::{header, stream_ok};
 
@@ -111,13 +111,99 @@ pub(crate) fn refresh_index() -> anyhow::Result<()> {
     if INDEX_FRESH.swap(true, Ordering::SeqCst) {
         return Ok(());
     }
-    stream_ok("apt-get update", Command::new("apt-get").arg("update"))
+    apt_update()
 }
 
 /// `apt-get update` even if this run did one already: the sources changed
 /// since, and the earlier index does not know the new ones.
 pub(crate) fn refresh_index_for_new_sources() -> anyhow::Result<()> {
     INDEX_FRESH.store(true, Ordering::SeqCst);
+    apt_update()
+}
+
+/// The architectures `dpkg --add-architecture` added beside the native one.
+pub(crate) fn foreign_architectures() -> Vec<String> {
+    Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether any package of `arch` is installed (or half-installed).
+fn has_packages_of(arch: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Architecture}\n"])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|a| a == arch)
+        })
+}
+
+/// The foreign architectures whose index `apt-get update` (its output
+/// `text`) could not fetch and of which nothing is installed.
+fn unfetchable(text: &str, foreign: &[String], installed: impl Fn(&str) -> bool) -> Vec<String> {
+    foreign
+        .iter()
+        .filter(|arch| {
+            text.lines().any(|l| {
+                (l.starts_with("E:") || l.starts_with("W:") || l.starts_with("Err:"))
+                    && l.contains(&format!("binary-{arch}"))
+            }) && !installed(arch)
+        })
+        .cloned()
+        .collect()
+}
+
+/// `apt-get update`. A mirror can serve one architecture's index broken for
+/// good ("File has unexpected size … Mirror sync in progress?"); then every
+/// later update fails, and every install with it, for the host too. A
+/// foreign architecture whose index failed and of which nothing is
+/// installed is removed again and the update retried, so that one bad
+/// index costs that architecture only; the caller learns it from
+/// [`foreign_architectures`].
+fn apt_update() -> anyhow::Result<()> {
+    header("apt-get update");
+    let out = Command::new("apt-get")
+        .arg("update")
+        .output()
+        .context("could not start apt-get")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{text}");
+    if out.status.success() && !text.contains("\nE: ") {
+        return Ok(());
+    }
+    let broken = unfetchable(&text, &foreign_architectures(), has_packages_of);
+    if broken.is_empty() {
+        let last = text
+            .lines()
+            .filter(|l| l.starts_with("E:"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        bail!("apt-get update failed: {last}");
+    }
+    for arch in &broken {
+        println!(
+            "    the mirror's index for {arch} cannot be fetched and nothing of {arch} is installed: \
+             removing the architecture again, so that apt keeps working for this machine"
+        );
+        stream_ok(
+            &format!("dpkg --remove-architecture {arch}"),
+            Command::new("dpkg").args(["--remove-architecture", arch]),
+        )?;
+    }
     stream_ok("apt-get update", Command::new("apt-get").arg("update"))
 }
 
@@ -147,4 +233,32 @@ pub(crate) fn ensure(what: &str, packages: &[&str]) -> anyhow::Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_architecture_whose_index_is_broken_for_good_is_named_unless_something_of_it_is_installed()
+    {
+        let text = "Hit:1 http://deb.debian.org/debian bookworm InRelease\n\
+            Get:5 http://deb.debian.org/debian-security bookworm-security/main armhf Packages [250 kB]\n\
+            Err:5 http://deb.debian.org/debian-security bookworm-security/main armhf Packages\n\
+            E: Failed to fetch http://deb.debian.org/debian-security/dists/bookworm-security/main/binary-armhf/Packages.xz  \
+            File has unexpected size (250000 != 251234). Mirror sync in progress? [IP: 1.2.3.4 80]\n\
+            E: Some index files failed to download. They have been ignored, or old ones used instead.\n";
+        let foreign = vec!["armhf".to_owned(), "arm64".to_owned()];
+        assert_eq!(
+            unfetchable(text, &foreign, |_| false),
+            vec!["armhf".to_owned()]
+        );
+        assert!(
+            unfetchable(text, &foreign, |a| a == "armhf").is_empty(),
+            "armhf packages installed: keep it"
+        );
+        assert!(
+            unfetchable("Hit:1 ok\nReading package lists...\n", &foreign, |_| false).is_empty()
+        );
+    }
 }
