@@ -204,6 +204,20 @@ impl ServerApi {
         .await
     }
 
+    /// Hands the server this device's recent log lines (the `logs` command).
+    pub async fn post_logs(
+        &self,
+        me: Uuid,
+        upload: &lx_protocol::api::DeviceLogsUpload,
+    ) -> Result<serde_json::Value, ApiFailure> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/operators/{me}/logs"),
+            Some(upload),
+        )
+        .await
+    }
+
     /// Cancels the ASSIGNED sessions of this device (a reclaim after a crash).
     pub async fn cancel_assignments(&self) -> Result<CancelAllResponse, ApiFailure> {
         self.call(

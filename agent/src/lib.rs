@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod hardware;
 pub mod health;
 pub mod lifecycle;
+pub mod logs;
 pub mod mavlink;
 pub mod notify;
 pub mod position;

@@ -377,6 +377,10 @@ async fn execute(
             Ok(())
         }
         Command::End(id) => api.end(id).await.map(|_| ()).map_err(said),
+        Command::Logs(request) => {
+            let upload = crate::logs::upload(&request, wall_now_ms());
+            api.post_logs(me, &upload).await.map(|_| ()).map_err(said)
+        }
         Command::Cancel(id) => {
             let mine = api.operated_sessions().await.map_err(said)?;
             let assigned = mine.iter().any(|s| {

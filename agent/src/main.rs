@@ -79,11 +79,6 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
         .context("log.filter")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    lx_agent::logs::init(filter, config.log.format == "json");
     Ok(())
 }

@@ -1266,3 +1266,28 @@ pub struct TelemetryDomainDto {
     pub version: String,
     pub chain_id: u64,
 }
+
+/// `POST /operators/{id}/logs`: a device's recent log lines, as its fleet
+/// manager asked for them (the `logs` command).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceLogsUpload {
+    /// Oldest first.
+    pub lines: Vec<String>,
+    /// Older lines of the span asked for were left out (the count cap, or
+    /// the device's own buffer).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// `GET /operators/{id}/logs`: the device's latest upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceLogsDto {
+    pub operator_id: Uuid,
+    pub uploaded_at: String,
+    pub lines: Vec<String>,
+    pub truncated: bool,
+}

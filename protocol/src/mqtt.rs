@@ -410,7 +410,25 @@ pub enum Command {
     /// Take no offers.
     Offline,
     SetConfig(ConfigChange),
+    /// Post the agent's recent log lines to the server.
+    Logs(LogRequest),
 }
+
+/// Which log lines `logs` asks for: the last `lines` (200 by default, at
+/// most [`MAX_LOG_LINES`]) of the last `minutes` (at most a day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogRequest {
+    #[serde(default)]
+    pub lines: Option<u32>,
+    #[serde(default)]
+    pub minutes: Option<u32>,
+}
+
+/// The most lines one `logs` command brings.
+pub const MAX_LOG_LINES: u32 = 5000;
+/// The furthest back one `logs` command looks, minutes.
+pub const MAX_LOG_MINUTES: u32 = 1440;
 
 impl Command {
     pub fn name(&self) -> &'static str {
@@ -422,6 +440,7 @@ impl Command {
             Self::Online => "online",
             Self::Offline => "offline",
             Self::SetConfig(_) => "set-config",
+            Self::Logs(_) => "logs",
         }
     }
 }
@@ -571,11 +590,35 @@ pub fn parse_command(payload: &[u8]) -> Result<(String, Command), CommandError> 
             }
             Command::SetConfig(change)
         }
+        "logs" => {
+            let request: LogRequest = if args.is_null() {
+                LogRequest::default()
+            } else {
+                serde_json::from_value(args.clone())
+                    .map_err(|e| fail(&id, format!("logs args: {e}")))?
+            };
+            if request.lines.is_some_and(|n| n == 0 || n > MAX_LOG_LINES) {
+                return Err(fail(
+                    &id,
+                    format!("args.lines must be 1 to {MAX_LOG_LINES}"),
+                ));
+            }
+            if request
+                .minutes
+                .is_some_and(|m| m == 0 || m > MAX_LOG_MINUTES)
+            {
+                return Err(fail(
+                    &id,
+                    format!("args.minutes must be 1 to {MAX_LOG_MINUTES} (a day)"),
+                ));
+            }
+            Command::Logs(request)
+        }
         other => {
             return Err(fail(
                 &id,
                 format!(
-                    "unknown cmd '{other}' (accept, start, end, cancel, online, offline, set-config)"
+                    "unknown cmd '{other}' (accept, start, end, cancel, online, offline, set-config, logs)"
                 ),
             ));
         }

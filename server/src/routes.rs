@@ -44,7 +44,7 @@ use crate::http::{self, AppState};
         operators::revoke_enrollment_token, operators::rotate_token, operators::reconnect,
         operators::register, operators::heartbeat, operators::list,
         operators::get_one, operators::delete, operators::lock, operators::unlock, operators::force_unlock,
-        operators::fleet_credentials,
+        operators::fleet_credentials, operators::post_logs, operators::get_logs,
         operators::telemetry, operators::track, operators::location,
         wallet::wallet, wallet::events, wallet::settlement,
         webhooks::create, webhooks::list, webhooks::delete, webhooks::enable, webhooks::deliveries,
@@ -222,6 +222,10 @@ pub fn router_with_mcp(state: AppState, mcp: &Arc<crate::mcp::McpEndpoint>) -> R
         )
         .route("/operators/{id}/lock", post(operators::lock))
         .route("/operators/{id}/unlock", post(operators::unlock))
+        .route(
+            "/operators/{id}/logs",
+            post(operators::post_logs).get(operators::get_logs),
+        )
         .route(
             "/operators/{id}/force-unlock",
             post(operators::force_unlock),

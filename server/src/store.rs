@@ -509,6 +509,15 @@ pub struct LocationFix {
     pub received_ms: UnixMillis,
 }
 
+/// A device's latest log upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceLogs {
+    pub operator_id: Uuid,
+    pub uploaded_ms: UnixMillis,
+    pub truncated: bool,
+    pub lines: Vec<String>,
+}
+
 /// A verified telemetry sample as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSample {
@@ -886,6 +895,9 @@ pub trait Store: Send + Sync + 'static {
     /// The broker said the device is gone: an outage opens at its last
     /// contact; `false` when it is unknown.
     async fn mark_operator_disconnected(&self, id: Uuid, now: UnixMillis) -> StoreResult<bool>;
+    /// A device's log lines, replacing its upload before.
+    async fn save_device_logs(&self, logs: DeviceLogs) -> StoreResult<()>;
+    async fn device_logs(&self, operator_id: Uuid) -> StoreResult<Option<DeviceLogs>>;
     /// The device's outages that overlap `[from_ms, to_ms]`, oldest first.
     async fn operator_outages(
         &self,

@@ -381,3 +381,73 @@ async fn the_agent_reaches_the_broker_over_tls_with_the_fleets_ca() {
     let _ = stop.send(true);
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_manager_asks_for_a_devices_logs_and_its_admin_reads_them() {
+    // The agent's own logging, as `lx-agent run` sets it up.
+    lx_agent::logs::init(tracing_subscriber::EnvFilter::new("info"), false);
+    let f = fleet(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = agent(&f, &dir.path().join("state")).await;
+    let (stop, task) = spawn_agent(config);
+    let device: Uuid = operator_of(&f.t, &f.supplier).await["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut watch = f.manager.subscribe(&format!("lx/v1/operators/{device}/#"));
+    watch
+        .until("an idle status", WAIT, |topic, j| {
+            topic.ends_with("/status") && j["state"] == "idle"
+        })
+        .await;
+    let path = format!("/operators/{device}/logs");
+    f.t.get(&path, f.supplier.auth())
+        .await
+        .expect(404, "NOT_FOUND");
+
+    // Over the cap: refused by name, nothing sent.
+    let ack = command(
+        &f,
+        &mut watch,
+        device,
+        "l1",
+        json!({"cmd": "logs", "args": {"lines": 100000}}),
+    )
+    .await;
+    assert_eq!(ack["ok"], false, "{ack}");
+    assert!(
+        ack["error"]
+            .as_str()
+            .unwrap()
+            .contains("args.lines must be 1 to 5000"),
+        "{ack}"
+    );
+
+    let ack = command(
+        &f,
+        &mut watch,
+        device,
+        "l2",
+        json!({"cmd": "logs", "args": {"lines": 50, "minutes": 10}}),
+    )
+    .await;
+    assert_eq!(ack, json!({"id": "l2", "ok": true}));
+    let logs = f.t.get(&path, f.supplier.auth()).await.ok();
+    let lines = logs.data()["lines"].as_array().unwrap();
+    assert!(!lines.is_empty() && lines.len() <= 50, "{}", logs.data());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("fleet link")),
+        "the agent's own lines: {lines:?}"
+    );
+    // Another workspace does not see them.
+    let stranger = f.t.supplier("stranger-co", BOGOTA, false).await;
+    f.t.get(&path, stranger.auth())
+        .await
+        .expect(404, "NOT_FOUND");
+
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+}

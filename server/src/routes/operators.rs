@@ -593,6 +593,89 @@ pub(super) async fn rotate_token(
     ))
 }
 
+/// A log line longer than this is cut (a stack of JSON fields, say).
+const MAX_LOG_LINE_CHARS: usize = 4096;
+
+#[utoipa::path(post, path = "/api/v1/operators/{id}/logs", tag = "Operators", params(("id" = Uuid, Path)),
+    description = "A device hands in its recent log lines, as its fleet manager asked with the `logs` command. Its own \
+        token only; the upload replaces the one before. At most 5000 lines; a line longer than 4096 characters is cut.",
+    request_body = lx_protocol::api::DeviceLogsUpload,
+    responses((status = 200, body = lx_protocol::api::DeviceLogsDto)), security(("deviceToken" = ["sessions:operate"])))]
+pub(super) async fn post_logs(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(upload): ApiJson<lx_protocol::api::DeviceLogsUpload>,
+) -> ApiResult<ApiOk<lx_protocol::api::DeviceLogsDto>> {
+    let me = device_of(&caller)?;
+    if parse_id("id", &id)? != me.id {
+        return Err(ApiError::new(
+            ErrorCode::WrongDevice,
+            "a device hands in its own logs only",
+        )
+        .with_detail("logs:otherDevice"));
+    }
+    let max = lx_protocol::mqtt::MAX_LOG_LINES as usize;
+    if upload.lines.len() > max {
+        return Err(ApiError::invalid("lines", format!("at most {max} lines")));
+    }
+    let lines: Vec<String> = upload
+        .lines
+        .into_iter()
+        .map(|l| match l.char_indices().nth(MAX_LOG_LINE_CHARS) {
+            Some((cut, _)) => format!("{}…", &l[..cut]),
+            None => l,
+        })
+        .collect();
+    let logs = crate::store::DeviceLogs {
+        operator_id: me.id,
+        uploaded_ms: app.now(),
+        truncated: upload.truncated,
+        lines,
+    };
+    app.store.save_device_logs(logs.clone()).await?;
+    tracing::info!(operator = %me.id, lines = logs.lines.len(), "device logs received");
+    Ok(ApiOk::wrote(&app, logs_dto(logs)))
+}
+
+fn logs_dto(logs: crate::store::DeviceLogs) -> lx_protocol::api::DeviceLogsDto {
+    lx_protocol::api::DeviceLogsDto {
+        operator_id: logs.operator_id,
+        uploaded_at: format_millis(logs.uploaded_ms),
+        lines: logs.lines,
+        truncated: logs.truncated,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/operators/{id}/logs", tag = "Operators", params(("id" = Uuid, Path)),
+    description = "The device's latest log upload, for its workspace's admins. 404 `logs:none` until the device \
+        has answered a `logs` command.",
+    responses((status = 200, body = lx_protocol::api::DeviceLogsDto)),
+    security(("apiKey" = ["operators:write"]), ("walletCookie" = [])))]
+pub(super) async fn get_logs(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<ApiOk<lx_protocol::api::DeviceLogsDto>> {
+    if caller.operator.is_some() {
+        return Err(ApiError::forbidden(
+            "a device's logs are read by its workspace's admins",
+            "auth:adminOnly",
+        ));
+    }
+    caller.require(Scope::OperatorsWrite)?;
+    let op = own_operator(&app, &caller, &id).await?;
+    require_admin(&caller, op.workspace_id)?;
+    let logs = app.store.device_logs(op.id).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "this device has sent no logs yet; send it the `logs` command",
+        )
+        .with_detail("logs:none")
+    })?;
+    Ok(ApiOk::read(logs_dto(logs)))
+}
+
 fn lock_error(err: LockError) -> ApiError {
     match err {
         LockError::HeldBy(holder) => ApiError::locked(&holder),

@@ -46,6 +46,7 @@ use super::*;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("postgres/0001_schema.sql")),
     (2, include_str!("postgres/0002_replicas.sql")),
+    (3, include_str!("postgres/0003_device_logs.sql")),
 ];
 
 /// Tables only a store shared by replicas has.
@@ -946,6 +947,41 @@ impl Store for PgStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn save_device_logs(&self, logs: DeviceLogs) -> StoreResult<()> {
+        let lines =
+            serde_json::to_string(&logs.lines).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO device_logs (operator_id, uploaded_ms, truncated, lines) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (operator_id) DO UPDATE SET uploaded_ms = excluded.uploaded_ms, \
+             truncated = excluded.truncated, lines = excluded.lines",
+            &[&logs.operator_id.to_string(), &logs.uploaded_ms, &logs.truncated, &lines],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn device_logs(&self, operator_id: Uuid) -> StoreResult<Option<DeviceLogs>> {
+        let client = self.client().await?;
+        let Some(row) = query_opt(
+            &client,
+            "SELECT uploaded_ms, truncated, lines FROM device_logs WHERE operator_id = $1",
+            &[&operator_id.to_string()],
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let lines: String = row.get(2);
+        Ok(Some(DeviceLogs {
+            operator_id,
+            uploaded_ms: row.get(0),
+            truncated: row.get(1),
+            lines: serde_json::from_str(&lines).map_err(|e| StoreError::Backend(e.to_string()))?,
+        }))
     }
 
     async fn cookie_revoked(&self, id: Uuid) -> StoreResult<bool> {

@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_webhook_health.sql"),
     include_str!("migrations/0009_cookie_revocations.sql"),
     include_str!("migrations/0010_session_samples.sql"),
+    include_str!("migrations/0011_device_logs.sql"),
 ];
 
 /// How many read connections a file store opens unless told otherwise.
@@ -1186,6 +1187,52 @@ impl Store for SqliteStore {
         .await?;
         self.wrote();
         Ok(())
+    }
+
+    async fn save_device_logs(&self, logs: DeviceLogs) -> StoreResult<()> {
+        let lines =
+            serde_json::to_string(&logs.lines).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO device_logs (operator_id, uploaded_ms, truncated, lines) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (operator_id) DO UPDATE SET uploaded_ms = excluded.uploaded_ms, \
+                 truncated = excluded.truncated, lines = excluded.lines",
+                params![logs.operator_id.to_string(), logs.uploaded_ms, logs.truncated, lines],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn device_logs(&self, operator_id: Uuid) -> StoreResult<Option<DeviceLogs>> {
+        let row = self
+            .read(move |c| {
+                Ok(one(
+                    c,
+                    "SELECT uploaded_ms, truncated, lines FROM device_logs WHERE operator_id = ?1",
+                    [operator_id.to_string()],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, bool>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    },
+                )?)
+            })
+            .await?;
+        row.map(|(uploaded_ms, truncated, lines)| {
+            Ok(DeviceLogs {
+                operator_id,
+                uploaded_ms,
+                truncated,
+                lines: serde_json::from_str(&lines)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?,
+            })
+        })
+        .transpose()
     }
 
     async fn cookie_revoked(&self, id: Uuid) -> StoreResult<bool> {

@@ -1700,6 +1700,31 @@ pub async fn enrollment_tokens_are_listed_newest_first_and_revoked_by_their_work
     );
 }
 
+pub async fn a_devices_latest_log_upload_replaces_the_one_before(store: &dyn Store) {
+    let device = Uuid::from_u128(77);
+    assert_eq!(store.device_logs(device).await.unwrap(), None);
+    let first = DeviceLogs {
+        operator_id: device,
+        uploaded_ms: 1_000,
+        truncated: true,
+        lines: vec![
+            "INFO agent started".into(),
+            "WARN \"quoted\" ünïcode line".into(),
+        ],
+    };
+    store.save_device_logs(first.clone()).await.unwrap();
+    assert_eq!(store.device_logs(device).await.unwrap(), Some(first));
+    let second = DeviceLogs {
+        operator_id: device,
+        uploaded_ms: 2_000,
+        truncated: false,
+        lines: vec![],
+    };
+    store.save_device_logs(second.clone()).await.unwrap();
+    assert_eq!(store.device_logs(device).await.unwrap(), Some(second));
+    assert_eq!(store.device_logs(Uuid::from_u128(78)).await.unwrap(), None);
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
@@ -1721,6 +1746,7 @@ macro_rules! store_suite {
             a_webhook_failing_events_in_a_row_is_disabled_and_workspaces_take_turns,
             retention_drops_only_what_can_no_longer_matter,
             enrollment_tokens_are_listed_newest_first_and_revoked_by_their_workspace,
+            a_devices_latest_log_upload_replaces_the_one_before,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -1019,3 +1019,51 @@ async fn a_fleet_is_listed_a_bounded_page_at_a_time() {
         .await
         .expect(400, "INVALID_INPUT");
 }
+
+#[tokio::test]
+async fn a_device_hands_in_only_its_own_logs_within_the_caps_and_only_its_admin_reads_them() {
+    let t = TestApp::spawn().await;
+    let (supplier, drone) = t.fleet("logs-co", crate::common::BOGOTA).await;
+    let other = t.enroll(&supplier, "drone-2").await;
+    let mine = format!("/operators/{}/logs", drone.operator_id);
+    // Another device's: refused by name.
+    let r = t
+        .post(&mine, other.auth(), json!({"lines": ["x"]}))
+        .await
+        .expect(403, "WRONG_DEVICE");
+    assert_eq!(r.detail(), "logs:otherDevice");
+    // Over the line cap: refused, nothing stored.
+    let many: Vec<String> = (0..5001).map(|i| format!("line {i}")).collect();
+    t.post(&mine, drone.auth(), json!({"lines": many}))
+        .await
+        .expect(400, "INVALID_INPUT");
+    t.get(&mine, supplier.auth()).await.expect(404, "NOT_FOUND");
+    // A long line is cut, and the upload is the admin's to read.
+    let long = "é".repeat(5000);
+    t.post(
+        &mine,
+        drone.auth(),
+        json!({"lines": ["ok", long], "truncated": true}),
+    )
+    .await
+    .ok();
+    let read = t.get(&mine, supplier.auth()).await.ok();
+    let lines = read.data()["lines"].as_array().unwrap();
+    assert_eq!(lines[0], "ok");
+    assert_eq!(
+        lines[1].as_str().unwrap().chars().count(),
+        4097,
+        "cut at 4096 and marked"
+    );
+    assert_eq!(read.data()["truncated"], true);
+    // Not the device itself, nor a key without operators:write.
+    t.get(&mine, drone.auth())
+        .await
+        .expect(403, "NOT_AUTHORIZED");
+    let reader = t
+        .mint_key(&supplier.cookie, supplier.workspace_id, &["sessions:read"])
+        .await;
+    t.get(&mine, Auth::Key(reader))
+        .await
+        .expect(403, "NOT_AUTHORIZED");
+}
