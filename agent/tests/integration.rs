@@ -479,6 +479,31 @@ fn hovering_at(at: (f64, f64)) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A 300 s session at BOGOTA, dispatched and LIVE within `within`.
+async fn dispatched_until_live(t: &TestApp, consumer: &Actor, within: Duration) -> String {
+    let id = t.request(consumer, BOGOTA, 300).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    t.wait_for_state_within(consumer, &id, "LIVE", within).await;
+    id
+}
+
+/// The session's `/frame`: the SMPTE bars at 320x240.
+async fn assert_the_frame_is_the_bars(t: &TestApp, consumer: &Actor, id: &str) {
+    let (status, jpeg) = frame_status(t, consumer, id).await;
+    assert_eq!(status, 200);
+    let image = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(image.dimensions(), (320, 240));
+    lx_media::testpattern::smpte_bars_match(image.as_raw(), 320, 240).unwrap();
+}
+
 async fn frame_status(t: &TestApp, consumer: &Actor, id: &str) -> (u16, Vec<u8>) {
     let resp = reqwest::Client::new()
         .get(format!("{}/sessions/{id}/frame", t.base))
@@ -551,13 +576,7 @@ async fn the_agent_publishes_and_the_frame_shows_its_camera(codec: &str) {
     );
     t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(20))
         .await;
-    let (status, jpeg) = frame_status(&t, &consumer, &id).await;
-    assert_eq!(status, 200);
-    let image = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
-        .unwrap()
-        .to_rgb8();
-    assert_eq!(image.dimensions(), (320, 240));
-    lx_media::testpattern::smpte_bars_match(image.as_raw(), 320, 240).unwrap();
+    assert_the_frame_is_the_bars(&t, &consumer, &id).await;
 
     t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
         .await
@@ -595,16 +614,7 @@ async fn a_killed_agent_restarted_posts_to_the_same_url_and_the_meter_skips_the_
         operator_of(&t, &supplier).await["connected"] == true
     })
     .await;
-    let id = t.request(&consumer, BOGOTA, 300).await;
-    t.post(
-        format!("/sessions/{id}/dispatch"),
-        consumer.auth(),
-        json!({}),
-    )
-    .await
-    .ok();
-    t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(20))
-        .await;
+    let id = dispatched_until_live(&t, &consumer, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Killed: the task is dropped where it stands, no DELETE, no goodbye.

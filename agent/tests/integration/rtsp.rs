@@ -15,8 +15,8 @@ use serde_json::json;
 use super::common::{BOGOTA, TestApp};
 use super::mavlink::free_port;
 use super::{
-    agent_config_with, enrollment_token, frame_status, hovering_at, operator_of, server_url,
-    spawn_agent, wait_until,
+    agent_config_with, assert_the_frame_is_the_bars, dispatched_until_live, enrollment_token,
+    hovering_at, operator_of, server_url, spawn_agent, wait_until,
 };
 
 const PASSWORD: &str = "s3cr3t-Pa55";
@@ -110,23 +110,8 @@ async fn an_rtsp_camera_behind_a_password_is_published_over_whip_and_the_frame_i
         operator_of(&t, &supplier).await["connected"] == true
     })
     .await;
-    let id = t.request(&consumer, BOGOTA, 300).await;
-    t.post(
-        format!("/sessions/{id}/dispatch"),
-        consumer.auth(),
-        json!({}),
-    )
-    .await
-    .ok();
-    t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(30))
-        .await;
-    let (status, jpeg) = frame_status(&t, &consumer, &id).await;
-    assert_eq!(status, 200);
-    let image = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
-        .unwrap()
-        .to_rgb8();
-    assert_eq!(image.dimensions(), (320, 240));
-    lx_media::testpattern::smpte_bars_match(image.as_raw(), 320, 240).unwrap();
+    let id = dispatched_until_live(&t, &consumer, Duration::from_secs(30)).await;
+    assert_the_frame_is_the_bars(&t, &consumer, &id).await;
     t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
         .await
         .ok();
