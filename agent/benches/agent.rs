@@ -135,8 +135,23 @@ fn main() {
         let agent = Agent(Command::new(binary).arg("run").envs(envs).stdout(Stdio::null()).spawn().expect("run"));
         let pid = agent.0.id();
 
-        // A session for the device, so it signs every second.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // A session for the device, so it signs every second, once it
+        // knows where it is (a flight controller stand-in takes a moment).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let located = app
+                .store
+                .operators_of(supplier.id)
+                .await
+                .expect("operators")
+                .iter()
+                .any(|op| op.fix.is_some());
+            if located {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the device reported no position within 30 s");
+        }
         let new = lx_server::store::NewSession {
             id: Uuid::new_v4(),
             point: lx_protocol::geo::Point::new(4.711, -74.072),

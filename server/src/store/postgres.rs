@@ -2379,9 +2379,9 @@ mod tests {
             PgStore::connect(&url, 2)
         );
         let (a, _b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
-        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2]);
+        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2, 3]);
         let sqlite = SqliteStore::in_memory().unwrap().columns().await.unwrap();
-        assert_eq!(sqlite.len(), 19, "{:?}", sqlite.keys());
+        assert_eq!(sqlite.len(), 20, "{:?}", sqlite.keys());
         let mut pg = a.columns().await.unwrap();
         for table in REPLICA_TABLES {
             assert!(pg.remove(*table).is_some(), "{table}");
@@ -2389,7 +2389,7 @@ mod tests {
         assert_eq!(pg, sqlite);
         // A restart finds everything applied.
         let again = PgStore::connect(&url, 1).await.unwrap();
-        assert_eq!(again.applied_migrations().await.unwrap(), vec![1, 2]);
+        assert_eq!(again.applied_migrations().await.unwrap(), vec![1, 2, 3]);
     }
 
     #[tokio::test]
