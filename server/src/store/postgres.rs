@@ -1825,6 +1825,12 @@ impl Store for PgStore {
             &[&key],
         )
         .await?;
+        execute(
+            &tx,
+            "DELETE FROM device_logs WHERE operator_id = $1",
+            &[&key],
+        )
+        .await?;
         let deleted = query_opt(
             &tx,
             "DELETE FROM operators WHERE id = $1 RETURNING workspace_id",

@@ -2058,6 +2058,10 @@ impl Store for SqliteStore {
                     "DELETE FROM mqtt_accounts WHERE operator_id = ?1",
                     [id.to_string()],
                 )?;
+                tx.execute(
+                    "DELETE FROM device_logs WHERE operator_id = ?1",
+                    [id.to_string()],
+                )?;
                 let n = tx.execute("DELETE FROM operators WHERE id = ?1", [id.to_string()])?;
                 tx.commit()?;
                 Ok(n > 0)

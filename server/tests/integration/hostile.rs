@@ -1066,4 +1066,17 @@ async fn a_device_hands_in_only_its_own_logs_within_the_caps_and_only_its_admin_
     t.get(&mine, Auth::Key(reader))
         .await
         .expect(403, "NOT_AUTHORIZED");
+    // A removed device's logs go with it.
+    t.call(
+        reqwest::Method::DELETE,
+        format!("/operators/{}", drone.operator_id),
+        supplier.auth(),
+        None,
+    )
+    .await
+    .ok();
+    assert_eq!(
+        t.app.store.device_logs(drone.operator_id).await.unwrap(),
+        None
+    );
 }
