@@ -27,9 +27,9 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::battery::Battery;
 use crate::config::MqttConfig;
 use crate::device_health::HealthReadings;
-use crate::hardware::Battery;
 use crate::position::PositionSource;
 use crate::status::LifecycleStats;
 use crate::status::TelemetryStats;

@@ -3,8 +3,8 @@
 //! linux-embedded-hal). Each runs on a thread of its own, since I2C and GPIO
 //! calls block; a device without them runs without them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -15,21 +15,7 @@ use tokio::sync::watch;
 
 use crate::config::{LedConfig, PowerConfig, PowerMonitor};
 
-/// The battery's last reading, shared; `None` without a power monitor.
-#[derive(Debug, Clone, Default)]
-pub struct Battery(Arc<Mutex<Option<u8>>>);
-
-impl Battery {
-    pub fn percent(&self) -> Option<u8> {
-        self.0.lock().map(|b| *b).unwrap_or(None)
-    }
-
-    pub fn set(&self, percent: Option<u8>) {
-        if let Ok(mut b) = self.0.lock() {
-            *b = percent;
-        }
-    }
-}
+use crate::battery::Battery;
 
 /// Stops the hardware threads when dropped.
 #[derive(Debug, Default)]

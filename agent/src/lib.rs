@@ -3,6 +3,7 @@
 //! with the device key, and serves the sessions its fleet takes.
 
 pub mod api;
+pub mod battery;
 pub mod config;
 pub mod device_health;
 pub mod fleet;

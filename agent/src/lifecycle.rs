@@ -19,9 +19,9 @@ use tokio::sync::{Mutex, mpsc, watch};
 use uuid::Uuid;
 
 use crate::api::{ApiFailure, ServerApi};
+use crate::battery::Battery;
 use crate::device_health::HealthReadings;
 use crate::fleet::{FleetHandle, Inbound};
-use crate::hardware::Battery;
 use crate::position::PositionSource;
 use crate::status::{LifecycleStats, Serving};
 use crate::video::Stream;

@@ -209,7 +209,7 @@ impl LinkReader {
         allow_unsigned: bool,
         uere_m: f64,
         state: Arc<Mutex<VehicleState>>,
-        battery: crate::hardware::Battery,
+        battery: crate::battery::Battery,
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let signing =
@@ -259,7 +259,7 @@ struct Link {
     allow_unsigned: bool,
     uere_m: f64,
     state: Arc<Mutex<VehicleState>>,
-    battery: crate::hardware::Battery,
+    battery: crate::battery::Battery,
     stop: Arc<AtomicBool>,
 }
 

@@ -13,8 +13,8 @@ use lx_protocol::geo::Point;
 use lx_protocol::telemetry::Source;
 use lx_protocol::time::UnixMillis;
 
+use crate::battery::Battery;
 use crate::config::{Config, GpsSource, PathKind};
-use crate::hardware::Battery;
 use crate::mavlink::{Endpoint, LinkReader, VehicleState};
 
 /// Accuracy reported when the receiver gives neither GST nor HDOP: poor

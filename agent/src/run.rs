@@ -73,7 +73,7 @@ pub async fn run(
         timeout(&config),
     );
     // The battery's charge: the power monitor's, or the flight controller's.
-    let battery = crate::hardware::Battery::default();
+    let battery = crate::battery::Battery::default();
     let position = Arc::new(PositionSource::start(&config, &battery)?);
     let device_health = crate::device_health::HealthReadings::default();
     let queue = Queue::open(&state, config.telemetry.queue_max_samples)?;

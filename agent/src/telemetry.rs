@@ -132,7 +132,7 @@ pub struct Telemetry {
     /// Sent over the link and not acknowledged within this: sent again.
     pub resend_after: Duration,
     /// Reported with each heartbeat.
-    pub battery: crate::hardware::Battery,
+    pub battery: crate::battery::Battery,
     /// The capture time of the last sample signed: the server refuses a
     /// higher sequence captured at or before it.
     pub last_signed_ms: Option<i64>,
