@@ -215,7 +215,7 @@ fn payloader(codec: Codec) -> String {
 /// The H.264 profile-level-id offered: constrained baseline (`42e0`, what
 /// every browser and hardware decoder plays) at the lowest level that
 /// carries the picture: 3.1 up to 720p30, 4.0 up to 1080p30, 5.1 above.
-pub fn h264_profile_level_id(width: u32, height: u32, fps: u32) -> &'static str {
+fn h264_profile_level_id(width: u32, height: u32, fps: u32) -> &'static str {
     let macroblocks_per_second =
         u64::from(width.div_ceil(16)) * u64::from(height.div_ceil(16)) * u64::from(fps);
     match macroblocks_per_second {

@@ -19,11 +19,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::api::{
-    SessionState, SettlementDto, SignedTelemetryDto, TelemetryDomainDto, WindowReason,
+    MeterDto, SessionState, SettlementDto, SignedTelemetryDto, TelemetryDomainDto, WindowReason,
 };
 use crate::evidence::{self, Outage};
 use crate::geo::Point;
-use crate::meter::{self, Fix, Meter, MeterInput, TelemetryRules, Window};
+use crate::meter::{self, Fix, MeterInput, TelemetryRules, Window};
 use crate::telemetry::{self, Sample, Source};
 use crate::wallet::{Address, Signature65, recover_prehash};
 
@@ -60,7 +60,7 @@ pub struct ProofBundle {
     /// a NETWORK_ERROR window.
     #[serde(default)]
     pub device_outages: Vec<ProofOutage>,
-    pub meter: ProofMeter,
+    pub meter: MeterDto,
     /// The STALE_TELEMETRY and OUTSIDE_GEOFENCE windows the meter derived.
     #[serde(default)]
     pub derived_windows: Vec<ProofWindow>,
@@ -161,18 +161,6 @@ pub struct ProofOutage {
     pub closed_at_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
-pub struct ProofMeter {
-    pub clean_seconds: u64,
-    pub failed_seconds: u64,
-    pub charged_micro_usdc: u64,
-    pub fee_micro_usdc: u64,
-    pub operator_earned_micro_usdc: u64,
-    pub fee_bps: u32,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
@@ -207,19 +195,6 @@ impl From<Outage> for ProofOutage {
         Self {
             opened_at_ms: o.opened_ms,
             closed_at_ms: o.closed_ms,
-        }
-    }
-}
-
-impl From<Meter> for ProofMeter {
-    fn from(m: Meter) -> Self {
-        Self {
-            clean_seconds: m.clean_seconds,
-            failed_seconds: m.failed_seconds,
-            charged_micro_usdc: m.charged_micro_usdc,
-            fee_micro_usdc: m.fee_micro_usdc,
-            operator_earned_micro_usdc: m.operator_earned_micro_usdc,
-            fee_bps: m.fee_bps,
         }
     }
 }
@@ -287,7 +262,7 @@ pub struct Verdict {
     /// Samples whose signature recovers the bundle's signer.
     pub samples_signed_by_device: u64,
     /// The meter recomputed from the bundle's evidence.
-    pub recomputed: ProofMeter,
+    pub recomputed: MeterDto,
     pub findings: Vec<Finding>,
 }
 
@@ -381,7 +356,7 @@ pub fn verify(bundle: &ProofBundle) -> Verdict {
         fixes: &fixes,
         telemetry: Some(rules),
     });
-    let recomputed = ProofMeter::from(out.meter);
+    let recomputed = MeterDto::from(out.meter);
     compare_meters(&bundle.meter, &recomputed, &mut findings);
     let derived: Vec<ProofWindow> = out.windows.into_iter().map(ProofWindow::from).collect();
     if derived != bundle.derived_windows {
@@ -518,7 +493,7 @@ fn check_track(
     (fixes, signed_by_device)
 }
 
-fn compare_meters(stated: &ProofMeter, recomputed: &ProofMeter, findings: &mut Findings) {
+fn compare_meters(stated: &MeterDto, recomputed: &MeterDto, findings: &mut Findings) {
     let pairs = [
         (
             "cleanSeconds",
@@ -555,7 +530,7 @@ fn compare_meters(stated: &ProofMeter, recomputed: &ProofMeter, findings: &mut F
     }
 }
 
-fn check_settlement(bundle: &ProofBundle, recomputed: &ProofMeter, findings: &mut Findings) {
+fn check_settlement(bundle: &ProofBundle, recomputed: &MeterDto, findings: &mut Findings) {
     use crate::api::SettlementStatus::*;
     let Some(s) = &bundle.settlement else {
         findings.note("no settlement in the bundle");
@@ -662,7 +637,7 @@ mod tests {
                 closed_at_ms: Some(START + 7_000),
             }],
             device_outages: Vec::new(),
-            meter: ProofMeter::from(Meter::default()),
+            meter: MeterDto::from(crate::meter::Meter::default()),
             derived_windows: Vec::new(),
             meter_final: true,
             settlement: None,

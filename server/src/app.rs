@@ -232,29 +232,17 @@ impl App {
         session: &Session,
         now: UnixMillis,
     ) -> Result<Option<crate::store::Meter>, ActError> {
-        use lx_protocol::api::WindowReason::{NetworkError, Paused};
         let (Some(started), SessionState::Live | SessionState::Paused) =
             (session.started_ms, session.state)
         else {
             return Ok(None);
         };
         let (fixes, rules) = self.meter_evidence(session).await?;
-        let recorded: Vec<_> = session
-            .windows
-            .iter()
-            .filter(|w| matches!(w.reason, Paused | NetworkError))
-            .copied()
-            .collect();
-        let out = crate::session::meter::compute(crate::session::meter::MeterInput {
-            started_ms: started,
-            ended_ms: now.max(started),
-            max_duration_seconds: session.max_duration_seconds,
-            rate_micro_usdc: session.rate_micro_usdc,
-            fee_bps: self.fee_bps(),
-            windows: &recorded,
+        let evidence = Evidence {
             fixes: &fixes,
-            telemetry: Some(rules),
-        });
+            rules: Some(rules),
+        };
+        let out = lifecycle::measure(session, started, now.max(started), self.fee_bps(), evidence);
         Ok(Some(out.meter))
     }
 

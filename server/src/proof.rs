@@ -5,10 +5,10 @@
 //! meter (the same samples, outages, heartbeats and rules), so that an
 //! honest server's bundle always recomputes to the meter it stated.
 
-use lx_protocol::api::{SettlementDto, SettlementStatus, TelemetryDomainDto, WindowReason};
+use lx_protocol::api::{MeterDto, TelemetryDomainDto, WindowReason};
 use lx_protocol::proof::{
-    EvidenceKind, FORMAT, ProofBundle, ProofChain, ProofLocation, ProofMeter, ProofOutage,
-    ProofRules, ProofSample, ProofTerms,
+    EvidenceKind, FORMAT, ProofBundle, ProofChain, ProofLocation, ProofOutage, ProofRules,
+    ProofSample, ProofTerms,
 };
 use lx_protocol::telemetry;
 use lx_protocol::time::{UnixMillis, format_millis};
@@ -16,7 +16,7 @@ use lx_protocol::wallet::Signature65;
 
 use crate::app::App;
 use crate::session::evidence;
-use crate::store::{Session, SettlementRecord, StoreError, dto::settlement_dto};
+use crate::store::{Session, StoreError, dto::settlement_view};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProofError {
@@ -25,32 +25,6 @@ pub enum ProofError {
     NotEnded,
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The settlement as clients see it; before a record exists, whether one is
-/// still to come or none is needed.
-pub fn settlement_view(session: &Session, record: Option<&SettlementRecord>) -> SettlementDto {
-    if let Some(r) = record {
-        return settlement_dto(r);
-    }
-    let nothing_due =
-        session.meter_final && session.meter.is_some_and(|m| m.charged_micro_usdc == 0);
-    SettlementDto {
-        session_id: session.id,
-        state: if nothing_due {
-            SettlementStatus::NotRequired
-        } else {
-            SettlementStatus::NotReady
-        },
-        sequence: None,
-        to_amount_micro_usdc: None,
-        fee_amount_micro_usdc: None,
-        tx_hash: None,
-        block_number: None,
-        attempts: 0,
-        last_error: None,
-        updated_at: None,
-    }
 }
 
 impl App {
@@ -101,7 +75,7 @@ impl App {
             locations: Vec::new(),
             windows: recorded.into_iter().map(|&w| w.into()).collect(),
             device_outages: Vec::new(),
-            meter: ProofMeter::from(meter),
+            meter: MeterDto::from(meter),
             derived_windows: derived.into_iter().map(|&w| w.into()).collect(),
             meter_final: session.meter_final,
             settlement: None,

@@ -625,7 +625,7 @@ pub(super) async fn get_one(
         .await
         .map_err(|e| act_error("read", e))?
     {
-        dto.meter = Some(crate::store::dto::meter_dto(&meter));
+        dto.meter = Some(meter.into());
         dto.clean_seconds = Some(meter.clean_seconds);
         dto.failed_seconds = Some(meter.failed_seconds);
         dto.charged_micro_usdc = Some(meter.charged_micro_usdc);

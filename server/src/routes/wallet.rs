@@ -96,7 +96,7 @@ pub(super) async fn settlement(
         return Err(ApiError::session_not_found());
     }
     let record = app.store.settlement(session.id).await?;
-    let dto = crate::proof::settlement_view(&session, record.as_ref());
+    let dto = crate::store::dto::settlement_view(&session, record.as_ref());
     Ok(ApiOk::read(dto))
 }
 

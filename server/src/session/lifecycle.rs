@@ -422,7 +422,9 @@ pub fn plan_with(
     }
 }
 
-fn measure(
+/// The meter of `session` from `started_ms` to `ended_ms`, judged by the
+/// recorded PAUSED and NETWORK_ERROR windows and `evidence`.
+pub fn measure(
     session: &Session,
     started_ms: UnixMillis,
     ended_ms: UnixMillis,

@@ -6,7 +6,7 @@ use lx_protocol::api::{
 };
 use lx_protocol::time::format_millis;
 
-use crate::store::{Meter, Session, SettlementRecord, SettlementState};
+use crate::store::{Session, SettlementRecord, SettlementState};
 
 pub fn session_dto(s: &Session) -> SessionDto {
     SessionDto {
@@ -44,22 +44,11 @@ pub fn session_dto(s: &Session) -> SessionDto {
                 closed_at: w.closed_ms.map(format_millis),
             })
             .collect(),
-        meter: s.meter.as_ref().map(meter_dto),
+        meter: s.meter.map(MeterDto::from),
         clean_seconds: s.meter.map(|m| m.clean_seconds),
         failed_seconds: s.meter.map(|m| m.failed_seconds),
         charged_micro_usdc: s.meter.map(|m| m.charged_micro_usdc),
         meter_final: s.meter_final,
-    }
-}
-
-pub fn meter_dto(m: &Meter) -> MeterDto {
-    MeterDto {
-        clean_seconds: m.clean_seconds,
-        failed_seconds: m.failed_seconds,
-        charged_micro_usdc: m.charged_micro_usdc,
-        fee_micro_usdc: m.fee_micro_usdc,
-        operator_earned_micro_usdc: m.operator_earned_micro_usdc,
-        fee_bps: m.fee_bps,
     }
 }
 
@@ -82,5 +71,31 @@ pub fn settlement_dto(r: &SettlementRecord) -> SettlementDto {
         attempts: r.attempts,
         last_error: r.last_error.clone(),
         updated_at: Some(format_millis(r.updated_ms)),
+    }
+}
+
+/// The settlement as clients see it; before a record exists, whether one is
+/// still to come or none is needed.
+pub fn settlement_view(session: &Session, record: Option<&SettlementRecord>) -> SettlementDto {
+    if let Some(r) = record {
+        return settlement_dto(r);
+    }
+    let nothing_due =
+        session.meter_final && session.meter.is_some_and(|m| m.charged_micro_usdc == 0);
+    SettlementDto {
+        session_id: session.id,
+        state: if nothing_due {
+            SettlementStatus::NotRequired
+        } else {
+            SettlementStatus::NotReady
+        },
+        sequence: None,
+        to_amount_micro_usdc: None,
+        fee_amount_micro_usdc: None,
+        tx_hash: None,
+        block_number: None,
+        attempts: 0,
+        last_error: None,
+        updated_at: None,
     }
 }
