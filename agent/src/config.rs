@@ -23,6 +23,7 @@ pub struct Config {
     pub power: PowerConfig,
     pub led: LedConfig,
     pub health: HealthConfig,
+    pub update: UpdateConfig,
     pub log: LogConfig,
 }
 
@@ -206,6 +207,29 @@ pub struct HealthConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// The fleet update key's Ethereum address; empty turns updates off.
+    pub signer: String,
+    pub max_bytes: u64,
+    pub download_timeout_s: u64,
+    pub confirm_within_s: u64,
+}
+
+impl UpdateConfig {
+    /// The update key's address, or why updates are refused.
+    pub fn signer(&self) -> Result<lx_protocol::wallet::Address, String> {
+        if self.signer.trim().is_empty() {
+            return Err("updates are off on this device: update.signer is not set".into());
+        }
+        self.signer
+            .trim()
+            .parse()
+            .map_err(|e| format!("update.signer: {e}"))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub filter: String,
     pub format: String,
@@ -260,6 +284,15 @@ impl Config {
         }
         if !(self.lifecycle.max_temperature_c >= 0.0 && self.lifecycle.max_temperature_c <= 150.0) {
             bail!("lifecycle.max_temperature_c must be 0 (no limit) to 150");
+        }
+        let u = &self.update;
+        if !u.signer.trim().is_empty() {
+            u.signer().map_err(anyhow::Error::msg)?;
+        }
+        if u.max_bytes < 1024 || u.download_timeout_s == 0 || u.confirm_within_s < 10 {
+            bail!(
+                "update: max_bytes must be at least 1024, download_timeout_s positive, confirm_within_s at least 10"
+            );
         }
         if self.health.read_interval_ms == 0 {
             bail!("health.read_interval_ms must be positive");

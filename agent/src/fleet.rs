@@ -133,7 +133,7 @@ pub fn broker(
         .parse()
         .map_err(|e| anyhow::anyhow!("the fleet link's broker: {e}"))?;
     let ca_pem = client::read_ca(&config.ca_file).map_err(anyhow::Error::msg)?;
-    let will = serde_json::to_vec(&StatusMessage::offline(env!("CARGO_PKG_VERSION")))?;
+    let will = serde_json::to_vec(&StatusMessage::offline(crate::VERSION))?;
     Ok((
         url,
         Login {
@@ -274,7 +274,7 @@ pub fn start(
         }
         if state_tx.borrow().connected {
             // The will is not sent on a clean DISCONNECT: say it ourselves.
-            publish_status(&client, &StatusMessage::offline(env!("CARGO_PKG_VERSION")));
+            publish_status(&client, &StatusMessage::offline(crate::VERSION));
             client::disconnect(&client, &mut eventloop).await;
         }
     });
@@ -348,6 +348,7 @@ pub struct StatusInputs {
     pub stream: Option<StreamStatus>,
     pub queued_samples: u64,
     pub error: Option<String>,
+    pub update: Option<lx_protocol::update::UpdateStatus>,
 }
 
 /// The status for a person and for the fleet manager.
@@ -375,7 +376,8 @@ pub fn compose_status(inputs: &StatusInputs, at: String) -> StatusMessage {
         vehicle: inputs.vehicle.clone(),
         health: inputs.health.clone(),
         stream: inputs.stream.clone(),
-        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        version: Some(crate::VERSION.to_owned()),
+        update: inputs.update.clone(),
         queued_samples: Some(inputs.queued_samples),
         error: inputs.error.clone(),
         at: Some(at),
@@ -395,6 +397,7 @@ pub fn worth_publishing(last: Option<&StatusMessage>, next: &StatusMessage) -> b
         || last.error != next.error
         || last.battery_percent != next.battery_percent
         || last.vehicle.as_ref().map(|v| v.armed) != next.vehicle.as_ref().map(|v| v.armed)
+        || last.update != next.update
 }
 
 /// Where the status is read from.
@@ -406,6 +409,7 @@ pub struct StatusSources {
     pub video: Arc<Mutex<VideoStats>>,
     pub battery: Battery,
     pub health: HealthReadings,
+    pub update: watch::Receiver<Option<lx_protocol::update::UpdateStatus>>,
 }
 
 /// Recomposes the status every second and hands it on (to the link, the
@@ -423,6 +427,7 @@ pub async fn status_task(
         video,
         battery,
         health,
+        update,
     } = sources;
     let mut last_sent: Option<(StatusMessage, Instant)> = None;
     loop {
@@ -461,6 +466,7 @@ pub async fn status_task(
                 }),
                 queued_samples: t.queued as u64,
                 error: None,
+                update: update.borrow().clone(),
             }
         };
         let next = compose_status(

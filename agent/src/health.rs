@@ -32,6 +32,9 @@ struct Health {
     lifecycle: LifecycleStats,
     video: VideoStats,
     fleet: FleetStats,
+    /// How the last over-the-air update ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update: Option<lx_protocol::update::UpdateStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,6 +75,7 @@ pub struct HealthState {
     pub lifecycle: Arc<Mutex<LifecycleStats>>,
     pub video: Arc<Mutex<VideoStats>>,
     pub fleet: Arc<Mutex<FleetStats>>,
+    pub update: watch::Receiver<Option<lx_protocol::update::UpdateStatus>>,
 }
 
 impl HealthState {
@@ -87,7 +91,7 @@ impl HealthState {
         let healthy = has_fix && telemetry.last_error.is_none();
         let body = Health {
             status: if healthy { "ok" } else { "degraded" },
-            version: env!("CARGO_PKG_VERSION"),
+            version: crate::VERSION,
             operator_id: self.operator_id.to_string(),
             has_fix,
             receiver_connected: self.position.receiver().map(|r| r.connected),
@@ -97,6 +101,7 @@ impl HealthState {
             lifecycle,
             video,
             fleet,
+            update: self.update.borrow().clone(),
         };
         (
             if healthy { 200 } else { 503 },
@@ -148,4 +153,20 @@ pub async fn serve(
             let _ = stream.write_all(response.as_bytes()).await;
         });
     }
+}
+
+/// The session a running agent on this device serves, asked of its
+/// `/healthz` at `listen`; `None` when it serves none or no agent answers.
+pub async fn serving_now(listen: &str) -> Option<uuid::Uuid> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let response = client
+        .get(format!("http://{listen}/healthz"))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = response.json().await.ok()?;
+    body["lifecycle"]["serving"].as_str()?.parse().ok()
 }

@@ -19,8 +19,20 @@ pub mod run;
 pub mod state;
 pub mod status;
 pub mod telemetry;
+pub mod update;
 pub mod video;
 pub mod whip;
+
+/// This build's version: the crate's, or `LX_AGENT_VERSION` when the build
+/// set one (a release numbered by its pipeline, the update test's second
+/// build).
+pub const VERSION: &str = match option_env!("LX_AGENT_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// The target triple this build runs on; updates are signed for one.
+pub const TARGET: &str = env!("LX_AGENT_TARGET");
 
 /// The wall clock as Unix milliseconds; read at the edges only.
 pub fn wall_now_ms() -> i64 {

@@ -23,7 +23,7 @@ use crate::battery::Battery;
 use crate::device_health::HealthReadings;
 use crate::fleet::{FleetHandle, Inbound};
 use crate::position::PositionSource;
-use crate::status::{LifecycleStats, Serving};
+use crate::status::{Exit, LifecycleStats, Serving};
 use crate::video::Stream;
 use crate::wall_now_ms;
 
@@ -227,6 +227,15 @@ pub struct Shell {
     /// Sessions whose WHIP endpoint reaches no server (from the video task):
     /// their `start` is asked again at once, for where their media are now.
     pub video_gone: Option<mpsc::Receiver<Uuid>>,
+    pub updates: Updates,
+}
+
+/// What the fleet's `update` needs, and where the lifecycle asks the agent
+/// to stop once a new build is swapped in.
+pub struct Updates {
+    pub config: crate::config::UpdateConfig,
+    pub releases: crate::update::Releases,
+    pub exit: mpsc::Sender<Exit>,
 }
 
 /// Polls the server, takes the fleet's offers and commands, and applies the
@@ -245,6 +254,7 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
         health,
         fleet,
         mut video_gone,
+        updates,
     } = shell;
     let links = Links {
         session: session_tx,
@@ -281,11 +291,16 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
                 stats.lock().await.fleet_messages += 1;
                 if let (Some(Inbound::Command { id, command }), Some(link)) = (message, &link) {
                     let fitness = (battery.percent(), health.temperature_c());
-                    let ack = match execute(&api, me, &mut core, command, &links, fitness).await {
-                        Ok(()) => CommandAck::ok(id),
-                        Err(error) => CommandAck::failed(id, error),
+                    let done = execute(&api, me, &mut core, command, (&links, &updates), fitness).await;
+                    let (ack, exit) = match done {
+                        Ok(exit) => (CommandAck::ok(id), exit),
+                        Err(error) => (CommandAck::failed(id, error), None),
                     };
                     link.ack(&ack);
+                    if let Some(exit) = exit {
+                        let _ = updates.exit.send(exit).await;
+                        return;
+                    }
                 }
             }
             Some(id) = next_gone(&mut video_gone) => {
@@ -344,8 +359,37 @@ async fn stream_free(api: &ServerApi, me: Uuid) -> Result<(), String> {
     }
 }
 
-/// Carries out a fleet command; the error is what the ack says.
+/// Carries out a fleet command; the error is what the ack says, and an
+/// [`Exit`] asks the agent to stop after the ack (a new build waits).
 async fn execute(
+    api: &ServerApi,
+    me: Uuid,
+    core: &mut Lifecycle,
+    command: Command,
+    (links, updates): (&Links, &Updates),
+    fitness: (Option<u8>, Option<f64>),
+) -> Result<Option<Exit>, String> {
+    if let Command::Update(request) = &command {
+        if let Some(session) = core.serving() {
+            return Err(format!(
+                "refused: this device serves session {session}; update it when no session is served"
+            ));
+        }
+        let version = crate::update::update_from_url(
+            &updates.config,
+            &updates.releases,
+            request,
+            wall_now_ms(),
+        )
+        .await?;
+        return Ok(Some(Exit::Restart { version }));
+    }
+    execute_session_command(api, me, core, command, links, fitness)
+        .await
+        .map(|()| None)
+}
+
+async fn execute_session_command(
     api: &ServerApi,
     me: Uuid,
     core: &mut Lifecycle,
@@ -412,6 +456,7 @@ async fn execute(
             core.apply(&change);
             Ok(())
         }
+        Command::Update(_) => Err("update is carried out before session commands".into()),
     }
 }
 

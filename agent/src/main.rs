@@ -4,9 +4,18 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lx_agent::config::{Config, DEFAULT_TOML};
 
+/// The exit status that asks systemd to start the agent again at once
+/// (`RestartForceExitStatus=` in the unit): a new build was swapped in.
+const EXIT_RESTART: i32 = 75;
+
+/// A build made for the update test only (`LX_AGENT_TEST_HANG_AT_START`
+/// set at compile time): it answers `--version` and then hangs in `run`
+/// without ever reporting READY, as a broken release would.
+const HANGS_AT_START: bool = option_env!("LX_AGENT_TEST_HANG_AT_START").is_some();
+
 /// lx-agent: signs this device's position and serves its sessions.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version = lx_agent::VERSION)]
 struct Cli {
     /// Configuration file (TOML). Unset keys take the built-in defaults.
     #[arg(short, long, env = "LX_AGENT_CONFIG", global = true)]
@@ -28,6 +37,19 @@ enum Command {
     Identity,
     /// Print the built-in default configuration, every key documented.
     PrintConfig,
+    /// Install a signed build from a file (`cargo xtask release-agent`
+    /// writes it and its manifest); systemd's next start runs it.
+    Update {
+        /// The artefact.
+        file: PathBuf,
+        /// Its manifest (default: FILE.json).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Before each start (the unit's ExecStartPre, run by the previous
+    /// build): give a new build its one start, or swap the previous back.
+    #[command(hide = true)]
+    UpdateGuard,
 }
 
 #[tokio::main]
@@ -56,8 +78,68 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run => lx_agent::run::run(config, shutdown_signal()).await,
+        Command::Update { file, manifest } => update_from_file(&config, &file, manifest).await,
+        Command::UpdateGuard => {
+            let releases = lx_agent::update::Releases::new(&config.device.state_dir);
+            match releases.guard(lx_agent::wall_now_ms())? {
+                lx_agent::update::Verdict::RollBack(why) => {
+                    tracing::error!(%why, "rolled back to the build before the update");
+                }
+                lx_agent::update::Verdict::TryNew => {
+                    tracing::info!("starting the new build for the first time");
+                }
+                lx_agent::update::Verdict::Start => {}
+            }
+            Ok(())
+        }
+        Command::Run => {
+            if HANGS_AT_START {
+                tracing::warn!("a test build that hangs at start");
+                std::future::pending::<()>().await;
+            }
+            match lx_agent::run::run(config, shutdown_signal()).await? {
+                None => Ok(()),
+                Some(lx_agent::status::Exit::Restart { .. }) => std::process::exit(EXIT_RESTART),
+                Some(lx_agent::status::Exit::Unconfirmed(why)) => Err(anyhow::anyhow!(why)),
+            }
+        }
     }
+}
+
+async fn update_from_file(
+    config: &Config,
+    file: &std::path::Path,
+    manifest: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let manifest_path = manifest.unwrap_or_else(|| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(".json");
+        PathBuf::from(name)
+    });
+    let text = std::fs::read(&manifest_path)
+        .with_context(|| format!("reading the manifest {}", manifest_path.display()))?;
+    let manifest: lx_protocol::update::UpdateManifest = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not an update manifest", manifest_path.display()))?;
+    if let Some(session) = lx_agent::health::serving_now(&config.health.listen).await {
+        anyhow::bail!(
+            "the running agent serves session {session}; update it when no session is served"
+        );
+    }
+    let releases = lx_agent::update::Releases::new(&config.device.state_dir);
+    let version = lx_agent::update::update_from_file(
+        &config.update,
+        &releases,
+        file,
+        &manifest,
+        lx_agent::wall_now_ms(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    println!(
+        "installed lx-agent {version}; it runs from the next start (systemctl restart lx-agent), and the build before it comes back if it is not confirmed within {} s",
+        config.update.confirm_within_s
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

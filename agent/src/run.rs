@@ -14,7 +14,9 @@ use crate::lifecycle::{self, Lifecycle};
 use crate::position::PositionSource;
 use crate::queue::Queue;
 use crate::state::{Enrollment, Sequence, StateDir};
+use crate::status::Exit;
 use crate::telemetry::{Cadence, Telemetry};
+use crate::update::Releases;
 
 fn timeout(config: &Config) -> Duration {
     Duration::from_millis(config.server.request_timeout_ms)
@@ -50,11 +52,12 @@ pub async fn enroll(config: &Config, token: &str) -> anyhow::Result<Enrollment> 
     Ok(enrollment)
 }
 
-/// Runs the agent until `shutdown` resolves.
+/// Runs the agent until `shutdown` resolves (`None`) or it stops on its
+/// own: a new build swapped in, or this new build not confirmed in time.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Exit>> {
     #[cfg(not(feature = "video"))]
     if config.video.enabled {
         bail!("video.enabled = true, but this lx-agent was built without the `video` feature");
@@ -87,6 +90,12 @@ pub async fn run(
     let (session_tx, session_rx) = watch::channel(None);
     let (video_tx, video_rx) = watch::channel(None);
     let (gone_tx, gone_rx) = tokio::sync::mpsc::channel(4);
+    let (exit_tx, mut exit_rx) = mpsc::channel(1);
+    let releases = Releases::new(&config.device.state_dir);
+    let (update_tx, update_rx) = watch::channel(releases.last_outcome().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the last update's outcome is unreadable");
+        None
+    }));
     let video_stats = Arc::new(Mutex::new(crate::video::VideoStats::default()));
     let telemetry_stats = Arc::new(Mutex::new(Default::default()));
     let lifecycle_stats = Arc::new(Mutex::new(crate::status::LifecycleStats {
@@ -98,9 +107,8 @@ pub async fn run(
     let fleet_stats = Arc::new(Mutex::new(crate::fleet::FleetStats::default()));
     let mut tasks = Vec::new();
     // The status, for the fleet link and the LED.
-    let (status_tx, status_rx) = watch::channel(lx_protocol::mqtt::StatusMessage::offline(env!(
-        "CARGO_PKG_VERSION"
-    )));
+    let (status_tx, status_rx) =
+        watch::channel(lx_protocol::mqtt::StatusMessage::offline(crate::VERSION));
     tasks.push(tokio::spawn(crate::fleet::status_task(
         crate::fleet::StatusSources {
             position: Arc::clone(&position),
@@ -109,6 +117,7 @@ pub async fn run(
             video: Arc::clone(&video_stats),
             battery: battery.clone(),
             health: device_health.clone(),
+            update: update_rx.clone(),
         },
         status_tx,
         Duration::from_millis(config.mqtt.status_interval_ms),
@@ -180,6 +189,11 @@ pub async fn run(
             health: device_health.clone(),
             fleet,
             video_gone: Some(gone_rx),
+            updates: lifecycle::Updates {
+                config: config.update.clone(),
+                releases: releases.clone(),
+                exit: exit_tx.clone(),
+            },
         },
         Lifecycle::new(config.lifecycle.auto_accept)
             .with_min_battery(config.lifecycle.min_battery_percent)
@@ -217,6 +231,7 @@ pub async fn run(
         Duration::from_millis(config.health.read_interval_ms),
         stop_rx.clone(),
     )));
+    let telemetry_stats_for_update = Arc::clone(&telemetry_stats);
     let health_state = Arc::new(HealthState {
         operator_id: enrollment.operator_id,
         device: device_health,
@@ -225,6 +240,7 @@ pub async fn run(
         lifecycle: lifecycle_stats,
         video: video_stats,
         fleet: fleet_stats,
+        update: update_rx,
     });
     tasks.push(tokio::spawn(health::serve(
         listener,
@@ -235,13 +251,31 @@ pub async fn run(
     if let Some(n) = &notifier {
         tasks.push(tokio::spawn(crate::notify::watchdog(
             Arc::clone(n),
-            stop_rx,
+            stop_rx.clone(),
         )));
         n.send("READY=1");
     }
-    tracing::info!(operator = %enrollment.operator_id, server = %enrollment.server_url, "lx-agent running");
-    shutdown.await;
-    tracing::info!("stopping");
+    if let Some(pending) = releases.pending_for_me() {
+        tasks.push(tokio::spawn(crate::update::confirm_when_heard(
+            releases.clone(),
+            pending,
+            Arc::clone(&telemetry_stats_for_update),
+            (update_tx, exit_tx),
+            stop_rx.clone(),
+        )));
+    }
+    tracing::info!(operator = %enrollment.operator_id, server = %enrollment.server_url, version = crate::VERSION, "lx-agent running");
+    let exit = tokio::select! {
+        () = shutdown => None,
+        Some(exit) = exit_rx.recv() => Some(exit),
+    };
+    match &exit {
+        None => tracing::info!("stopping"),
+        Some(Exit::Restart { version }) => tracing::info!(%version, "stopping for the new build"),
+        Some(Exit::Unconfirmed(why)) => {
+            tracing::error!(%why, "stopping: this build was not confirmed")
+        }
+    }
     if let Some(n) = &notifier {
         n.send("STOPPING=1");
     }
@@ -250,5 +284,5 @@ pub async fn run(
         let _ = task.await;
     }
     hardware.stop();
-    Ok(())
+    Ok(exit)
 }

@@ -44,3 +44,13 @@ pub struct TelemetryStats {
     pub skipped: u64,
     pub last_error: Option<String>,
 }
+
+/// Why the agent stops on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// A new build was swapped in: the service manager starts it.
+    Restart { version: String },
+    /// This new build was not confirmed in time: it exits failed, and the
+    /// build before it is swapped back in.
+    Unconfirmed(String),
+}

@@ -20,6 +20,8 @@ mod replicas;
 mod rtsp;
 #[path = "integration/supervise.rs"]
 mod supervise;
+#[path = "integration/update.rs"]
+mod update;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,9 +105,14 @@ fn spawn_agent(
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
     let (stop, mut rx) = watch::channel(false);
-    let task = tokio::spawn(lx_agent::run::run(config, async move {
-        let _ = rx.changed().await;
-    }));
+    let task = tokio::spawn(async move {
+        let exit = lx_agent::run::run(config, async move {
+            let _ = rx.changed().await;
+        })
+        .await?;
+        anyhow::ensure!(exit.is_none(), "the agent stopped on its own: {exit:?}");
+        Ok(())
+    });
     (stop, task)
 }
 

@@ -19,6 +19,7 @@ pub mod proof;
 pub mod redact;
 pub mod telemetry;
 pub mod time;
+pub mod update;
 pub mod wallet;
 
 pub use error::ErrorCode;

@@ -267,6 +267,9 @@ pub struct StatusMessage {
     pub stream: Option<StreamStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// How the device's last over-the-air update ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<crate::update::UpdateStatus>,
     /// Telemetry samples waiting in the device's queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_samples: Option<u64>,
@@ -290,6 +293,7 @@ impl StatusMessage {
             health: None,
             stream: None,
             version: Some(version.to_owned()),
+            update: None,
             queued_samples: None,
             error: None,
             at: None,
@@ -412,6 +416,8 @@ pub enum Command {
     SetConfig(ConfigChange),
     /// Post the agent's recent log lines to the server.
     Logs(LogRequest),
+    /// Install a signed build of the agent and restart into it.
+    Update(crate::update::UpdateRequest),
 }
 
 /// Which log lines `logs` asks for: the last `lines` (200 by default, at
@@ -441,6 +447,7 @@ impl Command {
             Self::Offline => "offline",
             Self::SetConfig(_) => "set-config",
             Self::Logs(_) => "logs",
+            Self::Update(_) => "update",
         }
     }
 }
@@ -614,11 +621,16 @@ pub fn parse_command(payload: &[u8]) -> Result<(String, Command), CommandError> 
             }
             Command::Logs(request)
         }
+        "update" => {
+            let request: crate::update::UpdateRequest = serde_json::from_value(args.clone())
+                .map_err(|e| fail(&id, format!("update args: {e}")))?;
+            Command::Update(request.validate().map_err(|e| fail(&id, e))?)
+        }
         other => {
             return Err(fail(
                 &id,
                 format!(
-                    "unknown cmd '{other}' (accept, start, end, cancel, online, offline, set-config, logs)"
+                    "unknown cmd '{other}' (accept, start, end, cancel, online, offline, set-config, logs, update)"
                 ),
             ));
         }

@@ -16,17 +16,17 @@ use super::{
     agent_config, enrollment_token, hovering_at, live_session, operator_of, spawn_agent, wait_until,
 };
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(super) const WAIT: Duration = Duration::from_secs(15);
 
-struct Fleet {
-    t: TestApp,
+pub(super) struct Fleet {
+    pub(super) t: TestApp,
     broker: TestBroker,
-    supplier: Actor,
-    manager: Account,
+    pub(super) supplier: Actor,
+    pub(super) manager: Account,
     server: Account,
 }
 
-async fn fleet(auto_accept: bool) -> Fleet {
+pub(super) async fn fleet(auto_accept: bool) -> Fleet {
     let dir = tempfile::tempdir().unwrap().keep();
     let mut broker = TestBroker::configure(&dir.join("broker")).unwrap();
     let t = TestApp::spawn_realtime_with(|c| broker.apply(c)).await;
@@ -69,7 +69,7 @@ async fn agent(f: &Fleet, state: &std::path::Path) -> lx_agent::config::Config {
     config
 }
 
-async fn command(
+pub(super) async fn command(
     f: &Fleet,
     acks: &mut Subscriber,
     device: Uuid,

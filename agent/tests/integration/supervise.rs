@@ -13,7 +13,7 @@ use super::common::{BOGOTA, TestApp};
 use super::{enrollment_token, hovering_at};
 
 /// The environment that configures the binary like `agent_config` does.
-fn agent_env(server: &str, state: &std::path::Path) -> Vec<(String, String)> {
+pub(super) fn agent_env(server: &str, state: &std::path::Path) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![
         ("SERVER__URL".into(), format!("\"{server}\"")),
         (
@@ -135,21 +135,23 @@ fn systemd_accepts_both_units() {
     let dir = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
     let mut units = Vec::new();
-    for (name, binary) in [
-        ("lx-agent.service", "lx-agent"),
-        ("lx-server.service", "lx-server"),
+    for (name, binaries) in [
+        (
+            "lx-agent.service",
+            &[
+                "/var/lib/lx-agent/releases/previous",
+                "/var/lib/lx-agent/releases/current",
+            ][..],
+        ),
+        ("lx-server.service", &["/usr/local/bin/lx-server"][..]),
     ] {
-        let text = std::fs::read_to_string(root.join(name)).unwrap();
-        assert!(
-            text.contains(&format!("/usr/local/bin/{binary} ")),
-            "{name}"
-        );
+        let mut text = std::fs::read_to_string(root.join(name)).unwrap();
+        for binary in binaries {
+            assert!(text.contains(&format!("{binary} ")), "{name}: {binary}");
+            text = text.replace(binary, "/bin/true");
+        }
         let path = dir.path().join(name);
-        std::fs::write(
-            &path,
-            text.replace(&format!("/usr/local/bin/{binary}"), "/bin/true"),
-        )
-        .unwrap();
+        std::fs::write(&path, text).unwrap();
         units.push(path);
     }
     let out = Command::new("systemd-analyze")
@@ -169,6 +171,8 @@ fn systemd_accepts_both_units() {
         "NoNewPrivileges=yes",
         "SupplementaryGroups=dialout video",
         "StateDirectory=lx-agent",
+        "TimeoutStartSec=",
+        "RestartForceExitStatus=75",
     ] {
         assert!(agent.contains(key), "lx-agent.service lacks {key}");
     }
