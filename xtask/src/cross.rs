@@ -219,11 +219,21 @@ pub(crate) fn run(target: &str, test: bool) -> anyhow::Result<()> {
 
 /// Builds every target it can; says which it could not, and why.
 fn build_all(target: &str, test: bool) -> anyhow::Result<()> {
+    each_target(target, "cross builds", |t| build_one(t, test).map(|_| ()))
+}
+
+/// Runs `work` for every target `name` covers, going on past a failure;
+/// says which targets it did and which it could not, and why.
+pub(crate) fn each_target(
+    name: &str,
+    what: &str,
+    mut work: impl FnMut(Target) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut failed = Vec::new();
-    let mut built = Vec::new();
-    for t in Target::by_name(target)? {
-        match build_one(t, test) {
-            Ok(()) => built.push(t.triple),
+    let mut done = Vec::new();
+    for t in Target::by_name(name)? {
+        match work(t) {
+            Ok(()) => done.push(t.triple),
             Err(e) => {
                 eprintln!("\n{}: not built: {e:#}", t.triple);
                 failed.push(format!("{}: {e:#}", t.triple));
@@ -231,11 +241,11 @@ fn build_all(target: &str, test: bool) -> anyhow::Result<()> {
         }
     }
     header(&format!(
-        "cross builds: built {}; not built {}",
-        if built.is_empty() {
+        "{what}: built {}; not built {}",
+        if done.is_empty() {
             "none".to_owned()
         } else {
-            built.join(", ")
+            done.join(", ")
         },
         if failed.is_empty() {
             "none".to_owned()
@@ -250,7 +260,9 @@ fn build_all(target: &str, test: bool) -> anyhow::Result<()> {
     }
 }
 
-fn build_one(t: Target, test: bool) -> anyhow::Result<()> {
+/// Builds, strips and describes one target's agent; returns the stripped
+/// binary.
+pub(crate) fn build_one(t: Target, test: bool) -> anyhow::Result<PathBuf> {
     let binary = t.build_agent()?;
     let (stripped, size) = t.strip(&binary)?;
     let file = Command::new("file").arg(&stripped).output();
@@ -266,7 +278,7 @@ fn build_one(t: Target, test: bool) -> anyhow::Result<()> {
     if test {
         t.test_agent()?;
     }
-    Ok(())
+    Ok(stripped)
 }
 
 /// Debian 12 cannot always hold a target's GStreamer dev packages beside

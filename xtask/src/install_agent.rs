@@ -3,6 +3,11 @@
 //! the `lx-agent` user and its state directory — under `--root` (`/` on the
 //! device itself; a staging directory for an image). An existing config is
 //! kept: reinstalling updates the binary and the unit only.
+//!
+//! The build goes where over-the-air updates swap it (docs/agent.md,
+//! "Updates"): `/var/lib/lx-agent/releases/lx-agent-<version>`, with the
+//! `current` and `previous` links the unit starts and judges updates with,
+//! and `/usr/local/bin/lx-agent` a link to `current`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +34,15 @@ fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
     std::fs::rename(&tmp, to).with_context(|| format!("installing {}", to.display()))
+}
+
+/// Points `releases/<name>` at `target` by renaming a fresh link over it.
+fn link(releases: &Path, name: &str, target: &Path) -> anyhow::Result<()> {
+    let fresh = releases.join(format!(".{name}.new"));
+    let _ = std::fs::remove_file(&fresh);
+    std::os::unix::fs::symlink(target, &fresh)?;
+    std::fs::rename(&fresh, releases.join(name))
+        .with_context(|| format!("linking {}", releases.join(name).display()))
 }
 
 pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
@@ -70,8 +84,26 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     let root = &options.root;
     let at = |p: &str| root.join(p.trim_start_matches('/'));
     header(&format!("installing lx-agent under {}", root.display()));
-    copy(&binary, &at("/usr/local/bin/lx-agent"), 0o755)?;
-    println!("    /usr/local/bin/lx-agent");
+    let releases = at("/var/lib/lx-agent/releases");
+    let name = format!("lx-agent-{}", env!("CARGO_PKG_VERSION"));
+    copy(&binary, &releases.join(&name), 0o755)?;
+    let current = releases.join("current");
+    let before = std::fs::read_link(&current).ok();
+    link(
+        &releases,
+        "previous",
+        before.as_deref().unwrap_or(Path::new(&name)),
+    )?;
+    link(&releases, "current", Path::new(&name))?;
+    println!("    /var/lib/lx-agent/releases/{name} (current)");
+    let bin = at("/usr/local/bin/lx-agent");
+    if let Some(dir) = bin.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(&bin);
+    std::os::unix::fs::symlink("/var/lib/lx-agent/releases/current", &bin)
+        .with_context(|| format!("linking {}", bin.display()))?;
+    println!("    /usr/local/bin/lx-agent -> /var/lib/lx-agent/releases/current");
     let config = at("/etc/lx-agent/agent.toml");
     if config.exists() {
         println!("    /etc/lx-agent/agent.toml kept (it exists)");
@@ -108,7 +140,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         }
         stream_ok(
             "chown lx-agent /var/lib/lx-agent",
-            Command::new("chown").args(["lx-agent:lx-agent", "/var/lib/lx-agent"]),
+            Command::new("chown").args(["-R", "lx-agent:lx-agent", "/var/lib/lx-agent"]),
         )?;
         let _ = Command::new("systemctl").arg("daemon-reload").status();
         header("next");
@@ -118,7 +150,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     } else {
         header("next, on the device as root");
         println!("    {user_cmd}");
-        println!("    chown lx-agent:lx-agent /var/lib/lx-agent");
+        println!("    chown -R lx-agent:lx-agent /var/lib/lx-agent");
         println!("    edit /etc/lx-agent/agent.toml (server.url, device.name, gps.port, video)");
         println!("    {enroll}");
         println!("    systemctl daemon-reload && systemctl enable --now lx-agent");

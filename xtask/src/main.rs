@@ -8,6 +8,7 @@
 //! - `cargo xtask cross` — `lx-agent` for aarch64 and armv7 (`--test`: its
 //!   tests under qemu-user).
 //! - `cargo xtask install-agent` — lay out a device (binary, config, unit).
+//! - `cargo xtask release-agent` — signed update artefacts for the ARM boards.
 
 mod bench;
 mod cross;
@@ -19,6 +20,7 @@ mod install_agent;
 mod npm;
 mod postgres;
 mod python;
+mod release_agent;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -86,6 +88,19 @@ enum Task {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Build lx-agent for the ARM boards and sign each build with the
+    /// fleet's update key, for the `update` command.
+    ReleaseAgent {
+        /// The update key (64 hex digits); created, owner-only, when missing.
+        #[arg(long, default_value = ".lx/update.key")]
+        key: PathBuf,
+        /// aarch64, armv7 or all.
+        #[arg(long, default_value = "all")]
+        target: String,
+        /// Where the artefacts and their manifests go.
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
+    },
 }
 
 fn main() {
@@ -104,6 +119,11 @@ fn main() {
             root,
             profile,
             target,
+        }),
+        Task::ReleaseAgent { key, target, out } => release_agent::run(&release_agent::Options {
+            key: root().join(key),
+            target,
+            out: root().join(out),
         }),
     };
     if let Err(err) = result {
