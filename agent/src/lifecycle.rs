@@ -291,7 +291,11 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
                 stats.lock().await.fleet_messages += 1;
                 if let (Some(Inbound::Command { id, command }), Some(link)) = (message, &link) {
                     let fitness = (battery.percent(), health.temperature_c());
-                    let done = execute(&api, me, &mut core, command, (&links, &updates), fitness).await;
+                    // An update's download may take minutes: a stop does not wait for it.
+                    let done = tokio::select! {
+                        done = execute(&api, me, &mut core, command, (&links, &updates), fitness) => done,
+                        _ = shutdown.changed() => return,
+                    };
                     let (ack, exit) = match done {
                         Ok(exit) => (CommandAck::ok(id), exit),
                         Err(error) => (CommandAck::failed(id, error), None),

@@ -677,4 +677,58 @@ mod tests {
         );
         assert_eq!(releases.guard(1_040_000).unwrap(), Verdict::Start);
     }
+
+    #[tokio::test]
+    async fn a_new_build_is_confirmed_by_its_first_heartbeat_or_exits_failed_at_the_deadline() {
+        use std::sync::Arc;
+        use tokio::sync::{Mutex, mpsc, watch};
+        let dir = tempfile::tempdir().unwrap();
+        let releases = Releases::new(dir.path());
+        std::fs::create_dir_all(releases.dir()).unwrap();
+        let now = crate::wall_now_ms();
+        let run = |deadline_ms: i64, sent: u64| {
+            let mut p = pending(1);
+            p.swapped_at_ms = now - 1000;
+            p.deadline_ms = deadline_ms;
+            write_json(&releases.path(PENDING), &p).unwrap();
+            let stats = Arc::new(Mutex::new(crate::status::TelemetryStats {
+                sent,
+                ..Default::default()
+            }));
+            let (outcome_tx, outcome_rx) = watch::channel(None);
+            let (exit_tx, mut exit_rx) = mpsc::channel(1);
+            let (_stop_tx, stop_rx) = watch::channel(false);
+            let task =
+                confirm_when_heard(releases.clone(), p, stats, (outcome_tx, exit_tx), stop_rx);
+            async move {
+                task.await;
+                (
+                    outcome_rx.borrow().clone(),
+                    exit_rx.try_recv().ok(),
+                    _stop_tx,
+                )
+            }
+        };
+        let (outcome, exit, _) = run(now + 60_000, 1).await;
+        assert_eq!(outcome.unwrap().outcome, UpdateOutcome::Installed);
+        assert_eq!(exit, None);
+        assert!(releases.pending().unwrap().is_none());
+        assert_eq!(
+            releases.last_outcome().unwrap().unwrap().outcome,
+            UpdateOutcome::Installed
+        );
+
+        let (outcome, exit, _) = run(now - 1, 0).await;
+        assert_eq!(outcome, None);
+        match exit {
+            Some(crate::status::Exit::Unconfirmed(why)) => {
+                assert!(why.contains("no heartbeat was accepted"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            releases.pending().unwrap().is_some(),
+            "the guard, not the new build, rolls back"
+        );
+    }
 }

@@ -28,33 +28,56 @@ use super::{enrollment_token, live_session, operator_of};
 /// The test's start timeout: the unit's TimeoutStartSec, shortened.
 const START_TIMEOUT: Duration = Duration::from_secs(8);
 /// The version the second builds carry: newer than this one.
-fn next_version() -> String {
+pub(super) fn next_version() -> String {
     let v = semver::Version::parse(lx_agent::VERSION).unwrap();
     format!("{}.{}.{}-update.test", v.major, v.minor, v.patch + 1)
 }
 
-/// Builds lx-agent again with `env` set at compile time, in a target
-/// directory of its own beside the test's (so the binaries the other tests
-/// run are not touched, and the next run reuses it).
-fn build_agent(env: &[(&str, &str)], out: &Path) {
+/// The agent's builds the tests push.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Build {
+    /// The next version.
+    Newer,
+    /// The next version, hanging at start without READY.
+    HangsAtStart,
+}
+
+/// Builds lx-agent again as `build` (its version and switches set at
+/// compile time) and copies it to `out`. Each build has a target directory
+/// of its own beside the test's: the binaries the other tests run are not
+/// touched, and the next run finds it built.
+pub(super) fn build_agent(build: Build, out: &Path) {
+    let version = next_version();
+    let (name, env): (&str, Vec<(&str, &str)>) = match build {
+        Build::Newer => ("newer", vec![("LX_AGENT_VERSION", &version)]),
+        Build::HangsAtStart => (
+            "hangs",
+            vec![
+                ("LX_AGENT_VERSION", &version),
+                ("LX_AGENT_TEST_HANG_AT_START", "1"),
+            ],
+        ),
+    };
     let own = PathBuf::from(env!("CARGO_BIN_EXE_lx-agent"));
     let target = own
         .parent()
         .and_then(Path::parent)
         .unwrap()
-        .join("update-test");
+        .join("update-test")
+        .join(name);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
+    let status = Command::new(cargo)
         .current_dir(workspace)
         .args(["build", "-p", "lx-agent", "--bin", "lx-agent"])
         .args(["--no-default-features", "--target-dir"])
         .arg(&target)
         .env_remove("LX_AGENT_TEST_HANG_AT_START")
-        .envs(env.iter().copied());
-    let status = build.status().expect("cargo");
-    assert!(status.success(), "building the update test's agent");
+        .env_remove("LX_AGENT_VERSION")
+        .envs(env)
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building the update test's {name} agent");
     std::fs::copy(target.join("debug/lx-agent"), out).unwrap();
 }
 
@@ -322,17 +345,10 @@ async fn a_signed_build_is_installed_over_the_fleet_link_and_a_broken_one_rolled
     let (new_build, hanging_build) = (dir.path().join("new"), dir.path().join("hangs"));
     let version = next_version();
     let builds = {
-        let (new_build, hanging_build, version) =
-            (new_build.clone(), hanging_build.clone(), version.clone());
+        let (new_build, hanging_build) = (new_build.clone(), hanging_build.clone());
         tokio::task::spawn_blocking(move || {
-            build_agent(&[("LX_AGENT_VERSION", &version)], &new_build);
-            build_agent(
-                &[
-                    ("LX_AGENT_VERSION", &version),
-                    ("LX_AGENT_TEST_HANG_AT_START", "1"),
-                ],
-                &hanging_build,
-            );
+            build_agent(Build::Newer, &new_build);
+            build_agent(Build::HangsAtStart, &hanging_build);
         })
     };
 
@@ -564,4 +580,178 @@ async fn a_signed_build_is_installed_over_the_fleet_link_and_a_broken_one_rolled
     // And it serves: a session goes LIVE on the new build.
     live_session(&f.t, &consumer, BOGOTA, 300).await;
     drop(supervisor);
+}
+
+/// A `/healthz` that says the agent serves `session`.
+fn healthz_serving(session: Uuid) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let body = json!({"status": "ok", "lifecycle": {"serving": session}}).to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    address
+}
+
+/// An operator on the device runs `lx-agent update FILE`, and the unit's
+/// guard (the previous build's `update-guard`) gives the new build one
+/// start: all as the real binaries.
+#[test]
+fn an_operator_installs_a_signed_file_and_the_guard_gives_it_one_start() {
+    use lx_protocol::update::UpdateManifest;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let new_build = dir.path().join("lx-agent-new");
+    build_agent(Build::Newer, &new_build);
+    let releases = lx_agent::update::Releases::new(&state);
+    let first = releases
+        .install_first(Path::new(env!("CARGO_BIN_EXE_lx-agent")), lx_agent::VERSION)
+        .unwrap();
+    let key = SigningKey::from_slice(&[0x11; 32]).unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[update]\nsigner = \"{}\"\n[health]\nlisten = \"127.0.0.1:1\"\n",
+            Address::from_signing_key(&key)
+        ),
+    )
+    .unwrap();
+    let bytes = std::fs::read(&new_build).unwrap();
+    let sha256 = sha256_hex(&bytes);
+    let manifest = |target: &str, signed_by: &SigningKey| UpdateManifest {
+        version: next_version(),
+        target: target.to_owned(),
+        file: "lx-agent-new".into(),
+        size: bytes.len() as u64,
+        sha256: sha256.clone(),
+        signature: lx_protocol::update::sign(signed_by, target, &sha256),
+        signer: Address::from_signing_key(signed_by),
+    };
+    let write_manifest = |name: &str, m: &UpdateManifest| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_json::to_vec(m).unwrap()).unwrap();
+        path
+    };
+    let agent = |link: &str, args: &[&std::ffi::OsStr], health: Option<&str>| {
+        let mut c = Command::new(releases.dir().join(link));
+        c.arg("--config")
+            .arg(&config)
+            .args(args)
+            .env(
+                "LX_AGENT__DEVICE__STATE_DIR",
+                format!("\"{}\"", state.display()),
+            )
+            .env("RUST_LOG", "info");
+        if let Some(health) = health {
+            c.env("LX_AGENT__HEALTH__LISTEN", format!("\"{health}\""));
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let update = |file: &Path, manifest: &Path, health: Option<&str>| {
+        agent(
+            "current",
+            &[
+                "update".as_ref(),
+                file.as_os_str(),
+                "--manifest".as_ref(),
+                manifest.as_os_str(),
+            ],
+            health,
+        )
+    };
+    let good = write_manifest("good.json", &manifest(lx_agent::TARGET, &key));
+    let tampered = dir.path().join("tampered");
+    std::fs::write(&tampered, [&bytes[..], b"!"].concat()).unwrap();
+    let stranger = SigningKey::from_slice(&[0x22; 32]).unwrap();
+    for (file, manifest, health, says) in [
+        (
+            &tampered,
+            good.clone(),
+            None,
+            format!("not the {sha256} its manifest names"),
+        ),
+        (
+            &new_build,
+            write_manifest("riscv.json", &manifest("riscv64gc-unknown-linux-gnu", &key)),
+            None,
+            format!(
+                "built for riscv64gc-unknown-linux-gnu, this device runs {}",
+                lx_agent::TARGET
+            ),
+        ),
+        (
+            &new_build,
+            write_manifest("stranger.json", &manifest(lx_agent::TARGET, &stranger)),
+            None,
+            "not by the fleet's update key".to_owned(),
+        ),
+        (
+            &new_build,
+            good.clone(),
+            Some(healthz_serving(Uuid::from_u128(7))),
+            format!("serves session {}", Uuid::from_u128(7)),
+        ),
+    ] {
+        let (ok, said) = update(file, &manifest, health.as_deref());
+        assert!(!ok && said.contains(&says), "{says}: {said}");
+        assert_eq!(
+            std::fs::read_link(releases.dir().join("current"))
+                .unwrap()
+                .to_string_lossy(),
+            first
+        );
+        assert!(releases.pending().unwrap().is_none());
+    }
+
+    let (ok, said) = update(&new_build, &good, None);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains(&format!("installed lx-agent {}", next_version())),
+        "{said}"
+    );
+    let installed = format!("lx-agent-{}-{}", next_version(), &sha256[..8]);
+    let link = |name: &str| {
+        std::fs::read_link(releases.dir().join(name))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_eq!(
+        (link("current"), link("previous")),
+        (installed.clone(), first.clone())
+    );
+    let (ok, said) = update(&new_build, &good, None);
+    assert!(
+        !ok && said.contains("still waiting to be confirmed"),
+        "{said}"
+    );
+
+    // The unit's ExecStartPre, twice: one start for the new build, then back.
+    let guard = || agent("previous", &["update-guard".as_ref()], None);
+    let (ok, said) = guard();
+    assert!(ok, "{said}");
+    assert_eq!(releases.pending().unwrap().unwrap().starts, 1);
+    assert_eq!(link("current"), installed);
+    let (ok, said) = guard();
+    assert!(ok && said.contains("rolled back"), "{said}");
+    assert_eq!(link("current"), first);
+    let last = releases.last_outcome().unwrap().unwrap();
+    assert_eq!(last.outcome, lx_protocol::update::UpdateOutcome::RolledBack);
+    assert!(releases.pending().unwrap().is_none());
 }
