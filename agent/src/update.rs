@@ -334,21 +334,39 @@ pub async fn update_from_url(
 ) -> Result<String, Refusal> {
     check_signature(config, &request.sha256, &request.signature)?;
     check_ready(releases)?;
+    let fetched = download(&request.url, config, &releases.path(DOWNLOAD)).await;
+    install_fetched(releases, config, fetched, &request.sha256, now_ms, |got| {
+        format!(
+            "the artefact's SHA-256 is {got}, not the {} the command names",
+            request.sha256
+        )
+    })
+    .await
+}
+
+/// The end both ways in share: what `fetched` left in `download.part`
+/// must hash to `sha256`; then it is installed. Nothing is left behind
+/// when it is not.
+async fn install_fetched(
+    releases: &Releases,
+    config: &UpdateConfig,
+    fetched: Result<String, Refusal>,
+    sha256: &str,
+    now_ms: i64,
+    mismatch: impl FnOnce(&str) -> String,
+) -> Result<String, Refusal> {
     let staged = releases.path(DOWNLOAD);
-    let got = match download(&request.url, config, &staged).await {
-        Ok(got) => got,
+    let got = match fetched {
+        Ok(got) if got == sha256 => got,
+        Ok(got) => {
+            let _ = std::fs::remove_file(&staged);
+            return Err(mismatch(&got));
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&staged);
             return Err(e);
         }
     };
-    if got != request.sha256 {
-        let _ = std::fs::remove_file(&staged);
-        return Err(format!(
-            "the artefact's SHA-256 is {got}, not the {} the command names",
-            request.sha256
-        ));
-    }
     releases
         .install(
             &staged,
@@ -379,30 +397,14 @@ pub async fn update_from_file(
         .map_err(|e| format!("the manifest's sha256 {e}"))?;
     check_signature(config, &sha256, &manifest.signature)?;
     check_ready(releases)?;
-    let staged = releases.path(DOWNLOAD);
-    let copied = copy_hashing(file, &staged, config.max_bytes);
-    let got = match copied {
-        Ok(got) => got,
-        Err(e) => {
-            let _ = std::fs::remove_file(&staged);
-            return Err(e);
-        }
-    };
-    if got != sha256 {
-        let _ = std::fs::remove_file(&staged);
-        return Err(format!(
+    let fetched = copy_hashing(file, &releases.path(DOWNLOAD), config.max_bytes);
+    install_fetched(releases, config, fetched, &sha256, now_ms, |got| {
+        format!(
             "{}'s SHA-256 is {got}, not the {sha256} its manifest names",
             file.display()
-        ));
-    }
-    releases
-        .install(
-            &staged,
-            &got,
-            Duration::from_secs(config.confirm_within_s),
-            now_ms,
         )
-        .await
+    })
+    .await
 }
 
 fn check_signature(

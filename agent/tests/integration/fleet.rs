@@ -69,6 +69,13 @@ async fn agent(f: &Fleet, state: &std::path::Path) -> lx_agent::config::Config {
     config
 }
 
+/// The ack says the command failed, with `says` in its error.
+pub(super) fn assert_refused(ack: &serde_json::Value, says: &str) {
+    assert_eq!(ack["ok"], false, "{ack}");
+    let error = ack["error"].as_str().unwrap_or_default();
+    assert!(error.contains(says), "{says:?} not in {ack}");
+}
+
 pub(super) async fn command(
     f: &Fleet,
     acks: &mut Subscriber,
@@ -129,11 +136,7 @@ async fn the_fleet_manager_sees_the_agent_and_drives_it_with_mosquittos_clients(
         })
         .await;
     let ack = command(&f, &mut watch, device, "c2", json!({"cmd": "fly"})).await;
-    assert_eq!(ack["ok"], false);
-    assert!(
-        ack["error"].as_str().unwrap().contains("unknown cmd 'fly'"),
-        "{ack}"
-    );
+    assert_refused(&ack, "unknown cmd 'fly'");
     let ack = command(
         &f,
         &mut watch,
@@ -198,14 +201,7 @@ async fn the_fleet_manager_sees_the_agent_and_drives_it_with_mosquittos_clients(
         json!({"cmd": "end", "args": {"sessionId": id}}),
     )
     .await;
-    assert_eq!(ack["ok"], false, "{ack}");
-    assert!(
-        ack["error"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("locked by {holder}")),
-        "{ack}"
-    );
+    assert_refused(&ack, &format!("locked by {holder}"));
     let state = f.t.session(&consumer, &id).await["state"].clone();
     assert!(
         state == "ASSIGNED" || state == "LIVE",
@@ -415,14 +411,7 @@ async fn the_fleet_manager_asks_for_a_devices_logs_and_its_admin_reads_them() {
         json!({"cmd": "logs", "args": {"lines": 100000}}),
     )
     .await;
-    assert_eq!(ack["ok"], false, "{ack}");
-    assert!(
-        ack["error"]
-            .as_str()
-            .unwrap()
-            .contains("args.lines must be 1 to 5000"),
-        "{ack}"
-    );
+    assert_refused(&ack, "args.lines must be 1 to 5000");
 
     let ack = command(
         &f,

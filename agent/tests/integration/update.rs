@@ -22,7 +22,7 @@ use sha2::Digest;
 use uuid::Uuid;
 
 use super::common::BOGOTA;
-use super::fleet::{Fleet, WAIT, command, fleet};
+use super::fleet::{Fleet, WAIT, assert_refused, command, fleet};
 use super::{enrollment_token, live_session, operator_of};
 
 /// The test's start timeout: the unit's TimeoutStartSec, shortened.
@@ -445,9 +445,7 @@ async fn a_signed_build_is_installed_over_the_fleet_link_and_a_broken_one_rolled
     ];
     for (id, body, says) in refusals {
         let ack = command(&f, &mut watch, device.id, id, body).await;
-        assert_eq!(ack["ok"], false, "{ack}");
-        let error = ack["error"].as_str().unwrap();
-        assert!(error.contains(says), "{id}: {error}");
+        assert_refused(&ack, says);
         device.untouched(&first, &supervisor, 1, id);
     }
 
@@ -461,14 +459,7 @@ async fn a_signed_build_is_installed_over_the_fleet_link_and_a_broken_one_rolled
         update_args(&format!("{url}/new"), &new_sha, &update_key),
     )
     .await;
-    assert_eq!(ack["ok"], false, "{ack}");
-    assert!(
-        ack["error"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("serves session {session}")),
-        "{ack}"
-    );
+    assert_refused(&ack, &format!("serves session {session}"));
     device.untouched(&first, &supervisor, 1, "during a LIVE session");
     f.t.post(
         format!("/sessions/{session}/end"),
