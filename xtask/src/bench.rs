@@ -9,6 +9,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("dispatch", "lx-server", "test-support"),
     ("telemetry", "lx-server", "test-support"),
     ("agent", "lx-agent", ""),
+    ("live", "lx-agent", ""),
     ("media", "lx-server", "test-support"),
     ("settle", "lx-server", "test-support"),
     ("mqtt", "lx-server", "test-support"),

@@ -58,7 +58,7 @@ enum Task {
         #[arg(long, default_value_t = 600)]
         seconds: u64,
     },
-    /// Run one benchmark by name (known: dispatch, telemetry, agent, media, settle, mqtt, abuse).
+    /// Run one benchmark by name (known: dispatch, telemetry, agent, live, media, settle, mqtt, abuse).
     Bench {
         /// The benchmark to run.
         name: String,

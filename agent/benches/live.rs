@@ -1,0 +1,213 @@
+//! Eyes-on-a-point benchmark (`cargo xtask bench live`).
+//!
+//! What a consumer feels: from its dispatch call until the session reads
+//! LIVE. The server runs in this process on the built-in media plane (real
+//! GStreamer ingest, LIVE on the first decoded frame), with Mosquitto for
+//! the fleet link; the device is the release `lx-agent` process with the
+//! test camera at 640x480/30, once with VP8 and once with H.264. Twenty
+//! sessions one after another per codec, each a fresh WHIP resource (the
+//! previous session ended and its publisher left). The state is polled
+//! every 5 ms.
+//!
+//! Prints per codec `BENCH live.<codec>_dispatch_to_live_p50_s=…` and
+//! `…_p95_s`, and over both `BENCH live.dispatch_to_live_p50_s=…` and
+//! `BENCH live.dispatch_to_live_p95_s=…`.
+
+// A benchmark fails by panicking, helpers included.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../server/tests/common/mod.rs"]
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Actor, BOGOTA, TestApp};
+use lx_server::mqtt::test_broker::TestBroker;
+use serde_json::json;
+use uuid::Uuid;
+
+const SESSIONS: usize = 20;
+const MEDELLIN: (f64, f64) = (6.2442, -75.5812);
+const POLL: Duration = Duration::from_millis(5);
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn operator_connected(t: &TestApp, supplier: &Actor, name: &str) -> bool {
+    let list = t
+        .get(
+            format!("/workspaces/{}/operators", supplier.workspace_id),
+            supplier.auth(),
+        )
+        .await
+        .ok();
+    list.data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|op| op["name"] == name && op["connected"] == true && op["position"].is_object())
+}
+
+/// The device of `codec`: enrolled, running, connected with a position.
+async fn start_agent(
+    t: &TestApp,
+    supplier: &Actor,
+    (codec, at): (&str, (f64, f64)),
+    dir: &std::path::Path,
+) -> Agent {
+    let binary = env!("CARGO_BIN_EXE_lx-agent");
+    let name = format!("bench-{codec}");
+    let envs: Vec<(String, String)> = [
+        (
+            "SERVER__URL",
+            format!("\"{}\"", t.base.trim_end_matches("/api/v1")),
+        ),
+        (
+            "DEVICE__STATE_DIR",
+            format!("\"{}\"", dir.join(codec).display()),
+        ),
+        ("DEVICE__NAME", format!("\"{name}\"")),
+        ("HEALTH__LISTEN", "\"127.0.0.1:0\"".into()),
+        ("LOG__FILTER", "\"warn\"".into()),
+        ("GPS__SOURCE", "\"simulated\"".into()),
+        ("GPS__SIMULATED__KIND", "\"hover\"".into()),
+        ("GPS__SIMULATED__LAT", at.0.to_string()),
+        ("GPS__SIMULATED__LNG", at.1.to_string()),
+        ("TELEMETRY__IDLE_INTERVAL_MS", "1000".into()),
+        ("VIDEO__ENABLED", "true".into()),
+        ("VIDEO__SOURCE", "\"test\"".into()),
+        ("VIDEO__CODEC", format!("\"{codec}\"")),
+        ("VIDEO__WIDTH", "640".into()),
+        ("VIDEO__HEIGHT", "480".into()),
+        ("VIDEO__FPS", "30".into()),
+        ("VIDEO__ICE__LOCAL_ADDRESSES", "[\"127.0.0.1\"]".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("LX_AGENT__{k}"), v))
+    .collect();
+    let token = t
+        .post(
+            format!("/workspaces/{}/enrollment-tokens", supplier.workspace_id),
+            supplier.auth(),
+            json!({}),
+        )
+        .await
+        .ok()
+        .data()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let enrolled = Command::new(binary)
+        .args(["enroll", "--token", &token])
+        .envs(envs.clone())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(enrolled.success(), "lx-agent enroll");
+    let agent = Agent(
+        Command::new(binary)
+            .arg("run")
+            .envs(envs)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !operator_connected(t, supplier, &name).await {
+        assert!(Instant::now() < deadline, "{name} did not connect");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    agent
+}
+
+/// Seconds from the dispatch call until the session reads LIVE, per session.
+async fn measure(t: &TestApp, consumer: &Actor, at: (f64, f64)) -> Vec<f64> {
+    let builtin = t.builtin.clone().unwrap();
+    let mut seconds = Vec::new();
+    for _ in 0..SESSIONS {
+        let id = t.request(consumer, at, 300).await;
+        let started = Instant::now();
+        t.post(
+            format!("/sessions/{id}/dispatch"),
+            consumer.auth(),
+            json!({}),
+        )
+        .await
+        .ok();
+        loop {
+            let s = t.session(consumer, &id).await;
+            if s["state"] == "LIVE" {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{id} not LIVE within 30 s: {s}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        seconds.push(started.elapsed().as_secs_f64());
+        t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+            .await
+            .ok();
+        let session: Uuid = id.parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while builtin.peers(session).0 {
+            assert!(Instant::now() < deadline, "the publisher of {id} stayed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    seconds
+}
+
+fn report(label: &str, seconds: &mut [f64]) -> (f64, f64) {
+    seconds.sort_by(f64::total_cmp);
+    let (p50, p95) = (percentile(seconds, 50.0), percentile(seconds, 95.0));
+    println!(
+        "{label}: {} sessions, dispatch → LIVE min {:.3} s, p50 {p50:.3} s, p95 {p95:.3} s, max {:.3} s",
+        seconds.len(),
+        seconds[0],
+        seconds[seconds.len() - 1]
+    );
+    (p50, p95)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker = TestBroker::configure(&dir.path().join("broker")).unwrap();
+        let t = TestApp::spawn_with_media(|c| broker.apply(c)).await;
+        broker.start().unwrap();
+        let consumer = t.consumer("bench-consumer").await;
+        let mut all = Vec::new();
+        // A device per codec, far apart: each dispatch finds the one meant.
+        for (codec, at) in [("vp8", BOGOTA), ("h264", MEDELLIN)] {
+            let supplier = t.supplier(&format!("bench-fleet-{codec}"), at, true).await;
+            let agent = start_agent(&t, &supplier, (codec, at), dir.path()).await;
+            let mut seconds = measure(&t, &consumer, at).await;
+            drop(agent);
+            let (p50, p95) = report(codec, &mut seconds);
+            println!("BENCH live.{codec}_dispatch_to_live_p50_s={p50:.3}");
+            println!("BENCH live.{codec}_dispatch_to_live_p95_s={p95:.3}");
+            all.extend(seconds);
+        }
+        let (p50, p95) = report("both codecs", &mut all);
+        println!("BENCH live.dispatch_to_live_p50_s={p50:.3}");
+        println!("BENCH live.dispatch_to_live_p95_s={p95:.3}");
+    });
+}
