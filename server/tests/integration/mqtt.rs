@@ -80,10 +80,22 @@ async fn a_device_reaches_only_its_own_topics_and_strangers_cannot_connect() {
         Account::new(broker.port, "nobody", "guess"),
         Account::new(broker.port, &a_user, "not-the-password"),
     ] {
-        let out = stranger.publish("lx/v1/anything", "{}").await;
-        assert!(!out.status.success(), "{stranger:?} connected");
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(said.contains("not authorised"), "{said}");
+        // mosquitto_pub now and then reports the refused CONNECT as a
+        // protocol error (the broker closed first): every try must fail,
+        // and the broker's own reason must come within three.
+        let mut said = Vec::new();
+        for _ in 0..3 {
+            let out = stranger.publish("lx/v1/anything", "{}").await;
+            assert!(!out.status.success(), "{stranger:?} connected");
+            said.push(String::from_utf8_lossy(&out.stderr).into_owned());
+            if said.last().is_some_and(|s| s.contains("not authorised")) {
+                break;
+            }
+        }
+        assert!(
+            said.iter().any(|s| s.contains("not authorised")),
+            "{said:?}"
+        );
     }
 
     // A's commands reach A, not B subscribing to them.
