@@ -19,7 +19,9 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use std::process::{Child, Command, Stdio};
+#[path = "support/device.rs"]
+mod device;
+
 use std::time::{Duration, Instant};
 
 use common::{Actor, BOGOTA, TestApp};
@@ -31,105 +33,9 @@ const SESSIONS: usize = 20;
 const MEDELLIN: (f64, f64) = (6.2442, -75.5812);
 const POLL: Duration = Duration::from_millis(5);
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-async fn operator_connected(t: &TestApp, supplier: &Actor, name: &str) -> bool {
-    let list = t
-        .get(
-            format!("/workspaces/{}/operators", supplier.workspace_id),
-            supplier.auth(),
-        )
-        .await
-        .ok();
-    list.data()
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|op| op["name"] == name && op["connected"] == true && op["position"].is_object())
-}
-
-/// The device of `codec`: enrolled, running, connected with a position.
-async fn start_agent(
-    t: &TestApp,
-    supplier: &Actor,
-    (codec, at): (&str, (f64, f64)),
-    dir: &std::path::Path,
-) -> Agent {
-    let binary = env!("CARGO_BIN_EXE_lx-agent");
-    let name = format!("bench-{codec}");
-    let envs: Vec<(String, String)> = [
-        (
-            "SERVER__URL",
-            format!("\"{}\"", t.base.trim_end_matches("/api/v1")),
-        ),
-        (
-            "DEVICE__STATE_DIR",
-            format!("\"{}\"", dir.join(codec).display()),
-        ),
-        ("DEVICE__NAME", format!("\"{name}\"")),
-        ("HEALTH__LISTEN", "\"127.0.0.1:0\"".into()),
-        ("LOG__FILTER", "\"warn\"".into()),
-        ("GPS__SOURCE", "\"simulated\"".into()),
-        ("GPS__SIMULATED__KIND", "\"hover\"".into()),
-        ("GPS__SIMULATED__LAT", at.0.to_string()),
-        ("GPS__SIMULATED__LNG", at.1.to_string()),
-        ("TELEMETRY__IDLE_INTERVAL_MS", "1000".into()),
-        ("VIDEO__ENABLED", "true".into()),
-        ("VIDEO__SOURCE", "\"test\"".into()),
-        ("VIDEO__CODEC", format!("\"{codec}\"")),
-        ("VIDEO__WIDTH", "640".into()),
-        ("VIDEO__HEIGHT", "480".into()),
-        ("VIDEO__FPS", "30".into()),
-        ("VIDEO__ICE__LOCAL_ADDRESSES", "[\"127.0.0.1\"]".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("LX_AGENT__{k}"), v))
-    .collect();
-    let token = t
-        .post(
-            format!("/workspaces/{}/enrollment-tokens", supplier.workspace_id),
-            supplier.auth(),
-            json!({}),
-        )
-        .await
-        .ok()
-        .data()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let enrolled = Command::new(binary)
-        .args(["enroll", "--token", &token])
-        .envs(envs.clone())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(enrolled.success(), "lx-agent enroll");
-    let agent = Agent(
-        Command::new(binary)
-            .arg("run")
-            .envs(envs)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !operator_connected(t, supplier, &name).await {
-        assert!(Instant::now() < deadline, "{name} did not connect");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    agent
 }
 
 /// Seconds from the dispatch call until the session reads LIVE, per session.
@@ -198,7 +104,17 @@ fn main() {
         // A device per codec, far apart: each dispatch finds the one meant.
         for (codec, at) in [("vp8", BOGOTA), ("h264", MEDELLIN)] {
             let supplier = t.supplier(&format!("bench-fleet-{codec}"), at, true).await;
-            let agent = start_agent(&t, &supplier, (codec, at), dir.path()).await;
+            let mut settings = device::hovering_at(at);
+            settings.extend(device::test_camera(codec, 640, 480));
+            settings.push(("TELEMETRY__IDLE_INTERVAL_MS", "1000".into()));
+            let agent = device::start_agent(
+                &t,
+                &supplier,
+                &format!("bench-{codec}"),
+                &dir.path().join(codec),
+                &settings,
+            )
+            .await;
             let mut seconds = measure(&t, &consumer, at).await;
             drop(agent);
             let (p50, p95) = report(codec, &mut seconds);
