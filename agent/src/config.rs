@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use lx_protocol::api::DeviceKind;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_TOML: &str = include_str!("../../configs/agent-drone.toml");
 const ENV_PREFIX: &str = "LX_AGENT__";
@@ -122,7 +122,7 @@ pub struct LifecycleConfig {
     pub max_temperature_c: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CameraSource {
     /// GStreamer's `videotestsrc` (demos, tests, a bench without a camera).
@@ -134,7 +134,7 @@ pub enum CameraSource {
     Custom,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VideoConfig {
     pub enabled: bool,
@@ -152,6 +152,8 @@ pub struct VideoConfig {
     pub fps: u32,
     pub bitrate_kbps: u32,
     pub keyframe_interval_frames: u32,
+    /// Empty: this program.
+    pub worker_program: String,
     pub ice: IceSettings,
 }
 

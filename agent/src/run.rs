@@ -203,13 +203,12 @@ pub async fn run(
     match config.video.enabled {
         #[cfg(feature = "video")]
         true => {
-            let publisher = crate::video::publisher_config(&config.video)?;
-            let http = reqwest::Client::builder()
-                .build()
-                .context("building the WHIP client")?;
-            tasks.push(tokio::spawn(crate::video::run(
-                publisher,
-                http,
+            // Checked here so that a bad [video] stops the agent at start,
+            // not each worker.
+            crate::video::publisher_config(&config.video)?;
+            tasks.push(tokio::spawn(crate::video::supervise(
+                config.video.clone(),
+                (config.log.filter.clone(), config.log.format == "json"),
                 video_rx,
                 Arc::clone(&video_stats),
                 gone_tx,

@@ -8,6 +8,11 @@
 //! - Any failure (network, 5xx, a refused offer, the media pipeline dying)
 //!   → wait with exponential backoff, ask the shell for a fresh offer and
 //!   POST again to the same WHIP URL: the URL is stable for the session.
+//! - Trickle ICE: candidates found after the offer went out are PATCHed to
+//!   the resource as `application/trickle-ice-sdpfrag` with `If-Match` set
+//!   to the resource's `ETag`, one request at a time, queued until the
+//!   resource exists. A server that refuses PATCH (405, 422, 501) gets no
+//!   more, and later offers wait for every candidate instead.
 //! - `stop` → DELETE the resource, if there is one.
 
 use std::collections::VecDeque;
@@ -24,6 +29,8 @@ pub const GONE_AFTER_UNREACHABLE: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Method {
     Post,
+    /// Trickle ICE: a fragment with late candidates.
+    Patch,
     Delete,
 }
 
@@ -31,8 +38,10 @@ pub enum Method {
 pub struct Request {
     pub method: Method,
     pub url: String,
-    /// The SDP offer, for a POST.
+    /// The SDP offer, for a POST; the fragment, for a PATCH.
     pub body: Option<String>,
+    /// The resource's entity tag, for a PATCH.
+    pub if_match: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +55,14 @@ pub enum Input {
     Response {
         status: u16,
         location: Option<String>,
+        /// The `ETag` of a created resource.
+        etag: Option<String>,
         body: String,
         now: Instant,
+    },
+    /// Candidates found after the offer, as a trickle-ice-sdpfrag.
+    LateCandidates {
+        fragment: String,
     },
     /// The request last sent did not get an answer.
     Unreachable {
@@ -113,6 +128,14 @@ enum State {
     Stopped,
 }
 
+/// Whether the server takes trickled candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trickle {
+    Untried,
+    Taken,
+    Refused,
+}
+
 #[derive(Debug)]
 pub struct WhipClient {
     endpoint: String,
@@ -121,6 +144,12 @@ pub struct WhipClient {
     /// POSTs in a row that reached no server.
     unreachable: u32,
     outputs: VecDeque<Output>,
+    trickle: Trickle,
+    /// The running resource's ICE session tag.
+    etag: Option<String>,
+    /// Fragments waiting for the resource or for the PATCH in flight.
+    fragments: VecDeque<String>,
+    patching: bool,
 }
 
 /// `location` resolved against the URL it answered.
@@ -142,7 +171,55 @@ impl WhipClient {
             attempt: 0,
             unreachable: 0,
             outputs: VecDeque::new(),
+            trickle: Trickle::Untried,
+            etag: None,
+            fragments: VecDeque::new(),
+            patching: false,
         }
+    }
+
+    /// Whether an offer may go out before every candidate is found: no
+    /// server of this session refused trickle ICE yet.
+    pub fn trickles(&self) -> bool {
+        self.trickle != Trickle::Refused
+    }
+
+    /// PATCHes the next fragment if the resource can take one now.
+    fn send_fragment(&mut self) {
+        let State::Running { resource } = &self.state else {
+            return;
+        };
+        let Some(etag) = self.etag.clone() else {
+            self.fragments.clear();
+            return;
+        };
+        if self.patching || self.trickle == Trickle::Refused {
+            return;
+        }
+        if let Some(fragment) = self.fragments.pop_front() {
+            self.patching = true;
+            self.outputs.push_back(Output::Send(Request {
+                method: Method::Patch,
+                url: resource.clone(),
+                body: Some(fragment),
+                if_match: Some(etag),
+            }));
+        }
+    }
+
+    /// The answer to a PATCH: the next fragment goes, or none ever again.
+    fn patched(&mut self, status: Option<u16>) {
+        self.patching = false;
+        match status {
+            Some(200..=299) => self.trickle = Trickle::Taken,
+            Some(405 | 422 | 501) => {
+                self.trickle = Trickle::Refused;
+                self.fragments.clear();
+            }
+            // A stale tag or a refused fragment loses that fragment only.
+            _ => {}
+        }
+        self.send_fragment();
     }
 
     pub fn is_running(&self) -> bool {
@@ -162,6 +239,9 @@ impl WhipClient {
     }
 
     fn retry(&mut self, now: Instant, reason: String) {
+        self.etag = None;
+        self.fragments.clear();
+        self.patching = false;
         self.attempt += 1;
         let exp = MIN_BACKOFF.saturating_mul(1u32 << self.attempt.min(16).saturating_sub(1));
         let after = exp.min(MAX_BACKOFF);
@@ -178,6 +258,25 @@ impl WhipClient {
             // A server answered: whatever it said, the endpoint is there.
             self.unreachable = 0;
         }
+        if self.patching {
+            match input {
+                Input::Response { status, .. } => return self.patched(Some(status)),
+                Input::Unreachable { .. } => return self.patched(None),
+                _ => {}
+            }
+        }
+        if let Input::LateCandidates { fragment } = input {
+            let waiting_for_resource = matches!(
+                self.state,
+                State::AwaitingOffer { .. } | State::Posting { .. }
+            );
+            let running = matches!(self.state, State::Running { .. });
+            if self.trickle != Trickle::Refused && (waiting_for_resource || running) {
+                self.fragments.push_back(fragment);
+                self.send_fragment();
+            }
+            return;
+        }
         match (std::mem::replace(&mut self.state, State::Stopped), input) {
             (State::Stopped, _) => self.state = State::Stopped,
             (State::Running { resource }, Input::Stop { .. }) => {
@@ -186,6 +285,7 @@ impl WhipClient {
                     method: Method::Delete,
                     url: resource,
                     body: None,
+                    if_match: None,
                 }));
             }
             (State::Deleting, Input::Response { .. } | Input::Unreachable { .. })
@@ -198,6 +298,7 @@ impl WhipClient {
                     method: Method::Post,
                     url: url.clone(),
                     body: Some(sdp),
+                    if_match: None,
                 }));
                 self.state = State::Posting { url, redirects };
             }
@@ -206,6 +307,7 @@ impl WhipClient {
                 Input::Response {
                     status,
                     location,
+                    etag,
                     body,
                     now,
                 },
@@ -218,12 +320,15 @@ impl WhipClient {
                             resource: resource.clone(),
                         });
                         self.state = State::Running { resource };
+                        self.etag = etag;
+                        self.send_fragment();
                     }
                     None => self.retry(now, "201 without a usable Location".into()),
                 },
                 307 | 308 if redirects < MAX_REDIRECTS => {
                     match location.as_deref().and_then(|l| resolve(&url, l)) {
                         Some(next) => {
+                            self.fragments.clear();
                             self.outputs.push_back(Output::NeedOffer);
                             self.state = State::AwaitingOffer {
                                 url: next,
@@ -289,12 +394,14 @@ mod tests {
             vec![Output::Send(Request {
                 method: Method::Post,
                 url: WHIP.into(),
-                body: Some("v=0 offer".into())
+                body: Some("v=0 offer".into()),
+                if_match: None,
             })]
         );
         c.handle_input(Input::Response {
             status: 201,
             location: Some("/media/whip/tok123/r1".into()),
+            etag: None,
             body: "v=0 answer".into(),
             now: t0,
         });
@@ -322,6 +429,7 @@ mod tests {
                 c.handle_input(Input::Response {
                     status: 503,
                     location: None,
+                    etag: None,
                     body: String::new(),
                     now,
                 });
@@ -373,6 +481,7 @@ mod tests {
         c.handle_input(Input::Response {
             status: 503,
             location: None,
+            etag: None,
             body: String::new(),
             now: t0,
         });
@@ -403,6 +512,7 @@ mod tests {
         c.handle_input(Input::Response {
             status: 201,
             location: Some("r1".into()),
+            etag: None,
             body: "a".into(),
             now: t0,
         });
@@ -414,12 +524,141 @@ mod tests {
         ));
     }
 
+    fn patch(fragment: &str, etag: &str) -> Output {
+        Output::Send(Request {
+            method: Method::Patch,
+            url: "http://lx.example/media/whip/tok123/r1".into(),
+            body: Some(fragment.into()),
+            if_match: Some(etag.into()),
+        })
+    }
+
+    fn created(c: &mut WhipClient, now: Instant, etag: Option<&str>) {
+        c.handle_input(Input::Response {
+            status: 201,
+            location: Some("/media/whip/tok123/r1".into()),
+            etag: etag.map(str::to_string),
+            body: "v=0 answer".into(),
+            now,
+        });
+    }
+
+    fn answered(c: &mut WhipClient, status: u16, now: Instant) {
+        c.handle_input(Input::Response {
+            status,
+            location: None,
+            etag: None,
+            body: String::new(),
+            now,
+        });
+    }
+
+    #[test]
+    fn late_candidates_wait_for_the_resource_then_go_one_patch_at_a_time() {
+        let (mut c, t0) = build_client();
+        drain(&mut c);
+        c.handle_input(Input::LateCandidates {
+            fragment: "f1".into(),
+        });
+        assert_eq!(drain(&mut c), vec![], "no resource to PATCH yet");
+        created(&mut c, t0, Some("\"tag1\""));
+        let out = drain(&mut c);
+        assert_eq!(out.last(), Some(&patch("f1", "\"tag1\"")));
+        c.handle_input(Input::LateCandidates {
+            fragment: "f2".into(),
+        });
+        assert_eq!(drain(&mut c), vec![], "one PATCH in flight at a time");
+        answered(&mut c, 204, t0);
+        assert_eq!(drain(&mut c), vec![patch("f2", "\"tag1\"")]);
+        answered(&mut c, 412, t0);
+        assert!(
+            c.trickles(),
+            "a stale tag loses one fragment, not trickling"
+        );
+        assert!(c.is_running());
+        c.handle_input(Input::Stop { now: t0 });
+        assert!(matches!(
+            drain(&mut c).as_slice(),
+            [Output::Send(Request {
+                method: Method::Delete,
+                ..
+            })]
+        ));
+    }
+
+    #[test]
+    fn a_server_that_refuses_patch_gets_no_more_and_later_offers_wait_for_every_candidate() {
+        let (mut c, t0) = build_client();
+        drain(&mut c);
+        created(&mut c, t0, Some("\"t\""));
+        drain(&mut c);
+        for f in ["f1", "f2"] {
+            c.handle_input(Input::LateCandidates { fragment: f.into() });
+        }
+        assert_eq!(drain(&mut c), vec![patch("f1", "\"t\"")]);
+        answered(&mut c, 405, t0);
+        assert_eq!(drain(&mut c), vec![], "the queued fragment is dropped");
+        assert!(!c.trickles());
+        assert!(c.is_running(), "the session publishes on");
+        c.handle_input(Input::LateCandidates {
+            fragment: "f3".into(),
+        });
+        assert_eq!(drain(&mut c), vec![]);
+    }
+
+    #[test]
+    fn without_an_etag_no_fragment_is_sent_and_a_retry_forgets_the_old_ones() {
+        let (mut c, t0) = build_client();
+        drain(&mut c);
+        c.handle_input(Input::LateCandidates {
+            fragment: "f1".into(),
+        });
+        created(&mut c, t0, None);
+        assert!(
+            !drain(&mut c).iter().any(|o| matches!(
+                o,
+                Output::Send(Request {
+                    method: Method::Patch,
+                    ..
+                })
+            )),
+            "a PATCH needs If-Match"
+        );
+        let (mut c, t0) = build_client();
+        drain(&mut c);
+        c.handle_input(Input::LateCandidates {
+            fragment: "old".into(),
+        });
+        answered(&mut c, 503, t0);
+        drain(&mut c);
+        c.handle_input(Input::Tick {
+            now: t0 + MAX_BACKOFF,
+        });
+        c.handle_input(Input::Offer {
+            sdp: "v=0 offer 2".into(),
+            now: t0 + MAX_BACKOFF,
+        });
+        drain(&mut c);
+        created(&mut c, t0 + MAX_BACKOFF, Some("\"t2\""));
+        assert!(
+            !drain(&mut c).iter().any(|o| matches!(
+                o,
+                Output::Send(Request {
+                    method: Method::Patch,
+                    ..
+                })
+            )),
+            "the first offer's candidates are not the second's"
+        );
+    }
+
     #[test]
     fn stop_deletes_the_resource() {
         let (mut c, t0) = build_client();
         c.handle_input(Input::Response {
             status: 201,
             location: Some("r1".into()),
+            etag: None,
             body: "a".into(),
             now: t0,
         });
@@ -430,12 +669,14 @@ mod tests {
             vec![Output::Send(Request {
                 method: Method::Delete,
                 url: "http://lx.example/media/whip/r1".into(),
-                body: None
+                body: None,
+                if_match: None,
             })]
         );
         c.handle_input(Input::Response {
             status: 200,
             location: None,
+            etag: None,
             body: String::new(),
             now: t0,
         });
@@ -454,6 +695,7 @@ mod tests {
         c.handle_input(Input::Response {
             status: 307,
             location: Some("http://edge2.example/whip/x".into()),
+            etag: None,
             body: String::new(),
             now: t0,
         });

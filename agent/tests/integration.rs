@@ -22,6 +22,8 @@ mod rtsp;
 mod supervise;
 #[path = "integration/update.rs"]
 mod update;
+#[path = "integration/video_worker.rs"]
+mod video_worker;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +80,12 @@ fn agent_config_with(
             .iter()
             .map(|(k, v)| (format!("LX_AGENT__VIDEO__{k}"), v.clone())),
     );
+    // The agent runs inside the test binary; its video worker is the real
+    // lx-agent.
+    env.push((
+        "LX_AGENT__VIDEO__WORKER_PROGRAM".to_owned(),
+        format!("\"{}\"", env!("CARGO_BIN_EXE_lx-agent")),
+    ));
     Config::from_layers(None, env).unwrap()
 }
 

@@ -11,8 +11,10 @@
 //!   decoded.
 //! - [`viewer::Viewer`]: one WHEP viewer, its own pipeline fed with copies
 //!   of the ingest's frames, so a bad viewer never stalls the ingest.
+//! - [`trickle`]: trickle ICE and ICE restarts on either end (RFC 9725's
+//!   `PATCH` fragments). An answer carries every candidate; an offer may go
+//!   out with those found so far.
 //!
-//! Offers and answers are whole SDPs with every ICE candidate (no trickle).
 //! Nothing here reads a clock for a decision; callers stamp what they see.
 
 pub mod barcode;
@@ -22,6 +24,7 @@ pub mod publish;
 pub mod receive;
 pub mod sdp;
 pub mod testpattern;
+pub mod trickle;
 pub mod viewer;
 mod webrtc;
 

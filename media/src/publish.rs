@@ -10,6 +10,7 @@ use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection, WebRT
 use tokio::sync::watch;
 
 use crate::codec::Codec;
+use crate::trickle::Offering;
 use crate::webrtc::{self, IceConfig};
 use crate::{MediaError, barcode};
 
@@ -363,6 +364,7 @@ pub struct Publisher {
     h264_profile_level_id: Option<&'static str>,
     stats: Arc<PublishStats>,
     failed: watch::Receiver<Option<String>>,
+    ice: Offering,
 }
 
 impl Publisher {
@@ -430,6 +432,7 @@ impl Publisher {
         };
         let webrtc = by_name("webrtc")?;
         webrtc::configure(&webrtc, ice, 200)?;
+        let offering = Offering::watch(&webrtc);
 
         let stats = Arc::new(PublishStats::default());
         count_buffers(&by_name(counted)?, Arc::clone(&stats), |s, _| {
@@ -478,6 +481,7 @@ impl Publisher {
             h264_profile_level_id: None,
             stats,
             failed,
+            ice: offering,
         })
     }
 
@@ -488,8 +492,13 @@ impl Publisher {
 
     /// Creates the offer, gathers ICE and returns the SDP to POST.
     pub async fn offer(&self) -> Result<String, MediaError> {
-        webrtc::create_local(&self.webrtc, WebRTCSDPType::Offer).await?;
-        let sdp = webrtc::gathered_local_sdp(&self.webrtc).await?;
+        self.offer_within(webrtc::GATHER_TIMEOUT).await
+    }
+
+    /// The offer with the candidates found within `wait`; the later ones
+    /// come from [`Offering::take_late_candidates`] (trickle ICE).
+    pub async fn offer_within(&self, wait: std::time::Duration) -> Result<String, MediaError> {
+        let sdp = self.ice.offer(false, wait).await?;
         Ok(match self.h264_profile_level_id {
             Some(id) => crate::sdp::declare_h264_profile(&sdp, id),
             None => sdp,
@@ -499,7 +508,18 @@ impl Publisher {
     /// Applies the WHIP endpoint's answer.
     pub async fn accept_answer(&self, sdp: &str) -> Result<(), MediaError> {
         let answer = webrtc::parse_sdp(WebRTCSDPType::Answer, sdp)?;
-        webrtc::set_remote(&self.webrtc, &answer).await
+        webrtc::set_remote(&self.webrtc, &answer).await?;
+        self.ice.answered(sdp);
+        Ok(())
+    }
+
+    /// Trickle ICE and ICE restarts of this publisher's connection.
+    pub fn ice(&self) -> &Offering {
+        &self.ice
+    }
+
+    pub fn ice_mut(&mut self) -> &mut Offering {
+        &mut self.ice
     }
 
     pub fn stats(&self) -> &Arc<PublishStats> {

@@ -12,6 +12,7 @@ use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection, WebRT
 use crate::MediaError;
 use crate::codec::Codec;
 use crate::sdp::{self, VideoPayload};
+use crate::trickle::{Answering, Offering};
 use crate::webrtc::{self, IceConfig};
 
 /// One encoded picture (an access unit for H.264, with its parameter sets
@@ -57,6 +58,10 @@ pub struct Receiver {
     depayloader: Arc<Mutex<Option<gst::Element>>>,
     codecs: Vec<Codec>,
     codec: Option<Codec>,
+    /// Set when this end answered (an ingest) …
+    answering: Option<Answering>,
+    /// … or when it offered (a subscriber).
+    offering: Option<Offering>,
 }
 
 impl Receiver {
@@ -99,6 +104,8 @@ impl Receiver {
             depayloader,
             codecs: config.codecs.clone(),
             codec: None,
+            answering: None,
+            offering: None,
         })
     }
 
@@ -117,6 +124,7 @@ impl Receiver {
         webrtc::set_remote(&receiver.webrtc, &offer).await?;
         webrtc::create_local(&receiver.webrtc, WebRTCSDPType::Answer).await?;
         let answer = webrtc::gathered_local_sdp(&receiver.webrtc).await?;
+        receiver.answering = Some(Answering::new(&receiver.webrtc, &narrowed));
         Ok((receiver, answer))
     }
 
@@ -126,7 +134,17 @@ impl Receiver {
         config: &ReceiverConfig,
         sink: Arc<dyn FrameSink>,
     ) -> Result<(Self, String), MediaError> {
-        let receiver = Self::build(config, sink)?;
+        Self::offer_within(config, sink, crate::GATHER_TIMEOUT).await
+    }
+
+    /// [`Self::offer`] with the candidates found within `wait`; the later
+    /// ones come from [`Self::offering_mut`] (trickle ICE).
+    pub async fn offer_within(
+        config: &ReceiverConfig,
+        sink: Arc<dyn FrameSink>,
+        wait: std::time::Duration,
+    ) -> Result<(Self, String), MediaError> {
+        let mut receiver = Self::build(config, sink)?;
         let caps = offer_caps(&config.codecs);
         receiver
             .webrtc
@@ -134,8 +152,9 @@ impl Receiver {
                 "add-transceiver",
                 &[&WebRTCRTPTransceiverDirection::Recvonly, &caps],
             );
-        webrtc::create_local(&receiver.webrtc, WebRTCSDPType::Offer).await?;
-        let offer = webrtc::gathered_local_sdp(&receiver.webrtc).await?;
+        let offering = Offering::watch(&receiver.webrtc);
+        let offer = offering.offer(false, wait).await?;
+        receiver.offering = Some(offering);
         Ok((receiver, offer))
     }
 
@@ -145,7 +164,20 @@ impl Receiver {
         let desc = webrtc::parse_sdp(WebRTCSDPType::Answer, answer)?;
         webrtc::set_remote(&self.webrtc, &desc).await?;
         self.codec = Some(codec);
+        if let Some(offering) = &self.offering {
+            offering.answered(answer);
+        }
         Ok(())
+    }
+
+    /// Trickle ICE of an answering receiver (an ingest).
+    pub fn answering(&self) -> Option<&Answering> {
+        self.answering.as_ref()
+    }
+
+    /// Trickle ICE and restarts of an offering receiver (a subscriber).
+    pub fn offering_mut(&mut self) -> Option<&mut Offering> {
+        self.offering.as_mut()
     }
 
     /// The negotiated codec.

@@ -16,6 +16,7 @@ use crate::MediaError;
 use crate::codec::Codec;
 use crate::receive::EncodedFrame;
 use crate::sdp;
+use crate::trickle::Answering;
 use crate::webrtc::{self, IceConfig};
 
 /// How much a slow viewer may queue before its oldest frames go.
@@ -30,6 +31,7 @@ pub struct Viewer {
     failed: Arc<AtomicBool>,
     /// ICE found a working pair: the viewer is really there.
     connected: Arc<AtomicBool>,
+    ice: Answering,
 }
 
 impl Viewer {
@@ -115,11 +117,17 @@ impl Viewer {
             started: AtomicBool::new(false),
             failed,
             connected,
+            ice: Answering::new(&webrtc, &narrowed),
         };
         webrtc::set_remote(&webrtc, &offer).await?;
         webrtc::create_local(&webrtc, WebRTCSDPType::Answer).await?;
         let answer = webrtc::gathered_local_sdp(&webrtc).await?;
         Ok((viewer, answer))
+    }
+
+    /// Trickle ICE and restarts of this viewer's connection.
+    pub fn ice(&self) -> &Answering {
+        &self.ice
     }
 
     pub fn codec(&self) -> Codec {

@@ -1,7 +1,7 @@
 //! What every `webrtcbin` of ours shares: ICE settings, the promise-based
 //! signals as futures, and waiting for ICE gathering so that an SDP carries
-//! every candidate (WHIP and WHEP exchange one offer and one answer, no
-//! trickle).
+//! the candidates found (an answer every one; an offer those found within
+//! a short wait, the rest trickled: [`crate::trickle`]).
 
 use std::time::Duration;
 
@@ -120,6 +120,15 @@ async fn promise_signal(
     signal: &str,
     first: Option<&(dyn ToValue + Sync)>,
 ) -> Result<Option<gst::Structure>, MediaError> {
+    promise_signal_with(webrtc, signal, first, None).await
+}
+
+async fn promise_signal_with(
+    webrtc: &gst::Element,
+    signal: &str,
+    first: Option<&(dyn ToValue + Sync)>,
+    options: Option<gst::Structure>,
+) -> Result<Option<gst::Structure>, MediaError> {
     let (tx, rx) = oneshot::channel();
     let promise = gst::Promise::with_change_func(move |reply| {
         let reply = reply.map(|s| s.map(ToOwned::to_owned));
@@ -127,7 +136,7 @@ async fn promise_signal(
     });
     match first {
         Some(arg) => webrtc.emit_by_name::<()>(signal, &[arg, &promise]),
-        None => webrtc.emit_by_name::<()>(signal, &[&None::<gst::Structure>, &promise]),
+        None => webrtc.emit_by_name::<()>(signal, &[&options, &promise]),
     }
     let reply = tokio::time::timeout(SIGNAL_TIMEOUT, rx)
         .await
@@ -176,22 +185,57 @@ pub(crate) async fn create_local(
     webrtc: &gst::Element,
     kind: WebRTCSDPType,
 ) -> Result<(), MediaError> {
+    create_local_with(webrtc, kind, None).await
+}
+
+/// [`create_local`] with `create-offer`'s options (`ice-restart`).
+pub(crate) async fn create_local_with(
+    webrtc: &gst::Element,
+    kind: WebRTCSDPType,
+    options: Option<gst::Structure>,
+) -> Result<(), MediaError> {
+    let desc = create_description(webrtc, kind, options).await?;
+    set_local(webrtc, &desc).await
+}
+
+/// `create-offer` or `create-answer`, not set.
+pub(crate) async fn create_description(
+    webrtc: &gst::Element,
+    kind: WebRTCSDPType,
+    options: Option<gst::Structure>,
+) -> Result<WebRTCSessionDescription, MediaError> {
     let (signal, field) = match kind {
         WebRTCSDPType::Offer => ("create-offer", "offer"),
         _ => ("create-answer", "answer"),
     };
-    let reply = promise_signal(webrtc, signal, None)
+    let reply = promise_signal_with(webrtc, signal, None, options)
         .await?
         .ok_or_else(|| MediaError::Negotiation(format!("{signal} gave nothing")))?;
-    let desc = reply
+    reply
         .get::<WebRTCSessionDescription>(field)
-        .map_err(|_| MediaError::Negotiation(format!("{signal} gave no {field}")))?;
-    set_local(webrtc, &desc).await
+        .map_err(|_| MediaError::Negotiation(format!("{signal} gave no {field}")))
 }
 
 /// The local description once ICE gathering is complete (or after
 /// [`GATHER_TIMEOUT`] with the candidates found so far).
 pub(crate) async fn gathered_local_sdp(webrtc: &gst::Element) -> Result<String, MediaError> {
+    let sdp = local_sdp_within(webrtc, GATHER_TIMEOUT).await;
+    if webrtc.property::<WebRTCICEGatheringState>("ice-gathering-state")
+        != WebRTCICEGatheringState::Complete
+    {
+        tracing::warn!(
+            "ICE gathering incomplete after {GATHER_TIMEOUT:?}; sending the candidates found so far"
+        );
+    }
+    sdp
+}
+
+/// The local description once ICE gathering is complete or `wait` passed,
+/// with the candidates found so far.
+pub(crate) async fn local_sdp_within(
+    webrtc: &gst::Element,
+    wait: Duration,
+) -> Result<String, MediaError> {
     let (tx, rx) = oneshot::channel::<()>();
     let tx = std::sync::Mutex::new(Some(tx));
     let complete = move |w: &gst::Element| {
@@ -208,13 +252,8 @@ pub(crate) async fn gathered_local_sdp(webrtc: &gst::Element) -> Result<String, 
         webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| complete(w))
     };
     complete(webrtc);
-    let timed_out = tokio::time::timeout(GATHER_TIMEOUT, rx).await.is_err();
+    let _ = tokio::time::timeout(wait, rx).await;
     webrtc.disconnect(handler);
-    if timed_out {
-        tracing::warn!(
-            "ICE gathering incomplete after {GATHER_TIMEOUT:?}; sending the candidates found so far"
-        );
-    }
     let desc = webrtc
         .property::<Option<WebRTCSessionDescription>>("local-description")
         .ok_or_else(|| MediaError::Negotiation("no local description".into()))?;

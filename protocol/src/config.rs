@@ -4,7 +4,7 @@
 
 /// The `[… .ice]` section of the agent's and the server's configuration:
 /// how their WebRTC peers gather candidates.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IceSettings {
     pub stun_server: String,

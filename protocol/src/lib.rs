@@ -17,6 +17,7 @@ pub mod mqtt;
 pub mod private_file;
 pub mod proof;
 pub mod redact;
+pub mod sdpfrag;
 pub mod telemetry;
 pub mod time;
 pub mod update;

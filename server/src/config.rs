@@ -47,6 +47,7 @@ pub struct RateLimitsConfig {
     pub webhooks_per_minute: u32,
     pub telemetry_per_minute: u32,
     pub media_offers_per_minute: u32,
+    pub media_patches_per_minute: u32,
     pub quotes_per_minute: u32,
     pub mcp_per_minute: u32,
     /// A refusal is answered after this long: a client that ignores

@@ -50,6 +50,7 @@ pub enum Class {
     Webhook,
     Telemetry,
     MediaOffer,
+    MediaPatch,
     Quote,
     Mcp,
 }
@@ -76,6 +77,12 @@ pub fn classify(method: &Method, path: &str) -> Option<Class> {
                 && path.matches('/').count() == 3 =>
         {
             Some(Class::MediaOffer)
+        }
+        (&Method::PATCH, None)
+            if (path.starts_with("/media/whip/") || path.starts_with("/media/whep/"))
+                && path.matches('/').count() == 4 =>
+        {
+            Some(Class::MediaPatch)
         }
         (_, None) if path == "/mcp" || path.starts_with("/mcp/") => Some(Class::Mcp),
         _ => None,
@@ -111,6 +118,7 @@ impl RateLimits {
             (Class::Webhook, c.webhooks_per_minute),
             (Class::Telemetry, c.telemetry_per_minute),
             (Class::MediaOffer, c.media_offers_per_minute),
+            (Class::MediaPatch, c.media_patches_per_minute),
             (Class::Quote, c.quotes_per_minute),
             (Class::Mcp, c.mcp_per_minute),
         ]
@@ -308,6 +316,7 @@ mod tests {
             webhooks_per_minute: per_minute,
             telemetry_per_minute: per_minute,
             media_offers_per_minute: per_minute,
+            media_patches_per_minute: per_minute,
             quotes_per_minute: per_minute,
             mcp_per_minute: per_minute,
             refusal_delay_ms: 0,
@@ -335,6 +344,10 @@ mod tests {
             Some(Class::Telemetry)
         );
         assert_eq!(classify(&post, "/media/whep/abc"), Some(Class::MediaOffer));
+        assert_eq!(
+            classify(&Method::PATCH, "/media/whip/abc/r1"),
+            Some(Class::MediaPatch)
+        );
         assert_eq!(
             classify(&Method::DELETE, "/media/whep/abc/r1"),
             None,

@@ -39,6 +39,12 @@ pub enum MediaError {
     TooManyViewers(usize),
     #[error("no such WHIP or WHEP resource")]
     NoResource,
+    /// A trickle `PATCH` names an ICE session that is not the resource's
+    /// now (its `If-Match` is not the current `ETag`).
+    #[error(
+        "the resource's ICE session is {current}, not {given}: PATCH with the latest ETag, or If-Match: \"*\" to restart ICE"
+    )]
+    StaleIceSession { given: String, current: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +98,40 @@ pub struct LiveInput {
     pub whep_url: String,
 }
 
-/// An answered offer: the SDP answer and the resource to DELETE later.
+/// An answered offer: the SDP answer, the resource to DELETE later and the
+/// entity tag of its ICE session (what a trickle `PATCH` names in
+/// `If-Match`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
     pub answer: String,
     pub resource: String,
+    pub etag: Option<String>,
+}
+
+/// A trickle ICE `PATCH` to a resource (RFC 9725 §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IcePatch {
+    /// Late candidates for the ICE session tagged `if_match`.
+    Candidates {
+        if_match: String,
+        fragment: lx_protocol::sdpfrag::SdpFrag,
+    },
+    /// `If-Match: "*"` with new credentials: an ICE restart.
+    Restart {
+        fragment: lx_protocol::sdpfrag::SdpFrag,
+    },
+}
+
+/// What a `PATCH` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trickled {
+    Added,
+    /// ICE restarted: our fragment (new credentials and candidates) and
+    /// the new ICE session's tag.
+    Restarted {
+        answer: String,
+        etag: String,
+    },
 }
 
 #[async_trait]
@@ -133,6 +168,17 @@ pub trait MediaBackend: Send + Sync + 'static {
         _session_id: Uuid,
         _resource: &str,
     ) -> Result<(), MediaError> {
+        Err(MediaError::NotServed(endpoint.path()))
+    }
+
+    /// Trickle ICE and ICE restarts on a publisher or viewer resource.
+    async fn trickle(
+        &self,
+        endpoint: Endpoint,
+        _session_id: Uuid,
+        _resource: &str,
+        _patch: IcePatch,
+    ) -> Result<Trickled, MediaError> {
         Err(MediaError::NotServed(endpoint.path()))
     }
 

@@ -31,6 +31,8 @@ mod mqtt;
 mod mqtt_support;
 #[path = "integration/replicas.rs"]
 mod replicas;
+#[path = "integration/trickle.rs"]
+mod trickle;
 #[path = "integration/trust.rs"]
 mod trust;
 #[path = "integration/webhooks.rs"]

@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use lx_media::publish::{EncoderChoice, Publisher, PublisherConfig, VideoSource};
-use lx_media::{Codec, IceConfig};
+use lx_media::trickle::{LateCandidates, LocalIce, TRICKLE_WAIT};
+use lx_media::{Codec, GATHER_TIMEOUT, IceConfig};
 use tokio::sync::{Mutex, mpsc, watch};
 use uuid::Uuid;
 
@@ -58,8 +59,9 @@ pub fn publisher_config(v: &VideoConfig) -> anyhow::Result<PublisherConfig> {
     })
 }
 
-/// Runs until `shutdown`: publishes whatever `target` names.
-pub async fn run(
+/// Runs until `shutdown`: publishes whatever `target` names (in the worker
+/// process, one session).
+pub(super) async fn run(
     config: PublisherConfig,
     http: reqwest::Client,
     mut target: watch::Receiver<Option<Stream>>,
@@ -72,7 +74,7 @@ pub async fn run(
         let current = target.borrow_and_update().clone();
         {
             let mut s = stats.lock().await;
-            s.state = "idle";
+            s.state = "idle".into();
             s.session_id = current.as_ref().map(|c| c.session_id);
             s.bitrate_kbps = 0;
         }
@@ -118,6 +120,8 @@ async fn publish(
     let mut core = WhipClient::new(stream.whip_url.clone());
     let mut publisher: Option<Publisher> = None;
     let mut failures: Option<watch::Receiver<Option<String>>> = None;
+    let mut late: Option<LateCandidates> = None;
+    let mut trickled_any = false;
     let mut published_once = false;
     let mut ending: Option<Ended> = None;
     let mut rate = RateMeter::default();
@@ -134,11 +138,19 @@ async fn publish(
                         dispose(old);
                     }
                     failures = None;
-                    stats.lock().await.state = "connecting";
-                    match make_offer(config).await {
-                        Ok((p, sdp)) => {
+                    late = None;
+                    stats.lock().await.state = "connecting".into();
+                    let wait = if core.trickles() {
+                        TRICKLE_WAIT
+                    } else {
+                        GATHER_TIMEOUT
+                    };
+                    match make_offer(config, wait).await {
+                        Ok((mut p, sdp)) => {
                             stats.lock().await.encoder = Some(p.encoder().to_string());
                             failures = Some(p.failures());
+                            late = p.ice_mut().take_late_candidates();
+                            trickled_any = false;
                             publisher = Some(p);
                             core.handle_input(Input::Offer {
                                 sdp,
@@ -174,7 +186,7 @@ async fn publish(
                         s.reconnects += 1;
                     }
                     published_once = true;
-                    s.state = "publishing";
+                    s.state = "publishing".into();
                     tracing::info!(session = %stream.session_id, %resource, encoder = ?s.encoder, "video published");
                 }
                 Output::Retrying {
@@ -187,8 +199,9 @@ async fn publish(
                         dispose(old);
                     }
                     failures = None;
+                    late = None;
                     let mut s = stats.lock().await;
-                    s.state = "retrying";
+                    s.state = "retrying".into();
                     s.last_error = Some(reason);
                     s.bitrate_kbps = 0;
                 }
@@ -220,7 +233,26 @@ async fn publish(
                 None => std::future::pending().await,
             }
         };
+        let late_candidate = async {
+            match late.as_mut() {
+                Some(l) => l.next().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            found = late_candidate => match (found, &publisher) {
+                (Some(LocalIce::Candidate(candidate)), Some(p)) => {
+                    trickled_any = true;
+                    let fragment = p.ice().fragment(vec![candidate], false);
+                    core.handle_input(Input::LateCandidates { fragment });
+                }
+                (Some(LocalIce::Done), Some(p)) if trickled_any => {
+                    let fragment = p.ice().fragment(Vec::new(), true);
+                    core.handle_input(Input::LateCandidates { fragment });
+                }
+                (None, _) => late = None,
+                _ => {}
+            },
             _ = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -258,9 +290,15 @@ async fn publish(
     }
 }
 
-async fn make_offer(config: &PublisherConfig) -> Result<(Publisher, String), String> {
+async fn make_offer(
+    config: &PublisherConfig,
+    wait: Duration,
+) -> Result<(Publisher, String), String> {
     let publisher = Publisher::start(config).map_err(|e| e.to_string())?;
-    let sdp = publisher.offer().await.map_err(|e| e.to_string())?;
+    let sdp = publisher
+        .offer_within(wait)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((publisher, sdp))
 }
 
@@ -273,16 +311,30 @@ async fn send(http: &reqwest::Client, request: &Request) -> Input {
             .post(&request.url)
             .header(reqwest::header::CONTENT_TYPE, "application/sdp")
             .body(request.body.clone().unwrap_or_default()),
+        Method::Patch => http
+            .patch(&request.url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                lx_protocol::sdpfrag::CONTENT_TYPE,
+            )
+            .header(
+                reqwest::header::IF_MATCH,
+                request.if_match.clone().unwrap_or_default(),
+            )
+            .body(request.body.clone().unwrap_or_default()),
         Method::Delete => http.delete(&request.url),
     };
     match builder.timeout(WHIP_TIMEOUT).send().await {
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let header = |name| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let location = header(reqwest::header::LOCATION);
+            let etag = header(reqwest::header::ETAG);
             let body = resp.text().await.unwrap_or_default();
             if status >= 400 {
                 tracing::warn!(status, %body, url = %lx_protocol::redact::media_url(&request.url), "WHIP request refused");
@@ -290,6 +342,7 @@ async fn send(http: &reqwest::Client, request: &Request) -> Input {
             Input::Response {
                 status,
                 location,
+                etag,
                 body,
                 now: Instant::now(),
             }

@@ -21,7 +21,10 @@ use uuid::Uuid;
 
 use super::feed::{FeedMap, FeedSettings, from_media, lock, random_resource};
 use super::token::TokenKey;
-use super::{Endpoint, Frame, LiveInput, MediaBackend, MediaError, MediaEvent, Negotiated};
+use super::{
+    Endpoint, Frame, IcePatch, LiveInput, MediaBackend, MediaError, MediaEvent, Negotiated,
+    Trickled,
+};
 use crate::clock::Clock;
 use crate::store::MediaEndpoints;
 
@@ -146,8 +149,13 @@ impl BuiltinMedia {
             .await
             .map_err(from_media)?;
         let resource = random_resource();
-        feed.install(sink, receiver, resource.clone())?;
-        Ok(Negotiated { answer, resource })
+        let etag = random_resource();
+        feed.install(sink, receiver, resource.clone(), etag.clone())?;
+        Ok(Negotiated {
+            answer,
+            resource,
+            etag: Some(etag),
+        })
     }
 
     async fn view(&self, session_id: Uuid, offer: &str) -> Result<Negotiated, MediaError> {
@@ -158,8 +166,13 @@ impl BuiltinMedia {
             .await
             .map_err(from_media)?;
         let resource = random_resource();
-        slot.fill(resource.clone(), viewer);
-        Ok(Negotiated { answer, resource })
+        let etag = random_resource();
+        slot.fill(resource.clone(), viewer, etag.clone());
+        Ok(Negotiated {
+            answer,
+            resource,
+            etag: Some(etag),
+        })
     }
 }
 
@@ -226,6 +239,36 @@ impl MediaBackend for BuiltinMedia {
         match endpoint {
             Endpoint::Whip => feed.remove_source(resource),
             Endpoint::Whep => feed.remove_viewer(resource),
+        }
+    }
+
+    async fn trickle(
+        &self,
+        endpoint: Endpoint,
+        session_id: Uuid,
+        resource: &str,
+        patch: IcePatch,
+    ) -> Result<Trickled, MediaError> {
+        let feed = self.feeds.get(session_id).ok_or(MediaError::NoResource)?;
+        let (ice, tag) = feed.ice_of(endpoint, resource)?;
+        match patch {
+            IcePatch::Candidates { if_match, fragment } => {
+                if if_match != tag {
+                    return Err(MediaError::StaleIceSession {
+                        given: if_match,
+                        current: tag,
+                    });
+                }
+                ice.add_candidates(&fragment).map_err(from_media)?;
+                Ok(Trickled::Added)
+            }
+            IcePatch::Restart { fragment } => {
+                let answer = ice.restart(&fragment).await.map_err(from_media)?;
+                let etag = random_resource();
+                feed.retag(endpoint, resource, etag.clone());
+                tracing::info!(session = %session_id, endpoint = endpoint.path(), "ICE restarted");
+                Ok(Trickled::Restarted { answer, etag })
+            }
         }
     }
 

@@ -240,7 +240,7 @@ async fn subscribe(
         )));
     }
     receiver.accept_answer(&answer).await.map_err(from_media)?;
-    feed.install(sink, receiver, location)
+    feed.install(sink, receiver, location, String::new())
 }
 
 #[async_trait]

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, Weak};
 use lx_media::Codec;
 use lx_media::decode::{DecodeTo, Decoder};
 use lx_media::receive::{EncodedFrame, FrameSink, Receiver};
+use lx_media::trickle::Answering;
 use lx_media::viewer::Viewer;
 use lx_protocol::time::UnixMillis;
 use rand::RngCore;
@@ -29,7 +30,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 
 use super::flow::{Flow, FlowMonitor};
-use super::{Frame, MediaError, MediaEvent};
+use super::{Endpoint, Frame, MediaError, MediaEvent};
 use crate::clock::Clock;
 
 /// At most one key-frame request per this long.
@@ -52,6 +53,8 @@ pub(crate) struct Source {
     pub(crate) resource: String,
     pub(crate) receiver: Receiver,
     sink: Arc<FeedSink>,
+    /// The entity tag of its ICE session.
+    ice_tag: String,
 }
 
 impl Source {
@@ -91,6 +94,7 @@ struct Watcher {
     resource: String,
     viewer: Viewer,
     answered_ms: UnixMillis,
+    ice_tag: String,
 }
 
 /// A viewer slot held while an offer is negotiated; given back when dropped
@@ -102,7 +106,7 @@ pub(crate) struct ViewerSlot {
 
 impl ViewerSlot {
     /// The negotiated viewer takes the slot.
-    pub(crate) fn fill(mut self, resource: String, viewer: Viewer) {
+    pub(crate) fn fill(mut self, resource: String, viewer: Viewer, ice_tag: String) {
         let answered_ms = self.feed.clock.now_ms();
         let mut st = lock(&self.feed.state);
         st.reserved -= 1;
@@ -110,6 +114,7 @@ impl ViewerSlot {
             resource,
             viewer,
             answered_ms,
+            ice_tag,
         });
         self.held = false;
     }
@@ -281,6 +286,7 @@ impl Feed {
         sink: Arc<FeedSink>,
         receiver: Receiver,
         resource: String,
+        ice_tag: String,
     ) -> Result<(), MediaError> {
         let mut st = lock(&self.state);
         if st.generation != sink.generation {
@@ -294,6 +300,7 @@ impl Feed {
             resource,
             receiver,
             sink,
+            ice_tag,
         });
         st.last_keyframe_request_ms = None;
         drop(st);
@@ -351,6 +358,49 @@ impl Feed {
             feed: Arc::clone(self),
             held: true,
         })
+    }
+
+    /// The ICE end of a resource (the source's for WHIP, a viewer's for
+    /// WHEP) and its ICE session's tag.
+    pub(crate) fn ice_of(
+        &self,
+        endpoint: Endpoint,
+        resource: &str,
+    ) -> Result<(Answering, String), MediaError> {
+        let st = lock(&self.state);
+        let found = match endpoint {
+            Endpoint::Whip => st
+                .source
+                .as_ref()
+                .filter(|s| s.resource == resource)
+                .and_then(|s| Some((s.receiver.answering()?.clone(), s.ice_tag.clone()))),
+            Endpoint::Whep => st
+                .viewers
+                .iter()
+                .find(|w| w.resource == resource)
+                .map(|w| (w.viewer.ice().clone(), w.ice_tag.clone())),
+        };
+        found.ok_or(MediaError::NoResource)
+    }
+
+    /// A resource's ICE session restarted: its new tag.
+    pub(crate) fn retag(&self, endpoint: Endpoint, resource: &str, ice_tag: String) {
+        let mut st = lock(&self.state);
+        let tag = match endpoint {
+            Endpoint::Whip => st
+                .source
+                .as_mut()
+                .filter(|s| s.resource == resource)
+                .map(|s| &mut s.ice_tag),
+            Endpoint::Whep => st
+                .viewers
+                .iter_mut()
+                .find(|w| w.resource == resource)
+                .map(|w| &mut w.ice_tag),
+        };
+        if let Some(tag) = tag {
+            *tag = ice_tag;
+        }
     }
 
     /// Ends the source with this WHIP resource.

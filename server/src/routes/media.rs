@@ -1,7 +1,8 @@
 //! The WHIP (RFC 9725) and WHEP endpoints of a media backend that serves
 //! them itself: `/media/{whip|whep}/{token}` takes an SDP offer and answers
-//! `201 Created` with the SDP answer and the resource in `Location`;
-//! `DELETE` on the resource hangs up. The URL is the bearer: its token names
+//! `201 Created` with the SDP answer, the resource in `Location` and its ICE
+//! session's tag in `ETag`; `PATCH` on the resource trickles candidates or
+//! restarts ICE; `DELETE` hangs up. The URL is the bearer: its token names
 //! the session and carries a MAC. A URL is good while its session is
 //! ASSIGNED, LIVE or PAUSED. Errors use the API's envelope.
 
@@ -15,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::media::{Endpoint, MediaError};
+use crate::media::{Endpoint, IcePatch, MediaError, Trickled};
 
 fn endpoint(kind: &str) -> ApiResult<Endpoint> {
     match kind {
@@ -77,6 +78,13 @@ fn media_error(endpoint: Endpoint, err: &MediaError) -> Response {
         .with_detail(format!("{kind}:noPublisher")),
         MediaError::TooManyViewers(_) => ApiError::new(ErrorCode::VideoError, err.to_string())
             .with_detail(format!("{kind}:tooManyViewers")),
+        MediaError::StaleIceSession { .. } => {
+            return with_status(
+                ApiError::new(ErrorCode::InvalidInput, err.to_string())
+                    .with_detail(format!("{kind}:staleIceSession")),
+                StatusCode::PRECONDITION_FAILED,
+            );
+        }
         MediaError::Unavailable(why) => {
             tracing::warn!(endpoint = kind, %why, "media negotiation failed");
             ApiError::new(ErrorCode::VideoError, "Video service unavailable")
@@ -147,7 +155,7 @@ pub(super) async fn offer(
         .await
         .map_err(|e| media_error(endpoint, &e))?;
     let location = format!("/media/{kind}/{token}/{}", negotiated.resource);
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_string()),
@@ -156,7 +164,14 @@ pub(super) async fn offer(
         ],
         negotiated.answer,
     )
-        .into_response())
+        .into_response();
+    if let Some(etag) = negotiated
+        .etag
+        .and_then(|tag| HeaderValue::from_str(&format!("\"{tag}\"")).ok())
+    {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
 }
 
 pub(super) async fn hang_up(
@@ -175,19 +190,120 @@ pub(super) async fn hang_up(
     Ok(StatusCode::OK)
 }
 
-/// Trickle ICE and ICE restarts are not offered: every offer and answer
-/// carries all candidates, and a publisher recovers by POSTing again.
-pub(super) async fn patch(Path((kind, _, _)): Path<(String, String, String)>) -> Response {
-    let mut response = ApiError::new(
-        ErrorCode::InvalidInput,
-        "trickle ICE is not supported: send every candidate in the offer, and POST again to restart",
-    )
-    .with_detail(format!("{kind}:noTrickle"))
-    .into_response();
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+/// `PATCH` on a resource (RFC 9725 §4.3): late candidates for the ICE
+/// session its `If-Match` names (`204`), or, with `If-Match: "*"` and new
+/// credentials, an ICE restart answered with our fragment and a new `ETag`
+/// (`200`). A backend that does not serve the resource answers `405`.
+pub(super) async fn patch(
+    State(app): State<AppState>,
+    Path((kind, token, resource)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    use lx_protocol::sdpfrag::{self, SdpFrag};
+    let endpoint = endpoint(&kind).map_err(IntoResponse::into_response)?;
+    let session_id = app
+        .media
+        .session_of_token(endpoint, &token)
+        .ok_or_else(|| unknown_url().into_response())?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with(sdpfrag::CONTENT_TYPE)
+    {
+        return Err(with_status(
+            ApiError::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "Content-Type must be {}, not '{content_type}'",
+                    sdpfrag::CONTENT_TYPE
+                ),
+            )
+            .with_detail(format!("{kind}:contentType")),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ));
+    }
+    let Some(if_match) = headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return Err(with_status(
+            ApiError::new(
+                ErrorCode::InvalidInput,
+                "a trickle ICE PATCH needs If-Match: the resource's ETag for candidates, \"*\" for an ICE restart",
+            )
+            .with_detail(format!("{kind}:ifMatch")),
+            StatusCode::PRECONDITION_REQUIRED,
+        ));
+    };
+    let fragment = std::str::from_utf8(&body)
+        .map_err(|_| "not UTF-8".to_string())
+        .and_then(|text| SdpFrag::parse(text).map_err(|e| e.to_string()))
+        .map_err(|why| {
+            ApiError::new(ErrorCode::InvalidInput, format!("bad ICE fragment: {why}"))
+                .with_detail(format!("{kind}:sdpfrag"))
+                .into_response()
+        })?;
+    let patch = if if_match == "*" {
+        IcePatch::Restart { fragment }
+    } else {
+        IcePatch::Candidates {
+            if_match: if_match
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_string(),
+            fragment,
+        }
+    };
+    match app
+        .media
+        .trickle(endpoint, session_id, &resource, patch)
+        .await
+    {
+        Ok(Trickled::Added) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(Trickled::Restarted { answer, etag }) => Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, sdpfrag::CONTENT_TYPE.to_string()),
+                (header::ETAG, format!("\"{etag}\"")),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+            ],
+            answer,
+        )
+            .into_response()),
+        Err(MediaError::NotServed(_)) => {
+            let mut response = with_status(
+                ApiError::new(
+                    ErrorCode::InvalidInput,
+                    "this media backend takes no trickle ICE: send every candidate in the offer, and POST again to restart",
+                )
+                .with_detail(format!("{kind}:noTrickle")),
+                StatusCode::METHOD_NOT_ALLOWED,
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+            Err(response)
+        }
+        Err(MediaError::Refused(why)) => Err(ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("ICE fragment refused: {why}"),
+        )
+        .with_detail(format!("{kind}:sdpfrag"))
+        .into_response()),
+        Err(err) => Err(media_error(endpoint, &err)),
+    }
+}
+
+/// An error in the API's envelope with an HTTP status of its own.
+fn with_status(error: ApiError, status: StatusCode) -> Response {
+    let mut response = error.into_response();
+    *response.status_mut() = status;
     response
 }
 

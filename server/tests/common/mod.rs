@@ -136,6 +136,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         &mut r.webhooks_per_minute,
         &mut r.telemetry_per_minute,
         &mut r.media_offers_per_minute,
+        &mut r.media_patches_per_minute,
         &mut r.quotes_per_minute,
         &mut r.mcp_per_minute,
     ] {

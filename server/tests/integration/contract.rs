@@ -36,6 +36,7 @@ async fn schemathesis_finds_the_server_true_to_its_openapi_document() {
             &mut l.webhooks_per_minute,
             &mut l.telemetry_per_minute,
             &mut l.media_offers_per_minute,
+            &mut l.media_patches_per_minute,
             &mut l.quotes_per_minute,
             &mut l.auth_failures_per_minute,
         ] {

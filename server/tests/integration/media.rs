@@ -119,7 +119,7 @@ pub(crate) async fn publish(whip: &str, codec: Codec) -> (Publisher, String) {
     (publisher, location)
 }
 
-fn origin(url: &str) -> String {
+pub(crate) fn origin(url: &str) -> String {
     let parsed = reqwest::Url::parse(url).expect("url");
     parsed.origin().ascii_serialization()
 }
@@ -260,7 +260,7 @@ impl FrameSink for Count {
 }
 
 impl Count {
-    fn get(&self) -> usize {
+    pub(crate) fn get(&self) -> usize {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
