@@ -7,8 +7,9 @@
 //! 1. idle for 60 s, before any session: telemetry only, a heartbeat every
 //!    5 s, the fleet link up (`BENCH agent.rss_mb`, `BENCH agent.cpu_pct`);
 //! 2. serving a session for 60 s, publishing the test camera at
-//!    640x480/30 in H.264 over WHIP and signing every second
-//!    (`BENCH agent.serving_rss_mb`, `BENCH agent.serving_cpu_pct`).
+//!    640x480/30 in H.264 over WHIP and signing every second, the agent and
+//!    its video worker process together (`BENCH agent.serving_rss_mb`,
+//!    `BENCH agent.serving_cpu_pct`).
 //!
 //! CPU is in percent of one core; memory is the peak of one-second samples.
 //! With `LX_PYTHON` (set by `cargo xtask bench agent`) the device is a
@@ -107,9 +108,9 @@ fn main() {
         .await;
 
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let (rss_mb, cpu_pct) = agent.footprint(MEASURE).await;
+        let (rss_mb, cpu_pct, processes) = agent.footprint(MEASURE).await;
         println!(
-            "agent (pid {}) idle for {} s: peak RSS {rss_mb:.1} MB, CPU {cpu_pct:.2} % of one core",
+            "agent (pid {}) idle for {} s: peak RSS {rss_mb:.1} MB, CPU {cpu_pct:.2} % of one core, {processes} process(es)",
             agent.pid(),
             MEASURE.as_secs()
         );
@@ -125,7 +126,7 @@ fn main() {
         t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(20))
             .await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let (serving_rss_mb, serving_cpu_pct) = agent.footprint(MEASURE).await;
+        let (serving_rss_mb, serving_cpu_pct, processes) = agent.footprint(MEASURE).await;
         let samples = t
             .get(format!("/sessions/{id}/telemetry"), consumer.auth())
             .await
@@ -134,7 +135,7 @@ fn main() {
             .as_array()
             .map_or(0, Vec::len);
         println!(
-            "serving a LIVE session for {} s (test camera 640x480/30, H.264): peak RSS {serving_rss_mb:.1} MB, CPU {serving_cpu_pct:.2} % of one core, {samples} samples stored",
+            "serving a LIVE session for {} s (test camera 640x480/30, H.264), agent and video worker ({processes} processes): peak RSS {serving_rss_mb:.1} MB, CPU {serving_cpu_pct:.2} % of one core, {samples} samples stored",
             MEASURE.as_secs()
         );
         assert!(

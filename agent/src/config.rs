@@ -154,6 +154,8 @@ pub struct VideoConfig {
     pub keyframe_interval_frames: u32,
     /// Empty: this program.
     pub worker_program: String,
+    /// A worker waits prepared while the device would take an offer.
+    pub ready: bool,
     pub ice: IceSettings,
 }
 

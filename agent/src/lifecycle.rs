@@ -228,6 +228,9 @@ pub struct Shell {
     /// their `start` is asked again at once, for where their media are now.
     pub video_gone: Option<mpsc::Receiver<Uuid>>,
     pub updates: Updates,
+    /// Whether the device would take an offer now: reachable, taking
+    /// offers, fit and serving nothing (a ready video worker waits then).
+    pub standby: watch::Sender<bool>,
 }
 
 /// What the fleet's `update` needs, and where the lifecycle asks the agent
@@ -255,6 +258,7 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
         fleet,
         mut video_gone,
         updates,
+        standby,
     } = shell;
     let links = Links {
         session: session_tx,
@@ -275,6 +279,14 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
             &stats,
         )
         .await;
+        let would_take_an_offer = result.is_ok()
+            && core.taking_offers()
+            && core.serving().is_none()
+            && core
+                .refusal(battery.percent(), health.temperature_c())
+                .is_none();
+        standby
+            .send_if_modified(|s| std::mem::replace(s, would_take_an_offer) != would_take_an_offer);
         {
             let mut s = stats.lock().await;
             s.polls += 1;

@@ -89,6 +89,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (session_tx, session_rx) = watch::channel(None);
     let (video_tx, video_rx) = watch::channel(None);
+    let (standby_tx, standby_rx) = watch::channel(false);
     let (gone_tx, gone_rx) = tokio::sync::mpsc::channel(4);
     let (exit_tx, mut exit_rx) = mpsc::channel(1);
     let releases = Releases::new(&config.device.state_dir);
@@ -194,6 +195,7 @@ pub async fn run(
                 releases: releases.clone(),
                 exit: exit_tx.clone(),
             },
+            standby: standby_tx,
         },
         Lifecycle::new(config.lifecycle.auto_accept)
             .with_min_battery(config.lifecycle.min_battery_percent)
@@ -209,6 +211,7 @@ pub async fn run(
             tasks.push(tokio::spawn(crate::video::supervise(
                 config.video.clone(),
                 (config.log.filter.clone(), config.log.format == "json"),
+                standby_rx,
                 video_rx,
                 Arc::clone(&video_stats),
                 gone_tx,
@@ -216,7 +219,7 @@ pub async fn run(
             )));
         }
         _ => {
-            drop((video_rx, gone_tx));
+            drop((video_rx, gone_tx, standby_rx));
             tracing::info!("video.enabled = false: telemetry only");
         }
     }

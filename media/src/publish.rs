@@ -355,6 +355,8 @@ pub struct PublishStats {
 
 #[derive(Debug)]
 pub struct Publisher {
+    /// The pipeline as launched, a camera URL's password redacted.
+    description: String,
     pipeline: gst::Pipeline,
     webrtc: gst::Element,
     encoder: String,
@@ -370,6 +372,15 @@ pub struct Publisher {
 impl Publisher {
     /// Builds the pipeline and starts the camera; [`Self::offer`] next.
     pub fn start(config: &PublisherConfig) -> Result<Self, MediaError> {
+        let publisher = Self::prepare(config)?;
+        publisher.play()?;
+        Ok(publisher)
+    }
+
+    /// Builds the pipeline and takes it to PAUSED: the elements made, the
+    /// plugins loaded, the camera opened, nothing flowing. [`Self::play`]
+    /// starts it.
+    pub fn prepare(config: &PublisherConfig) -> Result<Self, MediaError> {
         crate::init()?;
         let encoder = pick_encoder(config.codec, &config.encoder, crate::has_element)?;
         let description = pipeline_description(config, &encoder);
@@ -380,7 +391,8 @@ impl Publisher {
                 .ok_or_else(|| MediaError::Pipeline("no element stamp".into()))?;
             barcode::stamp_wall_clock(&stamp, config.width, config.height);
         }
-        let mut publisher = Self::play(pipeline, &description, &config.ice, "encoder", encoder)?;
+        let mut publisher = Self::wire(pipeline, &description, &config.ice, "encoder", encoder)?;
+        publisher.pause()?;
         publisher.h264_profile_level_id = (config.codec == Codec::H264)
             .then(|| h264_profile_level_id(config.width, config.height, config.fps));
         Ok(publisher)
@@ -403,7 +415,8 @@ impl Publisher {
             .by_name("clip")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
             .ok_or_else(|| MediaError::Pipeline("no clip appsrc".into()))?;
-        let mut publisher = Self::play(pipeline, &description, ice, "clip", "clip".into())?;
+        let mut publisher = Self::wire(pipeline, &description, ice, "clip", "clip".into())?;
+        publisher.play()?;
         publisher.h264_profile_level_id =
             (clip.codec == Codec::H264).then_some(clip.profile_level_id);
         let weak = appsrc.downgrade();
@@ -415,9 +428,9 @@ impl Publisher {
         Ok(publisher)
     }
 
-    /// Wires counters and failure watches, makes the transceiver send-only
-    /// and starts the pipeline.
-    fn play(
+    /// Wires counters and failure watches and makes the transceiver
+    /// send-only.
+    fn wire(
         pipeline: gst::Pipeline,
         description: &str,
         ice: &IceConfig,
@@ -468,13 +481,8 @@ impl Publisher {
             let transceiver = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
             transceiver.set_property("direction", WebRTCRTPTransceiverDirection::Sendonly);
         }
-        pipeline.set_state(gst::State::Playing).map_err(|_| {
-            MediaError::Pipeline(format!(
-                "the camera pipeline does not start: {}",
-                lx_protocol::redact::url_credentials(description)
-            ))
-        })?;
         Ok(Self {
+            description: lx_protocol::redact::url_credentials(description).into_owned(),
             pipeline,
             webrtc,
             encoder,
@@ -483,6 +491,27 @@ impl Publisher {
             failed,
             ice: offering,
         })
+    }
+
+    fn pause(&self) -> Result<(), MediaError> {
+        self.pipeline.set_state(gst::State::Paused).map_err(|_| {
+            MediaError::Pipeline(format!(
+                "the camera pipeline does not get ready: {}",
+                self.description
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// Starts a prepared pipeline flowing.
+    pub fn play(&self) -> Result<(), MediaError> {
+        self.pipeline.set_state(gst::State::Playing).map_err(|_| {
+            MediaError::Pipeline(format!(
+                "the camera pipeline does not start: {}",
+                self.description
+            ))
+        })?;
+        Ok(())
     }
 
     /// The encoder element in use.

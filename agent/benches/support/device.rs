@@ -33,23 +33,52 @@ impl Agent {
     }
 
     /// Peak resident memory (MB) and CPU (% of one core) over `span`,
-    /// sampled every second.
-    pub(crate) async fn footprint(&self, span: Duration) -> (f64, f64) {
+    /// sampled every second, of the agent and its video worker together
+    /// (what the device pays), and the most processes seen at once.
+    pub(crate) async fn footprint(&self, span: Duration) -> (f64, f64, usize) {
         let pid = self.pid();
-        let cpu0 = cpu_ticks(pid).expect("agent stat");
+        let ticks = |pids: &[u32]| -> std::collections::HashMap<u32, u64> {
+            pids.iter()
+                .filter_map(|&p| Some((p, cpu_ticks(p)?)))
+                .collect()
+        };
+        let start = ticks(&family(pid));
         let t0 = Instant::now();
         let mut peak_kb = 0;
+        let mut most = 0;
+        let mut seen: std::collections::HashMap<u32, u64> = start.clone();
         while t0.elapsed() < span {
-            peak_kb = peak_kb.max(rss_kb(pid).expect("agent status"));
+            let now = family(pid);
+            most = most.max(now.len());
+            peak_kb = peak_kb.max(now.iter().filter_map(|&p| rss_kb(p)).sum::<u64>());
+            seen.extend(ticks(&now));
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let cpu1 = cpu_ticks(pid).expect("agent stat");
+        seen.extend(ticks(&family(pid)));
+        let used: u64 = seen
+            .iter()
+            .map(|(p, end)| end.saturating_sub(start.get(p).copied().unwrap_or(0)))
+            .sum();
         let wall = t0.elapsed().as_secs_f64();
         (
             peak_kb as f64 / 1024.0,
-            (cpu1 - cpu0) as f64 / TICKS_PER_SECOND / wall * 100.0,
+            used as f64 / TICKS_PER_SECOND / wall * 100.0,
+            most,
         )
     }
+}
+
+/// `pid` and its children (the video worker).
+fn family(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    pids.extend(
+        children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok()),
+    );
+    pids
 }
 
 fn cpu_ticks(pid: u32) -> Option<u64> {

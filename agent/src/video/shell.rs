@@ -63,6 +63,7 @@ pub fn publisher_config(v: &VideoConfig) -> anyhow::Result<PublisherConfig> {
 /// process, one session).
 pub(super) async fn run(
     config: PublisherConfig,
+    mut prepared: Option<Publisher>,
     http: reqwest::Client,
     mut target: watch::Receiver<Option<Stream>>,
     stats: Arc<Mutex<VideoStats>>,
@@ -81,6 +82,7 @@ pub(super) async fn run(
         if let Some(stream) = current {
             let done = publish(
                 &config,
+                prepared.take(),
                 &http,
                 &stream,
                 &mut target,
@@ -110,6 +112,7 @@ enum Ended {
 /// One session's publishing, until the target changes or shutdown.
 async fn publish(
     config: &PublisherConfig,
+    mut prepared: Option<Publisher>,
     http: &reqwest::Client,
     stream: &Stream,
     target: &mut watch::Receiver<Option<Stream>>,
@@ -145,7 +148,7 @@ async fn publish(
                     } else {
                         GATHER_TIMEOUT
                     };
-                    match make_offer(config, wait).await {
+                    match make_offer(config, prepared.take(), wait).await {
                         Ok((mut p, sdp)) => {
                             stats.lock().await.encoder = Some(p.encoder().to_string());
                             failures = Some(p.failures());
@@ -290,11 +293,20 @@ async fn publish(
     }
 }
 
+/// An offer from the prepared pipeline if there is one (it only has to
+/// start flowing), else from a new one.
 async fn make_offer(
     config: &PublisherConfig,
+    prepared: Option<Publisher>,
     wait: Duration,
 ) -> Result<(Publisher, String), String> {
-    let publisher = Publisher::start(config).map_err(|e| e.to_string())?;
+    let publisher = match prepared {
+        Some(p) => {
+            p.play().map_err(|e| e.to_string())?;
+            p
+        }
+        None => Publisher::start(config).map_err(|e| e.to_string())?,
+    };
     let sdp = publisher
         .offer_within(wait)
         .await

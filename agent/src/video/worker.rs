@@ -8,6 +8,14 @@
 //! exit. A worker that dies is started again after a backoff (0.5 s doubling
 //! to 30 s) while the session stays the target.
 //!
+//! With `video.ready`, a worker is also kept while the device would take an
+//! offer (the lifecycle's standby): its order names no session, so it
+//! prepares the camera pipeline (GStreamer loaded, elements made, paused)
+//! and waits for a [`Go`] line; a session then only sets it flowing. It is
+//! stopped when the device leaves standby (offline, unfit, unreachable);
+//! one whose camera fails while it waits ends with the reason, and the next
+//! is tried after the backoff.
+//!
 //! Why a process: GStreamer, once initialised, keeps its registry, plugins
 //! and threads for the life of the process. An agent waits far longer than
 //! it publishes, and its idle footprint is what a small board pays all day.
@@ -38,11 +46,29 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     pub video: VideoConfig,
-    pub session_id: Uuid,
-    pub whip_url: String,
+    /// The session to publish; `None`: prepare the pipeline and wait for a
+    /// [`Go`] line (`video.ready`).
+    pub go: Option<Go>,
     /// The agent's `log.filter` and `log.format == "json"`.
     pub log_filter: String,
     pub log_json: bool,
+}
+
+/// The session a worker publishes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Go {
+    pub session_id: Uuid,
+    pub whip_url: String,
+}
+
+impl From<&Stream> for Go {
+    fn from(s: &Stream) -> Self {
+        Self {
+            session_id: s.session_id,
+            whip_url: s.whip_url.clone(),
+        }
+    }
 }
 
 /// A worker's line on stdout.
@@ -55,18 +81,27 @@ pub enum Report {
 }
 
 /// The agent's side: runs a worker while `target` names a session, until
-/// `shutdown`.
+/// `shutdown`; with `video.ready`, also one that waits prepared while
+/// `standby` holds (the device would take an offer).
 pub async fn supervise(
     video: VideoConfig,
     log: (String, bool),
+    mut standby: watch::Receiver<bool>,
     mut target: watch::Receiver<Option<Stream>>,
     stats: Arc<Mutex<VideoStats>>,
     gone: mpsc::Sender<Uuid>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
+    let order = |go: Option<Go>| Order {
+        video: video.clone(),
+        go,
+        log_filter: log.0.clone(),
+        log_json: log.1,
+    };
     loop {
         let current = target.borrow_and_update().clone();
+        let ready = video.ready && *standby.borrow_and_update();
         {
             let mut s = stats.lock().await;
             s.state = "idle".into();
@@ -74,27 +109,37 @@ pub async fn supervise(
             s.bitrate_kbps = 0;
             s.worker_pid = None;
         }
-        let Some(stream) = current else {
-            failures = 0;
-            tokio::select! {
-                changed = target.changed() => if changed.is_err() { return },
-                _ = shutdown.changed() => return,
+        let ended = match current {
+            Some(stream) => match start(&order(Some(Go::from(&stream)))).await {
+                Ok(worker) => {
+                    tracing::info!(session = %stream.session_id, pid = worker.pid, "video worker started");
+                    follow(worker, &stream, &mut target, &stats, &gone, &mut shutdown).await
+                }
+                Err(err) => Ended::Died(format!("{err:#}")),
+            },
+            None if ready => match start(&order(None)).await {
+                Ok(worker) => {
+                    hold_ready(
+                        worker,
+                        &mut standby,
+                        &mut target,
+                        &stats,
+                        &gone,
+                        &mut shutdown,
+                    )
+                    .await
+                }
+                Err(err) => Ended::Died(format!("{err:#}")),
+            },
+            None => {
+                failures = 0;
+                tokio::select! {
+                    changed = target.changed() => if changed.is_err() { return },
+                    _ = standby.changed() => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
             }
-            continue;
-        };
-        let order = Order {
-            video: video.clone(),
-            session_id: stream.session_id,
-            whip_url: stream.whip_url.clone(),
-            log_filter: log.0.clone(),
-            log_json: log.1,
-        };
-        let ended = match start(&order).await {
-            Ok(worker) => {
-                tracing::info!(session = %stream.session_id, pid = worker.pid, "video worker started");
-                follow(worker, &stream, &mut target, &stats, &gone, &mut shutdown).await
-            }
-            Err(err) => Ended::Died(format!("{err:#}")),
         };
         match ended {
             Ended::Shutdown => return,
@@ -104,7 +149,7 @@ pub async fn supervise(
                 let after = MIN_BACKOFF
                     .saturating_mul(1u32 << failures.min(16).saturating_sub(1))
                     .min(MAX_BACKOFF);
-                tracing::warn!(session = %stream.session_id, %why, ?after, "the video worker ended; starting another");
+                tracing::warn!(%why, ?after, "the video worker ended; starting another");
                 {
                     let mut s = stats.lock().await;
                     s.state = "retrying".into();
@@ -118,6 +163,77 @@ pub async fn supervise(
                 }
             }
         }
+    }
+}
+
+/// Holds a prepared worker until a session comes (it is told to go and
+/// followed), the device leaves standby (it is stopped) or it dies.
+async fn hold_ready(
+    mut worker: Worker,
+    standby: &mut watch::Receiver<bool>,
+    target: &mut watch::Receiver<Option<Stream>>,
+    stats: &Mutex<VideoStats>,
+    gone: &mpsc::Sender<Uuid>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+    {
+        let mut s = stats.lock().await;
+        s.state = "preparing".into();
+        s.worker_pid = Some(worker.pid);
+    }
+    loop {
+        tokio::select! {
+            line = worker.lines.next_line() => match line {
+                Ok(Some(line)) => relay(&line, worker.pid, stats, gone).await,
+                _ => return Ended::Died(exit_of(&mut worker).await),
+            },
+            changed = target.changed() => {
+                let next = if changed.is_ok() { target.borrow().clone() } else { None };
+                if let Some(stream) = next {
+                    let mut line = match serde_json::to_vec(&Go::from(&stream)) {
+                        Ok(line) => line,
+                        Err(err) => return Ended::Died(err.to_string()),
+                    };
+                    line.push(b'\n');
+                    if let Err(err) = worker.stdin.write_all(&line).await {
+                        stop(worker, stats).await;
+                        return Ended::Died(format!("the ready worker took no session: {err}"));
+                    }
+                    tracing::info!(session = %stream.session_id, pid = worker.pid, "the ready video worker goes");
+                    return follow(worker, &stream, target, stats, gone, shutdown).await;
+                }
+            }
+            _ = standby.changed() => {
+                if !*standby.borrow() {
+                    stop(worker, stats).await;
+                    return Ended::Retargeted;
+                }
+            }
+            _ = shutdown.changed() => {
+                stop(worker, stats).await;
+                return Ended::Shutdown;
+            }
+        }
+    }
+}
+
+async fn relay(line: &str, pid: u32, stats: &Mutex<VideoStats>, gone: &mpsc::Sender<Uuid>) {
+    match serde_json::from_str::<Report>(line) {
+        Ok(Report::Stats(mut reported)) => {
+            reported.worker_pid = Some(pid);
+            *stats.lock().await = reported;
+        }
+        Ok(Report::Gone(id)) => {
+            let _ = gone.try_send(id);
+        }
+        Err(err) => tracing::warn!(%err, "a video worker line that is no report"),
+    }
+}
+
+async fn exit_of(worker: &mut Worker) -> String {
+    match worker.child.wait().await {
+        Ok(s) => format!("the video worker exited ({s})"),
+        Err(e) => format!("the video worker is lost: {e}"),
     }
 }
 
@@ -182,23 +298,8 @@ async fn follow(
     let ending = loop {
         tokio::select! {
             line = worker.lines.next_line() => match line {
-                Ok(Some(line)) => match serde_json::from_str::<Report>(&line) {
-                    Ok(Report::Stats(mut reported)) => {
-                        reported.worker_pid = Some(worker.pid);
-                        *stats.lock().await = reported;
-                    }
-                    Ok(Report::Gone(id)) => {
-                        let _ = gone.try_send(id);
-                    }
-                    Err(err) => tracing::warn!(%err, "a video worker line that is no report"),
-                },
-                _ => {
-                    let status = worker.child.wait().await;
-                    return Ended::Died(match status {
-                        Ok(s) => format!("the video worker exited ({s})"),
-                        Err(e) => format!("the video worker is lost: {e}"),
-                    });
-                }
+                Ok(Some(line)) => relay(&line, worker.pid, stats, gone).await,
+                _ => return Ended::Died(exit_of(&mut worker).await),
             },
             changed = target.changed() => {
                 let next = if changed.is_ok() { target.borrow().clone() } else { None };
@@ -256,25 +357,33 @@ pub async fn serve() -> anyhow::Result<()> {
         .context("log.filter")?;
     crate::logs::init(filter, order.log_json);
     let config = super::publisher_config(&order.video)?;
+    let mut stdout = tokio::io::stdout();
+    let (go, prepared) = match order.go {
+        Some(go) => (go, None),
+        None => match wait_ready(&config, &mut stdin, &mut stdout).await? {
+            Some(ready) => ready,
+            None => return Ok(()),
+        },
+    };
     let http = reqwest::Client::builder()
         .build()
         .context("building the WHIP client")?;
     let (_target_tx, target) = watch::channel(Some(Stream {
-        session_id: order.session_id,
-        whip_url: order.whip_url.clone(),
+        session_id: go.session_id,
+        whip_url: go.whip_url,
     }));
     let stats = Arc::new(Mutex::new(VideoStats::default()));
     let (gone_tx, mut gone_rx) = mpsc::channel(4);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut publishing = tokio::spawn(super::shell::run(
         config,
+        prepared,
         http,
         target,
         Arc::clone(&stats),
         gone_tx,
         stop_rx,
     ));
-    let mut stdout = tokio::io::stdout();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<VideoStats> = None;
@@ -301,6 +410,66 @@ pub async fn serve() -> anyhow::Result<()> {
     let now = stats.lock().await.clone();
     report(&mut stdout, &Report::Stats(now)).await?;
     Ok(())
+}
+
+type StdinLines = tokio::io::Lines<BufReader<tokio::io::Stdin>>;
+
+/// `video.ready`: prepares the pipeline, says so, and waits for the
+/// session (`Some`) or a stop (`None`). A camera that fails meanwhile
+/// ends the worker with the reason, for the agent to try again later.
+async fn wait_ready(
+    config: &lx_media::publish::PublisherConfig,
+    stdin: &mut StdinLines,
+    stdout: &mut tokio::io::Stdout,
+) -> anyhow::Result<Option<(Go, Option<lx_media::publish::Publisher>)>> {
+    let prepared = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || lx_media::publish::Publisher::prepare(&config))
+            .await
+            .context("preparing the pipeline")?
+    };
+    let publisher = match prepared {
+        Ok(p) => p,
+        Err(err) => {
+            let stats = VideoStats {
+                state: "failed".into(),
+                last_error: Some(err.to_string()),
+                ..VideoStats::default()
+            };
+            report(stdout, &Report::Stats(stats)).await?;
+            anyhow::bail!("the camera pipeline does not get ready: {err}");
+        }
+    };
+    let ready = VideoStats {
+        state: "ready".into(),
+        codec: config.codec.to_string(),
+        encoder: Some(publisher.encoder().to_string()),
+        ..VideoStats::default()
+    };
+    report(stdout, &Report::Stats(ready)).await?;
+    tracing::info!(encoder = publisher.encoder(), "video ready");
+    let mut failures = publisher.failures();
+    loop {
+        tokio::select! {
+            line = stdin.next_line() => match line {
+                Ok(Some(line)) if line.trim() != "stop" => match serde_json::from_str::<Go>(&line) {
+                    Ok(go) => return Ok(Some((go, Some(publisher)))),
+                    Err(err) => tracing::warn!(%err, "a line for the ready worker that is no session"),
+                },
+                _ => return Ok(None),
+            },
+            failed = failures.wait_for(Option::is_some) => {
+                let reason = failed.map(|r| r.clone().unwrap_or_default()).unwrap_or_default();
+                let stats = VideoStats {
+                    state: "failed".into(),
+                    last_error: Some(reason.clone()),
+                    ..VideoStats::default()
+                };
+                report(stdout, &Report::Stats(stats)).await?;
+                anyhow::bail!("the camera failed while ready: {reason}");
+            }
+        }
+    }
 }
 
 async fn report(stdout: &mut tokio::io::Stdout, report: &Report) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use lx_media::{Codec, IceConfig};
 use serde_json::json;
 
 use super::common::{BOGOTA, TestApp};
-use super::mavlink::free_port;
+use super::mavlink::{free_port, healthz};
 use super::{
     agent_config_with, assert_the_frame_is_the_bars, dispatched_until_live, enrollment_token,
     hovering_at, operator_of, server_url, spawn_agent, wait_until,
@@ -36,7 +36,10 @@ impl Drop for Camera {
 
 impl Camera {
     fn start() -> Self {
-        let port = free_port(false);
+        Self::start_on(free_port(false))
+    }
+
+    fn start_on(port: u16) -> Self {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rtsp/camera.py");
         // Debian's Python: PyGObject and the RTSP server's typelib are its packages.
         let mut child = std::process::Command::new("/usr/bin/python3")
@@ -207,4 +210,93 @@ async fn the_rtsp_camera_is_sent_as_constrained_baseline_and_a_wrong_password_is
         }
     );
     assert!(!debug.contains(wrong), "{debug}");
+}
+
+/// `video.ready`: the worker waits with the camera's pipeline prepared while
+/// the device is idle, goes at once when a session comes, and is ready
+/// again after it. A camera that goes away while the device is idle is
+/// reported, never fatal: the device stays online, and once the camera is
+/// back the session it was given goes LIVE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_worker_waits_prepared_and_a_camera_gone_while_idle_is_reported_not_fatal() {
+    let camera = Camera::start();
+    let t = TestApp::spawn_with_media(|_| {}).await;
+    let consumer = t.consumer("ready-viewer").await;
+    let supplier = t.supplier("ready-fleet", BOGOTA, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let video = [
+        ("ENABLED", "true".to_owned()),
+        ("READY", "true".to_owned()),
+        ("SOURCE", "\"rtsp\"".to_owned()),
+        ("RTSP_URL", format!("\"{}\"", camera.url(PASSWORD))),
+        ("CODEC", "\"h264\"".to_owned()),
+        ("WIDTH", "320".to_owned()),
+        ("HEIGHT", "240".to_owned()),
+        ("BITRATE_KBPS", "600".to_owned()),
+        ("ICE__LOCAL_ADDRESSES", "[\"127.0.0.1\"]".to_owned()),
+    ];
+    let mut config = agent_config_with(
+        &server_url(&t),
+        &dir.path().join("state"),
+        &hovering_at(BOGOTA),
+        &video,
+    );
+    let port = free_port(false);
+    config.health.listen = format!("127.0.0.1:{port}");
+    let token = enrollment_token(&t, &supplier).await;
+    lx_agent::run::enroll(&config, &token).await.unwrap();
+    let (stop, agent) = spawn_agent(config);
+    let ready = || async {
+        let h = healthz(port).await;
+        h["video"]["state"] == "ready" && h["video"]["workerPid"].is_u64()
+    };
+    wait_until("a ready worker", 30, ready).await;
+    let first = healthz(port).await["video"]["workerPid"].clone();
+
+    let id = dispatched_until_live(&t, &consumer, Duration::from_secs(30)).await;
+    assert_eq!(
+        healthz(port).await["video"]["workerPid"],
+        first,
+        "the ready worker itself publishes"
+    );
+    assert_the_frame_is_the_bars(&t, &consumer, &id).await;
+    t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+        .await
+        .ok();
+    wait_until("a ready worker again after the session", 30, || async {
+        ready().await && healthz(port).await["video"]["workerPid"] != first
+    })
+    .await;
+
+    // The camera goes away while the device is idle.
+    let camera_port = camera.port;
+    drop(camera);
+    let id = t.request(&consumer, BOGOTA, 300).await;
+    t.post(
+        format!("/sessions/{id}/dispatch"),
+        consumer.auth(),
+        json!({}),
+    )
+    .await
+    .ok();
+    wait_until("the camera's failure on /healthz", 30, || async {
+        healthz(port).await["video"]["lastError"].is_string()
+    })
+    .await;
+    let seen = healthz(port).await;
+    let error = seen["video"]["lastError"].as_str().unwrap();
+    assert!(!error.contains(PASSWORD), "the password leaked: {error}");
+    assert_eq!(
+        operator_of(&t, &supplier).await["connected"],
+        true,
+        "the device stays online: {seen}"
+    );
+
+    // The camera comes back: the session it was given goes LIVE.
+    let _camera = Camera::start_on(camera_port);
+    t.wait_for_state_within(&consumer, &id, "LIVE", Duration::from_secs(45))
+        .await;
+    assert_the_frame_is_the_bars(&t, &consumer, &id).await;
+    let _ = stop.send(true);
+    agent.await.unwrap().unwrap();
 }
