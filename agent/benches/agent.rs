@@ -11,6 +11,10 @@
 //!    its video worker process together (`BENCH agent.serving_rss_mb`,
 //!    `BENCH agent.serving_cpu_pct`).
 //!
+//! 3. idle again for 60 s, a second device with `video.ready`: a worker
+//!    waits with the pipeline prepared (`BENCH agent.ready_rss_mb`,
+//!    `BENCH agent.ready_cpu_pct`).
+//!
 //! CPU is in percent of one core; memory is the peak of one-second samples.
 //! With `LX_PYTHON` (set by `cargo xtask bench agent`) the device is a
 //! drone: its position comes from a flight controller over MAVLink, the
@@ -142,10 +146,33 @@ fn main() {
             samples as u64 >= MEASURE.as_secs(),
             "the agent did not sign every second ({samples} samples)"
         );
+        t.post(format!("/sessions/{id}/end"), consumer.auth(), json!({}))
+            .await
+            .ok();
+        drop(agent);
+
+        // The same device with `video.ready`: a worker waits prepared.
+        settings.push(("VIDEO__READY", "true".into()));
+        let ready = device::start_agent(
+            &t,
+            &supplier,
+            "bench-drone-ready",
+            &dir.path().join("agent-ready"),
+            &settings,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (ready_rss_mb, ready_cpu_pct, processes) = ready.footprint(MEASURE).await;
+        println!(
+            "with video.ready, idle for {} s, agent and prepared worker ({processes} processes): peak RSS {ready_rss_mb:.1} MB, CPU {ready_cpu_pct:.2} % of one core",
+            MEASURE.as_secs()
+        );
+        drop(ready);
         println!("BENCH agent.rss_mb={rss_mb:.1}");
         println!("BENCH agent.cpu_pct={cpu_pct:.2}");
         println!("BENCH agent.serving_rss_mb={serving_rss_mb:.1}");
         println!("BENCH agent.serving_cpu_pct={serving_cpu_pct:.2}");
-        drop(agent);
+        println!("BENCH agent.ready_rss_mb={ready_rss_mb:.1}");
+        println!("BENCH agent.ready_cpu_pct={ready_cpu_pct:.2}");
     });
 }

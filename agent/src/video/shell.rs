@@ -80,9 +80,12 @@ pub(super) async fn run(
             s.bitrate_kbps = 0;
         }
         if let Some(stream) = current {
+            let camera = Camera {
+                config: &config,
+                prepared: prepared.take(),
+            };
             let done = publish(
-                &config,
-                prepared.take(),
+                camera,
                 &http,
                 &stream,
                 &mut target,
@@ -109,10 +112,16 @@ enum Ended {
     Shutdown,
 }
 
+/// What a session's publishing starts from: the pipeline's settings and,
+/// with `video.ready`, the pipeline already prepared.
+struct Camera<'a> {
+    config: &'a PublisherConfig,
+    prepared: Option<Publisher>,
+}
+
 /// One session's publishing, until the target changes or shutdown.
 async fn publish(
-    config: &PublisherConfig,
-    mut prepared: Option<Publisher>,
+    camera: Camera<'_>,
     http: &reqwest::Client,
     stream: &Stream,
     target: &mut watch::Receiver<Option<Stream>>,
@@ -120,6 +129,10 @@ async fn publish(
     gone: &mpsc::Sender<Uuid>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
+    let Camera {
+        config,
+        mut prepared,
+    } = camera;
     let mut core = WhipClient::new(stream.whip_url.clone());
     let mut publisher: Option<Publisher> = None;
     let mut failures: Option<watch::Receiver<Option<String>>> = None;
