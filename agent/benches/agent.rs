@@ -4,15 +4,16 @@
 //! in this process (the built-in media plane, Mosquitto for the fleet
 //! link), and samples its resident memory and CPU time from /proc:
 //!
-//! 1. idle for 60 s, before any session: telemetry only, a heartbeat every
-//!    5 s, the fleet link up (`BENCH agent.rss_mb`, `BENCH agent.cpu_pct`);
+//! 1. idle for 60 s, before any session, `video.ready = false`: telemetry
+//!    only, a heartbeat every 5 s, the fleet link up, no video worker
+//!    (`BENCH agent.rss_mb`, `BENCH agent.cpu_pct`);
 //! 2. serving a session for 60 s, publishing the test camera at
 //!    640x480/30 in H.264 over WHIP and signing every second, the agent and
 //!    its video worker process together (`BENCH agent.serving_rss_mb`,
 //!    `BENCH agent.serving_cpu_pct`).
 //!
-//! 3. idle again for 60 s, a second device with `video.ready`: a worker
-//!    waits with the pipeline prepared (`BENCH agent.ready_rss_mb`,
+//! 3. idle again for 60 s, a second device with `video.ready` (the
+//!    default): a worker waits with the pipeline prepared (`BENCH agent.ready_rss_mb`,
 //!    `BENCH agent.ready_cpu_pct`).
 //!
 //! CPU is in percent of one core; memory is the peak of one-second samples.
@@ -63,6 +64,8 @@ fn main() {
         let supplier = t.supplier("bench-fleet", BOGOTA, true).await;
 
         let mut settings = device::test_camera("h264", 640, 480);
+        // A device on telemetry only until a session comes: no ready worker.
+        settings.push(("VIDEO__READY", "false".into()));
         let _flight = match std::env::var_os("LX_PYTHON") {
             Some(python) => {
                 let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -151,7 +154,9 @@ fn main() {
             .ok();
         drop(agent);
 
-        // The same device with `video.ready`: a worker waits prepared.
+        // The same device with `video.ready` (the default): a worker waits
+        // prepared.
+        settings.retain(|(k, _)| *k != "VIDEO__READY");
         settings.push(("VIDEO__READY", "true".into()));
         let ready = device::start_agent(
             &t,

@@ -228,8 +228,8 @@ pub struct Shell {
     /// their `start` is asked again at once, for where their media are now.
     pub video_gone: Option<mpsc::Receiver<Uuid>>,
     pub updates: Updates,
-    /// Whether the device would take an offer now: reachable, taking
-    /// offers, fit and serving nothing (a ready video worker waits then).
+    /// Whether the device would take an offer now, or serves one: reachable,
+    /// taking offers and fit (a ready video worker waits then).
     pub standby: watch::Sender<bool>,
 }
 
@@ -279,9 +279,10 @@ pub async fn run(shell: Shell, mut core: Lifecycle, mut shutdown: watch::Receive
             &stats,
         )
         .await;
+        // Serving a session leaves the device in standby: its worker is the
+        // one that publishes.
         let would_take_an_offer = result.is_ok()
             && core.taking_offers()
-            && core.serving().is_none()
             && core
                 .refusal(battery.percent(), health.temperature_c())
                 .is_none();

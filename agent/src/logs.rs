@@ -64,6 +64,18 @@ impl LogBuffer {
 /// The agent's logging: to standard output as configured (text or JSON), and every
 /// line also into [`buffer`] as text.
 pub fn init(filter: tracing_subscriber::EnvFilter, json: bool) {
+    init_to(filter, json, std::io::stdout);
+}
+
+/// [`init`] onto stderr: the video worker's stdout carries its reports.
+pub fn init_stderr(filter: tracing_subscriber::EnvFilter, json: bool) {
+    init_to(filter, json, std::io::stderr);
+}
+
+fn init_to<W>(filter: tracing_subscriber::EnvFilter, json: bool, out: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let kept = tracing_subscriber::fmt::layer()
@@ -72,15 +84,11 @@ pub fn init(filter: tracing_subscriber::EnvFilter, json: bool) {
     let registry = tracing_subscriber::registry().with(filter).with(kept);
     let _ = if json {
         registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stdout),
-            )
+            .with(tracing_subscriber::fmt::layer().json().with_writer(out))
             .try_init()
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stdout))
+            .with(tracing_subscriber::fmt::layer().with_writer(out))
             .try_init()
     };
 }

@@ -10,10 +10,11 @@
 //!    (lx-media's barcode); a WHEP subscriber decodes every frame it gets
 //!    from the server and reads the time back.
 //! 3. Concurrency: 480p30 publishers looping a pre-encoded clip (so the
-//!    publishing side costs no encoding), added in steps up to 128; at each step
+//!    publishing side costs no encoding), added in steps (to 128, then past
+//!    it) until a session's latest frame is older than 1.5 s; at each step
 //!    the server's CPU from /proc and the age of every session's latest
 //!    frame. The last step where every frame is at most 1.5 s old is what
-//!    the machine sustains.
+//!    the machine sustains (`media.concurrent_ingests`).
 
 // A benchmark fails by panicking, helpers included.
 #![allow(clippy::unwrap_used)]
@@ -42,7 +43,9 @@ use serde_json::json;
 const START_SESSIONS: usize = 20;
 const GLASS_SECONDS: u64 = 10;
 /// Ingests after each step: eight at a time to 32 (the target), then sixteen.
-const STEPS: [usize; 10] = [8, 16, 24, 32, 48, 64, 80, 96, 112, 128];
+const STEPS: [usize; 16] = [
+    8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
+];
 const MAX_FRAME_AGE_MS: i64 = 1500;
 const SETTLE: Duration = Duration::from_secs(5);
 const MEASURE: Duration = Duration::from_secs(10);

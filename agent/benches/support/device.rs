@@ -68,16 +68,23 @@ impl Agent {
     }
 }
 
-/// `pid` and its children (the video worker).
+/// `pid` and its children (the video worker), which any of its threads
+/// may have started.
 fn family(pid: u32) -> Vec<u32> {
     let mut pids = vec![pid];
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    pids.extend(
-        children
-            .split_whitespace()
-            .filter_map(|c| c.parse::<u32>().ok()),
-    );
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for thread in threads.flatten() {
+        let children = std::fs::read_to_string(thread.path().join("children")).unwrap_or_default();
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    pids.sort_unstable();
+    pids.dedup();
     pids
 }
 

@@ -361,7 +361,9 @@ async fn send(http: &reqwest::Client, request: &Request) -> Input {
             let location = header(reqwest::header::LOCATION);
             let etag = header(reqwest::header::ETAG);
             let body = resp.text().await.unwrap_or_default();
-            if status >= 400 {
+            // A resource the server already closed with its session: gone is gone.
+            let already_gone = request.method == Method::Delete && status == 404;
+            if status >= 400 && !already_gone {
                 tracing::warn!(status, %body, url = %lx_protocol::redact::media_url(&request.url), "WHIP request refused");
             }
             Input::Response {

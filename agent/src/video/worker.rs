@@ -82,7 +82,7 @@ pub enum Report {
 
 /// The agent's side: runs a worker while `target` names a session, until
 /// `shutdown`; with `video.ready`, also one that waits prepared while
-/// `standby` holds (the device would take an offer).
+/// `standby` holds (the device takes offers: reachable, online, fit).
 pub async fn supervise(
     video: VideoConfig,
     log: (String, bool),
@@ -143,7 +143,7 @@ pub async fn supervise(
         };
         match ended {
             Ended::Shutdown => return,
-            Ended::Retargeted => failures = 0,
+            Ended::Retargeted | Ended::Standby => failures = 0,
             Ended::Died(why) => {
                 failures += 1;
                 let after = MIN_BACKOFF
@@ -206,7 +206,7 @@ async fn hold_ready(
             _ = standby.changed() => {
                 if !*standby.borrow() {
                     stop(worker, stats).await;
-                    return Ended::Retargeted;
+                    return Ended::Standby;
                 }
             }
             _ = shutdown.changed() => {
@@ -245,7 +245,10 @@ struct Worker {
 }
 
 enum Ended {
+    /// The session published is no longer the target.
     Retargeted,
+    /// A ready worker was stopped: the device left standby.
+    Standby,
     Shutdown,
     Died(String),
 }
@@ -355,7 +358,7 @@ pub async fn serve() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&order.log_filter))
         .context("log.filter")?;
-    crate::logs::init(filter, order.log_json);
+    crate::logs::init_stderr(filter, order.log_json);
     let config = super::publisher_config(&order.video)?;
     let mut stdout = tokio::io::stdout();
     let (go, prepared) = match order.go {
@@ -414,7 +417,8 @@ pub async fn serve() -> anyhow::Result<()> {
 
 type StdinLines = tokio::io::Lines<BufReader<tokio::io::Stdin>>;
 
-/// `video.ready`: prepares the pipeline, says so, and waits for the
+/// `video.ready`: prepares the pipeline (and the DTLS certificate, the
+/// slowest part of a first offer), says so, and waits for the
 /// session (`Some`) or a stop (`None`). A camera that fails meanwhile
 /// ends the worker with the reason, for the agent to try again later.
 async fn wait_ready(
@@ -424,9 +428,13 @@ async fn wait_ready(
 ) -> anyhow::Result<Option<(Go, Option<lx_media::publish::Publisher>)>> {
     let prepared = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || lx_media::publish::Publisher::prepare(&config))
-            .await
-            .context("preparing the pipeline")?
+        tokio::task::spawn_blocking(move || {
+            let publisher = lx_media::publish::Publisher::prepare(&config)?;
+            lx_media::warm_up_dtls()?;
+            Ok::<_, lx_media::MediaError>(publisher)
+        })
+        .await
+        .context("preparing the pipeline")?
     };
     let publisher = match prepared {
         Ok(p) => p,

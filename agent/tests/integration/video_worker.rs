@@ -1,7 +1,7 @@
 //! The video worker as a process of its own: the real `lx-agent` binary
-//! holds no GStreamer while idle, before or after a session; the worker
-//! that publishes is started for the session, replaced when it dies, and
-//! gone once the session ends.
+//! with `video.ready = false` holds no GStreamer while idle, before or
+//! after a session; the worker that publishes is started for the session,
+//! replaced when it dies, and gone once the session ends.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -51,6 +51,8 @@ async fn an_idle_agent_holds_no_gstreamer_and_a_killed_worker_is_replaced_mid_se
             .into_iter()
             .map(|(k, v)| (format!("LX_AGENT__VIDEO__{k}"), v)),
     );
+    // Without a ready worker: nothing of the media waits while idle.
+    env.push(("LX_AGENT__VIDEO__READY".into(), "false".into()));
     let port = free_port(false);
     env.retain(|(k, _)| k != "LX_AGENT__HEALTH__LISTEN");
     env.push((
