@@ -403,7 +403,20 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         lx_media::init().expect("GStreamer");
-        let server = LxServer::spawn("[log]\nfilter = \"warn\"\n").await;
+        // One machine plays hundreds of fleets and consumers from one
+        // address: the shipped rate limits would refuse all but the first.
+        let server = LxServer::spawn(
+            "[log]\nfilter = \"warn\"\n\
+             [rate_limits]\n\
+             challenges_per_minute = 1000000\n\
+             sign_in_per_minute = 1000000\n\
+             workspaces_per_minute = 1000000\n\
+             registrations_per_minute = 1000000\n\
+             media_offers_per_minute = 1000000\n\
+             media_patches_per_minute = 1000000\n\
+             quotes_per_minute = 1000000\n",
+        )
+        .await;
         let api = Api::new(format!("{}/api/v1", server.base));
         let consumer = api.consumer("bench-consumer").await;
         let mut fleet = Fleet {
