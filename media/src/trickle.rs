@@ -113,11 +113,6 @@ impl Answering {
                 "an ICE restart needs the new ice-ufrag and ice-pwd".into(),
             ));
         }
-        if frag.candidates.len() > MAX_LATE_CANDIDATES {
-            return Err(MediaError::BadSdp(format!(
-                "an ICE session takes at most {MAX_LATE_CANDIDATES} candidates"
-            )));
-        }
         let offer = sdpfrag::restarted(&lock(&self.offer).0.clone(), frag);
         let desc = webrtc::parse_sdp(WebRTCSDPType::Offer, &offer)?;
         webrtc::set_remote(&self.webrtc, &desc).await?;

@@ -3,8 +3,9 @@
 //! The agent ([`supervise`]) starts `lx-agent video-worker` when a session
 //! is to be published, hands it an [`Order`] (the `[video]` section, the
 //! session and its WHIP URL) as one JSON line on its stdin, and reads a
-//! [`Report`] line back at least every second. `stop` on its stdin (or its
-//! stdin closing, when the agent dies) makes it DELETE the WHIP resource and
+//! [`Report`] line back whenever the worker's state changes (it looks every
+//! second). `stop` on its stdin (or its stdin closing, when the agent dies)
+//! makes it DELETE the WHIP resource and
 //! exit. A worker that dies is started again after a backoff (0.5 s doubling
 //! to 30 s) while the session stays the target.
 //!
@@ -176,26 +177,21 @@ async fn hold_ready(
     gone: &mpsc::Sender<Uuid>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
-    {
-        let mut s = stats.lock().await;
-        s.state = "preparing".into();
-        s.worker_pid = Some(worker.pid);
-    }
+    worker.mark(stats, "preparing").await;
     loop {
         tokio::select! {
             line = worker.lines.next_line() => match line {
-                Ok(Some(line)) => relay(&line, worker.pid, stats, gone).await,
+                Ok(Some(line)) => {
+                    if let Some(id) = relay(&line, worker.pid, stats).await {
+                        let _ = gone.try_send(id);
+                    }
+                }
                 _ => return Ended::Died(exit_of(&mut worker).await),
             },
             changed = target.changed() => {
                 let next = if changed.is_ok() { target.borrow().clone() } else { None };
                 if let Some(stream) = next {
-                    let mut line = match serde_json::to_vec(&Go::from(&stream)) {
-                        Ok(line) => line,
-                        Err(err) => return Ended::Died(err.to_string()),
-                    };
-                    line.push(b'\n');
-                    if let Err(err) = worker.stdin.write_all(&line).await {
+                    if let Err(err) = write_line(&mut worker.stdin, &Go::from(&stream)).await {
                         stop(worker, stats).await;
                         return Ended::Died(format!("the ready worker took no session: {err}"));
                     }
@@ -217,16 +213,20 @@ async fn hold_ready(
     }
 }
 
-async fn relay(line: &str, pid: u32, stats: &Mutex<VideoStats>, gone: &mpsc::Sender<Uuid>) {
+/// Takes a worker's report: its stats into `stats`; a session whose
+/// endpoint is gone is returned.
+async fn relay(line: &str, pid: u32, stats: &Mutex<VideoStats>) -> Option<Uuid> {
     match serde_json::from_str::<Report>(line) {
         Ok(Report::Stats(mut reported)) => {
             reported.worker_pid = Some(pid);
             *stats.lock().await = reported;
+            None
         }
-        Ok(Report::Gone(id)) => {
-            let _ = gone.try_send(id);
+        Ok(Report::Gone(id)) => Some(id),
+        Err(err) => {
+            tracing::warn!(%err, "a video worker line that is no report");
+            None
         }
-        Err(err) => tracing::warn!(%err, "a video worker line that is no report"),
     }
 }
 
@@ -242,6 +242,15 @@ struct Worker {
     pid: u32,
     stdin: ChildStdin,
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Worker {
+    /// Shows this worker in `stats` in `state`, before it reports.
+    async fn mark(&self, stats: &Mutex<VideoStats>, state: &str) {
+        let mut s = stats.lock().await;
+        s.state = state.into();
+        s.worker_pid = Some(self.pid);
+    }
 }
 
 enum Ended {
@@ -269,10 +278,7 @@ async fn start(order: &Order) -> anyhow::Result<Worker> {
     let pid = child.id().unwrap_or_default();
     let mut stdin = child.stdin.take().context("the worker's stdin")?;
     let stdout = child.stdout.take().context("the worker's stdout")?;
-    let mut line = serde_json::to_vec(order)?;
-    line.push(b'\n');
-    stdin
-        .write_all(&line)
+    write_line(&mut stdin, order)
         .await
         .context("handing the worker its order")?;
     Ok(Worker {
@@ -293,15 +299,15 @@ async fn follow(
     gone: &mpsc::Sender<Uuid>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
-    {
-        let mut s = stats.lock().await;
-        s.state = "starting".into();
-        s.worker_pid = Some(worker.pid);
-    }
+    worker.mark(stats, "starting").await;
     let ending = loop {
         tokio::select! {
             line = worker.lines.next_line() => match line {
-                Ok(Some(line)) => relay(&line, worker.pid, stats, gone).await,
+                Ok(Some(line)) => {
+                    if let Some(id) = relay(&line, worker.pid, stats).await {
+                        let _ = gone.try_send(id);
+                    }
+                }
                 _ => return Ended::Died(exit_of(&mut worker).await),
             },
             changed = target.changed() => {
@@ -322,11 +328,9 @@ async fn stop(mut worker: Worker, stats: &Mutex<VideoStats>) {
     let _ = worker.stdin.write_all(b"stop\n").await;
     let _ = worker.stdin.flush().await;
     let drained = async {
+        // Its last stats count; an endpoint gone no longer matters.
         while let Ok(Some(line)) = worker.lines.next_line().await {
-            if let Ok(Report::Stats(mut reported)) = serde_json::from_str::<Report>(&line) {
-                reported.worker_pid = Some(worker.pid);
-                *stats.lock().await = reported;
-            }
+            relay(&line, worker.pid, stats).await;
         }
         worker.child.wait().await
     };
@@ -439,12 +443,7 @@ async fn wait_ready(
     let publisher = match prepared {
         Ok(p) => p,
         Err(err) => {
-            let stats = VideoStats {
-                state: "failed".into(),
-                last_error: Some(err.to_string()),
-                ..VideoStats::default()
-            };
-            report(stdout, &Report::Stats(stats)).await?;
+            report(stdout, &failed(err.to_string())).await?;
             anyhow::bail!("the camera pipeline does not get ready: {err}");
         }
     };
@@ -466,14 +465,9 @@ async fn wait_ready(
                 },
                 _ => return Ok(None),
             },
-            failed = failures.wait_for(Option::is_some) => {
-                let reason = failed.map(|r| r.clone().unwrap_or_default()).unwrap_or_default();
-                let stats = VideoStats {
-                    state: "failed".into(),
-                    last_error: Some(reason.clone()),
-                    ..VideoStats::default()
-                };
-                report(stdout, &Report::Stats(stats)).await?;
+            seen = failures.wait_for(Option::is_some) => {
+                let reason = seen.map(|r| r.clone().unwrap_or_default()).unwrap_or_default();
+                report(stdout, &failed(reason.clone())).await?;
                 anyhow::bail!("the camera failed while ready: {reason}");
             }
         }
@@ -481,9 +475,28 @@ async fn wait_ready(
 }
 
 async fn report(stdout: &mut tokio::io::Stdout, report: &Report) -> anyhow::Result<()> {
-    let mut line = serde_json::to_vec(report)?;
+    write_line(stdout, report).await
+}
+
+/// One JSON line: the one framing of the agent–worker pipe, both ways.
+async fn write_line<W, T>(out: &mut W, value: &T) -> anyhow::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let mut line = serde_json::to_vec(value)?;
     line.push(b'\n');
-    stdout.write_all(&line).await?;
-    stdout.flush().await?;
+    out.write_all(&line).await?;
+    out.flush().await?;
     Ok(())
+}
+
+/// What a worker says when its camera does not get ready or fails while
+/// it waits.
+fn failed(reason: String) -> Report {
+    Report::Stats(VideoStats {
+        state: "failed".into(),
+        last_error: Some(reason),
+        ..VideoStats::default()
+    })
 }

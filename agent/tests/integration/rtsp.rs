@@ -61,6 +61,20 @@ impl Camera {
     fn url(&self, password: &str) -> String {
         format!("rtsp://cam:{password}@127.0.0.1:{}/bars", self.port)
     }
+
+    /// The agent's `[video]` for this camera (`KEY`, TOML value).
+    fn agent_video(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ENABLED", "true".to_owned()),
+            ("SOURCE", "\"rtsp\"".to_owned()),
+            ("RTSP_URL", format!("\"{}\"", self.url(PASSWORD))),
+            ("CODEC", "\"h264\"".to_owned()),
+            ("WIDTH", "320".to_owned()),
+            ("HEIGHT", "240".to_owned()),
+            ("BITRATE_KBPS", "600".to_owned()),
+            ("ICE__LOCAL_ADDRESSES", "[\"127.0.0.1\"]".to_owned()),
+        ]
+    }
 }
 
 fn rtsp_config(url: String) -> PublisherConfig {
@@ -90,16 +104,7 @@ async fn an_rtsp_camera_behind_a_password_is_published_over_whip_and_the_frame_i
     let consumer = t.consumer("rtsp-viewer").await;
     let supplier = t.supplier("rtsp-fleet", BOGOTA, true).await;
     let dir = tempfile::tempdir().unwrap();
-    let video = [
-        ("ENABLED", "true".to_owned()),
-        ("SOURCE", "\"rtsp\"".to_owned()),
-        ("RTSP_URL", format!("\"{}\"", camera.url(PASSWORD))),
-        ("CODEC", "\"h264\"".to_owned()),
-        ("WIDTH", "320".to_owned()),
-        ("HEIGHT", "240".to_owned()),
-        ("BITRATE_KBPS", "600".to_owned()),
-        ("ICE__LOCAL_ADDRESSES", "[\"127.0.0.1\"]".to_owned()),
-    ];
+    let video = camera.agent_video();
     let config = agent_config_with(
         &server_url(&t),
         &dir.path().join("state"),
@@ -224,17 +229,8 @@ async fn a_ready_worker_waits_prepared_and_a_camera_gone_while_idle_is_reported_
     let consumer = t.consumer("ready-viewer").await;
     let supplier = t.supplier("ready-fleet", BOGOTA, true).await;
     let dir = tempfile::tempdir().unwrap();
-    let video = [
-        ("ENABLED", "true".to_owned()),
-        ("READY", "true".to_owned()),
-        ("SOURCE", "\"rtsp\"".to_owned()),
-        ("RTSP_URL", format!("\"{}\"", camera.url(PASSWORD))),
-        ("CODEC", "\"h264\"".to_owned()),
-        ("WIDTH", "320".to_owned()),
-        ("HEIGHT", "240".to_owned()),
-        ("BITRATE_KBPS", "600".to_owned()),
-        ("ICE__LOCAL_ADDRESSES", "[\"127.0.0.1\"]".to_owned()),
-    ];
+    let mut video = camera.agent_video();
+    video.push(("READY", "true".to_owned()));
     let mut config = agent_config_with(
         &server_url(&t),
         &dir.path().join("state"),
