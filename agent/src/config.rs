@@ -152,7 +152,8 @@ pub struct VideoConfig {
     pub fps: u32,
     pub bitrate_kbps: u32,
     pub keyframe_interval_frames: u32,
-    /// Empty: this program.
+    /// Empty: the worker bundled into this agent's file, else
+    /// `lx-agent-video` beside it (`video::program`).
     pub worker_program: String,
     /// A worker waits prepared while the device would take an offer.
     pub ready: bool,

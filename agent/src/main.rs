@@ -50,9 +50,6 @@ enum Command {
     /// build): give a new build its one start, or swap the previous back.
     #[command(hide = true)]
     UpdateGuard,
-    /// Publishes one session's video, ordered by the agent on stdin.
-    #[command(hide = true, name = "video-worker")]
-    VideoWorker,
 }
 
 #[tokio::main]
@@ -63,16 +60,10 @@ async fn main() -> anyhow::Result<()> {
         print!("{DEFAULT_TOML}");
         return Ok(());
     }
-    if matches!(command, Command::VideoWorker) {
-        #[cfg(feature = "video")]
-        return lx_agent::video::worker::serve().await;
-        #[cfg(not(feature = "video"))]
-        anyhow::bail!("this lx-agent is built without video");
-    }
     let config = Config::load(cli.config.as_deref())?;
     init_tracing(&config)?;
     match command {
-        Command::PrintConfig | Command::VideoWorker => Ok(()),
+        Command::PrintConfig => Ok(()),
         Command::Identity => {
             let state = lx_agent::state::StateDir::open(&config.device.state_dir)?;
             let key = state.device_key()?;

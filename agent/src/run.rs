@@ -205,9 +205,6 @@ pub async fn run(
     match config.video.enabled {
         #[cfg(feature = "video")]
         true => {
-            // Checked here so that a bad [video] stops the agent at start,
-            // not each worker.
-            crate::video::publisher_config(&config.video)?;
             tasks.push(tokio::spawn(crate::video::supervise(
                 config.video.clone(),
                 (config.log.filter.clone(), config.log.format == "json"),

@@ -3,10 +3,10 @@
 //! the shell builds the GStreamer publisher (`lx-media`), sends the HTTP
 //! requests with reqwest, and keeps the stats shown in `/healthz`.
 //!
-//! The shell runs in a worker process of its own (`lx-agent video-worker`,
-//! [`worker`]), started for a session and gone after it: the agent itself
-//! never loads GStreamer, so an idle device holds none of its registry,
-//! plugins or threads.
+//! The shell runs in a worker process of its own (the `lx-agent-video`
+//! program, supervised by [`worker`]), started for a session and gone after
+//! it: the agent itself neither links nor loads GStreamer, so an idle
+//! device holds none of its libraries, registry, plugins or threads.
 //!
 //! Any failure (the server unreachable, a refused offer, media or ICE
 //! failing) tears the pipeline down and, after the core's backoff, POSTs a
@@ -17,11 +17,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[cfg(feature = "video")]
-mod shell;
+mod program;
 #[cfg(feature = "video")]
 pub mod worker;
-#[cfg(feature = "video")]
-pub use shell::publisher_config;
 #[cfg(feature = "video")]
 pub use worker::supervise;
 

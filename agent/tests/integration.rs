@@ -81,10 +81,10 @@ fn agent_config_with(
             .map(|(k, v)| (format!("LX_AGENT__VIDEO__{k}"), v.clone())),
     );
     // The agent runs inside the test binary; its video worker is the real
-    // lx-agent.
+    // lx-agent-video.
     env.push((
         "LX_AGENT__VIDEO__WORKER_PROGRAM".to_owned(),
-        format!("\"{}\"", env!("CARGO_BIN_EXE_lx-agent")),
+        format!("\"{}\"", env!("CARGO_BIN_EXE_lx-agent-video")),
     ));
     Config::from_layers(None, env).unwrap()
 }

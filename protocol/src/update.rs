@@ -120,6 +120,38 @@ pub enum UpdateOutcome {
     RolledBack,
 }
 
+/// The last bytes of a release artefact that carries its video worker:
+/// the worker's length (u64, little-endian), then this magic.
+pub const BUNDLE_MAGIC: [u8; 8] = *b"LXVIDEO1";
+/// The length of that trailer.
+pub const BUNDLE_TRAILER_LEN: u64 = 16;
+
+/// A release artefact: the agent's (stripped) binary with its video
+/// worker's appended behind it. One file keeps one hash and one signature
+/// over both, and the agent's ELF still runs as it is (the loader maps
+/// only what its program headers name), so `--version`, the update's swap
+/// and its rollback treat it as before. Stripping the artefact again would
+/// drop the worker.
+pub fn bundle(mut agent: Vec<u8>, worker: &[u8]) -> Vec<u8> {
+    agent.extend_from_slice(worker);
+    agent.extend_from_slice(&(worker.len() as u64).to_le_bytes());
+    agent.extend_from_slice(&BUNDLE_MAGIC);
+    agent
+}
+
+/// Where a bundled worker sits in a file of `len` bytes that ends in
+/// `trailer`: its offset and length, or `None` when the file carries none
+/// (a development build) or the trailer does not fit the file.
+pub fn bundled_worker(len: u64, trailer: &[u8; BUNDLE_TRAILER_LEN as usize]) -> Option<(u64, u64)> {
+    let (size, magic) = trailer.split_at(8);
+    if magic != BUNDLE_MAGIC {
+        return None;
+    }
+    let size = u64::from_le_bytes(size.try_into().ok()?);
+    let offset = len.checked_sub(BUNDLE_TRAILER_LEN)?.checked_sub(size)?;
+    (size > 0 && offset > 0).then_some((offset, size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +227,42 @@ mod tests {
                 .validate()
                 .unwrap_err()
                 .contains("longer")
+        );
+    }
+
+    #[test]
+    fn a_bundle_gives_back_its_worker_and_a_plain_binary_gives_none() {
+        let agent = b"\x7fELF agent".to_vec();
+        let worker = b"\x7fELF worker, longer".to_vec();
+        let bundled = bundle(agent.clone(), &worker);
+        let len = bundled.len() as u64;
+        let trailer: [u8; 16] = bundled[bundled.len() - 16..].try_into().unwrap();
+        let (offset, size) = bundled_worker(len, &trailer).unwrap();
+        assert_eq!(
+            &bundled[offset as usize..(offset + size) as usize],
+            &worker[..]
+        );
+        assert_eq!(
+            &bundled[..offset as usize],
+            &agent[..],
+            "the agent comes first, unchanged"
+        );
+        let plain: [u8; 16] = *b"0123456789abcdef";
+        assert_eq!(bundled_worker(len, &plain), None, "no magic");
+        let mut lying = trailer;
+        lying[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(
+            bundled_worker(len, &lying),
+            None,
+            "a length past the file's start"
+        );
+        let mut empty = trailer;
+        empty[..8].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(bundled_worker(len, &empty), None, "no worker");
+        assert_eq!(
+            bundled_worker(10, &trailer),
+            None,
+            "a file shorter than its trailer"
         );
     }
 }

@@ -4,7 +4,7 @@
 //! the target. `--test` also runs the agent's own tests under qemu-user.
 //! (`cross.toml` does the same for users with Docker or Podman.)
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::bail;
@@ -37,13 +37,12 @@ pub(crate) const ARMV7: Target = Target {
     qemu: "qemu-arm-static",
 };
 
-/// The target's libraries the agent links: GStreamer (video) and OpenSSL
-/// (MQTT over TLS).
+/// The target's libraries the video worker links: GStreamer. (TLS is
+/// rustls, built from source.)
 const TARGET_LIBS: &[&str] = &[
     "libgstreamer1.0-dev",
     "libgstreamer-plugins-base1.0-dev",
     "libgstreamer-plugins-bad1.0-dev",
-    "libssl-dev",
 ];
 
 impl Target {
@@ -149,28 +148,19 @@ impl Target {
                 self.triple,
             ]),
         )?;
-        let binary = crate::target_dir()?
-            .join(self.triple)
-            .join("release")
-            .join("lx-agent");
-        if !binary.exists() {
-            bail!("the build left no {}", binary.display());
+        let binary = crate::target_dir()?.join(self.triple).join("release");
+        for program in ["lx-agent", "lx-agent-video"] {
+            if !binary.join(program).exists() {
+                bail!("the build left no {}", binary.join(program).display());
+            }
         }
         Ok(binary)
     }
 
-    /// A stripped copy beside the binary; its size in bytes.
-    pub(crate) fn strip(self, binary: &std::path::Path) -> anyhow::Result<(PathBuf, u64)> {
-        let stripped = binary.with_file_name("lx-agent.stripped");
-        stream_ok(
-            &format!("{}-strip", self.gnu),
-            Command::new(format!("{}-strip", self.gnu))
-                .arg("-o")
-                .arg(&stripped)
-                .arg(binary),
-        )?;
-        let size = std::fs::metadata(&stripped)?.len();
-        Ok((stripped, size))
+    /// The release file of the build in `dir` ([`release_file`]), with the
+    /// target's strip.
+    pub(crate) fn release_file(self, dir: &Path) -> anyhow::Result<Release> {
+        release_file(dir, &format!("{}-strip", self.gnu))
     }
 
     /// The agent's own tests under qemu-user: its library's, and its
@@ -260,17 +250,63 @@ pub(crate) fn each_target(
     }
 }
 
-/// Builds, strips and describes one target's agent; returns the stripped
-/// binary.
+/// What a device installs: `lx-agent` stripped, with `lx-agent-video`
+/// stripped and appended ([`lx_protocol::update::bundle`]).
+pub(crate) struct Release {
+    pub(crate) file: PathBuf,
+    /// The stripped agent alone, what every device maps all day.
+    pub(crate) agent_bytes: u64,
+    pub(crate) worker_bytes: u64,
+}
+
+impl Release {
+    pub(crate) fn bytes(&self) -> u64 {
+        std::fs::metadata(&self.file).map_or(0, |m| m.len())
+    }
+}
+
+/// Strips the two programs a build left in `dir` with `strip_tool` and
+/// bundles them into `dir/lx-agent.release`.
+pub(crate) fn release_file(dir: &Path, strip_tool: &str) -> anyhow::Result<Release> {
+    let strip = |program: &str| -> anyhow::Result<Vec<u8>> {
+        let stripped = dir.join(format!("{program}.stripped"));
+        stream_ok(
+            &format!("{strip_tool} {program}"),
+            Command::new(strip_tool)
+                .arg("-o")
+                .arg(&stripped)
+                .arg(dir.join(program)),
+        )?;
+        Ok(std::fs::read(&stripped)?)
+    };
+    let agent = strip("lx-agent")?;
+    let worker = strip("lx-agent-video")?;
+    let (agent_bytes, worker_bytes) = (agent.len() as u64, worker.len() as u64);
+    let file = dir.join("lx-agent.release");
+    std::fs::write(&file, lx_protocol::update::bundle(agent, &worker))?;
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok(Release {
+        file,
+        agent_bytes,
+        worker_bytes,
+    })
+}
+
+/// Builds, strips and describes one target's agent; returns its release
+/// file.
 pub(crate) fn build_one(t: Target, test: bool) -> anyhow::Result<PathBuf> {
-    let binary = t.build_agent()?;
-    let (stripped, size) = t.strip(&binary)?;
-    let file = Command::new("file").arg(&stripped).output();
-    header(&format!("{}: {}", t.triple, stripped.display()));
+    let dir = t.build_agent()?;
+    let release = t.release_file(&dir)?;
+    let file = Command::new("file")
+        .arg(dir.join("lx-agent.stripped"))
+        .output();
+    header(&format!("{}: {}", t.triple, release.file.display()));
     println!(
-        "    {:.1} MB stripped ({:.1} MB as built){}",
-        size as f64 / 1e6,
-        std::fs::metadata(&binary)?.len() as f64 / 1e6,
+        "    {:.1} MB: lx-agent {:.1} MB and lx-agent-video {:.1} MB, stripped ({:.1} MB as built){}",
+        release.bytes() as f64 / 1e6,
+        release.agent_bytes as f64 / 1e6,
+        release.worker_bytes as f64 / 1e6,
+        std::fs::metadata(dir.join("lx-agent"))?.len() as f64 / 1e6,
         file.ok()
             .map(|o| format!("\n    {}", String::from_utf8_lossy(&o.stdout).trim()))
             .unwrap_or_default()
@@ -278,7 +314,7 @@ pub(crate) fn build_one(t: Target, test: bool) -> anyhow::Result<PathBuf> {
     if test {
         t.test_agent()?;
     }
-    Ok(stripped)
+    Ok(release.file)
 }
 
 /// Debian 12 cannot always hold a target's GStreamer dev packages beside
@@ -290,6 +326,5 @@ pub(crate) fn restore_host() -> anyhow::Result<()> {
     crate::debian::ensure(
         "GStreamer (media plane), for this machine",
         crate::debian::GSTREAMER,
-    )?;
-    crate::debian::ensure("OpenSSL headers, for this machine", crate::debian::OPENSSL)
+    )
 }

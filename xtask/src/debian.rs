@@ -54,9 +54,9 @@ pub(crate) const MOSQUITTO: &[&str] = &["mosquitto", "mosquitto-clients"];
 /// the package's `postgres` user through util-linux's `setpriv`).
 pub(crate) const POSTGRESQL: &[&str] = &["postgresql"];
 
-/// OpenSSL's headers: the agent's MQTT over TLS links the system's OpenSSL;
-/// the `openssl` command makes the TLS tests' certificates.
-pub(crate) const OPENSSL: &[&str] = &["pkg-config", "libssl-dev", "openssl"];
+/// The `openssl` command, which makes the TLS tests' and the demo's
+/// certificates (no crate links OpenSSL: TLS is rustls throughout).
+pub(crate) const OPENSSL_TOOL: &[&str] = &["openssl"];
 
 /// `systemd-analyze`, which checks the shipped units.
 pub(crate) const SYSTEMD: &[&str] = &["systemd"];

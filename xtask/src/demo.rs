@@ -76,7 +76,10 @@ pub(crate) fn run(keep: bool, replicas: usize) -> anyhow::Result<()> {
     }
     crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
     crate::debian::ensure("Mosquitto (MQTT broker)", crate::debian::MOSQUITTO)?;
-    crate::debian::ensure("OpenSSL headers (MQTT over TLS)", crate::debian::OPENSSL)?;
+    crate::debian::ensure(
+        "the openssl command (TLS certificates)",
+        crate::debian::OPENSSL_TOOL,
+    )?;
     let t = Instant::now();
     stream_ok(
         "cargo build -p lx-server -p lx-agent -p lx-hal -p lx-client --features lx-hal/linux",

@@ -1,5 +1,6 @@
-//! `cargo xtask install-agent`: lays out a device — the release `lx-agent`
-//! (native, or cross-built for `--target`), its config, the systemd unit,
+//! `cargo xtask install-agent`: lays out a device — the release file
+//! (`lx-agent` with its video worker appended; native, or cross-built for
+//! `--target`), its config, the systemd unit,
 //! the `lx-agent` user and its state directory — under `--root` (`/` on the
 //! device itself; a staging directory for an image). An existing config is
 //! kept: reinstalling updates the binary and the unit only.
@@ -60,25 +61,17 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
             let [target] = crate::cross::Target::by_name(name)?[..] else {
                 bail!("--target takes one board family: aarch64 or armv7");
             };
-            let built = target.build_agent()?;
-            let stripped = target.strip(&built)?.0;
+            let release = target.release_file(&target.build_agent()?)?;
             crate::cross::restore_host()?;
-            stripped
+            release.file
         }
         None => {
             crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
-            crate::debian::ensure("OpenSSL headers", crate::debian::OPENSSL)?;
             stream_ok(
                 "cargo build --release -p lx-agent",
                 cargo().args(["build", "--release", "-p", "lx-agent"]),
             )?;
-            let built = crate::target_dir()?.join("release").join("lx-agent");
-            let stripped = built.with_file_name("lx-agent.stripped");
-            stream_ok(
-                "strip",
-                Command::new("strip").arg("-o").arg(&stripped).arg(&built),
-            )?;
-            stripped
+            crate::cross::release_file(&crate::target_dir()?.join("release"), "strip")?.file
         }
     };
     let root = &options.root;

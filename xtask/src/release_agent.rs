@@ -1,6 +1,7 @@
 //! `cargo xtask release-agent`: the agent's update artefacts for the ARM
 //! boards, each signed with the fleet's update key. Per target it writes
-//! `lx-agent-<version>-<triple>` (the stripped release build) and
+//! `lx-agent-<version>-<triple>` (the stripped release build, its video
+//! worker appended: `lx_protocol::update::bundle`) and
 //! `lx-agent-<version>-<triple>.json` (its manifest: size, SHA-256, the
 //! signature, the signer), which is what a fleet manager puts in the
 //! `update` command and what `lx-agent update FILE` reads.

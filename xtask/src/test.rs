@@ -23,7 +23,10 @@ pub(crate) fn ensure_tools() -> anyhow::Result<Tools> {
     crate::debian::ensure("GStreamer (media plane)", crate::debian::GSTREAMER)?;
     crate::debian::ensure("Mosquitto (MQTT broker)", crate::debian::MOSQUITTO)?;
     crate::debian::ensure("PostgreSQL (shared store)", crate::debian::POSTGRESQL)?;
-    crate::debian::ensure("OpenSSL headers (MQTT over TLS)", crate::debian::OPENSSL)?;
+    crate::debian::ensure(
+        "the openssl command (TLS certificates)",
+        crate::debian::OPENSSL_TOOL,
+    )?;
     crate::debian::ensure("Chromium (browser tests)", crate::debian::CHROMIUM)?;
     crate::debian::ensure("cameras (RTSP server, libcamera)", crate::debian::CAMERAS)?;
     crate::debian::ensure("systemd-analyze (unit checks)", crate::debian::SYSTEMD)?;

@@ -1,6 +1,7 @@
 //! The video worker: a process of its own per served session.
 //!
-//! The agent ([`supervise`]) starts `lx-agent video-worker` when a session
+//! The agent ([`supervise`]) starts `lx-agent-video` (found as
+//! [`super::program`] says) when a session
 //! is to be published, hands it an [`Order`] (the `[video]` section, the
 //! session and its WHIP URL) as one JSON line on its stdin, and reads a
 //! [`Report`] line back whenever the worker's state changes (it looks every
@@ -17,9 +18,11 @@
 //! one whose camera fails while it waits ends with the reason, and the next
 //! is tried after the backoff.
 //!
-//! Why a process: GStreamer, once initialised, keeps its registry, plugins
-//! and threads for the life of the process. An agent waits far longer than
-//! it publishes, and its idle footprint is what a small board pays all day.
+//! Why a process, and a program of its own: GStreamer, once initialised,
+//! keeps its registry, plugins and threads for the life of the process, and
+//! a binary that links it has its libraries mapped from the first
+//! instruction. An agent waits far longer than it publishes, and its idle
+//! footprint is what a small board pays all day.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -35,8 +38,6 @@ use uuid::Uuid;
 use super::{Stream, VideoStats};
 use crate::config::VideoConfig;
 
-/// The hidden subcommand that runs a worker.
-pub const SUBCOMMAND: &str = "video-worker";
 /// How long a worker may take to DELETE its resource and exit.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -263,18 +264,16 @@ enum Ended {
 }
 
 async fn start(order: &Order) -> anyhow::Result<Worker> {
-    let exe = match order.video.worker_program.trim() {
-        "" => std::env::current_exe().context("finding this program to start a video worker")?,
-        program => std::path::PathBuf::from(program),
-    };
-    let mut child = Command::new(&exe)
-        .arg(SUBCOMMAND)
+    let program = super::program::Program::locate(&order.video.worker_program)?;
+    let mut child = Command::new(program.path())
+        .arg0(super::program::WORKER_PROGRAM)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {} {SUBCOMMAND}", exe.display()))?;
+        .with_context(|| format!("starting the video worker {}", program.describe()))?;
+    drop(program);
     let pid = child.id().unwrap_or_default();
     let mut stdin = child.stdin.take().context("the worker's stdin")?;
     let stdout = child.stdout.take().context("the worker's stdout")?;
@@ -349,137 +348,8 @@ async fn stop(mut worker: Worker, stats: &Mutex<VideoStats>) {
     }
 }
 
-/// The worker's side (`lx-agent video-worker`): reads its order, publishes
-/// until told to stop, reports every second.
-pub async fn serve() -> anyhow::Result<()> {
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    let first = stdin
-        .next_line()
-        .await
-        .context("reading the order")?
-        .context("no order on stdin: this is started by lx-agent, not by hand")?;
-    let order: Order = serde_json::from_str(&first).context("the order does not parse")?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&order.log_filter))
-        .context("log.filter")?;
-    crate::logs::init_stderr(filter, order.log_json);
-    let config = super::publisher_config(&order.video)?;
-    let mut stdout = tokio::io::stdout();
-    let (go, prepared) = match order.go {
-        Some(go) => (go, None),
-        None => match wait_ready(&config, &mut stdin, &mut stdout).await? {
-            Some(ready) => ready,
-            None => return Ok(()),
-        },
-    };
-    let http = reqwest::Client::builder()
-        .build()
-        .context("building the WHIP client")?;
-    let (_target_tx, target) = watch::channel(Some(Stream {
-        session_id: go.session_id,
-        whip_url: go.whip_url,
-    }));
-    let stats = Arc::new(Mutex::new(VideoStats::default()));
-    let (gone_tx, mut gone_rx) = mpsc::channel(4);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut publishing = tokio::spawn(super::shell::run(
-        config,
-        prepared,
-        http,
-        target,
-        Arc::clone(&stats),
-        gone_tx,
-        stop_rx,
-    ));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last: Option<VideoStats> = None;
-    let mut stdin_open = true;
-    loop {
-        tokio::select! {
-            _ = &mut publishing => break,
-            line = stdin.next_line(), if stdin_open => {
-                // `stop`, or the agent gone: hang up either way.
-                if !matches!(line, Ok(Some(ref l)) if l.trim() != "stop") {
-                    stdin_open = false;
-                    let _ = stop_tx.send(true);
-                }
-            }
-            Some(id) = gone_rx.recv() => report(&mut stdout, &Report::Gone(id)).await?,
-            _ = tick.tick() => {}
-        }
-        let now = stats.lock().await.clone();
-        if last.as_ref() != Some(&now) {
-            report(&mut stdout, &Report::Stats(now.clone())).await?;
-            last = Some(now);
-        }
-    }
-    let now = stats.lock().await.clone();
-    report(&mut stdout, &Report::Stats(now)).await?;
-    Ok(())
-}
-
-type StdinLines = tokio::io::Lines<BufReader<tokio::io::Stdin>>;
-
-/// `video.ready`: prepares the pipeline (and the DTLS certificate, the
-/// slowest part of a first offer), says so, and waits for the
-/// session (`Some`) or a stop (`None`). A camera that fails meanwhile
-/// ends the worker with the reason, for the agent to try again later.
-async fn wait_ready(
-    config: &lx_media::publish::PublisherConfig,
-    stdin: &mut StdinLines,
-    stdout: &mut tokio::io::Stdout,
-) -> anyhow::Result<Option<(Go, Option<lx_media::publish::Publisher>)>> {
-    let prepared = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || {
-            let publisher = lx_media::publish::Publisher::prepare(&config)?;
-            lx_media::warm_up_dtls()?;
-            Ok::<_, lx_media::MediaError>(publisher)
-        })
-        .await
-        .context("preparing the pipeline")?
-    };
-    let publisher = match prepared {
-        Ok(p) => p,
-        Err(err) => {
-            report(stdout, &failed(err.to_string())).await?;
-            anyhow::bail!("the camera pipeline does not get ready: {err}");
-        }
-    };
-    let ready = VideoStats {
-        state: "ready".into(),
-        codec: config.codec.to_string(),
-        encoder: Some(publisher.encoder().to_string()),
-        ..VideoStats::default()
-    };
-    report(stdout, &Report::Stats(ready)).await?;
-    tracing::info!(encoder = publisher.encoder(), "video ready");
-    let mut failures = publisher.failures();
-    loop {
-        tokio::select! {
-            line = stdin.next_line() => match line {
-                Ok(Some(line)) if line.trim() != "stop" => match serde_json::from_str::<Go>(&line) {
-                    Ok(go) => return Ok(Some((go, Some(publisher)))),
-                    Err(err) => tracing::warn!(%err, "a line for the ready worker that is no session"),
-                },
-                _ => return Ok(None),
-            },
-            seen = failures.wait_for(Option::is_some) => {
-                let reason = seen.map(|r| r.clone().unwrap_or_default()).unwrap_or_default();
-                report(stdout, &failed(reason.clone())).await?;
-                anyhow::bail!("the camera failed while ready: {reason}");
-            }
-        }
-    }
-}
-
-async fn report(stdout: &mut tokio::io::Stdout, report: &Report) -> anyhow::Result<()> {
-    write_line(stdout, report).await
-}
-
 /// One JSON line: the one framing of the agent–worker pipe, both ways.
-async fn write_line<W, T>(out: &mut W, value: &T) -> anyhow::Result<()>
+pub async fn write_line<W, T>(out: &mut W, value: &T) -> anyhow::Result<()>
 where
     W: tokio::io::AsyncWrite + Unpin,
     T: Serialize,
@@ -489,14 +359,4 @@ where
     out.write_all(&line).await?;
     out.flush().await?;
     Ok(())
-}
-
-/// What a worker says when its camera does not get ready or fails while
-/// it waits.
-fn failed(reason: String) -> Report {
-    Report::Stats(VideoStats {
-        state: "failed".into(),
-        last_error: Some(reason),
-        ..VideoStats::default()
-    })
 }

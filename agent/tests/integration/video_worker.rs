@@ -1,6 +1,7 @@
-//! The video worker as a process of its own: the real `lx-agent` binary
-//! with `video.ready = false` holds no GStreamer while idle, before or
-//! after a session; the worker that publishes is started for the session,
+//! The video worker as a program of its own: the real `lx-agent` binary,
+//! bundled with `lx-agent-video` as a release is, with `video.ready =
+//! false` maps no GStreamer while idle, before or after a session; the
+//! worker that publishes runs from the bundle, is started for the session,
 //! replaced when it dies, and gone once the session ends.
 
 use std::process::{Command, Stdio};
@@ -16,15 +17,39 @@ use super::{dispatched_until_live, enrollment_token, frame_status, test_camera, 
 /// The GStreamer plugins a process has mapped (its registry loads them
 /// from `…/gstreamer-1.0/`).
 fn gstreamer_plugins(pid: u32) -> Vec<String> {
+    mapped(pid, |path| path.contains("/gstreamer-1.0/"))
+}
+
+/// GStreamer's and GLib's own libraries a process has mapped.
+fn gstreamer_libraries(pid: u32) -> Vec<String> {
+    mapped(pid, |path| {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        name.starts_with("libgst") || name.starts_with("libglib") || name.starts_with("libgobject")
+    })
+}
+
+fn mapped(pid: u32, which: impl Fn(&str) -> bool) -> Vec<String> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    let mut plugins: Vec<String> = maps
+    let mut paths: Vec<String> = maps
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|path| path.contains("/gstreamer-1.0/"))
+        .filter(|path| which(path))
         .map(str::to_owned)
         .collect();
-    plugins.dedup();
-    plugins
+    paths.dedup();
+    paths
+}
+
+/// A release's file: the agent with its worker appended.
+fn bundled_agent(dir: &std::path::Path) -> std::path::PathBuf {
+    let bundle = lx_protocol::update::bundle(
+        std::fs::read(env!("CARGO_BIN_EXE_lx-agent")).unwrap(),
+        &std::fs::read(env!("CARGO_BIN_EXE_lx-agent-video")).unwrap(),
+    );
+    let path = dir.join("lx-agent-bundled");
+    std::fs::write(&path, bundle).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
 }
 
 fn alive(pid: u32) -> bool {
@@ -63,7 +88,10 @@ async fn an_idle_agent_holds_no_gstreamer_and_a_killed_worker_is_replaced_mid_se
     lx_agent::run::enroll(&config, &enrollment_token(&t, &supplier).await)
         .await
         .unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_lx-agent"))
+    // Nothing named lx-agent-video beside it: the worker can only come
+    // from the bundle.
+    let binary = bundled_agent(dir.path());
+    let mut agent = Command::new(&binary)
         .arg("run")
         .envs(env)
         .env("RUST_LOG", "warn")
@@ -80,6 +108,7 @@ async fn an_idle_agent_holds_no_gstreamer_and_a_killed_worker_is_replaced_mid_se
     let idle = healthz(port).await;
     assert_eq!(worker_pid(&idle), None, "{idle}");
     assert_eq!(gstreamer_plugins(agent_pid), Vec::<String>::new());
+    assert_eq!(gstreamer_libraries(agent_pid), Vec::<String>::new());
 
     let id = dispatched_until_live(&t, &consumer, Duration::from_secs(30)).await;
     let first = worker_pid(&healthz(port).await).expect("a worker publishes");
@@ -91,7 +120,16 @@ async fn an_idle_agent_holds_no_gstreamer_and_a_killed_worker_is_replaced_mid_se
         "the worker holds the media: {:?}",
         gstreamer_plugins(first)
     );
+    let worker_exe = std::fs::read_link(format!("/proc/{first}/exe")).unwrap();
+    assert!(
+        worker_exe
+            .to_string_lossy()
+            .starts_with("/memfd:lx-agent-video"),
+        "the worker runs from the bundle: {}",
+        worker_exe.display()
+    );
     assert_eq!(gstreamer_plugins(agent_pid), Vec::<String>::new());
+    assert_eq!(gstreamer_libraries(agent_pid), Vec::<String>::new());
 
     // The worker dies; another takes the session over.
     nix::sys::signal::kill(

@@ -15,7 +15,8 @@ pub struct Login {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// PEM of the CA for `mqtts://`; `None`: the system's roots.
+    /// PEM of the CA for `mqtts://`; `None`: the Mozilla roots
+    /// (webpki-roots).
     pub ca_pem: Option<Vec<u8>>,
     pub keep_alive: Duration,
     /// Published by the broker when the connection is lost: (topic, payload).
@@ -103,14 +104,32 @@ pub async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
 #[cfg(feature = "mqtt-tls")]
 fn set_tls(options: &mut MqttOptions, login: &Login) -> Result<(), String> {
     use rumqttc::{TlsConfiguration, Transport};
-    let tls = match &login.ca_pem {
-        Some(ca) => TlsConfiguration::SimpleNative {
-            ca: ca.clone(),
-            client_auth: None,
-        },
-        None => TlsConfiguration::Native,
-    };
-    options.set_transport(Transport::tls_with_config(tls));
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match &login.ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("the broker's CA file: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("the broker's CA file: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("the broker's CA file holds no PEM certificate".into());
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS for the broker: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        std::sync::Arc::new(config),
+    )));
     Ok(())
 }
 

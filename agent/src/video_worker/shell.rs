@@ -10,12 +10,12 @@ use lx_media::{Codec, GATHER_TIMEOUT, IceConfig};
 use tokio::sync::{Mutex, mpsc, watch};
 use uuid::Uuid;
 
-use super::{Stream, VideoStats};
-use crate::config::{CameraSource, VideoConfig};
-use crate::whip::{Input, Method, Output, Request, WhipClient};
+use lx_agent::config::{CameraSource, VideoConfig};
+use lx_agent::video::{Stream, VideoStats};
+use lx_agent::whip::{Input, Method, Output, Request, WhipClient};
 
 /// The publisher settings from the agent's `[video]` section.
-pub fn publisher_config(v: &VideoConfig) -> anyhow::Result<PublisherConfig> {
+pub(crate) fn publisher_config(v: &VideoConfig) -> anyhow::Result<PublisherConfig> {
     let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
     let source = match v.source {
         CameraSource::Test => VideoSource::TestPattern {
@@ -432,12 +432,12 @@ mod tests {
             include_str!("../../../configs/agent-rpi-camera.toml"),
             include_str!("../../../configs/agent-fixed-ptz.toml"),
         ] {
-            let config = crate::config::Config::from_layers(Some(text), []).unwrap();
+            let config = lx_agent::config::Config::from_layers(Some(text), []).unwrap();
             let publisher = publisher_config(&config.video).unwrap();
             assert_eq!(publisher.codec, Codec::H264);
             assert_eq!(publisher.keyframe_interval_frames, 30);
         }
-        let ptz = crate::config::Config::from_layers(
+        let ptz = lx_agent::config::Config::from_layers(
             Some(include_str!("../../../configs/agent-fixed-ptz.toml")),
             [],
         )
