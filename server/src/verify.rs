@@ -5,6 +5,8 @@
 //! does the work, else k256. Both refuse high-s signatures, so a valid
 //! signature has exactly one encoding.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use k256::ecdsa::VerifyingKey;
 
 #[derive(Debug, Clone)]
@@ -66,18 +68,44 @@ pub type SignedDigest = ([u8; 32], [u8; 65]);
 /// Below this many signatures a batch is verified on the calling thread.
 const PARALLEL_FROM: usize = 8;
 
-/// The index of the first signature that does not verify, if any. Runs on
-/// every available core; call it from a blocking context.
+/// Threads verifying right now, across every batch of the process.
+static VERIFYING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts threads in [`VERIFYING`] while it lives.
+struct Verifying(usize);
+
+impl Verifying {
+    fn enter(threads: usize) -> Self {
+        VERIFYING.fetch_add(threads, Ordering::AcqRel);
+        Self(threads)
+    }
+}
+
+impl Drop for Verifying {
+    fn drop(&mut self) {
+        VERIFYING.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
+
+/// The index of the first signature that does not verify, if any; call it
+/// from a blocking context. A batch is split over the cores no other batch
+/// is verifying on: with every core busy it stays on the calling thread, so
+/// that concurrent batches do not spawn more threads than there are cores
+/// (they would only take turns, and evict each other's tables from the
+/// caches).
 pub fn first_invalid(key: &DeviceKey, items: &[SignedDigest]) -> Option<usize> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if items.len() < PARALLEL_FROM || threads == 1 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let me = Verifying::enter(1);
+    let spare = cores.saturating_sub(VERIFYING.load(Ordering::Acquire));
+    if items.len() < PARALLEL_FROM || spare == 0 {
         return items.iter().position(|(d, s)| !key.verifies(d, s));
     }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .enumerate()
+    let _helpers = Verifying::enter(spare);
+    let chunk = items.len().div_ceil(spare + 1);
+    let mut parts = items.chunks(chunk).enumerate();
+    let (_, mine) = parts.next()?;
+    let found = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
             .map(|(i, part)| {
                 scope.spawn(move || {
                     part.iter()
@@ -86,11 +114,15 @@ pub fn first_invalid(key: &DeviceKey, items: &[SignedDigest]) -> Option<usize> {
                 })
             })
             .collect();
+        let here = mine.iter().position(|(d, s)| !key.verifies(d, s));
         handles
             .into_iter()
             .filter_map(|h| h.join().ok().flatten())
+            .chain(here)
             .min()
-    })
+    });
+    drop(me);
+    found
 }
 
 #[cfg(test)]
@@ -119,6 +151,20 @@ mod tests {
         items[29].1[10] ^= 1;
         items[33].0[0] ^= 1;
         assert_eq!(first_invalid(&key, &items), Some(29));
+    }
+
+    #[test]
+    fn concurrent_batches_each_report_their_own_first_bad_signature() {
+        let (key, items) = build_batch(64);
+        let bad_at = [0, 5, 31, 32, 63];
+        std::thread::scope(|scope| {
+            for &bad in &bad_at {
+                let (key, mut items) = (key.clone(), items.clone());
+                items[bad].1[40] ^= 1;
+                scope.spawn(move || assert_eq!(first_invalid(&key, &items), Some(bad)));
+            }
+        });
+        assert_eq!(first_invalid(&key, &items), None);
     }
 
     #[test]
