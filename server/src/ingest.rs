@@ -100,15 +100,13 @@ pub(crate) async fn verify_and_store(
         })?;
         decoded.push((sample, signature));
     }
-    // Signatures are checked on every core, off the async threads.
+    // Signatures are checked on every core, by the verifier threads.
     let domain = lx_protocol::telemetry::domain_separator(chain_id);
     let items: Vec<crate::verify::SignedDigest> = decoded
         .iter()
         .map(|(s, sig)| (s.digest_in(&domain), sig.0))
         .collect();
-    let bad = tokio::task::spawn_blocking(move || crate::verify::first_invalid(&key, &items))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let bad = crate::verify::first_invalid(key, items).await;
     if let Some(i) = bad {
         return Err(ApiError::new(
             ErrorCode::InvalidSignature,

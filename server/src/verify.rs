@@ -5,7 +5,9 @@
 //! does the work, else k256. Both refuse high-s signatures, so a valid
 //! signature has exactly one encoding.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use k256::ecdsa::VerifyingKey;
 
@@ -65,64 +67,134 @@ pub fn verify_k256(key: &VerifyingKey, digest: &[u8; 32], signature: &[u8; 65]) 
 /// A digest and the signature (r ‖ s ‖ v) over it.
 pub type SignedDigest = ([u8; 32], [u8; 65]);
 
-/// Below this many signatures a batch is verified on the calling thread.
-const PARALLEL_FROM: usize = 8;
+/// Signatures a verifier thread claims at a time (about half a
+/// millisecond of work): small enough that every core shares a batch,
+/// large enough that claiming costs nothing.
+const CHUNK: usize = 16;
 
-/// Threads verifying right now, across every batch of the process.
-static VERIFYING: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts threads in [`VERIFYING`] while it lives.
-struct Verifying(usize);
-
-impl Verifying {
-    fn enter(threads: usize) -> Self {
-        VERIFYING.fetch_add(threads, Ordering::AcqRel);
-        Self(threads)
+/// The index of the first signature that does not verify, if any.
+///
+/// Every batch of the process goes to one queue served by one verifier
+/// thread per core, which claim the oldest batch's signatures a chunk at
+/// a time: a lone batch is spread over every core, concurrent batches never
+/// run more verifying threads than there are cores (they would only take
+/// turns, evicting each other's tables from the caches), and a core that
+/// finishes its share moves on to the next batch instead of idling.
+pub async fn first_invalid(key: DeviceKey, items: Vec<SignedDigest>) -> Option<usize> {
+    if items.is_empty() {
+        return None;
     }
-}
-
-impl Drop for Verifying {
-    fn drop(&mut self) {
-        VERIFYING.fetch_sub(self.0, Ordering::AcqRel);
-    }
-}
-
-/// The index of the first signature that does not verify, if any; call it
-/// from a blocking context. A batch is split over the cores no other batch
-/// is verifying on: with every core busy it stays on the calling thread, so
-/// that concurrent batches do not spawn more threads than there are cores
-/// (they would only take turns, and evict each other's tables from the
-/// caches).
-pub fn first_invalid(key: &DeviceKey, items: &[SignedDigest]) -> Option<usize> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let me = Verifying::enter(1);
-    let spare = cores.saturating_sub(VERIFYING.load(Ordering::Acquire));
-    if items.len() < PARALLEL_FROM || spare == 0 {
-        return items.iter().position(|(d, s)| !key.verifies(d, s));
-    }
-    let _helpers = Verifying::enter(spare);
-    let chunk = items.len().div_ceil(spare + 1);
-    let mut parts = items.chunks(chunk).enumerate();
-    let (_, mine) = parts.next()?;
-    let found = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .map(|(i, part)| {
-                scope.spawn(move || {
-                    part.iter()
-                        .position(|(d, s)| !key.verifies(d, s))
-                        .map(|p| i * chunk + p)
-                })
-            })
-            .collect();
-        let here = mine.iter().position(|(d, s)| !key.verifies(d, s));
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok().flatten())
-            .chain(here)
-            .min()
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    verifiers().submit(Batch {
+        key,
+        items,
+        claimed: AtomicUsize::new(0),
+        checked: AtomicUsize::new(0),
+        first_bad: AtomicUsize::new(usize::MAX),
+        reply: Mutex::new(Some(reply)),
     });
-    drop(me);
-    found
+    // The sender is only dropped unsent if the process is unwinding.
+    answer.await.unwrap_or(Some(0))
+}
+
+struct Batch {
+    key: DeviceKey,
+    items: Vec<SignedDigest>,
+    /// Signatures handed to verifier threads so far.
+    claimed: AtomicUsize,
+    /// Signatures whose verification is finished (or skipped, past a bad one).
+    checked: AtomicUsize,
+    /// The lowest bad index found, `usize::MAX` while none is.
+    first_bad: AtomicUsize,
+    reply: Mutex<Option<tokio::sync::oneshot::Sender<Option<usize>>>>,
+}
+
+impl Batch {
+    fn all_claimed(&self) -> bool {
+        self.claimed.load(Ordering::Relaxed) >= self.items.len()
+    }
+
+    /// Verifies the chunk at `start`; the thread finishing the batch answers.
+    fn check_chunk(&self, start: usize) {
+        let end = (start + CHUNK).min(self.items.len());
+        // Past a bad signature nothing changes the answer.
+        if start < self.first_bad.load(Ordering::Acquire) {
+            let bad = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.items[start..end]
+                    .iter()
+                    .position(|(d, s)| !self.key.verifies(d, s))
+            }))
+            // A chunk whose check failed to run is not a verified one.
+            .unwrap_or(Some(0));
+            if let Some(i) = bad {
+                self.first_bad.fetch_min(start + i, Ordering::AcqRel);
+            }
+        }
+        let done = end - start;
+        if self.checked.fetch_add(done, Ordering::AcqRel) + done == self.items.len() {
+            let first_bad = self.first_bad.load(Ordering::Acquire);
+            let reply = self.reply.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(reply) = reply {
+                // The caller may have gone (its request was cancelled).
+                let _ = reply.send((first_bad != usize::MAX).then_some(first_bad));
+            }
+        }
+    }
+}
+
+struct Verifiers {
+    queue: Mutex<VecDeque<Arc<Batch>>>,
+    work: Condvar,
+}
+
+fn verifiers() -> &'static Verifiers {
+    static VERIFIERS: OnceLock<&'static Verifiers> = OnceLock::new();
+    VERIFIERS.get_or_init(|| {
+        let pool: &'static Verifiers = Box::leak(Box::new(Verifiers {
+            queue: Mutex::new(VecDeque::new()),
+            work: Condvar::new(),
+        }));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for i in 0..cores {
+            let spawned = std::thread::Builder::new()
+                .name(format!("lx-verify-{i}"))
+                .spawn(move || pool.serve());
+            if let Err(err) = spawned {
+                tracing::error!(%err, "starting a signature verifier thread");
+            }
+        }
+        pool
+    })
+}
+
+impl Verifiers {
+    fn submit(&self, batch: Batch) {
+        self.lock().push_back(Arc::new(batch));
+        self.work.notify_all();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Batch>>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn serve(&self) {
+        loop {
+            let (batch, start) = {
+                let mut queue = self.lock();
+                loop {
+                    while queue.front().is_some_and(|b| b.all_claimed()) {
+                        queue.pop_front();
+                    }
+                    if let Some(batch) = queue.front() {
+                        let start = batch.claimed.fetch_add(CHUNK, Ordering::Relaxed);
+                        break (Arc::clone(batch), start);
+                    }
+                    queue = self.work.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            batch.check_chunk(start);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -144,27 +216,30 @@ mod tests {
         (device, items)
     }
 
-    #[test]
-    fn a_batch_reports_its_first_bad_signature() {
+    #[tokio::test]
+    async fn a_batch_reports_its_first_bad_signature() {
         let (key, mut items) = build_batch(40);
-        assert_eq!(first_invalid(&key, &items), None);
+        assert_eq!(first_invalid(key.clone(), items.clone()).await, None);
         items[29].1[10] ^= 1;
         items[33].0[0] ^= 1;
-        assert_eq!(first_invalid(&key, &items), Some(29));
+        assert_eq!(first_invalid(key.clone(), items.clone()).await, Some(29));
+        items[2].1[5] ^= 1;
+        assert_eq!(first_invalid(key, items).await, Some(2));
     }
 
-    #[test]
-    fn concurrent_batches_each_report_their_own_first_bad_signature() {
+    #[tokio::test]
+    async fn concurrent_batches_each_report_their_own_first_bad_signature() {
         let (key, items) = build_batch(64);
-        let bad_at = [0, 5, 31, 32, 63];
-        std::thread::scope(|scope| {
-            for &bad in &bad_at {
-                let (key, mut items) = (key.clone(), items.clone());
-                items[bad].1[40] ^= 1;
-                scope.spawn(move || assert_eq!(first_invalid(&key, &items), Some(bad)));
-            }
+        let bad_at = [0, 5, 15, 16, 31, 63];
+        let checks = bad_at.iter().map(|&bad| {
+            let mut items = items.clone();
+            items[bad].1[40] ^= 1;
+            first_invalid(key.clone(), items)
         });
-        assert_eq!(first_invalid(&key, &items), None);
+        let found = futures_util::future::join_all(checks).await;
+        assert_eq!(found, bad_at.map(Some));
+        assert_eq!(first_invalid(key, items).await, None);
+        assert_eq!(first_invalid(build_batch(1).0, Vec::new()).await, None);
     }
 
     #[test]

@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_cookie_revocations.sql"),
     include_str!("migrations/0010_session_samples.sql"),
     include_str!("migrations/0011_device_logs.sql"),
+    include_str!("migrations/0012_telemetry_without_rowid.sql"),
 ];
 
 /// How many read connections a file store opens unless told otherwise.
@@ -54,6 +55,11 @@ pub const DEFAULT_READ_CONNECTIONS: usize = 4;
 /// How long a connection waits for SQLite's own file lock (another process,
 /// or a checkpoint) before the call fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The writer's page cache, in KiB (SQLite's default is 2 MiB): the
+/// telemetry table's index pages stay cached as it grows, so that storing
+/// a batch does not read them back from the file.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -194,6 +200,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A negative cache_size counts KiB, a positive one pages.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         migrate(&mut conn)?;
         // Tokens keep growing across restarts: start above anything issued before.
@@ -2188,6 +2196,10 @@ impl Store for SqliteStore {
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                         )
                         .map_err(StoreError::from)?;
+                    // Bound as text once, not per row: a batch is one device's,
+                    // and mostly of one session.
+                    let operator = operator_id.to_string();
+                    let mut session_text: Option<(Uuid, String)> = None;
                     for (index, stored) in samples.iter().enumerate() {
                         let s = &stored.sample;
                         if let Some(prev) = last.filter(|&prev| s.sequence <= prev) {
@@ -2197,17 +2209,21 @@ impl Store for SqliteStore {
                         if let Some(prev) = newest.map(|f| f.captured_ms).filter(|&prev| captured <= prev) {
                             return Err(IngestError::CapturedNotIncreasing { index, captured_ms: captured, last_ms: prev });
                         }
+                        if let Some(id) = s.session().filter(|id| session_text.as_ref().is_none_or(|(held, _)| held != id)) {
+                            session_text = Some((id, id.to_string()));
+                        }
+                        let session = s.session().and(session_text.as_ref()).map(|(_, text)| text.as_str());
                         insert
                             .execute(params![
-                                operator_id.to_string(),
+                                operator,
                                 to_i64(s.sequence),
-                                s.session().map(|u| u.to_string()),
+                                session,
                                 to_i64(s.captured_at_ms),
                                 i64::from(s.lat_e7),
                                 i64::from(s.lng_e7),
                                 i64::from(s.accuracy_cm),
                                 i64::from(s.source.code()),
-                                stored.signature.to_vec(),
+                                &stored.signature[..],
                                 stored.received_ms,
                             ])
                             .map_err(StoreError::from)?;
@@ -2565,7 +2581,7 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::SqliteStore;
+    use super::{Connection, MIGRATIONS, SqliteStore, migrate};
 
     crate::store_suite!((SqliteStore::in_memory().expect("in-memory store"), ()));
 
@@ -2620,6 +2636,42 @@ mod tests {
             .await
             .expect_err("a write through a read connection");
         assert!(err.to_string().contains("readonly"), "{err}");
+    }
+
+    #[test]
+    fn stored_telemetry_survives_the_move_to_a_table_without_rowid() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let before = MIGRATIONS.len() - 1;
+        for script in &MIGRATIONS[..before] {
+            conn.execute_batch(script).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        conn.execute(
+            "INSERT INTO telemetry (operator_id, sequence, session_id, captured_ms, lat_e7, lng_e7, accuracy_cm, source, signature, received_ms)
+             VALUES ('op', 7, 'session', 1000, 47110000, -740720000, 350, 1, x'0102', 1001)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let row: (i64, String, i64, Vec<u8>) = conn
+            .query_row(
+                "SELECT sequence, session_id, lat_e7, signature FROM telemetry WHERE operator_id = 'op'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (7, "session".to_owned(), 47_110_000, vec![1, 2]));
+        // A table without rowid has no rowid to select.
+        assert!(conn.prepare("SELECT rowid FROM telemetry").is_err());
+        let index: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'telemetry_session'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1);
     }
 
     #[test]
