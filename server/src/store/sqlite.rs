@@ -56,11 +56,6 @@ pub const DEFAULT_READ_CONNECTIONS: usize = 4;
 /// or a checkpoint) before the call fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The writer's page cache, in KiB (SQLite's default is 2 MiB): the
-/// telemetry table's index pages stay cached as it grows, so that storing
-/// a batch does not read them back from the file.
-const WRITER_CACHE_KIB: i64 = 32 * 1024;
-
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: Arc<tokio::sync::Mutex<Connection>>,
@@ -200,8 +195,6 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // A negative cache_size counts KiB, a positive one pages.
-        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         migrate(&mut conn)?;
         // Tokens keep growing across restarts: start above anything issued before.
