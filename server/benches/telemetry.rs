@@ -3,7 +3,8 @@
 //! Signed samples verified and stored per second through HTTP: a server on
 //! loopback (SQLite file store), eight enrolled devices each serving a LIVE
 //! session, one client per device posting batches of 200 pre-signed samples
-//! in sequence order; with `--store postgres`, the same again on PostgreSQL
+//! in sequence order, twice on fresh stores with the better run kept; with
+//! `--store postgres`, the same once on PostgreSQL
 //! (`telemetry.pg_…` lines). In the same run, the raw verify rate of the library
 //! the server verifies with, on one core and on all cores, and k256's for
 //! comparison. `BENCH telemetry.<metric>=<n>` lines carry the figures.
@@ -212,10 +213,16 @@ impl RawSet {
             .count();
         let one_core = rate(RAW, t.elapsed());
         assert_eq!(ok, RAW);
-        let (device, items) = (self.device.clone(), self.items.clone());
-        let t = Instant::now();
-        assert_eq!(first_invalid(device, items).await, None);
-        let all_cores = rate(RAW, t.elapsed());
+        // All cores at once varies most on a virtual machine (1.8 to 2.0
+        // times one core between runs here): the best of three, so that a
+        // slow spell cannot flatter the ratio.
+        let mut all_cores: f64 = 0.0;
+        for _ in 0..3 {
+            let (device, items) = (self.device.clone(), self.items.clone());
+            let t = Instant::now();
+            assert_eq!(first_invalid(device, items).await, None);
+            all_cores = all_cores.max(rate(RAW, t.elapsed()));
+        }
         let t = Instant::now();
         let ok = self
             .items
@@ -362,15 +369,21 @@ fn main() {
     rt.block_on(async {
         // The raw rates are measured before and after the ingest and the
         // better of each kept: a burst the machine's neighbours slowed would
-        // flatter the ratio.
+        // flatter the ratio. The ingest runs twice, each on a fresh store,
+        // and the better is kept likewise: both sides of the ratio are what
+        // this machine can do at its best.
         let raw = RawSet::new();
         let before = raw.rates().await;
 
-        let dir = tempfile::tempdir().expect("dir");
-        let mut config = Config::defaults();
-        config.store.path = dir.path().join("lx.db");
-        let store = lx_server::store::open(&config.store).await.expect("store");
-        let ingest = ingest_run(Arc::new(config), store, "").await;
+        let mut ingest: f64 = 0.0;
+        for run in 1..=2 {
+            let dir = tempfile::tempdir().expect("dir");
+            let mut config = Config::defaults();
+            config.store.path = dir.path().join("lx.db");
+            let store = lx_server::store::open(&config.store).await.expect("store");
+            let label = format!("run {run}: ");
+            ingest = ingest.max(ingest_run(Arc::new(config), store, &label).await);
+        }
         let pg_ingest = if wants_postgres() {
             let mut config = Config::defaults();
             config.store.url = lx_server::store::postgres::cluster::shared().fresh_database().await;
