@@ -26,7 +26,24 @@ async fn main() -> anyhow::Result<()> {
         println!("lx-agent-video {}", lx_agent::VERSION);
         return Ok(());
     }
-    serve().await
+    match serve().await {
+        // The agent exited (or was killed) while this worker was reporting:
+        // nobody is left to tell, and stopping is what it would have asked.
+        Err(err) if agent_gone(&err) => {
+            tracing::info!("the agent hung up; stopping");
+            Ok(())
+        }
+        done => done,
+    }
+}
+
+/// Whether `err` is the report pipe broken by the agent's end.
+fn agent_gone(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Reads its order, publishes until told to stop, reports when its state

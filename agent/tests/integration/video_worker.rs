@@ -185,3 +185,39 @@ async fn an_idle_agent_holds_no_gstreamer_and_a_killed_worker_is_replaced_mid_se
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// A worker whose agent is gone (its report pipe closed) stops quietly:
+/// with status 0 and no error, not a failure in the journal each time an
+/// agent restarts.
+#[test]
+fn a_worker_whose_agent_is_gone_exits_cleanly() {
+    use std::io::Write;
+
+    let mut video = lx_agent::config::Config::defaults().video;
+    video.enabled = true;
+    video.source = lx_agent::config::CameraSource::Test;
+    (video.width, video.height) = (320, 240);
+    let order = lx_agent::video::worker::Order {
+        video,
+        go: None,
+        log_filter: "info".into(),
+        log_json: false,
+    };
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_lx-agent-video"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = worker.stdin.take().unwrap();
+    writeln!(stdin, "{}", serde_json::to_string(&order).unwrap()).unwrap();
+    // The agent's end of the report pipe closes before the worker's first
+    // report ("ready", once the pipeline is built).
+    drop(worker.stdout.take());
+    let output = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}: {stderr}", output.status);
+    assert!(!stderr.contains("Error"), "{stderr}");
+    assert!(stderr.contains("the agent hung up"), "{stderr}");
+    drop(stdin);
+}
