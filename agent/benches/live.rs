@@ -148,6 +148,8 @@ fn main() {
             };
             let mut seconds = measure(&t, &consumer, at, between).await;
             drop(agent);
+            let in_order: Vec<String> = seconds.iter().map(|s| format!("{s:.3}")).collect();
+            println!("{name}, session by session: {}", in_order.join(" "));
             let (p50, p95) = report(&name, &mut seconds);
             println!("BENCH live.{name}_dispatch_to_live_p50_s={p50:.3}");
             println!("BENCH live.{name}_dispatch_to_live_p95_s={p95:.3}");

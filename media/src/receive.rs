@@ -189,13 +189,7 @@ impl Receiver {
     pub fn request_keyframe(&self) {
         let depayloader = self.depayloader.lock().ok().and_then(|d| d.clone());
         if let Some(depayloader) = depayloader {
-            let event = gst::event::CustomUpstream::builder(
-                gst::Structure::builder("GstForceKeyUnit")
-                    .field("all-headers", true)
-                    .build(),
-            )
-            .build();
-            depayloader.send_event(event);
+            depayloader.send_event(crate::publish::force_key_unit());
         }
     }
 }
