@@ -158,19 +158,6 @@ pub struct MeterDto {
     pub fee_bps: u32,
 }
 
-impl From<crate::meter::Meter> for MeterDto {
-    fn from(m: crate::meter::Meter) -> Self {
-        Self {
-            clean_seconds: m.clean_seconds,
-            failed_seconds: m.failed_seconds,
-            charged_micro_usdc: m.charged_micro_usdc,
-            fee_micro_usdc: m.fee_micro_usdc,
-            operator_earned_micro_usdc: m.operator_earned_micro_usdc,
-            fee_bps: m.fee_bps,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(rename_all = "camelCase")]

@@ -54,6 +54,20 @@ pub struct Meter {
     pub fee_bps: u32,
 }
 
+/// The meter as the API shows it.
+impl From<Meter> for crate::api::MeterDto {
+    fn from(m: Meter) -> Self {
+        Self {
+            clean_seconds: m.clean_seconds,
+            failed_seconds: m.failed_seconds,
+            charged_micro_usdc: m.charged_micro_usdc,
+            fee_micro_usdc: m.fee_micro_usdc,
+            operator_earned_micro_usdc: m.operator_earned_micro_usdc,
+            fee_bps: m.fee_bps,
+        }
+    }
+}
+
 /// A verified position, as the meter needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fix {
