@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::geo::Point;
-use crate::time::{UnixMillis, format_millis, parse_millis};
+use crate::time::{UnixMillis, format_millis, parse_canonical_millis, parse_millis};
 use crate::wallet::{Signature65, keccak256, sign_prehash};
 
 pub const DOMAIN_NAME: &str = "Luxxon Telemetry";
@@ -136,18 +136,19 @@ impl Sample {
     pub fn struct_hash(&self) -> [u8; 32] {
         // The type hash is a constant of the encoding: hashed once.
         static TYPE_HASH: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-        let mut enc = Vec::with_capacity(32 * 8);
-        enc.extend_from_slice(TYPE_HASH.get_or_init(|| keccak256(TELEMETRY_TYPE.as_bytes())));
         let mut session = [0u8; 32];
         session[..16].copy_from_slice(&self.session_id);
-        enc.extend_from_slice(&session);
-        enc.extend_from_slice(&word_u64(self.sequence));
-        enc.extend_from_slice(&word_u64(self.captured_at_ms));
-        enc.extend_from_slice(&word_i64(i64::from(self.lat_e7)));
-        enc.extend_from_slice(&word_i64(i64::from(self.lng_e7)));
-        enc.extend_from_slice(&word_u64(u64::from(self.accuracy_cm)));
-        enc.extend_from_slice(&word_u64(u64::from(self.source.code())));
-        keccak256(&enc)
+        let words = [
+            *TYPE_HASH.get_or_init(|| keccak256(TELEMETRY_TYPE.as_bytes())),
+            session,
+            word_u64(self.sequence),
+            word_u64(self.captured_at_ms),
+            word_i64(i64::from(self.lat_e7)),
+            word_i64(i64::from(self.lng_e7)),
+            word_u64(u64::from(self.accuracy_cm)),
+            word_u64(u64::from(self.source.code())),
+        ];
+        keccak256(words.as_flattened())
     }
 
     /// The EIP-712 digest: `keccak256(0x1901 ‖ domainSeparator ‖ hashStruct)`.
@@ -281,16 +282,22 @@ impl SampleJson {
                 "does not match the session it was sent to",
             ));
         }
-        let captured: UnixMillis = parse_millis(&self.captured_at)
-            .ok_or(field("capturedAt", "must be an RFC 3339 time"))?;
-        if format_millis(captured) != self.captured_at
-            && !same_instant_text(&self.captured_at, captured)
-        {
-            return Err(field(
-                "capturedAt",
-                "must have at most millisecond precision",
-            ));
-        }
+        let captured: UnixMillis = match parse_canonical_millis(&self.captured_at) {
+            Some(ms) => ms,
+            None => {
+                let captured = parse_millis(&self.captured_at)
+                    .ok_or(field("capturedAt", "must be an RFC 3339 time"))?;
+                if format_millis(captured) != self.captured_at
+                    && !same_instant_text(&self.captured_at, captured)
+                {
+                    return Err(field(
+                        "capturedAt",
+                        "must have at most millisecond precision",
+                    ));
+                }
+                captured
+            }
+        };
         let captured_at_ms =
             u64::try_from(captured).map_err(|_| field("capturedAt", "must be after 1970"))?;
         let sample = Sample::from_position(
