@@ -100,6 +100,18 @@ pub(crate) fn package_of(element: &str) -> &'static str {
     }
 }
 
+/// An upstream request for a key frame, with the codec's headers: a
+/// receiver's depayloader turns it into an RTCP PLI, a publisher's
+/// payloader passes it to the encoder.
+pub(crate) fn force_key_unit() -> gst::Event {
+    gst::event::CustomUpstream::builder(
+        gst::Structure::builder("GstForceKeyUnit")
+            .field("all-headers", true)
+            .build(),
+    )
+    .build()
+}
+
 /// Makes an element, naming the package to install when it is missing.
 pub(crate) fn make(element: &str) -> Result<gst::Element, MediaError> {
     gst::ElementFactory::make(element)

@@ -473,7 +473,7 @@ impl Publisher {
                 // waits for its key-frame request's round trip, or for the
                 // next interval's (a second).
                 if let Some(payloader) = payloader.upgrade() {
-                    payloader.send_event(force_key_unit());
+                    payloader.send_event(crate::force_key_unit());
                 }
             }
             if matches!(
@@ -586,16 +586,6 @@ const RECEIVER_SILENCE: std::time::Duration = std::time::Duration::from_secs(12)
 /// Fails the publisher when the receiver, once heard, falls silent: the
 /// server crashed or restarted, or the network dropped the path. The
 /// WHIP client then posts again.
-/// An upstream request for a key frame, with the codec's headers.
-pub(crate) fn force_key_unit() -> gst::Event {
-    gst::event::CustomUpstream::builder(
-        gst::Structure::builder("GstForceKeyUnit")
-            .field("all-headers", true)
-            .build(),
-    )
-    .build()
-}
-
 fn watch_receiver_reports(webrtc: &gst::Element, fail_tx: &Arc<watch::Sender<Option<String>>>) {
     let Some(rtpbin) = webrtc
         .downcast_ref::<gst::Bin>()

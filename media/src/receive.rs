@@ -189,7 +189,7 @@ impl Receiver {
     pub fn request_keyframe(&self) {
         let depayloader = self.depayloader.lock().ok().and_then(|d| d.clone());
         if let Some(depayloader) = depayloader {
-            depayloader.send_event(crate::publish::force_key_unit());
+            depayloader.send_event(crate::force_key_unit());
         }
     }
 }

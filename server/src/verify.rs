@@ -84,8 +84,18 @@ pub async fn first_invalid(key: DeviceKey, items: Vec<SignedDigest>) -> Option<u
     if items.is_empty() {
         return None;
     }
+    let pool = verifiers();
+    if pool.threads.load(Ordering::Relaxed) == 0 {
+        // No verifier thread could be started: verify here, off the async
+        // workers, rather than wait for nobody.
+        return tokio::task::spawn_blocking(move || {
+            items.iter().position(|(d, s)| !key.verifies(d, s))
+        })
+        .await
+        .unwrap_or(Some(0));
+    }
     let (reply, answer) = tokio::sync::oneshot::channel();
-    verifiers().submit(Batch {
+    pool.submit(Batch {
         key,
         items,
         claimed: AtomicUsize::new(0),
@@ -145,6 +155,8 @@ impl Batch {
 struct Verifiers {
     queue: Mutex<VecDeque<Arc<Batch>>>,
     work: Condvar,
+    /// Verifier threads serving the queue.
+    threads: AtomicUsize,
 }
 
 fn verifiers() -> &'static Verifiers {
@@ -153,14 +165,18 @@ fn verifiers() -> &'static Verifiers {
         let pool: &'static Verifiers = Box::leak(Box::new(Verifiers {
             queue: Mutex::new(VecDeque::new()),
             work: Condvar::new(),
+            threads: AtomicUsize::new(0),
         }));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         for i in 0..cores {
             let spawned = std::thread::Builder::new()
                 .name(format!("lx-verify-{i}"))
                 .spawn(move || pool.serve());
-            if let Err(err) = spawned {
-                tracing::error!(%err, "starting a signature verifier thread");
+            match spawned {
+                Ok(_) => {
+                    pool.threads.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => tracing::error!(%err, "starting a signature verifier thread"),
             }
         }
         pool

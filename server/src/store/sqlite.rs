@@ -2189,10 +2189,8 @@ impl Store for SqliteStore {
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                         )
                         .map_err(StoreError::from)?;
-                    // Bound as text once, not per row: a batch is one device's,
-                    // and mostly of one session.
+                    // Ids bound as text without an allocation per row.
                     let operator = operator_id.to_string();
-                    let mut session_text: Option<(Uuid, String)> = None;
                     for (index, stored) in samples.iter().enumerate() {
                         let s = &stored.sample;
                         if let Some(prev) = last.filter(|&prev| s.sequence <= prev) {
@@ -2202,10 +2200,8 @@ impl Store for SqliteStore {
                         if let Some(prev) = newest.map(|f| f.captured_ms).filter(|&prev| captured <= prev) {
                             return Err(IngestError::CapturedNotIncreasing { index, captured_ms: captured, last_ms: prev });
                         }
-                        if let Some(id) = s.session().filter(|id| session_text.as_ref().is_none_or(|(held, _)| held != id)) {
-                            session_text = Some((id, id.to_string()));
-                        }
-                        let session = s.session().and(session_text.as_ref()).map(|(_, text)| text.as_str());
+                        let mut session_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                        let session = s.session().map(|id| &*id.hyphenated().encode_lower(&mut session_text));
                         insert
                             .execute(params![
                                 operator,
