@@ -23,7 +23,7 @@ mod python;
 mod release_agent;
 mod test;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 
 use anyhow::{Context, bail};
@@ -150,10 +150,16 @@ pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
         .context("cargo metadata names no target_directory")
 }
 
-/// The workspace root (the directory above this crate).
+/// The workspace root (the directory above this crate). Read from the
+/// environment `cargo run` gives us before the path compiled in: clones that
+/// share one target directory share one xtask binary, and cargo does not
+/// rebuild it for a clone at another path, so the compiled-in path can name
+/// another clone (or one since deleted).
 pub(crate) fn root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.parent().unwrap_or(&manifest).to_path_buf()
 }
 
 /// The cargo that runs us (so a pinned toolchain stays pinned), else `cargo`.

@@ -761,7 +761,9 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql_error)?;
         let mut n = 0;
-        for (sql, cutoff) in super::schema::prune_statements(&b) {
+        for (sql, cutoff) in
+            super::schema::prune_statements(&b, super::schema::HEARTBEAT_SAMPLES_NULL)
+        {
             n += execute(&tx, sql, &[&cutoff]).await?;
         }
         tx.commit().await.map_err(sql_error)?;

@@ -54,9 +54,23 @@ pub const DELIVERY_COLUMNS: &str = "d.seq, d.webhook_id, d.event_id, e.type, e.s
 pub const SAMPLE_COLUMNS: &str = "session_id, sequence, captured_ms, lat_e7, lng_e7, accuracy_cm, \
     operator_id, source, signature, received_ms";
 
+/// Heartbeat samples past retention where no session is NULL (PostgreSQL).
+pub const HEARTBEAT_SAMPLES_NULL: &str =
+    "DELETE FROM telemetry WHERE session_id IS NULL AND received_ms < $1";
+/// Heartbeat samples past retention where no session is the nil id, 16 zero
+/// bytes (SQLite, whose telemetry is keyed by session).
+pub const HEARTBEAT_SAMPLES_NIL: &str =
+    "DELETE FROM telemetry WHERE session_id = zeroblob(16) AND received_ms < $1";
+
 /// What a retention pass deletes, in order: each statement with the cutoff
 /// it binds as `$1` (both SQLite and PostgreSQL read `$1`).
-pub fn prune_statements(b: &super::PruneBefore) -> [(&'static str, UnixMillis); 10] {
+/// `heartbeat_samples` is the store's own statement for the samples of no
+/// session: the two stores write "no session" differently (see
+/// [`HEARTBEAT_SAMPLES_NULL`], [`HEARTBEAT_SAMPLES_NIL`]).
+pub fn prune_statements(
+    b: &super::PruneBefore,
+    heartbeat_samples: &'static str,
+) -> [(&'static str, UnixMillis); 10] {
     [
         ("DELETE FROM challenges WHERE expires_ms < $1", b.challenges_ms),
         // A used quote is the record of a session's rate: it stays.
@@ -65,10 +79,7 @@ pub fn prune_statements(b: &super::PruneBefore) -> [(&'static str, UnixMillis); 
                AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.quote_id = quotes.id)",
             b.quotes_ms,
         ),
-        (
-            "DELETE FROM telemetry WHERE session_id IS NULL AND received_ms < $1",
-            b.heartbeat_samples_ms,
-        ),
+        (heartbeat_samples, b.heartbeat_samples_ms),
         (
             "DELETE FROM workspace_locations WHERE received_ms < $1",
             b.locations_ms,

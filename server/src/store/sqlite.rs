@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_session_samples.sql"),
     include_str!("migrations/0011_device_logs.sql"),
     include_str!("migrations/0012_telemetry_without_rowid.sql"),
+    include_str!("migrations/0013_telemetry_by_session.sql"),
 ];
 
 /// How many read connections a file store opens unless told otherwise.
@@ -680,11 +681,8 @@ fn load_operator(conn: &Connection, id: Uuid) -> Sql<Option<Operator>> {
 }
 
 fn sample_row(row: &Row<'_>) -> Sql<Sample> {
-    let session: Option<String> = row.get(0)?;
-    let session_id = match session {
-        Some(t) => *Uuid::parse_str(&t).map_err(conversion)?.as_bytes(),
-        None => [0; 16],
-    };
+    // The nil session (16 zero bytes) is a sample of no session.
+    let session_id: [u8; 16] = row.get(0)?;
     let source: i64 = row.get(7)?;
     Ok(Sample {
         session_id,
@@ -1008,7 +1006,7 @@ impl Store for SqliteStore {
             .run(move |c| {
                 let tx = c.transaction()?;
                 let mut n = 0usize;
-                for (sql, cutoff) in schema::prune_statements(&b) {
+                for (sql, cutoff) in schema::prune_statements(&b, schema::HEARTBEAT_SAMPLES_NIL) {
                     n += tx.execute(sql, [cutoff])?;
                 }
                 tx.commit()?;
@@ -2189,8 +2187,7 @@ impl Store for SqliteStore {
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                         )
                         .map_err(StoreError::from)?;
-                    // Ids bound as text without an allocation per row.
-                    let operator = operator_id.to_string();
+                    let operator = &operator_id.as_bytes()[..];
                     for (index, stored) in samples.iter().enumerate() {
                         let s = &stored.sample;
                         if let Some(prev) = last.filter(|&prev| s.sequence <= prev) {
@@ -2200,13 +2197,11 @@ impl Store for SqliteStore {
                         if let Some(prev) = newest.map(|f| f.captured_ms).filter(|&prev| captured <= prev) {
                             return Err(IngestError::CapturedNotIncreasing { index, captured_ms: captured, last_ms: prev });
                         }
-                        let mut session_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-                        let session = s.session().map(|id| &*id.hyphenated().encode_lower(&mut session_text));
                         insert
                             .execute(params![
                                 operator,
                                 to_i64(s.sequence),
-                                session,
+                                &s.session_id[..],
                                 to_i64(s.captured_at_ms),
                                 i64::from(s.lat_e7),
                                 i64::from(s.lng_e7),
@@ -2349,7 +2344,7 @@ impl Store for SqliteStore {
                 "SELECT {SAMPLE_COLUMNS} FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence"
             ))?;
             let rows = stmt
-                .query_map([session_id.to_string()], |row| {
+                .query_map([&session_id.as_bytes()[..]], |row| {
                     let signature: Vec<u8> = row.get(8)?;
                     Ok(StoredSample {
                         sample: sample_row(row)?,
@@ -2368,7 +2363,7 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {SAMPLE_COLUMNS} FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence"
             ))?;
-            let rows = stmt.query_map([session_id.to_string()], sample_row)?.collect::<Sql<Vec<_>>>()?;
+            let rows = stmt.query_map([&session_id.as_bytes()[..]], sample_row)?.collect::<Sql<Vec<_>>>()?;
             Ok(rows)
         })
         .await
@@ -2570,7 +2565,7 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{Connection, MIGRATIONS, SqliteStore, migrate};
+    use super::{Connection, MIGRATIONS, SAMPLE_COLUMNS, SqliteStore, Uuid, migrate, params};
 
     crate::store_suite!((SqliteStore::in_memory().expect("in-memory store"), ()));
 
@@ -2627,40 +2622,113 @@ mod tests {
         assert!(err.to_string().contains("readonly"), "{err}");
     }
 
-    #[test]
-    fn stored_telemetry_survives_the_move_to_a_table_without_rowid() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        let before = MIGRATIONS.len() - 1;
+    /// A connection at the schema before the telemetry table's moves
+    /// (0012, 0013), holding `rows` of telemetry as that schema stored them.
+    fn telemetry_before_its_moves(rows: &[(&str, Option<&str>, i64)]) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        let before = MIGRATIONS.len() - 2;
         for script in &MIGRATIONS[..before] {
             conn.execute_batch(script).unwrap();
         }
         conn.pragma_update(None, "user_version", before as i64)
             .unwrap();
-        conn.execute(
-            "INSERT INTO telemetry (operator_id, sequence, session_id, captured_ms, lat_e7, lng_e7, accuracy_cm, source, signature, received_ms)
-             VALUES ('op', 7, 'session', 1000, 47110000, -740720000, 350, 1, x'0102', 1001)",
-            [],
-        )
-        .unwrap();
-        migrate(&mut conn).unwrap();
-        let row: (i64, String, i64, Vec<u8>) = conn
-            .query_row(
-                "SELECT sequence, session_id, lat_e7, signature FROM telemetry WHERE operator_id = 'op'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        for (operator, session, sequence) in rows {
+            conn.execute(
+                "INSERT INTO telemetry (operator_id, sequence, session_id, captured_ms, lat_e7, lng_e7, accuracy_cm, source, signature, received_ms)
+                 VALUES (?1, ?2, ?3, 1000 + ?2, 47110000, -740720000, 350, 1, x'0102', 1001)",
+                params![operator, sequence, session],
             )
             .unwrap();
-        assert_eq!(row, (7, "session".to_owned(), 47_110_000, vec![1, 2]));
-        // A table without rowid has no rowid to select.
+        }
+        conn
+    }
+
+    #[test]
+    fn stored_telemetry_survives_the_moves_to_a_table_keyed_by_session() {
+        let (operator, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut conn = telemetry_before_its_moves(&[
+            (&operator.to_string(), Some(&session.to_string()), 7),
+            (&operator.to_string(), None, 8),
+        ]);
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(Vec<u8>, i64, i64, Vec<u8>, i64, Vec<u8>)> = conn
+            .prepare("SELECT session_id, captured_ms, sequence, operator_id, lat_e7, signature FROM telemetry ORDER BY sequence")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let op = operator.as_bytes().to_vec();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    session.as_bytes().to_vec(),
+                    1007,
+                    7,
+                    op.clone(),
+                    47_110_000,
+                    vec![1, 2]
+                ),
+                (vec![0; 16], 1008, 8, op, 47_110_000, vec![1, 2]),
+            ]
+        );
+        // One b-tree: no rowid, and no index beside the table's key.
         assert!(conn.prepare("SELECT rowid FROM telemetry").is_err());
-        let index: i64 = conn
+        let indexes: i64 = conn
             .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'telemetry_session'",
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'telemetry' AND sql IS NOT NULL",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(index, 1);
+        assert_eq!(indexes, 0);
+        // A session's samples are read in key order (no sort), and the
+        // heartbeat samples are one range of the key.
+        for (query, wants) in [
+            (
+                format!(
+                    "SELECT {SAMPLE_COLUMNS} FROM telemetry WHERE session_id = ?1 ORDER BY captured_ms, sequence"
+                ),
+                "USING PRIMARY KEY (session_id=?)",
+            ),
+            (
+                super::schema::HEARTBEAT_SAMPLES_NIL.replace("$1", "?1"),
+                "USING PRIMARY KEY (session_id=?)",
+            ),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .unwrap()
+                .query_map([session.as_bytes().to_vec()], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(
+                plan.contains(wants) && !plan.contains("TEMP B-TREE"),
+                "{query}: {plan}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_telemetry_id_that_is_not_a_uuid_stops_the_move_and_loses_nothing() {
+        let mut conn = telemetry_before_its_moves(&[("not-a-uuid", None, 7)]);
+        let err = migrate(&mut conn).expect_err("a malformed id moved");
+        assert!(err.to_string().contains("NOT NULL"), "{err}");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            version,
+            MIGRATIONS.len() as i64 - 1,
+            "0012 applied, 0013 not"
+        );
+        let kept: String = conn
+            .query_row("SELECT operator_id FROM telemetry", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, "not-a-uuid");
     }
 
     #[test]
