@@ -680,6 +680,31 @@ fn load_operator(conn: &Connection, id: Uuid) -> Sql<Option<Operator>> {
     one(conn, &sql, [id.to_string()], operator_row)
 }
 
+/// Stores checked samples of one device.
+fn insert_samples(conn: &Connection, operator_id: Uuid, samples: &[StoredSample]) -> Sql<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO telemetry (operator_id, sequence, session_id, captured_ms, lat_e7, lng_e7, accuracy_cm, source, signature, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let operator = &operator_id.as_bytes()[..];
+    for stored in samples {
+        let s = &stored.sample;
+        insert.execute(params![
+            operator,
+            to_i64(s.sequence),
+            &s.session_id[..],
+            to_i64(s.captured_at_ms),
+            i64::from(s.lat_e7),
+            i64::from(s.lng_e7),
+            i64::from(s.accuracy_cm),
+            i64::from(s.source.code()),
+            &stored.signature[..],
+            stored.received_ms,
+        ])?;
+    }
+    Ok(())
+}
+
 fn sample_row(row: &Row<'_>) -> Sql<Sample> {
     // The nil session (16 zero bytes) is a sample of no session.
     let session_id: [u8; 16] = row.get(0)?;
@@ -2180,41 +2205,19 @@ impl Store for SqliteStore {
                 // The device's newest capture is its last sample's: capture
                 // times grow with the sequence.
                 let mut newest = op.fix;
-                {
-                    let mut insert = tx
-                        .prepare_cached(
-                            "INSERT INTO telemetry (operator_id, sequence, session_id, captured_ms, lat_e7, lng_e7, accuracy_cm, source, signature, received_ms)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                        )
-                        .map_err(StoreError::from)?;
-                    let operator = &operator_id.as_bytes()[..];
-                    for (index, stored) in samples.iter().enumerate() {
-                        let s = &stored.sample;
-                        if let Some(prev) = last.filter(|&prev| s.sequence <= prev) {
-                            return Err(IngestError::Replayed { index, sequence: s.sequence, last: prev });
-                        }
-                        let captured = to_i64(s.captured_at_ms);
-                        if let Some(prev) = newest.map(|f| f.captured_ms).filter(|&prev| captured <= prev) {
-                            return Err(IngestError::CapturedNotIncreasing { index, captured_ms: captured, last_ms: prev });
-                        }
-                        insert
-                            .execute(params![
-                                operator,
-                                to_i64(s.sequence),
-                                &s.session_id[..],
-                                to_i64(s.captured_at_ms),
-                                i64::from(s.lat_e7),
-                                i64::from(s.lng_e7),
-                                i64::from(s.accuracy_cm),
-                                i64::from(s.source.code()),
-                                &stored.signature[..],
-                                stored.received_ms,
-                            ])
-                            .map_err(StoreError::from)?;
-                        last = Some(s.sequence);
-                        newest = Some(DeviceFix { lat_e7: s.lat_e7, lng_e7: s.lng_e7, accuracy_cm: s.accuracy_cm, captured_ms: captured });
+                for (index, stored) in samples.iter().enumerate() {
+                    let s = &stored.sample;
+                    if let Some(prev) = last.filter(|&prev| s.sequence <= prev) {
+                        return Err(IngestError::Replayed { index, sequence: s.sequence, last: prev });
                     }
+                    let captured = to_i64(s.captured_at_ms);
+                    if let Some(prev) = newest.map(|f| f.captured_ms).filter(|&prev| captured <= prev) {
+                        return Err(IngestError::CapturedNotIncreasing { index, captured_ms: captured, last_ms: prev });
+                    }
+                    last = Some(s.sequence);
+                    newest = Some(DeviceFix { lat_e7: s.lat_e7, lng_e7: s.lng_e7, accuracy_cm: s.accuracy_cm, captured_ms: captured });
                 }
+                insert_samples(&tx, operator_id, &samples).map_err(StoreError::from)?;
                 // Within each session's cap, counted as stored (after the
                 // replay checks above, so a replay is refused as one).
                 let mut per_session: Vec<(String, i64)> = Vec::new();
@@ -2229,10 +2232,10 @@ impl Store for SqliteStore {
                 let cap = to_i64(max_session_samples);
                 for (session_id, adding) in per_session {
                     let within = tx
-                        .execute(
+                        .prepare_cached(
                             "UPDATE sessions SET samples_stored = samples_stored + ?2 WHERE id = ?1 AND samples_stored + ?2 <= ?3",
-                            params![session_id, adding, cap],
                         )
+                        .and_then(|mut update| update.execute(params![session_id, adding, cap]))
                         .map_err(StoreError::from)?;
                     if within == 0 {
                         let held: Option<i64> = tx
@@ -2250,10 +2253,11 @@ impl Store for SqliteStore {
                 }
                 note_contact(&tx, &operator_id.to_string(), op.last_seen_ms, now, silent_after_ms)
                     .map_err(StoreError::from)?;
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE operators SET last_sequence = ?2, last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?3),
                         fix_lat_e7 = ?4, fix_lng_e7 = ?5, fix_acc_cm = ?6, fix_ms = ?7 WHERE id = ?1",
-                    params![
+                )
+                .and_then(|mut update| update.execute(params![
                         operator_id.to_string(),
                         last.map(to_i64),
                         now,
@@ -2261,8 +2265,7 @@ impl Store for SqliteStore {
                         newest.map(|f| i64::from(f.lng_e7)),
                         newest.map(|f| i64::from(f.accuracy_cm)),
                         newest.map(|f| f.captured_ms),
-                    ],
-                )
+                    ]))
                 .map_err(StoreError::from)?;
                 tx.commit().map_err(StoreError::from)?;
                 Ok(last.unwrap_or(0))

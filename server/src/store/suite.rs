@@ -1314,16 +1314,36 @@ pub async fn stored_samples_keep_when_they_were_received(store: &dyn Store) {
         .create_session(build_session(&consumer, 10, 100), u64::MAX, 1)
         .await
         .unwrap();
-    let mut sample = build_sample(1, 1_000, 45_000);
-    sample.sample.session_id = *s.id.as_bytes();
+    let of_session = |sequence: u64| {
+        let mut sample = build_sample(sequence, 1_000 * sequence as i64, 45_000);
+        sample.sample.session_id = *s.id.as_bytes();
+        sample
+    };
     store
-        .ingest_samples(op.id, vec![sample.clone()], 45_000, 10_000, u64::MAX)
+        .ingest_samples(op.id, vec![of_session(1)], 45_000, 10_000, u64::MAX)
         .await
         .unwrap();
-    assert_eq!(
-        store.session_stored_samples(s.id).await.unwrap(),
-        vec![sample]
-    );
+    // A heartbeat's sample between, of no session.
+    store
+        .ingest_samples(
+            op.id,
+            vec![build_sample(2, 2_000, 46_000)],
+            46_000,
+            10_000,
+            u64::MAX,
+        )
+        .await
+        .unwrap();
+    // A store-and-forward batch longer than one multi-row statement, with
+    // rows left over.
+    let replay: Vec<StoredSample> = (3..=73).map(of_session).collect();
+    store
+        .ingest_samples(op.id, replay.clone(), 47_000, 10_000, u64::MAX)
+        .await
+        .unwrap();
+    let mut expected = vec![of_session(1)];
+    expected.extend(replay);
+    assert_eq!(store.session_stored_samples(s.id).await.unwrap(), expected);
 }
 
 pub async fn a_webhook_failing_events_in_a_row_is_disabled_and_workspaces_take_turns(
