@@ -49,10 +49,15 @@ impl Decoder {
             Codec::Vp8 => "vp8dec",
         };
         let output = match to {
-            // JPEG (JFIF) is full range: from I420 jpegenc would keep white at 235.
-            DecodeTo::Jpeg { quality } => {
-                format!("video/x-raw,format=RGB ! jpegenc quality={quality}")
-            }
+            // JPEG (JFIF) is full range, and decoders give limited range
+            // (white at 235): `range` stretches it to full in place before
+            // jpegenc takes the planes as they are. Through RGB instead,
+            // a JPEG costs three times the CPU (converted to RGB, then
+            // back to YCbCr and subsampled inside the encoder).
+            DecodeTo::Jpeg { quality } => format!(
+                "video/x-raw,format=I420 ! videobalance name=range contrast={LIMITED_TO_FULL_LUMA} \
+                 brightness={LIMITED_TO_FULL_BLACK} saturation={LIMITED_TO_FULL_CHROMA} ! jpegenc quality={quality}"
+            ),
             DecodeTo::I420 => "video/x-raw,format=I420".into(),
         };
         let description = format!(
@@ -92,6 +97,9 @@ impl Decoder {
                 })
                 .build(),
         );
+        if let Some(range) = pipeline.by_name("range") {
+            keep_full_range_as_is(&range);
+        }
         let broken = Arc::new(AtomicBool::new(false));
         {
             let broken = Arc::clone(&broken);
@@ -133,8 +141,68 @@ impl Decoder {
     }
 }
 
+/// videobalance settings that take limited-range YCbCr (luma 16–235,
+/// chroma 16–240) to full range: luma scaled by 255/219 with 16 mapped to 0,
+/// chroma scaled by 255/224 about its middle.
+const LIMITED_TO_FULL_LUMA: f64 = 255.0 / 219.0;
+const LIMITED_TO_FULL_BLACK: f64 = -16.0 / 255.0;
+const LIMITED_TO_FULL_CHROMA: f64 = 255.0 / 224.0;
+
+/// A stream the decoder says is full range already (an H.264 camera that
+/// sets its full-range flag) passes `range` untouched: stretched again, its
+/// highlights and shadows would clip.
+fn keep_full_range_as_is(range: &gst::Element) {
+    let Some(pad) = range.static_pad("sink") else {
+        return;
+    };
+    let balance = range.downgrade();
+    pad.connect_notify(Some("caps"), move |pad, _| {
+        let Some(balance) = balance.upgrade() else {
+            return;
+        };
+        let full = pad.current_caps().is_some_and(|caps| {
+            caps.structure(0)
+                .and_then(|s| s.get::<&str>("colorimetry").ok())
+                .is_some_and(is_full_range)
+        });
+        let (luma, black, chroma) = if full {
+            (1.0, 0.0, 1.0)
+        } else {
+            (
+                LIMITED_TO_FULL_LUMA,
+                LIMITED_TO_FULL_BLACK,
+                LIMITED_TO_FULL_CHROMA,
+            )
+        };
+        balance.set_property("contrast", luma);
+        balance.set_property("brightness", black);
+        balance.set_property("saturation", chroma);
+    });
+}
+
+/// Whether a caps `colorimetry` names full range: its numeric form starts
+/// with the range, 1 being 0–255; the named ones (bt601, bt709, bt2020, …)
+/// are all limited.
+fn is_full_range(colorimetry: &str) -> bool {
+    colorimetry.starts_with("1:")
+}
+
 impl Drop for Decoder {
     fn drop(&mut self) {
         crate::stop(&self.pipeline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_full_range;
+
+    #[test]
+    fn only_a_numeric_colorimetry_with_range_one_is_full_range() {
+        assert!(is_full_range("1:4:0:0"));
+        assert!(is_full_range("1:3:5:1"));
+        for limited in ["2:4:0:0", "bt601", "bt709", "bt2020", "0:0:0:0", ""] {
+            assert!(!is_full_range(limited), "{limited}");
+        }
     }
 }

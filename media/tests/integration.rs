@@ -51,6 +51,14 @@ async fn publish_and_decode_a_frame(codec: Codec) {
         .expect("a valid JPEG")
         .to_rgb8();
     smpte_bars_match(&image).unwrap();
+    // Full range, as JFIF is: white is white, not video's 235, and black
+    // is black, not 16.
+    let white = image.get_pixel(picture.width / 14, picture.height / 6).0;
+    assert!(white.iter().all(|&c| c >= 245), "white bar is {white:?}");
+    let blue = image
+        .get_pixel(picture.width * 13 / 14, picture.height / 6)
+        .0;
+    assert!(blue[0] <= 10 && blue[1] <= 10, "blue bar is {blue:?}");
     assert!(
         publisher
             .stats()
