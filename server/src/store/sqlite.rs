@@ -2654,7 +2654,9 @@ mod tests {
             (&operator.to_string(), None, 8),
         ]);
         migrate(&mut conn).unwrap();
-        let rows: Vec<(Vec<u8>, i64, i64, Vec<u8>, i64, Vec<u8>)> = conn
+        /// session, captured, sequence, operator, latitude, signature
+        type MovedRow = (Vec<u8>, i64, i64, Vec<u8>, i64, Vec<u8>);
+        let rows: Vec<MovedRow> = conn
             .prepare("SELECT session_id, captured_ms, sequence, operator_id, lat_e7, signature FROM telemetry ORDER BY sequence")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
