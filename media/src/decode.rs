@@ -180,9 +180,9 @@ fn keep_full_range_as_is(range: &gst::Element) {
     });
 }
 
-/// Whether a caps `colorimetry` names full range: its numeric form starts
-/// with the range, 1 being 0–255; the named ones (bt601, bt709, bt2020, …)
-/// are all limited.
+/// Whether a decoder's YUV `colorimetry` names full range: its numeric
+/// form starts with the range, 1 being 0–255; the YUV names a decoder
+/// gives (bt601, bt709, bt2020, …) are all limited.
 fn is_full_range(colorimetry: &str) -> bool {
     colorimetry.starts_with("1:")
 }

@@ -91,8 +91,10 @@ pub(crate) fn package_of(element: &str) -> &'static str {
         "webrtcbin" | "h264parse" | "openh264enc" | "openh264dec" => "gstreamer1.0-plugins-bad",
         "nicesrc" | "nicesink" => "gstreamer1.0-nice",
         "dtlsdec" | "dtlsenc" => "gstreamer1.0-plugins-bad",
-        "vp8enc" | "vp8dec" | "jpegenc" | "rtpvp8pay" | "rtpvp8depay" | "rtph264pay"
-        | "rtph264depay" | "v4l2src" | "rtspsrc" | "v4l2h264enc" => "gstreamer1.0-plugins-good",
+        "vp8enc" | "vp8dec" | "jpegenc" | "videobalance" | "rtpvp8pay" | "rtpvp8depay"
+        | "rtph264pay" | "rtph264depay" | "v4l2src" | "rtspsrc" | "v4l2h264enc" => {
+            "gstreamer1.0-plugins-good"
+        }
         "x264enc" => "gstreamer1.0-plugins-ugly",
         "avdec_h264" => "gstreamer1.0-libav",
         "libcamerasrc" => "gstreamer1.0-libcamera",

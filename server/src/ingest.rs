@@ -19,6 +19,11 @@ use crate::store::{IngestError, Operator, StoredSample};
 /// replay sends its backlog in batches).
 pub(crate) const MAX_BATCH: usize = 1000;
 
+/// The highest sequence a device may use: stores keep sequences as signed
+/// 64-bit integers, and above this one a later sample would no longer
+/// store as above the last.
+pub(crate) const MAX_SEQUENCE: u64 = i64::MAX.unsigned_abs();
+
 /// Verifies and stores a device's samples, of one session or (`None`) of
 /// none: the one path of HTTP and MQTT telemetry. Returns the device's
 /// last stored sequence.
@@ -98,6 +103,12 @@ pub(crate) async fn verify_and_store(
             }
             other => ApiError::invalid(&at(i, "signature"), other),
         })?;
+        if sample.sequence > MAX_SEQUENCE {
+            return Err(ApiError::invalid(
+                &at(i, "sequence"),
+                format!("must be at most {MAX_SEQUENCE}"),
+            ));
+        }
         decoded.push((sample, signature));
     }
     // Signatures are checked on every core, by the verifier threads.

@@ -179,7 +179,14 @@ impl BuiltinMedia {
 /// The elements the built-in plane cannot work without.
 pub(crate) fn check_gstreamer() -> Result<(), MediaError> {
     lx_media::init().map_err(|e| MediaError::Unavailable(e.to_string()))?;
-    for element in ["webrtcbin", "nicesrc", "rtpvp8depay", "vp8dec", "jpegenc"] {
+    for element in [
+        "webrtcbin",
+        "nicesrc",
+        "rtpvp8depay",
+        "vp8dec",
+        "videobalance",
+        "jpegenc",
+    ] {
         if !lx_media::has_element(element) {
             return Err(MediaError::Unavailable(format!(
                 "the GStreamer element {element} is missing; install gstreamer1.0-plugins-good, \

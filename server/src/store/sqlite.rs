@@ -2719,21 +2719,23 @@ mod tests {
 
     #[test]
     fn a_telemetry_id_that_is_not_a_uuid_stops_the_move_and_loses_nothing() {
-        let mut conn = telemetry_before_its_moves(&[("not-a-uuid", None, 7)]);
-        let err = migrate(&mut conn).expect_err("a malformed id moved");
-        assert!(err.to_string().contains("NOT NULL"), "{err}");
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(
-            version,
-            MIGRATIONS.len() as i64 - 1,
-            "0012 applied, 0013 not"
-        );
-        let kept: String = conn
-            .query_row("SELECT operator_id FROM telemetry", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(kept, "not-a-uuid");
+        for (bad, refusal) in [("not-a-uuid", "NOT NULL"), ("abcd", "CHECK")] {
+            let mut conn = telemetry_before_its_moves(&[(bad, None, 7)]);
+            let err = migrate(&mut conn).expect_err("a malformed id moved");
+            assert!(err.to_string().contains(refusal), "{bad}: {err}");
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(
+                version,
+                MIGRATIONS.len() as i64 - 1,
+                "0012 applied, 0013 not"
+            );
+            let kept: String = conn
+                .query_row("SELECT operator_id FROM telemetry", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(kept, bad);
+        }
     }
 
     #[test]

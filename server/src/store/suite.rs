@@ -1334,8 +1334,7 @@ pub async fn stored_samples_keep_when_they_were_received(store: &dyn Store) {
         )
         .await
         .unwrap();
-    // A store-and-forward batch longer than one multi-row statement, with
-    // rows left over.
+    // A store-and-forward replay of many samples at once.
     let replay: Vec<StoredSample> = (3..=73).map(of_session).collect();
     store
         .ingest_samples(op.id, replay.clone(), 47_000, 10_000, u64::MAX)
@@ -1534,7 +1533,7 @@ pub async fn retention_drops_only_what_can_no_longer_matter(store: &dyn Store) {
     for q in [&unused, &used, &fresh] {
         store.insert_quote(q.clone()).await.unwrap();
     }
-    store
+    let session = store
         .create_session(
             NewSession {
                 quote_id: Some(used.id),
@@ -1545,6 +1544,22 @@ pub async fn retention_drops_only_what_can_no_longer_matter(store: &dyn Store) {
         )
         .await
         .unwrap();
+    // A device's samples: an old heartbeat's, an old one of the session
+    // (evidence: kept), a recent heartbeat's.
+    let device = enrolled_device(store, &ws).await;
+    let mut evidence = build_sample(2, 60, 100);
+    evidence.sample.session_id = *session.id.as_bytes();
+    for sample in [
+        build_sample(1, 50, 100),
+        evidence.clone(),
+        build_sample(3, 70, 9_000),
+    ] {
+        let at = sample.received_ms;
+        store
+            .ingest_samples(device.id, vec![sample], at, 10_000, u64::MAX)
+            .await
+            .unwrap();
+    }
     let (old_cookie, live_cookie) = (Uuid::new_v4(), Uuid::new_v4());
     store.revoke_cookie(old_cookie, 100, 0).await.unwrap();
     store.revoke_cookie(live_cookie, 9_000, 0).await.unwrap();
@@ -1571,7 +1586,29 @@ pub async fn retention_drops_only_what_can_no_longer_matter(store: &dyn Store) {
         })
         .await
         .unwrap();
-    assert_eq!(pruned, 4, "a challenge, a quote, a cookie, a location");
+    assert_eq!(
+        pruned, 6,
+        "a challenge, a quote, a cookie, a location, the device's used enrollment token, a heartbeat's sample"
+    );
+    assert_eq!(
+        store.session_stored_samples(session.id).await.unwrap(),
+        vec![evidence]
+    );
+    let later = store
+        .prune(PruneBefore {
+            challenges_ms: 0,
+            quotes_ms: 0,
+            heartbeat_samples_ms: 10_000,
+            locations_ms: 0,
+            dispatch_attempts_ms: 0,
+            enrollment_tokens_ms: 0,
+            webhook_rows_ms: 0,
+            outages_ms: 0,
+            cookies_ms: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(later, 1, "the recent heartbeat's sample, once it is old");
     assert!(
         store
             .take_challenge("oldnonce01", ChallengePurpose::SignIn)

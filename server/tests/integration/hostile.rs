@@ -916,6 +916,33 @@ async fn a_device_cannot_stuff_a_session_past_its_sample_cap() {
 }
 
 #[tokio::test]
+async fn a_device_cannot_take_a_sequence_past_what_the_store_holds() {
+    let t = TestApp::spawn().await;
+    let (_owner, _a, b) = fleet_of_two(&t).await;
+    let located = locate(&t, &b).await;
+    let (consumer, id) = session_for(&t, &b, "far-sequence-consumer", 10).await;
+    t.clock.advance_ms(1_500);
+    let sid: uuid::Uuid = id.parse().unwrap();
+    let path = format!("/sessions/{id}/telemetry");
+    // Above 2^63 - 1 sequences would store as one number: each such sample
+    // would pass as new, again and again.
+    for (n, sequence) in [(1, 1u64 << 63), (2, u64::MAX)] {
+        let sample =
+            b.sample_with_sequence(Some(sid), sequence, located + n, crate::common::BOGOTA, 3.0);
+        let refused = t
+            .post(&path, b.auth(), sample)
+            .await
+            .expect(400, "INVALID_INPUT");
+        assert_eq!(refused.detail(), "input:sequence");
+    }
+    let track = t
+        .get(format!("/sessions/{id}/telemetry"), consumer.auth())
+        .await
+        .ok();
+    assert_eq!(track.data().as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
 async fn an_address_guessing_credentials_is_shut_out_of_every_route_and_others_are_not() {
     let t = TestApp::spawn_with(|c| c.rate_limits.auth_failures_per_minute = 5).await;
     let honest = t.consumer("guessed-at").await;

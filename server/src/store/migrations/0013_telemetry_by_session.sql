@@ -18,12 +18,13 @@ CREATE TABLE telemetry_by_session (
     source      INTEGER NOT NULL,
     signature   BLOB NOT NULL,
     received_ms INTEGER NOT NULL,
-    PRIMARY KEY (session_id, captured_ms, sequence, operator_id)
+    PRIMARY KEY (session_id, captured_ms, sequence, operator_id),
+    CHECK (length(session_id) = 16 AND length(operator_id) = 16)
 ) WITHOUT ROWID;
 
--- An id that is not a UUID's text unhexes to NULL and fails NOT NULL:
--- the migration stops and nothing is lost, rather than storing a
--- sample under a wrong key.
+-- An id that is not a UUID's text fails NOT NULL (not hex: unhex gives
+-- NULL) or the length check (hex of another length): the migration stops
+-- and nothing is lost, rather than storing a sample under a wrong key.
 INSERT INTO telemetry_by_session
     (session_id, captured_ms, sequence, operator_id, lat_e7, lng_e7, accuracy_cm, source, signature, received_ms)
 SELECT
