@@ -78,7 +78,7 @@ fn main() {
                     "GPS__MAVLINK__ENDPOINT",
                     format!("\"udpin:127.0.0.1:{port}\""),
                 ));
-                let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                let script = common::manifest_dir()
                     .join("tests/mavlink/flight_controller.py");
                 let seconds = (2 * MEASURE.as_secs() + 60).to_string();
                 println!(

@@ -194,9 +194,7 @@ fn positions_of(log: &str) -> Vec<(f64, f64)> {
 fn gpsd_log(name: &str) -> std::path::PathBuf {
     let dir = std::env::var_os("LX_GPSD_LOGS")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.lx/fixtures/gpsd")
-        });
+        .unwrap_or_else(|| common::manifest_dir().join("../.lx/fixtures/gpsd"));
     let path = dir.join(name);
     assert!(
         path.exists(),

@@ -10,7 +10,7 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
@@ -36,7 +36,7 @@ const TOOLS: [&str; 13] = [
 ];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    common::manifest_dir()
         .parent()
         .expect("workspace root")
         .to_path_buf()

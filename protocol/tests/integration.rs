@@ -358,9 +358,11 @@ fn cast_binary() -> PathBuf {
         "aarch64" => "linux-arm64",
         _ => "linux-amd64",
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root");
+    // Cargo's directory at run time before the one compiled in: a test
+    // binary can be shared by clones of one target directory.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let root = manifest.parent().expect("the workspace root");
     let installed = root
         .join("tools/npm/node_modules/@foundry-rs")
         .join(format!("cast-{platform}"))

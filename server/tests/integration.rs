@@ -1852,8 +1852,7 @@ mod devices {
             crate::browser::root().join("tools/npm/node_modules/viem"),
             "npm install in tools/npm",
         );
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verify/track.mjs");
+        let script = common::manifest_dir().join("tests/verify/track.mjs");
         let mut node = tokio::process::Command::new("node")
             .arg(&script)
             .env("LX_VIEM", &viem)

@@ -18,7 +18,7 @@ use super::{agent_config, enrollment_token, operator_of, server_url, spawn_agent
 
 fn python() -> PathBuf {
     let path = std::env::var_os("LX_PYTHON").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/python/venv/bin/python"),
+        || crate::common::manifest_dir().join("../tools/python/venv/bin/python"),
         PathBuf::from,
     );
     assert!(
@@ -30,8 +30,7 @@ fn python() -> PathBuf {
 }
 
 fn flight_controller(out: &str, log: &std::path::Path, extra: &[&str]) -> std::process::Command {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mavlink/flight_controller.py");
+    let script = crate::common::manifest_dir().join("tests/mavlink/flight_controller.py");
     let mut cmd = std::process::Command::new(python());
     cmd.arg(script)
         .args(["--out", out, "--seconds", "14"])

@@ -40,7 +40,7 @@ impl Camera {
     }
 
     fn start_on(port: u16) -> Self {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rtsp/camera.py");
+        let script = crate::common::manifest_dir().join("tests/rtsp/camera.py");
         // Debian's Python: PyGObject and the RTSP server's typelib are its packages.
         let mut child = std::process::Command::new("/usr/bin/python3")
             .arg(script)

@@ -133,7 +133,7 @@ async fn a_hung_agent_misses_its_watchdog_and_is_restarted() {
 #[test]
 fn systemd_accepts_both_units() {
     let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
+    let root = crate::common::manifest_dir().join("../systemd");
     let mut units = Vec::new();
     for (name, binaries) in [
         (

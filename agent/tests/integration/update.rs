@@ -65,7 +65,8 @@ pub(super) fn build_agent(build: Build, out: &Path) {
         .unwrap()
         .join("update-test")
         .join(name);
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let manifest = crate::common::manifest_dir();
+    let workspace = manifest.parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace)
@@ -93,7 +94,7 @@ struct Unit {
 impl Unit {
     fn read(state: &Path, config: &Path) -> Self {
         let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/lx-agent.service"),
+            crate::common::manifest_dir().join("../systemd/lx-agent.service"),
         )
         .unwrap();
         let moved = |line: &str| {

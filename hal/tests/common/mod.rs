@@ -7,6 +7,17 @@ use std::time::{Duration, Instant};
 
 use lx_hal::gps::{Output, Stats, Tracker};
 
+/// This package's directory: cargo's, at run time, before the one compiled
+/// in. Clones that share a target directory share test binaries, and cargo
+/// does not rebuild one for a clone at another path, so the compiled-in
+/// path can name another clone (or one since deleted).
+pub(crate) fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
+}
+
 /// Positions agree to this many degrees (gpsd prints nine decimals).
 pub(crate) const TOLERANCE_DEG: f64 = 1e-7;
 
@@ -15,7 +26,7 @@ pub(crate) const TOLERANCE_DEG: f64 = 1e-7;
 pub(crate) fn gpsd_logs() -> PathBuf {
     let dir = std::env::var_os("LX_GPSD_LOGS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.lx/fixtures/gpsd"));
+        .unwrap_or_else(|| manifest_dir().join("../.lx/fixtures/gpsd"));
     assert!(
         dir.join("ublox-neo-m9n-nmea.log").is_file(),
         "gpsd's receiver logs are missing from {}: run `cargo xtask test` once \
@@ -194,5 +205,5 @@ pub(crate) fn first_difference(
 }
 
 pub(crate) fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+    manifest_dir().join("tests/data")
 }

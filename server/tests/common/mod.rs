@@ -22,6 +22,17 @@ use uuid::Uuid;
 
 pub type RespFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Resp> + Send + 'a>>;
 
+/// This package's directory: cargo's, at run time, before the one compiled
+/// in. Clones that share a target directory share test binaries, and cargo
+/// does not rebuild one for a clone at another path, so the compiled-in
+/// path can name another clone (or one since deleted).
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
+}
+
 pub const BOGOTA: (f64, f64) = (4.711, -74.072);
 
 /// An HTTP client of one server, with the helpers every test needs.

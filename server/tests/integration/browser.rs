@@ -6,7 +6,7 @@
 //! npm's playwright-core in tools/npm): `LX_CHROMIUM` and
 //! `LX_PLAYWRIGHT_CORE` name them, else the places xtask installs them to.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lx_media::Codec;
@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::media::{frame, publish, started_session};
 
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::common::manifest_dir()
         .parent()
         .expect("workspace root")
         .to_path_buf()
@@ -43,7 +43,7 @@ async fn chromium(args: &[&str]) -> Value {
         root().join("tools/npm/node_modules/playwright-core"),
         "npm install in tools/npm",
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/webrtc.mjs");
+    let script = crate::common::manifest_dir().join("tests/browser/webrtc.mjs");
     let out = tokio::process::Command::new("node")
         .arg(&script)
         .args(args)

@@ -311,7 +311,7 @@ impl Script {
             root().join("tools/npm/node_modules/playwright-core"),
             "npm install in tools/npm",
         );
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let script = crate::common::manifest_dir()
             .join("tests/browser")
             .join(script);
         let mut child = tokio::process::Command::new("node")

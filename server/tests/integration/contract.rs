@@ -158,7 +158,7 @@ async fn a_typescript_client_generated_from_the_document_drives_a_session_end_to
     let modules = fetch.parent().expect("node_modules");
     std::os::unix::fs::symlink(modules, dir.path().join("node_modules")).expect("link");
     std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/session.ts"),
+        crate::common::manifest_dir().join("tests/contract/session.ts"),
         dir.path().join("session.ts"),
     )
     .expect("copy");

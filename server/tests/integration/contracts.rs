@@ -2,11 +2,11 @@
 //! event, replay, the bound under fuzzing, batch against singles) and the
 //! committed gas snapshot, compiled offline with solcjs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::common::manifest_dir()
         .parent()
         .expect("workspace root")
         .to_path_buf()
