@@ -55,8 +55,7 @@ impl Decoder {
             // a JPEG costs three times the CPU (converted to RGB, then
             // back to YCbCr and subsampled inside the encoder).
             DecodeTo::Jpeg { quality } => format!(
-                "video/x-raw,format=I420 ! videobalance name=range contrast={LIMITED_TO_FULL_LUMA} \
-                 brightness={LIMITED_TO_FULL_BLACK} saturation={LIMITED_TO_FULL_CHROMA} ! jpegenc quality={quality}"
+                "video/x-raw,format=I420 ! videobalance name=range ! jpegenc quality={quality}"
             ),
             DecodeTo::I420 => "video/x-raw,format=I420".into(),
         };
@@ -98,7 +97,7 @@ impl Decoder {
                 .build(),
         );
         if let Some(range) = pipeline.by_name("range") {
-            keep_full_range_as_is(&range);
+            stretch_to_full_range(&range);
         }
         let broken = Arc::new(AtomicBool::new(false));
         {
@@ -148,10 +147,12 @@ const LIMITED_TO_FULL_LUMA: f64 = 255.0 / 219.0;
 const LIMITED_TO_FULL_BLACK: f64 = -16.0 / 255.0;
 const LIMITED_TO_FULL_CHROMA: f64 = 255.0 / 224.0;
 
-/// A stream the decoder says is full range already (an H.264 camera that
-/// sets its full-range flag) passes `range` untouched: stretched again, its
-/// highlights and shadows would clip.
-fn keep_full_range_as_is(range: &gst::Element) {
+/// Sets `range` (a videobalance) from the caps it is given, before their
+/// first picture: limited range is stretched to full; a stream the decoder
+/// says is full range already (an H.264 camera that sets its full-range
+/// flag) passes untouched, since stretched again its highlights and shadows
+/// would clip.
+fn stretch_to_full_range(range: &gst::Element) {
     let Some(pad) = range.static_pad("sink") else {
         return;
     };

@@ -195,8 +195,8 @@ fn verifiers() -> &'static Verifiers {
 /// dedicated machine or in a cpuset): then each verifier thread keeps to
 /// one, and its caches keep the curve's tables between chunks rather than
 /// following the thread from core to core (telemetry bench here: median
-/// ratio 0.82 → 0.84 over 14 and 7 runs). A wider mask (a CPU quota, a shared host) is left to the
-/// scheduler.
+/// ratio 0.82 → 0.84 over 14 and 7 runs). A wider mask (a CPU quota, a
+/// shared host) is left to the scheduler.
 #[cfg(target_os = "linux")]
 fn own_cpus(threads: usize) -> Option<Vec<usize>> {
     use nix::sched::{CpuSet, sched_getaffinity};
